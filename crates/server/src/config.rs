@@ -1,0 +1,738 @@
+//! `canary-config.yaml`: the typed configuration and its validation.
+//!
+//! Parsing is pure ([`Config::from_yaml`]); reading the file is separate
+//! ([`Config::load`]). Every value is validated while it is deserialized, so
+//! every error carries the line, column and field path of the value at fault.
+//! The seed's `canary:` block loads unchanged; every other section has defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use canary_shared::{self as wire, AlertLevel, CanaryShare, Comparator};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and where data lives.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The two services traffic is split between.
+    #[serde(default)]
+    pub upstreams: UpstreamsConfig,
+    /// The rollout rules (the seed's block).
+    pub canary: CanaryConfig,
+}
+
+/// `server:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The console, REST API and WebSocket.
+    pub admin_listen: SocketAddr,
+    /// The traffic-splitting proxy.
+    pub proxy_listen: SocketAddr,
+    /// State and audit trail.
+    pub data_dir: PathBuf,
+    /// The built console (trunk's `dist`); see [`ServerConfig::DEFAULT_ASSETS_DIR`].
+    pub assets_dir: PathBuf,
+}
+
+impl ServerConfig {
+    /// Where `cargo xtask build-app` puts the console, relative to the repo.
+    pub const DEFAULT_ASSETS_DIR: &'static str = "crates/app/dist";
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            proxy_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("canary-data"),
+            assets_dir: PathBuf::from(ServerConfig::DEFAULT_ASSETS_DIR),
+        }
+    }
+}
+
+/// `upstreams:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamsConfig {
+    /// The version serving users today.
+    pub production: UpstreamConfig,
+    /// The new version.
+    pub canary: UpstreamConfig,
+}
+
+impl Default for UpstreamsConfig {
+    fn default() -> Self {
+        let upstream = |port: u16| UpstreamConfig {
+            url: UpstreamUrl::from_str(&format!("http://127.0.0.1:{port}"))
+                .expect("a loopback URL is valid"),
+            version: None,
+            health_check: HealthCheckConfig::default(),
+        };
+        UpstreamsConfig { production: upstream(9001), canary: upstream(9002) }
+    }
+}
+
+impl UpstreamsConfig {
+    /// The upstream of `side`.
+    pub fn of(&self, side: wire::Side) -> &UpstreamConfig {
+        match side {
+            wire::Side::Production => &self.production,
+            wire::Side::Canary => &self.canary,
+        }
+    }
+}
+
+/// `upstreams.production:` or `upstreams.canary:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL, `http://host:port`.
+    pub url: UpstreamUrl,
+    /// Version label shown in the console.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
+}
+
+/// `upstreams.*.health_check:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Path requested with `GET`; any 2xx is healthy.
+    pub path: HttpPath,
+    /// Time between checks.
+    pub interval: ConfigDuration,
+    /// Time a check may take before it counts as failed.
+    pub timeout: ConfigDuration,
+    /// Consecutive passes that make an upstream healthy.
+    pub healthy_threshold: Threshold,
+    /// Consecutive failures that make an upstream unhealthy.
+    pub unhealthy_threshold: Threshold,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            path: HttpPath("/healthz".to_owned()),
+            interval: ConfigDuration(Duration::from_secs(2)),
+            timeout: ConfigDuration(Duration::from_secs(1)),
+            healthy_threshold: Threshold(2),
+            unhealthy_threshold: Threshold(3),
+        }
+    }
+}
+
+/// `canary:` — the seed's block plus what the product adds.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// When green metrics advance the rollout by themselves.
+    pub auto_progression: AutoProgressionConfig,
+    /// The canary shares a rollout walks through, ending at 100.
+    pub traffic_steps: TrafficSteps,
+    /// Checks judged continuously during a rollout.
+    #[serde(default)]
+    pub safety_checks: Vec<SafetyCheckConfig>,
+    /// Whether a critical breach rolls back without a human.
+    #[serde(default)]
+    pub auto_rollback: AutoRollbackConfig,
+}
+
+/// `canary.auto_progression:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoProgressionConfig {
+    /// Whether green metrics advance the rollout.
+    pub enabled: bool,
+    /// How long checks must stay green before the next step.
+    pub wait_time: ConfigDuration,
+    /// Implicit checks that apply to every rollout.
+    pub thresholds: ThresholdsConfig,
+}
+
+/// `canary.auto_progression.thresholds:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsConfig {
+    /// Highest acceptable p95 latency.
+    pub max_latency: ConfigDuration,
+    /// Lowest acceptable success rate, `0..=1`.
+    pub min_success_rate: Rate,
+    /// Highest acceptable error rate, `0..=1`.
+    pub max_error_rate: Rate,
+}
+
+/// `canary.auto_rollback:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRollbackConfig {
+    /// Whether a critical breach rolls back without a human.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for AutoRollbackConfig {
+    fn default() -> Self {
+        AutoRollbackConfig { enabled: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One entry of `canary.safety_checks:`, validated.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "SafetyCheckInput")]
+pub struct SafetyCheckConfig {
+    /// Shown to people.
+    pub name: String,
+    /// The metric read.
+    pub metric: String,
+    /// Upper or lower limit, given or implied by the metric.
+    pub comparator: Comparator,
+    /// The limit.
+    pub threshold: f64,
+    /// What a breach leads to.
+    pub alert_level: AlertLevel,
+}
+
+/// A safety check as written, before its comparator is settled.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SafetyCheckInput {
+    name: String,
+    metric: String,
+    threshold: f64,
+    alert_level: AlertLevel,
+    #[serde(default)]
+    comparator: Option<Comparator>,
+}
+
+impl TryFrom<SafetyCheckInput> for SafetyCheckConfig {
+    type Error = String;
+
+    fn try_from(input: SafetyCheckInput) -> Result<Self, Self::Error> {
+        if input.name.trim().is_empty() {
+            return Err("a safety check needs a non-empty `name`".to_owned());
+        }
+        if !input.threshold.is_finite() {
+            return Err(format!("check {:?}: `threshold` must be a finite number", input.name));
+        }
+        let implied = implied_comparator(&input.metric);
+        let comparator = match (implied, input.comparator) {
+            (Some((implied, true)), Some(given)) if given != implied => {
+                return Err(format!(
+                    "check {:?}: metric `{}` is always a {}imum, so `comparator: {}` cannot apply",
+                    input.name,
+                    input.metric,
+                    comparator_name(implied),
+                    comparator_name(given),
+                ));
+            }
+            (_, Some(given)) => given,
+            (Some((implied, _)), None) => implied,
+            (None, None) => {
+                return Err(format!(
+                    "check {:?}: metric `{}` does not say whether the threshold is a maximum \
+                     or a minimum; add `comparator: max` or `comparator: min`",
+                    input.name, input.metric
+                ));
+            }
+        };
+        if matches!(input.metric.as_str(), "success_rate" | "error_rate")
+            && !(0.0..=1.0).contains(&input.threshold)
+        {
+            return Err(format!(
+                "check {:?}: `{}` is a rate between 0 and 1, so `threshold: {}` cannot be reached",
+                input.name, input.metric, input.threshold
+            ));
+        }
+        Ok(SafetyCheckConfig {
+            name: input.name,
+            metric: input.metric,
+            comparator,
+            threshold: input.threshold,
+            alert_level: input.alert_level,
+        })
+    }
+}
+
+fn comparator_name(comparator: Comparator) -> &'static str {
+    match comparator {
+        Comparator::Max => "max",
+        Comparator::Min => "min",
+    }
+}
+
+/// The built-in metrics the proxy measures.
+pub const BUILT_IN_METRICS: &[&str] = &[
+    "avg_latency_ms",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "max_latency_ms",
+    "success_rate",
+    "error_rate",
+];
+
+/// The comparator a metric's name implies, and whether it is fixed (a
+/// built-in metric) or only a default (a custom metric named by convention).
+fn implied_comparator(metric: &str) -> Option<(Comparator, bool)> {
+    let built_in = BUILT_IN_METRICS.contains(&metric);
+    if metric.ends_with("success_rate") {
+        Some((Comparator::Min, built_in))
+    } else if metric.ends_with("error_rate")
+        || metric.ends_with("_latency_ms")
+        || metric.ends_with("_ms")
+        || metric.ends_with("_seconds")
+    {
+        Some((Comparator::Max, built_in))
+    } else {
+        None
+    }
+}
+
+// === Validated scalars ===
+
+/// A duration written as `24h`, `1000ms`, `1h30m`, `2s` (units `ms`, `s`, `m`, `h`, `d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ConfigDuration(pub Duration);
+
+impl TryFrom<String> for ConfigDuration {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        parse_duration(&text).map(ConfigDuration)
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Parses `24h`, `1000ms`, `1h30m`; a bare number is refused because its unit would be a guess.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "invalid duration {text:?}: write a number with a unit, such as \"500ms\", \"30s\", \"5m\", \"24h\" or \"1h30m\""
+        )
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits_end == 0 {
+            return Err(invalid());
+        }
+        let amount: u64 = rest[..digits_end].parse().map_err(|_| invalid())?;
+        rest = &rest[digits_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_millis: u64 = match &rest[..unit_end] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_end..];
+        let millis = amount.checked_mul(unit_millis).ok_or_else(invalid)?;
+        total = total.checked_add(Duration::from_millis(millis)).ok_or_else(invalid)?;
+    }
+    Ok(total)
+}
+
+/// A rate in `0..=1`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+pub struct Rate(pub f64);
+
+impl TryFrom<f64> for Rate {
+    type Error = String;
+
+    fn try_from(value: f64) -> Result<Self, Self::Error> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(Rate(value))
+        } else {
+            Err(format!("a rate must be between 0 and 1 (0.85 means 85 %), got {value}"))
+        }
+    }
+}
+
+/// A count of consecutive results, at least 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct Threshold(pub u32);
+
+impl TryFrom<u32> for Threshold {
+    type Error = String;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        if value >= 1 { Ok(Threshold(value)) } else { Err("a threshold must be at least 1".to_owned()) }
+    }
+}
+
+/// An absolute URL path starting with `/`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HttpPath(pub String);
+
+impl TryFrom<String> for HttpPath {
+    type Error = String;
+
+    fn try_from(path: String) -> Result<Self, Self::Error> {
+        let valid = path.starts_with('/')
+            && path.parse::<hyper::http::uri::PathAndQuery>().is_ok()
+            && !path.contains(char::is_whitespace);
+        if valid { Ok(HttpPath(path)) } else { Err(format!("invalid path {path:?}: it must start with '/'")) }
+    }
+}
+
+/// An upstream's base URL: `http://host:port`, with an optional path prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UpstreamUrl(hyper::Uri);
+
+impl UpstreamUrl {
+    /// The URL as parsed.
+    pub fn uri(&self) -> &hyper::Uri {
+        &self.0
+    }
+
+    /// This URL with `path` appended to its own path.
+    pub fn join(&self, path: &str) -> String {
+        let base = self.0.to_string();
+        format!("{}{path}", base.trim_end_matches('/'))
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.to_string().trim_end_matches('/'))
+    }
+}
+
+impl FromStr for UpstreamUrl {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let uri: hyper::Uri = text
+            .parse()
+            .map_err(|err| format!("invalid URL {text:?}: {err}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "invalid URL {text:?}: write it as http://host:port (https upstreams are not supported yet)"
+            ));
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!("invalid URL {text:?}: it has no host"));
+        }
+        if uri.query().is_some() {
+            return Err(format!("invalid URL {text:?}: a base URL cannot have a query"));
+        }
+        Ok(UpstreamUrl(uri))
+    }
+}
+
+impl TryFrom<String> for UpstreamUrl {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+/// `canary.traffic_steps`: strictly increasing shares within 1–100, ending at 100.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<f64>")]
+pub struct TrafficSteps(Vec<CanaryShare>);
+
+impl TrafficSteps {
+    /// The steps in order; the last is 100 %.
+    pub fn shares(&self) -> &[CanaryShare] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<f64>> for TrafficSteps {
+    type Error = String;
+
+    fn try_from(values: Vec<f64>) -> Result<Self, Self::Error> {
+        if values.is_empty() {
+            return Err("traffic_steps needs at least one step, and the last must be 100".to_owned());
+        }
+        let mut shares = Vec::with_capacity(values.len());
+        for (index, &value) in values.iter().enumerate() {
+            let share = CanaryShare::from_percent(value)
+                .map_err(|err| format!("step {} ({value}): {err}", index + 1))?;
+            if share == CanaryShare::ZERO {
+                return Err(format!("step {} is 0: every step must send the canary some traffic (1 to 100)", index + 1));
+            }
+            if let Some(&previous) = shares.last()
+                && share <= previous
+            {
+                return Err(format!(
+                    "steps must be strictly increasing, but step {} ({value}) follows {}",
+                    index + 1,
+                    previous.percent()
+                ));
+            }
+            shares.push(share);
+        }
+        if shares.last() != Some(&CanaryShare::FULL) {
+            return Err(format!(
+                "the last step must be 100 so a rollout can finish, got {}",
+                values[values.len() - 1]
+            ));
+        }
+        Ok(TrafficSteps(shares))
+    }
+}
+
+// === Loading ===
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not a valid configuration.
+    #[error("{}", format_invalid(file.as_deref(), *line, *column, field, message))]
+    Invalid {
+        /// The file, when it came from one.
+        file: Option<PathBuf>,
+        /// 1-based line of the value at fault, when known.
+        line: Option<usize>,
+        /// 1-based column of the value at fault, when known.
+        column: Option<usize>,
+        /// The field path (`canary.traffic_steps`), when known.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn format_invalid(
+    file: Option<&Path>,
+    line: Option<usize>,
+    column: Option<usize>,
+    field: &Option<String>,
+    message: &str,
+) -> String {
+    let mut out = file.map_or_else(|| "<config>".to_owned(), |file| file.display().to_string());
+    if let Some(line) = line {
+        out.push_str(&format!(":{line}"));
+        if let Some(column) = column {
+            out.push_str(&format!(":{column}"));
+        }
+    }
+    out.push_str(": ");
+    if let Some(field) = field {
+        out.push_str(&format!("{field}: "));
+    }
+    out.push_str(message);
+    out
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_yaml(&text).map_err(|err| match err {
+            ConfigError::Invalid { line, column, field, message, .. } => ConfigError::Invalid {
+                file: Some(path.to_owned()),
+                line,
+                column,
+                field,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text. Pure: no I/O.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let segments: Vec<PathSegment> = err
+                .path()
+                .iter()
+                .filter_map(|segment| match segment {
+                    serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                    serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                    _ => None,
+                })
+                .collect();
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let message = clean_message(&inner.to_string(), &path);
+            // serde_yaml places errors raised by a value's own validation at
+            // the start of the enclosing mapping, so the value is looked up by
+            // its path instead, falling back to serde_yaml's position.
+            let point_at_key = message.starts_with("unknown field");
+            let (line, column) = locate(text, &segments, point_at_key)
+                .or_else(|| inner.location().map(|at| (at.line(), at.column())))
+                .map_or((None, None), |(line, column)| (Some(line), Some(column)));
+            ConfigError::Invalid {
+                file: None,
+                line,
+                column,
+                field: (!segments.is_empty()).then_some(path),
+                message,
+            }
+        })?;
+        Ok(config)
+    }
+}
+
+/// serde_yaml decorates its messages with the path and the position, which
+/// are reported separately, so both are cut from the message.
+fn clean_message(message: &str, path: &str) -> String {
+    let message = match message.find(" at line ") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => rest,
+        _ => message,
+    };
+    message.to_owned()
+}
+
+// === Locating a field path in the text ===
+
+/// One step of a field path.
+#[derive(Clone, Debug, PartialEq)]
+enum PathSegment {
+    Key(String),
+    Index(usize),
+}
+
+/// A YAML node with the 1-based line and column where it starts.
+#[derive(Debug)]
+enum LocatedNode {
+    Scalar { at: (usize, usize), value: String },
+    Sequence { at: (usize, usize), items: Vec<LocatedNode> },
+    Mapping { at: (usize, usize), entries: Vec<(LocatedNode, LocatedNode)> },
+}
+
+impl LocatedNode {
+    fn at(&self) -> (usize, usize) {
+        match self {
+            // A block mapping is marked after its first key; its first key
+            // is where a person looks for it.
+            LocatedNode::Mapping { entries, .. } if !entries.is_empty() => entries[0].0.at(),
+            LocatedNode::Scalar { at, .. }
+            | LocatedNode::Sequence { at, .. }
+            | LocatedNode::Mapping { at, .. } => *at,
+        }
+    }
+}
+
+/// Builds [`LocatedNode`]s from the parser's events.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Open collections, each with a mapping's key that still waits for its value.
+    stack: Vec<(LocatedNode, Option<LocatedNode>)>,
+    root: Option<LocatedNode>,
+}
+
+impl TreeBuilder {
+    fn push_node(&mut self, node: LocatedNode) {
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some((LocatedNode::Sequence { items, .. }, _)) => items.push(node),
+            Some((LocatedNode::Mapping { entries, .. }, pending_key)) => match pending_key.take() {
+                None => *pending_key = Some(node),
+                Some(key) => entries.push((key, node)),
+            },
+            Some((LocatedNode::Scalar { .. }, _)) => {}
+        }
+    }
+}
+
+impl yaml_rust2::parser::MarkedEventReceiver for TreeBuilder {
+    fn on_event(&mut self, event: yaml_rust2::Event, mark: yaml_rust2::scanner::Marker) {
+        // yaml-rust2 counts lines from 1 and columns from 0.
+        let at = (mark.line(), mark.col() + 1);
+        match event {
+            yaml_rust2::Event::Scalar(value, ..) => self.push_node(LocatedNode::Scalar { at, value }),
+            yaml_rust2::Event::Alias(_) => {
+                self.push_node(LocatedNode::Scalar { at, value: String::new() });
+            }
+            yaml_rust2::Event::SequenceStart(..) => {
+                self.stack.push((LocatedNode::Sequence { at, items: Vec::new() }, None));
+            }
+            yaml_rust2::Event::MappingStart(..) => {
+                self.stack.push((LocatedNode::Mapping { at, entries: Vec::new() }, None));
+            }
+            yaml_rust2::Event::SequenceEnd | yaml_rust2::Event::MappingEnd => {
+                if let Some((node, _)) = self.stack.pop() {
+                    self.push_node(node);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The 1-based line and column of the value (or, with `point_at_key`, the
+/// key) at `path` in `text`, if the text parses and the path exists.
+fn locate(text: &str, path: &[PathSegment], point_at_key: bool) -> Option<(usize, usize)> {
+    let mut builder = TreeBuilder::default();
+    yaml_rust2::parser::Parser::new_from_str(text).load(&mut builder, false).ok()?;
+    let mut node = builder.root.as_ref()?;
+    let mut key_at = None;
+    for segment in path {
+        match (segment, node) {
+            (PathSegment::Key(wanted), LocatedNode::Mapping { entries, .. }) => {
+                let (key, value) = entries.iter().find(|(key, _)| {
+                    matches!(key, LocatedNode::Scalar { value, .. } if value == wanted)
+                })?;
+                key_at = Some(key.at());
+                node = value;
+            }
+            (PathSegment::Index(index), LocatedNode::Sequence { items, .. }) => {
+                key_at = None;
+                node = items.get(*index)?;
+            }
+            _ => return None,
+        }
+    }
+    match (point_at_key, key_at) {
+        (true, Some(at)) => Some(at),
+        _ => Some(node.at()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

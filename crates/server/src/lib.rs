@@ -1,0 +1,2 @@
+//! canary's server.
+pub mod config;

@@ -1,0 +1,360 @@
+//! The rollout as the console sees it: [`CanaryState`] and its parts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::safety::SafetyCheck;
+use crate::share::{CanaryShare, ShareError};
+use crate::time::UnixMillis;
+
+/// Where a rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Production serves all traffic; no canary exists.
+    Idle,
+    /// The deploy hook is building and deploying the canary version.
+    BuildDeploy,
+    /// The new version is deployed and being health-checked.
+    HealthCheck,
+    /// The canary serves a traffic step.
+    Progressing,
+    /// The rollout is held by an operator or by missing data.
+    Paused,
+    /// Moving to 100 % and running the promote hook.
+    Promoting,
+    /// The canary version is now production.
+    Promoted,
+    /// Moving traffic back to production and running the rollback hook.
+    RollingBack,
+    /// Production serves all traffic again after a stop or rollback.
+    RolledBack,
+    /// A hook or health check failed before any traffic moved.
+    Failed,
+}
+
+impl Phase {
+    /// A short label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Idle => "Idle",
+            Phase::BuildDeploy => "Build & deploy",
+            Phase::HealthCheck => "Health check",
+            Phase::Progressing => "Progressing",
+            Phase::Paused => "Paused",
+            Phase::Promoting => "Promoting",
+            Phase::Promoted => "Promoted",
+            Phase::RollingBack => "Rolling back",
+            Phase::RolledBack => "Rolled back",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// One of the two upstreams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The version serving users today.
+    Production,
+    /// The new version under test.
+    Canary,
+}
+
+impl Side {
+    /// Both sides, production first.
+    pub const BOTH: [Side; 2] = [Side::Production, Side::Canary];
+
+    /// `"production"` or `"canary"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Production => "production",
+            Side::Canary => "canary",
+        }
+    }
+}
+
+/// How traffic is split; the two shares always add up to 100 %.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TrafficSplitWire")]
+pub struct TrafficSplit {
+    canary_percent: CanaryShare,
+    production_percent: CanaryShare,
+}
+
+/// The unchecked wire form of [`TrafficSplit`].
+#[derive(Deserialize)]
+struct TrafficSplitWire {
+    canary_percent: CanaryShare,
+    production_percent: CanaryShare,
+}
+
+impl TryFrom<TrafficSplitWire> for TrafficSplit {
+    type Error = ShareError;
+
+    fn try_from(wire: TrafficSplitWire) -> Result<Self, Self::Error> {
+        if wire.canary_percent.complement() != wire.production_percent {
+            return Err(ShareError::OutOfRange(
+                wire.canary_percent.percent() + wire.production_percent.percent(),
+            ));
+        }
+        Ok(TrafficSplit::with_canary(wire.canary_percent))
+    }
+}
+
+impl TrafficSplit {
+    /// Production gets whatever the canary does not.
+    pub fn with_canary(canary: CanaryShare) -> TrafficSplit {
+        TrafficSplit { canary_percent: canary, production_percent: canary.complement() }
+    }
+
+    /// The canary's share.
+    pub fn canary(self) -> CanaryShare {
+        self.canary_percent
+    }
+
+    /// Production's share.
+    pub fn production(self) -> CanaryShare {
+        self.production_percent
+    }
+
+    /// The share of `side`.
+    pub fn of(self, side: Side) -> CanaryShare {
+        match side {
+            Side::Production => self.production_percent,
+            Side::Canary => self.canary_percent,
+        }
+    }
+}
+
+/// The health of one upstream as the active health checks see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Not checked yet, or too few results to say.
+    Unknown,
+    /// Passing its health checks.
+    Healthy,
+    /// Failing its health checks.
+    Unhealthy,
+    /// Not running: no canary is deployed.
+    Stopped,
+}
+
+impl Health {
+    /// A short label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            Health::Unknown => "Unknown",
+            Health::Healthy => "Healthy",
+            Health::Unhealthy => "Unhealthy",
+            Health::Stopped => "Stopped",
+        }
+    }
+}
+
+/// One side's card: what runs there, whether it is healthy, and how it serves.
+///
+/// Measured figures are `None` when there is no data: missing data is never
+/// shown or judged as a good value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceHealth {
+    /// Which side this is.
+    pub side: Side,
+    /// The version label (an image tag), if known.
+    pub version: Option<String>,
+    /// The upstream's base URL.
+    pub url: String,
+    /// The result of the active health checks.
+    pub health: Health,
+    /// Why the health is what it is, in words ("HTTP 503 from /healthz").
+    pub health_detail: Option<String>,
+    /// This side's share of traffic.
+    pub traffic_percent: CanaryShare,
+    /// Requests served in the last minute.
+    pub request_count: u64,
+    /// Mean latency over the last minute, in milliseconds.
+    pub avg_latency_ms: Option<f64>,
+    /// Median latency over the last minute, in milliseconds.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th-percentile latency over the last minute, in milliseconds.
+    pub p95_latency_ms: Option<f64>,
+    /// 99th-percentile latency over the last minute, in milliseconds.
+    pub p99_latency_ms: Option<f64>,
+    /// Share of requests answered without error, in `0.0..=1.0`.
+    pub success_rate: Option<f64>,
+    /// Share of requests answered with an error, in `0.0..=1.0`.
+    pub error_rate: Option<f64>,
+}
+
+/// The kind of one step of the deployment workflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepKind {
+    /// Run the deploy hook for the image tag.
+    BuildDeploy,
+    /// Health-check the new version before it gets traffic.
+    HealthCheck,
+    /// Serve the given share from the canary.
+    Traffic {
+        /// The canary's share during this step.
+        percent: CanaryShare,
+    },
+    /// The canary version has become production.
+    Promoted,
+}
+
+impl StepKind {
+    /// A short label for people.
+    pub fn label(self) -> String {
+        match self {
+            StepKind::BuildDeploy => "Build & deploy".to_owned(),
+            StepKind::HealthCheck => "Health check".to_owned(),
+            StepKind::Traffic { percent } => format!("Traffic {percent}"),
+            StepKind::Promoted => "Promoted".to_owned(),
+        }
+    }
+}
+
+/// Where one step stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not reached yet.
+    Pending,
+    /// The current step.
+    InProgress,
+    /// Done.
+    Complete,
+    /// Failed; the rollout stopped here.
+    Failed,
+    /// Passed over (for example by a direct scale or promote).
+    Skipped,
+}
+
+/// One step of the deployment workflow.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentStep {
+    /// What the step does.
+    pub kind: StepKind,
+    /// Where it stands.
+    pub status: StepStatus,
+    /// When it started, if it has.
+    pub started_at: Option<UnixMillis>,
+    /// When it ended, if it has.
+    pub ended_at: Option<UnixMillis>,
+}
+
+impl DeploymentStep {
+    /// A step that has not started.
+    pub fn pending(kind: StepKind) -> DeploymentStep {
+        DeploymentStep { kind, status: StepStatus::Pending, started_at: None, ended_at: None }
+    }
+}
+
+/// The auto-progression settings and where the current wait stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoProgression {
+    /// Whether green metrics advance the rollout by themselves.
+    pub enabled: bool,
+    /// How long the checks must stay green before the next step, in milliseconds.
+    pub wait_ms: u64,
+    /// How long they have been green so far in this step, in milliseconds.
+    pub green_for_ms: u64,
+}
+
+/// The auto-rollback setting.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoRollback {
+    /// Whether a critical breach rolls the canary back without a human.
+    pub armed: bool,
+}
+
+/// What an operator (or script) can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Start a canary for an image tag.
+    Start,
+    /// Set the canary's share to any value.
+    Scale,
+    /// Go on to the next traffic step.
+    Continue,
+    /// Hold the rollout where it is.
+    Pause,
+    /// Let a held rollout go on.
+    Resume,
+    /// Move to 100 % and finish.
+    Promote,
+    /// Move traffic back to production.
+    Rollback,
+    /// Emergency stop: 0 % canary at once.
+    Stop,
+}
+
+/// An action that is not possible now, with the reason shown beside its control.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockedAction {
+    /// The action.
+    pub action: ActionKind,
+    /// Why it is not possible, in words.
+    pub reason: String,
+}
+
+/// Everything the console shows about the rollout, computed by the server.
+///
+/// `revision` increases by one on every change, so a client can tell a newer
+/// state from an older one and a write can be made conditional on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CanaryState {
+    /// Increases on every change.
+    pub revision: u64,
+    /// Where the rollout stands.
+    pub phase: Phase,
+    /// One sentence for the status line, written by the server.
+    pub summary: String,
+    /// The image tag under test, when a canary exists.
+    pub image_tag: Option<String>,
+    /// The current split.
+    pub traffic: TrafficSplit,
+    /// The production card.
+    pub production: ServiceHealth,
+    /// The canary card.
+    pub canary: ServiceHealth,
+    /// Every safety check and its current status.
+    pub safety_checks: Vec<SafetyCheck>,
+    /// The workflow, in order.
+    pub steps: Vec<DeploymentStep>,
+    /// Auto-progression settings and progress.
+    pub auto_progression: AutoProgression,
+    /// Auto-rollback setting.
+    pub auto_rollback: AutoRollback,
+    /// What may be asked for now.
+    pub allowed_actions: Vec<ActionKind>,
+    /// What may not, and why.
+    pub blocked_actions: Vec<BlockedAction>,
+    /// When this state was computed.
+    pub updated_at: UnixMillis,
+}
+
+impl CanaryState {
+    /// Whether `action` is allowed now.
+    pub fn allows(&self, action: ActionKind) -> bool {
+        self.allowed_actions.contains(&action)
+    }
+
+    /// Why `action` is not allowed now, if it is not.
+    pub fn blocked_reason(&self, action: ActionKind) -> Option<&str> {
+        self.blocked_actions
+            .iter()
+            .find(|blocked| blocked.action == action)
+            .map(|blocked| blocked.reason.as_str())
+    }
+
+    /// The card of `side`.
+    pub fn service(&self, side: Side) -> &ServiceHealth {
+        match side {
+            Side::Production => &self.production,
+            Side::Canary => &self.canary,
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The wire contract between the canary server and its console.
+//!
+//! Everything here is plain serde data plus pure helpers, compiled for the host
+//! (server, CLI, tests) and for `wasm32-unknown-unknown` (the Leptos console).
+//! Nothing here knows a clock, a socket or a database.
+//!
+//! # Layout
+//! - [`share`]: [`CanaryShare`], the validated traffic share (0–100 %, 0.01 % steps).
+//! - [`time`]: [`UnixMillis`], wall time as milliseconds since the Unix epoch.
+//! - [`deployment`]: [`CanaryState`], the whole rollout as the console sees it.
+//! - [`safety`]: [`SafetyCheck`] and its status.
+//! - [`metrics`]: [`MetricsSnapshot`], rolling windows and a per-second series per side.
+//! - [`audit`]: [`AuditEvent`], one durable decision.
+//! - [`api`]: REST paths, operator commands and the JSON error body.
+//! - [`stream`]: [`ServerMessage`], what the WebSocket sends.
+//!
+//! # Example
+//! ```
+//! use canary_shared::CanaryShare;
+//! let share = CanaryShare::from_percent(25.0).unwrap();
+//! assert_eq!(share.basis_points(), 2500);
+//! assert!(CanaryShare::from_percent(100.5).is_err());
+//! ```
+
+pub mod api;
+pub mod audit;
+pub mod deployment;
+pub mod metrics;
+pub mod safety;
+pub mod share;
+pub mod stream;
+pub mod time;
+
+pub use api::{ApiErrorBody, Command, StartRequest};
+pub use audit::AuditEvent;
+pub use deployment::{
+    ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
+    Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
+};
+pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, WindowStats};
+pub use safety::{AlertLevel, CheckStatus, Comparator, SafetyCheck};
+pub use share::{CanaryShare, ShareError};
+pub use stream::ServerMessage;
+pub use time::UnixMillis;
+
+#[cfg(test)]
+mod snapshots;

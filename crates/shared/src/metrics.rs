@@ -1,0 +1,80 @@
+//! Measured traffic per side: rolling windows and a per-second series.
+
+use serde::{Deserialize, Serialize};
+
+use crate::share::CanaryShare;
+use crate::time::UnixMillis;
+
+/// Figures over one rolling window of one side.
+///
+/// Latency figures are `None` when the window holds no request.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowStats {
+    /// Length of the window in seconds.
+    pub window_secs: u32,
+    /// Requests completed in the window.
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub requests_per_sec: f64,
+    /// Mean latency in milliseconds.
+    pub avg_latency_ms: Option<f64>,
+    /// Median latency in milliseconds.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th-percentile latency in milliseconds.
+    pub p95_latency_ms: Option<f64>,
+    /// 99th-percentile latency in milliseconds.
+    pub p99_latency_ms: Option<f64>,
+    /// Highest latency in milliseconds.
+    pub max_latency_ms: Option<f64>,
+    /// Share of requests without error, `None` without requests.
+    pub success_rate: Option<f64>,
+    /// Share of requests with an error, `None` without requests.
+    pub error_rate: Option<f64>,
+    /// Responses with a 4xx status.
+    pub errors_4xx: u64,
+    /// Responses with a 5xx status.
+    pub errors_5xx: u64,
+    /// Requests that failed in transport (refused, reset, timed out).
+    pub transport_errors: u64,
+}
+
+/// One second of one side, for charts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecondSample {
+    /// The start of the second.
+    pub at: UnixMillis,
+    /// Requests completed in that second.
+    pub requests: u64,
+    /// Of which failed (5xx or transport).
+    pub errors: u64,
+    /// Median latency in milliseconds, `None` without requests.
+    pub p50_latency_ms: Option<f64>,
+    /// 95th-percentile latency in milliseconds.
+    pub p95_latency_ms: Option<f64>,
+    /// 99th-percentile latency in milliseconds.
+    pub p99_latency_ms: Option<f64>,
+}
+
+/// Everything measured for one side.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SideMetrics {
+    /// The last minute.
+    pub last_1m: WindowStats,
+    /// The last five minutes.
+    pub last_5m: WindowStats,
+    /// One sample per second, oldest first, covering at least five minutes.
+    pub series: Vec<SecondSample>,
+}
+
+/// Both sides' measurements at one moment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsSnapshot {
+    /// When the snapshot was taken.
+    pub at: UnixMillis,
+    /// The canary share when the snapshot was taken.
+    pub canary_percent: CanaryShare,
+    /// Production's figures.
+    pub production: SideMetrics,
+    /// The canary's figures.
+    pub canary: SideMetrics,
+}

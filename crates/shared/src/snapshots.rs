@@ -1,0 +1,204 @@
+//! JSON snapshots of every wire type, so a protocol change is always deliberate.
+//!
+//! A failing snapshot means the JSON the server sends or the console reads has
+//! changed shape. If that is intended, refresh with `UPDATE_EXPECT=1 cargo test`
+//! and say so in the commit message.
+
+use expect_test::{ExpectFile, expect_file};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AutoProgression, AutoRollback,
+    BlockedAction, CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep,
+    Health, MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
+    SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, UnixMillis, WindowStats,
+};
+
+fn share(percent: f64) -> CanaryShare {
+    CanaryShare::from_percent(percent).unwrap()
+}
+
+/// Checks the pretty JSON of `value` against `expected` and that it reads back equal.
+fn check<T>(value: &T, expected: ExpectFile)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let json = serde_json::to_string_pretty(value).unwrap();
+    expected.assert_eq(&json);
+    let back: T = serde_json::from_str(&json).unwrap();
+    assert_eq!(&back, value, "the JSON does not read back to the same value");
+}
+
+pub(crate) fn sample_state() -> CanaryState {
+    let service = |side, version: &str, percent| ServiceHealth {
+        side,
+        version: Some(version.to_owned()),
+        url: format!("http://127.0.0.1:900{}", if side == Side::Production { 1 } else { 2 }),
+        health: Health::Healthy,
+        health_detail: Some("HTTP 200 from /healthz".to_owned()),
+        traffic_percent: share(percent),
+        request_count: 1200,
+        avg_latency_ms: Some(41.5),
+        p50_latency_ms: Some(38.0),
+        p95_latency_ms: Some(90.25),
+        p99_latency_ms: Some(140.0),
+        success_rate: Some(0.995),
+        error_rate: Some(0.005),
+    };
+    CanaryState {
+        revision: 7,
+        phase: Phase::Progressing,
+        summary: "Canary at 25 %, step 4 of 6".to_owned(),
+        image_tag: Some("v2.7.0".to_owned()),
+        traffic: TrafficSplit::with_canary(share(25.0)),
+        production: service(Side::Production, "v2.6.0", 75.0),
+        canary: service(Side::Canary, "v2.7.0", 25.0),
+        safety_checks: vec![SafetyCheck {
+            name: "Total Latency".to_owned(),
+            metric: "p95_latency_ms".to_owned(),
+            comparator: Comparator::Max,
+            threshold: 1000.0,
+            alert_level: AlertLevel::Critical,
+            current_value: Some(90.25),
+            status: CheckStatus::Safe,
+            reason: None,
+        }],
+        steps: vec![
+            DeploymentStep {
+                kind: StepKind::BuildDeploy,
+                status: StepStatus::Complete,
+                started_at: Some(UnixMillis(1_700_000_000_000)),
+                ended_at: Some(UnixMillis(1_700_000_030_000)),
+            },
+            DeploymentStep {
+                kind: StepKind::Traffic { percent: share(25.0) },
+                status: StepStatus::InProgress,
+                started_at: Some(UnixMillis(1_700_000_060_000)),
+                ended_at: None,
+            },
+            DeploymentStep::pending(StepKind::Promoted),
+        ],
+        auto_progression: AutoProgression { enabled: true, wait_ms: 86_400_000, green_for_ms: 600_000 },
+        auto_rollback: AutoRollback { armed: true },
+        allowed_actions: vec![ActionKind::Scale, ActionKind::Stop],
+        blocked_actions: vec![BlockedAction {
+            action: ActionKind::Start,
+            reason: "a canary is already running".to_owned(),
+        }],
+        updated_at: UnixMillis(1_700_000_090_000),
+    }
+}
+
+fn sample_metrics() -> MetricsSnapshot {
+    let window = WindowStats {
+        window_secs: 60,
+        requests: 600,
+        requests_per_sec: 10.0,
+        avg_latency_ms: Some(12.5),
+        p50_latency_ms: Some(10.0),
+        p95_latency_ms: Some(30.0),
+        p99_latency_ms: Some(45.0),
+        max_latency_ms: Some(80.0),
+        success_rate: Some(0.99),
+        error_rate: Some(0.01),
+        errors_4xx: 2,
+        errors_5xx: 3,
+        transport_errors: 1,
+    };
+    let side = SideMetrics {
+        last_1m: window.clone(),
+        last_5m: WindowStats { window_secs: 300, ..window },
+        series: vec![SecondSample {
+            at: UnixMillis(1_700_000_000_000),
+            requests: 10,
+            errors: 0,
+            p50_latency_ms: Some(10.0),
+            p95_latency_ms: Some(30.0),
+            p99_latency_ms: None,
+        }],
+    };
+    MetricsSnapshot {
+        at: UnixMillis(1_700_000_001_000),
+        canary_percent: share(5.0),
+        production: side.clone(),
+        canary: side,
+    }
+}
+
+#[test]
+fn canary_state() {
+    check(&sample_state(), expect_file!["snapshots/canary_state.json"]);
+}
+
+#[test]
+fn metrics_snapshot() {
+    check(&sample_metrics(), expect_file!["snapshots/metrics_snapshot.json"]);
+}
+
+#[test]
+fn commands() {
+    let commands = vec![
+        Command::Start(StartRequest { image_tag: "v2.7.0".to_owned(), traffic_percent: share(5.0) }),
+        Command::Scale { percent: share(12.5) },
+        Command::Continue,
+        Command::Pause,
+        Command::Resume,
+        Command::Promote,
+        Command::Rollback { reason: "p95 too high".to_owned() },
+        Command::Stop { reason: "pager went off".to_owned() },
+    ];
+    check(&commands, expect_file!["snapshots/commands.json"]);
+}
+
+#[test]
+fn audit_event() {
+    let event = AuditEvent {
+        seq: 3,
+        at: UnixMillis(1_700_000_000_000),
+        actor: "controller".to_owned(),
+        action: "auto_rollback".to_owned(),
+        from_phase: Phase::Progressing,
+        to_phase: Phase::RollingBack,
+        from_percent: share(25.0),
+        to_percent: CanaryShare::ZERO,
+        reason: Some("p95 latency 1,340 ms > 1,000 ms".to_owned()),
+    };
+    check(&event, expect_file!["snapshots/audit_event.json"]);
+}
+
+#[test]
+fn api_error_body() {
+    let body = ApiErrorBody {
+        code: "invalid_field".to_owned(),
+        message: "traffic_percent: a share must be between 0 and 100 percent, got 101".to_owned(),
+        field: Some("traffic_percent".to_owned()),
+    };
+    check(&body, expect_file!["snapshots/api_error_body.json"]);
+}
+
+#[test]
+fn server_messages() {
+    let messages = vec![
+        ServerMessage::State { state: Box::new(sample_state()) },
+        ServerMessage::Metrics { metrics: Box::new(sample_metrics()) },
+    ];
+    check(&messages, expect_file!["snapshots/server_messages.json"]);
+}
+
+#[test]
+fn start_request_defaults_to_five_percent_and_refuses_unknown_fields() {
+    let request: StartRequest = serde_json::from_str(r#"{"image_tag":"v2"}"#).unwrap();
+    assert_eq!(request.traffic_percent, share(5.0));
+    let unknown = serde_json::from_str::<StartRequest>(r#"{"image_tag":"v2","percent":5}"#);
+    assert!(unknown.unwrap_err().to_string().contains("unknown field `percent`"));
+}
+
+#[test]
+fn a_split_that_does_not_add_up_to_100_is_refused() {
+    let json = r#"{"canary_percent":25,"production_percent":70}"#;
+    assert!(serde_json::from_str::<TrafficSplit>(json).is_err());
+    let json = r#"{"canary_percent":25,"production_percent":75}"#;
+    let split: TrafficSplit = serde_json::from_str(json).unwrap();
+    assert_eq!(split.production(), share(75.0));
+}
