@@ -76,7 +76,10 @@ impl Default for UpstreamsConfig {
             version: None,
             health_check: HealthCheckConfig::default(),
         };
-        UpstreamsConfig { production: upstream(9001), canary: upstream(9002) }
+        UpstreamsConfig {
+            production: upstream(9001),
+            canary: upstream(9002),
+        }
     }
 }
 
@@ -227,7 +230,10 @@ impl TryFrom<SafetyCheckInput> for SafetyCheckConfig {
             return Err("a safety check needs a non-empty `name`".to_owned());
         }
         if !input.threshold.is_finite() {
-            return Err(format!("check {:?}: `threshold` must be a finite number", input.name));
+            return Err(format!(
+                "check {:?}: `threshold` must be a finite number",
+                input.name
+            ));
         }
         let implied = implied_comparator(&input.metric);
         let comparator = match (implied, input.comparator) {
@@ -338,13 +344,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits_end == 0 {
             return Err(invalid());
         }
         let amount: u64 = rest[..digits_end].parse().map_err(|_| invalid())?;
         rest = &rest[digits_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit_millis: u64 = match &rest[..unit_end] {
             "ms" => 1,
             "s" => 1_000,
@@ -355,7 +365,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_end..];
         let millis = amount.checked_mul(unit_millis).ok_or_else(invalid)?;
-        total = total.checked_add(Duration::from_millis(millis)).ok_or_else(invalid)?;
+        total = total
+            .checked_add(Duration::from_millis(millis))
+            .ok_or_else(invalid)?;
     }
     Ok(total)
 }
@@ -372,7 +384,9 @@ impl TryFrom<f64> for Rate {
         if (0.0..=1.0).contains(&value) {
             Ok(Rate(value))
         } else {
-            Err(format!("a rate must be between 0 and 1 (0.85 means 85 %), got {value}"))
+            Err(format!(
+                "a rate must be between 0 and 1 (0.85 means 85 %), got {value}"
+            ))
         }
     }
 }
@@ -386,7 +400,11 @@ impl TryFrom<u32> for Threshold {
     type Error = String;
 
     fn try_from(value: u32) -> Result<Self, Self::Error> {
-        if value >= 1 { Ok(Threshold(value)) } else { Err("a threshold must be at least 1".to_owned()) }
+        if value >= 1 {
+            Ok(Threshold(value))
+        } else {
+            Err("a threshold must be at least 1".to_owned())
+        }
     }
 }
 
@@ -402,7 +420,11 @@ impl TryFrom<String> for HttpPath {
         let valid = path.starts_with('/')
             && path.parse::<hyper::http::uri::PathAndQuery>().is_ok()
             && !path.contains(char::is_whitespace);
-        if valid { Ok(HttpPath(path)) } else { Err(format!("invalid path {path:?}: it must start with '/'")) }
+        if valid {
+            Ok(HttpPath(path))
+        } else {
+            Err(format!("invalid path {path:?}: it must start with '/'"))
+        }
     }
 }
 
@@ -446,7 +468,9 @@ impl FromStr for UpstreamUrl {
             return Err(format!("invalid URL {text:?}: it has no host"));
         }
         if uri.query().is_some() {
-            return Err(format!("invalid URL {text:?}: a base URL cannot have a query"));
+            return Err(format!(
+                "invalid URL {text:?}: a base URL cannot have a query"
+            ));
         }
         Ok(UpstreamUrl(uri))
     }
@@ -477,14 +501,19 @@ impl TryFrom<Vec<f64>> for TrafficSteps {
 
     fn try_from(values: Vec<f64>) -> Result<Self, Self::Error> {
         if values.is_empty() {
-            return Err("traffic_steps needs at least one step, and the last must be 100".to_owned());
+            return Err(
+                "traffic_steps needs at least one step, and the last must be 100".to_owned(),
+            );
         }
         let mut shares = Vec::with_capacity(values.len());
         for (index, &value) in values.iter().enumerate() {
             let share = CanaryShare::from_percent(value)
                 .map_err(|err| format!("step {} ({value}): {err}", index + 1))?;
             if share == CanaryShare::ZERO {
-                return Err(format!("step {} is 0: every step must send the canary some traffic (1 to 100)", index + 1));
+                return Err(format!(
+                    "step {} is 0: every step must send the canary some traffic (1 to 100)",
+                    index + 1
+                ));
             }
             if let Some(&previous) = shares.last()
                 && share <= previous
@@ -561,10 +590,18 @@ fn format_invalid(
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::from_yaml(&text).map_err(|err| match err {
-            ConfigError::Invalid { line, column, field, message, .. } => ConfigError::Invalid {
+            ConfigError::Invalid {
+                line,
+                column,
+                field,
+                message,
+                ..
+            } => ConfigError::Invalid {
                 file: Some(path.to_owned()),
                 line,
                 column,
@@ -583,7 +620,9 @@ impl Config {
                 .path()
                 .iter()
                 .filter_map(|segment| match segment {
-                    serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                    serde_path_to_error::Segment::Map { key } => {
+                        Some(PathSegment::Key(key.clone()))
+                    }
                     serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
                     _ => None,
                 })
@@ -636,9 +675,18 @@ enum PathSegment {
 /// A YAML node with the 1-based line and column where it starts.
 #[derive(Debug)]
 enum LocatedNode {
-    Scalar { at: (usize, usize), value: String },
-    Sequence { at: (usize, usize), items: Vec<LocatedNode> },
-    Mapping { at: (usize, usize), entries: Vec<(LocatedNode, LocatedNode)> },
+    Scalar {
+        at: (usize, usize),
+        value: String,
+    },
+    Sequence {
+        at: (usize, usize),
+        items: Vec<LocatedNode>,
+    },
+    Mapping {
+        at: (usize, usize),
+        entries: Vec<(LocatedNode, LocatedNode)>,
+    },
 }
 
 impl LocatedNode {
@@ -685,15 +733,32 @@ impl yaml_rust2::parser::MarkedEventReceiver for TreeBuilder {
         // yaml-rust2 counts lines from 1 and columns from 0.
         let at = (mark.line(), mark.col() + 1);
         match event {
-            yaml_rust2::Event::Scalar(value, ..) => self.push_node(LocatedNode::Scalar { at, value }),
+            yaml_rust2::Event::Scalar(value, ..) => {
+                self.push_node(LocatedNode::Scalar { at, value })
+            }
             yaml_rust2::Event::Alias(_) => {
-                self.push_node(LocatedNode::Scalar { at, value: String::new() });
+                self.push_node(LocatedNode::Scalar {
+                    at,
+                    value: String::new(),
+                });
             }
             yaml_rust2::Event::SequenceStart(..) => {
-                self.stack.push((LocatedNode::Sequence { at, items: Vec::new() }, None));
+                self.stack.push((
+                    LocatedNode::Sequence {
+                        at,
+                        items: Vec::new(),
+                    },
+                    None,
+                ));
             }
             yaml_rust2::Event::MappingStart(..) => {
-                self.stack.push((LocatedNode::Mapping { at, entries: Vec::new() }, None));
+                self.stack.push((
+                    LocatedNode::Mapping {
+                        at,
+                        entries: Vec::new(),
+                    },
+                    None,
+                ));
             }
             yaml_rust2::Event::SequenceEnd | yaml_rust2::Event::MappingEnd => {
                 if let Some((node, _)) = self.stack.pop() {
@@ -709,15 +774,17 @@ impl yaml_rust2::parser::MarkedEventReceiver for TreeBuilder {
 /// key) at `path` in `text`, if the text parses and the path exists.
 fn locate(text: &str, path: &[PathSegment], point_at_key: bool) -> Option<(usize, usize)> {
     let mut builder = TreeBuilder::default();
-    yaml_rust2::parser::Parser::new_from_str(text).load(&mut builder, false).ok()?;
+    yaml_rust2::parser::Parser::new_from_str(text)
+        .load(&mut builder, false)
+        .ok()?;
     let mut node = builder.root.as_ref()?;
     let mut key_at = None;
     for segment in path {
         match (segment, node) {
             (PathSegment::Key(wanted), LocatedNode::Mapping { entries, .. }) => {
-                let (key, value) = entries.iter().find(|(key, _)| {
-                    matches!(key, LocatedNode::Scalar { value, .. } if value == wanted)
-                })?;
+                let (key, value) = entries.iter().find(
+                    |(key, _)| matches!(key, LocatedNode::Scalar { value, .. } if value == wanted),
+                )?;
                 key_at = Some(key.at());
                 node = value;
             }

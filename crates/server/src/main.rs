@@ -1,1 +1,152 @@
-fn main() {}
+//! The `canary` command: parses arguments, loads the config, sets up logging,
+//! binds the listeners and hands over to [`canary_server::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use canary_server::adapters::clock::SystemClock;
+use canary_server::config::Config;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+
+/// canary: canary deployments with a built-in traffic-splitting proxy and a live console.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the console, the REST API and the WebSocket stream.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        default_value = "canary-config.yaml",
+        env = "CANARY_CONFIG"
+    )]
+    config: PathBuf,
+    /// Address of the console and API; overrides `server.admin_listen`.
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Address of the traffic-splitting proxy; overrides `server.proxy_listen`.
+    #[arg(long)]
+    proxy_listen: Option<SocketAddr>,
+    /// Where state and the audit trail live; overrides `server.data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The built console (trunk's dist folder); overrides `server.assets_dir`.
+    #[arg(long)]
+    assets_dir: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines with key=value fields.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_format);
+    // A config error is printed as it is: it already names file, line, column and field.
+    let mut config = Config::load(&args.config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    if let Some(admin_listen) = args.admin_listen {
+        config.server.admin_listen = admin_listen;
+    }
+    if let Some(proxy_listen) = args.proxy_listen {
+        config.server.proxy_listen = proxy_listen;
+    }
+    if let Some(data_dir) = args.data_dir {
+        config.server.data_dir = data_dir;
+    }
+    if let Some(assets_dir) = args.assets_dir {
+        config.server.assets_dir = assets_dir;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let admin_listener = TcpListener::bind(config.server.admin_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.admin_listen)",
+                    config.server.admin_listen
+                )
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!(%admin_addr, config = %args.config.display(), "canary serving");
+        // Scripts and tests read this line to find the console when port 0 was asked for.
+        #[allow(clippy::print_stdout, reason = "the one line a launcher reads")]
+        {
+            println!("canary: console at http://{admin_addr}/admin/canary/");
+        }
+        canary_server::run(
+            config,
+            admin_listener,
+            Arc::new(SystemClock),
+            shutdown_signal(),
+        )
+        .await
+        .context("server failed")
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -104,7 +104,10 @@ impl TryFrom<TrafficSplitWire> for TrafficSplit {
 impl TrafficSplit {
     /// Production gets whatever the canary does not.
     pub fn with_canary(canary: CanaryShare) -> TrafficSplit {
-        TrafficSplit { canary_percent: canary, production_percent: canary.complement() }
+        TrafficSplit {
+            canary_percent: canary,
+            production_percent: canary.complement(),
+        }
     }
 
     /// The canary's share.
@@ -247,7 +250,12 @@ pub struct DeploymentStep {
 impl DeploymentStep {
     /// A step that has not started.
     pub fn pending(kind: StepKind) -> DeploymentStep {
-        DeploymentStep { kind, status: StepStatus::Pending, started_at: None, ended_at: None }
+        DeploymentStep {
+            kind,
+            status: StepStatus::Pending,
+            started_at: None,
+            ended_at: None,
+        }
     }
 }
 

@@ -13,7 +13,9 @@ const FULL: u16 = 10_000;
 /// Stored as basis points (`0..=10_000`). On the wire it is a JSON number of
 /// percent with at most two decimals (`25`, `12.5`, `0.01`); anything else is
 /// refused while deserializing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct CanaryShare(u16);
 
@@ -136,17 +138,32 @@ mod tests {
     fn accepts_whole_and_two_decimal_percentages() {
         assert_eq!(CanaryShare::from_percent(0.0).unwrap().basis_points(), 0);
         assert_eq!(CanaryShare::from_percent(5.0).unwrap().basis_points(), 500);
-        assert_eq!(CanaryShare::from_percent(12.34).unwrap().basis_points(), 1234);
+        assert_eq!(
+            CanaryShare::from_percent(12.34).unwrap().basis_points(),
+            1234
+        );
         assert_eq!(CanaryShare::from_percent(0.01).unwrap().basis_points(), 1);
         assert_eq!(CanaryShare::from_percent(100.0).unwrap(), CanaryShare::FULL);
     }
 
     #[test]
     fn refuses_what_is_not_a_share() {
-        assert_eq!(CanaryShare::from_percent(-1.0), Err(ShareError::OutOfRange(-1.0)));
-        assert_eq!(CanaryShare::from_percent(101.0), Err(ShareError::OutOfRange(101.0)));
-        assert_eq!(CanaryShare::from_percent(50.555), Err(ShareError::TooPrecise(50.555)));
-        assert_eq!(CanaryShare::from_percent(f64::NAN), Err(ShareError::NotANumber));
+        assert_eq!(
+            CanaryShare::from_percent(-1.0),
+            Err(ShareError::OutOfRange(-1.0))
+        );
+        assert_eq!(
+            CanaryShare::from_percent(101.0),
+            Err(ShareError::OutOfRange(101.0))
+        );
+        assert_eq!(
+            CanaryShare::from_percent(50.555),
+            Err(ShareError::TooPrecise(50.555))
+        );
+        assert_eq!(
+            CanaryShare::from_percent(f64::NAN),
+            Err(ShareError::NotANumber)
+        );
         assert!(CanaryShare::from_basis_points(10_001).is_err());
     }
 
@@ -157,7 +174,12 @@ mod tests {
         assert!(serde_json::from_str::<CanaryShare>("50.555").is_err());
         assert!(serde_json::from_str::<CanaryShare>("\"abc\"").is_err());
         assert!(serde_json::from_str::<CanaryShare>("null").is_err());
-        assert_eq!(serde_json::from_str::<CanaryShare>("25").unwrap().basis_points(), 2500);
+        assert_eq!(
+            serde_json::from_str::<CanaryShare>("25")
+                .unwrap()
+                .basis_points(),
+            2500
+        );
     }
 
     #[test]

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AutoProgression, AutoRollback,
-    BlockedAction, CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep,
-    Health, MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
+    ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AutoProgression, AutoRollback, BlockedAction,
+    CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep, Health,
+    MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
     SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, UnixMillis, WindowStats,
 };
 
@@ -27,14 +27,20 @@ where
     let json = serde_json::to_string_pretty(value).unwrap();
     expected.assert_eq(&json);
     let back: T = serde_json::from_str(&json).unwrap();
-    assert_eq!(&back, value, "the JSON does not read back to the same value");
+    assert_eq!(
+        &back, value,
+        "the JSON does not read back to the same value"
+    );
 }
 
 pub(crate) fn sample_state() -> CanaryState {
     let service = |side, version: &str, percent| ServiceHealth {
         side,
         version: Some(version.to_owned()),
-        url: format!("http://127.0.0.1:900{}", if side == Side::Production { 1 } else { 2 }),
+        url: format!(
+            "http://127.0.0.1:900{}",
+            if side == Side::Production { 1 } else { 2 }
+        ),
         health: Health::Healthy,
         health_detail: Some("HTTP 200 from /healthz".to_owned()),
         traffic_percent: share(percent),
@@ -72,14 +78,20 @@ pub(crate) fn sample_state() -> CanaryState {
                 ended_at: Some(UnixMillis(1_700_000_030_000)),
             },
             DeploymentStep {
-                kind: StepKind::Traffic { percent: share(25.0) },
+                kind: StepKind::Traffic {
+                    percent: share(25.0),
+                },
                 status: StepStatus::InProgress,
                 started_at: Some(UnixMillis(1_700_000_060_000)),
                 ended_at: None,
             },
             DeploymentStep::pending(StepKind::Promoted),
         ],
-        auto_progression: AutoProgression { enabled: true, wait_ms: 86_400_000, green_for_ms: 600_000 },
+        auto_progression: AutoProgression {
+            enabled: true,
+            wait_ms: 86_400_000,
+            green_for_ms: 600_000,
+        },
         auto_rollback: AutoRollback { armed: true },
         allowed_actions: vec![ActionKind::Scale, ActionKind::Stop],
         blocked_actions: vec![BlockedAction {
@@ -108,7 +120,10 @@ fn sample_metrics() -> MetricsSnapshot {
     };
     let side = SideMetrics {
         last_1m: window.clone(),
-        last_5m: WindowStats { window_secs: 300, ..window },
+        last_5m: WindowStats {
+            window_secs: 300,
+            ..window
+        },
         series: vec![SecondSample {
             at: UnixMillis(1_700_000_000_000),
             requests: 10,
@@ -133,20 +148,32 @@ fn canary_state() {
 
 #[test]
 fn metrics_snapshot() {
-    check(&sample_metrics(), expect_file!["snapshots/metrics_snapshot.json"]);
+    check(
+        &sample_metrics(),
+        expect_file!["snapshots/metrics_snapshot.json"],
+    );
 }
 
 #[test]
 fn commands() {
     let commands = vec![
-        Command::Start(StartRequest { image_tag: "v2.7.0".to_owned(), traffic_percent: share(5.0) }),
-        Command::Scale { percent: share(12.5) },
+        Command::Start(StartRequest {
+            image_tag: "v2.7.0".to_owned(),
+            traffic_percent: share(5.0),
+        }),
+        Command::Scale {
+            percent: share(12.5),
+        },
         Command::Continue,
         Command::Pause,
         Command::Resume,
         Command::Promote,
-        Command::Rollback { reason: "p95 too high".to_owned() },
-        Command::Stop { reason: "pager went off".to_owned() },
+        Command::Rollback {
+            reason: "p95 too high".to_owned(),
+        },
+        Command::Stop {
+            reason: "pager went off".to_owned(),
+        },
     ];
     check(&commands, expect_file!["snapshots/commands.json"]);
 }
@@ -180,8 +207,12 @@ fn api_error_body() {
 #[test]
 fn server_messages() {
     let messages = vec![
-        ServerMessage::State { state: Box::new(sample_state()) },
-        ServerMessage::Metrics { metrics: Box::new(sample_metrics()) },
+        ServerMessage::State {
+            state: Box::new(sample_state()),
+        },
+        ServerMessage::Metrics {
+            metrics: Box::new(sample_metrics()),
+        },
     ];
     check(&messages, expect_file!["snapshots/server_messages.json"]);
 }
@@ -191,7 +222,12 @@ fn start_request_defaults_to_five_percent_and_refuses_unknown_fields() {
     let request: StartRequest = serde_json::from_str(r#"{"image_tag":"v2"}"#).unwrap();
     assert_eq!(request.traffic_percent, share(5.0));
     let unknown = serde_json::from_str::<StartRequest>(r#"{"image_tag":"v2","percent":5}"#);
-    assert!(unknown.unwrap_err().to_string().contains("unknown field `percent`"));
+    assert!(
+        unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `percent`")
+    );
 }
 
 #[test]

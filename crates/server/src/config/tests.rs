@@ -44,23 +44,48 @@ fn the_seed_block_loads_unchanged_with_defaults_for_the_rest() {
     let config = Config::from_yaml(SEED).unwrap();
     assert_eq!(config.server.admin_listen.to_string(), "127.0.0.1:8000");
     assert_eq!(config.server.proxy_listen.to_string(), "127.0.0.1:8080");
-    let steps: Vec<f64> = config.canary.traffic_steps.shares().iter().map(|s| s.percent()).collect();
+    let steps: Vec<f64> = config
+        .canary
+        .traffic_steps
+        .shares()
+        .iter()
+        .map(|s| s.percent())
+        .collect();
     assert_eq!(steps, [5.0, 25.0, 50.0, 100.0]);
-    assert_eq!(config.canary.auto_progression.wait_time.0, Duration::from_secs(24 * 3600));
-    assert_eq!(config.canary.auto_progression.thresholds.max_latency.0, Duration::from_millis(1000));
-    assert_eq!(config.canary.auto_progression.thresholds.min_success_rate.0, 0.85);
+    assert_eq!(
+        config.canary.auto_progression.wait_time.0,
+        Duration::from_secs(24 * 3600)
+    );
+    assert_eq!(
+        config.canary.auto_progression.thresholds.max_latency.0,
+        Duration::from_millis(1000)
+    );
+    assert_eq!(
+        config.canary.auto_progression.thresholds.min_success_rate.0,
+        0.85
+    );
     let memory = &config.canary.safety_checks[1];
     assert_eq!(memory.metric, "memory_query_latency_ms");
-    assert_eq!(memory.comparator, Comparator::Max, "a latency is implied to be a maximum");
+    assert_eq!(
+        memory.comparator,
+        Comparator::Max,
+        "a latency is implied to be a maximum"
+    );
     assert_eq!(memory.alert_level, AlertLevel::Warning);
-    assert!(config.canary.auto_rollback.enabled, "auto-rollback is armed unless switched off");
+    assert!(
+        config.canary.auto_rollback.enabled,
+        "auto-rollback is armed unless switched off"
+    );
 }
 
 #[test]
 fn the_shipped_config_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../canary-config.yaml");
     let config = Config::load(&path).unwrap();
-    assert_eq!(config.upstreams.production.version.as_deref(), Some("v2.6.0"));
+    assert_eq!(
+        config.upstreams.production.version.as_deref(),
+        Some("v2.6.0")
+    );
     assert_eq!(config.upstreams.canary.version.as_deref(), Some("v2.7.0"));
     assert_eq!(config.upstreams.production.health_check.path.0, "/healthz");
     assert_eq!(config.canary.safety_checks.len(), 2);
@@ -71,57 +96,79 @@ fn errors_name_line_column_and_field() {
     check_error(
         "[5, 25, 50, 100]",
         "[5, 25, 25, 100]",
-        expect![[r#"<config>:10:18: canary.traffic_steps: steps must be strictly increasing, but step 3 (25) follows 25"#]],
+        expect![[
+            r#"<config>:10:18: canary.traffic_steps: steps must be strictly increasing, but step 3 (25) follows 25"#
+        ]],
     );
     check_error(
         "[5, 25, 50, 100]",
         "[5, 25, 50]",
-        expect![[r#"<config>:10:18: canary.traffic_steps: the last step must be 100 so a rollout can finish, got 50"#]],
+        expect![[
+            r#"<config>:10:18: canary.traffic_steps: the last step must be 100 so a rollout can finish, got 50"#
+        ]],
     );
     check_error(
         "[5, 25, 50, 100]",
         "[0, 50, 100]",
-        expect![[r#"<config>:10:18: canary.traffic_steps: step 1 is 0: every step must send the canary some traffic (1 to 100)"#]],
+        expect![[
+            r#"<config>:10:18: canary.traffic_steps: step 1 is 0: every step must send the canary some traffic (1 to 100)"#
+        ]],
     );
     check_error(
         "[5, 25, 50, 100]",
         "[5, 50, 150]",
-        expect![[r#"<config>:10:18: canary.traffic_steps: step 3 (150): a share must be between 0 and 100 percent, got 150"#]],
+        expect![[
+            r#"<config>:10:18: canary.traffic_steps: step 3 (150): a share must be between 0 and 100 percent, got 150"#
+        ]],
     );
     check_error(
         "wait_time: \"24h\"",
         "wait_time: \"24 hours\"",
-        expect![[r#"<config>:5:16: canary.auto_progression.wait_time: invalid duration "24 hours": write a number with a unit, such as "500ms", "30s", "5m", "24h" or "1h30m""#]],
+        expect![[
+            r#"<config>:5:16: canary.auto_progression.wait_time: invalid duration "24 hours": write a number with a unit, such as "500ms", "30s", "5m", "24h" or "1h30m""#
+        ]],
     );
     check_error(
         "enabled: true",
         "enabled: true\n    speed: 3",
-        expect![[r#"<config>:5:5: canary.auto_progression.speed: unknown field `speed`, expected one of `enabled`, `wait_time`, `thresholds`"#]],
+        expect![[
+            r#"<config>:5:5: canary.auto_progression.speed: unknown field `speed`, expected one of `enabled`, `wait_time`, `thresholds`"#
+        ]],
     );
     check_error(
         "min_success_rate: 0.85",
         "min_success_rate: 85",
-        expect![[r#"<config>:8:25: canary.auto_progression.thresholds.min_success_rate: a rate must be between 0 and 1 (0.85 means 85 %), got 85"#]],
+        expect![[
+            r#"<config>:8:25: canary.auto_progression.thresholds.min_success_rate: a rate must be between 0 and 1 (0.85 means 85 %), got 85"#
+        ]],
     );
     check_error(
         "metric: \"memory_query_latency_ms\"",
         "metric: \"sandbox_runs\"",
-        expect![[r#"<config>:16:7: canary.safety_checks[1]: check "Memory Queries": metric `sandbox_runs` does not say whether the threshold is a maximum or a minimum; add `comparator: max` or `comparator: min`"#]],
+        expect![[
+            r#"<config>:16:7: canary.safety_checks[1]: check "Memory Queries": metric `sandbox_runs` does not say whether the threshold is a maximum or a minimum; add `comparator: max` or `comparator: min`"#
+        ]],
     );
     check_error(
         "metric: \"p95_latency_ms\"",
         "metric: \"p95_latency_ms\"\n      comparator: min",
-        expect![[r#"<config>:12:7: canary.safety_checks[0]: check "Total Latency": metric `p95_latency_ms` is always a maximum, so `comparator: min` cannot apply"#]],
+        expect![[
+            r#"<config>:12:7: canary.safety_checks[0]: check "Total Latency": metric `p95_latency_ms` is always a maximum, so `comparator: min` cannot apply"#
+        ]],
     );
     check_error(
         "threshold: 50",
         "threshold: fifty",
-        expect![[r#"<config>:18:18: canary.safety_checks[1].threshold: invalid type: string "fifty", expected f64"#]],
+        expect![[
+            r#"<config>:18:18: canary.safety_checks[1].threshold: invalid type: string "fifty", expected f64"#
+        ]],
     );
     check_error(
         "alert_level: \"warning\"",
         "alert_level: \"loud\"",
-        expect![[r#"<config>:19:20: canary.safety_checks[1].alert_level: unknown variant `loud`, expected `critical` or `warning`"#]],
+        expect![[
+            r#"<config>:19:20: canary.safety_checks[1].alert_level: unknown variant `loud`, expected `critical` or `warning`"#
+        ]],
     );
     check_error(
         "  traffic_steps: [5, 25, 50, 100]\n",
@@ -132,7 +179,11 @@ fn errors_name_line_column_and_field() {
 
 #[test]
 fn server_and_upstream_errors_name_the_field() {
-    let with = |prefix: &str| Config::from_yaml(&format!("{prefix}{SEED}")).unwrap_err().to_string();
+    let with = |prefix: &str| {
+        Config::from_yaml(&format!("{prefix}{SEED}"))
+            .unwrap_err()
+            .to_string()
+    };
     expect![[r#"<config>:2:17: server.admin_listen: invalid socket address syntax"#]]
         .assert_eq(&with("server:\n  admin_listen: nope\n"));
     expect![[r#"<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`"#]]
@@ -153,8 +204,14 @@ fn a_file_error_names_the_file() {
     let path = dir.path().join("broken.yaml");
     std::fs::write(&path, SEED.replace("0.15", "1.5")).unwrap();
     let message = Config::load(&path).unwrap_err().to_string();
-    assert!(message.starts_with(&format!("{}:9:23: ", path.display())), "{message}");
-    assert!(message.contains("canary.auto_progression.thresholds.max_error_rate"), "{message}");
+    assert!(
+        message.starts_with(&format!("{}:9:23: ", path.display())),
+        "{message}"
+    );
+    assert!(
+        message.contains("canary.auto_progression.thresholds.max_error_rate"),
+        "{message}"
+    );
 
     let missing = Config::load(&dir.path().join("nope.yaml")).unwrap_err();
     assert!(matches!(missing, ConfigError::Read { .. }));
@@ -163,9 +220,14 @@ fn a_file_error_names_the_file() {
 
 #[test]
 fn bad_yaml_syntax_is_located() {
-    let message = Config::from_yaml("canary:\n  traffic_steps: [5, 25\n").unwrap_err().to_string();
+    let message = Config::from_yaml("canary:\n  traffic_steps: [5, 25\n")
+        .unwrap_err()
+        .to_string();
     assert!(message.starts_with("<config>:"), "{message}");
-    assert!(message.contains("line") || message.matches(':').count() >= 3, "{message}");
+    assert!(
+        message.contains("line") || message.matches(':').count() >= 3,
+        "{message}"
+    );
 }
 
 #[test]
@@ -174,7 +236,16 @@ fn durations_take_units_and_refuse_guesses() {
     assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
     assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
     assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-    for bad in ["", "10", "ms", "5 s", "1.5s", "3w", "-1s", "99999999999999999999h"] {
+    for bad in [
+        "",
+        "10",
+        "ms",
+        "5 s",
+        "1.5s",
+        "3w",
+        "-1s",
+        "99999999999999999999h",
+    ] {
         assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
     }
 }

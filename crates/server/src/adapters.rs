@@ -1,0 +1,5 @@
+//! All I/O: the implementations of [`crate::ports`] and the tasks that talk
+//! to upstreams.
+
+pub mod clock;
+pub mod health_probe;

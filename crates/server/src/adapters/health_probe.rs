@@ -1,0 +1,90 @@
+//! Active health checks: a task per upstream that requests the configured
+//! path on every interval and reports each outcome to the controller.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use canary_shared::Side;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::UpstreamConfig;
+use crate::controller::Event;
+use crate::domain::health::ProbeOutcome;
+
+/// The HTTP client the probes share.
+pub type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A keep-alive client whose connects give up after `connect_timeout`.
+pub fn client(connect_timeout: Duration) -> ProbeClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Probes `upstream` forever, sending every outcome as an [`Event::Probed`].
+///
+/// Returns when the controller has gone away.
+pub async fn run(side: Side, upstream: UpstreamConfig, events: mpsc::Sender<Event>) {
+    let check = &upstream.health_check;
+    let client = client(check.timeout.0);
+    let url = upstream.url.join(&check.path.0);
+    let mut interval = tokio::time::interval(check.interval.0);
+    // A slow upstream must not cause a burst of catch-up probes.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let outcome = probe(&client, &url, check.timeout.0).await;
+        tracing::debug!(side = side.as_str(), %url, ?outcome, "health probe");
+        if events.send(Event::Probed { side, outcome }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One `GET` of `url`, judged: any 2xx passes.
+pub async fn probe(client: &ProbeClient, url: &str, timeout: Duration) -> ProbeOutcome {
+    let uri: hyper::Uri = match url.parse() {
+        Ok(uri) => uri,
+        Err(err) => {
+            return ProbeOutcome::Unreachable {
+                reason: format!("invalid URL {url}: {err}"),
+            };
+        }
+    };
+    match tokio::time::timeout(timeout, client.get(uri)).await {
+        Err(_elapsed) => ProbeOutcome::TimedOut,
+        Ok(Err(err)) => ProbeOutcome::Unreachable {
+            reason: root_cause(&err),
+        },
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            if response.status().is_success() {
+                ProbeOutcome::Passed { status }
+            } else {
+                ProbeOutcome::BadStatus { status }
+            }
+        }
+    }
+}
+
+/// The innermost cause of a client error, which is the one that says what
+/// happened ("Connection refused (os error 111)").
+fn root_cause(err: &(dyn StdError + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let text = cause.to_string();
+    if text.contains("os error 111") || text.to_ascii_lowercase().contains("connection refused") {
+        "connection refused".to_owned()
+    } else {
+        text
+    }
+}

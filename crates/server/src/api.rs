@@ -1,0 +1,62 @@
+//! The HTTP and WebSocket shell: the only module that knows HTTP.
+//!
+//! Routes live under [`canary_shared::api::BASE_PATH`]: the REST API, the
+//! WebSocket stream and the built console with its client-side routes.
+
+mod assets;
+mod error;
+mod status;
+mod stream;
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Redirect;
+use axum::routing::get;
+use canary_shared::CanaryState;
+use canary_shared::api::{BASE_PATH, STATUS_PATH, STREAM_PATH};
+use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::api::error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The latest rollout state, published by the controller.
+    pub state: watch::Receiver<CanaryState>,
+    /// Where the built console lives.
+    pub assets_dir: PathBuf,
+    /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
+    /// receivers: WebSocket streams, which then close with "going away".
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The admin router: REST API, WebSocket stream and console.
+pub fn router(app_state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
+        .route(STATUS_PATH, get(status::get_status))
+        .route(STREAM_PATH, get(stream::upgrade))
+        .route(BASE_PATH, get(assets::index))
+        .route(&format!("{BASE_PATH}/"), get(assets::index))
+        .route(&format!("{BASE_PATH}/{{*path}}"), get(assets::asset))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("referrer-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app_state)
+}

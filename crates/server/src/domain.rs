@@ -1,0 +1,7 @@
+//! The pure core: rules with no clock, socket, database or async inside.
+//!
+//! Time comes in as an argument, randomness too, and results are data. Every
+//! module here is tested tick by tick without a runtime.
+
+pub mod health;
+pub mod rollout;

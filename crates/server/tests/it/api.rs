@@ -1,0 +1,165 @@
+//! REST and static-file behaviour through a real socket.
+
+use axum::http::StatusCode;
+use canary_shared::{ApiErrorBody, CanaryState, Health, Phase};
+
+use crate::support::{TestApp, eventually, http_get};
+
+async fn status(app: &TestApp) -> CanaryState {
+    let (code, headers, body) =
+        http_get(&app.url("/admin/canary/status"), "application/json").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn status_reports_the_idle_rollout_and_live_upstream_health() {
+    let app = TestApp::start().await;
+    let state = eventually("production to be probed healthy", async || {
+        let state = status(&app).await;
+        (state.production.health == Health::Healthy).then_some(state)
+    })
+    .await;
+    assert_eq!(state.phase, Phase::Idle);
+    assert_eq!(state.summary, "Production only (100 %)");
+    assert_eq!(state.production.version.as_deref(), Some("v2.6.0"));
+    assert_eq!(
+        state.production.health_detail.as_deref(),
+        Some("HTTP 200 from /healthz")
+    );
+    assert_eq!(state.traffic.canary().percent(), 0.0);
+
+    app.production.set_health_status(503);
+    let state = eventually("production to turn unhealthy", async || {
+        let state = status(&app).await;
+        (state.production.health == Health::Unhealthy).then_some(state)
+    })
+    .await;
+    assert_eq!(
+        state.production.health_detail.as_deref(),
+        Some("HTTP 503 from /healthz")
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_unhealthy_with_the_reason() {
+    // A port that was just released refuses connections.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut app = TestApp::start_with(|config| {
+        config.upstreams.production.url = format!("http://{closed}").parse().unwrap();
+    })
+    .await;
+    let state = eventually("production to be found unreachable", async || {
+        let state = status(&app).await;
+        (state.production.health == Health::Unhealthy).then_some(state)
+    })
+    .await;
+    assert_eq!(
+        state.production.health_detail.as_deref(),
+        Some("unreachable: connection refused")
+    );
+    app.shut_down().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_get_json_errors() {
+    let app = TestApp::start().await;
+    let (code, headers, body) =
+        http_get(&app.url("/admin/canary/no-such-api"), "application/json").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(headers["content-type"], "application/json");
+    let error: ApiErrorBody = serde_json::from_str(&body).unwrap();
+    assert_eq!(error.code, "not_found");
+    assert!(
+        error.message.contains("/admin/canary/no-such-api"),
+        "{}",
+        error.message
+    );
+
+    let (code, _, body) = http_get(&app.url("/elsewhere"), "*/*").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<ApiErrorBody>(&body).unwrap().code,
+        "not_found"
+    );
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let request = hyper::Request::post(app.url("/admin/canary/status"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (code, headers, body) = crate::support::send(client, request).await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET,HEAD");
+    assert_eq!(
+        serde_json::from_str::<ApiErrorBody>(&body).unwrap().code,
+        "method_not_allowed"
+    );
+}
+
+#[tokio::test]
+async fn the_console_is_served_with_the_right_cache_rules() {
+    let app = TestApp::start().await;
+
+    for path in [
+        "/admin/canary",
+        "/admin/canary/",
+        "/admin/canary/index.html",
+    ] {
+        let (code, headers, body) = http_get(&app.url(path), "text/html").await;
+        assert_eq!(code, StatusCode::OK, "{path}");
+        assert_eq!(
+            headers["cache-control"], "no-cache",
+            "{path}: the index must never be cached"
+        );
+        assert!(body.contains("<title>console</title>"), "{path}");
+    }
+
+    let (code, headers, body) = http_get(
+        &app.url("/admin/canary/canary-app-0123456789abcdef.js"),
+        "*/*",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        headers["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(body, "export {}");
+
+    let (_, headers, _) = http_get(&app.url("/admin/canary/favicon.svg"), "*/*").await;
+    assert_eq!(
+        headers["cache-control"], "no-cache",
+        "an unhashed file may change"
+    );
+
+    // A client-side route loads the console; a missing file does not.
+    let (code, headers, body) = http_get(&app.url("/admin/canary/history"), "text/html,*/*").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert!(body.contains("<title>console</title>"));
+    let (code, _, _) = http_get(&app.url("/admin/canary/missing-0123456789abcdef.js"), "*/*").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // Path traversal stays inside the assets folder.
+    let (code, _, body) = http_get(&app.url("/admin/canary/../../etc/passwd"), "*/*").await;
+    assert_ne!(code, StatusCode::OK, "{body}");
+
+    let (_, headers, _) = http_get(&app.url("/admin/canary/"), "text/html").await;
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+}
+
+#[tokio::test]
+async fn a_missing_console_build_says_how_to_build_it() {
+    let app = TestApp::start().await;
+    std::fs::remove_file(app.assets.path().join("index.html")).unwrap();
+    let (code, _, body) = http_get(&app.url("/admin/canary/"), "text/html").await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("cargo xtask build-app"), "{body}");
+}

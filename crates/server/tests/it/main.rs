@@ -1,0 +1,5 @@
+//! The server's integration tests: one binary, real sockets on 127.0.0.1:0.
+
+mod api;
+mod stream;
+mod support;

@@ -1,0 +1,126 @@
+//! The WebSocket stream, read with tokio-tungstenite as a browser would.
+
+use canary_shared::{Health, ServerMessage};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::support::TestApp;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp) -> Socket {
+    let url = format!("ws://{}/admin/canary/ws", app.addr);
+    let (socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The next server message, skipping pings; `None` when the socket closed.
+async fn next_message(socket: &mut Socket) -> Result<ServerMessage, Option<CloseCode>> {
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        let frame = tokio::time::timeout(deadline, socket.next())
+            .await
+            .expect("no message within 10 s");
+        match frame {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|frame| frame.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_gets_a_snapshot_then_every_change() {
+    let app = TestApp::start().await;
+    let mut socket = connect(&app).await;
+
+    let Ok(ServerMessage::Snapshot { state, metrics }) = next_message(&mut socket).await else {
+        panic!("the first message must be a snapshot");
+    };
+    assert!(metrics.is_none(), "nothing is measured yet");
+    let mut last_revision = state.revision;
+    let mut production_health = state.production.health;
+
+    // Wait for the first probe to find production healthy, then break it.
+    while production_health != Health::Healthy {
+        let Ok(ServerMessage::State { state }) = next_message(&mut socket).await else {
+            panic!("expected a state change");
+        };
+        assert!(state.revision > last_revision, "revisions must increase");
+        last_revision = state.revision;
+        production_health = state.production.health;
+    }
+    app.production.set_health_status(500);
+    loop {
+        let Ok(ServerMessage::State { state }) = next_message(&mut socket).await else {
+            panic!("expected a state change");
+        };
+        assert!(state.revision > last_revision, "revisions must increase");
+        last_revision = state.revision;
+        if state.production.health == Health::Unhealthy {
+            assert_eq!(
+                state.production.health_detail.as_deref(),
+                Some("HTTP 500 from /healthz")
+            );
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unchanged_state_is_not_resent() {
+    let app = TestApp::start().await;
+    let mut socket = connect(&app).await;
+    let Ok(ServerMessage::Snapshot { .. }) = next_message(&mut socket).await else {
+        panic!("the first message must be a snapshot");
+    };
+    // Probes run every 50 ms; with both upstreams steady, after the first
+    // verdicts no further state may arrive.
+    let mut changes = 0;
+    let quiet_for = std::time::Duration::from_millis(600);
+    loop {
+        match tokio::time::timeout(quiet_for, socket.next()).await {
+            Err(_) => break,
+            Ok(Some(Ok(Message::Text(_)))) => changes += 1,
+            Ok(_) => {}
+        }
+        assert!(changes <= 2, "a steady server keeps sending states");
+    }
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_starts_from_a_fresh_snapshot() {
+    let app = TestApp::start().await;
+    let mut first = connect(&app).await;
+    let _ = next_message(&mut first).await;
+    first.close(None).await.unwrap();
+    let mut second = connect(&app).await;
+    assert!(matches!(
+        next_message(&mut second).await,
+        Ok(ServerMessage::Snapshot { .. })
+    ));
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_with_going_away() {
+    let mut app = TestApp::start().await;
+    let mut socket = connect(&app).await;
+    let _ = next_message(&mut socket).await;
+    let shutdown = tokio::spawn(async move {
+        app.shut_down().await;
+    });
+    loop {
+        match next_message(&mut socket).await {
+            Ok(_) => continue,
+            Err(code) => {
+                assert_eq!(code, Some(CloseCode::Away));
+                break;
+            }
+        }
+    }
+    shutdown.await.unwrap();
+}
