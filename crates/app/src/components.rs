@@ -1,0 +1,9 @@
+//! Presentational components: they take signals and props and render; the
+//! pages wire them to live data.
+
+pub mod actions_card;
+pub mod app_header;
+pub mod safety_card;
+pub mod service_card;
+pub mod status_line;
+pub mod steps_card;

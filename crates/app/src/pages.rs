@@ -1,0 +1,3 @@
+//! Screens of the console.
+
+pub mod dashboard;

@@ -1,0 +1,153 @@
+//! The live connection: turns the server's WebSocket stream into signals and
+//! reconnects with backoff when it drops, starting again from a full snapshot.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use canary_shared::api::STREAM_PATH;
+use canary_shared::{CanaryState, ServerMessage};
+use gloo_timers::callback::Timeout;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::view_model::{Connection, reconnect_delay_ms};
+
+/// What the stream feeds; provided to the whole app as context.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveData {
+    /// The latest rollout state; `None` until the first snapshot.
+    pub state: RwSignal<Option<CanaryState>>,
+    /// Where the connection stands.
+    pub connection: RwSignal<Connection>,
+}
+
+/// The socket and the callbacks that must live as long as it does.
+///
+/// Browser objects are not `Send`, so this lives in an `Rc<RefCell<_>>` owned
+/// by the callbacks themselves rather than in a signal.
+struct Stream {
+    data: LiveData,
+    url: String,
+    socket: Option<WebSocket>,
+    failed_attempts: u32,
+    on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
+    on_open: Option<Closure<dyn FnMut()>>,
+    on_close: Option<Closure<dyn FnMut(CloseEvent)>>,
+}
+
+/// Starts the stream for this page and returns its signals.
+pub fn connect() -> LiveData {
+    let data = LiveData {
+        state: RwSignal::new(None),
+        connection: RwSignal::new(Connection::Connecting),
+    };
+    let stream = Rc::new(RefCell::new(Stream {
+        data,
+        url: stream_url(),
+        socket: None,
+        failed_attempts: 0,
+        on_message: None,
+        on_open: None,
+        on_close: None,
+    }));
+    open(&stream);
+    data
+}
+
+/// `ws://host/admin/canary/ws`, or `wss://` when the page came over HTTPS.
+fn stream_url() -> String {
+    let location = window().location();
+    let scheme = match location.protocol().as_deref() {
+        Ok("https:") => "wss",
+        _ => "ws",
+    };
+    let host = location.host().unwrap_or_default();
+    format!("{scheme}://{host}{STREAM_PATH}")
+}
+
+fn open(stream: &Rc<RefCell<Stream>>) {
+    let url = stream.borrow().url.clone();
+    let socket = match WebSocket::new(&url) {
+        Ok(socket) => socket,
+        Err(_) => {
+            schedule_reconnect(stream);
+            return;
+        }
+    };
+    let data = stream.borrow().data;
+
+    let on_open = {
+        let stream = Rc::clone(stream);
+        Closure::<dyn FnMut()>::new(move || {
+            stream.borrow_mut().failed_attempts = 0;
+        })
+    };
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(text) = event.data().as_string() else {
+            return;
+        };
+        match serde_json::from_str::<ServerMessage>(&text) {
+            Ok(ServerMessage::Snapshot { state, .. }) => {
+                data.state.set(Some(*state));
+                data.connection.set(Connection::Live);
+            }
+            Ok(ServerMessage::State { state }) => {
+                // A late message from an older revision never replaces a newer one.
+                let newer = data.state.with_untracked(|current| {
+                    current
+                        .as_ref()
+                        .is_none_or(|current| state.revision > current.revision)
+                });
+                if newer {
+                    data.state.set(Some(*state));
+                }
+            }
+            Ok(ServerMessage::Metrics { .. } | ServerMessage::Audit { .. }) => {}
+            Err(err) => {
+                web_sys::console::warn_1(
+                    &format!("canary: unreadable stream message: {err}").into(),
+                );
+            }
+        }
+    });
+    let on_close = {
+        let stream = Rc::clone(stream);
+        Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
+            schedule_reconnect(&stream);
+        })
+    };
+    socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    socket.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+
+    let mut stream = stream.borrow_mut();
+    stream.socket = Some(socket);
+    stream.on_open = Some(on_open);
+    stream.on_message = Some(on_message);
+    stream.on_close = Some(on_close);
+}
+
+fn schedule_reconnect(stream: &Rc<RefCell<Stream>>) {
+    let delay = {
+        let mut state = stream.borrow_mut();
+        if let Some(old) = state.socket.take() {
+            // The old socket must never call the callbacks that `open` replaces.
+            old.set_onopen(None);
+            old.set_onmessage(None);
+            old.set_onclose(None);
+        }
+        state.failed_attempts += 1;
+        let delay = reconnect_delay_ms(state.failed_attempts, js_sys::Math::random());
+        state.data.connection.set(Connection::Reconnecting {
+            attempt: state.failed_attempts,
+            retry_in_ms: delay,
+        });
+        delay
+    };
+    let stream = Rc::clone(stream);
+    // The timer is never cancelled, so it is left to the browser; keeping a
+    // handle would mean dropping it from inside its own callback.
+    Timeout::new(delay, move || open(&stream)).forget();
+}

@@ -1,0 +1,224 @@
+//! Pure presentation logic: from wire data to the words and numbers the
+//! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
+
+use canary_shared::{ActionKind, CanaryState, CheckStatus, Health, StepStatus};
+
+/// Where the live connection stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// The first connection is being made.
+    Connecting,
+    /// Connected; data is live.
+    Live,
+    /// Disconnected; trying again.
+    Reconnecting {
+        /// How many attempts have failed in a row.
+        attempt: u32,
+        /// Milliseconds until the next attempt.
+        retry_in_ms: u32,
+    },
+}
+
+impl Connection {
+    /// Words for the connection indicator.
+    pub fn label(self) -> String {
+        match self {
+            Connection::Connecting => "Connecting…".to_owned(),
+            Connection::Live => "Live".to_owned(),
+            Connection::Reconnecting { retry_in_ms, .. } => {
+                format!("Reconnecting in {} s…", retry_in_ms.div_ceil(1000))
+            }
+        }
+    }
+
+    /// A CSS modifier for the indicator.
+    pub fn css_class(self) -> &'static str {
+        match self {
+            Connection::Connecting => "connection connection--connecting",
+            Connection::Live => "connection connection--live",
+            Connection::Reconnecting { .. } => "connection connection--reconnecting",
+        }
+    }
+
+    /// Whether what is on screen may be out of date.
+    pub fn is_stale(self) -> bool {
+        self != Connection::Live
+    }
+}
+
+/// First reconnect delay.
+const BACKOFF_BASE_MS: f64 = 500.0;
+/// Longest reconnect delay: an operator should not wait long after a restart.
+const BACKOFF_MAX_MS: f64 = 10_000.0;
+
+/// The delay before reconnect attempt `attempt` (1-based): exponential with
+/// "full jitter" so many consoles do not reconnect in step after a restart.
+/// `random` is a draw from `0.0..1.0`.
+pub fn reconnect_delay_ms(attempt: u32, random: f64) -> u32 {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let ceiling = (BACKOFF_BASE_MS * f64::from(1u32 << exponent)).min(BACKOFF_MAX_MS);
+    // Never below half the ceiling, so a bad draw cannot make it hammer the server.
+    let delay = ceiling * (0.5 + 0.5 * random.clamp(0.0, 1.0));
+    delay.round() as u32
+}
+
+/// A latency for a card: `41 ms`, `1,340 ms`, or `—` without data.
+pub fn latency(ms: Option<f64>) -> String {
+    match ms {
+        None => "—".to_owned(),
+        Some(ms) if ms < 10.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{} ms", thousands(ms.round() as u64)),
+    }
+}
+
+/// A rate in `0..=1` as a percentage: `99.5 %`, or `—` without data.
+pub fn rate(value: Option<f64>) -> String {
+    match value {
+        None => "—".to_owned(),
+        Some(value) => {
+            let percent = value * 100.0;
+            if (percent - percent.round()).abs() < 0.05 {
+                format!("{} %", percent.round())
+            } else {
+                format!("{percent:.1} %")
+            }
+        }
+    }
+}
+
+/// `1,234,567`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// A CSS modifier for a health badge.
+pub fn health_class(health: Health) -> &'static str {
+    match health {
+        Health::Healthy => "badge badge--good",
+        Health::Unhealthy => "badge badge--bad",
+        Health::Unknown => "badge badge--neutral",
+        Health::Stopped => "badge badge--muted",
+    }
+}
+
+/// A CSS modifier for a safety check's status.
+pub fn check_class(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Safe => "badge badge--good",
+        CheckStatus::Watch => "badge badge--warn",
+        CheckStatus::Breach => "badge badge--bad",
+        CheckStatus::NoData => "badge badge--neutral",
+    }
+}
+
+/// A CSS modifier for a step's status.
+pub fn step_class(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "step step--pending",
+        StepStatus::InProgress => "step step--current",
+        StepStatus::Complete => "step step--done",
+        StepStatus::Failed => "step step--failed",
+        StepStatus::Skipped => "step step--skipped",
+    }
+}
+
+/// A step status in words.
+pub fn step_status_label(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "Pending",
+        StepStatus::InProgress => "In progress",
+        StepStatus::Complete => "Complete",
+        StepStatus::Failed => "Failed",
+        StepStatus::Skipped => "Skipped",
+    }
+}
+
+/// A button's state: enabled, or disabled with the server's reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionView {
+    /// Whether the control may be used.
+    pub enabled: bool,
+    /// Why not, when it may not.
+    pub reason: Option<String>,
+}
+
+/// How the control for `action` looks, from what the server allows.
+pub fn action_view(state: Option<&CanaryState>, action: ActionKind) -> ActionView {
+    match state {
+        None => ActionView {
+            enabled: false,
+            reason: Some("waiting for the server".to_owned()),
+        },
+        Some(state) if state.allows(action) => ActionView {
+            enabled: true,
+            reason: None,
+        },
+        Some(state) => ActionView {
+            enabled: false,
+            reason: Some(
+                state
+                    .blocked_reason(action)
+                    .unwrap_or("not possible now")
+                    .to_owned(),
+            ),
+        },
+    }
+}
+
+/// The page title: the state at a glance, for a tab in the background.
+pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String {
+    match (state, connection.is_stale()) {
+        (None, _) => "canary".to_owned(),
+        (Some(state), false) => format!("{} · canary", state.summary),
+        (Some(state), true) => format!("(offline) {} · canary", state.summary),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::view_model::{Connection, latency, rate, reconnect_delay_ms, thousands};
+
+    #[test]
+    fn reconnect_delays_grow_and_stay_bounded() {
+        assert_eq!(reconnect_delay_ms(1, 1.0), 500);
+        assert_eq!(reconnect_delay_ms(1, 0.0), 250);
+        assert_eq!(reconnect_delay_ms(2, 1.0), 1000);
+        assert_eq!(reconnect_delay_ms(4, 1.0), 4000);
+        assert_eq!(reconnect_delay_ms(10, 1.0), 10_000);
+        assert_eq!(reconnect_delay_ms(u32::MAX, 1.0), 10_000);
+        assert!(reconnect_delay_ms(u32::MAX, 0.0) >= 5_000);
+    }
+
+    #[test]
+    fn figures_are_written_for_people() {
+        assert_eq!(latency(None), "—");
+        assert_eq!(latency(Some(3.25)), "3.3 ms");
+        assert_eq!(latency(Some(41.4)), "41 ms");
+        assert_eq!(latency(Some(1340.0)), "1,340 ms");
+        assert_eq!(rate(Some(0.995)), "99.5 %");
+        assert_eq!(rate(Some(1.0)), "100 %");
+        assert_eq!(rate(None), "—");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(999), "999");
+    }
+
+    #[test]
+    fn the_connection_says_when_data_is_stale() {
+        assert!(!Connection::Live.is_stale());
+        assert!(Connection::Connecting.is_stale());
+        let reconnecting = Connection::Reconnecting {
+            attempt: 2,
+            retry_in_ms: 1500,
+        };
+        assert!(reconnecting.is_stale());
+        assert_eq!(reconnecting.label(), "Reconnecting in 2 s…");
+    }
+}
