@@ -1,1 +1,77 @@
-fn main() {}
+//! Development tasks, run as `cargo xtask <task>` (see the README).
+//!
+//! # Layout
+//! - `setup`: makes a fresh machine ready (wasm target, trunk, wasm-bindgen,
+//!   Chromium, the e2e node packages); a warm machine skips what it has.
+//! - `build-app`: builds the console with trunk, offline.
+//! - `run`: builds everything and serves the console with the shipped config.
+//! - `ci`: every check and test; what `.ci/run` runs.
+//! - `e2e`: the browser tests alone.
+//! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
+
+mod app;
+mod ci;
+mod e2e;
+mod run;
+mod setup;
+#[cfg(test)]
+mod tidy;
+
+use std::path::{Path, PathBuf};
+
+use xshell::Shell;
+
+mod flags {
+    use std::path::PathBuf;
+
+    xflags::xflags! {
+        /// Development tasks for canary.
+        cmd xtask {
+            /// Install what is missing: wasm32 target, trunk, wasm-bindgen-cli, Chromium, e2e packages.
+            cmd setup {}
+            /// Build the console into crates/app/dist with trunk (release, offline).
+            cmd build-app {}
+            /// Build everything and serve the console on 127.0.0.1:8000 with canary-config.yaml.
+            cmd run {
+                /// Another config file.
+                optional --config path: PathBuf
+            }
+            /// Run every check and test: fmt, clippy (host and wasm32), unit, integration and e2e tests.
+            cmd ci {}
+            /// Run the browser tests alone (builds the console and the server first).
+            cmd e2e {}
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = flags::Xtask::from_env_or_exit();
+    let sh = Shell::new()?;
+    sh.change_dir(workspace_root());
+    match flags.subcommand {
+        flags::XtaskCmd::Setup(_) => setup::run(&sh),
+        flags::XtaskCmd::BuildApp(_) => {
+            setup::run(&sh)?;
+            app::build(&sh)
+        }
+        flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
+        flags::XtaskCmd::Ci(_) => ci::run(&sh),
+        flags::XtaskCmd::E2e(_) => {
+            setup::run(&sh)?;
+            e2e::run(&sh)
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's folder.
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Prints a step heading, so a long CI log shows where it is.
+pub(crate) fn step(title: &str) {
+    eprintln!("\n==> {title}");
+}

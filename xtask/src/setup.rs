@@ -1,0 +1,146 @@
+//! `cargo xtask setup`: makes a fresh machine ready, idempotently.
+//!
+//! Everything comes from the package registries (crates.io, Debian, npm);
+//! nothing downloads a prebuilt binary from elsewhere. See TOOLCHAIN.md in
+//! the shared folder for the recipe this follows and why each version.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::step;
+
+/// trunk 0.22 needs a newer rustc than the machine's 1.95.
+const TRUNK_VERSION: &str = "0.21.14";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
+    step("setup: checking the toolchain");
+    wasm_target(sh)?;
+    trunk(sh)?;
+    wasm_bindgen(sh)?;
+    chromium(sh)?;
+    node_packages(sh)?;
+    Ok(())
+}
+
+fn wasm_target(sh: &Shell) -> anyhow::Result<()> {
+    let installed = cmd!(sh, "rustup target list --installed").read()?;
+    if installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        eprintln!("    {WASM_TARGET}: installed");
+        return Ok(());
+    }
+    cmd!(sh, "rustup target add {WASM_TARGET}").run()?;
+    Ok(())
+}
+
+fn trunk(sh: &Shell) -> anyhow::Result<()> {
+    let wanted = format!("trunk {TRUNK_VERSION}");
+    let found = cmd!(sh, "trunk --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if found.trim() == wanted {
+        eprintln!("    {wanted}: installed");
+        return Ok(());
+    }
+    eprintln!("    installing {wanted} from crates.io (about 12 minutes on 2 cores)");
+    cmd!(sh, "cargo install --locked trunk@{TRUNK_VERSION}").run()?;
+    Ok(())
+}
+
+/// wasm-bindgen-cli must equal the wasm-bindgen in Cargo.lock exactly, or
+/// trunk (offline) refuses to build.
+fn wasm_bindgen(sh: &Shell) -> anyhow::Result<()> {
+    let lock = sh.read_file("Cargo.lock")?;
+    let version =
+        locked_version(&lock, "wasm-bindgen").context("Cargo.lock has no wasm-bindgen")?;
+    let wanted = format!("wasm-bindgen {version}");
+    let found = cmd!(sh, "wasm-bindgen --version")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .unwrap_or_default();
+    if found.trim() == wanted {
+        eprintln!("    {wanted}: installed");
+        return Ok(());
+    }
+    eprintln!("    installing wasm-bindgen-cli {version} from crates.io (about 4 minutes)");
+    // Not --locked: that release's own lockfile names a crate version the registry lacks.
+    cmd!(sh, "cargo install wasm-bindgen-cli@{version}").run()?;
+    Ok(())
+}
+
+/// The version of `package` in a Cargo.lock text.
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == name_line {
+            let version = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .strip_suffix('"')?;
+            return Some(version.to_owned());
+        }
+    }
+    None
+}
+
+fn chromium(sh: &Shell) -> anyhow::Result<()> {
+    if Path::new(CHROMIUM).exists() {
+        eprintln!("    chromium: installed");
+        return Ok(());
+    }
+    let user = cmd!(sh, "id -u").read()?;
+    if user.trim() != "0" {
+        bail!(
+            "Chromium is missing; install Debian's package as root: apt-get update && apt-get install -y chromium"
+        );
+    }
+    eprintln!("    installing Debian's chromium");
+    cmd!(sh, "apt-get update -qq").run()?;
+    cmd!(sh, "apt-get install -y -qq chromium")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    Ok(())
+}
+
+/// Playwright and npm's binaryen (for wasm-opt), at the versions package-lock.json pins.
+fn node_packages(sh: &Shell) -> anyhow::Result<()> {
+    let installed_lock = Path::new("e2e/node_modules/.package-lock.json");
+    let wanted_lock = Path::new("e2e/package-lock.json");
+    let fresh = match (
+        std::fs::metadata(installed_lock),
+        std::fs::metadata(wanted_lock),
+    ) {
+        (Ok(installed), Ok(wanted)) => installed.modified()? >= wanted.modified()?,
+        _ => false,
+    };
+    if fresh && Path::new("e2e/node_modules/.bin/wasm-opt").exists() {
+        eprintln!("    e2e node packages: installed");
+        return Ok(());
+    }
+    let _dir = sh.push_dir("e2e");
+    cmd!(sh, "npm ci --no-audit --no-fund").run()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::setup::locked_version;
+
+    #[test]
+    fn reads_a_locked_version() {
+        let lock = "[[package]]\nname = \"wasm-bindgen\"\nversion = \"0.2.130\"\n";
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(locked_version(lock, "trunk"), None);
+    }
+}
