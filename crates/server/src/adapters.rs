@@ -3,3 +3,5 @@
 
 pub mod clock;
 pub mod health_probe;
+pub mod proxy;
+pub mod recorder;

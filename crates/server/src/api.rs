@@ -14,8 +14,10 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Redirect;
 use axum::routing::get;
-use canary_shared::CanaryState;
-use canary_shared::api::{BASE_PATH, STATUS_PATH, STREAM_PATH};
+use std::sync::Arc;
+
+use canary_shared::api::{BASE_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH};
+use canary_shared::{CanaryState, MetricsSnapshot};
 use tokio::sync::watch;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -27,6 +29,8 @@ pub use crate::api::error::ApiError;
 pub struct AppState {
     /// The latest rollout state, published by the controller.
     pub state: watch::Receiver<CanaryState>,
+    /// The latest measurements, published by the controller once a second.
+    pub metrics: watch::Receiver<Arc<MetricsSnapshot>>,
     /// Where the built console lives.
     pub assets_dir: PathBuf,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
@@ -39,6 +43,7 @@ pub fn router(app_state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
         .route(STATUS_PATH, get(status::get_status))
+        .route(METRICS_PATH, get(status::get_metrics))
         .route(STREAM_PATH, get(stream::upgrade))
         .route(BASE_PATH, get(assets::index))
         .route(&format!("{BASE_PATH}/"), get(assets::index))

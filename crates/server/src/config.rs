@@ -24,6 +24,9 @@ pub struct Config {
     /// The two services traffic is split between.
     #[serde(default)]
     pub upstreams: UpstreamsConfig,
+    /// How the built-in proxy splits and forwards traffic.
+    #[serde(default)]
+    pub proxy: ProxyConfig,
     /// The rollout rules (the seed's block).
     pub canary: CanaryConfig,
 }
@@ -132,6 +135,156 @@ impl Default for HealthCheckConfig {
             healthy_threshold: Threshold(2),
             unhealthy_threshold: Threshold(3),
         }
+    }
+}
+
+/// `proxy:` — the built-in traffic-splitting reverse proxy.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// How a client keeps going to the same side.
+    pub stickiness: StickinessConfig,
+    /// A request header that picks the side (`always` = canary, `never` =
+    /// production); `null` disables it.
+    pub override_header: Option<HeaderName>,
+    /// Which `Host` the upstream sees.
+    pub host_header: HostHeader,
+    /// Time a client has to send a request head, from when its connection is
+    /// ready for one; an idle keep-alive connection is closed after it too.
+    pub client_header_timeout: ConfigDuration,
+    /// A connection with no bytes in either direction for this long is closed.
+    pub client_idle_timeout: ConfigDuration,
+    /// Time to connect to an upstream.
+    pub upstream_connect_timeout: ConfigDuration,
+    /// Time from sending a request to an upstream until its response head.
+    pub upstream_response_timeout: ConfigDuration,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_request_body: ByteSize,
+    /// Requests in flight per side beyond which new ones get 503 at once.
+    pub max_in_flight_per_side: u32,
+    /// Retry a request without a body on production when the canary refuses
+    /// the connection (nothing was sent, so the retry cannot repeat an effect).
+    pub retry_refused_canary: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            stickiness: StickinessConfig::default(),
+            override_header: Some(HeaderName("x-canary".to_owned())),
+            host_header: HostHeader::Preserve,
+            client_header_timeout: ConfigDuration(Duration::from_secs(10)),
+            client_idle_timeout: ConfigDuration(Duration::from_secs(60)),
+            upstream_connect_timeout: ConfigDuration(Duration::from_secs(2)),
+            upstream_response_timeout: ConfigDuration(Duration::from_secs(30)),
+            max_request_body: ByteSize(10 * 1024 * 1024),
+            max_in_flight_per_side: 1024,
+            retry_refused_canary: true,
+        }
+    }
+}
+
+/// `proxy.stickiness:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StickinessConfig {
+    /// `cookie`, `header` or `none`.
+    pub mode: StickinessMode,
+    /// The cookie that remembers a browser's bucket.
+    pub cookie_name: String,
+    /// How long the cookie lives.
+    pub cookie_max_age: ConfigDuration,
+    /// In `header` mode, the request header whose value is hashed (for example a user id).
+    pub header: HeaderName,
+}
+
+impl Default for StickinessConfig {
+    fn default() -> Self {
+        StickinessConfig {
+            mode: StickinessMode::Cookie,
+            cookie_name: "canary_bucket".to_owned(),
+            cookie_max_age: ConfigDuration(Duration::from_secs(24 * 3600)),
+            header: HeaderName("x-user-id".to_owned()),
+        }
+    }
+}
+
+/// How a client is kept on one side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StickinessMode {
+    /// A cookie holds the client's bucket; clients without one get one.
+    Cookie,
+    /// The bucket is a hash of a request header; without the header, a fresh draw.
+    Header,
+    /// Every request is drawn afresh.
+    None,
+}
+
+/// Which `Host` header the upstream sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHeader {
+    /// The client's own `Host` (the usual choice behind a virtual host).
+    Preserve,
+    /// The upstream URL's host and port.
+    Upstream,
+}
+
+/// A valid HTTP header name, lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct HeaderName(pub String);
+
+impl TryFrom<String> for HeaderName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map(|name| HeaderName(name.as_str().to_owned()))
+            .map_err(|_| format!("invalid header name {name:?}"))
+    }
+}
+
+/// A size in bytes, written as `10MiB`, `512KiB`, `1GiB` or a plain number of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SizeInput")]
+pub struct ByteSize(pub u64);
+
+/// A size as written: a number of bytes or a string with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeInput {
+    Bytes(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeInput> for ByteSize {
+    type Error = String;
+
+    fn try_from(input: SizeInput) -> Result<Self, Self::Error> {
+        let text = match input {
+            SizeInput::Bytes(bytes) => return Ok(ByteSize(bytes)),
+            SizeInput::Text(text) => text,
+        };
+        let invalid = || {
+            format!(
+                "invalid size {text:?}: write bytes or a number with KiB, MiB or GiB, such as \"10MiB\""
+            )
+        };
+        let trimmed = text.trim();
+        let split = trimmed
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let amount: u64 = trimmed[..split].parse().map_err(|_| invalid())?;
+        let unit: u64 = match trimmed[split..].trim() {
+            "" | "B" => 1,
+            "KiB" | "KB" | "K" => 1 << 10,
+            "MiB" | "MB" | "M" => 1 << 20,
+            "GiB" | "GB" | "G" => 1 << 30,
+            _ => return Err(invalid()),
+        };
+        amount.checked_mul(unit).map(ByteSize).ok_or_else(invalid)
     }
 }
 

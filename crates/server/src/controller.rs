@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use canary_shared::{CanaryState, Side};
+use canary_shared::{CanaryShare, CanaryState, MetricsSnapshot, Side};
 use tokio::sync::{mpsc, watch};
 
+use crate::adapters::proxy::SharedShare;
 use crate::config::{Config, UpstreamConfig};
 use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
 use crate::domain::rollout::{self, RenderInput, Rollout, UpstreamView};
@@ -25,6 +26,11 @@ pub enum Event {
         /// What it answered.
         outcome: ProbeOutcome,
     },
+    /// A second of traffic was measured.
+    Measured(Arc<MetricsSnapshot>),
+    /// Set the canary share directly. The deployment controller's commands
+    /// will drive this; until then it is the one way to move traffic.
+    SetShare(CanaryShare),
 }
 
 /// How other tasks talk to the controller.
@@ -37,6 +43,9 @@ pub struct ControllerHandle {
     /// handlers and every WebSocket stream. A `watch` keeps only the latest
     /// value, so a slow client skips states instead of holding memory.
     pub state: watch::Receiver<CanaryState>,
+    /// The latest measurements. Sender: the controller, once a second;
+    /// receivers: `GET /admin/canary/metrics` and every WebSocket stream.
+    pub metrics: watch::Receiver<Arc<MetricsSnapshot>>,
 }
 
 /// The controller's own data; lives inside its task.
@@ -47,13 +56,20 @@ struct Controller {
     rollout: Rollout,
     production: HealthTracker,
     canary: HealthTracker,
+    share: SharedShare,
     state: watch::Sender<CanaryState>,
+    metrics: watch::Sender<Arc<MetricsSnapshot>>,
 }
 
 /// Starts the controller task; it ends when every event sender is dropped.
+///
+/// The proxy's `share` is set from the rollout before this returns, so no
+/// request is ever split by a share the controller does not hold.
 pub fn spawn(
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
+    share: SharedShare,
+    first_metrics: MetricsSnapshot,
 ) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
     let tracker = |upstream: &UpstreamConfig| {
         HealthTracker::new(HealthThresholds {
@@ -64,16 +80,29 @@ pub fn spawn(
     let rollout = Rollout::idle(&config.canary);
     let production = tracker(&config.upstreams.production);
     let canary = tracker(&config.upstreams.canary);
+    share.set(rollout.canary_share);
     let (events_tx, mut events_rx) = mpsc::channel(256);
-    let initial = render(&config, &rollout, &production, &canary, 1, clock.now());
+    let first_metrics = Arc::new(first_metrics);
+    let initial = render(
+        &config,
+        &rollout,
+        &production,
+        &canary,
+        &first_metrics,
+        1,
+        clock.now(),
+    );
     let (state_tx, state_rx) = watch::channel(initial);
+    let (metrics_tx, metrics_rx) = watch::channel(first_metrics);
     let mut controller = Controller {
         config,
         clock,
         rollout,
         production,
         canary,
+        share,
         state: state_tx,
+        metrics: metrics_tx,
     };
     let task = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
@@ -84,6 +113,7 @@ pub fn spawn(
         ControllerHandle {
             events: events_tx,
             state: state_rx,
+            metrics: metrics_rx,
         },
         task,
     )
@@ -110,6 +140,14 @@ impl Controller {
                     );
                 }
             }
+            Event::Measured(snapshot) => {
+                self.metrics.send_replace(snapshot);
+            }
+            Event::SetShare(share) => {
+                tracing::info!(from = %self.rollout.canary_share, to = %share, "canary share set");
+                self.rollout.canary_share = share;
+                self.share.set(share);
+            }
         }
         self.publish();
     }
@@ -117,11 +155,13 @@ impl Controller {
     /// Sends the state to every reader if anything in it changed.
     fn publish(&mut self) {
         let current_revision = self.state.borrow().revision;
+        let metrics = Arc::clone(&*self.metrics.borrow());
         let next = render(
             &self.config,
             &self.rollout,
             &self.production,
             &self.canary,
+            &metrics,
             current_revision + 1,
             self.clock.now(),
         );
@@ -141,20 +181,30 @@ fn render(
     rollout: &Rollout,
     production: &HealthTracker,
     canary: &HealthTracker,
+    metrics: &MetricsSnapshot,
     revision: u64,
     now: canary_shared::UnixMillis,
 ) -> CanaryState {
-    let view = |upstream: &UpstreamConfig, tracker: &HealthTracker| UpstreamView {
-        version: upstream.version.clone(),
-        url: upstream.url.to_string(),
-        health: tracker.health(),
-        health_detail: tracker.detail().map(str::to_owned),
+    let view = |upstream: &UpstreamConfig,
+                tracker: &HealthTracker,
+                measured: &canary_shared::SideMetrics| {
+        UpstreamView {
+            version: upstream.version.clone(),
+            url: upstream.url.to_string(),
+            health: tracker.health(),
+            health_detail: tracker.detail().map(str::to_owned),
+            last_minute: Some(measured.last_1m.clone()),
+        }
     };
     rollout::render(RenderInput {
         rollout,
         config: &config.canary,
-        production: &view(&config.upstreams.production, production),
-        canary: &view(&config.upstreams.canary, canary),
+        production: &view(
+            &config.upstreams.production,
+            production,
+            &metrics.production,
+        ),
+        canary: &view(&config.upstreams.canary, canary, &metrics.canary),
         revision,
         now,
     })

@@ -5,3 +5,4 @@
 
 pub mod health;
 pub mod rollout;
+pub mod split;

@@ -9,7 +9,7 @@
 //! - [`controller`]: the one place that glues them; owns the rollout state.
 //! - [`api`]: the HTTP and WebSocket shell.
 //!
-//! [`run`] serves everything on a bound listener until a shutdown future
+//! [`run`] serves everything on bound listeners until a shutdown future
 //! resolves; `main.rs` only parses arguments, loads config and calls it.
 
 pub mod adapters;
@@ -22,52 +22,110 @@ pub mod ports;
 use std::future::Future;
 use std::sync::Arc;
 
+use canary_shared::{CanaryShare, UnixMillis};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::adapters::proxy::{Proxy, SharedShare};
+use crate::adapters::recorder::Recorder;
 use crate::api::AppState;
 use crate::config::Config;
+use crate::controller::ControllerHandle;
 use crate::ports::Clock;
 
 pub use crate::api::router;
 
-/// Serves the admin API and console on `admin_listener` until `shutdown`
+/// The bound sockets the server serves on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Console, REST API and WebSocket.
+    pub admin: TcpListener,
+    /// The traffic-splitting proxy.
+    pub proxy: TcpListener,
+}
+
+/// Serves the admin API, the console and the proxy until `shutdown`
 /// resolves, then stops every task it started.
 pub async fn run(
     config: Config,
-    admin_listener: TcpListener,
+    listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let (_controller, server) = start(config, listeners, clock, shutdown);
+    server
+        .await
+        .unwrap_or_else(|join_error| Err(std::io::Error::other(join_error)))
+}
+
+/// Like [`run`], but returns the controller's handle at once and the server
+/// as a task, so tests can drive and observe it.
+pub fn start(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    ControllerHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let config = Arc::new(config);
-    let (controller, controller_task) = controller::spawn(Arc::clone(&config), clock);
-    // The JoinSet aborts every probe when it is dropped at the end of `run`.
-    let mut tasks = JoinSet::new();
-    for side in canary_shared::Side::BOTH {
-        let upstream = config.upstreams.of(side).clone();
-        tasks.spawn(adapters::health_probe::run(
-            side,
-            upstream,
+    let recorder = Arc::new(Recorder::new());
+    // The share starts at zero and is set by the controller from its state
+    // before the proxy accepts its first connection.
+    let share = SharedShare::new(CanaryShare::ZERO);
+    let first_metrics = recorder.snapshot(UnixMillis(clock.now().0), CanaryShare::ZERO);
+    let (controller, controller_task) = controller::spawn(
+        Arc::clone(&config),
+        Arc::clone(&clock),
+        share.clone(),
+        first_metrics,
+    );
+    let handle = controller.clone();
+    let server = tokio::spawn(async move {
+        // The JoinSet aborts every background task when it is dropped at the end.
+        let mut tasks = JoinSet::new();
+        for side in canary_shared::Side::BOTH {
+            let upstream = config.upstreams.of(side).clone();
+            tasks.spawn(adapters::health_probe::run(
+                side,
+                upstream,
+                controller.events.clone(),
+            ));
+        }
+        tasks.spawn(adapters::recorder::run_ticker(
+            Arc::clone(&recorder),
+            share.clone(),
+            clock,
             controller.events.clone(),
         ));
-    }
-    let (stopping_tx, stopping_rx) = watch::channel(false);
-    let app_state = AppState {
-        state: controller.state.clone(),
-        assets_dir: config.server.assets_dir.clone(),
-        shutdown: stopping_rx,
-    };
-    let result = axum::serve(admin_listener, router(app_state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            // Open WebSocket streams close themselves with "going away".
-            let _ = stopping_tx.send(true);
-        })
-        .await;
-    tasks.abort_all();
-    drop(controller);
-    controller_task.abort();
-    result
+        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let proxy = Proxy::new(&config, share, recorder);
+        let mut proxy_stopping = stopping_rx.clone();
+        let proxy_task = tokio::spawn(adapters::proxy::serve(listeners.proxy, proxy, async move {
+            let _ = proxy_stopping.wait_for(|stopping| *stopping).await;
+        }));
+        let app_state = AppState {
+            state: controller.state.clone(),
+            metrics: controller.metrics.clone(),
+            assets_dir: config.server.assets_dir.clone(),
+            shutdown: stopping_rx,
+        };
+        let result = axum::serve(listeners.admin, router(app_state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                // Open WebSocket streams close with "going away"; the proxy
+                // stops accepting and lets requests in flight finish.
+                let _ = stopping_tx.send(true);
+            })
+            .await;
+        let _ = proxy_task.await;
+        tasks.abort_all();
+        drop(controller);
+        controller_task.abort();
+        result
+    });
+    (handle, server)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use canary_server::Listeners;
 use canary_server::adapters::clock::SystemClock;
 use canary_server::config::Config;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -109,20 +110,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let admin_addr = admin_listener
             .local_addr()
             .context("cannot read the bound address")?;
-        tracing::info!(%admin_addr, config = %args.config.display(), "canary serving");
-        // Scripts and tests read this line to find the console when port 0 was asked for.
-        #[allow(clippy::print_stdout, reason = "the one line a launcher reads")]
+        let proxy_listener = TcpListener::bind(config.server.proxy_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (server.proxy_listen)",
+                    config.server.proxy_listen
+                )
+            })?;
+        let proxy_addr = proxy_listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!(%admin_addr, %proxy_addr, config = %args.config.display(), "canary serving");
+        // Scripts and tests read these lines to find the ports when port 0 was asked for.
+        #[allow(clippy::print_stdout, reason = "the lines a launcher reads")]
         {
             println!("canary: console at http://{admin_addr}/admin/canary/");
+            println!("canary: proxy at http://{proxy_addr}/");
         }
-        canary_server::run(
-            config,
-            admin_listener,
-            Arc::new(SystemClock),
-            shutdown_signal(),
-        )
-        .await
-        .context("server failed")
+        let listeners = Listeners {
+            admin: admin_listener,
+            proxy: proxy_listener,
+        };
+        canary_server::run(config, listeners, Arc::new(SystemClock), shutdown_signal())
+            .await
+            .context("server failed")
     })
 }
 

@@ -37,7 +37,7 @@ pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
     Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
 };
-pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, WindowStats};
+pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, TransportErrors, WindowStats};
 pub use safety::{AlertLevel, CheckStatus, Comparator, SafetyCheck};
 pub use share::{CanaryShare, ShareError};
 pub use stream::ServerMessage;

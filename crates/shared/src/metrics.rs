@@ -5,8 +5,32 @@ use serde::{Deserialize, Serialize};
 use crate::share::CanaryShare;
 use crate::time::UnixMillis;
 
+/// Requests that failed in transport, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportErrors {
+    /// The upstream refused the connection.
+    pub refused: u64,
+    /// The connection was reset or closed before the response ended.
+    pub reset: u64,
+    /// The upstream did not connect or answer in time.
+    pub timeout: u64,
+    /// The side already had its maximum of requests in flight.
+    pub overloaded: u64,
+    /// Any other transport failure.
+    pub other: u64,
+}
+
+impl TransportErrors {
+    /// All kinds together.
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.overloaded + self.other
+    }
+}
+
 /// Figures over one rolling window of one side.
 ///
+/// An *error* is a 5xx response or a transport failure; 4xx responses are
+/// counted separately because they are the client's doing, not the side's.
 /// Latency figures are `None` when the window holds no request.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowStats {
@@ -34,8 +58,8 @@ pub struct WindowStats {
     pub errors_4xx: u64,
     /// Responses with a 5xx status.
     pub errors_5xx: u64,
-    /// Requests that failed in transport (refused, reset, timed out).
-    pub transport_errors: u64,
+    /// Requests that failed in transport, by kind.
+    pub transport_errors: TransportErrors,
 }
 
 /// One second of one side, for charts.

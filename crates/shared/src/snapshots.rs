@@ -12,7 +12,8 @@ use crate::{
     ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AutoProgression, AutoRollback, BlockedAction,
     CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep, Health,
     MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
-    SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, UnixMillis, WindowStats,
+    SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, TransportErrors, UnixMillis,
+    WindowStats,
 };
 
 fn share(percent: f64) -> CanaryShare {
@@ -116,7 +117,13 @@ fn sample_metrics() -> MetricsSnapshot {
         error_rate: Some(0.01),
         errors_4xx: 2,
         errors_5xx: 3,
-        transport_errors: 1,
+        transport_errors: TransportErrors {
+            refused: 1,
+            reset: 0,
+            timeout: 2,
+            overloaded: 0,
+            other: 0,
+        },
     };
     let side = SideMetrics {
         last_1m: window.clone(),

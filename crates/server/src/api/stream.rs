@@ -9,7 +9,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
-use canary_shared::ServerMessage;
+use std::sync::Arc;
+
+use canary_shared::{MetricsSnapshot, ServerMessage, SideMetrics, UnixMillis};
 
 use crate::api::AppState;
 
@@ -27,10 +29,14 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -
 
 async fn serve(mut socket: WebSocket, app: AppState) {
     let mut states = app.state.clone();
+    let mut metrics = app.metrics.clone();
     let mut shutdown = app.shutdown.clone();
+    let first_metrics = Arc::clone(&*metrics.borrow_and_update());
+    // Later metrics messages carry only the seconds the client lacks.
+    let mut last_second_sent = newest_second(&first_metrics);
     let snapshot = ServerMessage::Snapshot {
         state: Box::new(states.borrow_and_update().clone()),
-        metrics: None,
+        metrics: Some(Box::new(MetricsSnapshot::clone(&first_metrics))),
     };
     if send(&mut socket, &snapshot).await.is_err() {
         return;
@@ -44,6 +50,17 @@ async fn serve(mut socket: WebSocket, app: AppState) {
                     break;
                 }
                 let message = ServerMessage::State { state: Box::new(states.borrow_and_update().clone()) };
+                if send(&mut socket, &message).await.is_err() {
+                    return;
+                }
+            }
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let latest = Arc::clone(&*metrics.borrow_and_update());
+                let message = ServerMessage::Metrics { metrics: Box::new(only_newer(&latest, last_second_sent)) };
+                last_second_sent = newest_second(&latest).or(last_second_sent);
                 if send(&mut socket, &message).await.is_err() {
                     return;
                 }
@@ -67,6 +84,31 @@ async fn serve(mut socket: WebSocket, app: AppState) {
         reason: "server shutting down".into(),
     };
     let _ = socket.send(Message::Close(Some(close))).await;
+}
+
+/// The start of the newest second in `snapshot`, if it has any.
+fn newest_second(snapshot: &MetricsSnapshot) -> Option<UnixMillis> {
+    snapshot.production.series.last().map(|sample| sample.at)
+}
+
+/// `snapshot` with only the seconds after `after` in its series.
+fn only_newer(snapshot: &MetricsSnapshot, after: Option<UnixMillis>) -> MetricsSnapshot {
+    let keep = |side: &SideMetrics| SideMetrics {
+        last_1m: side.last_1m.clone(),
+        last_5m: side.last_5m.clone(),
+        series: side
+            .series
+            .iter()
+            .filter(|sample| after.is_none_or(|after| sample.at > after))
+            .cloned()
+            .collect(),
+    };
+    MetricsSnapshot {
+        at: snapshot.at,
+        canary_percent: snapshot.canary_percent,
+        production: keep(&snapshot.production),
+        canary: keep(&snapshot.canary),
+    }
 }
 
 async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), axum::Error> {

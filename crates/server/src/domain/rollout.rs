@@ -7,7 +7,7 @@
 use canary_shared::{
     self as wire, ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryShare,
     CanaryState, CheckStatus, DeploymentStep, Health, Phase, SafetyCheck, ServiceHealth, Side,
-    StepKind, TrafficSplit, UnixMillis,
+    StepKind, TrafficSplit, UnixMillis, WindowStats,
 };
 
 use crate::config::CanaryConfig;
@@ -68,6 +68,8 @@ pub struct UpstreamView {
     pub health: Health,
     /// Why.
     pub health_detail: Option<String>,
+    /// What the proxy measured over the last minute, once it has measured.
+    pub last_minute: Option<WindowStats>,
 }
 
 /// Everything [`render`] needs.
@@ -99,6 +101,7 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
     } = input;
     let traffic = TrafficSplit::with_canary(rollout.canary_share);
     let service = |side: Side, upstream: &UpstreamView| {
+        let window = upstream.last_minute.as_ref();
         let mut health = upstream.health;
         let mut health_detail = upstream.health_detail.clone();
         if side == Side::Canary && !rollout.has_canary() {
@@ -123,13 +126,13 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
             health,
             health_detail,
             traffic_percent: traffic.of(side),
-            request_count: 0,
-            avg_latency_ms: None,
-            p50_latency_ms: None,
-            p95_latency_ms: None,
-            p99_latency_ms: None,
-            success_rate: None,
-            error_rate: None,
+            request_count: window.map_or(0, |window| window.requests),
+            avg_latency_ms: window.and_then(|window| window.avg_latency_ms),
+            p50_latency_ms: window.and_then(|window| window.p50_latency_ms),
+            p95_latency_ms: window.and_then(|window| window.p95_latency_ms),
+            p99_latency_ms: window.and_then(|window| window.p99_latency_ms),
+            success_rate: window.and_then(|window| window.success_rate),
+            error_rate: window.and_then(|window| window.error_rate),
         }
     };
     let safety_checks = config
@@ -183,7 +186,10 @@ fn duration_millis(duration: std::time::Duration) -> u64 {
 fn summary(rollout: &Rollout) -> String {
     let share = rollout.canary_share;
     match rollout.phase {
-        Phase::Idle => format!("Production only ({})", share.complement()),
+        Phase::Idle if share == CanaryShare::ZERO => {
+            format!("Production only ({})", share.complement())
+        }
+        Phase::Idle => format!("Canary at {share} (set by hand, no rollout running)"),
         Phase::Progressing => format!("Canary at {share}"),
         phase => format!("{} (canary at {share})", phase.label()),
     }
@@ -238,6 +244,7 @@ mod tests {
             url: "http://127.0.0.1:9001".to_owned(),
             health,
             health_detail: Some("HTTP 200 from /healthz".to_owned()),
+            last_minute: None,
         }
     }
 

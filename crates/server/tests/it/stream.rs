@@ -17,6 +17,17 @@ async fn connect(app: &TestApp) -> Socket {
     socket
 }
 
+/// The next state change, skipping metrics messages.
+async fn next_state(socket: &mut Socket) -> Box<canary_shared::CanaryState> {
+    loop {
+        match next_message(socket).await {
+            Ok(ServerMessage::State { state }) => return state,
+            Ok(ServerMessage::Metrics { .. }) => continue,
+            other => panic!("expected a state change, got {other:?}"),
+        }
+    }
+}
+
 /// The next server message, skipping pings; `None` when the socket closed.
 async fn next_message(socket: &mut Socket) -> Result<ServerMessage, Option<CloseCode>> {
     let deadline = std::time::Duration::from_secs(10);
@@ -41,24 +52,24 @@ async fn a_client_gets_a_snapshot_then_every_change() {
     let Ok(ServerMessage::Snapshot { state, metrics }) = next_message(&mut socket).await else {
         panic!("the first message must be a snapshot");
     };
-    assert!(metrics.is_none(), "nothing is measured yet");
+    let metrics = metrics.expect("a snapshot carries the metrics");
+    assert_eq!(
+        metrics.canary.last_1m.requests, 0,
+        "nothing is measured yet"
+    );
     let mut last_revision = state.revision;
     let mut production_health = state.production.health;
 
     // Wait for the first probe to find production healthy, then break it.
     while production_health != Health::Healthy {
-        let Ok(ServerMessage::State { state }) = next_message(&mut socket).await else {
-            panic!("expected a state change");
-        };
+        let state = next_state(&mut socket).await;
         assert!(state.revision > last_revision, "revisions must increase");
         last_revision = state.revision;
         production_health = state.production.health;
     }
     app.production.set_health_status(500);
     loop {
-        let Ok(ServerMessage::State { state }) = next_message(&mut socket).await else {
-            panic!("expected a state change");
-        };
+        let state = next_state(&mut socket).await;
         assert!(state.revision > last_revision, "revisions must increase");
         last_revision = state.revision;
         if state.production.health == Health::Unhealthy {
@@ -78,18 +89,45 @@ async fn an_unchanged_state_is_not_resent() {
     let Ok(ServerMessage::Snapshot { .. }) = next_message(&mut socket).await else {
         panic!("the first message must be a snapshot");
     };
-    // Probes run every 50 ms; with both upstreams steady, after the first
-    // verdicts no further state may arrive.
+    // Probes run every 50 ms; with both upstreams steady and no traffic,
+    // after the first verdicts no further state may arrive (metrics messages
+    // come every second and are not state changes).
     let mut changes = 0;
-    let quiet_for = std::time::Duration::from_millis(600);
-    loop {
-        match tokio::time::timeout(quiet_for, socket.next()).await {
-            Err(_) => break,
-            Ok(Some(Ok(Message::Text(_)))) => changes += 1,
-            Ok(_) => {}
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(2500);
+    while let Ok(frame) = tokio::time::timeout_at(until, socket.next()).await {
+        if let Some(Ok(Message::Text(text))) = frame
+            && matches!(
+                serde_json::from_str(&text).unwrap(),
+                ServerMessage::State { .. }
+            )
+        {
+            changes += 1;
         }
-        assert!(changes <= 2, "a steady server keeps sending states");
     }
+    assert!(changes <= 2, "a steady server sent {changes} state changes");
+}
+
+#[tokio::test]
+async fn metrics_arrive_every_second_carrying_only_new_seconds() {
+    let app = TestApp::start().await;
+    let mut socket = connect(&app).await;
+    let Ok(ServerMessage::Snapshot { .. }) = next_message(&mut socket).await else {
+        panic!("the first message must be a snapshot");
+    };
+    let mut seconds_seen = Vec::new();
+    while seconds_seen.len() < 3 {
+        if let Ok(ServerMessage::Metrics { metrics }) = next_message(&mut socket).await {
+            assert!(
+                metrics.production.series.len() <= 2,
+                "only new seconds are sent"
+            );
+            seconds_seen.extend(metrics.production.series.iter().map(|sample| sample.at));
+        }
+    }
+    assert!(
+        seconds_seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "seconds are sent once, in order"
+    );
 }
 
 #[tokio::test]

@@ -4,38 +4,131 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use canary_server::Listeners;
 use canary_server::adapters::clock::SystemClock;
 use canary_server::config::Config;
+use canary_server::controller::{ControllerHandle, Event};
+use canary_shared::{CanaryShare, MetricsSnapshot};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// An in-process HTTP service standing in for production or canary.
+///
+/// Every answer carries `x-upstream: <name>`. Routes: `/healthz` (status
+/// switchable), `/echo` (returns the request body, streamed), `/headers`
+/// (the request headers as JSON), `/bytes/{n}` (n bytes, streamed), `/ws`
+/// (WebSocket echo), and anything else answers with the switchable status
+/// after the switchable delay.
 #[derive(Debug)]
 pub(crate) struct FakeUpstream {
     pub(crate) addr: SocketAddr,
-    health_status: Arc<AtomicU16>,
+    behaviour: Arc<Behaviour>,
     task: JoinHandle<()>,
 }
 
+#[derive(Debug)]
+struct Behaviour {
+    name: &'static str,
+    health_status: AtomicU16,
+    status: AtomicU16,
+    delay_ms: AtomicU64,
+}
+
 impl FakeUpstream {
-    /// Starts a service whose `/healthz` answers 200 until told otherwise.
-    pub(crate) async fn start() -> FakeUpstream {
-        let health_status = Arc::new(AtomicU16::new(200));
+    /// Starts a service that names itself `name` in `x-upstream`.
+    pub(crate) async fn named(name: &'static str) -> FakeUpstream {
+        use axum::body::Body;
+        use axum::extract::Path;
+        use axum::extract::ws::{Message, WebSocketUpgrade};
+        use axum::http::HeaderMap;
+        use axum::response::IntoResponse;
+
+        let behaviour = Arc::new(Behaviour {
+            name,
+            health_status: AtomicU16::new(200),
+            status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
+        });
         let app = Router::new()
             .route(
                 "/healthz",
-                get(|State(status): State<Arc<AtomicU16>>| async move {
-                    StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap()
+                get(|State(behaviour): State<Arc<Behaviour>>| async move {
+                    StatusCode::from_u16(behaviour.health_status.load(Ordering::SeqCst)).unwrap()
                 }),
             )
-            .with_state(Arc::clone(&health_status));
+            .route(
+                "/echo",
+                axum::routing::post(|body: Body| async move {
+                    Body::from_stream(body.into_data_stream())
+                }),
+            )
+            .route(
+                "/headers",
+                get(|headers: HeaderMap| async move {
+                    let map: std::collections::BTreeMap<String, String> = headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                name.to_string(),
+                                value.to_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect();
+                    axum::Json(map)
+                }),
+            )
+            .route(
+                "/bytes/{n}",
+                get(|Path(n): Path<usize>| async move {
+                    let chunk = hyper::body::Bytes::from(vec![b'x'; 64 * 1024]);
+                    let chunks = n.div_ceil(chunk.len());
+                    let stream = futures_util::stream::iter((0..chunks).map(move |index| {
+                        let len = chunk.len().min(n - index * chunk.len());
+                        Ok::<_, std::io::Error>(chunk.slice(..len))
+                    }));
+                    Body::from_stream(stream)
+                }),
+            )
+            .route(
+                "/ws",
+                get(|ws: WebSocketUpgrade| async move {
+                    ws.on_upgrade(|mut socket| async move {
+                        while let Some(Ok(message)) = socket.recv().await {
+                            if let Message::Text(text) = message {
+                                let _ = socket
+                                    .send(Message::Text(format!("echo: {text}").into()))
+                                    .await;
+                            }
+                        }
+                    })
+                }),
+            )
+            .fallback(|State(behaviour): State<Arc<Behaviour>>| async move {
+                let delay = behaviour.delay_ms.load(Ordering::SeqCst);
+                if delay > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                }
+                let status = StatusCode::from_u16(behaviour.status.load(Ordering::SeqCst)).unwrap();
+                (status, behaviour.name).into_response()
+            })
+            .layer(axum::middleware::map_response_with_state(
+                Arc::clone(&behaviour),
+                |State(behaviour): State<Arc<Behaviour>>,
+                 mut response: axum::response::Response| async move {
+                    response
+                        .headers_mut()
+                        .insert("x-upstream", behaviour.name.parse().unwrap());
+                    response
+                },
+            ))
+            .with_state(Arc::clone(&behaviour));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -43,14 +136,24 @@ impl FakeUpstream {
         });
         FakeUpstream {
             addr,
-            health_status,
+            behaviour,
             task,
         }
     }
 
     /// Makes `/healthz` answer `status` from now on.
     pub(crate) fn set_health_status(&self, status: u16) {
-        self.health_status.store(status, Ordering::SeqCst);
+        self.behaviour.health_status.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes ordinary requests answer `status` from now on.
+    pub(crate) fn set_status(&self, status: u16) {
+        self.behaviour.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Makes ordinary requests wait `delay_ms` before answering.
+    pub(crate) fn set_delay_ms(&self, delay_ms: u64) {
+        self.behaviour.delay_ms.store(delay_ms, Ordering::SeqCst);
     }
 
     pub(crate) fn url(&self) -> String {
@@ -62,6 +165,38 @@ impl Drop for FakeUpstream {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A TCP service that resets every connection once the request arrived.
+pub(crate) async fn resetting_upstream() -> (SocketAddr, JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer).await;
+                // Linger zero turns the close into a TCP reset (and does not block).
+                #[allow(deprecated, reason = "a zero linger never blocks")]
+                let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                drop(stream);
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A loopback address that refuses connections (a port just released).
+pub(crate) async fn refusing_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// A config for tests: fast health checks that decide on a single result.
@@ -79,6 +214,10 @@ upstreams:
     url: "{canary}"
     version: "v2.7.0"
     health_check: {{ path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
+proxy:
+  client_header_timeout: 300ms
+  upstream_connect_timeout: 1s
+  upstream_response_timeout: 5s
 canary:
   auto_progression:
     enabled: true
@@ -97,10 +236,11 @@ canary:
 #[derive(Debug)]
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
+    pub(crate) proxy_addr: SocketAddr,
     pub(crate) production: FakeUpstream,
-    #[allow(dead_code, reason = "kept running so the server has a canary to probe")]
     pub(crate) canary: FakeUpstream,
     pub(crate) assets: tempfile::TempDir,
+    pub(crate) controller: ControllerHandle,
     shutdown: Option<oneshot::Sender<()>>,
     pub(crate) server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -113,8 +253,8 @@ impl TestApp {
 
     /// Like [`TestApp::start`], with the config adjusted by `adjust` first.
     pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-        let production = FakeUpstream::start().await;
-        let canary = FakeUpstream::start().await;
+        let production = FakeUpstream::named("production").await;
+        let canary = FakeUpstream::named("canary").await;
         let assets = tempfile::tempdir().unwrap();
         std::fs::write(
             assets.path().join("index.html"),
@@ -129,22 +269,26 @@ impl TestApp {
         std::fs::write(assets.path().join("favicon.svg"), "<svg/>").unwrap();
         let mut config = test_config(&production.url(), &canary.url(), assets.path());
         adjust(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = admin.local_addr().unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(canary_server::run(
+        let (controller, server) = canary_server::start(
             config,
-            listener,
+            Listeners { admin, proxy },
             Arc::new(SystemClock),
             async {
                 let _ = shutdown_rx.await;
             },
-        ));
+        );
         TestApp {
             addr,
+            proxy_addr,
             production,
             canary,
             assets,
+            controller,
             shutdown: Some(shutdown_tx),
             server: Some(server),
         }
@@ -152,6 +296,42 @@ impl TestApp {
 
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub(crate) fn proxy_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.proxy_addr)
+    }
+
+    /// Sets the canary share through the controller and waits until the
+    /// state shows it, so the proxy uses it for every request from now on.
+    pub(crate) async fn set_share(&self, percent: f64) {
+        let share = CanaryShare::from_percent(percent).unwrap();
+        self.controller
+            .events
+            .send(Event::SetShare(share))
+            .await
+            .unwrap();
+        let mut state = self.controller.state.clone();
+        state
+            .wait_for(|state| state.traffic.canary() == share)
+            .await
+            .unwrap();
+    }
+
+    /// Waits for a metrics snapshot that satisfies `check`.
+    pub(crate) async fn metrics_where(
+        &self,
+        check: impl Fn(&MetricsSnapshot) -> bool,
+    ) -> MetricsSnapshot {
+        let mut metrics = self.controller.metrics.clone();
+        let found = tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            metrics.wait_for(|m| check(m)),
+        )
+        .await
+        .expect("no matching metrics within 15 s")
+        .unwrap();
+        MetricsSnapshot::clone(&found)
     }
 
     /// Asks the server to shut down gracefully and waits until it has.

@@ -1,0 +1,941 @@
+//! The built-in traffic-splitting reverse proxy.
+//!
+//! HTTP/1.1 with keep-alive on both sides (hyper server, hyper-util pooled
+//! client), bodies streamed both ways, WebSocket upgrades passed through.
+//! Each request goes to the side [`crate::domain::split::choose`] picks from
+//! the current share; each is recorded for that side when its response ends.
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use canary_shared::{CanaryShare, Side};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+
+use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
+use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
+use crate::domain::split::{self, Bucket, Override};
+
+/// A boxed, streaming body.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+// === Shared share ===
+
+/// The canary share every new request reads; changed atomically by the
+/// controller, so a change applies to the next request and never to one in flight.
+#[derive(Clone, Debug, Default)]
+pub struct SharedShare(Arc<AtomicU16>);
+
+impl SharedShare {
+    /// A share starting at `share`.
+    pub fn new(share: CanaryShare) -> SharedShare {
+        SharedShare(Arc::new(AtomicU16::new(share.basis_points())))
+    }
+
+    /// The current share.
+    pub fn get(&self) -> CanaryShare {
+        CanaryShare::from_basis_points(self.0.load(Ordering::Relaxed))
+            .expect("only valid shares are ever stored")
+    }
+
+    /// Sets the share for every request from now on.
+    pub fn set(&self, share: CanaryShare) {
+        self.0.store(share.basis_points(), Ordering::Relaxed);
+    }
+}
+
+// === Proxy state ===
+
+/// One upstream as the proxy sees it.
+#[derive(Debug)]
+struct Upstream {
+    url: UpstreamUrl,
+    /// `host[:port]` for the `Host` header in [`HostHeader::Upstream`] mode.
+    authority: HeaderValue,
+    /// Requests in flight; a slot is held until the response body ends.
+    in_flight: Arc<AtomicU32>,
+}
+
+/// Everything a proxied request needs; shared by all connections.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    production: Upstream,
+    canary: Upstream,
+    client: Client<HttpConnector, ProxyBody>,
+    share: SharedShare,
+    recorder: Arc<Recorder>,
+}
+
+impl Proxy {
+    /// A proxy for the upstreams in `config`, reading `share` and recording into `recorder`.
+    pub fn new(config: &Config, share: SharedShare, recorder: Arc<Recorder>) -> Arc<Proxy> {
+        let upstream = |url: &UpstreamUrl| Upstream {
+            url: url.clone(),
+            authority: url
+                .uri()
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+                .unwrap_or_else(|| HeaderValue::from_static("localhost")),
+            in_flight: Arc::new(AtomicU32::new(0)),
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.proxy.upstream_connect_timeout.0));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Arc::new(Proxy {
+            config: config.proxy.clone(),
+            production: upstream(&config.upstreams.production.url),
+            canary: upstream(&config.upstreams.canary.url),
+            client,
+            share,
+            recorder,
+        })
+    }
+
+    fn upstream(&self, side: Side) -> &Upstream {
+        match side {
+            Side::Production => &self.production,
+            Side::Canary => &self.canary,
+        }
+    }
+}
+
+// === Serving ===
+
+/// Accepts connections on `listener` until `shutdown` resolves, then lets
+/// open connections finish their requests for up to ten seconds.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+    // Flipped once at shutdown; every connection then finishes its request and closes.
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%err, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next() => continue,
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let activity = Arc::new(ConnectionActivity::default());
+        let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
+        let service = hyper::service::service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            let activity = Arc::clone(&activity);
+            async move {
+                // The head has been read in full: the header timer stops, and
+                // the connection counts as busy until the response body ends.
+                activity.request_started();
+                let response = handle(&proxy, request, client_addr).await;
+                let (parts, body) = response.into_parts();
+                let body = ActivityBody {
+                    inner: body,
+                    activity: Some(activity),
+                };
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
+        });
+        let mut stopping = stopping_rx.clone();
+        connections.spawn(async move {
+            // Header and idle timeouts are enforced by `ClientIo`: hyper's own
+            // header timer also runs while a keep-alive connection waits for
+            // its next request, which would cut idle connections short.
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(None)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stopping.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stopping_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("proxy connections still open after 10 s; closing them");
+        connections.abort_all();
+    }
+}
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [header::HeaderName; 8] = [
+    header::CONNECTION,
+    header::HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| header::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| {
+                value
+                    .split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// A short plain-text response from the proxy itself.
+fn plain(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(message.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The client's bucket, and the cookie to set when it is new.
+fn bucket_for(proxy: &Proxy, headers: &HeaderMap) -> (Bucket, Option<HeaderValue>) {
+    let stickiness = &proxy.config.stickiness;
+    match stickiness.mode {
+        StickinessMode::None => (Bucket::from_draw(fastrand::u32(..)), None),
+        StickinessMode::Header => match headers.get(stickiness.header.0.as_str()) {
+            Some(key) => (Bucket::from_key(key.as_bytes()), None),
+            None => (Bucket::from_draw(fastrand::u32(..)), None),
+        },
+        StickinessMode::Cookie => {
+            if let Some(bucket) = cookie_bucket(headers, &stickiness.cookie_name) {
+                return (bucket, None);
+            }
+            let bucket = Bucket::from_draw(fastrand::u32(..));
+            let cookie = format!(
+                "{}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+                stickiness.cookie_name,
+                bucket.value(),
+                stickiness.cookie_max_age.0.as_secs()
+            );
+            (bucket, HeaderValue::from_str(&cookie).ok())
+        }
+    }
+}
+
+fn cookie_bucket(headers: &HeaderMap, name: &str) -> Option<Bucket> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value.parse().ok())
+        .and_then(Bucket::new)
+}
+
+/// Counts a request in flight for a side until dropped; a response body
+/// holds it, so a slow download still counts.
+#[derive(Debug)]
+struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn acquire(upstream: &Upstream, limit: u32) -> Option<InFlight> {
+    let previous = upstream.in_flight.fetch_add(1, Ordering::AcqRel);
+    let guard = InFlight(Arc::clone(&upstream.in_flight));
+    (previous < limit).then_some(guard)
+}
+
+/// One proxied request, from choosing a side to recording its outcome.
+async fn handle(
+    proxy: &Arc<Proxy>,
+    mut request: Request<Incoming>,
+    client_addr: SocketAddr,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let max_body = proxy.config.max_request_body.0;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > max_body) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    }
+
+    let forced = proxy
+        .config
+        .override_header
+        .as_ref()
+        .and_then(|name| request.headers().get(name.0.as_str()))
+        .and_then(|value| Override::parse(value.as_bytes()));
+    let (bucket, new_cookie) = bucket_for(proxy, request.headers());
+    let side = split::choose(proxy.share.get(), bucket, forced);
+
+    let upstream = proxy.upstream(side);
+    let Some(in_flight) = acquire(upstream, proxy.config.max_in_flight_per_side) else {
+        proxy.recorder.record(
+            side,
+            Outcome::Transport(TransportFailure::Overloaded),
+            started.elapsed(),
+        );
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream busy, try again\n",
+        );
+    };
+
+    let upgrade = is_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+    let original_host = parts.headers.get(header::HOST).cloned();
+    let upgrade_headers = upgrade.then(|| {
+        (
+            parts.headers.get(header::UPGRADE).cloned(),
+            parts.headers.get(header::CONNECTION).cloned(),
+        )
+    });
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some((Some(upgrade_value), _)) = &upgrade_headers {
+        parts.headers.insert(header::UPGRADE, upgrade_value.clone());
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    add_forwarded(&mut parts.headers, client_addr, original_host.as_ref());
+    match proxy.config.host_header {
+        HostHeader::Preserve => {}
+        HostHeader::Upstream => {
+            parts
+                .headers
+                .insert(header::HOST, upstream.authority.clone());
+        }
+    }
+    let has_body = declared_length.is_some_and(|length| length > 0)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || !body.is_end_stream();
+    let retry_parts =
+        (side == Side::Canary && proxy.config.retry_refused_canary && !has_body && !upgrade).then(
+            || {
+                (
+                    parts.method.clone(),
+                    parts.uri.clone(),
+                    parts.version,
+                    parts.headers.clone(),
+                )
+            },
+        );
+    let body: ProxyBody = if upgrade {
+        Empty::new().map_err(|never| match never {}).boxed()
+    } else {
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+            .map_err(BoxError::from)
+            .boxed()
+    };
+    let mut upstream_request = Request::from_parts(parts, body);
+    *upstream_request.uri_mut() = upstream_uri(&upstream.url, upstream_request.uri());
+
+    match send(proxy, upstream_request).await {
+        // A canary that refused the connection got nothing, so production may
+        // serve the request instead; the refusal still counts against the canary.
+        Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
+            proxy.recorder.record(
+                Side::Canary,
+                Outcome::Transport(TransportFailure::Refused),
+                started.elapsed(),
+            );
+            drop(in_flight);
+            let (method, uri, version, headers) = retry_parts.expect("checked by the guard");
+            retry_on_production(proxy, method, uri, version, headers, new_cookie, started).await
+        }
+        Err(failure) => {
+            proxy
+                .recorder
+                .record(side, Outcome::Transport(failure.kind), started.elapsed());
+            failure.response()
+        }
+        Ok(response) => match client_upgrade {
+            Some(client_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                proxy
+                    .recorder
+                    .record(side, Outcome::Status(101), started.elapsed());
+                splice_upgrade(response, client_upgrade)
+            }
+            _ => finish(proxy, side, response, new_cookie, started, in_flight),
+        },
+    }
+}
+
+/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host`.
+fn add_forwarded(
+    headers: &mut HeaderMap,
+    client_addr: SocketAddr,
+    original_host: Option<&HeaderValue>,
+) {
+    let client_ip = client_addr.ip().to_string();
+    let forwarded_for = match headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(previous) => format!("{previous}, {client_ip}"),
+        None => client_ip,
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = original_host {
+        headers.insert("x-forwarded-host", host.clone());
+    }
+}
+
+/// The upstream's base URL joined with the request's path and query.
+fn upstream_uri(base: &UpstreamUrl, request_uri: &Uri) -> Uri {
+    let base_uri = base.uri();
+    let base_path = base_uri.path().trim_end_matches('/');
+    let path_and_query = request_uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let joined = format!("{base_path}{path_and_query}");
+    let mut builder = Uri::builder();
+    if let Some(scheme) = base_uri.scheme() {
+        builder = builder.scheme(scheme.clone());
+    }
+    if let Some(authority) = base_uri.authority() {
+        builder = builder.authority(authority.clone());
+    }
+    builder
+        .path_and_query(joined)
+        .build()
+        .unwrap_or_else(|_| base_uri.clone())
+}
+
+/// A failed upstream exchange, classified.
+#[derive(Debug)]
+struct Failure {
+    kind: TransportFailure,
+    /// The client sent more than the limit while it streamed.
+    body_too_large: bool,
+}
+
+impl Failure {
+    fn response(&self) -> Response<ProxyBody> {
+        if self.body_too_large {
+            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+        }
+        match self.kind {
+            TransportFailure::Timeout => plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
+            _ => plain(StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
+        }
+    }
+}
+
+async fn send(proxy: &Proxy, request: Request<ProxyBody>) -> Result<Response<Incoming>, Failure> {
+    match tokio::time::timeout(
+        proxy.config.upstream_response_timeout.0,
+        proxy.client.request(request),
+    )
+    .await
+    {
+        Err(_elapsed) => Err(Failure {
+            kind: TransportFailure::Timeout,
+            body_too_large: false,
+        }),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(err)) => Err(classify(&err)),
+    }
+}
+
+/// Sorts a client error into a transport failure kind by its causes.
+fn classify(err: &(dyn StdError + 'static)) -> Failure {
+    let mut kind = TransportFailure::Other;
+    let mut body_too_large = false;
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if current.is::<http_body_util::LengthLimitError>() {
+            body_too_large = true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            kind = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => TransportFailure::Refused,
+                std::io::ErrorKind::TimedOut => TransportFailure::Timeout,
+                std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof => TransportFailure::Reset,
+                _ => kind,
+            };
+        }
+        if let Some(hyper_err) = current.downcast_ref::<hyper::Error>()
+            && (hyper_err.is_incomplete_message()
+                || hyper_err.is_closed()
+                || hyper_err.is_canceled())
+            && kind == TransportFailure::Other
+        {
+            kind = TransportFailure::Reset;
+        }
+        // hyper-util reports a connect timeout as a plain error with this text.
+        if kind == TransportFailure::Other && current.to_string().contains("timed out") {
+            kind = TransportFailure::Timeout;
+        }
+        cause = current.source();
+    }
+    Failure {
+        kind,
+        body_too_large,
+    }
+}
+
+/// Sends a body-less request to production after the canary refused it.
+async fn retry_on_production(
+    proxy: &Arc<Proxy>,
+    method: hyper::Method,
+    uri: Uri,
+    version: hyper::Version,
+    headers: HeaderMap,
+    new_cookie: Option<HeaderValue>,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let upstream = proxy.upstream(Side::Production);
+    let Some(in_flight) = acquire(upstream, proxy.config.max_in_flight_per_side) else {
+        proxy.recorder.record(
+            Side::Production,
+            Outcome::Transport(TransportFailure::Overloaded),
+            started.elapsed(),
+        );
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream busy, try again\n",
+        );
+    };
+    let mut request = Request::new(Empty::new().map_err(|never| match never {}).boxed());
+    *request.method_mut() = method;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    *request.uri_mut() = upstream_uri(&upstream.url, &uri);
+    match send(proxy, request).await {
+        Err(failure) => {
+            proxy.recorder.record(
+                Side::Production,
+                Outcome::Transport(failure.kind),
+                started.elapsed(),
+            );
+            failure.response()
+        }
+        Ok(response) => finish(
+            proxy,
+            Side::Production,
+            response,
+            new_cookie,
+            started,
+            in_flight,
+        ),
+    }
+}
+
+/// Turns the upstream's response into the client's, recording it when its body ends.
+fn finish(
+    proxy: &Arc<Proxy>,
+    side: Side,
+    response: Response<Incoming>,
+    new_cookie: Option<HeaderValue>,
+    started: Instant,
+    in_flight: InFlight,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(cookie) = new_cookie {
+        parts.headers.append(header::SET_COOKIE, cookie);
+    }
+    let body = RecordedBody {
+        inner: body,
+        recording: Some(Recording {
+            recorder: Arc::clone(&proxy.recorder),
+            side,
+            status: parts.status.as_u16(),
+            started,
+        }),
+        _in_flight: in_flight,
+    };
+    Response::from_parts(parts, body.boxed())
+}
+
+/// Passes an upgraded connection through in both directions.
+fn splice_upgrade(
+    response: Response<Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = response.into_parts();
+    let mut upstream_response = Response::from_parts(parts.clone(), body);
+    let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            Err(err) => tracing::debug!(%err, "upgrade failed"),
+        }
+    });
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed())
+}
+
+// === Recording when the response ends ===
+
+/// What to record once a response body has ended.
+#[derive(Debug)]
+struct Recording {
+    recorder: Arc<Recorder>,
+    side: Side,
+    status: u16,
+    started: Instant,
+}
+
+impl Recording {
+    fn record(self, outcome: Outcome) {
+        self.recorder
+            .record(self.side, outcome, self.started.elapsed());
+    }
+}
+
+/// The upstream's response body on its way to the client; records the
+/// request when the body ends (a reset mid-body counts as a reset) and holds
+/// the side's in-flight slot until then.
+struct RecordedBody {
+    inner: Incoming,
+    recording: Option<Recording>,
+    _in_flight: InFlight,
+}
+
+impl Body for RecordedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(recording) = self.recording.take() {
+                    let status = recording.status;
+                    recording.record(Outcome::Status(status));
+                }
+            }
+            Poll::Ready(Some(Err(err))) => {
+                if let Some(recording) = self.recording.take() {
+                    let kind = match classify(err).kind {
+                        TransportFailure::Other => TransportFailure::Reset,
+                        kind => kind,
+                    };
+                    recording.record(Outcome::Transport(kind));
+                }
+            }
+            _ => {}
+        }
+        polled.map_err(BoxError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RecordedBody {
+    fn drop(&mut self) {
+        // The client went away before the body ended (or hyper never polled an
+        // empty body to its end): the upstream answered, so its status counts.
+        if let Some(recording) = self.recording.take() {
+            let status = recording.status;
+            recording.record(Outcome::Status(status));
+        }
+    }
+}
+
+// === Client connection timeouts ===
+
+/// What the request handler tells a connection's I/O about its requests.
+#[derive(Debug, Default)]
+struct ConnectionActivity {
+    /// Requests whose head was read and whose response has not ended.
+    open_requests: AtomicU32,
+    /// Increases with every request head read; lets a stale header timer be spotted.
+    heads_read: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionActivity {
+    fn request_started(&self) {
+        self.open_requests.fetch_add(1, Ordering::AcqRel);
+        self.heads_read.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn request_ended(&self) {
+        self.open_requests.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn busy(&self) -> bool {
+        self.open_requests.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A response body that marks its request ended when it ends or is dropped.
+struct ActivityBody {
+    inner: ProxyBody,
+    activity: Option<Arc<ConnectionActivity>>,
+}
+
+impl ActivityBody {
+    fn end(&mut self) {
+        if let Some(activity) = self.activity.take() {
+            activity.request_ended();
+        }
+    }
+}
+
+impl Body for ActivityBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.end();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ActivityBody {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+/// A client connection with two deadlines of its own:
+/// - a request head must arrive in full within the header timeout, counted
+///   from its first byte (a client that sends half a request and stalls is
+///   closed, while an idle keep-alive connection is not);
+/// - no byte moving in either direction for the idle timeout closes it.
+struct ClientIo {
+    stream: TcpStream,
+    activity: Arc<ConnectionActivity>,
+    idle_timeout: Duration,
+    header_timeout: Duration,
+    idle_deadline: Pin<Box<Sleep>>,
+    /// Running while a head is being received, with `heads_read` at its start.
+    header_deadline: Option<(Pin<Box<Sleep>>, u64)>,
+}
+
+impl ClientIo {
+    fn new(stream: TcpStream, activity: Arc<ConnectionActivity>, config: &ProxyConfig) -> ClientIo {
+        let idle_timeout = config.client_idle_timeout.0;
+        ClientIo {
+            stream,
+            activity,
+            idle_timeout,
+            header_timeout: config.client_header_timeout.0,
+            idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            header_deadline: None,
+        }
+    }
+
+    fn moved_bytes(&mut self) {
+        let next = Instant::now() + self.idle_timeout;
+        self.idle_deadline.as_mut().reset(next);
+    }
+
+    /// Drops the header timer once the head it timed has been read.
+    fn forget_finished_head(&mut self) {
+        let heads_read = self.activity.heads_read.load(Ordering::Acquire);
+        if self
+            .header_deadline
+            .as_ref()
+            .is_some_and(|(_, started_at)| *started_at != heads_read)
+        {
+            self.header_deadline = None;
+        }
+    }
+
+    fn check_deadlines(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        if self.idle_deadline.as_mut().poll(cx).is_ready() {
+            return Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client connection idle for too long",
+            ));
+        }
+        self.forget_finished_head();
+        if let Some((deadline, _)) = self.header_deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Some(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client too slow to send a request head",
+            ));
+        }
+        None
+    }
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    self.moved_bytes();
+                    self.forget_finished_head();
+                    // Bytes while no request is open are the start of a head.
+                    if !self.activity.busy() && self.header_deadline.is_none() {
+                        let heads_read = self.activity.heads_read.load(Ordering::Acquire);
+                        self.header_deadline = Some((
+                            Box::pin(tokio::time::sleep(self.header_timeout)),
+                            heads_read,
+                        ));
+                    }
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => match self.check_deadlines(cx) {
+                Some(err) => Poll::Ready(Err(err)),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, data) {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    self.moved_bytes();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Pending => match self.check_deadlines(cx) {
+                Some(err) => Poll::Ready(Err(err)),
+                None => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    self.moved_bytes();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Pending => match self.check_deadlines(cx) {
+                Some(err) => Poll::Ready(Err(err)),
+                None => Poll::Pending,
+            },
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}

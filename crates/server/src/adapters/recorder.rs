@@ -1,0 +1,433 @@
+//! Per-side request metrics, cheap enough to record every proxied request.
+//!
+//! Recording locks one of a few shards (picked per thread), never a lock
+//! shared by every request, and only for a counter update and a histogram
+//! increment. Once a second [`Recorder::tick`] moves the shards' counts into a
+//! ring of per-second buckets (HDR histograms, 1 % precision) covering the last
+//! five minutes, from which the rolling windows and the chart series are built.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use canary_shared::{
+    CanaryShare, MetricsSnapshot, SecondSample, Side, SideMetrics, TransportErrors, UnixMillis,
+    WindowStats,
+};
+use hdrhistogram::Histogram;
+
+/// How a proxied request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered with this status.
+    Status(u16),
+    /// It failed in transport.
+    Transport(TransportFailure),
+}
+
+/// The kinds of transport failure, counted separately.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// Connection refused.
+    Refused,
+    /// Reset or closed before the response ended.
+    Reset,
+    /// No connection or no answer in time.
+    Timeout,
+    /// The side had its maximum of requests in flight.
+    Overloaded,
+    /// Anything else.
+    Other,
+}
+
+/// Seconds of history kept: the longest window.
+const HISTORY_SECS: usize = 300;
+/// The short window.
+const SHORT_WINDOW_SECS: usize = 60;
+/// Latencies are recorded in microseconds up to a minute; longer ones count as a minute.
+const MAX_LATENCY_MICROS: u64 = 60_000_000;
+
+fn new_histogram() -> Histogram<u32> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 2).expect("static histogram bounds are valid")
+}
+
+/// Counts of one second (or one shard's share of it).
+#[derive(Clone, Debug)]
+struct Counts {
+    latency_micros: Histogram<u32>,
+    requests: u64,
+    latency_sum_micros: u64,
+    errors_4xx: u64,
+    errors_5xx: u64,
+    transport: TransportErrors,
+}
+
+impl Counts {
+    fn new() -> Counts {
+        Counts {
+            latency_micros: new_histogram(),
+            requests: 0,
+            latency_sum_micros: 0,
+            errors_4xx: 0,
+            errors_5xx: 0,
+            transport: TransportErrors::default(),
+        }
+    }
+
+    fn record(&mut self, outcome: Outcome, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_LATENCY_MICROS);
+        self.latency_micros.saturating_record(micros);
+        self.requests += 1;
+        self.latency_sum_micros = self.latency_sum_micros.saturating_add(micros);
+        match outcome {
+            Outcome::Status(status) if (400..500).contains(&status) => self.errors_4xx += 1,
+            Outcome::Status(status) if status >= 500 => self.errors_5xx += 1,
+            Outcome::Status(_) => {}
+            Outcome::Transport(failure) => {
+                let counter = match failure {
+                    TransportFailure::Refused => &mut self.transport.refused,
+                    TransportFailure::Reset => &mut self.transport.reset,
+                    TransportFailure::Timeout => &mut self.transport.timeout,
+                    TransportFailure::Overloaded => &mut self.transport.overloaded,
+                    TransportFailure::Other => &mut self.transport.other,
+                };
+                *counter += 1;
+            }
+        }
+    }
+
+    fn add(&mut self, other: &Counts) {
+        // Both histograms share bounds, so adding cannot fail.
+        let _ = self.latency_micros.add(&other.latency_micros);
+        self.requests += other.requests;
+        self.latency_sum_micros = self
+            .latency_sum_micros
+            .saturating_add(other.latency_sum_micros);
+        self.errors_4xx += other.errors_4xx;
+        self.errors_5xx += other.errors_5xx;
+        self.transport.refused += other.transport.refused;
+        self.transport.reset += other.transport.reset;
+        self.transport.timeout += other.transport.timeout;
+        self.transport.overloaded += other.transport.overloaded;
+        self.transport.other += other.transport.other;
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors_5xx + self.transport.total()
+    }
+
+    fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+        (self.requests > 0).then(|| self.latency_micros.value_at_quantile(quantile) as f64 / 1000.0)
+    }
+
+    fn window(&self, window_secs: usize) -> WindowStats {
+        let requests = self.requests;
+        let has_data = requests > 0;
+        let error_rate = has_data.then(|| self.errors() as f64 / requests as f64);
+        WindowStats {
+            window_secs: window_secs as u32,
+            requests,
+            requests_per_sec: requests as f64 / window_secs as f64,
+            avg_latency_ms: has_data
+                .then(|| self.latency_sum_micros as f64 / requests as f64 / 1000.0),
+            p50_latency_ms: self.quantile_ms(0.50),
+            p95_latency_ms: self.quantile_ms(0.95),
+            p99_latency_ms: self.quantile_ms(0.99),
+            max_latency_ms: has_data.then(|| self.latency_micros.max() as f64 / 1000.0),
+            success_rate: error_rate.map(|rate| 1.0 - rate),
+            error_rate,
+            errors_4xx: self.errors_4xx,
+            errors_5xx: self.errors_5xx,
+            transport_errors: self.transport,
+        }
+    }
+}
+
+/// One finished second.
+#[derive(Clone, Debug)]
+struct Second {
+    sample: SecondSample,
+    counts: Counts,
+}
+
+/// One side's shards and history.
+#[derive(Debug)]
+struct SideRecorder {
+    /// The current second's counts, split so concurrent requests rarely meet.
+    shards: Box<[Mutex<Counts>]>,
+    /// Finished seconds, oldest first. Written by `tick`, read by `snapshot`.
+    history: Mutex<VecDeque<Second>>,
+}
+
+impl SideRecorder {
+    fn new(n_shards: usize) -> SideRecorder {
+        SideRecorder {
+            shards: (0..n_shards).map(|_| Mutex::new(Counts::new())).collect(),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS + 1)),
+        }
+    }
+}
+
+/// Both sides' metrics; shared by every proxy connection and the ticker.
+#[derive(Debug)]
+pub struct Recorder {
+    production: SideRecorder,
+    canary: SideRecorder,
+}
+
+thread_local! {
+    /// This thread's shard, assigned round-robin on first use.
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+}
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder with a shard per core (at least two).
+    pub fn new() -> Recorder {
+        let n_shards = std::thread::available_parallelism()
+            .map_or(2, usize::from)
+            .max(2);
+        Recorder {
+            production: SideRecorder::new(n_shards),
+            canary: SideRecorder::new(n_shards),
+        }
+    }
+
+    fn side(&self, side: Side) -> &SideRecorder {
+        match side {
+            Side::Production => &self.production,
+            Side::Canary => &self.canary,
+        }
+    }
+
+    /// Records one finished request of `side`.
+    pub fn record(&self, side: Side, outcome: Outcome, latency: Duration) {
+        let shards = &self.side(side).shards;
+        let shard = SHARD.with(|shard| *shard) % shards.len();
+        // Held for a counter update only; never across an await.
+        let mut counts = shards[shard]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        counts.record(outcome, latency);
+    }
+
+    /// Closes the second that started at `second_start`: moves the shards'
+    /// counts into the history and forgets seconds older than five minutes.
+    pub fn tick(&self, second_start: UnixMillis) {
+        for side in Side::BOTH {
+            let recorder = self.side(side);
+            let mut total = Counts::new();
+            for shard in recorder.shards.iter() {
+                let fresh = Counts::new();
+                let taken = {
+                    let mut counts = shard
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    std::mem::replace(&mut *counts, fresh)
+                };
+                total.add(&taken);
+            }
+            let sample = SecondSample {
+                at: second_start,
+                requests: total.requests,
+                errors: total.errors(),
+                p50_latency_ms: total.quantile_ms(0.50),
+                p95_latency_ms: total.quantile_ms(0.95),
+                p99_latency_ms: total.quantile_ms(0.99),
+            };
+            let mut history = recorder
+                .history
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            history.push_back(Second {
+                sample,
+                counts: total,
+            });
+            while history.len() > HISTORY_SECS {
+                history.pop_front();
+            }
+        }
+    }
+
+    /// Both sides' windows and series, as of the last tick.
+    pub fn snapshot(&self, at: UnixMillis, canary_percent: CanaryShare) -> MetricsSnapshot {
+        MetricsSnapshot {
+            at,
+            canary_percent,
+            production: self.side_metrics(Side::Production),
+            canary: self.side_metrics(Side::Canary),
+        }
+    }
+
+    fn side_metrics(&self, side: Side) -> SideMetrics {
+        let history = self
+            .side(side)
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let window = |secs: usize| {
+            let mut counts = Counts::new();
+            for second in history.iter().rev().take(secs) {
+                counts.add(&second.counts);
+            }
+            counts.window(secs)
+        };
+        SideMetrics {
+            last_1m: window(SHORT_WINDOW_SECS),
+            last_5m: window(HISTORY_SECS),
+            series: history.iter().map(|second| second.sample.clone()).collect(),
+        }
+    }
+}
+
+/// Closes a second of metrics every second and sends the snapshot to the
+/// controller; returns when the controller has gone away.
+pub async fn run_ticker(
+    recorder: std::sync::Arc<Recorder>,
+    share: crate::adapters::proxy::SharedShare,
+    clock: std::sync::Arc<dyn crate::ports::Clock>,
+    events: tokio::sync::mpsc::Sender<crate::controller::Event>,
+) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        let now = clock.now();
+        recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
+        let snapshot = recorder.snapshot(now, share.get());
+        let event = crate::controller::Event::Measured(std::sync::Arc::new(snapshot));
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use canary_shared::{CanaryShare, Side, UnixMillis};
+
+    use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
+
+    fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    #[test]
+    fn windows_count_each_side_separately_with_errors_by_kind() {
+        let recorder = Recorder::new();
+        for latency in 1..=100 {
+            recorder.record(Side::Production, Outcome::Status(200), ms(latency));
+        }
+        recorder.record(Side::Canary, Outcome::Status(200), ms(10));
+        recorder.record(Side::Canary, Outcome::Status(404), ms(10));
+        recorder.record(Side::Canary, Outcome::Status(503), ms(10));
+        recorder.record(
+            Side::Canary,
+            Outcome::Transport(TransportFailure::Refused),
+            ms(1),
+        );
+        recorder.tick(UnixMillis(1_000));
+        let snapshot = recorder.snapshot(UnixMillis(2_000), CanaryShare::ZERO);
+
+        let production = &snapshot.production.last_1m;
+        assert_eq!(production.requests, 100);
+        assert_eq!(production.success_rate, Some(1.0));
+        let p50 = production.p50_latency_ms.unwrap();
+        let p95 = production.p95_latency_ms.unwrap();
+        assert!((49.5..=51.0).contains(&p50), "p50 {p50}");
+        assert!((94.0..=96.0).contains(&p95), "p95 {p95}");
+        assert!((production.avg_latency_ms.unwrap() - 50.5).abs() < 0.01);
+        assert!((production.requests_per_sec - 100.0 / 60.0).abs() < 1e-9);
+
+        let canary = &snapshot.canary.last_1m;
+        assert_eq!(canary.requests, 4);
+        assert_eq!(canary.errors_4xx, 1);
+        assert_eq!(canary.errors_5xx, 1);
+        assert_eq!(canary.transport_errors.refused, 1);
+        assert_eq!(
+            canary.error_rate,
+            Some(0.5),
+            "5xx and transport failures are errors; 4xx is not"
+        );
+        assert_eq!(snapshot.canary.series.len(), 1);
+        assert_eq!(snapshot.canary.series[0].errors, 2);
+    }
+
+    #[test]
+    fn no_requests_means_no_figures_not_zero() {
+        let recorder = Recorder::new();
+        recorder.tick(UnixMillis(1_000));
+        let window = recorder
+            .snapshot(UnixMillis(1_000), CanaryShare::ZERO)
+            .canary
+            .last_1m;
+        assert_eq!(window.requests, 0);
+        assert_eq!(window.success_rate, None);
+        assert_eq!(window.p95_latency_ms, None);
+    }
+
+    #[test]
+    fn the_short_window_forgets_after_a_minute_and_history_after_five() {
+        let recorder = Recorder::new();
+        recorder.record(Side::Canary, Outcome::Status(500), ms(5));
+        recorder.tick(UnixMillis(0));
+        for second in 1..60 {
+            recorder.tick(UnixMillis(second * 1000));
+        }
+        let snapshot = recorder.snapshot(UnixMillis(60_000), CanaryShare::ZERO);
+        assert_eq!(
+            snapshot.canary.last_1m.requests, 1,
+            "still inside the last minute"
+        );
+        recorder.tick(UnixMillis(60_000));
+        let snapshot = recorder.snapshot(UnixMillis(61_000), CanaryShare::ZERO);
+        assert_eq!(snapshot.canary.last_1m.requests, 0);
+        assert_eq!(snapshot.canary.last_5m.requests, 1);
+        for second in 61..400 {
+            recorder.tick(UnixMillis(second * 1000));
+        }
+        let snapshot = recorder.snapshot(UnixMillis(400_000), CanaryShare::ZERO);
+        assert_eq!(snapshot.canary.last_5m.requests, 0);
+        assert_eq!(snapshot.canary.series.len(), 300);
+        assert_eq!(snapshot.canary.series[0].at, UnixMillis(100_000));
+    }
+
+    #[test]
+    fn recording_from_many_threads_loses_nothing() {
+        let recorder = std::sync::Arc::new(Recorder::new());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let recorder = std::sync::Arc::clone(&recorder);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        recorder.record(Side::Production, Outcome::Status(200), ms(1));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        recorder.tick(UnixMillis(0));
+        assert_eq!(
+            recorder
+                .snapshot(UnixMillis(0), CanaryShare::ZERO)
+                .production
+                .last_1m
+                .requests,
+            80_000
+        );
+    }
+}
