@@ -4,6 +4,7 @@
 //! WebSocket stream and the built console with its client-side routes.
 
 mod assets;
+mod commands;
 mod error;
 mod status;
 mod stream;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub state: watch::Receiver<CanaryState>,
     /// The latest measurements, published by the controller once a second.
     pub metrics: watch::Receiver<Arc<MetricsSnapshot>>,
+    /// Commands to the controller.
+    pub events: tokio::sync::mpsc::Sender<crate::controller::Event>,
     /// Where the built console lives.
     pub assets_dir: PathBuf,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
@@ -45,6 +48,18 @@ pub fn router(app_state: AppState) -> Router {
         .route(STATUS_PATH, get(status::get_status))
         .route(METRICS_PATH, get(status::get_metrics))
         .route(STREAM_PATH, get(stream::upgrade))
+        .route(
+            &format!("{BASE_PATH}/scale/{{percent}}"),
+            axum::routing::post(commands::scale),
+        )
+        .route(
+            &format!("{BASE_PATH}/scale"),
+            axum::routing::post(commands::scale_without_percent),
+        )
+        .route(
+            &format!("{BASE_PATH}/scale/"),
+            axum::routing::post(commands::scale_without_percent),
+        )
         .route(BASE_PATH, get(assets::index))
         .route(&format!("{BASE_PATH}/"), get(assets::index))
         .route(&format!("{BASE_PATH}/{{*path}}"), get(assets::asset))

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use canary_shared::{CanaryShare, CanaryState, MetricsSnapshot, Side};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::adapters::proxy::SharedShare;
 use crate::config::{Config, UpstreamConfig};
@@ -17,7 +17,7 @@ use crate::domain::rollout::{self, RenderInput, Rollout, UpstreamView};
 use crate::ports::Clock;
 
 /// Something that happened, for the controller to take into account.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Event {
     /// A health probe of `side` finished.
     Probed {
@@ -28,9 +28,14 @@ pub enum Event {
     },
     /// A second of traffic was measured.
     Measured(Arc<MetricsSnapshot>),
-    /// Set the canary share directly. The deployment controller's commands
-    /// will drive this; until then it is the one way to move traffic.
-    SetShare(CanaryShare),
+    /// Set the canary share directly (`POST /admin/canary/scale/{percent}`);
+    /// `applied` receives the state once the proxy uses the new share.
+    SetShare {
+        /// The new share.
+        share: CanaryShare,
+        /// Told when the share is in effect, if anyone is waiting.
+        applied: Option<oneshot::Sender<CanaryState>>,
+    },
 }
 
 /// How other tasks talk to the controller.
@@ -143,10 +148,15 @@ impl Controller {
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(snapshot);
             }
-            Event::SetShare(share) => {
+            Event::SetShare { share, applied } => {
                 tracing::info!(from = %self.rollout.canary_share, to = %share, "canary share set");
                 self.rollout.canary_share = share;
                 self.share.set(share);
+                self.publish();
+                if let Some(applied) = applied {
+                    let _ = applied.send(self.state.borrow().clone());
+                }
+                return;
             }
         }
         self.publish();

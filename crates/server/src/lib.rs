@@ -109,6 +109,7 @@ pub fn start(
         let app_state = AppState {
             state: controller.state.clone(),
             metrics: controller.metrics.clone(),
+            events: controller.events.clone(),
             assets_dir: config.server.assets_dir.clone(),
             shutdown: stopping_rx,
         };

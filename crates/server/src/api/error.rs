@@ -22,6 +22,25 @@ pub enum ApiError {
         /// The path asked for.
         path: String,
     },
+    /// A value is malformed (not a number, wrong type).
+    #[error("{message}")]
+    InvalidField {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable (out of range).
+    #[error("{message}")]
+    UnprocessableField {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The server cannot take the request now.
+    #[error("{0}")]
+    Unavailable(String),
     /// The console has not been built, so there is nothing to serve.
     #[error("{0}")]
     ConsoleNotBuilt(String),
@@ -35,7 +54,11 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ConsoleNotBuilt(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnprocessableField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) | ApiError::ConsoleNotBuilt(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -44,6 +67,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::UnprocessableField { .. } => "out_of_range",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::ConsoleNotBuilt(_) => "console_not_built",
             ApiError::Internal(_) => "internal",
         }
@@ -59,10 +85,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
+        let field = match &self {
+            ApiError::InvalidField { field, .. } | ApiError::UnprocessableField { field, .. } => {
+                Some((*field).to_owned())
+            }
+            _ => None,
+        };
         let body = ApiErrorBody {
             code: self.code().to_owned(),
             message,
-            field: None,
+            field,
         };
         (self.status(), Json(body)).into_response()
     }

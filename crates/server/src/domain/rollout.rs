@@ -197,13 +197,13 @@ fn summary(rollout: &Rollout) -> String {
 
 /// Which actions are possible now, and why the others are not.
 ///
-/// Commands are taken by the deployment controller, which this server does not
-/// run yet, so every action is blocked with that reason; the console shows it
-/// beside each control instead of offering buttons that cannot work.
+/// Scaling by hand works in every phase. The other commands are taken by the
+/// deployment controller, which this server does not run yet, so they are
+/// blocked with that reason; the console shows it beside each control
+/// instead of offering buttons that cannot work.
 fn actions(_rollout: &Rollout) -> (Vec<ActionKind>, Vec<BlockedAction>) {
-    const ALL: [ActionKind; 8] = [
+    const CONTROLLER_ACTIONS: [ActionKind; 7] = [
         ActionKind::Start,
-        ActionKind::Scale,
         ActionKind::Continue,
         ActionKind::Pause,
         ActionKind::Resume,
@@ -211,14 +211,14 @@ fn actions(_rollout: &Rollout) -> (Vec<ActionKind>, Vec<BlockedAction>) {
         ActionKind::Rollback,
         ActionKind::Stop,
     ];
-    let blocked = ALL
+    let blocked = CONTROLLER_ACTIONS
         .into_iter()
         .map(|action| BlockedAction {
             action,
             reason: "this server does not run the deployment controller yet".to_owned(),
         })
         .collect();
-    (Vec::new(), blocked)
+    (vec![ActionKind::Scale], blocked)
 }
 
 /// Whether two states differ in anything but their revision and time.
@@ -233,7 +233,7 @@ pub fn same_content(a: &CanaryState, b: &CanaryState) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use canary_shared::{CheckStatus, Health, Phase, StepKind, StepStatus, UnixMillis};
+    use canary_shared::{ActionKind, CheckStatus, Health, Phase, StepKind, StepStatus, UnixMillis};
 
     use crate::config::Config;
     use crate::domain::rollout::{RenderInput, Rollout, UpstreamView, render, same_content};
@@ -304,7 +304,8 @@ mod tests {
                 .iter()
                 .all(|check| check.status == CheckStatus::NoData)
         );
-        assert!(state.allowed_actions.is_empty());
+        assert_eq!(state.allowed_actions, [ActionKind::Scale]);
+        assert!(state.blocked_reason(ActionKind::Start).is_some());
         assert_eq!(state.auto_progression.wait_ms, 86_400_000);
     }
 

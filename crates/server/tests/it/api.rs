@@ -163,3 +163,73 @@ async fn a_missing_console_build_says_how_to_build_it() {
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("cargo xtask build-app"), "{body}");
 }
+
+async fn post(app: &TestApp, path: &str) -> (StatusCode, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    let request = hyper::Request::post(app.url(path))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let (code, _, body) = crate::support::send(client, request).await;
+    (code, body)
+}
+
+#[tokio::test]
+async fn scale_sets_the_share_the_proxy_serves() {
+    let app = TestApp::start().await;
+    let (code, body) = post(&app, "/admin/canary/scale/25").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let state: CanaryState = serde_json::from_str(&body).unwrap();
+    assert_eq!(state.traffic.canary().percent(), 25.0);
+    assert_eq!(state.canary.traffic_percent.percent(), 25.0);
+    assert_eq!(status(&app).await.traffic.canary().percent(), 25.0);
+
+    let (code, _) = post(&app, "/admin/canary/scale/100").await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, _, body) = http_get(&app.proxy_url("/anything"), "*/*").await;
+    assert_eq!(body, "canary", "at 100 % the proxy serves the canary");
+}
+
+#[tokio::test]
+async fn bad_shares_are_refused_with_the_field_named_and_nothing_changes() {
+    let app = TestApp::start().await;
+    let (code, _) = post(&app, "/admin/canary/scale/5").await;
+    assert_eq!(code, StatusCode::OK);
+    let cases = [
+        ("-1", StatusCode::UNPROCESSABLE_ENTITY, "out_of_range"),
+        ("101", StatusCode::UNPROCESSABLE_ENTITY, "out_of_range"),
+        ("50.555", StatusCode::UNPROCESSABLE_ENTITY, "out_of_range"),
+        ("abc", StatusCode::BAD_REQUEST, "invalid_field"),
+        ("NaN", StatusCode::UNPROCESSABLE_ENTITY, "out_of_range"),
+    ];
+    for (percent, expected_status, expected_code) in cases {
+        let (code, body) = post(&app, &format!("/admin/canary/scale/{percent}")).await;
+        assert_eq!(code, expected_status, "{percent}: {body}");
+        let error: ApiErrorBody = serde_json::from_str(&body).unwrap();
+        assert_eq!(error.code, expected_code, "{percent}");
+        assert_eq!(error.field.as_deref(), Some("percent"), "{percent}");
+        assert!(
+            error.message.contains("percent"),
+            "{percent}: {}",
+            error.message
+        );
+    }
+    for missing in ["/admin/canary/scale/", "/admin/canary/scale"] {
+        let (code, body) = post(&app, missing).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            serde_json::from_str::<ApiErrorBody>(&body)
+                .unwrap()
+                .field
+                .as_deref(),
+            Some("percent")
+        );
+    }
+    let (code, _, _) = http_get(&app.url("/admin/canary/scale/5"), "application/json").await;
+    assert_eq!(code, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        status(&app).await.traffic.canary().percent(),
+        5.0,
+        "no bad request changed the share"
+    );
+}

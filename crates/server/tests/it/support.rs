@@ -308,7 +308,10 @@ impl TestApp {
         let share = CanaryShare::from_percent(percent).unwrap();
         self.controller
             .events
-            .send(Event::SetShare(share))
+            .send(Event::SetShare {
+                share,
+                applied: None,
+            })
             .await
             .unwrap();
         let mut state = self.controller.state.clone();
