@@ -7,9 +7,11 @@
 //! - `run`: builds everything and serves the console with the shipped config.
 //! - `ci`: every check and test; what `.ci/run` runs.
 //! - `e2e`: the browser tests alone.
+//! - `bench proxy`: the proxy against nginx and HAProxy (`../shared/bench`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
 mod app;
+mod bench;
 mod ci;
 mod e2e;
 mod run;
@@ -40,6 +42,13 @@ mod flags {
             cmd ci {}
             /// Run the browser tests alone (builds the console and the server first).
             cmd e2e {}
+            /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy.
+            cmd bench {
+                /// What to benchmark: proxy.
+                required what: String
+                /// Arguments passed on to the harness (for example -x 20000 for fixed rate).
+                repeated args: String
+            }
         }
     }
 }
@@ -56,6 +65,10 @@ fn main() -> anyhow::Result<()> {
         }
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
+        flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
+            "proxy" => bench::proxy(&sh, &bench.args),
+            other => anyhow::bail!("unknown benchmark {other:?}; try `cargo xtask bench proxy`"),
+        },
         flags::XtaskCmd::E2e(_) => {
             setup::run(&sh)?;
             e2e::run(&sh)

@@ -102,10 +102,13 @@ pub fn start(
         ));
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let proxy = Proxy::new(&config, share, recorder);
-        let mut proxy_stopping = stopping_rx.clone();
-        let proxy_task = tokio::spawn(adapters::proxy::serve(listeners.proxy, proxy, async move {
-            let _ = proxy_stopping.wait_for(|stopping| *stopping).await;
-        }));
+        let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let proxy_task = tokio::spawn(adapters::proxy::serve_on_threads(
+            listeners.proxy,
+            proxy,
+            proxy_threads,
+            stopping_rx.clone(),
+        ));
         let app_state = AppState {
             state: controller.state.clone(),
             metrics: controller.metrics.clone(),

@@ -63,7 +63,7 @@ impl SharedShare {
 // === Proxy state ===
 
 /// One upstream as the proxy sees it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Upstream {
     url: UpstreamUrl,
     /// `host[:port]` for the `Host` header in [`HostHeader::Upstream`] mode.
@@ -95,20 +95,26 @@ impl Proxy {
                 .unwrap_or_else(|| HeaderValue::from_static("localhost")),
             in_flight: Arc::new(AtomicU32::new(0)),
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.proxy.upstream_connect_timeout.0));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
         Arc::new(Proxy {
             config: config.proxy.clone(),
             production: upstream(&config.upstreams.production.url),
             canary: upstream(&config.upstreams.canary.url),
-            client,
+            client: upstream_client(&config.proxy),
             share,
             recorder,
+        })
+    }
+
+    /// The same proxy (shares, limits, recorder) with a connection pool of
+    /// its own, for a thread that runs its own runtime.
+    fn for_another_thread(&self) -> Arc<Proxy> {
+        Arc::new(Proxy {
+            config: self.config.clone(),
+            production: self.production.clone(),
+            canary: self.canary.clone(),
+            client: upstream_client(&self.config),
+            share: self.share.clone(),
+            recorder: Arc::clone(&self.recorder),
         })
     }
 
@@ -120,15 +126,66 @@ impl Proxy {
     }
 }
 
+/// A keep-alive client to the upstreams; its connections belong to the
+/// runtime of the thread that opens them.
+fn upstream_client(config: &ProxyConfig) -> Client<HttpConnector, ProxyBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.upstream_connect_timeout.0));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
 // === Serving ===
 
-/// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// open connections finish their requests for up to ten seconds.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
-    // Flipped once at shutdown; every connection then finishes its request and closes.
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+/// Resolves once `stopping` is true (or its sender is gone).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it before resolving.
+    let _ = stopping.wait_for(|stopping| *stopping).await.map(|_| ());
+}
+
+/// A client connection handed from the accepting task to a proxy thread.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// Serves the proxy on `threads` threads, each with a single-threaded
+/// runtime of its own; this task accepts and deals the connections out in
+/// turn. A request then never hops between threads, which on a small machine
+/// costs more than the work itself (see BENCHMARKS.md), and dealing in turn
+/// keeps the threads evenly loaded. Returns when every thread has drained
+/// after `stopping` turned true.
+pub async fn serve_on_threads(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    threads: usize,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut workers = Vec::new();
+    let mut finished = Vec::new();
+    for index in 0..threads.max(1) {
+        let (connections_tx, connections_rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        workers.push(connections_tx);
+        let proxy = proxy.for_another_thread();
+        let stopping = stopping.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        finished.push(done_rx);
+        std::thread::Builder::new()
+            .name(format!("canary-proxy-{index}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        runtime.block_on(serve_connections(connections_rx, proxy, stopping))
+                    }
+                    Err(err) => tracing::error!(%err, "cannot start a proxy thread's runtime"),
+                }
+                let _ = done_tx.send(());
+            })?;
+    }
+    let mut next_worker = 0;
     loop {
         let (stream, client_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -140,56 +197,61 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
                     continue;
                 }
             },
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next() => continue,
-            () = &mut shutdown => break,
+            () = stopped(&mut stopping) => break,
         };
-        let _ = stream.set_nodelay(true);
-        let proxy = Arc::clone(&proxy);
-        let activity = Arc::new(ConnectionActivity::default());
-        let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
-        let service = hyper::service::service_fn(move |request| {
-            let proxy = Arc::clone(&proxy);
-            let activity = Arc::clone(&activity);
-            async move {
-                // The head has been read in full: the header timer stops, and
-                // the connection counts as busy until the response body ends.
-                activity.request_started();
-                let response = handle(&proxy, request, client_addr).await;
-                let (parts, body) = response.into_parts();
-                let body = ActivityBody {
-                    inner: body,
-                    activity: Some(activity),
-                };
-                Ok::<_, Infallible>(Response::from_parts(parts, body))
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%err, "cannot hand over a proxy connection");
+                continue;
             }
-        });
-        let mut stopping = stopping_rx.clone();
-        connections.spawn(async move {
-            // Header and idle timeouts are enforced by `ClientIo`: hyper's own
-            // header timer also runs while a keep-alive connection waits for
-            // its next request, which would cut idle connections short.
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(None)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(io), service)
-                .with_upgrades();
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = stopping.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
-            }
-        });
+        };
+        let _ = workers[next_worker % workers.len()].send((stream, client_addr));
+        next_worker = next_worker.wrapping_add(1);
     }
     drop(listener);
-    let _ = stopping_tx.send(true);
+    drop(workers);
+    for done in finished {
+        let _ = done.await;
+    }
+    Ok(())
+}
+
+/// One proxy thread: serves the connections it is handed until `stopping`
+/// turns true, then lets open connections finish their requests for up to
+/// ten seconds.
+async fn serve_connections(
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    proxy: Arc<Proxy>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop_signal = stopping.clone();
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            received = incoming.recv() => match received {
+                Some(received) => received,
+                None => break,
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next() => continue,
+            () = stopped(&mut stop_signal) => break,
+        };
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%err, "cannot register a proxy connection");
+                continue;
+            }
+        };
+        spawn_connection(
+            &mut connections,
+            stream,
+            client_addr,
+            &proxy,
+            stopping.clone(),
+        );
+    }
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while connections.join_next().await.is_some() {}
     })
@@ -198,6 +260,59 @@ pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Futu
         tracing::warn!("proxy connections still open after 10 s; closing them");
         connections.abort_all();
     }
+}
+
+/// Serves one client connection: HTTP/1.1 keep-alive with upgrades, and a
+/// graceful close when `stopping` turns true.
+fn spawn_connection(
+    connections: &mut tokio::task::JoinSet<()>,
+    stream: TcpStream,
+    client_addr: SocketAddr,
+    proxy: &Arc<Proxy>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let proxy = Arc::clone(proxy);
+    let activity = Arc::new(ConnectionActivity::new(ClientInfo::new(client_addr)));
+    let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
+    let service = hyper::service::service_fn(move |request| {
+        let proxy = Arc::clone(&proxy);
+        let activity = Arc::clone(&activity);
+        async move {
+            // The head has been read in full: the header timer stops, and
+            // the connection counts as busy until the response body ends.
+            activity.request_started();
+            let response = handle(&proxy, request, &activity.client).await;
+            let (parts, body) = response.into_parts();
+            let body = ActivityBody {
+                inner: body,
+                activity: Some(activity),
+            };
+            Ok::<_, Infallible>(Response::from_parts(parts, body))
+        }
+    });
+    connections.spawn(async move {
+        // Header and idle timeouts are enforced by `ClientIo`: hyper's own
+        // header timer also runs while a keep-alive connection waits for its
+        // next request, which would cut idle connections short.
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopped(&mut stopping) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(err) = result {
+            tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
+        }
+    });
 }
 
 /// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
@@ -213,6 +328,13 @@ const HOP_BY_HOP: [header::HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names is cheaper than nine lookups.
+    if !headers
+        .keys()
+        .any(|name| HOP_BY_HOP.contains(name) || name == header::UPGRADE)
+    {
+        return;
+    }
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<header::HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -313,7 +435,7 @@ fn acquire(upstream: &Upstream, limit: u32) -> Option<InFlight> {
 async fn handle(
     proxy: &Arc<Proxy>,
     mut request: Request<Incoming>,
-    client_addr: SocketAddr,
+    client: &ClientInfo,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let max_body = proxy.config.max_request_body.0;
@@ -365,7 +487,7 @@ async fn handle(
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    add_forwarded(&mut parts.headers, client_addr, original_host.as_ref());
+    add_forwarded(&mut parts.headers, client, original_host.as_ref());
     match proxy.config.host_header {
         HostHeader::Preserve => {}
         HostHeader::Upstream => {
@@ -374,9 +496,8 @@ async fn handle(
                 .insert(header::HOST, upstream.authority.clone());
         }
     }
-    let has_body = declared_length.is_some_and(|length| length > 0)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || !body.is_end_stream();
+    // A chunked body is not at its end before it is read; an empty one is.
+    let has_body = declared_length.is_some_and(|length| length > 0) || !body.is_end_stream();
     let retry_parts =
         (side == Side::Canary && proxy.config.retry_refused_canary && !has_body && !upgrade).then(
             || {
@@ -388,7 +509,8 @@ async fn handle(
                 )
             },
         );
-    let body: ProxyBody = if upgrade {
+    let body: ProxyBody = if upgrade || !has_body {
+        // A zero-sized body: boxing it allocates nothing.
         Empty::new().map_err(|never| match never {}).boxed()
     } else {
         Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
@@ -429,26 +551,45 @@ async fn handle(
     }
 }
 
+const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
+
+/// What the proxy knows of a client connection, computed once per connection.
+#[derive(Debug)]
+struct ClientInfo {
+    ip_text: String,
+    ip_header: HeaderValue,
+}
+
+impl ClientInfo {
+    fn new(addr: SocketAddr) -> ClientInfo {
+        let ip_text = addr.ip().to_string();
+        let ip_header =
+            HeaderValue::from_str(&ip_text).expect("an IP address is a valid header value");
+        ClientInfo { ip_text, ip_header }
+    }
+}
+
 /// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host`.
 fn add_forwarded(
     headers: &mut HeaderMap,
-    client_addr: SocketAddr,
+    client: &ClientInfo,
     original_host: Option<&HeaderValue>,
 ) {
-    let client_ip = client_addr.ip().to_string();
     let forwarded_for = match headers
-        .get("x-forwarded-for")
+        .get(X_FORWARDED_FOR)
         .and_then(|value| value.to_str().ok())
     {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip,
+        Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", client.ip_text)).ok(),
+        None => Some(client.ip_header.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
     }
 }
 
@@ -456,6 +597,21 @@ fn add_forwarded(
 fn upstream_uri(base: &UpstreamUrl, request_uri: &Uri) -> Uri {
     let base_uri = base.uri();
     let base_path = base_uri.path().trim_end_matches('/');
+    if base_path.is_empty() {
+        // The common case: reuse the parsed path and query, no string work.
+        let mut parts = hyper::http::uri::Parts::default();
+        parts.scheme = base_uri.scheme().cloned();
+        parts.authority = base_uri.authority().cloned();
+        parts.path_and_query = Some(
+            request_uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
+        );
+        if let Ok(uri) = Uri::from_parts(parts) {
+            return uri;
+        }
+    }
     let path_and_query = request_uri.path_and_query().map_or("/", |pq| pq.as_str());
     let joined = format!("{base_path}{path_and_query}");
     let mut builder = Uri::builder();
@@ -723,8 +879,10 @@ impl Drop for RecordedBody {
 // === Client connection timeouts ===
 
 /// What the request handler tells a connection's I/O about its requests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ConnectionActivity {
+    /// The client at the other end.
+    client: ClientInfo,
     /// Requests whose head was read and whose response has not ended.
     open_requests: AtomicU32,
     /// Increases with every request head read; lets a stale header timer be spotted.
@@ -732,6 +890,14 @@ struct ConnectionActivity {
 }
 
 impl ConnectionActivity {
+    fn new(client: ClientInfo) -> ConnectionActivity {
+        ConnectionActivity {
+            client,
+            open_requests: AtomicU32::new(0),
+            heads_read: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
     fn request_started(&self) {
         self.open_requests.fetch_add(1, Ordering::AcqRel);
         self.heads_read.fetch_add(1, Ordering::AcqRel);
@@ -795,63 +961,80 @@ impl Drop for ActivityBody {
 ///   from its first byte (a client that sends half a request and stalls is
 ///   closed, while an idle keep-alive connection is not);
 /// - no byte moving in either direction for the idle timeout closes it.
+///
+/// Reads and writes only note the time; one timer per connection is re-armed
+/// when it fires, so a busy connection touches tokio's timer wheel about once
+/// per header timeout rather than on every read and write.
 struct ClientIo {
     stream: TcpStream,
     activity: Arc<ConnectionActivity>,
     idle_timeout: Duration,
     header_timeout: Duration,
-    idle_deadline: Pin<Box<Sleep>>,
-    /// Running while a head is being received, with `heads_read` at its start.
-    header_deadline: Option<(Pin<Box<Sleep>>, u64)>,
+    timer: Pin<Box<Sleep>>,
+    last_activity: Instant,
+    /// When the head being received started, with `heads_read` then.
+    head_started: Option<(Instant, u64)>,
 }
 
 impl ClientIo {
     fn new(stream: TcpStream, activity: Arc<ConnectionActivity>, config: &ProxyConfig) -> ClientIo {
         let idle_timeout = config.client_idle_timeout.0;
+        let header_timeout = config.client_header_timeout.0;
         ClientIo {
             stream,
             activity,
             idle_timeout,
-            header_timeout: config.client_header_timeout.0,
-            idle_deadline: Box::pin(tokio::time::sleep(idle_timeout)),
-            header_deadline: None,
+            header_timeout,
+            timer: Box::pin(tokio::time::sleep(idle_timeout.min(header_timeout))),
+            last_activity: Instant::now(),
+            head_started: None,
         }
     }
 
     fn moved_bytes(&mut self) {
-        let next = Instant::now() + self.idle_timeout;
-        self.idle_deadline.as_mut().reset(next);
+        self.last_activity = Instant::now();
     }
 
-    /// Drops the header timer once the head it timed has been read.
+    /// Forgets the head start once that head has been read.
     fn forget_finished_head(&mut self) {
         let heads_read = self.activity.heads_read.load(Ordering::Acquire);
         if self
-            .header_deadline
-            .as_ref()
-            .is_some_and(|(_, started_at)| *started_at != heads_read)
+            .head_started
+            .is_some_and(|(_, started_at)| started_at != heads_read)
         {
-            self.header_deadline = None;
+            self.head_started = None;
         }
     }
 
     fn check_deadlines(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
-        if self.idle_deadline.as_mut().poll(cx).is_ready() {
-            return Some(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "client connection idle for too long",
-            ));
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let now = Instant::now();
+            if now >= self.last_activity + self.idle_timeout {
+                return Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client connection idle for too long",
+                ));
+            }
+            self.forget_finished_head();
+            if let Some((started, _)) = self.head_started
+                && now >= started + self.header_timeout
+            {
+                return Some(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client too slow to send a request head",
+                ));
+            }
+            // Nothing expired: wake again at the earliest deadline that could,
+            // including one for a head that may start from now on.
+            let mut next = (self.last_activity + self.idle_timeout).min(now + self.header_timeout);
+            if let Some((started, _)) = self.head_started {
+                next = next.min(started + self.header_timeout);
+            }
+            self.timer.as_mut().reset(next);
         }
-        self.forget_finished_head();
-        if let Some((deadline, _)) = self.header_deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return Some(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "client too slow to send a request head",
-            ));
-        }
-        None
     }
 }
 
@@ -868,12 +1051,9 @@ impl AsyncRead for ClientIo {
                     self.moved_bytes();
                     self.forget_finished_head();
                     // Bytes while no request is open are the start of a head.
-                    if !self.activity.busy() && self.header_deadline.is_none() {
+                    if !self.activity.busy() && self.head_started.is_none() {
                         let heads_read = self.activity.heads_read.load(Ordering::Acquire);
-                        self.header_deadline = Some((
-                            Box::pin(tokio::time::sleep(self.header_timeout)),
-                            heads_read,
-                        ));
+                        self.head_started = Some((self.last_activity, heads_read));
                     }
                 }
                 Poll::Ready(result)

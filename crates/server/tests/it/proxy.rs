@@ -278,6 +278,37 @@ async fn failures_count_against_the_side_that_failed() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_at_its_in_flight_limit_answers_503_at_once() {
+    let app = TestApp::start_with(|config| config.proxy.max_in_flight_per_side = 2).await;
+    app.canary.set_delay_ms(1_500);
+    let client = client();
+    let url = app.proxy_url("/slow");
+    let requests = (0..6).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move { get(&client, &url, &[("x-canary", "always")]).await.status })
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    let statuses: Vec<StatusCode> = statuses.into_iter().map(Result::unwrap).collect();
+    let served = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::OK)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!((served, refused), (2, 4), "{statuses:?}");
+    let metrics = canary_window(&app, 6).await;
+    assert_eq!(metrics.canary.last_1m.transport_errors.overloaded, 4);
+    // Production has its own limit and is not affected.
+    assert_eq!(
+        get(&client, &app.proxy_url("/x"), &[]).await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn a_refused_canary_is_counted_and_body_less_requests_fall_back_to_production() {
     let closed = refusing_address().await;

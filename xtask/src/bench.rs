@@ -1,0 +1,179 @@
+//! `cargo xtask bench proxy`: canary's proxy against nginx and HAProxy, side
+//! by side with the same load, using the shared harness in `../shared/bench`.
+//!
+//! The harness starts two backends (production on :18081, canary on :18082)
+//! and nginx and HAProxy splitting 95 / 5 between them; this task adds the
+//! release `canary` in front of the same backends at a 5 % canary share and
+//! runs `bench-proxy.sh`, which prints throughput, latency percentiles, the
+//! observed canary share and the ratios. Timings are printed, never asserted.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::{step, workspace_root};
+
+/// Stops the anchors and canary however the benchmark ends.
+struct Cleanup<'a> {
+    sh: &'a Shell,
+    anchors: PathBuf,
+    canary: Option<Child>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(mut canary) = self.canary.take() {
+            let pid = canary.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = canary.wait();
+        }
+        let anchors = &self.anchors;
+        let _ = cmd!(self.sh, "bash {anchors} stop").quiet().run();
+    }
+}
+
+pub(crate) fn proxy(sh: &Shell, extra_args: &[String]) -> anyhow::Result<()> {
+    let bench_dir = match std::env::var_os("CANARY_BENCH_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root().join("../shared/bench"),
+    };
+    let anchors = bench_dir.join("anchors.sh");
+    let harness = bench_dir.join("bench-proxy.sh");
+    if !harness.exists() {
+        bail!(
+            "{} not found; set CANARY_BENCH_DIR to the shared bench folder",
+            harness.display()
+        );
+    }
+    ensure_tools(sh)?;
+
+    step("bench: building the release binary");
+    cmd!(
+        sh,
+        "cargo build --locked --release --package canary-server --bin canary"
+    )
+    .run()?;
+
+    step("bench: starting the backends, nginx and HAProxy");
+    let mut cleanup = Cleanup {
+        sh,
+        anchors: anchors.clone(),
+        canary: None,
+    };
+    cmd!(sh, "bash {anchors} start").run()?;
+
+    step("bench: starting canary in front of the same backends");
+    let dir = std::env::temp_dir().join(format!("canary-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("canary-config.yaml");
+    std::fs::write(&config, bench_config(&dir))?;
+    let mut child = Command::new(workspace_root().join("target/release/canary"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start canary")?;
+    let (console, proxy) = read_addresses(&mut child)?;
+    let pid = child.id().to_string();
+    cleanup.canary = Some(child);
+    let scale_url = format!("{}scale/5", console.trim_end_matches('/').to_owned() + "/");
+    cmd!(sh, "curl -sf -X POST {scale_url}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("cannot set the share to 5 %")?;
+
+    step("bench: running the harness (interleaved rounds; several minutes)");
+    let known = cmd!(sh, "bash {anchors} known").read()?;
+    let urls = cmd!(sh, "bash {anchors} urls").read()?;
+    let urls: Vec<&str> = urls.split_whitespace().collect();
+    let target = format!("canary={proxy}");
+    // Every proxy's CPU counts as the setup's own, not as foreign load.
+    let anchor_pids = cmd!(sh, "bash {anchors} pids").read()?;
+    let canary_pid = format!("canary={pid}");
+    let mut pid_args = Vec::new();
+    for name_and_pid in anchor_pids.split_whitespace().chain([canary_pid.as_str()]) {
+        pid_args.push("-p".to_owned());
+        pid_args.push(name_and_pid.to_owned());
+    }
+    let title = "canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
+    cmd!(
+        sh,
+        "bash {harness} -k {known} {pid_args...} -T {title} {extra_args...} {urls...} {target}"
+    )
+    .run()?;
+    drop(cleanup);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn bench_config(dir: &Path) -> String {
+    format!(
+        r#"server:
+  admin_listen: "127.0.0.1:0"
+  proxy_listen: "127.0.0.1:0"
+  data_dir: "{data}"
+upstreams:
+  production: {{ url: "http://127.0.0.1:18081", version: "bench-production" }}
+  canary: {{ url: "http://127.0.0.1:18082", version: "bench-canary" }}
+proxy:
+  # The load generator keeps no cookies, like the nginx and HAProxy set-ups it is compared with.
+  stickiness: {{ mode: none }}
+  max_in_flight_per_side: 100000
+canary:
+  auto_progression:
+    enabled: false
+    wait_time: "1h"
+    thresholds: {{ max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 }}
+  traffic_steps: [5, 100]
+"#,
+        data = dir.join("data").display()
+    )
+}
+
+/// Reads canary's start-up lines for the console and proxy addresses.
+fn read_addresses(child: &mut Child) -> anyhow::Result<(String, String)> {
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut console = None;
+    let mut proxy = None;
+    while console.is_none() || proxy.is_none() {
+        let line = lines
+            .next()
+            .context("canary exited before it printed its addresses")??;
+        if let Some(url) = line.strip_prefix("canary: console at ") {
+            console = Some(url.trim().to_owned());
+        } else if let Some(url) = line.strip_prefix("canary: proxy at ") {
+            proxy = Some(url.trim().to_owned());
+        }
+    }
+    Ok((console.unwrap_or_default(), proxy.unwrap_or_default()))
+}
+
+/// nginx, HAProxy and wrk from Debian, installed when missing (as root).
+fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
+    let missing: Vec<&str> = ["nginx", "haproxy", "wrk", "curl"]
+        .into_iter()
+        .filter(|tool| {
+            cmd!(sh, "which {tool}")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .is_err()
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("    installing {} from Debian", missing.join(", "));
+    cmd!(sh, "apt-get update -qq").run()?;
+    cmd!(sh, "apt-get install -y -qq {missing...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()?;
+    Ok(())
+}
