@@ -46,3 +46,41 @@ test('marks data stale while the server is away and refreshes when it is back', 
   await expect(dashboard.health('production')).toHaveText('Unhealthy');
   await expect(dashboard.healthDetail('production')).toHaveText('HTTP 500 from /healthz');
 });
+
+test('moves the share after a confirmation and the proxy follows', async ({ dashboard, setup }, testInfo) => {
+  await expect(dashboard.connection).toHaveText('Live');
+  await expect(dashboard.action('scale')).toBeEnabled();
+  await dashboard.fillScale('25');
+  // State updates keep arriving while the operator types; they must not wipe the entry.
+  const before = await setup.server.sendTraffic(100);
+  expect(before['v2.7.0'] ?? 0).toBe(0);
+  await expect(dashboard.page.getByTestId('production-requests')).toHaveText('100', { timeout: 15_000 });
+  await dashboard.page.getByTestId('scale-review').click();
+  await expect(dashboard.page.getByTestId('scale-split')).toHaveText('Canary 25 % · Production 75 %');
+  await expect(dashboard.page.getByTestId('scale-question')).toHaveText('Move canary from 0 % to 25 %?');
+  await dashboard.screenshot(testInfo, 'scale-confirm');
+  await dashboard.page.getByTestId('scale-confirm').click();
+
+  await expect(dashboard.share('canary')).toHaveText('25 %');
+  await expect(dashboard.share('production')).toHaveText('75 %');
+  await expect(dashboard.statusLine).toContainText('Canary at 25 %');
+  await expect(dashboard.page.getByTestId('scale-panel')).toBeHidden();
+
+  // The proxy really sends about a quarter of new clients to the canary.
+  const after = await setup.server.sendTraffic(400);
+  const canaryShare = (after['v2.7.0'] ?? 0) / 400;
+  expect(canaryShare).toBeGreaterThan(0.15);
+  expect(canaryShare).toBeLessThan(0.35);
+  // And the cards show what the proxy measured, without a reload.
+  await expect(dashboard.page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
+  await dashboard.screenshot(testInfo, 'scaled');
+});
+
+test('a failed move shows the reason and changes nothing', async ({ dashboard, setup }) => {
+  await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.reviewScale('40');
+  await setup.server.stop();
+  await dashboard.page.getByTestId('scale-confirm').click();
+  await expect(dashboard.page.getByTestId('scale-error')).toContainText('could not be reached');
+  await expect(dashboard.share('canary')).toHaveText('0 %');
+});

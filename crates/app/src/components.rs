@@ -4,6 +4,7 @@
 pub mod actions_card;
 pub mod app_header;
 pub mod safety_card;
+pub mod scale_panel;
 pub mod service_card;
 pub mod status_line;
 pub mod steps_card;

@@ -2,11 +2,13 @@
 //! WebSocket stream.
 //!
 //! # Layout
+//! - [`api`]: the typed REST client.
 //! - [`stream`]: the live connection, with reconnect and backoff, as signals.
 //! - [`view_model`]: pure presentation logic, tested on the host.
 //! - [`components`]: presentational pieces that take signals and props.
 //! - [`pages`]: screens that wire components to the live data.
 
+pub mod api;
 pub mod components;
 pub mod pages;
 pub mod stream;

@@ -1,7 +1,7 @@
 //! Pure presentation logic: from wire data to the words and numbers the
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
-use canary_shared::{ActionKind, CanaryState, CheckStatus, Health, StepStatus};
+use canary_shared::{ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus};
 
 /// Where the live connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +173,23 @@ pub fn action_view(state: Option<&CanaryState>, action: ActionKind) -> ActionVie
     }
 }
 
+/// A share from a slider or a typed number: clamped to 0–100 % and rounded
+/// to the 0.01 % resolution, so whatever the control holds is a valid share.
+pub fn clamp_share(percent: f64) -> CanaryShare {
+    let percent = if percent.is_finite() {
+        percent.clamp(0.0, 100.0)
+    } else {
+        0.0
+    };
+    let basis_points = (percent * 100.0).round() as u16;
+    CanaryShare::from_basis_points(basis_points).unwrap_or(CanaryShare::ZERO)
+}
+
+/// The confirmation that states a move of the share.
+pub fn share_move_question(from: CanaryShare, to: CanaryShare) -> String {
+    format!("Move canary from {from} to {to}?")
+}
+
 /// The page title: the state at a glance, for a tab in the background.
 pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String {
     match (state, connection.is_stale()) {
@@ -184,7 +201,33 @@ pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String
 
 #[cfg(test)]
 mod tests {
-    use crate::view_model::{Connection, latency, rate, reconnect_delay_ms, thousands};
+    use canary_shared::CanaryShare;
+
+    use crate::view_model::{
+        Connection, clamp_share, latency, rate, reconnect_delay_ms, share_move_question, thousands,
+    };
+
+    #[test]
+    fn any_control_value_becomes_a_valid_share() {
+        assert_eq!(clamp_share(25.0).basis_points(), 2500);
+        assert_eq!(clamp_share(12.345).basis_points(), 1235);
+        assert_eq!(clamp_share(-3.0), CanaryShare::ZERO);
+        assert_eq!(clamp_share(250.0), CanaryShare::FULL);
+        assert_eq!(clamp_share(f64::NAN), CanaryShare::ZERO);
+    }
+
+    #[test]
+    fn the_confirmation_states_the_move() {
+        let share = |percent| CanaryShare::from_percent(percent).unwrap();
+        assert_eq!(
+            share_move_question(share(5.0), share(25.0)),
+            "Move canary from 5 % to 25 %?"
+        );
+        assert_eq!(
+            share_move_question(share(50.0), share(0.5)),
+            "Move canary from 50 % to 0.5 %?"
+        );
+    }
 
     #[test]
     fn reconnect_delays_grow_and_stay_bounded() {

@@ -6,6 +6,7 @@
 use canary_shared::{ActionKind, CanaryState};
 use leptos::prelude::*;
 
+use crate::components::scale_panel::ScalePanel;
 use crate::view_model::action_view;
 
 /// The operator's actions with their availability.
@@ -26,6 +27,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
             "action-stop",
         ),
     ];
+    let scale_open = RwSignal::new(false);
     // One line of reasons instead of the same sentence three times.
     let reasons = move || {
         let mut reasons: Vec<String> = Vec::new();
@@ -48,14 +50,27 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                     .into_iter()
                     .map(|(action, label, class, test_id)| {
                         let disabled = move || !state.with(|state| action_view(state.as_ref(), action).enabled);
+                        let expanded = move || (action == ActionKind::Scale && scale_open.get()).to_string();
                         view! {
-                            <button type="button" class=class data-testid=test_id disabled=disabled>
+                            <button
+                                type="button"
+                                class=class
+                                data-testid=test_id
+                                disabled=disabled
+                                aria-expanded=expanded
+                                on:click=move |_| {
+                                    if action == ActionKind::Scale {
+                                        scale_open.update(|open| *open = !*open);
+                                    }
+                                }
+                            >
                                 {label}
                             </button>
                         }
                     })
                     .collect_view()}
             </div>
+            <ScalePanel state=state open=scale_open />
             <p class="actions__reason" data-testid="actions-reason">{reasons}</p>
         </article>
     }

@@ -51,7 +51,7 @@ pub fn ServiceCard(side: Side, state: RwSignal<Option<CanaryState>>) -> impl Int
                 <div><dt>"Avg latency"</dt><dd>{field(|service| latency(service.avg_latency_ms))}</dd></div>
                 <div><dt>"p95 latency"</dt><dd>{field(|service| latency(service.p95_latency_ms))}</dd></div>
                 <div><dt>"Success rate"</dt><dd>{field(|service| rate(service.success_rate))}</dd></div>
-                <div><dt>"Requests (1 min)"</dt><dd>{field(|service| thousands(service.request_count))}</dd></div>
+                <div><dt>"Requests (1 min)"</dt><dd data-testid=format!("{id}-requests")>{field(|service| thousands(service.request_count))}</dd></div>
             </dl>
             <p class="card__url">{field(|service| service.url.clone())}</p>
         </article>

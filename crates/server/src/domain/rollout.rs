@@ -48,12 +48,13 @@ impl Rollout {
         }
     }
 
-    /// Whether a canary version is deployed in this phase.
+    /// Whether a canary is running: deployed in this phase, or sent traffic by hand.
     pub fn has_canary(&self) -> bool {
-        !matches!(
-            self.phase,
-            Phase::Idle | Phase::RolledBack | Phase::Failed | Phase::Promoted
-        )
+        self.canary_share > CanaryShare::ZERO
+            || !matches!(
+                self.phase,
+                Phase::Idle | Phase::RolledBack | Phase::Failed | Phase::Promoted
+            )
     }
 }
 
@@ -147,7 +148,7 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
             current_value: None,
             status: CheckStatus::NoData,
             reason: Some(if rollout.has_canary() {
-                "no canary traffic measured yet".to_owned()
+                "not judged yet: checks are evaluated by the deployment controller".to_owned()
             } else {
                 "no canary running".to_owned()
             }),
@@ -307,6 +308,32 @@ mod tests {
         assert_eq!(state.allowed_actions, [ActionKind::Scale]);
         assert!(state.blocked_reason(ActionKind::Start).is_some());
         assert_eq!(state.auto_progression.wait_ms, 86_400_000);
+    }
+
+    #[test]
+    fn a_canary_given_traffic_by_hand_shows_its_real_health() {
+        let config = shipped_config();
+        let mut rollout = Rollout::idle(&config.canary);
+        rollout.canary_share = canary_shared::CanaryShare::from_percent(25.0).unwrap();
+        let healthy = upstream(Health::Healthy);
+        let state = render(RenderInput {
+            rollout: &rollout,
+            config: &config.canary,
+            production: &healthy,
+            canary: &healthy,
+            revision: 1,
+            now: UnixMillis(5),
+        });
+        assert_eq!(
+            state.canary.health,
+            Health::Healthy,
+            "a canary serving traffic is not 'Stopped'"
+        );
+        assert_eq!(
+            state.summary,
+            "Canary at 25 % (set by hand, no rollout running)"
+        );
+        assert_eq!(state.production.traffic_percent.percent(), 75.0);
     }
 
     #[test]

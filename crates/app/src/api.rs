@@ -1,0 +1,74 @@
+//! The typed REST client: one function per endpoint, all through [`send`].
+
+use canary_shared::api::BASE_PATH;
+use canary_shared::{ApiErrorBody, CanaryShare, CanaryState};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Request, RequestInit, Response};
+
+/// Why a request failed, in words an operator can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The server could not be reached.
+    Network(String),
+    /// The server refused, with its reason.
+    Api(ApiErrorBody),
+    /// The answer could not be read.
+    Decode(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Network(detail) => write!(f, "The server could not be reached ({detail})."),
+            Error::Api(body) => write!(f, "{}", body.message),
+            Error::Decode(detail) => write!(f, "The server's answer could not be read ({detail})."),
+        }
+    }
+}
+
+/// `POST /admin/canary/scale/{percent}`: the state with the new share in effect.
+pub async fn scale(share: CanaryShare) -> Result<CanaryState, Error> {
+    send("POST", &format!("{BASE_PATH}/scale/{}", share.percent())).await
+}
+
+/// Sends a request without a body and reads a JSON answer or the error body.
+async fn send<T: serde::de::DeserializeOwned>(method: &str, path: &str) -> Result<T, Error> {
+    let init = RequestInit::new();
+    init.set_method(method);
+    let request = Request::new_with_str_and_init(path, &init)
+        .map_err(|err| Error::Network(format!("{err:?}")))?;
+    let window = web_sys::window().ok_or_else(|| Error::Network("no window".to_owned()))?;
+    let response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(|err| {
+            Error::Network(
+                err.as_string()
+                    .unwrap_or_else(|| "request failed".to_owned()),
+            )
+        })?;
+    let response: Response = response
+        .dyn_into()
+        .map_err(|_| Error::Decode("not a response".to_owned()))?;
+    let text = JsFuture::from(
+        response
+            .text()
+            .map_err(|_| Error::Decode("no body".to_owned()))?,
+    )
+    .await
+    .map_err(|_| Error::Decode("unreadable body".to_owned()))?
+    .as_string()
+    .unwrap_or_default();
+    if response.ok() {
+        serde_json::from_str(&text).map_err(|err| Error::Decode(err.to_string()))
+    } else {
+        match serde_json::from_str::<ApiErrorBody>(&text) {
+            Ok(body) => Err(Error::Api(body)),
+            Err(_) => Err(Error::Api(ApiErrorBody {
+                code: "http".to_owned(),
+                message: format!("The server answered HTTP {}.", response.status()),
+                field: None,
+            })),
+        }
+    }
+}
