@@ -35,7 +35,7 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-pub(crate) fn proxy(sh: &Shell, extra_args: &[String]) -> anyhow::Result<()> {
+pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     let bench_dir = match std::env::var_os("CANARY_BENCH_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => workspace_root().join("../shared/bench"),
@@ -104,7 +104,7 @@ pub(crate) fn proxy(sh: &Shell, extra_args: &[String]) -> anyhow::Result<()> {
     let title = "canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
     cmd!(
         sh,
-        "bash {harness} -k {known} {pid_args...} -T {title} {extra_args...} {urls...} {target}"
+        "bash {harness} -k {known} {pid_args...} -T {title} {urls...} {target}"
     )
     .run()?;
     drop(cleanup);

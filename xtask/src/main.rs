@@ -43,11 +43,11 @@ mod flags {
             /// Run the browser tests alone (builds the console and the server first).
             cmd e2e {}
             /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy.
+            /// The harness takes its options from the environment (RATE=20000 for
+            /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
                 /// What to benchmark: proxy.
                 required what: String
-                /// Arguments passed on to the harness (for example -x 20000 for fixed rate).
-                repeated args: String
             }
         }
     }
@@ -66,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
-            "proxy" => bench::proxy(&sh, &bench.args),
+            "proxy" => bench::proxy(&sh),
             other => anyhow::bail!("unknown benchmark {other:?}; try `cargo xtask bench proxy`"),
         },
         flags::XtaskCmd::E2e(_) => {
