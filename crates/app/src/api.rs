@@ -1,4 +1,4 @@
-//! The typed REST client: one function per endpoint, all through [`send`].
+//! The typed REST client: one function per endpoint, all through one `send` helper.
 
 use canary_shared::api::BASE_PATH;
 use canary_shared::{ApiErrorBody, CanaryShare, CanaryState};
