@@ -257,3 +257,36 @@ fn step_shares_keep_two_decimals() {
     assert_eq!(steps[0], CanaryShare::from_basis_points(50).unwrap());
     assert_eq!(steps[1], CanaryShare::from_basis_points(1225).unwrap());
 }
+
+#[test]
+fn proxy_settings_parse_sizes_and_refuse_bad_values() {
+    let with_proxy = |proxy: &str| Config::from_yaml(&format!("proxy:\n{proxy}{SEED}"));
+    let config = with_proxy("  max_request_body: 10MiB\n").unwrap();
+    assert_eq!(config.proxy.max_request_body.0, 10 << 20);
+    let config = with_proxy("  max_request_body: 2048\n").unwrap();
+    assert_eq!(config.proxy.max_request_body.0, 2048);
+    let config = with_proxy("  override_header: null\n").unwrap();
+    assert_eq!(
+        config.proxy.override_header, None,
+        "null disables the override"
+    );
+    let defaults = Config::from_yaml(SEED).unwrap().proxy;
+    assert_eq!(
+        defaults
+            .override_header
+            .as_ref()
+            .map(|name| name.0.as_str()),
+        Some("x-canary")
+    );
+    assert_eq!(defaults.client_header_timeout.0, Duration::from_secs(10));
+
+    expect![[r#"<config>:2:21: proxy.max_request_body: invalid size "1.5MB": write bytes or a number with KiB, MiB or GiB, such as "10MiB""#]]
+        .assert_eq(&with_proxy("  max_request_body: 1.5MB\n").unwrap_err().to_string());
+    expect![[r#"<config>:2:20: proxy.override_header: invalid header name "x canary""#]].assert_eq(
+        &with_proxy("  override_header: \"x canary\"\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:23: proxy.stickiness.mode: unknown variant `sticky`, expected one of `cookie`, `header`, `none`"#]]
+        .assert_eq(&with_proxy("  stickiness: { mode: sticky }\n").unwrap_err().to_string());
+}

@@ -1,6 +1,7 @@
 //! The server's integration tests: one binary, real sockets on 127.0.0.1:0.
 
 mod api;
+mod binary;
 mod proxy;
 mod stream;
 mod support;

@@ -611,3 +611,25 @@ async fn the_cards_show_what_the_proxy_measured() {
     assert_eq!(metrics.canary.last_1m.requests as usize, counts["canary"]);
     assert!(!metrics.canary.series.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let mut app = TestApp::start().await;
+    app.production.set_delay_ms(700);
+    let url = app.proxy_url("/slow");
+    let pending = tokio::spawn(async move { get(&client(), &url, &[]).await });
+    crate::support::eventually("the request to reach production", async || {
+        (app.production.in_progress() == 1).then_some(())
+    })
+    .await;
+    app.shut_down().await;
+    let seen = pending.await.unwrap();
+    assert_eq!(
+        seen.status,
+        StatusCode::OK,
+        "a request in flight at shutdown completes"
+    );
+    assert_eq!(seen.upstream.as_deref(), Some("production"));
+    let refused = tokio::net::TcpStream::connect(app.proxy_addr).await;
+    assert!(refused.is_err(), "the proxy no longer accepts connections");
+}

@@ -39,6 +39,8 @@ struct Behaviour {
     health_status: AtomicU16,
     status: AtomicU16,
     delay_ms: AtomicU64,
+    /// Ordinary requests being answered right now.
+    in_progress: AtomicU64,
 }
 
 impl FakeUpstream {
@@ -55,6 +57,7 @@ impl FakeUpstream {
             health_status: AtomicU16::new(200),
             status: AtomicU16::new(200),
             delay_ms: AtomicU64::new(0),
+            in_progress: AtomicU64::new(0),
         });
         let app = Router::new()
             .route(
@@ -111,10 +114,12 @@ impl FakeUpstream {
                 }),
             )
             .fallback(|State(behaviour): State<Arc<Behaviour>>| async move {
+                behaviour.in_progress.fetch_add(1, Ordering::SeqCst);
                 let delay = behaviour.delay_ms.load(Ordering::SeqCst);
                 if delay > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 }
+                behaviour.in_progress.fetch_sub(1, Ordering::SeqCst);
                 let status = StatusCode::from_u16(behaviour.status.load(Ordering::SeqCst)).unwrap();
                 (status, behaviour.name).into_response()
             })
@@ -158,6 +163,11 @@ impl FakeUpstream {
 
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Ordinary requests being answered right now.
+    pub(crate) fn in_progress(&self) -> u64 {
+        self.behaviour.in_progress.load(Ordering::SeqCst)
     }
 }
 
