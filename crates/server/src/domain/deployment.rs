@@ -1,0 +1,773 @@
+//! The deployment state machine: every rule that decides when traffic moves.
+//!
+//! Sans-IO: [`Deployment::apply`] takes one [`Input`] and the time, and
+//! returns the next deployment with the [`Effect`]s to carry out, in order.
+//! No clock, socket, database or async inside; the controller runs the
+//! effects. Time comes in twice: wall time (`now`) to stamp what happened,
+//! and monotonic elapsed time in [`Input::Tick`] to measure waits, so a
+//! wall-clock jump can neither end a wait early nor stretch it.
+//!
+//! Rules (see the tests):
+//! - stop and rollback are accepted in every phase with a canary, and beat a
+//!   promotion that has not finished;
+//! - a rollback sets the canary share to 0 as its very first effect;
+//! - auto-progression advances one step at a time after `wait` of
+//!   continuously green checks; anything not green restarts the wait;
+//! - a critical breach rolls back at once when auto-rollback is armed;
+//! - steps never go backwards except by a rollback or a manual scale down.
+
+use canary_shared::{
+    ActionKind, BlockedAction, CanaryShare, Command, DeploymentStep, Phase, StepKind, StepStatus,
+    UnixMillis,
+};
+
+/// The rules a deployment follows, from the config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    /// The traffic steps, strictly increasing, the last being 100 %.
+    pub traffic_steps: Vec<CanaryShare>,
+    /// Whether green checks advance the rollout by themselves.
+    pub auto_progression: bool,
+    /// How long checks must stay green before the next step, in milliseconds.
+    pub wait_ms: u64,
+    /// Whether a critical breach rolls back without a human.
+    pub auto_rollback: bool,
+    /// How long missing data is tolerated before [`Rules::on_long_no_data`] applies.
+    pub no_data_timeout_ms: u64,
+    /// What a long stretch of missing data leads to.
+    pub on_long_no_data: NoDataAction,
+}
+
+/// What happens when checks have had no data for too long.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoDataAction {
+    /// Keep holding the current step and say why.
+    Hold,
+    /// Roll the canary back.
+    Rollback,
+}
+
+/// The hooks the machine asks the controller to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// Build and deploy the canary version.
+    Deploy,
+    /// Check the new version before it gets traffic.
+    HealthCheck,
+    /// Make the canary version production.
+    Promote,
+    /// Undo the canary deployment.
+    Rollback,
+}
+
+/// The combined judgement of the safety checks at one evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Every check is safe (or watch): the wait may run.
+    Green,
+    /// A warning-level check is breached: alert, and the wait restarts.
+    Warning {
+        /// Which check and the numbers, in words.
+        reason: String,
+    },
+    /// A critical check is breached.
+    Critical {
+        /// Which check and the numbers, in words.
+        reason: String,
+    },
+    /// Some check has too little data to judge; never counts as green.
+    NoData {
+        /// Which check and why, in words.
+        reason: String,
+    },
+}
+
+/// Something the machine reacts to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// An operator's or script's command.
+    Command {
+        /// Who asked (user, token name).
+        actor: String,
+        /// What.
+        command: Command,
+    },
+    /// A hook finished.
+    HookFinished {
+        /// Which hook.
+        hook: Hook,
+        /// Whether it succeeded.
+        succeeded: bool,
+        /// What it said (exit code, last output line), in words.
+        detail: String,
+    },
+    /// A judgement of the safety checks.
+    Judged(Verdict),
+    /// Monotonic time passed since the previous tick.
+    Tick {
+        /// Milliseconds elapsed.
+        elapsed_ms: u64,
+    },
+}
+
+/// What the controller must do, in the given order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Set the proxy's canary share.
+    SetShare(CanaryShare),
+    /// Run a hook.
+    RunHook {
+        /// Which.
+        hook: Hook,
+        /// The image tag it concerns.
+        image_tag: String,
+    },
+    /// Record a decision in the audit trail.
+    Audit(AuditRecord),
+    /// Tell people (notifications, console alerts).
+    Alert {
+        /// What happened, in words.
+        message: String,
+    },
+}
+
+/// An audit entry as the machine decides it; the store adds its sequence number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditRecord {
+    /// When.
+    pub at: UnixMillis,
+    /// Who: a user or token name, or `"controller"`.
+    pub actor: String,
+    /// What (`start`, `scale`, `auto_progress`, `auto_rollback`, …).
+    pub action: String,
+    /// Phase before.
+    pub from_phase: Phase,
+    /// Phase after.
+    pub to_phase: Phase,
+    /// Share before.
+    pub from_share: CanaryShare,
+    /// Share after.
+    pub to_share: CanaryShare,
+    /// Why, in words.
+    pub reason: Option<String>,
+}
+
+/// Why an input cannot be applied; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{action:?} is not possible while {phase:?}: {reason}")]
+pub struct TransitionRejected {
+    /// The phase it was tried in.
+    pub phase: Phase,
+    /// What was tried.
+    pub action: ActionKind,
+    /// Why not, in words.
+    pub reason: String,
+}
+
+/// The result of a successful [`Deployment::apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The deployment afterwards.
+    pub next: Deployment,
+    /// What to do, in order.
+    pub effects: Vec<Effect>,
+}
+
+/// The whole deployment; everything here is persisted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deployment {
+    /// Where it stands.
+    pub phase: Phase,
+    /// The canary version, once started.
+    pub image_tag: Option<String>,
+    /// The canary's share.
+    pub share: CanaryShare,
+    /// The workflow with each step's status and times.
+    pub steps: Vec<DeploymentStep>,
+    /// The share asked for at start, applied once the health check passes.
+    pub starting_share: CanaryShare,
+    /// The phase a pause returns to.
+    pub paused_from: Option<Phase>,
+    /// Continuous green time in the current step, in milliseconds.
+    pub green_for_ms: u64,
+    /// Continuous no-data time, in milliseconds.
+    pub no_data_for_ms: u64,
+    /// The latest verdict.
+    pub last_verdict: Option<Verdict>,
+    /// Why the rollout holds, failed or rolled back, in words.
+    pub reason: Option<String>,
+}
+
+/// Index of the first traffic step in `steps` (after build & deploy and health check).
+const FIRST_TRAFFIC_STEP: usize = 2;
+
+impl Deployment {
+    /// No canary: production serves everything, every step pending.
+    pub fn idle(rules: &Rules) -> Deployment {
+        Deployment {
+            phase: Phase::Idle,
+            image_tag: None,
+            share: CanaryShare::ZERO,
+            steps: fresh_steps(rules),
+            starting_share: CanaryShare::ZERO,
+            paused_from: None,
+            green_for_ms: 0,
+            no_data_for_ms: 0,
+            last_verdict: None,
+            reason: None,
+        }
+    }
+
+    /// Whether a canary version is deployed (or being deployed).
+    pub fn has_canary(&self) -> bool {
+        !matches!(
+            self.phase,
+            Phase::Idle | Phase::RolledBack | Phase::Failed | Phase::Promoted
+        )
+    }
+
+    /// The index in `steps` of the traffic step in progress, if any.
+    pub fn current_step(&self) -> Option<usize> {
+        self.steps.iter().position(|step| {
+            step.status == StepStatus::InProgress && matches!(step.kind, StepKind::Traffic { .. })
+        })
+    }
+
+    /// What may be asked for now, and why the rest may not.
+    pub fn actions(&self) -> (Vec<ActionKind>, Vec<BlockedAction>) {
+        let mut allowed = Vec::new();
+        let mut blocked = Vec::new();
+        for action in ALL_ACTIONS {
+            match self.why_not(action) {
+                None => allowed.push(action),
+                Some(reason) => blocked.push(BlockedAction { action, reason }),
+            }
+        }
+        (allowed, blocked)
+    }
+
+    fn why_not(&self, action: ActionKind) -> Option<String> {
+        let phase = self.phase;
+        let busy = || format!("not possible while {}", phase.label().to_lowercase());
+        match action {
+            ActionKind::Start => self
+                .has_canary()
+                .then(|| "a canary is already running; stop it first".to_owned()),
+            ActionKind::Scale | ActionKind::Pause => match phase {
+                Phase::Progressing => None,
+                Phase::Paused if action == ActionKind::Scale => None,
+                Phase::Paused => Some("already paused".to_owned()),
+                _ => Some(busy()),
+            },
+            ActionKind::Continue => match phase {
+                Phase::Progressing | Phase::Paused => None,
+                _ => Some(busy()),
+            },
+            ActionKind::Resume => (phase != Phase::Paused).then(|| "not paused".to_owned()),
+            ActionKind::Promote => match phase {
+                Phase::Progressing | Phase::Paused => None,
+                _ => Some(busy()),
+            },
+            ActionKind::Rollback | ActionKind::Stop => match phase {
+                Phase::RollingBack => Some("already rolling back".to_owned()),
+                _ if self.has_canary() || self.share > CanaryShare::ZERO => None,
+                _ => Some("no canary is running".to_owned()),
+            },
+        }
+    }
+
+    /// Applies `input` at wall time `now`.
+    pub fn apply(
+        &self,
+        input: Input,
+        now: UnixMillis,
+        rules: &Rules,
+    ) -> Result<Transition, TransitionRejected> {
+        let mut change = Change::new(self.clone(), now);
+        match input {
+            Input::Command { actor, command } => change.command(actor, command, rules)?,
+            Input::HookFinished {
+                hook,
+                succeeded,
+                detail,
+            } => change.hook_finished(hook, succeeded, detail),
+            Input::Judged(verdict) => change.judged(verdict, rules),
+            Input::Tick { elapsed_ms } => change.tick(elapsed_ms, rules),
+        }
+        Ok(change.finish())
+    }
+}
+
+const ALL_ACTIONS: [ActionKind; 8] = [
+    ActionKind::Start,
+    ActionKind::Scale,
+    ActionKind::Continue,
+    ActionKind::Pause,
+    ActionKind::Resume,
+    ActionKind::Promote,
+    ActionKind::Rollback,
+    ActionKind::Stop,
+];
+
+fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
+    let mut steps = vec![
+        DeploymentStep::pending(StepKind::BuildDeploy),
+        DeploymentStep::pending(StepKind::HealthCheck),
+    ];
+    steps.extend(
+        rules
+            .traffic_steps
+            .iter()
+            .map(|&percent| DeploymentStep::pending(StepKind::Traffic { percent })),
+    );
+    steps.push(DeploymentStep::pending(StepKind::Promoted));
+    steps
+}
+
+/// A transition being built: the deployment so far and the effects in order.
+struct Change {
+    deployment: Deployment,
+    effects: Vec<Effect>,
+    now: UnixMillis,
+}
+
+impl Change {
+    fn new(deployment: Deployment, now: UnixMillis) -> Change {
+        Change {
+            deployment,
+            effects: Vec::new(),
+            now,
+        }
+    }
+
+    fn finish(self) -> Transition {
+        Transition {
+            next: self.deployment,
+            effects: self.effects,
+        }
+    }
+
+    fn reject(&self, action: ActionKind) -> Result<(), TransitionRejected> {
+        match self.deployment.why_not(action) {
+            None => Ok(()),
+            Some(reason) => Err(TransitionRejected {
+                phase: self.deployment.phase,
+                action,
+                reason,
+            }),
+        }
+    }
+
+    /// Moves to `phase` and `share`, recording the decision; a share change
+    /// is the first effect so traffic moves before anything else happens.
+    fn decide(
+        &mut self,
+        actor: &str,
+        action: &str,
+        phase: Phase,
+        share: CanaryShare,
+        reason: Option<String>,
+    ) {
+        let from_phase = self.deployment.phase;
+        let from_share = self.deployment.share;
+        if share != from_share {
+            self.effects.push(Effect::SetShare(share));
+        }
+        self.deployment.phase = phase;
+        self.deployment.share = share;
+        self.effects.push(Effect::Audit(AuditRecord {
+            at: self.now,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            from_phase,
+            to_phase: phase,
+            from_share,
+            to_share: share,
+            reason,
+        }));
+    }
+
+    fn run_hook(&mut self, hook: Hook) {
+        let image_tag = self.deployment.image_tag.clone().unwrap_or_default();
+        self.effects.push(Effect::RunHook { hook, image_tag });
+    }
+
+    fn set_step(&mut self, index: usize, status: StepStatus) {
+        let now = self.now;
+        if let Some(step) = self.deployment.steps.get_mut(index) {
+            match status {
+                StepStatus::InProgress => {
+                    step.started_at = Some(now);
+                    step.ended_at = None;
+                }
+                StepStatus::Complete | StepStatus::Failed | StepStatus::Skipped => {
+                    if step.started_at.is_none() && status != StepStatus::Skipped {
+                        step.started_at = Some(now);
+                    }
+                    step.ended_at = Some(now);
+                }
+                StepStatus::Pending => {
+                    step.started_at = None;
+                    step.ended_at = None;
+                }
+            }
+            step.status = status;
+        }
+    }
+
+    /// Ends the step in progress (if any) with `status`.
+    fn end_current(&mut self, status: StepStatus) {
+        if let Some(index) = self
+            .deployment
+            .steps
+            .iter()
+            .position(|step| step.status == StepStatus::InProgress)
+        {
+            self.set_step(index, status);
+        }
+    }
+
+    /// Makes traffic step `index` the current one, marking the ones jumped over.
+    fn enter_traffic_step(&mut self, index: usize) {
+        self.end_current(StepStatus::Complete);
+        for jumped in FIRST_TRAFFIC_STEP..index {
+            if self.deployment.steps[jumped].status == StepStatus::Pending {
+                self.set_step(jumped, StepStatus::Skipped);
+            }
+        }
+        self.set_step(index, StepStatus::InProgress);
+        self.deployment.green_for_ms = 0;
+        self.deployment.no_data_for_ms = 0;
+    }
+
+    fn traffic_share(&self, index: usize) -> CanaryShare {
+        match self.deployment.steps.get(index).map(|step| step.kind) {
+            Some(StepKind::Traffic { percent }) => percent,
+            _ => CanaryShare::FULL,
+        }
+    }
+
+    /// The index of the last traffic step.
+    fn last_traffic_step(&self) -> usize {
+        self.deployment.steps.len() - 2
+    }
+
+    fn command(
+        &mut self,
+        actor: String,
+        command: Command,
+        rules: &Rules,
+    ) -> Result<(), TransitionRejected> {
+        match command {
+            Command::Start(request) => {
+                self.reject(ActionKind::Start)?;
+                let fresh = Deployment {
+                    image_tag: Some(request.image_tag.clone()),
+                    starting_share: request
+                        .traffic_percent
+                        .max(CanaryShare::from_basis_points(1).expect("0.01 %")),
+                    steps: fresh_steps(rules),
+                    ..Deployment::idle(rules)
+                };
+                let from_phase = self.deployment.phase;
+                self.deployment = Deployment {
+                    phase: from_phase,
+                    ..fresh
+                };
+                self.set_step(0, StepStatus::InProgress);
+                let reason = format!(
+                    "deploy {} and start at {}",
+                    request.image_tag, request.traffic_percent
+                );
+                self.decide(
+                    &actor,
+                    "start",
+                    Phase::BuildDeploy,
+                    CanaryShare::ZERO,
+                    Some(reason),
+                );
+                self.run_hook(Hook::Deploy);
+            }
+            Command::Scale { percent } => {
+                self.reject(ActionKind::Scale)?;
+                // The current step becomes the highest one the new share reaches.
+                let reached = (FIRST_TRAFFIC_STEP..=self.last_traffic_step())
+                    .rev()
+                    .find(|&index| self.traffic_share(index) <= percent)
+                    .unwrap_or(FIRST_TRAFFIC_STEP);
+                let current = self.deployment.current_step();
+                if current != Some(reached) {
+                    if current.is_some_and(|current| reached < current) {
+                        // Scaling down reopens the steps above.
+                        self.end_current(StepStatus::Pending);
+                        for index in reached + 1..=self.last_traffic_step() {
+                            self.set_step(index, StepStatus::Pending);
+                        }
+                        self.set_step(reached, StepStatus::InProgress);
+                        self.deployment.green_for_ms = 0;
+                    } else {
+                        self.enter_traffic_step(reached);
+                    }
+                }
+                let phase = self.deployment.phase;
+                self.decide(&actor, "scale", phase, percent, None);
+            }
+            Command::Continue => {
+                self.reject(ActionKind::Continue)?;
+                self.advance(&actor, "continue", None);
+            }
+            Command::Pause => {
+                self.reject(ActionKind::Pause)?;
+                self.deployment.paused_from = Some(self.deployment.phase);
+                let share = self.deployment.share;
+                self.decide(&actor, "pause", Phase::Paused, share, None);
+            }
+            Command::Resume => {
+                self.reject(ActionKind::Resume)?;
+                let back_to = self
+                    .deployment
+                    .paused_from
+                    .take()
+                    .unwrap_or(Phase::Progressing);
+                self.deployment.green_for_ms = 0;
+                let share = self.deployment.share;
+                self.decide(&actor, "resume", back_to, share, None);
+            }
+            Command::Promote => {
+                self.reject(ActionKind::Promote)?;
+                self.promote(&actor, None);
+            }
+            Command::Rollback { reason } => {
+                self.reject(ActionKind::Rollback)?;
+                self.roll_back(&actor, "rollback", reason);
+            }
+            Command::Stop { reason } => {
+                self.reject(ActionKind::Stop)?;
+                self.roll_back(&actor, "stop", reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// One step forward: the next traffic step, or promotion after the last.
+    fn advance(&mut self, actor: &str, action: &str, reason: Option<String>) {
+        let next = match self.deployment.current_step() {
+            Some(current) if current < self.last_traffic_step() => current + 1,
+            Some(_) => return self.promote(actor, reason),
+            None => FIRST_TRAFFIC_STEP,
+        };
+        self.deployment.paused_from = None;
+        self.enter_traffic_step(next);
+        let share = self.traffic_share(next);
+        self.decide(actor, action, Phase::Progressing, share, reason);
+    }
+
+    fn promote(&mut self, actor: &str, reason: Option<String>) {
+        self.end_current(StepStatus::Complete);
+        for index in FIRST_TRAFFIC_STEP..=self.last_traffic_step() {
+            if self.deployment.steps[index].status == StepStatus::Pending {
+                self.set_step(index, StepStatus::Skipped);
+            }
+        }
+        let promoted = self.deployment.steps.len() - 1;
+        self.set_step(promoted, StepStatus::InProgress);
+        self.deployment.paused_from = None;
+        self.decide(
+            actor,
+            "promote",
+            Phase::Promoting,
+            CanaryShare::FULL,
+            reason,
+        );
+        self.run_hook(Hook::Promote);
+    }
+
+    /// Stop or rollback: the share goes to 0 first, then the decision is
+    /// recorded, then the rollback hook runs. It beats a promotion in flight.
+    fn roll_back(&mut self, actor: &str, action: &str, reason: String) {
+        self.end_current(StepStatus::Failed);
+        self.deployment.paused_from = None;
+        self.deployment.reason = Some(reason.clone());
+        self.decide(
+            actor,
+            action,
+            Phase::RollingBack,
+            CanaryShare::ZERO,
+            Some(reason.clone()),
+        );
+        self.effects.push(Effect::Alert {
+            message: format!("Rolling back: {reason}"),
+        });
+        self.run_hook(Hook::Rollback);
+    }
+
+    fn fail(&mut self, action: &str, reason: String) {
+        self.end_current(StepStatus::Failed);
+        self.deployment.reason = Some(reason.clone());
+        self.decide(
+            "controller",
+            action,
+            Phase::Failed,
+            CanaryShare::ZERO,
+            Some(reason.clone()),
+        );
+        self.effects.push(Effect::Alert {
+            message: format!("Canary failed: {reason}"),
+        });
+    }
+
+    fn hook_finished(&mut self, hook: Hook, succeeded: bool, detail: String) {
+        match (self.deployment.phase, hook, succeeded) {
+            (Phase::BuildDeploy, Hook::Deploy, true) => {
+                self.set_step(0, StepStatus::Complete);
+                self.set_step(1, StepStatus::InProgress);
+                self.decide(
+                    "controller",
+                    "deployed",
+                    Phase::HealthCheck,
+                    CanaryShare::ZERO,
+                    Some(detail),
+                );
+                self.run_hook(Hook::HealthCheck);
+            }
+            (Phase::BuildDeploy, Hook::Deploy, false) => {
+                self.fail("deploy_failed", format!("deploy hook failed: {detail}"))
+            }
+            (Phase::HealthCheck, Hook::HealthCheck, true) => {
+                let starting = self.deployment.starting_share;
+                let index = (FIRST_TRAFFIC_STEP..=self.last_traffic_step())
+                    .rev()
+                    .find(|&index| self.traffic_share(index) <= starting)
+                    .unwrap_or(FIRST_TRAFFIC_STEP);
+                self.enter_traffic_step(index);
+                self.decide(
+                    "controller",
+                    "healthy",
+                    Phase::Progressing,
+                    starting,
+                    Some(detail),
+                );
+            }
+            (Phase::HealthCheck, Hook::HealthCheck, false) => {
+                self.fail(
+                    "health_check_failed",
+                    format!("health check failed: {detail}"),
+                );
+            }
+            (Phase::Promoting, Hook::Promote, true) => {
+                self.end_current(StepStatus::Complete);
+                self.decide(
+                    "controller",
+                    "promoted",
+                    Phase::Promoted,
+                    CanaryShare::FULL,
+                    Some(detail),
+                );
+            }
+            (Phase::Promoting, Hook::Promote, false) => {
+                self.roll_back(
+                    "controller",
+                    "promote_failed",
+                    format!("promote hook failed: {detail}"),
+                );
+            }
+            (Phase::RollingBack, Hook::Rollback, succeeded) => {
+                let reason = if succeeded {
+                    detail
+                } else {
+                    format!("rollback hook failed: {detail}")
+                };
+                self.decide(
+                    "controller",
+                    "rolled_back",
+                    Phase::RolledBack,
+                    CanaryShare::ZERO,
+                    Some(reason),
+                );
+            }
+            // A hook that finishes after the deployment moved on (say, a deploy
+            // hook after an emergency stop) changes nothing.
+            _ => {}
+        }
+    }
+
+    fn judged(&mut self, verdict: Verdict, rules: &Rules) {
+        let watching = matches!(self.deployment.phase, Phase::Progressing | Phase::Paused);
+        self.deployment.last_verdict = Some(verdict.clone());
+        if !watching {
+            return;
+        }
+        match verdict {
+            Verdict::Green => {
+                self.deployment.no_data_for_ms = 0;
+                if self.deployment.reason.is_some() && self.deployment.phase == Phase::Progressing {
+                    self.deployment.reason = None;
+                }
+            }
+            Verdict::Critical { reason } if rules.auto_rollback => {
+                self.roll_back("controller", "auto_rollback", reason);
+            }
+            Verdict::Critical { reason } | Verdict::Warning { reason } => {
+                self.deployment.green_for_ms = 0;
+                if self.deployment.reason.as_deref() != Some(reason.as_str()) {
+                    self.effects.push(Effect::Alert {
+                        message: reason.clone(),
+                    });
+                    self.deployment.reason = Some(reason);
+                }
+            }
+            Verdict::NoData { reason } => {
+                self.deployment.green_for_ms = 0;
+                self.deployment.reason = Some(format!("holding: {reason}"));
+            }
+        }
+    }
+
+    fn tick(&mut self, elapsed_ms: u64, rules: &Rules) {
+        if self.deployment.phase != Phase::Progressing {
+            return;
+        }
+        match &self.deployment.last_verdict {
+            Some(Verdict::Green) => {
+                if !rules.auto_progression {
+                    return;
+                }
+                self.deployment.green_for_ms =
+                    self.deployment.green_for_ms.saturating_add(elapsed_ms);
+                if self.deployment.green_for_ms >= rules.wait_ms {
+                    let waited = format!("checks green for {}", human_duration(rules.wait_ms));
+                    self.advance("controller", "auto_progress", Some(waited));
+                }
+            }
+            Some(Verdict::NoData { reason }) => {
+                let reason = reason.clone();
+                self.deployment.no_data_for_ms =
+                    self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
+                if self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
+                    && rules.on_long_no_data == NoDataAction::Rollback
+                {
+                    let why = format!(
+                        "no data for {}: {reason}",
+                        human_duration(self.deployment.no_data_for_ms)
+                    );
+                    self.roll_back("controller", "no_data_rollback", why);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `24 h`, `5 min`, `30 s`, for reasons people read.
+pub fn human_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0 => format!("{ms} ms"),
+        1..=119 => format!("{secs} s"),
+        120..=7199 => format!("{} min", secs / 60),
+        _ => format!("{} h", secs / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests;
