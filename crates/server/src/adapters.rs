@@ -5,3 +5,4 @@ pub mod clock;
 pub mod health_probe;
 pub mod proxy;
 pub mod recorder;
+pub mod store;

@@ -302,6 +302,124 @@ pub struct CanaryConfig {
     /// Whether a critical breach rolls back without a human.
     #[serde(default)]
     pub auto_rollback: AutoRollbackConfig,
+    /// How the checks are judged.
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+}
+
+/// `canary.analysis:`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnalysisConfig {
+    /// Fewer canary requests than this in the last minute is `NO_DATA`.
+    pub min_requests: u64,
+    /// Within this fraction of a threshold (on the safe side) a check is `WATCH`.
+    pub watch_margin: Rate,
+    /// How long missing data is tolerated before `on_long_no_data` applies.
+    pub no_data_timeout: ConfigDuration,
+    /// `hold` (keep the step and say why) or `rollback`.
+    pub on_long_no_data: OnLongNoData,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            min_requests: 20,
+            watch_margin: Rate(0.1),
+            no_data_timeout: ConfigDuration(Duration::from_secs(600)),
+            on_long_no_data: OnLongNoData::Hold,
+        }
+    }
+}
+
+/// What a long stretch of missing data leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLongNoData {
+    /// Keep the current step and say why.
+    Hold,
+    /// Roll the canary back.
+    Rollback,
+}
+
+impl CanaryConfig {
+    /// The rules the deployment state machine follows.
+    pub fn rules(&self) -> crate::domain::deployment::Rules {
+        crate::domain::deployment::Rules {
+            traffic_steps: self.traffic_steps.shares().to_vec(),
+            auto_progression: self.auto_progression.enabled,
+            wait_ms: duration_ms(self.auto_progression.wait_time.0),
+            auto_rollback: self.auto_rollback.enabled,
+            no_data_timeout_ms: duration_ms(self.analysis.no_data_timeout.0),
+            on_long_no_data: match self.analysis.on_long_no_data {
+                OnLongNoData::Hold => crate::domain::deployment::NoDataAction::Hold,
+                OnLongNoData::Rollback => crate::domain::deployment::NoDataAction::Rollback,
+            },
+        }
+    }
+
+    /// The configured safety checks, then the auto-progression thresholds as
+    /// implicit checks: a breach of those holds the rollout and alerts
+    /// (warning level) rather than rolling back.
+    pub fn check_specs(&self) -> Vec<crate::domain::analysis::CheckSpec> {
+        use crate::domain::analysis::CheckSpec;
+        let mut specs: Vec<CheckSpec> = self
+            .safety_checks
+            .iter()
+            .map(|check| CheckSpec {
+                name: check.name.clone(),
+                metric: check.metric.clone(),
+                comparator: check.comparator,
+                threshold: check.threshold,
+                alert_level: check.alert_level,
+            })
+            .collect();
+        let thresholds = &self.auto_progression.thresholds;
+        let implicit = [
+            (
+                "Latency threshold",
+                "p95_latency_ms",
+                Comparator::Max,
+                duration_ms(thresholds.max_latency.0) as f64,
+            ),
+            (
+                "Success rate threshold",
+                "success_rate",
+                Comparator::Min,
+                thresholds.min_success_rate.0,
+            ),
+            (
+                "Error rate threshold",
+                "error_rate",
+                Comparator::Max,
+                thresholds.max_error_rate.0,
+            ),
+        ];
+        specs.extend(
+            implicit
+                .into_iter()
+                .map(|(name, metric, comparator, threshold)| CheckSpec {
+                    name: name.to_owned(),
+                    metric: metric.to_owned(),
+                    comparator,
+                    threshold,
+                    alert_level: AlertLevel::Warning,
+                }),
+        );
+        specs
+    }
+
+    /// How the checks are judged.
+    pub fn analysis_settings(&self) -> crate::domain::analysis::AnalysisSettings {
+        crate::domain::analysis::AnalysisSettings {
+            min_requests: self.analysis.min_requests,
+            watch_margin: self.analysis.watch_margin.0,
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `canary.auto_progression:`

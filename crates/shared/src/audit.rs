@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::deployment::Phase;
+use crate::metrics::WindowStats;
 use crate::share::CanaryShare;
 use crate::time::UnixMillis;
 
@@ -27,4 +28,28 @@ pub struct AuditEvent {
     pub to_percent: CanaryShare,
     /// Why, in words, with the numbers behind an automatic decision.
     pub reason: Option<String>,
+    /// Both sides' last-minute figures when the decision was taken.
+    #[serde(default)]
+    pub metrics: Option<Box<AuditMetrics>>,
+    /// A hook's exit status and captured output (size-capped), when one ran.
+    #[serde(default)]
+    pub output: Option<String>,
+}
+
+/// The figures behind a decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditMetrics {
+    /// Production's last minute.
+    pub production: WindowStats,
+    /// The canary's last minute.
+    pub canary: WindowStats,
+}
+
+/// One page of `GET /admin/canary/audit`, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The events.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `before` to get the next (older) page; `None` on the last page.
+    pub next_before: Option<u64>,
 }

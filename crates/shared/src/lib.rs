@@ -32,7 +32,7 @@ pub mod stream;
 pub mod time;
 
 pub use api::{ApiErrorBody, Command, StartRequest};
-pub use audit::AuditEvent;
+pub use audit::{AuditEvent, AuditMetrics, AuditPage};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
     Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,

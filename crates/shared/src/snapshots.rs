@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::{
-    ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AutoProgression, AutoRollback, BlockedAction,
-    CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep, Health,
-    MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
+    ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AuditMetrics, AutoProgression, AutoRollback,
+    BlockedAction, CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep,
+    Health, MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
     SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, TransportErrors, UnixMillis,
     WindowStats,
 };
@@ -197,6 +197,11 @@ fn audit_event() {
         from_percent: share(25.0),
         to_percent: CanaryShare::ZERO,
         reason: Some("p95 latency 1,340 ms > 1,000 ms".to_owned()),
+        metrics: Some(Box::new(AuditMetrics {
+            production: sample_metrics().production.last_1m,
+            canary: sample_metrics().canary.last_1m,
+        })),
+        output: Some("exit 0: rolled back v2.7.0".to_owned()),
     };
     check(&event, expect_file!["snapshots/audit_event.json"]);
 }

@@ -20,6 +20,7 @@ use canary_shared::{
     ActionKind, BlockedAction, CanaryShare, Command, DeploymentStep, Phase, StepKind, StepStatus,
     UnixMillis,
 };
+use serde::{Deserialize, Serialize};
 
 /// The rules a deployment follows, from the config.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +62,8 @@ pub enum Hook {
 }
 
 /// The combined judgement of the safety checks at one evaluation.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Verdict {
     /// Every check is safe (or watch): the wait may run.
     Green,
@@ -173,8 +175,9 @@ pub struct Transition {
     pub effects: Vec<Effect>,
 }
 
-/// The whole deployment; everything here is persisted.
-#[derive(Clone, Debug, PartialEq)]
+/// The whole deployment; everything here is persisted (as JSON, so a field
+/// added later needs a `#[serde(default)]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     /// Where it stands.
     pub phase: Phase,

@@ -247,7 +247,11 @@ fn a_critical_breach_rolls_back_with_the_share_at_zero_first() {
         t=0s alert Rolling back: p95 latency 1,340 ms > 1,000 ms
         t=0s hook Rollback v2.7.0
         t=1s audit controller rolled_back: RollingBack -> RolledBack, 0 % -> 0 % (exit 0)"#]]);
-    assert_eq!(sim.statuses(), "++-x...", "5 % was skipped by the start at 25 %, which failed");
+    assert_eq!(
+        sim.statuses(),
+        "++-x...",
+        "5 % was skipped by the start at 25 %, which failed"
+    );
 }
 
 #[test]

@@ -1,0 +1,508 @@
+//! The durable store: SQLite in WAL mode with `synchronous=FULL`, so a
+//! commit that returned survives a crash or power loss.
+//!
+//! One writer (the controller) saves the deployment and appends audit entries
+//! in one transaction; a command is acknowledged only after that commit. A
+//! lock file keeps a second server off the same data directory.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use canary_shared::{AuditEvent, AuditMetrics, AuditPage, CanaryShare, Phase, UnixMillis};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::domain::deployment::{AuditRecord, Deployment};
+
+/// The migrations, in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another server holds the data directory.
+    #[error(
+        "another canary server is using the data directory {} (it holds {}); stop it, or give this one another --data-dir",
+        dir.display(),
+        lock.display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The data directory or its files could not be used.
+    #[error("cannot use the data directory {}: {source}", dir.display())]
+    Io {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// SQLite failed (disk full, read-only file system, corruption, …).
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored value could not be read back.
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// An audit record with what the controller adds to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// The decision.
+    pub record: AuditRecord,
+    /// Both sides' figures at that moment.
+    pub metrics: Option<AuditMetrics>,
+    /// A hook's output, when one ran.
+    pub output: Option<String>,
+}
+
+/// What was saved: the deployment and the state revision it was shown at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Saved {
+    /// The deployment.
+    pub deployment: Deployment,
+    /// The revision of the state when it was saved.
+    pub revision: u64,
+}
+
+/// Filters for reading the audit trail, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Only entries with a sequence number below this.
+    pub before: Option<u64>,
+    /// At most this many (capped at 500).
+    pub limit: u32,
+    /// Only this actor's entries.
+    pub actor: Option<String>,
+    /// Only this action's entries.
+    pub action: Option<String>,
+}
+
+/// The SQLite store. The connection sits behind a `Mutex` because rusqlite's
+/// connection is not `Sync`; only the controller writes, so it never waits long.
+#[derive(Debug)]
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+    /// Held open for the store's life: the OS lock on it is the single-writer guard.
+    _lock: Option<File>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, refusing if another
+    /// server holds it.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let io = |source| StoreError::Io {
+            dir: data_dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let lock_path = data_dir.join("canary.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked {
+                    dir: data_dir.to_owned(),
+                    lock: lock_path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(io(err)),
+        }
+        let connection = Connection::open(data_dir.join("canary.db"))?;
+        let store = SqliteStore {
+            connection: Mutex::new(connection),
+            _lock: Some(lock),
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    /// A private in-memory store, for tests.
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let store = SqliteStore {
+            connection: Mutex::new(Connection::open_in_memory()?),
+            _lock: None,
+        };
+        store.prepare()?;
+        Ok(store)
+    }
+
+    fn connection(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn prepare(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        // WAL lets readers (the audit API) run beside the writer; FULL makes
+        // every commit durable before it returns.
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        let applied: usize =
+            connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(migration)?;
+            transaction.pragma_update(None, "user_version", index + 1)?;
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The saved deployment, if any was saved.
+    pub fn load(&self) -> Result<Option<Saved>, StoreError> {
+        let row: Option<(u64, String)> = self
+            .connection()
+            .query_row(
+                "SELECT revision, body FROM deployment WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(revision, body)| {
+            Ok(Saved {
+                deployment: serde_json::from_str(&body)?,
+                revision,
+            })
+        })
+        .transpose()
+    }
+
+    /// Saves `deployment` at `revision` and appends `entries`, all or
+    /// nothing; returns the entries as stored, with their sequence numbers.
+    pub fn commit(
+        &self,
+        deployment: &Deployment,
+        revision: u64,
+        entries: &[AuditEntry],
+        now: UnixMillis,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let body = serde_json::to_string(deployment)?;
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        transaction.execute(
+            "INSERT INTO deployment (id, revision, body, updated_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET revision = excluded.revision, body = excluded.body, updated_at = excluded.updated_at",
+            params![revision, body, now.0],
+        )?;
+        let mut stored = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let record = &entry.record;
+            let metrics = entry
+                .metrics
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?;
+            transaction.execute(
+                "INSERT INTO audit (at, actor, action, from_phase, to_phase, from_basis_points, to_basis_points, reason, metrics, output)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    record.at.0,
+                    record.actor,
+                    record.action,
+                    phase_text(record.from_phase)?,
+                    phase_text(record.to_phase)?,
+                    record.from_share.basis_points(),
+                    record.to_share.basis_points(),
+                    record.reason,
+                    metrics,
+                    entry.output,
+                ],
+            )?;
+            stored.push(AuditEvent {
+                seq: u64::try_from(transaction.last_insert_rowid()).unwrap_or_default(),
+                at: record.at,
+                actor: record.actor.clone(),
+                action: record.action.clone(),
+                from_phase: record.from_phase,
+                to_phase: record.to_phase,
+                from_percent: record.from_share,
+                to_percent: record.to_share,
+                reason: record.reason.clone(),
+                metrics: entry.metrics.clone().map(Box::new),
+                output: entry.output.clone(),
+            });
+        }
+        transaction.commit()?;
+        Ok(stored)
+    }
+
+    /// A page of the audit trail, newest first.
+    pub fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let limit = query.limit.clamp(1, 500);
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT seq, at, actor, action, from_phase, to_phase, from_basis_points, to_basis_points, reason, metrics, output
+             FROM audit
+             WHERE (?1 IS NULL OR seq < ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR action = ?3)
+             ORDER BY seq DESC LIMIT ?4",
+        )?;
+        let rows = statement.query_map(
+            params![query.before, query.actor, query.action, limit + 1],
+            |row| {
+                Ok((
+                    row.get::<_, u64>(0)?,
+                    row.get::<_, u64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, u16>(6)?,
+                    row.get::<_, u16>(7)?,
+                    row.get::<_, Option<String>>(8)?,
+                    row.get::<_, Option<String>>(9)?,
+                    row.get::<_, Option<String>>(10)?,
+                ))
+            },
+        )?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (
+                seq,
+                at,
+                actor,
+                action,
+                from_phase,
+                to_phase,
+                from_bp,
+                to_bp,
+                reason,
+                metrics,
+                output,
+            ) = row?;
+            events.push(AuditEvent {
+                seq,
+                at: UnixMillis(at),
+                actor,
+                action,
+                from_phase: parse_phase(&from_phase)?,
+                to_phase: parse_phase(&to_phase)?,
+                from_percent: CanaryShare::from_basis_points(from_bp).unwrap_or_default(),
+                to_percent: CanaryShare::from_basis_points(to_bp).unwrap_or_default(),
+                reason,
+                metrics: metrics
+                    .map(|json| serde_json::from_str(&json))
+                    .transpose()?,
+                output,
+            });
+        }
+        let next_before = if events.len() > limit as usize {
+            events.truncate(limit as usize);
+            events.last().map(|event| event.seq)
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            events,
+            next_before,
+        })
+    }
+
+    /// The answer given to an earlier command with this idempotency key.
+    pub fn idempotent_answer(&self, key: &str) -> Result<Option<(u16, String)>, StoreError> {
+        Ok(self
+            .connection()
+            .query_row(
+                "SELECT status, body FROM idempotency WHERE key = ?1",
+                params![key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Remembers the answer to a command with an idempotency key.
+    pub fn remember_answer(
+        &self,
+        key: &str,
+        status: u16,
+        body: &str,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.connection().execute(
+            "INSERT OR IGNORE INTO idempotency (key, status, body, at) VALUES (?1, ?2, ?3, ?4)",
+            params![key, status, body, now.0],
+        )?;
+        Ok(())
+    }
+}
+
+fn phase_text(phase: Phase) -> Result<String, serde_json::Error> {
+    Ok(serde_json::to_value(phase)?
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn parse_phase(text: &str) -> Result<Phase, serde_json::Error> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_shared::{CanaryShare, Phase, UnixMillis};
+
+    use crate::adapters::store::{AuditEntry, AuditQuery, SqliteStore, StoreError};
+    use crate::domain::deployment::{AuditRecord, Deployment, NoDataAction, Rules};
+
+    fn rules() -> Rules {
+        Rules {
+            traffic_steps: vec![CanaryShare::from_percent(5.0).unwrap(), CanaryShare::FULL],
+            auto_progression: true,
+            wait_ms: 1000,
+            auto_rollback: true,
+            no_data_timeout_ms: 1000,
+            on_long_no_data: NoDataAction::Hold,
+        }
+    }
+
+    fn entry(actor: &str, action: &str) -> AuditEntry {
+        AuditEntry {
+            record: AuditRecord {
+                at: UnixMillis(7),
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                from_phase: Phase::Idle,
+                to_phase: Phase::BuildDeploy,
+                from_share: CanaryShare::ZERO,
+                to_share: CanaryShare::from_percent(5.0).unwrap(),
+                reason: Some("because".to_owned()),
+            },
+            metrics: None,
+            output: Some("exit 0".to_owned()),
+        }
+    }
+
+    #[test]
+    fn what_is_committed_reads_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let deployment = Deployment {
+            image_tag: Some("v2".to_owned()),
+            ..Deployment::idle(&rules())
+        };
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            assert_eq!(store.load().unwrap(), None);
+            let stored = store
+                .commit(
+                    &deployment,
+                    4,
+                    &[entry("ops", "start"), entry("controller", "deployed")],
+                    UnixMillis(9),
+                )
+                .unwrap();
+            assert_eq!(
+                stored.iter().map(|event| event.seq).collect::<Vec<_>>(),
+                [1, 2]
+            );
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let saved = store.load().unwrap().unwrap();
+        assert_eq!(saved.deployment, deployment);
+        assert_eq!(saved.revision, 4);
+        let page = store
+            .audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(page.events.len(), 2);
+        assert_eq!(page.events[0].seq, 2, "newest first");
+        assert_eq!(page.events[1].to_phase, Phase::BuildDeploy);
+        assert_eq!(page.events[1].output.as_deref(), Some("exit 0"));
+    }
+
+    #[test]
+    fn a_second_server_on_the_same_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = SqliteStore::open(dir.path()).unwrap();
+        let second = SqliteStore::open(dir.path()).unwrap_err();
+        assert!(matches!(second, StoreError::Locked { .. }));
+        assert!(
+            second
+                .to_string()
+                .contains("another canary server is using the data directory"),
+            "{second}"
+        );
+    }
+
+    #[test]
+    fn the_audit_trail_pages_and_filters() {
+        let store = SqliteStore::in_memory().unwrap();
+        let deployment = Deployment::idle(&rules());
+        for index in 0..25 {
+            let actor = if index % 5 == 0 {
+                "alice"
+            } else {
+                "controller"
+            };
+            store
+                .commit(
+                    &deployment,
+                    index,
+                    &[entry(actor, "scale")],
+                    UnixMillis(index),
+                )
+                .unwrap();
+        }
+        let first = store
+            .audit(&AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(first.events.first().unwrap().seq, 25);
+        assert_eq!(first.next_before, Some(16));
+        let second = store
+            .audit(&AuditQuery {
+                limit: 10,
+                before: first.next_before,
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(second.events.first().unwrap().seq, 15);
+        let last = store
+            .audit(&AuditQuery {
+                limit: 10,
+                before: Some(6),
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(last.events.len(), 5);
+        assert_eq!(last.next_before, None);
+        let alice = store
+            .audit(&AuditQuery {
+                limit: 100,
+                actor: Some("alice".to_owned()),
+                ..AuditQuery::default()
+            })
+            .unwrap();
+        assert_eq!(alice.events.len(), 5);
+    }
+
+    #[test]
+    fn an_idempotency_key_keeps_its_first_answer() {
+        let store = SqliteStore::in_memory().unwrap();
+        assert_eq!(store.idempotent_answer("k").unwrap(), None);
+        store
+            .remember_answer("k", 200, "first", UnixMillis(1))
+            .unwrap();
+        store
+            .remember_answer("k", 409, "second", UnixMillis(2))
+            .unwrap();
+        assert_eq!(
+            store.idempotent_answer("k").unwrap(),
+            Some((200, "first".to_owned()))
+        );
+    }
+}

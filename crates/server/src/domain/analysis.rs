@@ -1,0 +1,305 @@
+//! Safety analysis: the canary's measured window against each check.
+//!
+//! Pure: the window and the checks come in, every check's status and the
+//! combined [`Verdict`] come out, each with its reason in words and numbers.
+//! Missing data is never a pass: too few requests, or a metric no source
+//! provides, is `NO_DATA` and keeps the rollout from progressing.
+
+use canary_shared::{AlertLevel, CheckStatus, Comparator, SafetyCheck, WindowStats};
+
+use crate::domain::deployment::Verdict;
+
+/// One check to judge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckSpec {
+    /// Shown to people.
+    pub name: String,
+    /// The metric read.
+    pub metric: String,
+    /// Upper or lower limit.
+    pub comparator: Comparator,
+    /// The limit.
+    pub threshold: f64,
+    /// What a breach leads to.
+    pub alert_level: AlertLevel,
+}
+
+/// How checks are judged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnalysisSettings {
+    /// Fewer canary requests than this in the window is `NO_DATA`.
+    pub min_requests: u64,
+    /// Within this fraction of the threshold (on the safe side) is `WATCH`.
+    pub watch_margin: f64,
+}
+
+/// Every check's reading and the verdict they add up to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    /// Each check with value, status and reason.
+    pub checks: Vec<SafetyCheck>,
+    /// Critical breach, warning breach, no data, or green: the first that applies.
+    pub verdict: Verdict,
+}
+
+/// The value of `metric` in `window`, if the proxy measures it.
+fn read(metric: &str, window: &WindowStats) -> Result<Option<f64>, String> {
+    Ok(match metric {
+        "avg_latency_ms" => window.avg_latency_ms,
+        "p50_latency_ms" => window.p50_latency_ms,
+        "p95_latency_ms" => window.p95_latency_ms,
+        "p99_latency_ms" => window.p99_latency_ms,
+        "max_latency_ms" => window.max_latency_ms,
+        "success_rate" => window.success_rate,
+        "error_rate" => window.error_rate,
+        other => return Err(format!("no source provides `{other}` yet")),
+    })
+}
+
+/// `p95 latency`, `error rate`: the metric as people say it.
+fn metric_words(metric: &str) -> String {
+    let words = metric.trim_end_matches("_ms").replace('_', " ");
+    match words.split_once(' ') {
+        Some((first, rest))
+            if first.starts_with('p') && first[1..].chars().all(|c| c.is_ascii_digit()) =>
+        {
+            format!("{first} {rest}")
+        }
+        _ => words,
+    }
+}
+
+/// A value with its unit, as people read it: `1,340 ms`, `12.5 %`.
+fn value_words(metric: &str, value: f64) -> String {
+    if metric.ends_with("_ms") {
+        format!("{} ms", group_thousands(value.round() as u64))
+    } else if metric.ends_with("_rate") {
+        let percent = value * 100.0;
+        if (percent - percent.round()).abs() < 0.05 {
+            format!("{} %", percent.round())
+        } else {
+            format!("{percent:.1} %")
+        }
+    } else {
+        let rounded = (value * 100.0).round() / 100.0;
+        format!("{rounded}")
+    }
+}
+
+fn group_thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+/// Judges one check against the canary's window.
+pub fn judge_check(
+    spec: &CheckSpec,
+    window: &WindowStats,
+    settings: AnalysisSettings,
+) -> SafetyCheck {
+    let reading = |value: Option<f64>, status: CheckStatus, reason: String| SafetyCheck {
+        name: spec.name.clone(),
+        metric: spec.metric.clone(),
+        comparator: spec.comparator,
+        threshold: spec.threshold,
+        alert_level: spec.alert_level,
+        current_value: value,
+        status,
+        reason: Some(reason),
+    };
+    let value = match read(&spec.metric, window) {
+        Err(reason) => return reading(None, CheckStatus::NoData, reason),
+        Ok(value) => value,
+    };
+    if window.requests < settings.min_requests {
+        let reason = format!(
+            "{} canary requests in the last {} s, {} needed to judge",
+            window.requests, window.window_secs, settings.min_requests
+        );
+        return reading(value, CheckStatus::NoData, reason);
+    }
+    let Some(value) = value else {
+        return reading(
+            None,
+            CheckStatus::NoData,
+            format!("no {} measured", metric_words(&spec.metric)),
+        );
+    };
+    let shown = value_words(&spec.metric, value);
+    let limit = value_words(&spec.metric, spec.threshold);
+    let what = metric_words(&spec.metric);
+    let margin = spec.threshold.abs() * settings.watch_margin;
+    let (status, reason) = match spec.comparator {
+        Comparator::Max if value > spec.threshold => {
+            (CheckStatus::Breach, format!("{what} {shown} > {limit}"))
+        }
+        Comparator::Min if value < spec.threshold => {
+            (CheckStatus::Breach, format!("{what} {shown} < {limit}"))
+        }
+        Comparator::Max if value > spec.threshold - margin => (
+            CheckStatus::Watch,
+            format!("{what} {shown}, close to the limit of {limit}"),
+        ),
+        Comparator::Min if value < spec.threshold + margin => (
+            CheckStatus::Watch,
+            format!("{what} {shown}, close to the limit of {limit}"),
+        ),
+        Comparator::Max => (CheckStatus::Safe, format!("{what} {shown} ≤ {limit}")),
+        Comparator::Min => (CheckStatus::Safe, format!("{what} {shown} ≥ {limit}")),
+    };
+    reading(Some(value), status, reason)
+}
+
+/// Judges every check and combines them into one verdict.
+pub fn analyse(specs: &[CheckSpec], window: &WindowStats, settings: AnalysisSettings) -> Analysis {
+    let checks: Vec<SafetyCheck> = specs
+        .iter()
+        .map(|spec| judge_check(spec, window, settings))
+        .collect();
+    let first = |wanted: CheckStatus, level: Option<AlertLevel>| {
+        checks
+            .iter()
+            .find(|check| {
+                check.status == wanted && level.is_none_or(|level| check.alert_level == level)
+            })
+            .map(|check| {
+                format!(
+                    "{}: {}",
+                    check.name,
+                    check.reason.clone().unwrap_or_default()
+                )
+            })
+    };
+    let verdict = if let Some(reason) = first(CheckStatus::Breach, Some(AlertLevel::Critical)) {
+        Verdict::Critical { reason }
+    } else if let Some(reason) = first(CheckStatus::Breach, Some(AlertLevel::Warning)) {
+        Verdict::Warning { reason }
+    } else if let Some(reason) = first(CheckStatus::NoData, None) {
+        Verdict::NoData { reason }
+    } else {
+        Verdict::Green
+    };
+    Analysis { checks, verdict }
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_shared::{AlertLevel, CheckStatus, Comparator, WindowStats};
+
+    use crate::domain::analysis::{AnalysisSettings, CheckSpec, analyse, judge_check};
+    use crate::domain::deployment::Verdict;
+
+    const SETTINGS: AnalysisSettings = AnalysisSettings {
+        min_requests: 20,
+        watch_margin: 0.1,
+    };
+
+    fn window(requests: u64, p95: f64, error_rate: f64) -> WindowStats {
+        WindowStats {
+            window_secs: 60,
+            requests,
+            p95_latency_ms: Some(p95),
+            error_rate: Some(error_rate),
+            success_rate: Some(1.0 - error_rate),
+            ..WindowStats::default()
+        }
+    }
+
+    fn latency_check(level: AlertLevel) -> CheckSpec {
+        CheckSpec {
+            name: "Total Latency".to_owned(),
+            metric: "p95_latency_ms".to_owned(),
+            comparator: Comparator::Max,
+            threshold: 1000.0,
+            alert_level: level,
+        }
+    }
+
+    #[test]
+    fn a_check_is_safe_watch_or_breach_with_its_numbers() {
+        let check = latency_check(AlertLevel::Critical);
+        let judged = |p95| judge_check(&check, &window(100, p95, 0.0), SETTINGS);
+        assert_eq!(judged(400.0).status, CheckStatus::Safe);
+        assert_eq!(
+            judged(400.0).reason.as_deref(),
+            Some("p95 latency 400 ms ≤ 1,000 ms")
+        );
+        assert_eq!(judged(950.0).status, CheckStatus::Watch);
+        assert_eq!(judged(1340.0).status, CheckStatus::Breach);
+        assert_eq!(
+            judged(1340.0).reason.as_deref(),
+            Some("p95 latency 1,340 ms > 1,000 ms")
+        );
+        assert_eq!(judged(1340.0).current_value, Some(1340.0));
+    }
+
+    #[test]
+    fn a_minimum_is_breached_from_below() {
+        let check = CheckSpec {
+            name: "Success".to_owned(),
+            metric: "success_rate".to_owned(),
+            comparator: Comparator::Min,
+            threshold: 0.85,
+            alert_level: AlertLevel::Warning,
+        };
+        let judged = judge_check(&check, &window(100, 10.0, 0.2), SETTINGS);
+        assert_eq!(judged.status, CheckStatus::Breach);
+        assert_eq!(judged.reason.as_deref(), Some("success rate 80 % < 85 %"));
+    }
+
+    #[test]
+    fn too_few_requests_or_an_unknown_metric_is_no_data_never_a_pass() {
+        let judged = judge_check(
+            &latency_check(AlertLevel::Critical),
+            &window(3, 5000.0, 1.0),
+            SETTINGS,
+        );
+        assert_eq!(judged.status, CheckStatus::NoData);
+        assert_eq!(
+            judged.reason.as_deref(),
+            Some("3 canary requests in the last 60 s, 20 needed to judge")
+        );
+        let custom = CheckSpec {
+            metric: "memory_query_latency_ms".to_owned(),
+            ..latency_check(AlertLevel::Warning)
+        };
+        let judged = judge_check(&custom, &window(100, 1.0, 0.0), SETTINGS);
+        assert_eq!(judged.status, CheckStatus::NoData);
+        assert_eq!(
+            judged.reason.as_deref(),
+            Some("no source provides `memory_query_latency_ms` yet")
+        );
+    }
+
+    #[test]
+    fn the_verdict_puts_critical_breaches_first_and_no_data_before_green() {
+        let specs = [
+            latency_check(AlertLevel::Warning),
+            latency_check(AlertLevel::Critical),
+        ];
+        let analysis = analyse(&specs, &window(100, 2000.0, 0.0), SETTINGS);
+        assert_eq!(
+            analysis.verdict,
+            Verdict::Critical {
+                reason: "Total Latency: p95 latency 2,000 ms > 1,000 ms".to_owned()
+            }
+        );
+        let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), SETTINGS);
+        assert!(matches!(analysis.verdict, Verdict::Warning { .. }));
+        let analysis = analyse(&specs, &window(5, 10.0, 0.0), SETTINGS);
+        assert!(matches!(analysis.verdict, Verdict::NoData { .. }));
+        let analysis = analyse(&specs, &window(100, 10.0, 0.0), SETTINGS);
+        assert_eq!(analysis.verdict, Verdict::Green);
+        assert_eq!(
+            analyse(&[], &window(0, 0.0, 0.0), SETTINGS).verdict,
+            Verdict::Green
+        );
+    }
+}
