@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod health_probe;
+pub mod hooks;
 pub mod proxy;
 pub mod recorder;
 pub mod store;

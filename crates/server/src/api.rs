@@ -12,9 +12,10 @@ mod stream;
 use std::path::PathBuf;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Redirect;
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::sync::Arc;
 
 use canary_shared::api::{BASE_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH};
@@ -32,8 +33,10 @@ pub struct AppState {
     pub state: watch::Receiver<CanaryState>,
     /// The latest measurements, published by the controller once a second.
     pub metrics: watch::Receiver<Arc<MetricsSnapshot>>,
-    /// Commands to the controller.
-    pub events: tokio::sync::mpsc::Sender<crate::controller::Event>,
+    /// Commands to the controller, and its audit broadcast.
+    pub controller: crate::controller::ControllerHandle,
+    /// The store, for reading the audit trail.
+    pub store: Arc<crate::adapters::store::SqliteStore>,
     /// Where the built console lives.
     pub assets_dir: PathBuf,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
@@ -48,21 +51,35 @@ pub fn router(app_state: AppState) -> Router {
         .route(STATUS_PATH, get(status::get_status))
         .route(METRICS_PATH, get(status::get_metrics))
         .route(STREAM_PATH, get(stream::upgrade))
-        .route(
-            &format!("{BASE_PATH}/scale/{{percent}}"),
-            axum::routing::post(commands::scale),
-        )
+        .route(&format!("{BASE_PATH}/start"), post(commands::start))
         .route(
             &format!("{BASE_PATH}/scale"),
-            axum::routing::post(commands::scale_without_percent),
+            post(commands::scale_without_percent),
         )
         .route(
             &format!("{BASE_PATH}/scale/"),
-            axum::routing::post(commands::scale_without_percent),
+            post(commands::scale_without_percent),
         )
+        .route(
+            &format!("{BASE_PATH}/scale/{{percent}}"),
+            post(commands::scale),
+        )
+        .route(&format!("{BASE_PATH}/continue"), post(commands::continue_))
+        .route(&format!("{BASE_PATH}/pause"), post(commands::pause))
+        .route(&format!("{BASE_PATH}/resume"), post(commands::resume))
+        .route(&format!("{BASE_PATH}/promote"), post(commands::promote))
+        .route(&format!("{BASE_PATH}/rollback"), post(commands::rollback))
+        .route(&format!("{BASE_PATH}/stop"), post(commands::stop))
+        .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(BASE_PATH, get(assets::index))
         .route(&format!("{BASE_PATH}/"), get(assets::index))
-        .route(&format!("{BASE_PATH}/{{*path}}"), get(assets::asset))
+        // Under the console's path, GET serves files and client routes; any
+        // other method is an unknown API path, so 404 rather than 405.
+        .route(
+            &format!("{BASE_PATH}/{{*path}}"),
+            get(assets::asset).fallback(error::not_found),
+        )
+        .layer(DefaultBodyLimit::max(commands::MAX_COMMAND_BODY))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(SetResponseHeaderLayer::overriding(

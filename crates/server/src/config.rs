@@ -27,6 +27,9 @@ pub struct Config {
     /// How the built-in proxy splits and forwards traffic.
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// Commands run at each stage of a rollout.
+    #[serde(default)]
+    pub hooks: HooksConfig,
     /// The rollout rules (the seed's block).
     pub canary: CanaryConfig,
 }
@@ -134,6 +137,58 @@ impl Default for HealthCheckConfig {
             timeout: ConfigDuration(Duration::from_secs(1)),
             healthy_threshold: Threshold(2),
             unhealthy_threshold: Threshold(3),
+        }
+    }
+}
+
+/// `hooks:` — the team's own scripts, run at each stage. A hook left out is
+/// skipped (the health check then requests the canary's health path).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Builds and deploys the canary version.
+    pub deploy: Option<HookConfig>,
+    /// Checks the new version before it gets traffic.
+    pub health_check: Option<HookConfig>,
+    /// Makes the canary version production.
+    pub promote: Option<HookConfig>,
+    /// Undoes the canary deployment.
+    pub rollback: Option<HookConfig>,
+}
+
+/// One hook: a program and its arguments (no shell), with a time limit.
+///
+/// Arguments may use `{image_tag}`, `{share}`, `{production_version}` and
+/// `{canary_version}`; the same values are in the environment as
+/// `CANARY_IMAGE_TAG`, `CANARY_SHARE`, `CANARY_PRODUCTION_VERSION`,
+/// `CANARY_CANARY_VERSION`, with `CANARY_HOOK` naming the hook.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// The program and its arguments.
+    pub command: HookCommand,
+    /// How long it may run before it is killed and counted as failed.
+    #[serde(default = "default_hook_timeout")]
+    pub timeout: ConfigDuration,
+}
+
+fn default_hook_timeout() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(600))
+}
+
+/// A non-empty argument vector.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct HookCommand(pub Vec<String>);
+
+impl TryFrom<Vec<String>> for HookCommand {
+    type Error = String;
+
+    fn try_from(args: Vec<String>) -> Result<Self, Self::Error> {
+        match args.first() {
+            None => Err("a hook command needs at least the program, as a list: [\"scripts/deploy.sh\", \"{image_tag}\"]".to_owned()),
+            Some(program) if program.trim().is_empty() => Err("the hook's program is empty".to_owned()),
+            Some(_) => Ok(HookCommand(args)),
         }
     }
 }

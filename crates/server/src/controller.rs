@@ -1,19 +1,30 @@
 //! The one place that glues the pure core to the outside world.
 //!
-//! The controller owns the rollout and the upstreams' health trackers. It
-//! receives [`Event`]s on an mpsc channel, applies them with the pure
-//! [`crate::domain`] functions, and publishes every changed [`CanaryState`] on a
-//! `watch` channel that the REST handlers and WebSocket streams read.
+//! The controller is the single writer of the deployment. It receives
+//! [`Event`]s on an mpsc channel, applies them with the pure
+//! [`crate::domain`] functions, commits the result and its audit entries to
+//! the store, and only then carries out the effects (set the share, run a
+//! hook) and publishes the new [`CanaryState`] on a `watch` channel.
 
 use std::sync::Arc;
 
-use canary_shared::{CanaryShare, CanaryState, MetricsSnapshot, Side};
-use tokio::sync::{mpsc, oneshot, watch};
+use canary_shared::{
+    AuditEvent, AuditMetrics, CanaryShare, CanaryState, Command, MetricsSnapshot, Phase,
+    SafetyCheck, Side, UnixMillis,
+};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
 
+use crate::adapters::hooks::{self, HookOutcome, HookVars};
 use crate::adapters::proxy::SharedShare;
+use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
 use crate::config::{Config, UpstreamConfig};
+use crate::domain::analysis;
+use crate::domain::deployment::{
+    AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
+};
 use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
-use crate::domain::rollout::{self, RenderInput, Rollout, UpstreamView};
+use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
 /// Something that happened, for the controller to take into account.
@@ -26,23 +37,59 @@ pub enum Event {
         /// What it answered.
         outcome: ProbeOutcome,
     },
-    /// A second of traffic was measured.
+    /// A second of traffic was measured; the checks are judged on it.
     Measured(Arc<MetricsSnapshot>),
-    /// Set the canary share directly (`POST /admin/canary/scale/{percent}`);
-    /// `applied` receives the state once the proxy uses the new share.
-    SetShare {
-        /// The new share.
-        share: CanaryShare,
-        /// Told when the share is in effect, if anyone is waiting.
-        applied: Option<oneshot::Sender<CanaryState>>,
+    /// An operator's or script's command; the reply comes once it is durable.
+    Command {
+        /// Who asks.
+        actor: String,
+        /// What.
+        command: Command,
+        /// The state revision the client acted on (`If-Match`), if it said.
+        expected_revision: Option<u64>,
+        /// Receives the new state, or why nothing changed.
+        reply: oneshot::Sender<Result<CanaryState, CommandError>>,
     },
+    /// A hook finished.
+    HookFinished {
+        /// Which.
+        hook: Hook,
+        /// The rollout it was started for; a hook of an older one is ignored.
+        rollout: u64,
+        /// How it ended.
+        outcome: HookOutcome,
+    },
+}
+
+/// Why a command changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The command does not fit the deployment's phase.
+    #[error(transparent)]
+    Rejected(#[from] TransitionRejected),
+    /// The client acted on an older state.
+    #[error(
+        "the state changed since revision {expected} (it is at {current} now); reload and try again"
+    )]
+    StaleRevision {
+        /// What the client sent.
+        expected: u64,
+        /// What it is now.
+        current: u64,
+    },
+    /// The decision could not be recorded, so it was not carried out.
+    #[error("the decision could not be recorded, so nothing changed: {0}")]
+    Store(#[from] StoreError),
+    /// The controller has stopped.
+    #[error("the controller is not running")]
+    Stopped,
 }
 
 /// How other tasks talk to the controller.
 #[derive(Clone, Debug)]
 pub struct ControllerHandle {
-    /// Events in. Senders: the health probes (and later the API and the
-    /// metrics ticker); receiver: the controller task.
+    /// Events in. Senders: health probes, the metrics ticker, hook runs and
+    /// the API; receiver: the controller task.
     pub events: mpsc::Sender<Event>,
     /// The latest state out. Sender: the controller task; receivers: the REST
     /// handlers and every WebSocket stream. A `watch` keeps only the latest
@@ -51,81 +98,154 @@ pub struct ControllerHandle {
     /// The latest measurements. Sender: the controller, once a second;
     /// receivers: `GET /admin/canary/metrics` and every WebSocket stream.
     pub metrics: watch::Receiver<Arc<MetricsSnapshot>>,
+    /// Every new audit entry, once durable. Sender: the controller; receivers:
+    /// WebSocket streams (a lagging stream skips entries; the REST API has all).
+    pub audit: broadcast::Sender<AuditEvent>,
+}
+
+impl ControllerHandle {
+    /// Sends a command and waits until it is durable (or refused).
+    pub async fn command(
+        &self,
+        actor: String,
+        command: Command,
+        expected_revision: Option<u64>,
+    ) -> Result<CanaryState, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Event::Command {
+                actor,
+                command,
+                expected_revision,
+                reply,
+            })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
+    }
 }
 
 /// The controller's own data; lives inside its task.
 #[derive(Debug)]
 struct Controller {
     config: Arc<Config>,
+    rules: Rules,
     clock: Arc<dyn Clock>,
-    rollout: Rollout,
+    store: Arc<SqliteStore>,
+    deployment: Deployment,
+    /// Counts rollouts started since this process began; tags hook runs.
+    rollout: u64,
+    checks: Vec<SafetyCheck>,
     production: HealthTracker,
     canary: HealthTracker,
     share: SharedShare,
+    /// When the previous measurement arrived, for monotonic waits.
+    last_measured: Option<Instant>,
+    events: mpsc::Sender<Event>,
     state: watch::Sender<CanaryState>,
     metrics: watch::Sender<Arc<MetricsSnapshot>>,
+    audit: broadcast::Sender<AuditEvent>,
 }
 
-/// Starts the controller task; it ends when every event sender is dropped.
+/// Starts the controller task from what the store saved; it ends when every
+/// event sender is dropped.
 ///
-/// The proxy's `share` is set from the rollout before this returns, so no
-/// request is ever split by a share the controller does not hold.
+/// The proxy's `share` is set from the saved deployment before this returns,
+/// so no request is ever split by a share the store does not hold.
 pub fn spawn(
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
+    store: Arc<SqliteStore>,
     share: SharedShare,
     first_metrics: MetricsSnapshot,
-) -> (ControllerHandle, tokio::task::JoinHandle<()>) {
+) -> Result<(ControllerHandle, tokio::task::JoinHandle<()>), StoreError> {
     let tracker = |upstream: &UpstreamConfig| {
         HealthTracker::new(HealthThresholds {
             healthy_after: upstream.health_check.healthy_threshold.0,
             unhealthy_after: upstream.health_check.unhealthy_threshold.0,
         })
     };
-    let rollout = Rollout::idle(&config.canary);
-    let production = tracker(&config.upstreams.production);
-    let canary = tracker(&config.upstreams.canary);
-    share.set(rollout.canary_share);
+    let rules = config.canary.rules();
+    let saved = store.load()?;
+    let (deployment, revision) = match &saved {
+        Some(saved) => (saved.deployment.clone(), saved.revision),
+        None => (Deployment::idle(&rules), 0),
+    };
+    share.set(deployment.share);
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let first_metrics = Arc::new(first_metrics);
-    let initial = render(
-        &config,
-        &rollout,
-        &production,
-        &canary,
-        &first_metrics,
-        1,
-        clock.now(),
-    );
-    let (state_tx, state_rx) = watch::channel(initial);
-    let (metrics_tx, metrics_rx) = watch::channel(first_metrics);
+    let (state_tx, state_rx) = watch::channel(placeholder_state(&deployment));
+    let (metrics_tx, metrics_rx) = watch::channel(Arc::clone(&first_metrics));
+    let (audit_tx, _) = broadcast::channel(256);
     let mut controller = Controller {
-        config,
+        rules,
         clock,
-        rollout,
-        production,
-        canary,
+        store,
+        deployment,
+        rollout: 0,
+        checks: Vec::new(),
+        production: tracker(&config.upstreams.production),
+        canary: tracker(&config.upstreams.canary),
+        config,
         share,
+        last_measured: None,
+        events: events_tx.clone(),
         state: state_tx,
         metrics: metrics_tx,
+        audit: audit_tx.clone(),
     };
+    controller.checks = controller.judge(&first_metrics).checks;
+    let initial = controller.render(revision + 1);
+    controller.state.send_replace(initial);
+    if saved.is_some() {
+        controller.recover();
+    }
     let task = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
-            controller.apply(event);
+            controller.handle(event);
         }
     });
-    (
+    Ok((
         ControllerHandle {
             events: events_tx,
             state: state_rx,
             metrics: metrics_rx,
+            audit: audit_tx,
         },
         task,
-    )
+    ))
+}
+
+/// A state good enough to fill the channel until the real one is rendered.
+fn placeholder_state(deployment: &Deployment) -> CanaryState {
+    let empty = UpstreamView {
+        version: None,
+        url: String::new(),
+        health: canary_shared::Health::Unknown,
+        health_detail: None,
+        last_minute: None,
+    };
+    let rules = Rules {
+        traffic_steps: Vec::new(),
+        auto_progression: false,
+        wait_ms: 0,
+        auto_rollback: false,
+        no_data_timeout_ms: 0,
+        on_long_no_data: crate::domain::deployment::NoDataAction::Hold,
+    };
+    view::render(RenderInput {
+        deployment,
+        rules: &rules,
+        checks: &[],
+        production: &empty,
+        canary: &empty,
+        revision: 0,
+        now: UnixMillis(0),
+    })
 }
 
 impl Controller {
-    fn apply(&mut self, event: Event) {
+    fn handle(&mut self, event: Event) {
         match event {
             Event::Probed { side, outcome } => {
                 let path = &self.config.upstreams.of(side).health_check.path.0;
@@ -144,39 +264,281 @@ impl Controller {
                         "upstream health changed"
                     );
                 }
+                self.publish();
             }
             Event::Measured(snapshot) => {
-                self.metrics.send_replace(snapshot);
-            }
-            Event::SetShare { share, applied } => {
-                tracing::info!(from = %self.rollout.canary_share, to = %share, "canary share set");
-                self.rollout.canary_share = share;
-                self.share.set(share);
+                self.metrics.send_replace(Arc::clone(&snapshot));
+                let analysis = self.judge(&snapshot);
+                self.checks = analysis.checks;
+                let now = Instant::now();
+                let elapsed_ms = self.last_measured.map_or(0, |last| {
+                    u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX)
+                });
+                self.last_measured = Some(now);
+                self.automatic(Input::Judged(analysis.verdict), None);
+                self.automatic(Input::Tick { elapsed_ms }, None);
                 self.publish();
-                if let Some(applied) = applied {
-                    let _ = applied.send(self.state.borrow().clone());
+            }
+            Event::Command {
+                actor,
+                command,
+                expected_revision,
+                reply,
+            } => {
+                let result = self.command(actor, command, expected_revision);
+                let _ = reply.send(result);
+            }
+            Event::HookFinished {
+                hook,
+                rollout,
+                outcome,
+            } => {
+                if rollout != self.rollout {
+                    tracing::info!(?hook, "a hook of an earlier rollout finished; ignored");
+                    return;
                 }
-                return;
+                tracing::info!(?hook, succeeded = outcome.succeeded, detail = %outcome.detail, "hook finished");
+                let input = Input::HookFinished {
+                    hook,
+                    succeeded: outcome.succeeded,
+                    detail: outcome.detail.clone(),
+                };
+                self.automatic(input, outcome.output);
+                self.publish();
             }
         }
+    }
+
+    fn judge(&self, snapshot: &MetricsSnapshot) -> analysis::Analysis {
+        analysis::analyse(
+            &self.config.canary.check_specs(),
+            &snapshot.canary.last_1m,
+            self.config.canary.analysis_settings(),
+        )
+    }
+
+    fn command(
+        &mut self,
+        actor: String,
+        command: Command,
+        expected_revision: Option<u64>,
+    ) -> Result<CanaryState, CommandError> {
+        let current = self.state.borrow().revision;
+        if let Some(expected) = expected_revision
+            && expected != current
+        {
+            return Err(CommandError::StaleRevision { expected, current });
+        }
+        let starts = matches!(command, Command::Start(_));
+        let transition = self.deployment.apply(
+            Input::Command { actor, command },
+            self.clock.now(),
+            &self.rules,
+        )?;
+        if starts {
+            self.rollout += 1;
+        }
+        self.commit_and_run(transition.next, transition.effects, None)?;
         self.publish();
+        Ok(self.state.borrow().clone())
+    }
+
+    /// Applies an input that no one waits for (a verdict, a tick, a hook).
+    fn automatic(&mut self, input: Input, output: Option<String>) {
+        let transition = match self.deployment.apply(input, self.clock.now(), &self.rules) {
+            Ok(transition) => transition,
+            Err(rejected) => {
+                tracing::warn!(%rejected, "automatic input rejected");
+                return;
+            }
+        };
+        if transition.next == self.deployment && transition.effects.is_empty() {
+            return;
+        }
+        let to_zero = transition
+            .effects
+            .contains(&Effect::SetShare(CanaryShare::ZERO));
+        let effects = transition.effects.clone();
+        if let Err(err) = self.commit_and_run(transition.next.clone(), transition.effects, output) {
+            tracing::error!(%err, "cannot record an automatic decision");
+            if to_zero {
+                // Taking traffic off a failing canary must not wait for the
+                // disk: the rollback goes ahead unrecorded and says so.
+                tracing::error!("rolling back without an audit entry because the store is failing");
+                self.deployment = transition.next;
+                self.run_effects(effects, &[]);
+            }
+        }
+    }
+
+    /// Commits `next` and the audit entries among `effects`, then carries the
+    /// effects out. Nothing happens if the commit fails.
+    fn commit_and_run(
+        &mut self,
+        next: Deployment,
+        effects: Vec<Effect>,
+        output: Option<String>,
+    ) -> Result<(), StoreError> {
+        let metrics = {
+            let snapshot = self.metrics.borrow();
+            AuditMetrics {
+                production: snapshot.production.last_1m.clone(),
+                canary: snapshot.canary.last_1m.clone(),
+            }
+        };
+        let entries: Vec<AuditEntry> = effects
+            .iter()
+            .filter_map(|effect| match effect {
+                Effect::Audit(record) => Some(AuditEntry {
+                    record: record.clone(),
+                    metrics: Some(metrics.clone()),
+                    output: output.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let revision = self.state.borrow().revision + 1;
+        let stored = self
+            .store
+            .commit(&next, revision, &entries, self.clock.now())?;
+        self.deployment = next;
+        self.run_effects(effects, &stored);
+        Ok(())
+    }
+
+    fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {
+        for effect in effects {
+            match effect {
+                Effect::SetShare(share) => {
+                    self.share.set(share);
+                    tracing::info!(%share, "canary share set");
+                }
+                Effect::RunHook { hook, image_tag } => self.start_hook(hook, image_tag),
+                Effect::Alert { message } => tracing::warn!(%message, "alert"),
+                Effect::Audit(record) => log_decision(&record),
+            }
+        }
+        for event in stored {
+            let _ = self.audit.send(event.clone());
+        }
+    }
+
+    fn start_hook(&self, hook: Hook, image_tag: String) {
+        let vars = HookVars {
+            image_tag,
+            share: self.deployment.share.percent().to_string(),
+            production_version: self
+                .config
+                .upstreams
+                .production
+                .version
+                .clone()
+                .unwrap_or_default(),
+            canary_version: self
+                .config
+                .upstreams
+                .canary
+                .version
+                .clone()
+                .unwrap_or_default(),
+        };
+        let config = Arc::clone(&self.config);
+        let events = self.events.clone();
+        let rollout = self.rollout;
+        tracing::info!(?hook, image_tag = %vars.image_tag, "running hook");
+        tokio::spawn(async move {
+            let outcome = hooks::run(hook, &config, vars).await;
+            let _ = events
+                .send(Event::HookFinished {
+                    hook,
+                    rollout,
+                    outcome,
+                })
+                .await;
+        });
+    }
+
+    /// After a restart: a hook that was running is gone, so the one of the
+    /// current phase runs again (hooks must be safe to repeat), and the
+    /// recovery is recorded.
+    fn recover(&mut self) {
+        let phase = self.deployment.phase;
+        let share = self.deployment.share;
+        let record = AuditRecord {
+            at: self.clock.now(),
+            actor: "controller".to_owned(),
+            action: "recovered".to_owned(),
+            from_phase: phase,
+            to_phase: phase,
+            from_share: share,
+            to_share: share,
+            reason: Some(format!(
+                "server restarted; serving {share} to the canary as recorded"
+            )),
+        };
+        let entry = AuditEntry {
+            record,
+            metrics: None,
+            output: None,
+        };
+        let revision = self.state.borrow().revision;
+        match self
+            .store
+            .commit(&self.deployment, revision, &[entry], self.clock.now())
+        {
+            Ok(stored) => {
+                for event in stored {
+                    let _ = self.audit.send(event);
+                }
+            }
+            Err(err) => tracing::error!(%err, "cannot record the recovery"),
+        }
+        tracing::info!(phase = phase.label(), %share, "recovered the deployment from the store");
+        let pending_hook = match phase {
+            Phase::BuildDeploy => Some(Hook::Deploy),
+            Phase::HealthCheck => Some(Hook::HealthCheck),
+            Phase::Promoting => Some(Hook::Promote),
+            Phase::RollingBack => Some(Hook::Rollback),
+            _ => None,
+        };
+        if let Some(hook) = pending_hook {
+            self.start_hook(hook, self.deployment.image_tag.clone().unwrap_or_default());
+        }
+    }
+
+    fn render(&self, revision: u64) -> CanaryState {
+        let metrics = Arc::clone(&*self.metrics.borrow());
+        let view = |upstream: &UpstreamConfig,
+                    tracker: &HealthTracker,
+                    measured: &canary_shared::SideMetrics| {
+            UpstreamView {
+                version: upstream.version.clone(),
+                url: upstream.url.to_string(),
+                health: tracker.health(),
+                health_detail: tracker.detail().map(str::to_owned),
+                last_minute: Some(measured.last_1m.clone()),
+            }
+        };
+        view::render(RenderInput {
+            deployment: &self.deployment,
+            rules: &self.rules,
+            checks: &self.checks,
+            production: &view(
+                &self.config.upstreams.production,
+                &self.production,
+                &metrics.production,
+            ),
+            canary: &view(&self.config.upstreams.canary, &self.canary, &metrics.canary),
+            revision,
+            now: self.clock.now(),
+        })
     }
 
     /// Sends the state to every reader if anything in it changed.
     fn publish(&mut self) {
-        let current_revision = self.state.borrow().revision;
-        let metrics = Arc::clone(&*self.metrics.borrow());
-        let next = render(
-            &self.config,
-            &self.rollout,
-            &self.production,
-            &self.canary,
-            &metrics,
-            current_revision + 1,
-            self.clock.now(),
-        );
+        let next = self.render(self.state.borrow().revision + 1);
         self.state.send_if_modified(|current| {
-            if rollout::same_content(current, &next) {
+            if view::same_content(current, &next) {
                 false
             } else {
                 *current = next;
@@ -186,36 +548,15 @@ impl Controller {
     }
 }
 
-fn render(
-    config: &Config,
-    rollout: &Rollout,
-    production: &HealthTracker,
-    canary: &HealthTracker,
-    metrics: &MetricsSnapshot,
-    revision: u64,
-    now: canary_shared::UnixMillis,
-) -> CanaryState {
-    let view = |upstream: &UpstreamConfig,
-                tracker: &HealthTracker,
-                measured: &canary_shared::SideMetrics| {
-        UpstreamView {
-            version: upstream.version.clone(),
-            url: upstream.url.to_string(),
-            health: tracker.health(),
-            health_detail: tracker.detail().map(str::to_owned),
-            last_minute: Some(measured.last_1m.clone()),
-        }
-    };
-    rollout::render(RenderInput {
-        rollout,
-        config: &config.canary,
-        production: &view(
-            &config.upstreams.production,
-            production,
-            &metrics.production,
-        ),
-        canary: &view(&config.upstreams.canary, canary, &metrics.canary),
-        revision,
-        now,
-    })
+fn log_decision(record: &AuditRecord) {
+    tracing::info!(
+        actor = %record.actor,
+        action = %record.action,
+        from = record.from_phase.label(),
+        to = record.to_phase.label(),
+        from_share = %record.from_share,
+        to_share = %record.to_share,
+        reason = record.reason.as_deref().unwrap_or_default(),
+        "decision"
+    );
 }

@@ -6,5 +6,5 @@
 pub mod analysis;
 pub mod deployment;
 pub mod health;
-pub mod rollout;
 pub mod split;
+pub mod view;

@@ -52,11 +52,23 @@ pub async fn run(
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (_controller, server) = start(config, listeners, clock, shutdown);
+) -> Result<(), StartError> {
+    let (_controller, server) = start(config, listeners, clock, shutdown)?;
     server
         .await
-        .unwrap_or_else(|join_error| Err(std::io::Error::other(join_error)))
+        .unwrap_or_else(|join_error| Err(std::io::Error::other(join_error)))?;
+    Ok(())
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened (locked by another server, unwritable, …).
+    #[error(transparent)]
+    Store(#[from] adapters::store::StoreError),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Like [`run`], but returns the controller's handle at once and the server
@@ -66,11 +78,17 @@ pub fn start(
     listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> (
-    ControllerHandle,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+) -> Result<
+    (
+        ControllerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    StartError,
+> {
     let config = Arc::new(config);
+    // The store is opened, and the deployment restored from it, before any
+    // listener accepts a connection.
+    let store = Arc::new(adapters::store::SqliteStore::open(&config.server.data_dir)?);
     let recorder = Arc::new(Recorder::new());
     // The share starts at zero and is set by the controller from its state
     // before the proxy accepts its first connection.
@@ -79,9 +97,10 @@ pub fn start(
     let (controller, controller_task) = controller::spawn(
         Arc::clone(&config),
         Arc::clone(&clock),
+        Arc::clone(&store),
         share.clone(),
         first_metrics,
-    );
+    )?;
     let handle = controller.clone();
     let server = tokio::spawn(async move {
         // The JoinSet aborts every background task when it is dropped at the end.
@@ -112,7 +131,8 @@ pub fn start(
         let app_state = AppState {
             state: controller.state.clone(),
             metrics: controller.metrics.clone(),
-            events: controller.events.clone(),
+            controller: controller.clone(),
+            store: Arc::clone(&store),
             assets_dir: config.server.assets_dir.clone(),
             shutdown: stopping_rx,
         };
@@ -131,5 +151,5 @@ pub fn start(
         controller_task.abort();
         result
     });
-    (handle, server)
+    Ok((handle, server))
 }

@@ -1,23 +1,193 @@
-//! Operator commands over REST.
+//! Operator commands over REST, and reading the audit trail.
 //!
-//! `POST /admin/canary/scale/{percent}` sets the canary share; the answer is
-//! the state with the share in effect. The deployment controller will add the
-//! rest of the commands (start, continue, pause, resume, promote, rollback,
-//! stop) with their audit entries.
+//! Every command goes to the controller and is answered with the new state
+//! only after its audit entry is durable. `If-Match: <revision>` makes a
+//! command conditional on the state the client saw (409 when it moved on);
+//! an `Idempotency-Key` makes a retried command apply once and get the first
+//! answer again.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use canary_shared::{CanaryShare, CanaryState, ShareError};
-use tokio::sync::oneshot;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use canary_shared::{AuditPage, CanaryShare, Command, ShareError, StartRequest};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
+use crate::adapters::store::AuditQuery;
 use crate::api::{ApiError, AppState};
-use crate::controller::Event;
+use crate::controller::CommandError;
+
+/// Who is acting, until logins arrive with access control.
+const ANONYMOUS_ACTOR: &str = "anonymous";
+
+/// A body, or why it could not be read (too large, cut off).
+type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: MAX_COMMAND_BODY,
+            }
+        } else {
+            ApiError::BadJson(rejection.body_text())
+        }
+    }
+}
+
+/// Largest command body accepted.
+pub(crate) const MAX_COMMAND_BODY: usize = 64 * 1024;
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> ApiError {
+        match err {
+            CommandError::Rejected(rejected) => ApiError::Conflict {
+                code: "not_allowed",
+                message: rejected.reason,
+            },
+            stale @ CommandError::StaleRevision { .. } => ApiError::Conflict {
+                code: "stale_revision",
+                message: stale.to_string(),
+            },
+            store @ CommandError::Store(_) => ApiError::Unavailable(store.to_string()),
+            CommandError::Stopped => {
+                ApiError::Unavailable("the controller is not running".to_owned())
+            }
+        }
+    }
+}
+
+/// Reads a JSON body, naming the field at fault when it does not fit.
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let field = (path != "." && !path.is_empty()).then_some(path);
+            let message = match &field {
+                Some(field) => format!("{field}: {inner}"),
+                None => inner.to_string(),
+            };
+            if inner.is_syntax() || inner.is_eof() {
+                Err(ApiError::BadJson(message))
+            } else {
+                Err(ApiError::UnprocessableBody { field, message })
+            }
+        }
+    }
+}
+
+/// The `If-Match` revision, if one was sent.
+fn expected_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .trim_start_matches("W/")
+        .trim_matches('"');
+    text.parse().map(Some).map_err(|_| ApiError::InvalidField {
+        field: "If-Match",
+        message: format!("If-Match must be the state's revision number, got {text:?}"),
+    })
+}
+
+/// Runs `command`, honouring `If-Match` and `Idempotency-Key`.
+async fn run(app: &AppState, headers: &HeaderMap, command: Command) -> Result<Response, ApiError> {
+    let expected = expected_revision(headers)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::InvalidField {
+                    field: "Idempotency-Key",
+                    message: "Idempotency-Key must be printable text".to_owned(),
+                })
+        })
+        .transpose()?;
+    if let Some(key) = &key {
+        let store = std::sync::Arc::clone(&app.store);
+        let lookup = key.clone();
+        let earlier = tokio::task::spawn_blocking(move || store.idempotent_answer(&lookup))
+            .await
+            .map_err(|err| ApiError::Internal(err.to_string()))?
+            .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+        if let Some((status, body)) = earlier {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response());
+        }
+    }
+    let state = app
+        .controller
+        .command(ANONYMOUS_ACTOR.to_owned(), command, expected)
+        .await?;
+    let body = serde_json::to_string(&state).map_err(|err| ApiError::Internal(err.to_string()))?;
+    if let Some(key) = key {
+        let store = std::sync::Arc::clone(&app.store);
+        let remembered = body.clone();
+        let now = state.updated_at;
+        let saved =
+            tokio::task::spawn_blocking(move || store.remember_answer(&key, 200, &remembered, now))
+                .await;
+        if !matches!(saved, Ok(Ok(()))) {
+            tracing::warn!(
+                "cannot remember an idempotent answer; a retry would be refused by the state machine instead"
+            );
+        }
+    }
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// `POST /admin/canary/start` with `{"image_tag": "v2.7.0", "traffic_percent": 5}`.
+pub(crate) async fn start(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(ApiError::from)?;
+    let request: StartRequest = json_body(&headers, &body)?;
+    if request.image_tag.trim().is_empty() {
+        return Err(ApiError::UnprocessableBody {
+            field: Some("image_tag".to_owned()),
+            message: "image_tag: must not be empty".to_owned(),
+        });
+    }
+    run(&app, &headers, Command::Start(request)).await
+}
 
 /// `POST /admin/canary/scale/{percent}`: any share from 0 to 100 with at most two decimals.
 pub(crate) async fn scale(
     State(app): State<AppState>,
+    headers: HeaderMap,
     Path(percent): Path<String>,
-) -> Result<Json<CanaryState>, ApiError> {
+) -> Result<Response, ApiError> {
     let value: f64 = percent.trim().parse().map_err(|_| ApiError::InvalidField {
         field: "percent",
         message: format!("percent must be a number from 0 to 100, got {percent:?}"),
@@ -31,18 +201,7 @@ pub(crate) async fn scale(
             other => format!("percent: {other}"),
         },
     })?;
-    let (applied_tx, applied_rx) = oneshot::channel();
-    app.events
-        .send(Event::SetShare {
-            share,
-            applied: Some(applied_tx),
-        })
-        .await
-        .map_err(|_| ApiError::Unavailable("the controller is not running".to_owned()))?;
-    let state = applied_rx.await.map_err(|_| {
-        ApiError::Unavailable("the controller stopped before applying the share".to_owned())
-    })?;
-    Ok(Json(state))
+    run(&app, &headers, Command::Scale { percent: share }).await
 }
 
 /// `POST /admin/canary/scale` without a share.
@@ -51,4 +210,109 @@ pub(crate) async fn scale_without_percent() -> ApiError {
         field: "percent",
         message: "percent is missing: POST /admin/canary/scale/{percent}, for example /admin/canary/scale/25".to_owned(),
     }
+}
+
+/// `POST /admin/canary/continue`: the next step.
+pub(crate) async fn continue_(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run(&app, &headers, Command::Continue).await
+}
+
+/// `POST /admin/canary/pause`.
+pub(crate) async fn pause(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run(&app, &headers, Command::Pause).await
+}
+
+/// `POST /admin/canary/resume`.
+pub(crate) async fn resume(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run(&app, &headers, Command::Resume).await
+}
+
+/// `POST /admin/canary/promote`: 100 % and finish.
+pub(crate) async fn promote(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    run(&app, &headers, Command::Promote).await
+}
+
+/// The optional body of rollback and stop.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn reason(headers: &HeaderMap, body: &Bytes, default: &str) -> Result<String, ApiError> {
+    if body.is_empty() {
+        return Ok(default.to_owned());
+    }
+    let parsed: ReasonBody = json_body(headers, body)?;
+    Ok(parsed
+        .reason
+        .filter(|reason| !reason.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned()))
+}
+
+/// `POST /admin/canary/rollback` with an optional `{"reason": "…"}`.
+pub(crate) async fn rollback(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Response, ApiError> {
+    let reason = reason(
+        &headers,
+        &body.map_err(ApiError::from)?,
+        "rolled back by an operator",
+    )?;
+    run(&app, &headers, Command::Rollback { reason }).await
+}
+
+/// `POST /admin/canary/stop` with an optional `{"reason": "…"}`: emergency stop.
+pub(crate) async fn stop(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Response, ApiError> {
+    let reason = reason(&headers, &body.map_err(ApiError::from)?, "emergency stop")?;
+    run(&app, &headers, Command::Stop { reason }).await
+}
+
+/// The query of `GET /admin/canary/audit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    before: Option<u64>,
+    limit: Option<u32>,
+    actor: Option<String>,
+    action: Option<String>,
+}
+
+/// `GET /admin/canary/audit?before=&limit=&actor=&action=`: newest first.
+pub(crate) async fn audit(
+    State(app): State<AppState>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Query(params) = params.map_err(|rejection| ApiError::BadQuery(rejection.body_text()))?;
+    let query = AuditQuery {
+        before: params.before,
+        limit: params.limit.unwrap_or(50),
+        actor: params.actor,
+        action: params.action,
+    };
+    let store = std::sync::Arc::clone(&app.store);
+    let page = tokio::task::spawn_blocking(move || store.audit(&query))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .map_err(|err| ApiError::Unavailable(err.to_string()))?;
+    Ok(Json(page))
 }

@@ -38,6 +38,37 @@ pub enum ApiError {
         /// What is wrong with it.
         message: String,
     },
+    /// The request does not fit the current state.
+    #[error("{message}")]
+    Conflict {
+        /// `not_allowed` or `stale_revision`.
+        code: &'static str,
+        /// Why, in words.
+        message: String,
+    },
+    /// The body is not JSON, or not `application/json`.
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is not valid JSON.
+    #[error("the body is not valid JSON: {0}")]
+    BadJson(String),
+    /// The body is JSON but a field does not fit.
+    #[error("{message}")]
+    UnprocessableBody {
+        /// The field at fault, as a path.
+        field: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The query string does not fit.
+    #[error("{0}")]
+    BadQuery(String),
+    /// The body is larger than allowed.
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The server cannot take the request now.
     #[error("{0}")]
     Unavailable(String),
@@ -54,7 +85,13 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidField { .. } | ApiError::BadJson(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnprocessableBody { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnprocessableField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) | ApiError::ConsoleNotBuilt(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -68,6 +105,12 @@ impl ApiError {
             ApiError::NotFound { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Conflict { code, .. } => code,
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::BadJson(_) => "bad_json",
+            ApiError::UnprocessableBody { .. } => "invalid_field",
+            ApiError::BadQuery(_) => "bad_query",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnprocessableField { .. } => "out_of_range",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::ConsoleNotBuilt(_) => "console_not_built",
@@ -89,6 +132,7 @@ impl IntoResponse for ApiError {
             ApiError::InvalidField { field, .. } | ApiError::UnprocessableField { field, .. } => {
                 Some((*field).to_owned())
             }
+            ApiError::UnprocessableBody { field, .. } => field.clone(),
             _ => None,
         };
         let body = ApiErrorBody {

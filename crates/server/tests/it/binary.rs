@@ -90,3 +90,157 @@ fn serve_prints_its_addresses_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A `canary serve` child with its addresses.
+struct Served {
+    child: std::process::Child,
+    console: String,
+    proxy: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &std::path::Path) -> Served {
+    let mut child = canary()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let console = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("canary: console at ")
+        .to_owned();
+    let proxy = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .trim_start_matches("canary: proxy at ")
+        .to_owned();
+    Served {
+        child,
+        console,
+        proxy,
+    }
+}
+
+fn crash_config(dir: &std::path::Path, production: &str, canary: &str) -> std::path::PathBuf {
+    let path = dir.join("canary-config.yaml");
+    let text = format!(
+        r#"
+server: {{ admin_listen: "127.0.0.1:0", proxy_listen: "127.0.0.1:0", data_dir: "{data}" }}
+upstreams:
+  production: {{ url: "{production}", health_check: {{ interval: 100ms }} }}
+  canary: {{ url: "{canary}", health_check: {{ interval: 100ms }} }}
+proxy: {{ stickiness: {{ mode: none }} }}
+canary:
+  auto_progression: {{ enabled: true, wait_time: "24h", thresholds: {{ max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 }} }}
+  traffic_steps: [5, 25, 50, 100]
+"#,
+        data = dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
+    use canary_shared::{AuditPage, CanaryState, Phase};
+
+    let production = crate::support::FakeUpstream::named("production").await;
+    let canary_side = crate::support::FakeUpstream::named("canary").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crash_config(dir.path(), &production.url(), &canary_side.url());
+    let client = crate::support::json_client();
+
+    let mut first = serve(&config);
+    let started = crate::support::post_json(
+        &client,
+        &format!("{}start", first.console),
+        r#"{"image_tag":"v2.7.0","traffic_percent":25}"#,
+    )
+    .await;
+    assert_eq!(started.0, 200, "{}", started.1);
+    let state = crate::support::eventually("the canary to progress", async || {
+        let (_, _, body) =
+            crate::support::http_get(&format!("{}status", first.console), "application/json").await;
+        let state: CanaryState = serde_json::from_str(&body).unwrap();
+        (state.phase == Phase::Progressing).then_some(state)
+    })
+    .await;
+    assert_eq!(state.traffic.canary().percent(), 25.0);
+
+    // A second server on the same data directory refuses to start.
+    let second = canary()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another canary server is using the data directory"),
+        "{stderr}"
+    );
+
+    // SIGKILL: no chance to clean up.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let again = serve(&config);
+    let (_, _, body) =
+        crate::support::http_get(&format!("{}status", again.console), "application/json").await;
+    let state: CanaryState = serde_json::from_str(&body).unwrap();
+    assert_eq!(state.phase, Phase::Progressing);
+    assert_eq!(state.traffic.canary().percent(), 25.0);
+    assert_eq!(
+        state.steps[3].status,
+        canary_shared::StepStatus::InProgress,
+        "the 25 % step"
+    );
+
+    // The proxy serves the recorded share from its first request.
+    let n = 2000;
+    let mut to_canary = 0;
+    for _ in 0..n {
+        let (_, _, body) = crate::support::http_get(&again.proxy, "*/*").await;
+        if body == "canary" {
+            to_canary += 1;
+        }
+    }
+    let margin = 3.29 * (n as f64 * 0.25 * 0.75).sqrt();
+    assert!(
+        (f64::from(to_canary) - 500.0).abs() <= margin,
+        "{to_canary} of {n} reached the canary"
+    );
+
+    let (_, _, body) = crate::support::http_get(
+        &format!("{}audit?limit=100", again.console),
+        "application/json",
+    )
+    .await;
+    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    let seqs: Vec<u64> = page.events.iter().rev().map(|event| event.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let actions: Vec<&str> = page
+        .events
+        .iter()
+        .rev()
+        .map(|event| event.action.as_str())
+        .collect();
+    assert_eq!(actions, ["start", "deployed", "healthy", "recovered"]);
+}

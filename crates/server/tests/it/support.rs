@@ -13,8 +13,8 @@ use axum::routing::get;
 use canary_server::Listeners;
 use canary_server::adapters::clock::SystemClock;
 use canary_server::config::Config;
-use canary_server::controller::{ControllerHandle, Event};
-use canary_shared::{CanaryShare, MetricsSnapshot};
+use canary_server::controller::ControllerHandle;
+use canary_shared::{CanaryShare, CanaryState, Command, MetricsSnapshot, Phase, StartRequest};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -250,6 +250,9 @@ pub(crate) struct TestApp {
     pub(crate) production: FakeUpstream,
     pub(crate) canary: FakeUpstream,
     pub(crate) assets: tempfile::TempDir,
+    /// The server's data directory (store and lock), removed on drop.
+    #[allow(dead_code, reason = "held so the directory lives as long as the server")]
+    pub(crate) data: tempfile::TempDir,
     pub(crate) controller: ControllerHandle,
     shutdown: Option<oneshot::Sender<()>>,
     pub(crate) server: Option<JoinHandle<std::io::Result<()>>>,
@@ -277,7 +280,9 @@ impl TestApp {
         )
         .unwrap();
         std::fs::write(assets.path().join("favicon.svg"), "<svg/>").unwrap();
+        let data = tempfile::tempdir().unwrap();
         let mut config = test_config(&production.url(), &canary.url(), assets.path());
+        config.server.data_dir = data.path().to_owned();
         adjust(&mut config);
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -291,13 +296,15 @@ impl TestApp {
             async {
                 let _ = shutdown_rx.await;
             },
-        );
+        )
+        .expect("the server starts");
         TestApp {
             addr,
             proxy_addr,
             production,
             canary,
             assets,
+            data,
             controller,
             shutdown: Some(shutdown_tx),
             server: Some(server),
@@ -312,21 +319,48 @@ impl TestApp {
         format!("http://{}{path}", self.proxy_addr)
     }
 
-    /// Sets the canary share through the controller and waits until the
-    /// state shows it, so the proxy uses it for every request from now on.
-    pub(crate) async fn set_share(&self, percent: f64) {
-        let share = CanaryShare::from_percent(percent).unwrap();
+    /// Starts a canary (no hooks are configured, so it deploys at once and
+    /// passes the health check on the fake canary's `/healthz`) and waits
+    /// until it progresses.
+    pub(crate) async fn start_canary(&self) {
+        let start = Command::Start(StartRequest {
+            image_tag: "v2.7.0".to_owned(),
+            traffic_percent: CanaryShare::from_percent(5.0).unwrap(),
+        });
         self.controller
-            .events
-            .send(Event::SetShare {
-                share,
-                applied: None,
-            })
+            .command("test".to_owned(), start, None)
             .await
             .unwrap();
+        self.wait_for_phase(Phase::Progressing).await;
+    }
+
+    /// Waits until the deployment reaches `phase`.
+    pub(crate) async fn wait_for_phase(&self, phase: Phase) -> CanaryState {
         let mut state = self.controller.state.clone();
-        state
-            .wait_for(|state| state.traffic.canary() == share)
+        tokio::time::timeout(
+            std::time::Duration::from_secs(15),
+            state.wait_for(|state| state.phase == phase),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "never reached {phase:?}; now {:?}",
+                self.controller.state.borrow().summary
+            )
+        })
+        .unwrap()
+        .clone()
+    }
+
+    /// Sets the canary share through a running canary (started if there is
+    /// none); the proxy uses it for every request once this returns.
+    pub(crate) async fn set_share(&self, percent: f64) {
+        if self.controller.state.borrow().phase != Phase::Progressing {
+            self.start_canary().await;
+        }
+        let share = CanaryShare::from_percent(percent).unwrap();
+        self.controller
+            .command("test".to_owned(), Command::Scale { percent: share }, None)
             .await
             .unwrap();
     }
@@ -382,6 +416,33 @@ pub(crate) async fn http_get(
         .body(Empty::new())
         .unwrap();
     send(client, request).await
+}
+
+/// A client for JSON bodies.
+pub(crate) fn json_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<hyper::body::Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// POSTs a JSON body; returns the status code and the body.
+pub(crate) async fn post_json(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+    url: &str,
+    body: &str,
+) -> (u16, String) {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.to_owned(),
+        )))
+        .unwrap();
+    let (status, _, body) = send(client.clone(), request).await;
+    (status.as_u16(), body)
 }
 
 /// Sends `request` and reads the whole response.

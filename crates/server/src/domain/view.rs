@@ -1,0 +1,277 @@
+//! How the deployment is shown: from the deployment, the checks' readings and
+//! the upstreams to the [`CanaryState`] every client renders.
+//!
+//! The server computes every rule here (summary line, allowed actions) so the
+//! console never re-derives them.
+
+use canary_shared::{
+    AutoProgression, AutoRollback, CanaryState, Health, Phase, SafetyCheck, ServiceHealth, Side,
+    TrafficSplit, UnixMillis, WindowStats,
+};
+
+use crate::domain::deployment::{Deployment, Rules, human_duration};
+
+/// What is known about one upstream outside the deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamView {
+    /// The version label from the config.
+    pub version: Option<String>,
+    /// Its base URL.
+    pub url: String,
+    /// The health-check verdict.
+    pub health: Health,
+    /// Why.
+    pub health_detail: Option<String>,
+    /// What the proxy measured over the last minute, once it has measured.
+    pub last_minute: Option<WindowStats>,
+}
+
+/// Everything [`render`] needs.
+#[derive(Clone, Copy, Debug)]
+pub struct RenderInput<'a> {
+    /// The deployment.
+    pub deployment: &'a Deployment,
+    /// The rules it follows.
+    pub rules: &'a Rules,
+    /// Each check's latest reading.
+    pub checks: &'a [SafetyCheck],
+    /// Production's upstream.
+    pub production: &'a UpstreamView,
+    /// The canary's upstream.
+    pub canary: &'a UpstreamView,
+    /// The revision the state gets.
+    pub revision: u64,
+    /// When.
+    pub now: UnixMillis,
+}
+
+/// Builds the state clients see.
+pub fn render(input: RenderInput<'_>) -> CanaryState {
+    let RenderInput {
+        deployment,
+        rules,
+        checks,
+        production,
+        canary,
+        revision,
+        now,
+    } = input;
+    let traffic = TrafficSplit::with_canary(deployment.share);
+    let canary_running = deployment.has_canary() || deployment.phase == Phase::Promoted;
+    let service = |side: Side, upstream: &UpstreamView| {
+        let window = upstream.last_minute.as_ref();
+        let mut health = upstream.health;
+        let mut health_detail = upstream.health_detail.clone();
+        if side == Side::Canary && !canary_running {
+            // The canary upstream may answer, but no canary version is deployed
+            // there; say so instead of showing a healthy card without a rollout.
+            health = Health::Stopped;
+            health_detail = Some(match &upstream.health_detail {
+                Some(probe) => format!("no canary deployed (upstream: {probe})"),
+                None => "no canary deployed".to_owned(),
+            });
+        }
+        ServiceHealth {
+            side,
+            version: match side {
+                Side::Canary => deployment
+                    .image_tag
+                    .clone()
+                    .or_else(|| upstream.version.clone()),
+                Side::Production => upstream.version.clone(),
+            },
+            url: upstream.url.clone(),
+            health,
+            health_detail,
+            traffic_percent: traffic.of(side),
+            request_count: window.map_or(0, |window| window.requests),
+            avg_latency_ms: window.and_then(|window| window.avg_latency_ms),
+            p50_latency_ms: window.and_then(|window| window.p50_latency_ms),
+            p95_latency_ms: window.and_then(|window| window.p95_latency_ms),
+            p99_latency_ms: window.and_then(|window| window.p99_latency_ms),
+            success_rate: window.and_then(|window| window.success_rate),
+            error_rate: window.and_then(|window| window.error_rate),
+        }
+    };
+    let (allowed_actions, blocked_actions) = deployment.actions();
+    CanaryState {
+        revision,
+        phase: deployment.phase,
+        summary: summary(deployment, rules),
+        image_tag: deployment.image_tag.clone(),
+        traffic,
+        production: service(Side::Production, production),
+        canary: service(Side::Canary, canary),
+        safety_checks: checks.to_vec(),
+        steps: deployment.steps.clone(),
+        auto_progression: AutoProgression {
+            enabled: rules.auto_progression,
+            wait_ms: rules.wait_ms,
+            green_for_ms: deployment.green_for_ms,
+        },
+        auto_rollback: AutoRollback {
+            armed: rules.auto_rollback,
+        },
+        allowed_actions,
+        blocked_actions,
+        updated_at: now,
+    }
+}
+
+/// The status line.
+pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
+    let share = deployment.share;
+    let tag = deployment.image_tag.as_deref().unwrap_or("the canary");
+    let reason = deployment.reason.as_deref().unwrap_or("no reason given");
+    match deployment.phase {
+        Phase::Idle => format!("Production only ({})", share.complement()),
+        Phase::BuildDeploy => format!("Deploying {tag}…"),
+        Phase::HealthCheck => format!("Health-checking {tag}…"),
+        Phase::Progressing => {
+            let traffic_steps = rules.traffic_steps.len();
+            let step = deployment
+                .current_step()
+                .map(|index| index - 1)
+                .unwrap_or(0);
+            let mut line = format!("Canary at {share}, step {step} of {traffic_steps}");
+            if let Some(reason) = &deployment.reason {
+                line.push_str(&format!(", {reason}"));
+            } else if rules.auto_progression {
+                let left = rules.wait_ms.saturating_sub(deployment.green_for_ms);
+                line.push_str(&format!(", auto-progression in {}", human_duration(left)));
+            }
+            line
+        }
+        Phase::Paused => format!("Paused with the canary at {share}"),
+        Phase::Promoting => format!("Promoting {tag}…"),
+        Phase::Promoted => format!("Promoted {tag} ({share})"),
+        Phase::RollingBack => format!("Rolling back: {reason}"),
+        Phase::RolledBack => format!("Rolled back: {reason}"),
+        Phase::Failed => format!("Failed: {reason}"),
+    }
+}
+
+/// Whether two states differ in anything but their revision and time.
+pub fn same_content(a: &CanaryState, b: &CanaryState) -> bool {
+    let strip = |state: &CanaryState| CanaryState {
+        revision: 0,
+        updated_at: UnixMillis(0),
+        ..state.clone()
+    };
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_shared::{
+        ActionKind, CanaryShare, Command, Health, Phase, StartRequest, UnixMillis,
+    };
+
+    use crate::config::Config;
+    use crate::domain::deployment::{Deployment, Hook, Input};
+    use crate::domain::view::{RenderInput, UpstreamView, render};
+
+    fn upstream(health: Health) -> UpstreamView {
+        UpstreamView {
+            version: Some("v2.6.0".to_owned()),
+            url: "http://127.0.0.1:9001".to_owned(),
+            health,
+            health_detail: Some("HTTP 200 from /healthz".to_owned()),
+            last_minute: None,
+        }
+    }
+
+    fn shipped_config() -> Config {
+        Config::from_yaml(include_str!("../../../../canary-config.yaml")).unwrap()
+    }
+
+    #[test]
+    fn an_idle_deployment_shows_production_only_and_offers_start() {
+        let config = shipped_config();
+        let rules = config.canary.rules();
+        let deployment = Deployment::idle(&rules);
+        let healthy = upstream(Health::Healthy);
+        let state = render(RenderInput {
+            deployment: &deployment,
+            rules: &rules,
+            checks: &[],
+            production: &healthy,
+            canary: &healthy,
+            revision: 1,
+            now: UnixMillis(5),
+        });
+        assert_eq!(state.phase, Phase::Idle);
+        assert_eq!(state.summary, "Production only (100 %)");
+        assert_eq!(
+            state.canary.health,
+            Health::Stopped,
+            "no canary is deployed"
+        );
+        let kinds: Vec<String> = state.steps.iter().map(|step| step.kind.label()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "Build & deploy",
+                "Health check",
+                "Traffic 5 %",
+                "Traffic 25 %",
+                "Traffic 50 %",
+                "Traffic 100 %",
+                "Promoted"
+            ]
+        );
+        assert_eq!(state.allowed_actions, [ActionKind::Start]);
+        assert_eq!(
+            state.blocked_reason(ActionKind::Stop),
+            Some("no canary is running")
+        );
+    }
+
+    #[test]
+    fn a_progressing_deployment_says_where_it_is_and_when_it_moves_on() {
+        let config = shipped_config();
+        let rules = config.canary.rules();
+        let mut deployment = Deployment::idle(&rules);
+        let start = Command::Start(StartRequest {
+            image_tag: "v2.7.0".to_owned(),
+            traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
+        });
+        for input in [
+            Input::Command {
+                actor: "ops".to_owned(),
+                command: start,
+            },
+            Input::HookFinished {
+                hook: Hook::Deploy,
+                succeeded: true,
+                detail: String::new(),
+            },
+            Input::HookFinished {
+                hook: Hook::HealthCheck,
+                succeeded: true,
+                detail: String::new(),
+            },
+        ] {
+            deployment = deployment.apply(input, UnixMillis(0), &rules).unwrap().next;
+        }
+        deployment.green_for_ms = 48 * 60 * 1000;
+        let healthy = upstream(Health::Healthy);
+        let state = render(RenderInput {
+            deployment: &deployment,
+            rules: &rules,
+            checks: &[],
+            production: &healthy,
+            canary: &healthy,
+            revision: 3,
+            now: UnixMillis(5),
+        });
+        assert_eq!(
+            state.summary,
+            "Canary at 25 %, step 2 of 4, auto-progression in 23 h"
+        );
+        assert_eq!(state.canary.version.as_deref(), Some("v2.7.0"));
+        assert_eq!(state.canary.health, Health::Healthy);
+        assert!(state.allows(ActionKind::Stop));
+        assert!(state.allows(ActionKind::Continue));
+    }
+}
