@@ -11,9 +11,10 @@ test('shows the rollout and follows upstream health live', async ({ dashboard, s
   await expect(dashboard.health('production')).toHaveText('Healthy');
   await expect(dashboard.healthDetail('production')).toHaveText('HTTP 200 from /healthz');
   await expect(dashboard.health('canary')).toHaveText('Stopped');
-  // No controller yet: the actions are disabled and the server's reason is shown.
-  await expect(dashboard.action('start')).toBeDisabled();
-  await expect(dashboard.actionsReason).toContainText('deployment controller');
+  // Only Start is possible before a canary runs; the others say why not.
+  await expect(dashboard.action('start')).toBeEnabled();
+  await expect(dashboard.action('stop')).toBeDisabled();
+  await expect(dashboard.actionsReason).toContainText('no canary is running');
   await expect(dashboard.page).toHaveTitle('Production only (100 %) · canary');
   await dashboard.screenshot(testInfo, 'idle');
 
@@ -47,40 +48,60 @@ test('marks data stale while the server is away and refreshes when it is back', 
   await expect(dashboard.healthDetail('production')).toHaveText('HTTP 500 from /healthz');
 });
 
-test('moves the share after a confirmation and the proxy follows', async ({ dashboard, setup }, testInfo) => {
+test('starts a canary, moves its share, and stops it, all confirmed and audited', async ({ dashboard, setup }, testInfo) => {
   await expect(dashboard.connection).toHaveText('Live');
-  await expect(dashboard.action('scale')).toBeEnabled();
+  await dashboard.startCanary('v2.7.0', '5');
+  await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
+  await expect(dashboard.share('canary')).toHaveText('5 %');
+  await expect(dashboard.health('canary')).toHaveText('Healthy');
+  await expect(dashboard.auditEntries.first()).toContainText('Healthy');
+
   await dashboard.fillScale('25');
   // State updates keep arriving while the operator types; they must not wipe the entry.
-  const before = await setup.server.sendTraffic(100);
-  expect(before['v2.7.0'] ?? 0).toBe(0);
-  await expect(dashboard.page.getByTestId('production-requests')).toHaveText('100', { timeout: 15_000 });
+  await setup.server.sendTraffic(100);
+  await expect(dashboard.page.getByTestId('production-requests')).not.toHaveText('0', { timeout: 15_000 });
   await dashboard.page.getByTestId('scale-review').click();
   await expect(dashboard.page.getByTestId('scale-split')).toHaveText('Canary 25 % · Production 75 %');
-  await expect(dashboard.page.getByTestId('scale-question')).toHaveText('Move canary from 0 % to 25 %?');
+  await expect(dashboard.page.getByTestId('scale-question')).toHaveText('Move canary from 5 % to 25 %?');
   await dashboard.screenshot(testInfo, 'scale-confirm');
   await dashboard.page.getByTestId('scale-confirm').click();
-
   await expect(dashboard.share('canary')).toHaveText('25 %');
   await expect(dashboard.share('production')).toHaveText('75 %');
   await expect(dashboard.statusLine).toContainText('Canary at 25 %');
-  await expect(dashboard.page.getByTestId('scale-panel')).toBeHidden();
 
   // The proxy really sends about a quarter of new clients to the canary.
   const after = await setup.server.sendTraffic(400);
   const canaryShare = (after['v2.7.0'] ?? 0) / 400;
   expect(canaryShare).toBeGreaterThan(0.15);
   expect(canaryShare).toBeLessThan(0.35);
-  // And the cards show what the proxy measured, without a reload.
   await expect(dashboard.page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
-  await dashboard.screenshot(testInfo, 'scaled');
+  await dashboard.screenshot(testInfo, 'progressing');
+
+  // Continue walks to the next configured step.
+  await dashboard.action('continue').click();
+  await expect(dashboard.share('canary')).toHaveText('50 %');
+
+  // Emergency stop asks first, then takes all traffic off the canary.
+  await dashboard.action('stop').click();
+  await expect(dashboard.page.getByTestId('confirm-question')).toHaveText('Emergency stop: move the canary from 50 % to 0 % now?');
+  await dashboard.page.getByTestId('stop-reason').fill('errors in the logs');
+  await dashboard.screenshot(testInfo, 'stop-confirm');
+  await dashboard.page.getByTestId('confirm-yes').click();
+  await expect(dashboard.share('canary')).toHaveText('0 %');
+  await expect(dashboard.statusLine).toHaveText('Rolled back: errors in the logs', { timeout: 15_000 });
+  await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toContainText('errors in the logs');
+  const traffic = await setup.server.sendTraffic(100);
+  expect(traffic['v2.7.0'] ?? 0).toBe(0);
+  await dashboard.screenshot(testInfo, 'rolled-back');
 });
 
 test('a failed move shows the reason and changes nothing', async ({ dashboard, setup }) => {
   await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.startCanary('v2.7.0', '5');
+  await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
   await dashboard.reviewScale('40');
   await setup.server.stop();
   await dashboard.page.getByTestId('scale-confirm').click();
   await expect(dashboard.page.getByTestId('scale-error')).toContainText('could not be reached');
-  await expect(dashboard.share('canary')).toHaveText('0 %');
+  await expect(dashboard.share('canary')).toHaveText('5 %');
 });

@@ -1,10 +1,10 @@
 //! The typed REST client: one function per endpoint, all through one `send` helper.
 
 use canary_shared::api::BASE_PATH;
-use canary_shared::{ApiErrorBody, CanaryShare, CanaryState};
+use canary_shared::{ApiErrorBody, AuditPage, CanaryShare, CanaryState, StartRequest};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{Request, RequestInit, Response};
+use web_sys::{Headers, Request, RequestInit, Response};
 
 /// Why a request failed, in words an operator can act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,13 +29,64 @@ impl std::fmt::Display for Error {
 
 /// `POST /admin/canary/scale/{percent}`: the state with the new share in effect.
 pub async fn scale(share: CanaryShare) -> Result<CanaryState, Error> {
-    send("POST", &format!("{BASE_PATH}/scale/{}", share.percent())).await
+    send("POST", &format!("{BASE_PATH}/scale/{}", share.percent()), None).await
 }
 
-/// Sends a request without a body and reads a JSON answer or the error body.
-async fn send<T: serde::de::DeserializeOwned>(method: &str, path: &str) -> Result<T, Error> {
+/// `POST /admin/canary/start`.
+pub async fn start(image_tag: &str, traffic_percent: CanaryShare) -> Result<CanaryState, Error> {
+    let body = StartRequest { image_tag: image_tag.to_owned(), traffic_percent };
+    let json = serde_json::to_string(&body).map_err(|err| Error::Decode(err.to_string()))?;
+    send("POST", &format!("{BASE_PATH}/start"), Some(json)).await
+}
+
+/// A command without arguments, or with a reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Simple {
+    /// Next step.
+    Continue,
+    /// Hold.
+    Pause,
+    /// Go on.
+    Resume,
+    /// 100 % and finish.
+    Promote,
+    /// Back to production, with a reason.
+    Rollback(String),
+    /// Emergency stop, with a reason.
+    Stop(String),
+}
+
+/// Sends one of the [`Simple`] commands.
+pub async fn command(command: Simple) -> Result<CanaryState, Error> {
+    let (path, body) = match command {
+        Simple::Continue => ("continue", None),
+        Simple::Pause => ("pause", None),
+        Simple::Resume => ("resume", None),
+        Simple::Promote => ("promote", None),
+        Simple::Rollback(reason) => ("rollback", Some(reason)),
+        Simple::Stop(reason) => ("stop", Some(reason)),
+    };
+    let body = body
+        .filter(|reason| !reason.trim().is_empty())
+        .map(|reason| serde_json::json!({ "reason": reason }).to_string());
+    send("POST", &format!("{BASE_PATH}/{path}"), body).await
+}
+
+/// `GET /admin/canary/audit?limit=N`: the newest entries.
+pub async fn audit(limit: u32) -> Result<AuditPage, Error> {
+    send("GET", &format!("{BASE_PATH}/audit?limit={limit}"), None).await
+}
+
+/// Sends a request (with a JSON body, if given) and reads a JSON answer or the error body.
+async fn send<T: serde::de::DeserializeOwned>(method: &str, path: &str, json: Option<String>) -> Result<T, Error> {
     let init = RequestInit::new();
     init.set_method(method);
+    if let Some(json) = json {
+        let headers = Headers::new().map_err(|err| Error::Network(format!("{err:?}")))?;
+        headers.set("content-type", "application/json").map_err(|err| Error::Network(format!("{err:?}")))?;
+        init.set_headers(&headers);
+        init.set_body(&json.into());
+    }
     let request = Request::new_with_str_and_init(path, &init)
         .map_err(|err| Error::Network(format!("{err:?}")))?;
     let window = web_sys::window().ok_or_else(|| Error::Network("no window".to_owned()))?;

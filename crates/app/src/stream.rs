@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use canary_shared::api::STREAM_PATH;
-use canary_shared::{CanaryState, ServerMessage};
+use canary_shared::{AuditEvent, CanaryState, ServerMessage};
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -21,6 +21,22 @@ pub struct LiveData {
     pub state: RwSignal<Option<CanaryState>>,
     /// Where the connection stands.
     pub connection: RwSignal<Connection>,
+    /// The newest audit entries, newest first.
+    pub audit: RwSignal<Vec<AuditEvent>>,
+}
+
+/// Audit entries kept on screen.
+const AUDIT_KEPT: usize = 100;
+
+/// Reloads the audit trail from the REST API (after every (re)connect, so
+/// entries sent while the connection was down are not missed).
+fn reload_audit(audit: RwSignal<Vec<AuditEvent>>) {
+    leptos::task::spawn_local(async move {
+        match crate::api::audit(AUDIT_KEPT as u32).await {
+            Ok(page) => audit.set(page.events),
+            Err(err) => web_sys::console::warn_1(&format!("canary: cannot load the audit trail: {err}").into()),
+        }
+    });
 }
 
 /// The socket and the callbacks that must live as long as it does.
@@ -42,6 +58,7 @@ pub fn connect() -> LiveData {
     let data = LiveData {
         state: RwSignal::new(None),
         connection: RwSignal::new(Connection::Connecting),
+        audit: RwSignal::new(Vec::new()),
     };
     let stream = Rc::new(RefCell::new(Stream {
         data,
@@ -92,6 +109,7 @@ fn open(stream: &Rc<RefCell<Stream>>) {
             Ok(ServerMessage::Snapshot { state, .. }) => {
                 data.state.set(Some(*state));
                 data.connection.set(Connection::Live);
+                reload_audit(data.audit);
             }
             Ok(ServerMessage::State { state }) => {
                 // A late message from an older revision never replaces a newer one.
@@ -104,7 +122,15 @@ fn open(stream: &Rc<RefCell<Stream>>) {
                     data.state.set(Some(*state));
                 }
             }
-            Ok(ServerMessage::Metrics { .. } | ServerMessage::Audit { .. }) => {}
+            Ok(ServerMessage::Audit { event }) => {
+                data.audit.update(|entries| {
+                    if entries.first().is_none_or(|newest| event.seq > newest.seq) {
+                        entries.insert(0, event);
+                        entries.truncate(AUDIT_KEPT);
+                    }
+                });
+            }
+            Ok(ServerMessage::Metrics { .. }) => {}
             Err(err) => {
                 web_sys::console::warn_1(
                     &format!("canary: unreadable stream message: {err}").into(),

@@ -1,7 +1,7 @@
 //! Pure presentation logic: from wire data to the words and numbers the
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
-use canary_shared::{ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus};
+use canary_shared::{ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus, UnixMillis};
 
 /// Where the live connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +190,32 @@ pub fn share_move_question(from: CanaryShare, to: CanaryShare) -> String {
     format!("Move canary from {from} to {to}?")
 }
 
+/// An audit action for people: `auto_rollback` → `Auto rollback`.
+pub fn action_label(action: &str) -> String {
+    let words = action.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// `14:05:09` (UTC) for a wall time.
+pub fn clock_time(at: UnixMillis) -> String {
+    let secs_of_day = (at.0 / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60)
+}
+
+/// A step's duration: `45 s`, `12 min`, `3 h 5 min`.
+pub fn duration_words(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..=59 => format!("{secs} s"),
+        60..=3599 => format!("{} min", secs / 60),
+        _ => format!("{} h {} min", secs / 3600, secs / 60 % 60),
+    }
+}
+
 /// The page title: the state at a glance, for a tab in the background.
 pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String {
     match (state, connection.is_stale()) {
@@ -206,6 +232,17 @@ mod tests {
     use crate::view_model::{
         Connection, clamp_share, latency, rate, reconnect_delay_ms, share_move_question, thousands,
     };
+
+    #[test]
+    fn audit_words_read_well() {
+        use canary_shared::UnixMillis;
+
+        use crate::view_model::{action_label, clock_time, duration_words};
+        assert_eq!(action_label("auto_rollback"), "Auto rollback");
+        assert_eq!(clock_time(UnixMillis(1_700_000_109_000)), "22:15:09");
+        assert_eq!(duration_words(45_000), "45 s");
+        assert_eq!(duration_words(3_900_000), "1 h 5 min");
+    }
 
     #[test]
     fn any_control_value_becomes_a_valid_share() {

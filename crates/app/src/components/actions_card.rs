@@ -1,37 +1,121 @@
-//! The Actions card: Start Canary, Scale Traffic, Emergency Stop.
+//! The Actions card: start a canary, move its share, walk it forward, and stop it.
 //!
 //! Each control is enabled only when the server lists its action in
-//! `allowed_actions`; otherwise it is disabled and the server's reason is shown.
+//! `allowed_actions`; otherwise it is disabled and the server's reason is
+//! shown. Destructive actions (stop, rollback, promote) ask for a
+//! confirmation that states what will happen; a failed action shows the
+//! server's reason.
 
-use canary_shared::{ActionKind, CanaryState};
+use canary_shared::{ActionKind, CanaryState, StepKind};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
+use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
-use crate::view_model::action_view;
+use crate::view_model::{action_view, clamp_share};
+
+/// What waits for the operator's confirmation.
+#[derive(Clone, Debug, PartialEq)]
+enum Pending {
+    Start,
+    Promote,
+    Rollback,
+    Stop,
+}
 
 /// The operator's actions with their availability.
 #[component]
 pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
-    let actions = [
-        (
-            ActionKind::Start,
-            "Start canary",
-            "button button--primary",
-            "action-start",
-        ),
-        (ActionKind::Scale, "Scale traffic", "button", "action-scale"),
-        (
-            ActionKind::Stop,
-            "Emergency stop",
-            "button button--danger",
-            "action-stop",
-        ),
-    ];
     let scale_open = RwSignal::new(false);
-    // One line of reasons instead of the same sentence three times.
+    let pending = RwSignal::new(None::<Pending>);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let image_tag = RwSignal::new(String::new());
+    let start_percent = RwSignal::new(String::new());
+    let reason = RwSignal::new(String::new());
+
+    let allowed = move |action: ActionKind| state.with(|state| action_view(state.as_ref(), action).enabled);
+    let first_step = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .and_then(|state| {
+                    state.steps.iter().find_map(|step| match step.kind {
+                        StepKind::Traffic { percent } => Some(percent),
+                        _ => None,
+                    })
+                })
+                .map(|share| share.percent().to_string())
+                .unwrap_or_else(|| "5".to_owned())
+        })
+    };
+    // Runs a request, shows its error, and closes the confirmation on success.
+    let send = move |request: Simple| {
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api::command(request).await {
+                Ok(new_state) => {
+                    adopt(state, new_state);
+                    pending.set(None);
+                    reason.set(String::new());
+                }
+                Err(err) => error.set(Some(err.to_string())),
+            }
+            busy.set(false);
+        });
+    };
+    let start = move || {
+        let tag = image_tag.get_untracked().trim().to_owned();
+        let share = clamp_share(start_percent.get_untracked().trim().parse().unwrap_or(5.0));
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api::start(&tag, share).await {
+                Ok(new_state) => {
+                    adopt(state, new_state);
+                    pending.set(None);
+                }
+                Err(err) => error.set(Some(err.to_string())),
+            }
+            busy.set(false);
+        });
+    };
+    let open = move |what: Pending| {
+        error.set(None);
+        scale_open.set(false);
+        if what == Pending::Start {
+            start_percent.set(first_step());
+        }
+        pending.set(Some(what));
+    };
+    let question = move || {
+        let share = state.with(|state| state.as_ref().map(|state| state.traffic.canary()).unwrap_or_default());
+        let tag = state.with(|state| state.as_ref().and_then(|state| state.image_tag.clone())).unwrap_or_default();
+        match pending.get() {
+            Some(Pending::Start) => {
+                let tag = image_tag.get();
+                let tag = if tag.trim().is_empty() { "the new version".to_owned() } else { tag.trim().to_owned() };
+                let share = clamp_share(start_percent.get().trim().parse().unwrap_or(5.0));
+                format!("Deploy {tag} and send it {share} of traffic once it is healthy?")
+            }
+            Some(Pending::Promote) => format!("Promote {tag}: send it 100 % of traffic and finish?"),
+            Some(Pending::Rollback) => format!("Roll back {tag}: the canary goes from {share} to 0 % now?"),
+            Some(Pending::Stop) => format!("Emergency stop: move the canary from {share} to 0 % now?"),
+            None => String::new(),
+        }
+    };
+    let confirm = move |_| match pending.get_untracked() {
+        Some(Pending::Start) => start(),
+        Some(Pending::Promote) => send(Simple::Promote),
+        Some(Pending::Rollback) => send(Simple::Rollback(reason.get_untracked())),
+        Some(Pending::Stop) => send(Simple::Stop(reason.get_untracked())),
+        None => {}
+    };
+    // One line of reasons for the main controls instead of the same sentence three times.
     let reasons = move || {
         let mut reasons: Vec<String> = Vec::new();
-        for (action, ..) in actions {
+        for action in [ActionKind::Start, ActionKind::Scale, ActionKind::Stop] {
             if let Some(reason) = state.with(|state| action_view(state.as_ref(), action).reason)
                 && !reasons.contains(&reason)
             {
@@ -40,38 +124,143 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         }
         reasons.join("; ")
     };
+    let step_button = move |action: ActionKind, label: &'static str, test_id: &'static str| {
+        view! {
+            <button
+                type="button"
+                class="button button--small"
+                data-testid=test_id
+                disabled=move || !allowed(action) || busy.get()
+                title=move || state.with(|state| action_view(state.as_ref(), action).reason).unwrap_or_default()
+                on:click=move |_| match action {
+                    ActionKind::Continue => send(Simple::Continue),
+                    ActionKind::Pause => send(Simple::Pause),
+                    ActionKind::Resume => send(Simple::Resume),
+                    ActionKind::Promote => open(Pending::Promote),
+                    ActionKind::Rollback => open(Pending::Rollback),
+                    _ => {}
+                }
+            >
+                {label}
+            </button>
+        }
+    };
     view! {
         <article class="card card--actions" data-testid="actions-card" aria-labelledby="actions-title">
             <header class="card__header">
                 <h2 class="card__title" id="actions-title">"Actions"</h2>
             </header>
             <div class="actions">
-                {actions
-                    .into_iter()
-                    .map(|(action, label, class, test_id)| {
-                        let disabled = move || !state.with(|state| action_view(state.as_ref(), action).enabled);
-                        let expanded = move || (action == ActionKind::Scale && scale_open.get()).to_string();
-                        view! {
-                            <button
-                                type="button"
-                                class=class
-                                data-testid=test_id
-                                disabled=disabled
-                                aria-expanded=expanded
-                                on:click=move |_| {
-                                    if action == ActionKind::Scale {
-                                        scale_open.update(|open| *open = !*open);
-                                    }
-                                }
-                            >
-                                {label}
-                            </button>
-                        }
-                    })
-                    .collect_view()}
+                <button
+                    type="button"
+                    class="button button--primary"
+                    data-testid="action-start"
+                    disabled=move || !allowed(ActionKind::Start)
+                    aria-expanded=move || (pending.get() == Some(Pending::Start)).to_string()
+                    on:click=move |_| open(Pending::Start)
+                >
+                    "Start canary"
+                </button>
+                <button
+                    type="button"
+                    class="button"
+                    data-testid="action-scale"
+                    disabled=move || !allowed(ActionKind::Scale)
+                    aria-expanded=move || scale_open.get().to_string()
+                    on:click=move |_| {
+                        pending.set(None);
+                        scale_open.update(|open| *open = !*open);
+                    }
+                >
+                    "Scale traffic"
+                </button>
+                <button
+                    type="button"
+                    class="button button--danger"
+                    data-testid="action-stop"
+                    disabled=move || !allowed(ActionKind::Stop)
+                    on:click=move |_| open(Pending::Stop)
+                >
+                    "Emergency stop"
+                </button>
+            </div>
+            <div class="actions actions--steps">
+                {step_button(ActionKind::Continue, "Continue", "action-continue")}
+                {step_button(ActionKind::Pause, "Pause", "action-pause")}
+                {step_button(ActionKind::Resume, "Resume", "action-resume")}
+                {step_button(ActionKind::Promote, "Promote", "action-promote")}
+                {step_button(ActionKind::Rollback, "Roll back", "action-rollback")}
             </div>
             <ScalePanel state=state open=scale_open />
+            <div class="confirm-panel" role="alertdialog" aria-live="assertive" data-testid="confirm-panel" hidden=move || pending.with(Option::is_none)>
+                <div class="confirm-panel__fields" hidden=move || pending.get() != Some(Pending::Start)>
+                    <label for="start-tag">"Image tag"</label>
+                    <input
+                        id="start-tag"
+                        type="text"
+                        autocomplete="off"
+                        placeholder="v2.7.0"
+                        data-testid="start-tag"
+                        prop:value=move || image_tag.get()
+                        on:input=move |event| image_tag.set(event_target_value(&event))
+                    />
+                    <label for="start-share">"Starting share (%)"</label>
+                    <input
+                        id="start-share"
+                        type="number"
+                        min="0.01"
+                        max="100"
+                        step="0.01"
+                        inputmode="decimal"
+                        data-testid="start-share"
+                        prop:value=move || start_percent.get()
+                        on:input=move |event| start_percent.set(event_target_value(&event))
+                    />
+                </div>
+                <div
+                    class="confirm-panel__fields"
+                    hidden=move || !matches!(pending.get(), Some(Pending::Stop | Pending::Rollback))
+                >
+                    <label for="stop-reason">"Reason (for the audit trail)"</label>
+                    <input
+                        id="stop-reason"
+                        type="text"
+                        autocomplete="off"
+                        placeholder="what went wrong"
+                        data-testid="stop-reason"
+                        prop:value=move || reason.get()
+                        on:input=move |event| reason.set(event_target_value(&event))
+                    />
+                </div>
+                <p class="confirm-panel__question" data-testid="confirm-question">{question}</p>
+                <div class="scale-panel__buttons">
+                    <button
+                        type="button"
+                        class=move || if matches!(pending.get(), Some(Pending::Stop | Pending::Rollback)) { "button button--danger" } else { "button button--primary" }
+                        data-testid="confirm-yes"
+                        disabled=move || busy.get() || (pending.get() == Some(Pending::Start) && image_tag.get().trim().is_empty())
+                        on:click=confirm
+                    >
+                        {move || if busy.get() { "Working…" } else { "Confirm" }}
+                    </button>
+                    <button type="button" class="button" data-testid="confirm-no" on:click=move |_| pending.set(None)>
+                        "Cancel"
+                    </button>
+                </div>
+            </div>
+            <p class="notice notice--error" role="alert" data-testid="action-error" hidden=move || error.with(Option::is_none)>
+                {move || error.get().unwrap_or_default()}
+            </p>
             <p class="actions__reason" data-testid="actions-reason">{reasons}</p>
         </article>
     }
+}
+
+/// Shows a state the server returned unless a newer one already arrived.
+fn adopt(state: RwSignal<Option<CanaryState>>, new_state: CanaryState) {
+    state.update(|current| {
+        if current.as_ref().is_none_or(|current| new_state.revision > current.revision) {
+            *current = Some(new_state);
+        }
+    });
 }

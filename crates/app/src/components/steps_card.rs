@@ -3,7 +3,16 @@
 use canary_shared::CanaryState;
 use leptos::prelude::*;
 
-use crate::view_model::{step_class, step_status_label};
+use crate::view_model::{clock_time, duration_words, step_class, step_status_label};
+
+/// `14:05:09 · 3 min` for a finished step, `since 14:05:09` for the current one.
+fn step_time(step: &canary_shared::DeploymentStep) -> String {
+    match (step.started_at, step.ended_at) {
+        (Some(started), Some(ended)) => format!("{} · {}", clock_time(started), duration_words(ended.saturating_since(started))),
+        (Some(started), None) => format!("since {}", clock_time(started)),
+        _ => String::new(),
+    }
+}
 
 /// The deployment workflow as an ordered list.
 #[component]
@@ -29,6 +38,7 @@ pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                             view! {
                                 <li class=step_class(step.status)>
                                     <span class="step__label">{step.kind.label()}</span>
+                                    <span class="step__time">{step_time(&step)}</span>
                                     <span class="step__status">{step_status_label(step.status)}</span>
                                 </li>
                             }

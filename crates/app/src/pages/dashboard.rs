@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::components::actions_card::ActionsCard;
 use crate::components::app_header::AppHeader;
+use crate::components::audit_card::AuditCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
 use crate::components::status_line::StatusLine;
@@ -30,6 +31,7 @@ pub fn Dashboard() -> impl IntoView {
                 <StepsCard state=live.state />
                 <SafetyCard state=live.state />
             </section>
+            <AuditCard audit=live.audit />
         </main>
     }
 }

@@ -30,6 +30,7 @@ pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -
 async fn serve(mut socket: WebSocket, app: AppState) {
     let mut states = app.state.clone();
     let mut metrics = app.metrics.clone();
+    let mut audit = app.controller.audit.subscribe();
     let mut shutdown = app.shutdown.clone();
     let first_metrics = Arc::clone(&*metrics.borrow_and_update());
     // Later metrics messages carry only the seconds the client lacks.
@@ -65,6 +66,17 @@ async fn serve(mut socket: WebSocket, app: AppState) {
                     return;
                 }
             }
+            entry = audit.recv() => match entry {
+                Ok(event) => {
+                    if send(&mut socket, &ServerMessage::Audit { event }).await.is_err() {
+                        return;
+                    }
+                }
+                // A slow client missed entries; the console reloads the trail
+                // from the REST API when it reconnects, so keep streaming.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
                 // The console sends nothing yet; pongs and stray frames are ignored.
