@@ -29,12 +29,20 @@ impl std::fmt::Display for Error {
 
 /// `POST /admin/canary/scale/{percent}`: the state with the new share in effect.
 pub async fn scale(share: CanaryShare) -> Result<CanaryState, Error> {
-    send("POST", &format!("{BASE_PATH}/scale/{}", share.percent()), None).await
+    send(
+        "POST",
+        &format!("{BASE_PATH}/scale/{}", share.percent()),
+        None,
+    )
+    .await
 }
 
 /// `POST /admin/canary/start`.
 pub async fn start(image_tag: &str, traffic_percent: CanaryShare) -> Result<CanaryState, Error> {
-    let body = StartRequest { image_tag: image_tag.to_owned(), traffic_percent };
+    let body = StartRequest {
+        image_tag: image_tag.to_owned(),
+        traffic_percent,
+    };
     let json = serde_json::to_string(&body).map_err(|err| Error::Decode(err.to_string()))?;
     send("POST", &format!("{BASE_PATH}/start"), Some(json)).await
 }
@@ -78,12 +86,18 @@ pub async fn audit(limit: u32) -> Result<AuditPage, Error> {
 }
 
 /// Sends a request (with a JSON body, if given) and reads a JSON answer or the error body.
-async fn send<T: serde::de::DeserializeOwned>(method: &str, path: &str, json: Option<String>) -> Result<T, Error> {
+async fn send<T: serde::de::DeserializeOwned>(
+    method: &str,
+    path: &str,
+    json: Option<String>,
+) -> Result<T, Error> {
     let init = RequestInit::new();
     init.set_method(method);
     if let Some(json) = json {
         let headers = Headers::new().map_err(|err| Error::Network(format!("{err:?}")))?;
-        headers.set("content-type", "application/json").map_err(|err| Error::Network(format!("{err:?}")))?;
+        headers
+            .set("content-type", "application/json")
+            .map_err(|err| Error::Network(format!("{err:?}")))?;
         init.set_headers(&headers);
         init.set_body(&json.into());
     }

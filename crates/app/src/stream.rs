@@ -34,7 +34,9 @@ fn reload_audit(audit: RwSignal<Vec<AuditEvent>>) {
     leptos::task::spawn_local(async move {
         match crate::api::audit(AUDIT_KEPT as u32).await {
             Ok(page) => audit.set(page.events),
-            Err(err) => web_sys::console::warn_1(&format!("canary: cannot load the audit trail: {err}").into()),
+            Err(err) => web_sys::console::warn_1(
+                &format!("canary: cannot load the audit trail: {err}").into(),
+            ),
         }
     });
 }

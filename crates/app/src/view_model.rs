@@ -1,7 +1,9 @@
 //! Pure presentation logic: from wire data to the words and numbers the
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
-use canary_shared::{ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus, UnixMillis};
+use canary_shared::{
+    ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus, UnixMillis,
+};
 
 /// Where the live connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -203,7 +205,12 @@ pub fn action_label(action: &str) -> String {
 /// `14:05:09` (UTC) for a wall time.
 pub fn clock_time(at: UnixMillis) -> String {
     let secs_of_day = (at.0 / 1000) % 86_400;
-    format!("{:02}:{:02}:{:02}", secs_of_day / 3600, secs_of_day / 60 % 60, secs_of_day % 60)
+    format!(
+        "{:02}:{:02}:{:02}",
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60
+    )
 }
 
 /// A step's duration: `45 s`, `12 min`, `3 h 5 min`.

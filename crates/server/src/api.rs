@@ -8,6 +8,7 @@ mod commands;
 mod error;
 mod status;
 mod stream;
+mod webhooks;
 
 use std::path::PathBuf;
 
@@ -71,6 +72,10 @@ pub fn router(app_state: AppState) -> Router {
         .route(&format!("{BASE_PATH}/rollback"), post(commands::rollback))
         .route(&format!("{BASE_PATH}/stop"), post(commands::stop))
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
+        .route(
+            &format!("{BASE_PATH}/webhook/{{event}}"),
+            post(webhooks::report),
+        )
         .route(BASE_PATH, get(assets::index))
         .route(&format!("{BASE_PATH}/"), get(assets::index))
         // Under the console's path, GET serves files and client routes; any

@@ -154,6 +154,10 @@ pub struct HooksConfig {
     pub promote: Option<HookConfig>,
     /// Undoes the canary deployment.
     pub rollback: Option<HookConfig>,
+    /// When the deploy or health-check hook is left out, wait for the deploy
+    /// script to report through `POST /admin/canary/webhook/{event}` instead
+    /// of using the default.
+    pub wait_for_webhooks: bool,
 }
 
 /// One hook: a program and its arguments (no shell), with a time limit.

@@ -50,6 +50,16 @@ pub enum Event {
         /// Receives the new state, or why nothing changed.
         reply: oneshot::Sender<Result<CanaryState, CommandError>>,
     },
+    /// A script reported progress through a webhook; the reply comes once
+    /// it is durable, or says why it does not apply now.
+    Reported {
+        /// Who reported (`webhook`).
+        actor: String,
+        /// What the report means to the state machine.
+        input: Input,
+        /// Receives the new state, or why nothing changed.
+        reply: oneshot::Sender<Result<CanaryState, CommandError>>,
+    },
     /// A hook finished.
     HookFinished {
         /// Which.
@@ -104,6 +114,20 @@ pub struct ControllerHandle {
 }
 
 impl ControllerHandle {
+    /// Sends a script's report and waits until it is durable (or refused).
+    pub async fn report(&self, actor: String, input: Input) -> Result<CanaryState, CommandError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Event::Reported {
+                actor,
+                input,
+                reply,
+            })
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        answer.await.map_err(|_| CommandError::Stopped)?
+    }
+
     /// Sends a command and waits until it is durable (or refused).
     pub async fn command(
         &self,
@@ -288,6 +312,14 @@ impl Controller {
                 let result = self.command(actor, command, expected_revision);
                 let _ = reply.send(result);
             }
+            Event::Reported {
+                actor,
+                input,
+                reply,
+            } => {
+                let result = self.reported(actor, input);
+                let _ = reply.send(result);
+            }
             Event::HookFinished {
                 hook,
                 rollout,
@@ -337,6 +369,42 @@ impl Controller {
         )?;
         if starts {
             self.rollout += 1;
+        }
+        self.commit_and_run(transition.next, transition.effects, None)?;
+        self.publish();
+        Ok(self.state.borrow().clone())
+    }
+
+    /// A webhook's report: applied like a command, refused when it changes nothing.
+    fn reported(&mut self, actor: String, input: Input) -> Result<CanaryState, CommandError> {
+        let input = match input {
+            Input::Command { command, .. } => Input::Command {
+                actor: actor.clone(),
+                command,
+            },
+            other => other,
+        };
+        let phase = self.deployment.phase;
+        let mut transition = self
+            .deployment
+            .apply(input, self.clock.now(), &self.rules)?;
+        // The decision follows the script's report, so the report is its author.
+        for effect in &mut transition.effects {
+            if let Effect::Audit(record) = effect
+                && record.actor == "controller"
+            {
+                record.actor.clone_from(&actor);
+            }
+        }
+        if transition.effects.is_empty() {
+            return Err(CommandError::Rejected(TransitionRejected {
+                phase,
+                action: canary_shared::ActionKind::Continue,
+                reason: format!(
+                    "the report does not apply while {}",
+                    phase.label().to_lowercase()
+                ),
+            }));
         }
         self.commit_and_run(transition.next, transition.effects, None)?;
         self.publish();
@@ -424,6 +492,23 @@ impl Controller {
     }
 
     fn start_hook(&self, hook: Hook, image_tag: String) {
+        let hooks = &self.config.hooks;
+        let configured = match hook {
+            Hook::Deploy => hooks.deploy.is_some(),
+            Hook::HealthCheck => hooks.health_check.is_some(),
+            Hook::Promote => hooks.promote.is_some(),
+            Hook::Rollback => hooks.rollback.is_some(),
+        };
+        // Scripts report deploys and health checks (`started`, `health-check`);
+        // promotion and rollback have no report, so they never wait.
+        let reported = matches!(hook, Hook::Deploy | Hook::HealthCheck);
+        if hooks.wait_for_webhooks && reported && !configured {
+            tracing::info!(
+                ?hook,
+                "waiting for the deploy script to report through the webhook"
+            );
+            return;
+        }
         let vars = HookVars {
             image_tag,
             share: self.deployment.share.percent().to_string(),

@@ -34,7 +34,8 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
     let start_percent = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
 
-    let allowed = move |action: ActionKind| state.with(|state| action_view(state.as_ref(), action).enabled);
+    let allowed =
+        move |action: ActionKind| state.with(|state| action_view(state.as_ref(), action).enabled);
     let first_step = move || {
         state.with(|state| {
             state
@@ -90,18 +91,35 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         pending.set(Some(what));
     };
     let question = move || {
-        let share = state.with(|state| state.as_ref().map(|state| state.traffic.canary()).unwrap_or_default());
-        let tag = state.with(|state| state.as_ref().and_then(|state| state.image_tag.clone())).unwrap_or_default();
+        let share = state.with(|state| {
+            state
+                .as_ref()
+                .map(|state| state.traffic.canary())
+                .unwrap_or_default()
+        });
+        let tag = state
+            .with(|state| state.as_ref().and_then(|state| state.image_tag.clone()))
+            .unwrap_or_default();
         match pending.get() {
             Some(Pending::Start) => {
                 let tag = image_tag.get();
-                let tag = if tag.trim().is_empty() { "the new version".to_owned() } else { tag.trim().to_owned() };
+                let tag = if tag.trim().is_empty() {
+                    "the new version".to_owned()
+                } else {
+                    tag.trim().to_owned()
+                };
                 let share = clamp_share(start_percent.get().trim().parse().unwrap_or(5.0));
                 format!("Deploy {tag} and send it {share} of traffic once it is healthy?")
             }
-            Some(Pending::Promote) => format!("Promote {tag}: send it 100 % of traffic and finish?"),
-            Some(Pending::Rollback) => format!("Roll back {tag}: the canary goes from {share} to 0 % now?"),
-            Some(Pending::Stop) => format!("Emergency stop: move the canary from {share} to 0 % now?"),
+            Some(Pending::Promote) => {
+                format!("Promote {tag}: send it 100 % of traffic and finish?")
+            }
+            Some(Pending::Rollback) => {
+                format!("Roll back {tag}: the canary goes from {share} to 0 % now?")
+            }
+            Some(Pending::Stop) => {
+                format!("Emergency stop: move the canary from {share} to 0 % now?")
+            }
             None => String::new(),
         }
     };
@@ -259,7 +277,10 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
 /// Shows a state the server returned unless a newer one already arrived.
 fn adopt(state: RwSignal<Option<CanaryState>>, new_state: CanaryState) {
     state.update(|current| {
-        if current.as_ref().is_none_or(|current| new_state.revision > current.revision) {
+        if current
+            .as_ref()
+            .is_none_or(|current| new_state.revision > current.revision)
+        {
             *current = Some(new_state);
         }
     });

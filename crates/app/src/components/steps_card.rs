@@ -8,7 +8,11 @@ use crate::view_model::{clock_time, duration_words, step_class, step_status_labe
 /// `14:05:09 · 3 min` for a finished step, `since 14:05:09` for the current one.
 fn step_time(step: &canary_shared::DeploymentStep) -> String {
     match (step.started_at, step.ended_at) {
-        (Some(started), Some(ended)) => format!("{} · {}", clock_time(started), duration_words(ended.saturating_since(started))),
+        (Some(started), Some(ended)) => format!(
+            "{} · {}",
+            clock_time(started),
+            duration_words(ended.saturating_since(started))
+        ),
         (Some(started), None) => format!("since {}", clock_time(started)),
         _ => String::new(),
     }

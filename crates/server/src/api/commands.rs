@@ -95,6 +95,20 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
     }
 }
 
+/// Like [`json_body`], but an empty body reads as `T::default()`-like `{}`.
+pub(crate) fn json_body_or_empty<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return serde_json::from_str("{}").map_err(|err| ApiError::UnprocessableBody {
+            field: None,
+            message: err.to_string(),
+        });
+    }
+    json_body(headers, body)
+}
+
 /// The `If-Match` revision, if one was sent.
 fn expected_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {

@@ -286,7 +286,13 @@ async fn bad_writes_get_the_right_4xx_and_change_nothing() {
     let before = status(&app).await;
     let eleven_mb = format!(r#"{{"image_tag":"{}"}}"#, "x".repeat(11 << 20));
     // Path, headers, body, expected status, expected error code.
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String, StatusCode, &'a str);
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        String,
+        StatusCode,
+        &'a str,
+    );
     let cases: Vec<Case<'_>> = vec![
         (
             "/admin/canary/scale/-1",

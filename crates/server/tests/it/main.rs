@@ -2,6 +2,7 @@
 
 mod api;
 mod binary;
+mod hooks;
 mod proxy;
 mod stream;
 mod support;

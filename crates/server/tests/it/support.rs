@@ -251,7 +251,10 @@ pub(crate) struct TestApp {
     pub(crate) canary: FakeUpstream,
     pub(crate) assets: tempfile::TempDir,
     /// The server's data directory (store and lock), removed on drop.
-    #[allow(dead_code, reason = "held so the directory lives as long as the server")]
+    #[allow(
+        dead_code,
+        reason = "held so the directory lives as long as the server"
+    )]
     pub(crate) data: tempfile::TempDir,
     pub(crate) controller: ControllerHandle,
     shutdown: Option<oneshot::Sender<()>>,

@@ -1,0 +1,148 @@
+//! `POST /admin/canary/webhook/{event}`: an external deploy script reports
+//! progress instead of being run as a hook.
+//!
+//! | event | body | meaning |
+//! |---|---|---|
+//! | `started` | `{"image_tag": "v2.7.0"}` (tag needed only when no canary runs) | the new version is deployed and running |
+//! | `health-check` | `{"passed": true, "detail": "…"}` | the script's health check result |
+//! | `traffic-updated` | `{"percent": 25}` | the script moved the share (for example in its own router) |
+//! | `failed` | `{"reason": "…"}` | the deployment failed; before traffic it fails the rollout, after it rolls back |
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use canary_shared::{CanaryShare, CanaryState, Command, Phase, StartRequest};
+use serde::Deserialize;
+
+use crate::api::commands::json_body_or_empty;
+use crate::api::{ApiError, AppState};
+use crate::domain::deployment::{Hook, Input};
+
+const ACTOR: &str = "webhook";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Started {
+    #[serde(default)]
+    image_tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthReport {
+    passed: bool,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrafficReport {
+    percent: CanaryShare,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailedReport {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Handles one reported event.
+pub(crate) async fn report(
+    State(app): State<AppState>,
+    Path(event): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<CanaryState>, ApiError> {
+    let body = body.map_err(ApiError::from)?;
+    let phase = app.state.borrow().phase;
+    let controller = &app.controller;
+    let state = match event.as_str() {
+        "started" => {
+            let report: Started = json_body_or_empty(&headers, &body)?;
+            if !matches!(phase, Phase::BuildDeploy) {
+                // A script that deploys by itself may report first: start, then deployed.
+                let Some(image_tag) = report.image_tag.filter(|tag| !tag.trim().is_empty()) else {
+                    return Err(ApiError::UnprocessableBody {
+                        field: Some("image_tag".to_owned()),
+                        message: "image_tag: needed to start a canary from a webhook".to_owned(),
+                    });
+                };
+                let start = Command::Start(StartRequest {
+                    image_tag,
+                    traffic_percent: CanaryShare::from_percent(5.0).expect("5 % is valid"),
+                });
+                controller.command(ACTOR.to_owned(), start, None).await?;
+            }
+            let deployed = Input::HookFinished {
+                hook: Hook::Deploy,
+                succeeded: true,
+                detail: "reported by the deploy script".to_owned(),
+            };
+            controller.report(ACTOR.to_owned(), deployed).await?
+        }
+        "health-check" => {
+            let report: HealthReport = json_body_or_empty(&headers, &body)?;
+            let detail = report
+                .detail
+                .unwrap_or_else(|| "reported by the deploy script".to_owned());
+            let input = Input::HookFinished {
+                hook: Hook::HealthCheck,
+                succeeded: report.passed,
+                detail,
+            };
+            controller.report(ACTOR.to_owned(), input).await?
+        }
+        "traffic-updated" => {
+            let report: TrafficReport = json_body_or_empty(&headers, &body)?;
+            controller
+                .command(
+                    ACTOR.to_owned(),
+                    Command::Scale {
+                        percent: report.percent,
+                    },
+                    None,
+                )
+                .await?
+        }
+        "failed" => {
+            let report: FailedReport = json_body_or_empty(&headers, &body)?;
+            let reason = report
+                .reason
+                .unwrap_or_else(|| "the deploy script reported a failure".to_owned());
+            match phase {
+                Phase::BuildDeploy => {
+                    let input = Input::HookFinished {
+                        hook: Hook::Deploy,
+                        succeeded: false,
+                        detail: reason,
+                    };
+                    controller.report(ACTOR.to_owned(), input).await?
+                }
+                Phase::HealthCheck => {
+                    let input = Input::HookFinished {
+                        hook: Hook::HealthCheck,
+                        succeeded: false,
+                        detail: reason,
+                    };
+                    controller.report(ACTOR.to_owned(), input).await?
+                }
+                _ => {
+                    controller
+                        .command(ACTOR.to_owned(), Command::Rollback { reason }, None)
+                        .await?
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::NotFound {
+                path: format!(
+                    "/admin/canary/webhook/{other} (events: started, health-check, traffic-updated, failed)"
+                ),
+            });
+        }
+    };
+    Ok(Json(state))
+}

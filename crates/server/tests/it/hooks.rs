@@ -1,0 +1,169 @@
+//! Hooks that canary runs, and deploy scripts that report through webhooks,
+//! using the repository's example `scripts/canary-deploy.sh`.
+
+use std::path::PathBuf;
+
+use axum::http::StatusCode;
+use canary_server::config::{ConfigDuration, HookCommand, HookConfig};
+use canary_shared::{AuditPage, Phase};
+
+use crate::support::{TestApp, http_get, json_client, post_json};
+
+fn script() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts/canary-deploy.sh")
+        .display()
+        .to_string()
+}
+
+fn hook(args: &[&str]) -> Option<HookConfig> {
+    Some(HookConfig {
+        command: HookCommand(args.iter().map(|arg| (*arg).to_owned()).collect()),
+        timeout: ConfigDuration(std::time::Duration::from_secs(20)),
+    })
+}
+
+async fn audit(app: &TestApp) -> AuditPage {
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?limit=100"),
+        "application/json",
+    )
+    .await;
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn the_example_script_runs_as_a_hook_and_its_output_is_audited() {
+    let script = script();
+    let app = TestApp::start_with(|config| {
+        config.hooks.deploy = hook(&["bash", &script, "hook", "deploy", "{image_tag}"]);
+    })
+    .await;
+    app.start_canary().await;
+    let page = audit(&app).await;
+    let deployed = page
+        .events
+        .iter()
+        .find(|event| event.action == "deployed")
+        .expect("a deployed entry");
+    assert_eq!(deployed.reason.as_deref(), Some("exit 0"));
+    assert_eq!(
+        deployed.output.as_deref(),
+        Some("deploy v2.7.0: no DEPLOY_COMMAND set; nothing to do\n")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_deploy_hook_fails_the_rollout_with_its_words() {
+    let app = TestApp::start_with(|config| {
+        config.hooks.deploy = hook(&["sh", "-c", "echo registry unreachable >&2; exit 3"]);
+    })
+    .await;
+    let client = json_client();
+    let (status, body) = post_json(
+        &client,
+        &app.url("/admin/canary/start"),
+        r#"{"image_tag":"v9"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let state = app.wait_for_phase(Phase::Failed).await;
+    assert_eq!(
+        state.summary,
+        "Failed: deploy hook failed: exit 3: registry unreachable"
+    );
+    assert_eq!(state.traffic.canary(), canary_shared::CanaryShare::ZERO);
+}
+
+#[tokio::test]
+async fn a_deploy_script_can_drive_the_rollout_through_webhooks() {
+    let app = TestApp::start_with(|config| config.hooks.wait_for_webhooks = true).await;
+    let url = app.url("");
+    let script = script();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .args(["rollout", "v2.7.0"])
+            .env("CANARY_URL", url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let state = app.wait_for_phase(Phase::Progressing).await;
+    assert_eq!(state.image_tag.as_deref(), Some("v2.7.0"));
+    assert_eq!(state.traffic.canary().percent(), 5.0);
+
+    let client = json_client();
+    let (status, _) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/traffic-updated"),
+        r#"{"percent":25}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/failed"),
+        r#"{"reason":"smoke test failed"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let state = app.wait_for_phase(Phase::RolledBack).await;
+    assert_eq!(state.summary, "Rolled back: smoke test failed");
+    let actors: Vec<String> = audit(&app)
+        .await
+        .events
+        .iter()
+        .rev()
+        .map(|event| format!("{} {}", event.actor, event.action))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            "webhook start",
+            "webhook deployed",
+            "webhook healthy",
+            "webhook scale",
+            "webhook rollback",
+            "controller rolled_back"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn reports_that_do_not_fit_are_refused() {
+    let app = TestApp::start_with(|config| config.hooks.wait_for_webhooks = true).await;
+    let client = json_client();
+    let (status, body) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/health-check"),
+        r#"{"passed":true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT.as_u16(), "{body}");
+    assert!(body.contains("does not apply while idle"), "{body}");
+    let (status, _) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/deployed-ish"),
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = post_json(&client, &app.url("/admin/canary/webhook/started"), "{}").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("image_tag"), "{body}");
+    let (status, body) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/health-check"),
+        r#"{"passed":"yes"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("passed"), "{body}");
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# canary-deploy.sh — an example deploy script that works with canary both ways.
+#
+# 1. As a hook that canary runs (hooks.<name>.command in canary-config.yaml):
+#      hooks:
+#        deploy:   { command: ["scripts/canary-deploy.sh", "hook", "deploy", "{image_tag}"], timeout: 10m }
+#        rollback: { command: ["scripts/canary-deploy.sh", "hook", "rollback", "{image_tag}"] }
+#    It runs $DEPLOY_COMMAND (your real deployment, e.g. "ansible-playbook deploy.yml -e tag=")
+#    with the image tag appended, and its exit code tells canary whether it worked.
+#
+# 2. As the driver, reporting to canary through its webhooks (with hooks.wait_for_webhooks: true):
+#      scripts/canary-deploy.sh report started '{"image_tag":"v2.7.0"}'
+#      scripts/canary-deploy.sh report health-check '{"passed":true}'
+#      scripts/canary-deploy.sh report failed '{"reason":"migration failed"}'
+#    or the whole flow at once:
+#      scripts/canary-deploy.sh rollout v2.7.0
+#
+# Environment: CANARY_URL (default http://127.0.0.1:8000), DEPLOY_COMMAND (default: none, deploy is a no-op
+# that says so), CANARY_HEALTH_URL (for `rollout`: the new version's health URL).
+set -euo pipefail
+
+CANARY_URL=${CANARY_URL:-http://127.0.0.1:8000}
+
+die() { echo "canary-deploy.sh: $*" >&2; exit 2; }
+
+report() { # event [json]
+  local event=$1 body=${2:-"{}"}
+  curl -sS --fail-with-body -X POST -H 'content-type: application/json' \
+    --data "$body" "$CANARY_URL/admin/canary/webhook/$event"
+  echo
+}
+
+run_deploy() { # hook-name image-tag
+  local hook=$1 tag=$2
+  if [[ -z ${DEPLOY_COMMAND:-} ]]; then
+    echo "$hook $tag: no DEPLOY_COMMAND set; nothing to do"
+    return 0
+  fi
+  echo "$hook $tag: running $DEPLOY_COMMAND $tag"
+  # shellcheck disable=SC2086 # DEPLOY_COMMAND is a command line on purpose
+  $DEPLOY_COMMAND "$tag"
+}
+
+case ${1:-} in
+  hook)
+    [[ $# -eq 3 ]] || die "usage: canary-deploy.sh hook <deploy|promote|rollback> <image_tag>"
+    run_deploy "$2" "$3"
+    ;;
+  report)
+    [[ $# -ge 2 ]] || die "usage: canary-deploy.sh report <started|health-check|traffic-updated|failed> [json]"
+    report "$2" "${3:-}"
+    ;;
+  rollout)
+    [[ $# -eq 2 ]] || die "usage: canary-deploy.sh rollout <image_tag>"
+    tag=$2
+    if ! run_deploy deploy "$tag"; then
+      report failed "{\"reason\":\"deploy of $tag failed\"}"
+      exit 1
+    fi
+    report started "{\"image_tag\":\"$tag\"}"
+    if [[ -n ${CANARY_HEALTH_URL:-} ]] && ! curl -sSf -o /dev/null "$CANARY_HEALTH_URL"; then
+      report health-check '{"passed":false,"detail":"health URL did not answer 2xx"}'
+      exit 1
+    fi
+    report health-check '{"passed":true,"detail":"checked by canary-deploy.sh"}'
+    ;;
+  *)
+    die "usage: canary-deploy.sh <hook|report|rollout> ... (see the comments at the top)"
+    ;;
+esac
