@@ -38,6 +38,8 @@ pub struct AppState {
     pub controller: crate::controller::ControllerHandle,
     /// The store, for reading the audit trail.
     pub store: Arc<crate::adapters::store::SqliteStore>,
+    /// The configuration in effect.
+    pub config: Arc<crate::config::Config>,
     /// Where the built console lives.
     pub assets_dir: PathBuf,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
@@ -72,6 +74,11 @@ pub fn router(app_state: AppState) -> Router {
         .route(&format!("{BASE_PATH}/rollback"), post(commands::rollback))
         .route(&format!("{BASE_PATH}/stop"), post(commands::stop))
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
+        .route(&format!("{BASE_PATH}/config"), get(status::get_config))
+        .route(
+            &format!("{BASE_PATH}/openapi.yaml"),
+            get(status::get_openapi),
+        )
         .route(
             &format!("{BASE_PATH}/webhook/{{event}}"),
             post(webhooks::report),

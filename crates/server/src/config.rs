@@ -12,10 +12,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use canary_shared::{self as wire, AlertLevel, CanaryShare, Comparator};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The whole configuration file.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listeners and where data lives.
@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// `server:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// The console, REST API and WebSocket.
@@ -65,7 +65,7 @@ impl Default for ServerConfig {
 }
 
 /// `upstreams:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamsConfig {
     /// The version serving users today.
@@ -100,7 +100,7 @@ impl UpstreamsConfig {
 }
 
 /// `upstreams.production:` or `upstreams.canary:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Base URL, `http://host:port`.
@@ -114,7 +114,7 @@ pub struct UpstreamConfig {
 }
 
 /// `upstreams.*.health_check:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthCheckConfig {
     /// Path requested with `GET`; any 2xx is healthy.
@@ -143,7 +143,7 @@ impl Default for HealthCheckConfig {
 
 /// `hooks:` — the team's own scripts, run at each stage. A hook left out is
 /// skipped (the health check then requests the canary's health path).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HooksConfig {
     /// Builds and deploys the canary version.
@@ -166,7 +166,7 @@ pub struct HooksConfig {
 /// `{canary_version}`; the same values are in the environment as
 /// `CANARY_IMAGE_TAG`, `CANARY_SHARE`, `CANARY_PRODUCTION_VERSION`,
 /// `CANARY_CANARY_VERSION`, with `CANARY_HOOK` naming the hook.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
     /// The program and its arguments.
@@ -198,7 +198,7 @@ impl TryFrom<Vec<String>> for HookCommand {
 }
 
 /// `proxy:` — the built-in traffic-splitting reverse proxy.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// How a client keeps going to the same side.
@@ -244,7 +244,7 @@ impl Default for ProxyConfig {
 }
 
 /// `proxy.stickiness:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StickinessConfig {
     /// `cookie`, `header` or `none`.
@@ -269,7 +269,7 @@ impl Default for StickinessConfig {
 }
 
 /// How a client is kept on one side.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StickinessMode {
     /// A cookie holds the client's bucket; clients without one get one.
@@ -281,7 +281,7 @@ pub enum StickinessMode {
 }
 
 /// Which `Host` header the upstream sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostHeader {
     /// The client's own `Host` (the usual choice behind a virtual host).
@@ -348,7 +348,7 @@ impl TryFrom<SizeInput> for ByteSize {
 }
 
 /// `canary:` — the seed's block plus what the product adds.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfig {
     /// When green metrics advance the rollout by themselves.
@@ -367,7 +367,7 @@ pub struct CanaryConfig {
 }
 
 /// `canary.analysis:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnalysisConfig {
     /// Fewer canary requests than this in the last minute is `NO_DATA`.
@@ -392,7 +392,7 @@ impl Default for AnalysisConfig {
 }
 
 /// What a long stretch of missing data leads to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnLongNoData {
     /// Keep the current step and say why.
@@ -482,7 +482,7 @@ fn duration_ms(duration: Duration) -> u64 {
 }
 
 /// `canary.auto_progression:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoProgressionConfig {
     /// Whether green metrics advance the rollout.
@@ -494,7 +494,7 @@ pub struct AutoProgressionConfig {
 }
 
 /// `canary.auto_progression.thresholds:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdsConfig {
     /// Highest acceptable p95 latency.
@@ -506,7 +506,7 @@ pub struct ThresholdsConfig {
 }
 
 /// `canary.auto_rollback:`
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AutoRollbackConfig {
     /// Whether a critical breach rolls back without a human.
@@ -525,7 +525,7 @@ fn default_true() -> bool {
 }
 
 /// One entry of `canary.safety_checks:`, validated.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(try_from = "SafetyCheckInput")]
 pub struct SafetyCheckConfig {
     /// Shown to people.
@@ -640,6 +640,48 @@ fn implied_comparator(metric: &str) -> Option<(Comparator, bool)> {
 }
 
 // === Validated scalars ===
+
+/// Serializes newtypes the way they are written in the file.
+macro_rules! serialize_as {
+    ($type:ty, |$value:ident| $body:expr) => {
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let $value = self;
+                $body.serialize(serializer)
+            }
+        }
+    };
+}
+
+serialize_as!(ConfigDuration, |value| format_duration(value.0));
+serialize_as!(Rate, |value| value.0);
+serialize_as!(Threshold, |value| value.0);
+serialize_as!(HttpPath, |value| value.0.as_str());
+serialize_as!(UpstreamUrl, |value| value.to_string());
+serialize_as!(TrafficSteps, |value| value
+    .0
+    .iter()
+    .map(|share| share.percent())
+    .collect::<Vec<f64>>());
+serialize_as!(HookCommand, |value| &value.0);
+serialize_as!(HeaderName, |value| value.0.as_str());
+serialize_as!(ByteSize, |value| value.0);
+
+/// `24h`, `90s`, `1500ms`: the largest unit that writes the duration exactly.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if ms > 0 && ms.is_multiple_of(size) {
+            return format!("{}{unit}", ms / size);
+        }
+    }
+    format!("{ms}ms")
+}
 
 /// A duration written as `24h`, `1000ms`, `1h30m`, `2s` (units `ms`, `s`, `m`, `h`, `d`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -133,6 +133,7 @@ pub fn start(
             metrics: controller.metrics.clone(),
             controller: controller.clone(),
             store: Arc::clone(&store),
+            config: Arc::clone(&config),
             assets_dir: config.server.assets_dir.clone(),
             shutdown: stopping_rx,
         };

@@ -160,6 +160,14 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Makes every later write fail, as a full or read-only disk would.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self) {
+        self.connection()
+            .pragma_update(None, "query_only", true)
+            .expect("query_only is a plain pragma");
+    }
+
     /// The saved deployment, if any was saved.
     pub fn load(&self) -> Result<Option<Saved>, StoreError> {
         let row: Option<(u64, String)> = self

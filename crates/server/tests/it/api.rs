@@ -500,3 +500,54 @@ async fn two_clients_racing_end_in_one_state_the_audit_explains() {
         canary_shared::CanaryShare::ZERO
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_matches_the_routes() {
+    let app = TestApp::start().await;
+    let (code, headers, body) = http_get(&app.url("/admin/canary/openapi.yaml"), "*/*").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/yaml");
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
+    let paths = document["paths"].as_mapping().expect("paths");
+    assert!(paths.len() >= 15, "{} paths documented", paths.len());
+    for (path, operations) in paths {
+        let path = path.as_str().unwrap();
+        let concrete = path
+            .replace("{percent}", "5")
+            .replace("{event}", "health-check");
+        for (method, operation) in operations.as_mapping().unwrap() {
+            let method = method.as_str().unwrap();
+            assert!(
+                operation["responses"]
+                    .as_mapping()
+                    .is_some_and(|responses| !responses.is_empty()),
+                "{method} {path} lists its responses"
+            );
+            let code = match method {
+                "get" if path.ends_with("/ws") => continue,
+                "get" => http_get(&app.url(&concrete), "application/json").await.0,
+                "post" => post_with(&app, &concrete, &[JSON], "{}").await.0,
+                other => panic!("undocumented method {other}"),
+            };
+            assert!(
+                code != StatusCode::NOT_FOUND && code != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but the server answers {code}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_config_in_effect_is_served_as_written() {
+    let app = TestApp::start().await;
+    let (code, _, body) = http_get(&app.url("/admin/canary/config"), "application/json").await;
+    assert_eq!(code, StatusCode::OK);
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        config["canary"]["traffic_steps"],
+        serde_json::json!([5.0, 25.0, 50.0, 100.0])
+    );
+    assert_eq!(config["canary"]["auto_progression"]["wait_time"], "1d");
+    assert_eq!(config["canary"]["safety_checks"][0]["comparator"], "max");
+    assert_eq!(config["proxy"]["client_header_timeout"], "300ms");
+}
