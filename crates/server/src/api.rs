@@ -76,6 +76,10 @@ pub fn router(app_state: AppState) -> Router {
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
         .route(
+            &format!("{BASE_PATH}/metrics/history"),
+            get(status::get_history),
+        )
+        .route(
             &format!("{BASE_PATH}/openapi.yaml"),
             get(status::get_openapi),
         )

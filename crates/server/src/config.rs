@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The built console (trunk's `dist`); see [`ServerConfig::DEFAULT_ASSETS_DIR`].
     pub assets_dir: PathBuf,
+    /// How long per-second metrics are kept in the store for the charts.
+    pub metrics_retention: ConfigDuration,
 }
 
 impl ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             proxy_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("canary-data"),
             assets_dir: PathBuf::from(ServerConfig::DEFAULT_ASSETS_DIR),
+            metrics_retention: ConfigDuration(Duration::from_secs(24 * 3600)),
         }
     }
 }

@@ -292,6 +292,7 @@ impl Controller {
             }
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(Arc::clone(&snapshot));
+                self.keep_second(&snapshot);
                 let analysis = self.judge(&snapshot);
                 self.checks = analysis.checks;
                 let now = Instant::now();
@@ -338,6 +339,23 @@ impl Controller {
                 self.automatic(input, outcome.output);
                 self.publish();
             }
+        }
+    }
+
+    /// Stores the newest second of both sides for the charts' history; a
+    /// failure is logged and never holds up the rollout.
+    fn keep_second(&self, snapshot: &MetricsSnapshot) {
+        let (Some(production), Some(canary)) = (
+            snapshot.production.series.last(),
+            snapshot.canary.series.last(),
+        ) else {
+            return;
+        };
+        let retention =
+            u64::try_from(self.config.server.metrics_retention.0.as_millis()).unwrap_or(u64::MAX);
+        let keep_since = UnixMillis(snapshot.at.0.saturating_sub(retention));
+        if let Err(err) = self.store.record_second(production, canary, keep_since) {
+            tracing::warn!(%err, "cannot keep a second of metrics");
         }
     }
 

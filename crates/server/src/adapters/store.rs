@@ -9,13 +9,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use canary_shared::{AuditEvent, AuditMetrics, AuditPage, CanaryShare, Phase, UnixMillis};
+use canary_shared::{
+    AuditEvent, AuditMetrics, AuditPage, CanaryShare, Phase, SecondSample, Side, UnixMillis,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::deployment::{AuditRecord, Deployment};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_metrics_history.sql"),
+];
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +322,50 @@ impl SqliteStore {
         })
     }
 
+    /// Keeps one second of both sides and forgets seconds before `keep_since`.
+    pub fn record_second(
+        &self,
+        production: &SecondSample,
+        canary: &SecondSample,
+        keep_since: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection();
+        let transaction = connection.transaction()?;
+        for (side, sample) in [("production", production), ("canary", canary)] {
+            transaction.execute(
+                "INSERT OR REPLACE INTO metrics_seconds (at, side, sample) VALUES (?1, ?2, ?3)",
+                params![sample.at.0, side, serde_json::to_string(sample)?],
+            )?;
+        }
+        transaction.execute(
+            "DELETE FROM metrics_seconds WHERE at < ?1",
+            params![keep_since.0],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The stored seconds of `side` from `since` on, oldest first (at most `limit`).
+    pub fn seconds(
+        &self,
+        side: Side,
+        since: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<SecondSample>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare(
+            "SELECT sample FROM metrics_seconds WHERE side = ?1 AND at >= ?2 ORDER BY at LIMIT ?3",
+        )?;
+        let rows = statement.query_map(params![side.as_str(), since.0, limit], |row| {
+            row.get::<_, String>(0)
+        })?;
+        let mut samples = Vec::new();
+        for row in rows {
+            samples.push(serde_json::from_str(&row?)?);
+        }
+        Ok(samples)
+    }
+
     /// The answer given to an earlier command with this idempotency key.
     pub fn idempotent_answer(&self, key: &str) -> Result<Option<(u16, String)>, StoreError> {
         Ok(self
@@ -496,6 +545,45 @@ mod tests {
             })
             .unwrap();
         assert_eq!(alice.events.len(), 5);
+    }
+
+    #[test]
+    fn seconds_are_kept_for_the_retention_and_read_back_in_order() {
+        use canary_shared::{SecondSample, Side};
+        let store = SqliteStore::in_memory().unwrap();
+        let sample = |at: u64, requests| SecondSample {
+            at: UnixMillis(at),
+            requests,
+            errors: 0,
+            p50_latency_ms: Some(1.0),
+            p95_latency_ms: None,
+            p99_latency_ms: None,
+        };
+        for second in 0..10u64 {
+            store
+                .record_second(
+                    &sample(second * 1000, 100),
+                    &sample(second * 1000, second),
+                    UnixMillis(second.saturating_sub(4) * 1000),
+                )
+                .unwrap();
+        }
+        let canary = store.seconds(Side::Canary, UnixMillis(0), 100).unwrap();
+        assert_eq!(
+            canary
+                .iter()
+                .map(|sample| sample.requests)
+                .collect::<Vec<_>>(),
+            [5, 6, 7, 8, 9],
+            "older seconds were forgotten"
+        );
+        assert_eq!(
+            store
+                .seconds(Side::Production, UnixMillis(8000), 100)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -31,3 +31,32 @@ pub(crate) async fn get_openapi() -> impl axum::response::IntoResponse {
         OPENAPI_YAML,
     )
 }
+
+/// The query of `GET /admin/canary/metrics/history`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    side: canary_shared::Side,
+    #[serde(default)]
+    since: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// `GET /admin/canary/metrics/history?side=canary&since=<unix ms>&limit=`:
+/// stored per-second samples, oldest first, kept across restarts.
+pub(crate) async fn get_history(
+    State(app): State<AppState>,
+    params: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<canary_shared::SecondSample>>, crate::api::ApiError> {
+    let axum::extract::Query(params) =
+        params.map_err(|rejection| crate::api::ApiError::BadQuery(rejection.body_text()))?;
+    let store = std::sync::Arc::clone(&app.store);
+    let since = canary_shared::UnixMillis(params.since.unwrap_or(0));
+    let limit = params.limit.unwrap_or(3600).clamp(1, 86_400);
+    let samples = tokio::task::spawn_blocking(move || store.seconds(params.side, since, limit))
+        .await
+        .map_err(|err| crate::api::ApiError::Internal(err.to_string()))?
+        .map_err(|err| crate::api::ApiError::Unavailable(err.to_string()))?;
+    Ok(Json(samples))
+}

@@ -192,12 +192,30 @@ async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
         "{stderr}"
     );
 
+    let history_url = format!("{}metrics/history?side=production", first.console);
+    let kept_before = crate::support::eventually("a second of metrics to be stored", async || {
+        let (_, _, body) = crate::support::http_get(&history_url, "application/json").await;
+        let samples: Vec<canary_shared::SecondSample> = serde_json::from_str(&body).unwrap();
+        (!samples.is_empty()).then_some(samples)
+    })
+    .await;
+
     // SIGKILL: no chance to clean up.
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     drop(first);
 
     let again = serve(&config);
+    let (_, _, body) = crate::support::http_get(
+        &format!("{}metrics/history?side=production", again.console),
+        "application/json",
+    )
+    .await;
+    let kept_after: Vec<canary_shared::SecondSample> = serde_json::from_str(&body).unwrap();
+    assert!(
+        kept_after.starts_with(&kept_before[..1]),
+        "the charts' history survived the restart"
+    );
     let (_, _, body) =
         crate::support::http_get(&format!("{}status", again.console), "application/json").await;
     let state: CanaryState = serde_json::from_str(&body).unwrap();
