@@ -421,8 +421,9 @@ impl CanaryConfig {
     }
 
     /// The configured safety checks, then the auto-progression thresholds as
-    /// implicit checks: a breach of those holds the rollout and alerts
-    /// (warning level) rather than rolling back.
+    /// implicit critical checks: a canary past them is not merely held but
+    /// rolled back (when auto-rollback is armed), so a canary that fails its
+    /// requests never stays in front of users.
     pub fn check_specs(&self) -> Vec<crate::domain::analysis::CheckSpec> {
         use crate::domain::analysis::CheckSpec;
         let mut specs: Vec<CheckSpec> = self
@@ -465,7 +466,7 @@ impl CanaryConfig {
                     metric: metric.to_owned(),
                     comparator,
                     threshold,
-                    alert_level: AlertLevel::Warning,
+                    alert_level: AlertLevel::Critical,
                 }),
         );
         specs

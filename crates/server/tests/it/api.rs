@@ -551,3 +551,38 @@ async fn the_config_in_effect_is_served_as_written() {
     assert_eq!(config["canary"]["safety_checks"][0]["comparator"], "max");
     assert_eq!(config["proxy"]["client_header_timeout"], "300ms");
 }
+
+#[tokio::test]
+async fn a_canary_that_fails_its_requests_is_rolled_back_without_a_human() {
+    let app = TestApp::start().await;
+    app.set_share(50.0).await;
+    app.canary.set_status(500);
+    // Traffic until the controller acts; the evaluation runs every second.
+    let state = crate::support::eventually("an automatic rollback", async || {
+        for _ in 0..20 {
+            let _ = http_get(&app.proxy_url("/work"), "*/*").await;
+        }
+        let state = status(&app).await;
+        matches!(state.phase, Phase::RollingBack | Phase::RolledBack).then_some(state)
+    })
+    .await;
+    assert_eq!(state.traffic.canary(), canary_shared::CanaryShare::ZERO);
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?action=auto_rollback"),
+        "application/json",
+    )
+    .await;
+    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    let decision = &page.events[0];
+    assert_eq!(decision.actor, "controller");
+    let reason = decision.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("Success rate threshold") || reason.starts_with("Error rate threshold"),
+        "{reason}"
+    );
+    let figures = decision
+        .metrics
+        .as_ref()
+        .expect("the figures behind the decision");
+    assert!(figures.canary.errors_5xx > 0);
+}

@@ -290,6 +290,24 @@ fn stop_beats_a_promotion_in_flight_and_a_late_hook_changes_nothing() {
 }
 
 #[test]
+fn after_a_promotion_the_previous_version_is_restored_in_one_action() {
+    let mut sim = Sim::progressing(50.0);
+    sim.command(Command::Promote).unwrap();
+    sim.hook(Hook::Promote, true);
+    assert_eq!(sim.deployment.phase, Phase::Promoted);
+    sim.log.clear();
+    sim.command(Command::Rollback {
+        reason: "v2.7.0 leaks memory".to_owned(),
+    })
+    .unwrap();
+    sim.check(expect![[r#"
+        t=0s share 0 %
+        t=0s audit ops rollback: Promoted -> RollingBack, 100 % -> 0 % (v2.7.0 leaks memory)
+        t=0s alert Rolling back: v2.7.0 leaks memory
+        t=0s hook Rollback v2.7.0"#]]);
+}
+
+#[test]
 fn commands_that_do_not_fit_the_phase_are_rejected_without_change() {
     let mut sim = Sim::new(rules());
     let before = sim.deployment.clone();
