@@ -1066,13 +1066,15 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
+impl ClientIo {
+    /// Notes bytes written, and turns a pending write into an error once a
+    /// deadline has passed.
+    fn written(
+        &mut self,
         cx: &mut Context<'_>,
-        data: &[u8],
+        polled: Poll<std::io::Result<usize>>,
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, data) {
+        match polled {
             Poll::Ready(Ok(written)) => {
                 if written > 0 {
                     self.moved_bytes();
@@ -1085,6 +1087,17 @@ impl AsyncWrite for ClientIo {
             },
             other => other,
         }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        self.written(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -1100,19 +1113,8 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    self.moved_bytes();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Pending => match self.check_deadlines(cx) {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            },
-            other => other,
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.written(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
