@@ -6,6 +6,7 @@
 mod assets;
 mod commands;
 mod error;
+mod guard;
 mod status;
 mod stream;
 mod webhooks;
@@ -96,6 +97,7 @@ pub fn router(app_state: AppState) -> Router {
             get(assets::asset).fallback(error::not_found),
         )
         .layer(DefaultBodyLimit::max(commands::MAX_COMMAND_BODY))
+        .layer(axum::middleware::from_fn(guard::same_site_only))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(SetResponseHeaderLayer::overriding(

@@ -69,6 +69,13 @@ pub enum StartError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The admin listener is reachable from other machines, and there are no logins yet.
+    #[error(
+        "refusing to serve the admin API on {0}: canary has no logins yet, so anyone who can reach that address \
+         could start, stop or promote rollouts. Listen on 127.0.0.1 (server.admin_listen or --admin-listen) and \
+         reach it from elsewhere through an SSH tunnel, for example: ssh -L 8000:127.0.0.1:8000 <host>"
+    )]
+    AdminNotLoopback(std::net::SocketAddr),
 }
 
 /// Like [`run`], but returns the controller's handle at once and the server
@@ -85,6 +92,10 @@ pub fn start(
     ),
     StartError,
 > {
+    let admin_addr = listeners.admin.local_addr()?;
+    if !admin_addr.ip().is_loopback() {
+        return Err(StartError::AdminNotLoopback(admin_addr));
+    }
     let config = Arc::new(config);
     // The store is opened, and the deployment restored from it, before any
     // listener accepts a connection.

@@ -69,6 +69,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A page of another site tried to act through the operator's browser.
+    #[error("refused: the request comes from another site ({0})")]
+    CrossSite(String),
     /// The server cannot take the request now.
     #[error("{0}")]
     Unavailable(String),
@@ -89,6 +92,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnprocessableBody { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Conflict { code, .. } => code,
+            ApiError::CrossSite(_) => "cross_site",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadJson(_) => "bad_json",
             ApiError::UnprocessableBody { .. } => "invalid_field",

@@ -586,3 +586,75 @@ async fn a_canary_that_fails_its_requests_is_rolled_back_without_a_human() {
         .expect("the figures behind the decision");
     assert!(figures.canary.errors_5xx > 0);
 }
+
+#[tokio::test]
+async fn another_sites_page_cannot_act_through_the_operators_browser() {
+    let app = TestApp::start().await;
+    app.set_share(25.0).await;
+    let host = app.addr.to_string();
+    for headers in [
+        vec![("origin", "http://evil.example"), ("host", host.as_str())],
+        vec![("origin", "null"), ("host", host.as_str())],
+        vec![("sec-fetch-site", "cross-site")],
+    ] {
+        let (code, body) = post_with(&app, "/admin/canary/stop", &headers, "").await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{headers:?}: {body}");
+        assert_eq!(error(&body).code, "cross_site");
+    }
+    assert_eq!(
+        status(&app).await.traffic.canary().percent(),
+        25.0,
+        "nothing was stopped"
+    );
+
+    // The WebSocket handshake is held to the same rule.
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://{}/admin/canary/ws",
+            app.addr
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    let refused = tokio_tungstenite::connect_async(request).await;
+    assert!(refused.is_err(), "a foreign page opened the stream");
+
+    // The console's own page passes.
+    let origin = format!("http://{host}");
+    let (code, body) = post_with(
+        &app,
+        "/admin/canary/continue",
+        &[("origin", &origin), ("host", &host)],
+        "",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn an_admin_listener_reachable_from_other_machines_is_refused() {
+    let admin = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        crate::support::test_config("http://127.0.0.1:1", "http://127.0.0.1:2", dir.path());
+    config.server.data_dir = dir.path().join("data");
+    let refused = canary_server::start(
+        config,
+        canary_server::Listeners { admin, proxy },
+        std::sync::Arc::new(canary_server::adapters::clock::SystemClock),
+        std::future::pending(),
+    )
+    .err()
+    .expect("a 0.0.0.0 admin listener is refused");
+    let message = refused.to_string();
+    assert!(
+        message.contains("refusing to serve the admin API on 0.0.0.0:"),
+        "{message}"
+    );
+    assert!(
+        message.contains("ssh -L"),
+        "the message says how to reach it safely: {message}"
+    );
+}
