@@ -646,8 +646,7 @@ async fn an_admin_listener_reachable_from_other_machines_is_refused() {
         std::sync::Arc::new(canary_server::adapters::clock::SystemClock),
         std::future::pending(),
     )
-    .err()
-    .expect("a 0.0.0.0 admin listener is refused");
+    .expect_err("a 0.0.0.0 admin listener is refused");
     let message = refused.to_string();
     assert!(
         message.contains("refusing to serve the admin API on 0.0.0.0:"),
