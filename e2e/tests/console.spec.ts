@@ -89,6 +89,7 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await dashboard.page.getByTestId('confirm-yes').click();
   await expect(dashboard.share('canary')).toHaveText('0 %');
   await expect(dashboard.statusLine).toHaveText('Rolled back: errors in the logs', { timeout: 15_000 });
+  await expect(dashboard.page).toHaveTitle('🔴 Rolled back: errors in the logs · canary');
   await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toContainText('errors in the logs');
   const traffic = await setup.server.sendTraffic(100);
   expect(traffic['v2.7.0'] ?? 0).toBe(0);

@@ -2,7 +2,7 @@
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
 use canary_shared::{
-    ActionKind, CanaryShare, CanaryState, CheckStatus, Health, StepStatus, UnixMillis,
+    ActionKind, CanaryShare, CanaryState, CheckStatus, Health, Phase, StepStatus, UnixMillis,
 };
 
 /// Where the live connection stands.
@@ -224,12 +224,27 @@ pub fn duration_words(ms: u64) -> String {
 }
 
 /// The page title: the state at a glance, for a tab in the background.
+///
+/// A red mark leads when something needs a human: a breached check, a
+/// rollback, or a failure, so it shows in a crowded tab bar.
 pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String {
-    match (state, connection.is_stale()) {
-        (None, _) => "canary".to_owned(),
-        (Some(state), false) => format!("{} · canary", state.summary),
-        (Some(state), true) => format!("(offline) {} · canary", state.summary),
-    }
+    let Some(state) = state else {
+        return "canary".to_owned();
+    };
+    let alarm = matches!(
+        state.phase,
+        Phase::RollingBack | Phase::RolledBack | Phase::Failed
+    ) || state
+        .safety_checks
+        .iter()
+        .any(|check| check.status == CheckStatus::Breach);
+    let mark = if alarm { "🔴 " } else { "" };
+    let offline = if connection.is_stale() {
+        "(offline) "
+    } else {
+        ""
+    };
+    format!("{mark}{offline}{} · canary", state.summary)
 }
 
 #[cfg(test)]
