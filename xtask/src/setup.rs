@@ -36,15 +36,23 @@ fn wasm_target(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn trunk(sh: &Shell) -> anyhow::Result<()> {
-    let wanted = format!("trunk {TRUNK_VERSION}");
-    let found = cmd!(sh, "trunk --version")
+/// Whether `program --version` prints exactly `wanted` (saying so when it does).
+fn has_version(sh: &Shell, program: &str, wanted: &str) -> bool {
+    let found = cmd!(sh, "{program} --version")
         .quiet()
         .ignore_stderr()
         .read()
         .unwrap_or_default();
-    if found.trim() == wanted {
+    let installed = found.trim() == wanted;
+    if installed {
         eprintln!("    {wanted}: installed");
+    }
+    installed
+}
+
+fn trunk(sh: &Shell) -> anyhow::Result<()> {
+    let wanted = format!("trunk {TRUNK_VERSION}");
+    if has_version(sh, "trunk", &wanted) {
         return Ok(());
     }
     eprintln!("    installing {wanted} from crates.io (about 12 minutes on 2 cores)");
@@ -58,14 +66,7 @@ fn wasm_bindgen(sh: &Shell) -> anyhow::Result<()> {
     let lock = sh.read_file("Cargo.lock")?;
     let version =
         locked_version(&lock, "wasm-bindgen").context("Cargo.lock has no wasm-bindgen")?;
-    let wanted = format!("wasm-bindgen {version}");
-    let found = cmd!(sh, "wasm-bindgen --version")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .unwrap_or_default();
-    if found.trim() == wanted {
-        eprintln!("    {wanted}: installed");
+    if has_version(sh, "wasm-bindgen", &format!("wasm-bindgen {version}")) {
         return Ok(());
     }
     eprintln!("    installing wasm-bindgen-cli {version} from crates.io (about 4 minutes)");

@@ -198,7 +198,20 @@ pub fn spawn(
     share.set(deployment.share);
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let first_metrics = Arc::new(first_metrics);
-    let (state_tx, state_rx) = watch::channel(placeholder_state(&deployment));
+    let production = tracker(&config.upstreams.production);
+    let canary = tracker(&config.upstreams.canary);
+    let checks = judge(&config, &first_metrics).checks;
+    let initial = StateParts {
+        config: &config,
+        rules: &rules,
+        deployment: &deployment,
+        checks: &checks,
+        production: &production,
+        canary: &canary,
+        metrics: &first_metrics,
+    }
+    .render(revision + 1, clock.now());
+    let (state_tx, state_rx) = watch::channel(initial);
     let (metrics_tx, metrics_rx) = watch::channel(Arc::clone(&first_metrics));
     let (audit_tx, _) = broadcast::channel(256);
     let mut controller = Controller {
@@ -207,9 +220,9 @@ pub fn spawn(
         store,
         deployment,
         rollout: 0,
-        checks: Vec::new(),
-        production: tracker(&config.upstreams.production),
-        canary: tracker(&config.upstreams.canary),
+        checks,
+        production,
+        canary,
         config,
         share,
         last_measured: None,
@@ -218,9 +231,6 @@ pub fn spawn(
         metrics: metrics_tx,
         audit: audit_tx.clone(),
     };
-    controller.checks = controller.judge(&first_metrics).checks;
-    let initial = controller.render(revision + 1);
-    controller.state.send_replace(initial);
     if saved.is_some() {
         controller.recover();
     }
@@ -240,32 +250,57 @@ pub fn spawn(
     ))
 }
 
-/// A state good enough to fill the channel until the real one is rendered.
-fn placeholder_state(deployment: &Deployment) -> CanaryState {
-    let empty = UpstreamView {
-        version: None,
-        url: String::new(),
-        health: canary_shared::Health::Unknown,
-        health_detail: None,
-        last_minute: None,
-    };
-    let rules = Rules {
-        traffic_steps: Vec::new(),
-        auto_progression: false,
-        wait_ms: 0,
-        auto_rollback: false,
-        no_data_timeout_ms: 0,
-        on_long_no_data: crate::domain::deployment::NoDataAction::Hold,
-    };
-    view::render(RenderInput {
-        deployment,
-        rules: &rules,
-        checks: &[],
-        production: &empty,
-        canary: &empty,
-        revision: 0,
-        now: UnixMillis(0),
-    })
+/// What the state shown to clients is rendered from.
+struct StateParts<'a> {
+    config: &'a Config,
+    rules: &'a Rules,
+    deployment: &'a Deployment,
+    checks: &'a [SafetyCheck],
+    production: &'a HealthTracker,
+    canary: &'a HealthTracker,
+    metrics: &'a MetricsSnapshot,
+}
+
+impl StateParts<'_> {
+    fn render(&self, revision: u64, now: UnixMillis) -> CanaryState {
+        let view = |upstream: &UpstreamConfig,
+                    tracker: &HealthTracker,
+                    measured: &canary_shared::SideMetrics| {
+            UpstreamView {
+                version: upstream.version.clone(),
+                url: upstream.url.to_string(),
+                health: tracker.health(),
+                health_detail: tracker.detail().map(str::to_owned),
+                last_minute: Some(measured.last_1m.clone()),
+            }
+        };
+        view::render(RenderInput {
+            deployment: self.deployment,
+            rules: self.rules,
+            checks: self.checks,
+            production: &view(
+                &self.config.upstreams.production,
+                self.production,
+                &self.metrics.production,
+            ),
+            canary: &view(
+                &self.config.upstreams.canary,
+                self.canary,
+                &self.metrics.canary,
+            ),
+            revision,
+            now,
+        })
+    }
+}
+
+/// Every check judged on the canary's last minute.
+fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
+    analysis::analyse(
+        &config.canary.check_specs(),
+        &snapshot.canary.last_1m,
+        config.canary.analysis_settings(),
+    )
 }
 
 impl Controller {
@@ -293,7 +328,7 @@ impl Controller {
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);
-                let analysis = self.judge(&snapshot);
+                let analysis = judge(&self.config, &snapshot);
                 self.checks = analysis.checks;
                 let now = Instant::now();
                 let elapsed_ms = self.last_measured.map_or(0, |last| {
@@ -357,14 +392,6 @@ impl Controller {
         if let Err(err) = self.store.record_second(production, canary, keep_since) {
             tracing::warn!(%err, "cannot keep a second of metrics");
         }
-    }
-
-    fn judge(&self, snapshot: &MetricsSnapshot) -> analysis::Analysis {
-        analysis::analyse(
-            &self.config.canary.check_specs(),
-            &snapshot.canary.last_1m,
-            self.config.canary.analysis_settings(),
-        )
     }
 
     fn command(
@@ -611,30 +638,16 @@ impl Controller {
 
     fn render(&self, revision: u64) -> CanaryState {
         let metrics = Arc::clone(&*self.metrics.borrow());
-        let view = |upstream: &UpstreamConfig,
-                    tracker: &HealthTracker,
-                    measured: &canary_shared::SideMetrics| {
-            UpstreamView {
-                version: upstream.version.clone(),
-                url: upstream.url.to_string(),
-                health: tracker.health(),
-                health_detail: tracker.detail().map(str::to_owned),
-                last_minute: Some(measured.last_1m.clone()),
-            }
-        };
-        view::render(RenderInput {
-            deployment: &self.deployment,
+        StateParts {
+            config: &self.config,
             rules: &self.rules,
+            deployment: &self.deployment,
             checks: &self.checks,
-            production: &view(
-                &self.config.upstreams.production,
-                &self.production,
-                &metrics.production,
-            ),
-            canary: &view(&self.config.upstreams.canary, &self.canary, &metrics.canary),
-            revision,
-            now: self.clock.now(),
-        })
+            production: &self.production,
+            canary: &self.canary,
+            metrics: &metrics,
+        }
+        .render(revision, self.clock.now())
     }
 
     /// Sends the state to every reader if anything in it changed.

@@ -168,7 +168,7 @@ mod tests {
     };
 
     use crate::config::Config;
-    use crate::domain::deployment::{Deployment, Hook, Input};
+    use crate::domain::deployment::{Deployment, Hook, Input, Rules};
     use crate::domain::view::{RenderInput, UpstreamView, render};
 
     fn upstream(health: Health) -> UpstreamView {
@@ -185,21 +185,29 @@ mod tests {
         Config::from_yaml(include_str!("../../../../canary-config.yaml")).unwrap()
     }
 
+    /// The state of `deployment` with both upstreams healthy and no checks.
+    fn rendered(
+        deployment: &Deployment,
+        rules: &Rules,
+        revision: u64,
+    ) -> canary_shared::CanaryState {
+        let healthy = upstream(Health::Healthy);
+        render(RenderInput {
+            deployment,
+            rules,
+            checks: &[],
+            production: &healthy,
+            canary: &healthy,
+            revision,
+            now: UnixMillis(5),
+        })
+    }
+
     #[test]
     fn an_idle_deployment_shows_production_only_and_offers_start() {
         let config = shipped_config();
         let rules = config.canary.rules();
-        let deployment = Deployment::idle(&rules);
-        let healthy = upstream(Health::Healthy);
-        let state = render(RenderInput {
-            deployment: &deployment,
-            rules: &rules,
-            checks: &[],
-            production: &healthy,
-            canary: &healthy,
-            revision: 1,
-            now: UnixMillis(5),
-        });
+        let state = rendered(&Deployment::idle(&rules), &rules, 1);
         assert_eq!(state.phase, Phase::Idle);
         assert_eq!(state.summary, "Production only (100 %)");
         assert_eq!(
@@ -255,16 +263,7 @@ mod tests {
             deployment = deployment.apply(input, UnixMillis(0), &rules).unwrap().next;
         }
         deployment.green_for_ms = 48 * 60 * 1000;
-        let healthy = upstream(Health::Healthy);
-        let state = render(RenderInput {
-            deployment: &deployment,
-            rules: &rules,
-            checks: &[],
-            production: &healthy,
-            canary: &healthy,
-            revision: 3,
-            now: UnixMillis(5),
-        });
+        let state = rendered(&deployment, &rules, 3);
         assert_eq!(
             state.summary,
             "Canary at 25 %, step 2 of 4, auto-progression in 23 h"
