@@ -81,12 +81,34 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     let (console, proxy) = read_addresses(&mut child)?;
     let pid = child.id().to_string();
     cleanup.canary = Some(child);
-    let scale_url = format!("{}scale/5", console.trim_end_matches('/').to_owned() + "/");
-    cmd!(sh, "curl -sf -X POST {scale_url}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("cannot set the share to 5 %")?;
+    // A share other than 0 % exists only during a rollout: start one (no
+    // hooks are configured, so the controller health-checks the canary
+    // backend) and wait until it serves its first step.
+    let base = console.trim_end_matches('/');
+    let start_url = format!("{base}/start");
+    let start_body = r#"{"image_tag":"bench-canary","traffic_percent":5}"#;
+    let json = "Content-Type: application/json";
+    cmd!(
+        sh,
+        "curl -sf -X POST -H {json} --data {start_body} {start_url}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .context("cannot start the canary rollout")?;
+    let status_url = format!("{base}/status");
+    let mut progressing = false;
+    for _ in 0..100 {
+        let status = cmd!(sh, "curl -sf {status_url}").quiet().read()?;
+        if status.contains("\"phase\":\"progressing\"") {
+            progressing = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !progressing {
+        bail!("the canary did not reach 5 % within 10 s (see {status_url})");
+    }
 
     step("bench: running the harness (interleaved rounds; several minutes)");
     let known = cmd!(sh, "bash {anchors} known").read()?;

@@ -1,16 +1,18 @@
 //! The built-in traffic-splitting reverse proxy.
 //!
-//! HTTP/1.1 with keep-alive on both sides (hyper server, hyper-util pooled
-//! client), bodies streamed both ways, WebSocket upgrades passed through.
+//! HTTP/1.1 with keep-alive on both sides (hyper server; hyper client
+//! connections kept in a pool per proxy thread), bodies streamed both ways,
+//! WebSocket upgrades passed through.
 //! Each request goes to the side [`crate::domain::split::choose`] picks from
 //! the current share; each is recorded for that side when its response ends.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,11 +20,10 @@ use canary_shared::{CanaryShare, Side};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
@@ -66,8 +67,11 @@ impl SharedShare {
 #[derive(Clone, Debug)]
 struct Upstream {
     url: UpstreamUrl,
-    /// `host[:port]` for the `Host` header in [`HostHeader::Upstream`] mode.
+    /// `host[:port]` for the `Host` header in [`HostHeader::Upstream`] mode
+    /// (and for a client that sent none).
     authority: HeaderValue,
+    /// `host:port` to connect to.
+    address: String,
     /// Requests in flight; a slot is held until the response body ends.
     in_flight: Arc<AtomicU32>,
 }
@@ -78,7 +82,10 @@ pub struct Proxy {
     config: ProxyConfig,
     production: Upstream,
     canary: Upstream,
-    client: Client<HttpConnector, ProxyBody>,
+    /// Idle connections to production, owned by this proxy's thread.
+    production_pool: Arc<ConnectionPool>,
+    /// Idle connections to the canary, owned by this proxy's thread.
+    canary_pool: Arc<ConnectionPool>,
     share: SharedShare,
     recorder: Arc<Recorder>,
 }
@@ -93,13 +100,21 @@ impl Proxy {
                 .authority()
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
                 .unwrap_or_else(|| HeaderValue::from_static("localhost")),
+            address: {
+                let uri = url.uri();
+                let host = uri.host().unwrap_or("localhost");
+                let port = uri.port_u16().unwrap_or(80);
+                // An IPv6 literal keeps its brackets in `host()`.
+                format!("{host}:{port}")
+            },
             in_flight: Arc::new(AtomicU32::new(0)),
         };
         Arc::new(Proxy {
             config: config.proxy.clone(),
             production: upstream(&config.upstreams.production.url),
             canary: upstream(&config.upstreams.canary.url),
-            client: upstream_client(&config.proxy),
+            production_pool: Arc::default(),
+            canary_pool: Arc::default(),
             share,
             recorder,
         })
@@ -112,7 +127,8 @@ impl Proxy {
             config: self.config.clone(),
             production: self.production.clone(),
             canary: self.canary.clone(),
-            client: upstream_client(&self.config),
+            production_pool: Arc::default(),
+            canary_pool: Arc::default(),
             share: self.share.clone(),
             recorder: Arc::clone(&self.recorder),
         })
@@ -124,18 +140,108 @@ impl Proxy {
             Side::Canary => &self.canary,
         }
     }
+
+    fn pool(&self, side: Side) -> &Arc<ConnectionPool> {
+        match side {
+            Side::Production => &self.production_pool,
+            Side::Canary => &self.canary_pool,
+        }
+    }
 }
 
-/// A keep-alive client to the upstreams; its connections belong to the
-/// runtime of the thread that opens them.
-fn upstream_client(config: &ProxyConfig) -> Client<HttpConnector, ProxyBody> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.upstream_connect_timeout.0));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector)
+// === Upstream connections ===
+
+/// How long an upstream connection may sit idle in a pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream and proxy thread.
+const POOL_MAX_IDLE: usize = 256;
+
+/// Idle keep-alive connections to one upstream, used only by the proxy
+/// thread that opened them.
+///
+/// This replaces hyper-util's pooled client: that client hands every request
+/// to a connection task through a shared checkout keyed by host, which cost
+/// about a tenth of the proxy's CPU per request on this machine (see
+/// BENCHMARKS.md). Here a request takes a connection, sends on it directly,
+/// and the response body puts it back when it ends cleanly.
+#[derive(Debug, Default)]
+struct ConnectionPool {
+    /// Most recently used at the back, so the warmest connection is reused
+    /// and the ones left idle age out at the front. The lock is only ever
+    /// taken by one thread, for a push or a pop, never across an `.await`.
+    idle: Mutex<VecDeque<IdleConnection>>,
+}
+
+#[derive(Debug)]
+struct IdleConnection {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+impl ConnectionPool {
+    /// The most recently used idle connection that is still open.
+    fn take(&self) -> Option<SendRequest<ProxyBody>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(connection) = idle.pop_back() {
+            if !connection.sender.is_closed() && connection.since.elapsed() < POOL_IDLE_TIMEOUT {
+                return Some(connection.sender);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response ended cleanly, dropping the
+    /// ones idle for too long (or the oldest, when the pool is full).
+    fn put_back(&self, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while idle
+            .front()
+            .is_some_and(|oldest| now.duration_since(oldest.since) >= POOL_IDLE_TIMEOUT)
+            || idle.len() >= POOL_MAX_IDLE
+        {
+            idle.pop_front();
+        }
+        idle.push_back(IdleConnection { sender, since: now });
+    }
+}
+
+/// Opens a new HTTP/1.1 connection to `upstream`; its driver runs as a task
+/// on the current (proxy thread's) runtime until the connection closes.
+async fn connect(
+    upstream: &Upstream,
+    config: &ProxyConfig,
+) -> Result<SendRequest<ProxyBody>, Failure> {
+    let stream = tokio::time::timeout(
+        config.upstream_connect_timeout.0,
+        TcpStream::connect(upstream.address.as_str()),
+    )
+    .await
+    .map_err(|_elapsed| Failure {
+        kind: TransportFailure::Timeout,
+        body_too_large: false,
+    })?
+    .map_err(|err| classify(&err))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|err| classify(&err))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.with_upgrades().await {
+            tracing::debug!(%err, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 // === Serving ===
@@ -489,8 +595,9 @@ async fn handle(
     }
     add_forwarded(&mut parts.headers, client, original_host.as_ref());
     match proxy.config.host_header {
-        HostHeader::Preserve => {}
-        HostHeader::Upstream => {
+        HostHeader::Preserve if parts.headers.contains_key(header::HOST) => {}
+        // HTTP/1.0 clients may send no `Host`; the upstream still needs one.
+        HostHeader::Preserve | HostHeader::Upstream => {
             parts
                 .headers
                 .insert(header::HOST, upstream.authority.clone());
@@ -504,7 +611,6 @@ async fn handle(
                 (
                     parts.method.clone(),
                     parts.uri.clone(),
-                    parts.version,
                     parts.headers.clone(),
                 )
             },
@@ -519,8 +625,10 @@ async fn handle(
     };
     let mut upstream_request = Request::from_parts(parts, body);
     *upstream_request.uri_mut() = upstream_uri(&upstream.url, upstream_request.uri());
+    // A proxy speaks its own HTTP version to the next hop (RFC 9110 §6.2).
+    *upstream_request.version_mut() = Version::HTTP_11;
 
-    match send(proxy, upstream_request).await {
+    match send(proxy, side, upstream_request).await {
         // A canary that refused the connection got nothing, so production may
         // serve the request instead; the refusal still counts against the canary.
         Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
@@ -530,8 +638,8 @@ async fn handle(
                 started.elapsed(),
             );
             drop(in_flight);
-            let (method, uri, version, headers) = retry_parts.expect("checked by the guard");
-            retry_on_production(proxy, method, uri, version, headers, new_cookie, started).await
+            let (method, uri, headers) = retry_parts.expect("checked by the guard");
+            retry_on_production(proxy, method, uri, headers, new_cookie, started).await
         }
         Err(failure) => {
             proxy
@@ -539,14 +647,18 @@ async fn handle(
                 .record(side, Outcome::Transport(failure.kind), started.elapsed());
             failure.response()
         }
-        Ok(response) => match client_upgrade {
+        Ok((response, connection)) => match client_upgrade {
             Some(client_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                // The connection now carries the tunnel and is not reused.
+                drop(connection);
                 proxy
                     .recorder
                     .record(side, Outcome::Status(101), started.elapsed());
                 splice_upgrade(response, client_upgrade)
             }
-            _ => finish(proxy, side, response, new_cookie, started, in_flight),
+            _ => finish(
+                proxy, side, response, connection, new_cookie, started, in_flight,
+            ),
         },
     }
 }
@@ -593,38 +705,20 @@ fn add_forwarded(
     }
 }
 
-/// The upstream's base URL joined with the request's path and query.
+/// The request target sent upstream (origin form): the upstream's base path
+/// joined with the request's path and query.
 fn upstream_uri(base: &UpstreamUrl, request_uri: &Uri) -> Uri {
-    let base_uri = base.uri();
-    let base_path = base_uri.path().trim_end_matches('/');
+    let base_path = base.uri().path().trim_end_matches('/');
+    let path_and_query = request_uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
     if base_path.is_empty() {
         // The common case: reuse the parsed path and query, no string work.
-        let mut parts = hyper::http::uri::Parts::default();
-        parts.scheme = base_uri.scheme().cloned();
-        parts.authority = base_uri.authority().cloned();
-        parts.path_and_query = Some(
-            request_uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/")),
-        );
-        if let Ok(uri) = Uri::from_parts(parts) {
-            return uri;
-        }
+        return Uri::from(path_and_query);
     }
-    let path_and_query = request_uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let joined = format!("{base_path}{path_and_query}");
-    let mut builder = Uri::builder();
-    if let Some(scheme) = base_uri.scheme() {
-        builder = builder.scheme(scheme.clone());
-    }
-    if let Some(authority) = base_uri.authority() {
-        builder = builder.authority(authority.clone());
-    }
-    builder
-        .path_and_query(joined)
-        .build()
-        .unwrap_or_else(|_| base_uri.clone())
+    let joined = format!("{base_path}{}", path_and_query.as_str());
+    Uri::try_from(joined).unwrap_or_else(|_| Uri::from(path_and_query))
 }
 
 /// A failed upstream exchange, classified.
@@ -647,19 +741,42 @@ impl Failure {
     }
 }
 
-async fn send(proxy: &Proxy, request: Request<ProxyBody>) -> Result<Response<Incoming>, Failure> {
-    match tokio::time::timeout(
-        proxy.config.upstream_response_timeout.0,
-        proxy.client.request(request),
-    )
-    .await
-    {
+/// Sends `request` to `side` on a pooled connection (or a new one), within
+/// the upstream response timeout; returns the response head and the
+/// connection, which goes back to the pool when the response body ends.
+async fn send(
+    proxy: &Proxy,
+    side: Side,
+    request: Request<ProxyBody>,
+) -> Result<(Response<Incoming>, SendRequest<ProxyBody>), Failure> {
+    let exchange = async {
+        let mut request = request;
+        loop {
+            let (mut sender, reused) = match proxy.pool(side).take() {
+                Some(sender) => (sender, true),
+                None => (connect(proxy.upstream(side), &proxy.config).await?, false),
+            };
+            if sender.ready().await.is_err() {
+                // Closed while it sat idle: try the next one.
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok((response, sender)),
+                Err(mut err) => match err.take_message() {
+                    // An idle connection the upstream closed just as the request
+                    // went out: nothing was sent, so another connection may carry it.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(classify(err.error())),
+                },
+            }
+        }
+    };
+    match tokio::time::timeout(proxy.config.upstream_response_timeout.0, exchange).await {
         Err(_elapsed) => Err(Failure {
             kind: TransportFailure::Timeout,
             body_too_large: false,
         }),
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(err)) => Err(classify(&err)),
+        Ok(result) => result,
     }
 }
 
@@ -708,7 +825,6 @@ async fn retry_on_production(
     proxy: &Arc<Proxy>,
     method: hyper::Method,
     uri: Uri,
-    version: hyper::Version,
     headers: HeaderMap,
     new_cookie: Option<HeaderValue>,
     started: Instant,
@@ -727,10 +843,15 @@ async fn retry_on_production(
     };
     let mut request = Request::new(Empty::new().map_err(|never| match never {}).boxed());
     *request.method_mut() = method;
-    *request.version_mut() = version;
+    *request.version_mut() = Version::HTTP_11;
     *request.headers_mut() = headers;
+    if proxy.config.host_header == HostHeader::Upstream {
+        request
+            .headers_mut()
+            .insert(header::HOST, upstream.authority.clone());
+    }
     *request.uri_mut() = upstream_uri(&upstream.url, &uri);
-    match send(proxy, request).await {
+    match send(proxy, Side::Production, request).await {
         Err(failure) => {
             proxy.recorder.record(
                 Side::Production,
@@ -739,10 +860,11 @@ async fn retry_on_production(
             );
             failure.response()
         }
-        Ok(response) => finish(
+        Ok((response, connection)) => finish(
             proxy,
             Side::Production,
             response,
+            connection,
             new_cookie,
             started,
             in_flight,
@@ -755,6 +877,7 @@ fn finish(
     proxy: &Arc<Proxy>,
     side: Side,
     response: Response<Incoming>,
+    connection: SendRequest<ProxyBody>,
     new_cookie: Option<HeaderValue>,
     started: Instant,
     in_flight: InFlight,
@@ -772,6 +895,7 @@ fn finish(
             status: parts.status.as_u16(),
             started,
         }),
+        connection: Some((connection, Arc::clone(proxy.pool(side)))),
         _in_flight: in_flight,
     };
     Response::from_parts(parts, body.boxed())
@@ -818,11 +942,13 @@ impl Recording {
 }
 
 /// The upstream's response body on its way to the client; records the
-/// request when the body ends (a reset mid-body counts as a reset) and holds
-/// the side's in-flight slot until then.
+/// request when the body ends (a reset mid-body counts as a reset), holds
+/// the side's in-flight slot until then, and returns the upstream connection
+/// to its pool if the body ended cleanly.
 struct RecordedBody {
     inner: Incoming,
     recording: Option<Recording>,
+    connection: Option<(SendRequest<ProxyBody>, Arc<ConnectionPool>)>,
     _in_flight: InFlight,
 }
 
@@ -843,6 +969,8 @@ impl Body for RecordedBody {
                 }
             }
             Poll::Ready(Some(Err(err))) => {
+                // A connection that failed mid-body is not reused.
+                self.connection = None;
                 if let Some(recording) = self.recording.take() {
                     let kind = match classify(err).kind {
                         TransportFailure::Other => TransportFailure::Reset,
@@ -867,6 +995,12 @@ impl Body for RecordedBody {
 
 impl Drop for RecordedBody {
     fn drop(&mut self) {
+        // A body dropped before its end leaves the connection mid-response.
+        if let Some((sender, pool)) = self.connection.take()
+            && self.inner.is_end_stream()
+        {
+            pool.put_back(sender);
+        }
         // The client went away before the body ended (or hyper never polled an
         // empty body to its end): the upstream answered, so its status counts.
         if let Some(recording) = self.recording.take() {
