@@ -2,8 +2,10 @@
 //! to upstreams.
 
 pub mod clock;
+pub mod credentials;
 pub mod health_probe;
 pub mod hooks;
 pub mod proxy;
 pub mod recorder;
 pub mod store;
+pub mod tls;

@@ -3,10 +3,10 @@
 //! Routes live under [`canary_shared::api::BASE_PATH`]: the REST API, the
 //! WebSocket stream and the built console with its client-side routes.
 
+pub mod access;
 mod assets;
 mod commands;
 mod error;
-mod guard;
 mod status;
 mod stream;
 mod webhooks;
@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 
 use canary_shared::api::{BASE_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH};
+use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
 use canary_shared::{CanaryState, MetricsSnapshot};
 use tokio::sync::watch;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub config: Arc<crate::config::Config>,
     /// Where the built console lives.
     pub assets_dir: PathBuf,
+    /// Identities, sessions and the login throttle.
+    pub access: Arc<access::AccessControl>,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
     /// receivers: WebSocket streams, which then close with "going away".
     pub shutdown: watch::Receiver<bool>,
@@ -55,6 +58,14 @@ pub fn router(app_state: AppState) -> Router {
         .route(STATUS_PATH, get(status::get_status))
         .route(METRICS_PATH, get(status::get_metrics))
         .route(STREAM_PATH, get(stream::upgrade))
+        .route(LOGIN_PATH, post(access::login))
+        .route(LOGOUT_PATH, post(access::logout))
+        .route(ME_PATH, get(access::me))
+        .route(&format!("{BASE_PATH}/sessions"), get(access::sessions))
+        .route(
+            &format!("{BASE_PATH}/sessions/{{handle}}"),
+            axum::routing::delete(access::revoke),
+        )
         .route(&format!("{BASE_PATH}/start"), post(commands::start))
         .route(
             &format!("{BASE_PATH}/scale"),
@@ -97,7 +108,10 @@ pub fn router(app_state: AppState) -> Router {
             get(assets::asset).fallback(error::not_found),
         )
         .layer(DefaultBodyLimit::max(commands::MAX_COMMAND_BODY))
-        .layer(axum::middleware::from_fn(guard::same_site_only))
+        .layer(axum::middleware::from_fn_with_state(
+            app_state.clone(),
+            access::authorize,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(SetResponseHeaderLayer::overriding(
@@ -112,6 +126,11 @@ pub fn router(app_state: AppState) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("same-origin"),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // Paths only: a query string might carry something secret.
+            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            }),
+        )
         .with_state(app_state)
 }

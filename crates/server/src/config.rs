@@ -14,6 +14,13 @@ use std::time::Duration;
 use canary_shared::{self as wire, AlertLevel, CanaryShare, Comparator};
 use serde::{Deserialize, Serialize, Serializer};
 
+mod access;
+
+pub use crate::config::access::{
+    AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyEvent, NotifyFormat,
+    NotifyUrl, PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
+};
+
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +39,13 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// The rollout rules (the seed's block).
     pub canary: CanaryConfig,
+    /// Logins and API tokens; without this section the admin API has no
+    /// logins and must listen on loopback.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Receivers told about rollout events.
+    #[serde(default)]
+    pub notifications: Vec<NotificationConfig>,
 }
 
 /// `server:`
@@ -48,6 +62,8 @@ pub struct ServerConfig {
     pub assets_dir: PathBuf,
     /// How long per-second metrics are kept in the store for the charts.
     pub metrics_retention: ConfigDuration,
+    /// Serve the admin listener over HTTPS.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -63,6 +79,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("canary-data"),
             assets_dir: PathBuf::from(ServerConfig::DEFAULT_ASSETS_DIR),
             metrics_retention: ConfigDuration(Duration::from_secs(24 * 3600)),
+            tls: None,
         }
     }
 }

@@ -60,6 +60,15 @@ pub enum Event {
         /// Receives the new state, or why nothing changed.
         reply: oneshot::Sender<Result<CanaryState, CommandError>>,
     },
+    /// A sign-in, sign-out or denied request, for the audit trail.
+    Access {
+        /// The user or token name (or what was claimed).
+        actor: String,
+        /// `login`, `login_failed`, `logout`, `access_denied`, `session_revoked`.
+        action: &'static str,
+        /// Details in words.
+        reason: String,
+    },
     /// A hook finished.
     HookFinished {
         /// Which.
@@ -126,6 +135,20 @@ impl ControllerHandle {
             .await
             .map_err(|_| CommandError::Stopped)?;
         answer.await.map_err(|_| CommandError::Stopped)?
+    }
+
+    /// Records an access decision in the audit trail; never waits for it.
+    pub fn access(&self, actor: String, action: &'static str, reason: String) {
+        let sent = self.events.try_send(Event::Access {
+            actor,
+            action,
+            reason,
+        });
+        if let Err(err) = sent {
+            // A full queue means the controller is far behind; an access
+            // record is not worth slowing down rollout decisions for.
+            tracing::warn!(%err, "access record dropped");
+        }
     }
 
     /// Sends a command and waits until it is durable (or refused).
@@ -356,6 +379,11 @@ impl Controller {
                 let result = self.reported(actor, input);
                 let _ = reply.send(result);
             }
+            Event::Access {
+                actor,
+                action,
+                reason,
+            } => self.record_access(actor, action, reason),
             Event::HookFinished {
                 hook,
                 rollout,
@@ -374,6 +402,38 @@ impl Controller {
                 self.automatic(input, outcome.output);
                 self.publish();
             }
+        }
+    }
+
+    /// Appends an access record; the deployment itself does not change.
+    fn record_access(&mut self, actor: String, action: &'static str, reason: String) {
+        let record = AuditRecord {
+            at: self.clock.now(),
+            actor,
+            action: action.to_owned(),
+            from_phase: self.deployment.phase,
+            to_phase: self.deployment.phase,
+            from_share: self.deployment.share,
+            to_share: self.deployment.share,
+            reason: Some(reason),
+        };
+        let entry = AuditEntry {
+            record: record.clone(),
+            metrics: None,
+            output: None,
+        };
+        let revision = self.state.borrow().revision;
+        match self
+            .store
+            .commit(&self.deployment, revision, &[entry], self.clock.now())
+        {
+            Ok(stored) => {
+                log_decision(&record);
+                for event in stored {
+                    let _ = self.audit.send(event);
+                }
+            }
+            Err(err) => tracing::error!(%err, action, "cannot record an access decision"),
         }
     }
 

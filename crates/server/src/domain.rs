@@ -3,6 +3,7 @@
 //! Time comes in as an argument, randomness too, and results are data. Every
 //! module here is tested tick by tick without a runtime.
 
+pub mod access;
 pub mod analysis;
 pub mod deployment;
 pub mod health;

@@ -69,13 +69,21 @@ pub enum StartError {
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
-    /// The admin listener is reachable from other machines, and there are no logins yet.
+    /// The admin listener is reachable from other machines, but logins are off.
     #[error(
-        "refusing to serve the admin API on {0}: canary has no logins yet, so anyone who can reach that address \
-         could start, stop or promote rollouts. Listen on 127.0.0.1 (server.admin_listen or --admin-listen) and \
-         reach it from elsewhere through an SSH tunnel, for example: ssh -L 8000:127.0.0.1:8000 <host>"
+        "refusing to serve the admin API on {0} without logins: anyone who can reach that address could \
+         start, stop or promote rollouts. Either add an auth section with users or tokens to the config \
+         (create hashes with `canary hash-password` and `canary new-token`; add server.tls so passwords \
+         do not cross the network in clear), or listen on 127.0.0.1 (server.admin_listen or --admin-listen) \
+         and reach it through an SSH tunnel, for example: ssh -L 8000:127.0.0.1:8000 <host>"
     )]
     AdminNotLoopback(std::net::SocketAddr),
+    /// `server.tls` names a certificate or key that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] adapters::tls::TlsError),
+    /// The system gave no random bytes for secrets.
+    #[error(transparent)]
+    Credentials(#[from] adapters::credentials::CredentialError),
 }
 
 /// Like [`run`], but returns the controller's handle at once and the server
@@ -94,8 +102,23 @@ pub fn start(
 > {
     let admin_addr = listeners.admin.local_addr()?;
     if !admin_addr.ip().is_loopback() {
-        return Err(StartError::AdminNotLoopback(admin_addr));
+        if config.auth.is_none() {
+            return Err(StartError::AdminNotLoopback(admin_addr));
+        }
+        if config.server.tls.is_none() {
+            tracing::warn!(
+                %admin_addr,
+                "the admin API is reachable from the network over plain HTTP: passwords and \
+                 session cookies cross it in clear; add server.tls"
+            );
+        }
     }
+    let tls = config
+        .server
+        .tls
+        .as_ref()
+        .map(adapters::tls::server_config)
+        .transpose()?;
     let config = Arc::new(config);
     // The store is opened, and the deployment restored from it, before any
     // listener accepts a connection.
@@ -112,6 +135,10 @@ pub fn start(
         share.clone(),
         first_metrics,
     )?;
+    let access = Arc::new(api::access::AccessControl::new(
+        &config,
+        controller.clone(),
+    )?);
     let handle = controller.clone();
     let server = tokio::spawn(async move {
         // The JoinSet aborts every background task when it is dropped at the end.
@@ -145,18 +172,29 @@ pub fn start(
             controller: controller.clone(),
             store: Arc::clone(&store),
             config: Arc::clone(&config),
+            access,
             assets_dir: config.server.assets_dir.clone(),
             shutdown: stopping_rx,
         };
-        let result = axum::serve(listeners.admin, router(app_state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down");
-                // Open WebSocket streams close with "going away"; the proxy
-                // stops accepting and lets requests in flight finish.
-                let _ = stopping_tx.send(true);
-            })
-            .await;
+        let shutdown = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            // Open WebSocket streams close with "going away"; the proxy
+            // stops accepting and lets requests in flight finish.
+            let _ = stopping_tx.send(true);
+        };
+        let router = router(app_state);
+        let result = match tls {
+            Some(tls) => adapters::tls::serve(listeners.admin, tls, router, shutdown).await,
+            None => {
+                axum::serve(
+                    listeners.admin,
+                    router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+        };
         let _ = proxy_task.await;
         tasks.abort_all();
         drop(controller);

@@ -24,6 +24,32 @@ struct Cli {
 enum Command {
     /// Serve the console, the REST API and the WebSocket stream.
     Serve(ServeArgs),
+    /// Hash a password for `auth.users` (reads it from standard input, or
+    /// asks twice without echo on a terminal) and print the config entry.
+    HashPassword(HashPasswordArgs),
+    /// Make a new API token for `auth.tokens`: prints the secret once, and
+    /// the config entry with its hash.
+    NewToken(NewTokenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HashPasswordArgs {
+    /// The user's name, for the printed config entry.
+    #[arg(long, default_value = "NAME")]
+    user: String,
+    /// The user's role: viewer, operator or admin.
+    #[arg(long, default_value = "operator")]
+    role: canary_shared::Role,
+}
+
+#[derive(Debug, clap::Args)]
+struct NewTokenArgs {
+    /// The token's name, recorded as the actor of what it does.
+    #[arg(long)]
+    name: String,
+    /// The token's role: viewer, operator or admin.
+    #[arg(long, default_value = "operator")]
+    role: canary_shared::Role,
 }
 
 #[derive(Debug, clap::Args)]
@@ -70,7 +96,52 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::HashPassword(args) => hash_password(&args),
+        Command::NewToken(args) => new_token(&args),
     }
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn hash_password(args: &HashPasswordArgs) -> anyhow::Result<()> {
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was hashed"
+        );
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    anyhow::ensure!(
+        password.chars().count() >= 12,
+        "the password is shorter than 12 characters; choose a longer one"
+    );
+    let hash = canary_server::adapters::credentials::hash_password(&password)?;
+    println!("# Add under auth.users in canary-config.yaml:");
+    println!("- name: {}", args.user);
+    println!("  role: {}", args.role);
+    println!("  password_hash: \"{hash}\"");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
+    let name = canary_server::config::IdentityName::try_from(args.name.clone())
+        .map_err(|message| anyhow::anyhow!("--name: {message}"))?;
+    let (secret, hash) = canary_server::adapters::credentials::new_token()?;
+    println!("# The secret, shown only now; give it to the script as CANARY_TOKEN:");
+    println!("{secret}");
+    println!("# Add under auth.tokens in canary-config.yaml:");
+    println!("- name: {}", name.0);
+    println!("  role: {}", args.role);
+    println!("  secret_hash: \"{hash}\"");
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {
@@ -131,7 +202,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Scripts and tests read these lines to find the ports when port 0 was asked for.
         #[allow(clippy::print_stdout, reason = "the lines a launcher reads")]
         {
-            println!("canary: console at http://{admin_addr}/admin/canary/");
+            let scheme = if config.server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            println!("canary: console at {scheme}://{admin_addr}/admin/canary/");
             println!("canary: proxy at http://{proxy_addr}/");
         }
         let listeners = Listeners {

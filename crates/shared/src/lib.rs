@@ -12,6 +12,7 @@
 //! - [`metrics`]: [`MetricsSnapshot`], rolling windows and a per-second series per side.
 //! - [`audit`]: [`AuditEvent`], one durable decision.
 //! - [`api`]: REST paths, operator commands and the JSON error body.
+//! - [`auth`]: roles, the login body and [`Me`], who is signed in.
 //! - [`stream`]: [`ServerMessage`], what the WebSocket sends.
 //!
 //! # Example
@@ -24,6 +25,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod deployment;
 pub mod metrics;
 pub mod safety;
@@ -33,6 +35,7 @@ pub mod time;
 
 pub use api::{ApiErrorBody, Command, StartRequest};
 pub use audit::{AuditEvent, AuditMetrics, AuditPage};
+pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
     Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
@@ -40,7 +43,7 @@ pub use deployment::{
 pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, TransportErrors, WindowStats};
 pub use safety::{AlertLevel, CheckStatus, Comparator, SafetyCheck};
 pub use share::{CanaryShare, ShareError};
-pub use stream::ServerMessage;
+pub use stream::{ClientMessage, ServerMessage};
 pub use time::UnixMillis;
 
 #[cfg(test)]

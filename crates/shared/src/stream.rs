@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::{ApiErrorBody, Command};
 use crate::audit::AuditEvent;
 use crate::deployment::CanaryState;
 use crate::metrics::MetricsSnapshot;
@@ -35,5 +36,32 @@ pub enum ServerMessage {
     Audit {
         /// The entry.
         event: AuditEvent,
+    },
+    /// The answer to a [`ClientMessage::Command`].
+    Reply {
+        /// The `id` the client gave the command.
+        id: u64,
+        /// Why the command was refused; `None` when it was carried out (the
+        /// new state follows as a `state` message).
+        error: Option<ApiErrorBody>,
+    },
+}
+
+/// A message from a client to the server over the same WebSocket.
+///
+/// Only identities with the `operator` role (or above) may send commands; a
+/// viewer's command is answered with a `forbidden` error and changes nothing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Carry out `command`, like the matching REST call.
+    Command {
+        /// Chosen by the client; echoed in the [`ServerMessage::Reply`].
+        id: u64,
+        /// What to do.
+        command: Command,
+        /// The state revision the client acted on, like `If-Match`.
+        #[serde(default)]
+        expected_revision: Option<u64>,
     },
 }

@@ -247,7 +247,7 @@ async fn connect(
 // === Serving ===
 
 /// Resolves once `stopping` is true (or its sender is gone).
-async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it before resolving.
     let _ = stopping.wait_for(|stopping| *stopping).await.map(|_| ());
 }

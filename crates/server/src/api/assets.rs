@@ -5,7 +5,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use canary_shared::api::BASE_PATH;
+use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
@@ -26,10 +29,13 @@ pub(crate) async fn index(State(app): State<AppState>) -> Response {
     let path = app.assets_dir.join("index.html");
     match tokio::fs::read_to_string(&path).await {
         Ok(html) => {
+            let policy = content_security_policy(&html);
             let mut response = Html(html).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            if let Ok(policy) = HeaderValue::from_str(&policy) {
+                headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+            }
             response
         }
         Err(err) => {
@@ -100,6 +106,44 @@ pub(crate) async fn asset(State(app): State<AppState>, request: Request) -> Resp
     response
 }
 
+/// The console's Content-Security-Policy: its own files only, plus the
+/// inline start-up script trunk writes into `index.html`, allowed by its
+/// hash rather than by allowing every inline script.
+fn content_security_policy(html: &str) -> String {
+    let mut script_sources = String::from("'self' 'wasm-unsafe-eval'");
+    for script in inline_scripts(html) {
+        let digest = Sha256::digest(script.as_bytes());
+        script_sources.push_str(&format!(" 'sha256-{}'", STANDARD.encode(digest)));
+    }
+    format!(
+        "default-src 'self'; script-src {script_sources}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+         form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The text of every `<script>` element without a `src`.
+fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut scripts = Vec::new();
+    let mut rest = html;
+    while let Some(open) = rest.find("<script") {
+        let after_open = &rest[open..];
+        let Some(tag_end) = after_open.find('>') else {
+            break;
+        };
+        let tag = &after_open[..tag_end];
+        let body_and_rest = &after_open[tag_end + 1..];
+        let Some(close) = body_and_rest.find("</script>") else {
+            break;
+        };
+        if !tag.contains(" src=") {
+            scripts.push(&body_and_rest[..close]);
+        }
+        rest = &body_and_rest[close..];
+    }
+    scripts
+}
+
 fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -108,7 +152,25 @@ fn html_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::api::assets::is_hashed;
+    use crate::api::assets::{content_security_policy, is_hashed};
+
+    #[test]
+    fn the_policy_allows_the_inline_start_up_script_by_its_hash_only() {
+        let html = "<head><script type=\"module\">init();</script>\
+                    <script src=\"/x.js\"></script></head>";
+        let policy = content_security_policy(html);
+        // `printf %s 'init();' | openssl dgst -sha256 -binary | base64`
+        assert!(
+            policy.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-GEnM5q1nYY/iACnyMTdov+tNp9OFcBnnDgNXUXaVNXc='"),
+            "{policy}"
+        );
+        let script_src = policy
+            .split(';')
+            .find(|d| d.contains("script-src"))
+            .unwrap();
+        assert!(!script_src.contains("unsafe-inline"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"));
+    }
 
     #[test]
     fn trunk_hashed_names_are_recognised() {

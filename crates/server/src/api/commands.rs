@@ -6,21 +6,19 @@
 //! an `Idempotency-Key` makes a retried command apply once and get the first
 //! answer again.
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use canary_shared::{AuditPage, CanaryShare, Command, ShareError, StartRequest};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::adapters::store::AuditQuery;
+use crate::api::access::Identity;
 use crate::api::{ApiError, AppState};
 use crate::controller::CommandError;
-
-/// Who is acting, until logins arrive with access control.
-const ANONYMOUS_ACTOR: &str = "anonymous";
 
 /// A body, or why it could not be read (too large, cut off).
 type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
@@ -60,7 +58,10 @@ impl From<CommandError> for ApiError {
 }
 
 /// Reads a JSON body, naming the field at fault when it does not fit.
-fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<T, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -127,7 +128,12 @@ fn expected_revision(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 }
 
 /// Runs `command`, honouring `If-Match` and `Idempotency-Key`.
-async fn run(app: &AppState, headers: &HeaderMap, command: Command) -> Result<Response, ApiError> {
+async fn run(
+    app: &AppState,
+    identity: &Identity,
+    headers: &HeaderMap,
+    command: Command,
+) -> Result<Response, ApiError> {
     let expected = expected_revision(headers)?;
     let key = headers
         .get("idempotency-key")
@@ -155,7 +161,7 @@ async fn run(app: &AppState, headers: &HeaderMap, command: Command) -> Result<Re
     }
     let state = app
         .controller
-        .command(ANONYMOUS_ACTOR.to_owned(), command, expected)
+        .command(identity.name.clone(), command, expected)
         .await?;
     let body = serde_json::to_string(&state).map_err(|err| ApiError::Internal(err.to_string()))?;
     if let Some(key) = key {
@@ -179,26 +185,43 @@ async fn run(app: &AppState, headers: &HeaderMap, command: Command) -> Result<Re
         .into_response())
 }
 
+/// Checks what the types cannot: the same for REST and WebSocket commands.
+pub(crate) fn validate(command: &Command) -> Result<(), ApiError> {
+    match command {
+        Command::Start(request) if request.image_tag.trim().is_empty() => {
+            Err(ApiError::UnprocessableBody {
+                field: Some("image_tag".to_owned()),
+                message: "image_tag: must not be empty".to_owned(),
+            })
+        }
+        Command::Rollback { reason } | Command::Stop { reason } if reason.trim().is_empty() => {
+            Err(ApiError::UnprocessableBody {
+                field: Some("reason".to_owned()),
+                message: "reason: must not be empty".to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// `POST /admin/canary/start` with `{"image_tag": "v2.7.0", "traffic_percent": 5}`.
 pub(crate) async fn start(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(ApiError::from)?;
     let request: StartRequest = json_body(&headers, &body)?;
-    if request.image_tag.trim().is_empty() {
-        return Err(ApiError::UnprocessableBody {
-            field: Some("image_tag".to_owned()),
-            message: "image_tag: must not be empty".to_owned(),
-        });
-    }
-    run(&app, &headers, Command::Start(request)).await
+    let command = Command::Start(request);
+    validate(&command)?;
+    run(&app, &identity, &headers, command).await
 }
 
 /// `POST /admin/canary/scale/{percent}`: any share from 0 to 100 with at most two decimals.
 pub(crate) async fn scale(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     Path(percent): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -215,7 +238,7 @@ pub(crate) async fn scale(
             other => format!("percent: {other}"),
         },
     })?;
-    run(&app, &headers, Command::Scale { percent: share }).await
+    run(&app, &identity, &headers, Command::Scale { percent: share }).await
 }
 
 /// `POST /admin/canary/scale` without a share.
@@ -229,33 +252,37 @@ pub(crate) async fn scale_without_percent() -> ApiError {
 /// `POST /admin/canary/continue`: the next step.
 pub(crate) async fn continue_(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    run(&app, &headers, Command::Continue).await
+    run(&app, &identity, &headers, Command::Continue).await
 }
 
 /// `POST /admin/canary/pause`.
 pub(crate) async fn pause(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    run(&app, &headers, Command::Pause).await
+    run(&app, &identity, &headers, Command::Pause).await
 }
 
 /// `POST /admin/canary/resume`.
 pub(crate) async fn resume(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    run(&app, &headers, Command::Resume).await
+    run(&app, &identity, &headers, Command::Resume).await
 }
 
 /// `POST /admin/canary/promote`: 100 % and finish.
 pub(crate) async fn promote(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    run(&app, &headers, Command::Promote).await
+    run(&app, &identity, &headers, Command::Promote).await
 }
 
 /// The optional body of rollback and stop.
@@ -280,6 +307,7 @@ fn reason(headers: &HeaderMap, body: &Bytes, default: &str) -> Result<String, Ap
 /// `POST /admin/canary/rollback` with an optional `{"reason": "…"}`.
 pub(crate) async fn rollback(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
@@ -288,17 +316,18 @@ pub(crate) async fn rollback(
         &body.map_err(ApiError::from)?,
         "rolled back by an operator",
     )?;
-    run(&app, &headers, Command::Rollback { reason }).await
+    run(&app, &identity, &headers, Command::Rollback { reason }).await
 }
 
 /// `POST /admin/canary/stop` with an optional `{"reason": "…"}`: emergency stop.
 pub(crate) async fn stop(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
     let reason = reason(&headers, &body.map_err(ApiError::from)?, "emergency stop")?;
-    run(&app, &headers, Command::Stop { reason }).await
+    run(&app, &identity, &headers, Command::Stop { reason }).await
 }
 
 /// The query of `GET /admin/canary/audit`.

@@ -72,6 +72,18 @@ pub enum ApiError {
     /// A page of another site tried to act through the operator's browser.
     #[error("refused: the request comes from another site ({0})")]
     CrossSite(String),
+    /// No valid credentials came with a request that needs them.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The credentials are valid but their role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many failed logins from this address; try again later.
+    #[error("too many failed sign-ins from this address; try again in {retry_after_s} s")]
+    TooManyAttempts {
+        /// Seconds until the next attempt is taken.
+        retry_after_s: u64,
+    },
     /// The server cannot take the request now.
     #[error("{0}")]
     Unavailable(String),
@@ -92,7 +104,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::CrossSite(_) => StatusCode::FORBIDDEN,
+            ApiError::CrossSite(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::UnprocessableBody { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -111,6 +125,9 @@ impl ApiError {
             ApiError::InvalidField { .. } => "invalid_field",
             ApiError::Conflict { code, .. } => code,
             ApiError::CrossSite(_) => "cross_site",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadJson(_) => "bad_json",
             ApiError::UnprocessableBody { .. } => "invalid_field",
@@ -124,28 +141,52 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let message = match &self {
+impl ApiError {
+    /// The JSON body this error is answered with (also sent over the WebSocket).
+    pub(crate) fn body(&self) -> ApiErrorBody {
+        let message = match self {
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
                 "internal error; the server log has the details".to_owned()
             }
             other => other.to_string(),
         };
-        let field = match &self {
+        let field = match self {
             ApiError::InvalidField { field, .. } | ApiError::UnprocessableField { field, .. } => {
                 Some((*field).to_owned())
             }
             ApiError::UnprocessableBody { field, .. } => field.clone(),
             _ => None,
         };
-        let body = ApiErrorBody {
+        ApiErrorBody {
             code: self.code().to_owned(),
             message,
             field,
-        };
-        (self.status(), Json(body)).into_response()
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
+        let mut response = (self.status(), Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                // Bearer, not Basic: a browser must not pop up its own login dialog.
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"canary\""),
+                );
+            }
+            ApiError::TooManyAttempts { retry_after_s } => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_s),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -3,31 +3,49 @@
 //! A client gets a full snapshot first and then every change, so a client that
 //! reconnects is always complete. States come from a `watch` channel: a slow
 //! client skips intermediate states rather than queueing them.
+//!
+//! An operator's client may also send commands ([`ClientMessage`]); a
+//! viewer's are refused. A stream opened with a console session closes
+//! within a second of that session ending (sign-out, revocation, expiry).
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use std::sync::Arc;
 
-use canary_shared::{MetricsSnapshot, ServerMessage, SideMetrics, UnixMillis};
+use canary_shared::{
+    ClientMessage, Command, MetricsSnapshot, Role, ServerMessage, SideMetrics, UnixMillis,
+};
 
-use crate::api::AppState;
+use crate::api::access::Identity;
+use crate::api::{ApiError, AppState};
 
 /// Clients send nothing large; anything bigger is a misbehaving peer.
 const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 /// Pings keep idle connections alive through NATs and let us notice dead peers.
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// How often a session-backed stream checks that its session still lives.
+const SESSION_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often an open console counts as use of its session.
+const SESSION_TOUCH_EVERY: Duration = Duration::from_secs(30);
+/// The close code for an ended session (the 4000 range is the application's).
+const SESSION_ENDED: u16 = 4401;
 
 /// Upgrades the request and streams until the client or the server goes away.
-pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(app): State<AppState>) -> Response {
+pub(crate) async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
+) -> Response {
     ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
-        .on_upgrade(move |socket| serve(socket, app))
+        .on_upgrade(move |socket| serve(socket, app, identity))
 }
 
-async fn serve(mut socket: WebSocket, app: AppState) {
+async fn serve(mut socket: WebSocket, app: AppState, identity: Identity) {
     let mut states = app.state.clone();
     let mut metrics = app.metrics.clone();
     let mut audit = app.controller.audit.subscribe();
@@ -44,6 +62,8 @@ async fn serve(mut socket: WebSocket, app: AppState) {
     }
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    let mut session_check = tokio::time::interval(SESSION_CHECK_EVERY);
+    let mut last_touch = tokio::time::Instant::now();
     loop {
         tokio::select! {
             changed = states.changed() => {
@@ -79,9 +99,31 @@ async fn serve(mut socket: WebSocket, app: AppState) {
             },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                // The console sends nothing yet; pongs and stray frames are ignored.
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = answer(&app, &identity, text.as_str()).await
+                        && send(&mut socket, &reply).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                // Pongs and other frames carry nothing for us.
                 Some(Ok(_)) => {}
             },
+            _ = session_check.tick(), if identity.session.is_some() => {
+                let secret = identity.session.as_deref().unwrap_or_default();
+                if let Err(ended) = app.access.session_alive(secret) {
+                    let close = CloseFrame {
+                        code: SESSION_ENDED,
+                        reason: ended.to_string().into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+                if last_touch.elapsed() >= SESSION_TOUCH_EVERY {
+                    app.access.touch_session(secret);
+                    last_touch = tokio::time::Instant::now();
+                }
+            }
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Default::default())).await.is_err() {
                     return;
@@ -96,6 +138,47 @@ async fn serve(mut socket: WebSocket, app: AppState) {
         reason: "server shutting down".into(),
     };
     let _ = socket.send(Message::Close(Some(close))).await;
+}
+
+/// Carries out a client's message and says how it went; `None` for a
+/// message that is not one (ignored, like a stray frame).
+async fn answer(app: &AppState, identity: &Identity, text: &str) -> Option<ServerMessage> {
+    let message: ClientMessage = match serde_json::from_str(text) {
+        Ok(message) => message,
+        Err(err) => {
+            tracing::debug!(%err, "unreadable client message ignored");
+            return None;
+        }
+    };
+    let ClientMessage::Command {
+        id,
+        command,
+        expected_revision,
+    } = message;
+    let outcome = run(app, identity, command, expected_revision).await;
+    Some(ServerMessage::Reply {
+        id,
+        error: outcome.err().map(|err| err.body()),
+    })
+}
+
+async fn run(
+    app: &AppState,
+    identity: &Identity,
+    command: Command,
+    expected_revision: Option<u64>,
+) -> Result<(), ApiError> {
+    if !identity.role.allows(Role::Operator) {
+        return Err(ApiError::Forbidden(format!(
+            "commands need the operator role; {} has the {} role",
+            identity.name, identity.role
+        )));
+    }
+    crate::api::commands::validate(&command)?;
+    app.controller
+        .command(identity.name.clone(), command, expected_revision)
+        .await?;
+    Ok(())
 }
 
 /// The start of the newest second in `snapshot`, if it has any.

@@ -8,18 +8,19 @@
 //! | `traffic-updated` | `{"percent": 25}` | the script moved the share (for example in its own router) |
 //! | `failed` | `{"reason": "…"}` | the deployment failed; before traffic it fails the rollout, after it rolls back |
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use canary_shared::{CanaryShare, CanaryState, Command, Phase, StartRequest};
+use axum::{Extension, Json};
+use canary_shared::{CanaryShare, CanaryState, Command, CredentialKind, Phase, StartRequest};
 use serde::Deserialize;
 
+use crate::api::access::Identity;
 use crate::api::commands::json_body_or_empty;
 use crate::api::{ApiError, AppState};
 use crate::domain::deployment::{Hook, Input};
 
-const ACTOR: &str = "webhook";
+const LOCAL_WEBHOOK_ACTOR: &str = "webhook";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,11 +53,17 @@ struct FailedReport {
 /// Handles one reported event.
 pub(crate) async fn report(
     State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
     Path(event): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<CanaryState>, ApiError> {
     let body = body.map_err(ApiError::from)?;
+    // A token's reports carry its name; without logins they say "webhook".
+    let actor = match identity.kind {
+        CredentialKind::Local => LOCAL_WEBHOOK_ACTOR.to_owned(),
+        CredentialKind::Session | CredentialKind::Token => identity.name,
+    };
     let phase = app.state.borrow().phase;
     let controller = &app.controller;
     let state = match event.as_str() {
@@ -74,14 +81,14 @@ pub(crate) async fn report(
                     image_tag,
                     traffic_percent: CanaryShare::from_percent(5.0).expect("5 % is valid"),
                 });
-                controller.command(ACTOR.to_owned(), start, None).await?;
+                controller.command(actor.clone(), start, None).await?;
             }
             let deployed = Input::HookFinished {
                 hook: Hook::Deploy,
                 succeeded: true,
                 detail: "reported by the deploy script".to_owned(),
             };
-            controller.report(ACTOR.to_owned(), deployed).await?
+            controller.report(actor.clone(), deployed).await?
         }
         "health-check" => {
             let report: HealthReport = json_body_or_empty(&headers, &body)?;
@@ -93,13 +100,13 @@ pub(crate) async fn report(
                 succeeded: report.passed,
                 detail,
             };
-            controller.report(ACTOR.to_owned(), input).await?
+            controller.report(actor.clone(), input).await?
         }
         "traffic-updated" => {
             let report: TrafficReport = json_body_or_empty(&headers, &body)?;
             controller
                 .command(
-                    ACTOR.to_owned(),
+                    actor.clone(),
                     Command::Scale {
                         percent: report.percent,
                     },
@@ -119,7 +126,7 @@ pub(crate) async fn report(
                         succeeded: false,
                         detail: reason,
                     };
-                    controller.report(ACTOR.to_owned(), input).await?
+                    controller.report(actor.clone(), input).await?
                 }
                 Phase::HealthCheck => {
                     let input = Input::HookFinished {
@@ -127,11 +134,11 @@ pub(crate) async fn report(
                         succeeded: false,
                         detail: reason,
                     };
-                    controller.report(ACTOR.to_owned(), input).await?
+                    controller.report(actor.clone(), input).await?
                 }
                 _ => {
                     controller
-                        .command(ACTOR.to_owned(), Command::Rollback { reason }, None)
+                        .command(actor.clone(), Command::Rollback { reason }, None)
                         .await?
                 }
             }

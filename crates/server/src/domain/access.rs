@@ -1,0 +1,256 @@
+//! Sessions, login throttling and the pacing of denial records: the rules
+//! of access control, with time passed in as milliseconds and session ids
+//! made by the caller.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use canary_shared::Role;
+
+/// One signed-in console user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// A short, non-secret name for the session, shown to admins and used to
+    /// revoke it; never the cookie's value.
+    pub handle: String,
+    /// Who signed in.
+    pub user: String,
+    /// What the user may do.
+    pub role: Role,
+    /// When the login happened.
+    pub created_ms: u64,
+    /// When the session was last used.
+    pub last_seen_ms: u64,
+}
+
+/// Why a session cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    /// No such session (never existed, logged out or revoked).
+    #[error("the session is not valid (signed out or revoked); sign in again")]
+    Unknown,
+    /// Unused for longer than the idle timeout.
+    #[error("the session ended after a period without use; sign in again")]
+    Idle,
+    /// Older than the absolute timeout.
+    #[error("the session reached its maximum age; sign in again")]
+    Expired,
+}
+
+/// Every live session, keyed by the secret in its cookie.
+#[derive(Debug)]
+pub struct Sessions {
+    by_secret: HashMap<String, Session>,
+    idle_ms: u64,
+    absolute_ms: u64,
+}
+
+impl Sessions {
+    /// No sessions yet; they end after `idle_ms` without use or `absolute_ms` after login.
+    pub fn new(idle_ms: u64, absolute_ms: u64) -> Sessions {
+        Sessions {
+            by_secret: HashMap::new(),
+            idle_ms,
+            absolute_ms,
+        }
+    }
+
+    /// Starts a session under `secret` (made by the caller from a secure
+    /// random source); `handle` names it without revealing the secret.
+    pub fn create(&mut self, secret: String, handle: String, user: &str, role: Role, now_ms: u64) {
+        self.prune(now_ms);
+        self.by_secret.insert(
+            secret,
+            Session {
+                handle,
+                user: user.to_owned(),
+                role,
+                created_ms: now_ms,
+                last_seen_ms: now_ms,
+            },
+        );
+    }
+
+    /// The session behind `secret` if it is still valid, marking it used;
+    /// an ended session is forgotten.
+    pub fn check(&mut self, secret: &str, now_ms: u64) -> Result<Session, SessionRefused> {
+        let verdict = self.peek(secret, now_ms);
+        match verdict {
+            Ok(()) => {
+                let session = self
+                    .by_secret
+                    .get_mut(secret)
+                    .expect("peek found the session");
+                session.last_seen_ms = now_ms;
+                Ok(session.clone())
+            }
+            Err(refused) => {
+                self.by_secret.remove(secret);
+                Err(refused)
+            }
+        }
+    }
+
+    /// Whether the session behind `secret` is still valid, without marking it used.
+    pub fn peek(&self, secret: &str, now_ms: u64) -> Result<(), SessionRefused> {
+        let session = self.by_secret.get(secret).ok_or(SessionRefused::Unknown)?;
+        if now_ms.saturating_sub(session.created_ms) >= self.absolute_ms {
+            return Err(SessionRefused::Expired);
+        }
+        if now_ms.saturating_sub(session.last_seen_ms) >= self.idle_ms {
+            return Err(SessionRefused::Idle);
+        }
+        Ok(())
+    }
+
+    /// Ends the session behind `secret` (logout).
+    pub fn end(&mut self, secret: &str) -> Option<Session> {
+        self.by_secret.remove(secret)
+    }
+
+    /// Ends the session named `handle` (an admin's revocation).
+    pub fn revoke(&mut self, handle: &str) -> Option<Session> {
+        let secret = self
+            .by_secret
+            .iter()
+            .find(|(_, session)| session.handle == handle)
+            .map(|(secret, _)| secret.clone())?;
+        self.by_secret.remove(&secret)
+    }
+
+    /// The live sessions, oldest login first.
+    pub fn list(&mut self, now_ms: u64) -> Vec<Session> {
+        self.prune(now_ms);
+        let mut sessions: Vec<Session> = self.by_secret.values().cloned().collect();
+        sessions.sort_by(|a, b| (a.created_ms, &a.handle).cmp(&(b.created_ms, &b.handle)));
+        sessions
+    }
+
+    /// Forgets every ended session.
+    fn prune(&mut self, now_ms: u64) {
+        let (idle_ms, absolute_ms) = (self.idle_ms, self.absolute_ms);
+        self.by_secret.retain(|_, session| {
+            now_ms.saturating_sub(session.created_ms) < absolute_ms
+                && now_ms.saturating_sub(session.last_seen_ms) < idle_ms
+        });
+    }
+}
+
+// === Login throttling ===
+
+/// Failed logins allowed from one source before it has to wait.
+pub const FREE_LOGIN_FAILURES: u32 = 5;
+/// The longest wait after repeated failures.
+const MAX_LOCKOUT_MS: u64 = 15 * 60 * 1000;
+/// A source's failures are forgotten after this long without a new one.
+const FORGET_FAILURES_MS: u64 = 15 * 60 * 1000;
+/// Sources remembered at most, so a flood of addresses cannot exhaust memory.
+const MAX_SOURCES: usize = 10_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    last_ms: u64,
+    locked_until_ms: u64,
+}
+
+/// Slows password guessing per source address: after
+/// [`FREE_LOGIN_FAILURES`] failures, each further failure locks the source
+/// out for twice as long as the one before (1 s, 2 s, 4 s, … up to 15 min).
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    sources: HashMap<IpAddr, Failures>,
+}
+
+impl LoginThrottle {
+    /// `Err(wait_ms)` while `source` is locked out.
+    pub fn check(&self, source: IpAddr, now_ms: u64) -> Result<(), u64> {
+        match self.sources.get(&source) {
+            Some(failures) if failures.locked_until_ms > now_ms => {
+                Err(failures.locked_until_ms - now_ms)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a failed login from `source`.
+    pub fn failed(&mut self, source: IpAddr, now_ms: u64) {
+        if self.sources.len() >= MAX_SOURCES {
+            self.sources
+                .retain(|_, failures| now_ms.saturating_sub(failures.last_ms) < FORGET_FAILURES_MS);
+            if self.sources.len() >= MAX_SOURCES
+                && let Some(oldest) = self
+                    .sources
+                    .iter()
+                    .min_by_key(|(_, failures)| failures.last_ms)
+                    .map(|(source, _)| *source)
+            {
+                self.sources.remove(&oldest);
+            }
+        }
+        let failures = self.sources.entry(source).or_insert(Failures {
+            count: 0,
+            last_ms: now_ms,
+            locked_until_ms: 0,
+        });
+        if now_ms.saturating_sub(failures.last_ms) >= FORGET_FAILURES_MS {
+            failures.count = 0;
+        }
+        failures.count += 1;
+        failures.last_ms = now_ms;
+        if failures.count > FREE_LOGIN_FAILURES {
+            let doublings = (failures.count - FREE_LOGIN_FAILURES - 1).min(20);
+            let lockout_ms = (1000_u64 << doublings).min(MAX_LOCKOUT_MS);
+            failures.locked_until_ms = now_ms + lockout_ms;
+        }
+    }
+
+    /// A successful login clears the source's record.
+    pub fn succeeded(&mut self, source: IpAddr) {
+        self.sources.remove(&source);
+    }
+}
+
+// === Pacing denial records ===
+
+/// How often one source's denied requests reach the audit trail.
+pub const DENIAL_RECORD_EVERY_MS: u64 = 60_000;
+
+/// Lets one denial per source and minute through to the audit trail and
+/// counts the ones held back, so a client retrying in a loop cannot flood it.
+#[derive(Debug, Default)]
+pub struct DenialPacer {
+    sources: HashMap<IpAddr, (u64, u64)>,
+}
+
+impl DenialPacer {
+    /// `Some(n_held_back)` when this denial should be recorded, with the
+    /// number held back since the last record; `None` to hold it back.
+    pub fn admit(&mut self, source: IpAddr, now_ms: u64) -> Option<u64> {
+        if self.sources.len() >= MAX_SOURCES {
+            self.sources
+                .retain(|_, (last_ms, _)| now_ms.saturating_sub(*last_ms) < DENIAL_RECORD_EVERY_MS);
+        }
+        match self.sources.get_mut(&source) {
+            Some((last_ms, held_back))
+                if now_ms.saturating_sub(*last_ms) < DENIAL_RECORD_EVERY_MS =>
+            {
+                *held_back += 1;
+                None
+            }
+            Some((last_ms, held_back)) => {
+                let earlier = *held_back;
+                *last_ms = now_ms;
+                *held_back = 0;
+                Some(earlier)
+            }
+            None => {
+                self.sources.insert(source, (now_ms, 0));
+                Some(0)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
