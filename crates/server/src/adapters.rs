@@ -5,6 +5,7 @@ pub mod clock;
 pub mod credentials;
 pub mod health_probe;
 pub mod hooks;
+pub mod notify;
 pub mod proxy;
 pub mod recorder;
 pub mod store;

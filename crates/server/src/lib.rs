@@ -139,6 +139,12 @@ pub fn start(
         &config,
         controller.clone(),
     )?);
+    // Subscribed before anything can happen, so no decision goes unnoticed.
+    let notifiers = adapters::notify::spawn(
+        &config.notifications,
+        &controller.audit,
+        controller.state.clone(),
+    );
     let handle = controller.clone();
     let server = tokio::spawn(async move {
         // The JoinSet aborts every background task when it is dropped at the end.
@@ -197,6 +203,9 @@ pub fn start(
         };
         let _ = proxy_task.await;
         tasks.abort_all();
+        for notifier in notifiers {
+            notifier.abort();
+        }
         drop(controller);
         controller_task.abort();
         result

@@ -262,3 +262,93 @@ async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
         .collect();
     assert_eq!(actions, ["start", "deployed", "healthy", "recovered"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_even_at_trace_level() {
+    use axum::http::Method;
+
+    let production = crate::support::FakeUpstream::named("production").await;
+    let canary_side = crate::support::FakeUpstream::named("canary").await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = "the operator's secret password";
+    let hash = canary_server::adapters::credentials::hash_password(password).unwrap();
+    let (token, token_hash) = canary_server::adapters::credentials::new_token().unwrap();
+    let config = crash_config(dir.path(), &production.url(), &canary_side.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "auth:\n  users: [{{ name: oscar, role: operator, password_hash: \"{hash}\" }}]\n  tokens: [{{ name: bot, role: operator, secret_hash: \"{token_hash}\" }}]\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let log_path = dir.path().join("canary.log");
+    let mut child = canary()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARY_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let console = lines.next().unwrap().unwrap();
+    let base = console
+        .trim_start_matches("canary: console at ")
+        .trim_end_matches('/')
+        .to_owned();
+    let client = crate::support::json_client();
+    let send = async |method: Method, url: String, auth: Option<String>, body: String| {
+        let mut request = hyper::Request::builder().method(method).uri(url);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))
+            .unwrap();
+        crate::support::send(client.clone(), request).await.0
+    };
+    let bearer = Some(format!("Bearer {token}"));
+    assert_eq!(
+        send(
+            Method::GET,
+            format!("{base}/status"),
+            bearer.clone(),
+            String::new()
+        )
+        .await,
+        200
+    );
+    let start = r#"{"image_tag":"v2.7.0"}"#.to_owned();
+    assert_eq!(
+        send(Method::POST, format!("{base}/start"), bearer, start).await,
+        200
+    );
+    let wrong_token = Some(format!("Bearer {token}x"));
+    assert_eq!(
+        send(
+            Method::GET,
+            format!("{base}/status"),
+            wrong_token,
+            String::new()
+        )
+        .await,
+        401
+    );
+    let in_query = format!("{base}/status?access_token={token}");
+    assert_eq!(send(Method::GET, in_query, None, String::new()).await, 400);
+    for attempt in [password, "the operator's secret passwore"] {
+        let body = format!(r#"{{"user":"oscar","password":"{attempt}"}}"#);
+        send(Method::POST, format!("{base}/login"), None, body).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("/admin/canary/status"),
+        "trace logging was on: {log}"
+    );
+    for secret in [password, "secret passwore", &token[5..], &hash[30..]] {
+        assert!(!log.contains(secret), "{secret:?} is in the log");
+    }
+}

@@ -1,5 +1,6 @@
 //! The server's integration tests: one binary, real sockets on 127.0.0.1:0.
 
+mod access;
 mod api;
 mod binary;
 mod hooks;

@@ -1,0 +1,291 @@
+//! Outbound notifications: rollout events posted to the configured
+//! receivers as JSON (with the full state) or as Slack-style text.
+//!
+//! The controller's audit broadcast is the source, so notifications follow
+//! durable decisions only. Each receiver has its own task and a bounded
+//! queue: a slow or failing receiver delays only itself, and when its queue
+//! is full new events for it are dropped with a warning. The controller
+//! never waits for any of this.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use canary_shared::{AuditEvent, CanaryState};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::config::{NotificationConfig, NotifyEvent, NotifyFormat};
+
+/// Events waiting per receiver before new ones are dropped.
+const QUEUE: usize = 256;
+/// The first pause before a retry; it doubles with each further one.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The rollout events an audit entry stands for (most stand for none).
+pub fn events_of(entry: &AuditEvent) -> Vec<NotifyEvent> {
+    let moved = entry.from_percent != entry.to_percent;
+    match entry.action.as_str() {
+        "start" => vec![NotifyEvent::Started],
+        "auto_rollback" => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
+        // The decision, not the completion (`rolled_back`), so a receiver hears it once.
+        "rollback"
+        | "stop"
+        | "no_data_rollback"
+        | "deploy_failed"
+        | "health_check_failed"
+        | "promote_failed" => vec![NotifyEvent::RolledBack],
+        "promoted" => vec![NotifyEvent::Promoted],
+        "scale" | "continue" | "auto_progress" | "healthy" | "pause" | "resume" if moved => {
+            vec![NotifyEvent::StepChanged]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// One line for people, such as
+/// `canary v2.7.0: rolled back (25 % → 0 %): p95 latency 1,340 ms > 1,000 ms; by controller`.
+pub fn message(event: NotifyEvent, entry: &AuditEvent, state: &CanaryState) -> String {
+    let what = match event {
+        NotifyEvent::Started => "rollout started",
+        NotifyEvent::StepChanged => "canary share changed",
+        NotifyEvent::Breach => "SAFETY BREACH",
+        NotifyEvent::RolledBack => "rolled back to production",
+        NotifyEvent::Promoted => "promoted to production",
+    };
+    let version = state.image_tag.as_deref().unwrap_or("canary");
+    let reason = entry
+        .reason
+        .as_deref()
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
+    format!(
+        "canary {version}: {what} ({} → {}){reason}; by {}",
+        entry.from_percent, entry.to_percent, entry.actor
+    )
+}
+
+/// The JSON body of a `json` receiver.
+#[derive(Debug, Serialize)]
+struct JsonNotification<'a> {
+    event: &'static str,
+    message: &'a str,
+    actor: &'a str,
+    at: canary_shared::UnixMillis,
+    audit: &'a AuditEvent,
+    state: &'a CanaryState,
+}
+
+/// One prepared delivery.
+#[derive(Debug)]
+struct Delivery {
+    event: NotifyEvent,
+    body: Bytes,
+}
+
+/// Starts one task per receiver and the dispatcher that feeds them; they
+/// run until the audit broadcast closes.
+pub fn spawn(
+    receivers: &[NotificationConfig],
+    audit: &broadcast::Sender<AuditEvent>,
+    state: watch::Receiver<CanaryState>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    if receivers.is_empty() {
+        return Vec::new();
+    }
+    let client = https_client();
+    let mut tasks = Vec::new();
+    let mut queues = Vec::new();
+    for receiver in receivers {
+        let (queue_tx, queue_rx) = mpsc::channel::<Delivery>(QUEUE);
+        queues.push((receiver.clone(), queue_tx));
+        tasks.push(tokio::spawn(deliver_all(
+            receiver.clone(),
+            client.clone(),
+            queue_rx,
+        )));
+    }
+    let mut entries = audit.subscribe();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let entry = match entries.recv().await {
+                Ok(entry) => entry,
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "notifications fell behind the audit trail");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let state = state.borrow().clone();
+            for event in events_of(&entry) {
+                let text = message(event, &entry, &state);
+                for (receiver, queue) in &queues {
+                    if !receiver.events.contains(&event) {
+                        continue;
+                    }
+                    let body = match receiver.format {
+                        NotifyFormat::Json => serde_json::to_vec(&JsonNotification {
+                            event: event.as_str(),
+                            message: &text,
+                            actor: &entry.actor,
+                            at: entry.at,
+                            audit: &entry,
+                            state: &state,
+                        }),
+                        NotifyFormat::Slack => {
+                            serde_json::to_vec(&serde_json::json!({ "text": text }))
+                        }
+                    };
+                    let Ok(body) = body else { continue };
+                    let delivery = Delivery {
+                        event,
+                        body: Bytes::from(body),
+                    };
+                    if queue.try_send(delivery).is_err() {
+                        tracing::warn!(receiver = %receiver.name.0, event = event.as_str(), "notification queue full; event dropped");
+                    }
+                }
+            }
+        }
+    }));
+    tasks
+}
+
+fn https_client() -> HttpsClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        .map(|builder| builder.https_or_http().enable_http1().build())
+        .unwrap_or_else(|err| {
+            // Only a provider without safe protocol versions fails here.
+            tracing::error!(%err, "cannot set up TLS for notifications; HTTPS receivers will fail");
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(
+                    rustls::ClientConfig::builder_with_provider(Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .expect("ring supports TLS 1.3")
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+                )
+                .https_or_http()
+                .enable_http1()
+                .build()
+        });
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Delivers one receiver's events in order, each with its retries.
+async fn deliver_all(
+    receiver: NotificationConfig,
+    client: HttpsClient,
+    mut queue: mpsc::Receiver<Delivery>,
+) {
+    while let Some(delivery) = queue.recv().await {
+        let mut pause = FIRST_RETRY_PAUSE;
+        for attempt in 0..=receiver.retries {
+            match post(&receiver, &client, delivery.body.clone()).await {
+                Ok(()) => {
+                    tracing::info!(receiver = %receiver.name.0, event = delivery.event.as_str(), "notification delivered");
+                    break;
+                }
+                Err(why) if attempt < receiver.retries => {
+                    tracing::info!(receiver = %receiver.name.0, event = delivery.event.as_str(), attempt = attempt + 1, %why, "notification failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2);
+                }
+                Err(why) => {
+                    tracing::warn!(receiver = %receiver.name.0, event = delivery.event.as_str(), %why, "notification not delivered; giving up");
+                }
+            }
+        }
+    }
+}
+
+/// One attempt; the receiver's URL is never logged (it often holds a secret).
+async fn post(
+    receiver: &NotificationConfig,
+    client: &HttpsClient,
+    body: Bytes,
+) -> Result<(), String> {
+    let request = hyper::Request::post(receiver.url.0.clone())
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::USER_AGENT, "canary-notifier")
+        .body(Full::new(body))
+        .map_err(|err| err.to_string())?;
+    let exchange = async {
+        let response = client.request(request).await.map_err(|err| {
+            // The error's text can include the URL; keep only its kind.
+            if err.is_connect() {
+                "cannot connect".to_owned()
+            } else {
+                "the exchange failed".to_owned()
+            }
+        })?;
+        let status = response.status();
+        // Read the answer so the connection can be reused.
+        let _ = response.into_body().collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {status}"))
+        }
+    };
+    tokio::time::timeout(receiver.timeout.0, exchange)
+        .await
+        .map_err(|_| format!("no answer within {}", receiver.timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_shared::{AuditEvent, CanaryShare, Phase, UnixMillis};
+
+    use crate::adapters::notify::events_of;
+    use crate::config::NotifyEvent;
+
+    fn entry(action: &str, from: f64, to: f64) -> AuditEvent {
+        AuditEvent {
+            seq: 1,
+            at: UnixMillis(0),
+            actor: "alice".to_owned(),
+            action: action.to_owned(),
+            from_phase: Phase::Progressing,
+            to_phase: Phase::Progressing,
+            from_percent: CanaryShare::from_percent(from).unwrap(),
+            to_percent: CanaryShare::from_percent(to).unwrap(),
+            reason: None,
+            metrics: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn decisions_map_to_the_events_receivers_subscribe_to() {
+        assert_eq!(events_of(&entry("start", 0.0, 0.0)), [NotifyEvent::Started]);
+        assert_eq!(
+            events_of(&entry("continue", 5.0, 25.0)),
+            [NotifyEvent::StepChanged]
+        );
+        assert_eq!(events_of(&entry("pause", 25.0, 25.0)), []);
+        assert_eq!(
+            events_of(&entry("auto_rollback", 25.0, 0.0)),
+            [NotifyEvent::Breach, NotifyEvent::RolledBack]
+        );
+        assert_eq!(
+            events_of(&entry("stop", 25.0, 0.0)),
+            [NotifyEvent::RolledBack]
+        );
+        assert_eq!(
+            events_of(&entry("promoted", 100.0, 100.0)),
+            [NotifyEvent::Promoted]
+        );
+        assert_eq!(events_of(&entry("login", 0.0, 0.0)), []);
+        assert_eq!(events_of(&entry("rolled_back", 0.0, 0.0)), []);
+    }
+}
