@@ -1,7 +1,10 @@
 //! The typed REST client: one function per endpoint, all through one `send` helper.
 
 use canary_shared::api::BASE_PATH;
-use canary_shared::{ApiErrorBody, AuditPage, CanaryShare, CanaryState, StartRequest};
+use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
+use canary_shared::{
+    ApiErrorBody, AuditPage, CanaryShare, CanaryState, LoginRequest, Me, StartRequest,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestInit, Response};
@@ -78,6 +81,41 @@ pub async fn command(command: Simple) -> Result<CanaryState, Error> {
         .filter(|reason| !reason.trim().is_empty())
         .map(|reason| serde_json::json!({ "reason": reason }).to_string());
     send("POST", &format!("{BASE_PATH}/{path}"), body).await
+}
+
+/// `GET /admin/canary/me`: who this browser is signed in as (an
+/// `unauthorized` error when it is not).
+pub async fn me() -> Result<Me, Error> {
+    send("GET", ME_PATH, None).await
+}
+
+/// `POST /admin/canary/login`: signs in; the server sets the session cookie.
+pub async fn login(user: &str, password: &str) -> Result<Me, Error> {
+    let body = LoginRequest {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    };
+    let json = serde_json::to_string(&body).map_err(|err| Error::Decode(err.to_string()))?;
+    send("POST", LOGIN_PATH, Some(json)).await
+}
+
+/// `POST /admin/canary/logout`: ends the session.
+pub async fn logout() -> Result<(), Error> {
+    let _: serde_json::Value = send("POST", LOGOUT_PATH, None)
+        .await
+        .or_else(|err| match err {
+            // 204 has no body to decode.
+            Error::Decode(_) => Ok(serde_json::Value::Null),
+            other => Err(other),
+        })?;
+    Ok(())
+}
+
+impl Error {
+    /// Whether the server asks for a sign-in.
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Error::Api(body) if body.code == "unauthorized")
+    }
 }
 
 /// `GET /admin/canary/audit?limit=N`: the newest entries.

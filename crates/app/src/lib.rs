@@ -14,15 +14,95 @@ pub mod pages;
 pub mod stream;
 pub mod view_model;
 
+use canary_shared::Me;
 use leptos::prelude::*;
 
 use crate::stream::LiveData;
 
-/// The whole console.
+/// Where this browser stands with the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Session {
+    /// Asking the server who we are.
+    Checking,
+    /// Needs a sign-in, with the reason to show (a session that ended).
+    SignedOut(Option<String>),
+    /// Signed in (or logins are off on a loopback server).
+    SignedIn(Me),
+}
+
+/// Who is signed in, and how to sign out; provided to the console's pages.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The identity the server reported.
+    pub me: Me,
+    /// Ends the session and returns to the sign-in page.
+    pub sign_out: Callback<()>,
+}
+
+/// The whole console: the sign-in page until the server knows who we are,
+/// then the live dashboard.
 #[component]
 pub fn App() -> impl IntoView {
+    let session = RwSignal::new(Session::Checking);
+    leptos::task::spawn_local(async move {
+        session.set(match api::me().await {
+            Ok(me) => Session::SignedIn(me),
+            Err(err) if err.is_unauthorized() => Session::SignedOut(None),
+            Err(err) => Session::SignedOut(Some(err.to_string())),
+        });
+    });
+    let on_signed_in = Callback::new(move |me: Me| session.set(Session::SignedIn(me)));
+    move || match session.get() {
+        Session::Checking => view! { <p class="loading" role="status">"Loading…"</p> }.into_any(),
+        Session::SignedOut(notice) => {
+            view! { <pages::login::Login notice on_signed_in /> }.into_any()
+        }
+        Session::SignedIn(me) => {
+            let sign_out = Callback::new(move |()| {
+                leptos::task::spawn_local(async move {
+                    if let Err(err) = api::logout().await {
+                        web_sys::console::warn_1(&format!("canary: sign-out: {err}").into());
+                    }
+                    session.set(Session::SignedOut(None));
+                });
+            });
+            let ended = Callback::new(move |reason: String| {
+                session.set(Session::SignedOut(Some(reason)));
+            });
+            view! { <Console viewer=Viewer { me, sign_out } ended /> }.into_any()
+        }
+    }
+}
+
+/// The live console for a signed-in viewer.
+#[component]
+fn Console(viewer: Viewer, ended: Callback<String>) -> impl IntoView {
     let live: LiveData = stream::connect();
     provide_context(live);
+    provide_context(viewer);
+    Effect::new(move |_| {
+        if let Some(reason) = live.session_ended.get() {
+            let reason = if reason.is_empty() {
+                "Your session ended; sign in again.".to_owned()
+            } else {
+                reason
+            };
+            ended.run(reason);
+        }
+    });
+    // A socket the server refuses at the handshake (for example after a
+    // restart forgot the session) only says "closed": ask who we are.
+    Effect::new(move |_| {
+        if let view_model::Connection::Reconnecting { .. } = live.connection.get() {
+            leptos::task::spawn_local(async move {
+                if let Err(err) = api::me().await
+                    && err.is_unauthorized()
+                {
+                    ended.run("Your session ended; sign in again.".to_owned());
+                }
+            });
+        }
+    });
     // The tab title shows the state, so a background tab still tells the story.
     Effect::new(move |_| {
         let title = live

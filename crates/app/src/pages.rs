@@ -1,3 +1,4 @@
 //! Screens of the console.
 
 pub mod dashboard;
+pub mod login;

@@ -23,7 +23,13 @@ pub struct LiveData {
     pub connection: RwSignal<Connection>,
     /// The newest audit entries, newest first.
     pub audit: RwSignal<Vec<AuditEvent>>,
+    /// Set when the server closed the stream because the session ended
+    /// (sign-out elsewhere, revocation, expiry); the stream then stays closed.
+    pub session_ended: RwSignal<Option<String>>,
 }
+
+/// The close code the server uses for an ended session.
+const SESSION_ENDED: u16 = 4401;
 
 /// Audit entries kept on screen.
 const AUDIT_KEPT: usize = 100;
@@ -61,6 +67,7 @@ pub fn connect() -> LiveData {
         state: RwSignal::new(None),
         connection: RwSignal::new(Connection::Connecting),
         audit: RwSignal::new(Vec::new()),
+        session_ended: RwSignal::new(None),
     };
     let stream = Rc::new(RefCell::new(Stream {
         data,
@@ -132,7 +139,8 @@ fn open(stream: &Rc<RefCell<Stream>>) {
                     }
                 });
             }
-            Ok(ServerMessage::Metrics { .. }) => {}
+            // The console sends its commands over REST, so no replies come.
+            Ok(ServerMessage::Metrics { .. } | ServerMessage::Reply { .. }) => {}
             Err(err) => {
                 web_sys::console::warn_1(
                     &format!("canary: unreadable stream message: {err}").into(),
@@ -142,7 +150,12 @@ fn open(stream: &Rc<RefCell<Stream>>) {
     });
     let on_close = {
         let stream = Rc::clone(stream);
-        Closure::<dyn FnMut(CloseEvent)>::new(move |_event: CloseEvent| {
+        Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            if event.code() == SESSION_ENDED {
+                let data = stream.borrow().data;
+                let _ = data.session_ended.try_set(Some(event.reason()));
+                return;
+            }
             schedule_reconnect(&stream);
         })
     };
