@@ -670,3 +670,76 @@ notifications:
     assert!(texts[1].contains("rolled back to production"), "{texts:?}");
     receiver_task.abort();
 }
+
+#[tokio::test]
+async fn over_tls_the_console_signs_in_with_a_secure_cookie() {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_file = dir.path().join("cert.pem");
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&cert_file, certified.cert.pem()).unwrap();
+    std::fs::write(&key_file, certified.signing_key.serialize_pem()).unwrap();
+    let app = TestApp::start_with(|config| {
+        with_auth(config, "");
+        config.server.tls = Some(canary_server::config::TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    })
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(certified.cert.der().to_vec()))
+        .unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+    let https = async |request: hyper::Request<http_body_util::Full<hyper::body::Bytes>>| {
+        let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("the handshake succeeds with the configured certificate");
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let response = sender.send_request(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    };
+    let login = hyper::Request::post("/admin/canary/login")
+        .header("host", format!("localhost:{}", app.addr.port()))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            format!(r#"{{"user":"vera","password":"{PASSWORD}"}}"#),
+        )))
+        .unwrap();
+    let (status, headers, body) = https(login).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let status_request = hyper::Request::get("/admin/canary/status")
+        .header("host", format!("localhost:{}", app.addr.port()))
+        .header("cookie", cookie)
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .unwrap();
+    let (status, headers, body) = https(status_request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(body.contains(r#""phase":"idle""#), "{body}");
+}
