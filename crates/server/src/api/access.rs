@@ -399,7 +399,7 @@ fn cross_site(
 }
 
 /// Refuses what the caller may not do, and hands the handlers an [`Identity`].
-pub(crate) async fn authorize(
+pub async fn authorize(
     State(app): State<AppState>,
     mut request: Request,
     next: Next,
