@@ -399,11 +399,7 @@ fn cross_site(
 }
 
 /// Refuses what the caller may not do, and hands the handlers an [`Identity`].
-pub async fn authorize(
-    State(app): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+pub async fn authorize(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let access = &app.access;
     let source = source_of(&request);
     let route = request
