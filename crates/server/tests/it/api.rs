@@ -44,12 +44,7 @@ async fn status_reports_the_idle_rollout_and_live_upstream_health() {
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_unhealthy_with_the_reason() {
-    // A port that was just released refuses connections.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (closed, _held) = crate::support::refusing_address();
     let mut app = TestApp::start_with(|config| {
         config.upstreams.production.url = format!("http://{closed}").parse().unwrap();
     })

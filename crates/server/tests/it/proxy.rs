@@ -311,7 +311,7 @@ async fn a_side_at_its_in_flight_limit_answers_503_at_once() {
 
 #[tokio::test]
 async fn a_refused_canary_is_counted_and_body_less_requests_fall_back_to_production() {
-    let closed = refusing_address().await;
+    let (closed, _held) = refusing_address();
     let app = TestApp::start_with(|config| {
         config.upstreams.canary.url = format!("http://{closed}").parse().unwrap();
     })

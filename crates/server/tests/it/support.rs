@@ -200,13 +200,13 @@ pub(crate) async fn resetting_upstream() -> (SocketAddr, JoinHandle<()>) {
     (addr, task)
 }
 
-/// A loopback address that refuses connections (a port just released).
-pub(crate) async fn refusing_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
+/// A loopback address that refuses connections for as long as the returned
+/// socket lives: the socket holds the port (bound, never listening), so no
+/// other test's server can take it, and the kernel refuses connections to it.
+pub(crate) fn refusing_address() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    (socket.local_addr().unwrap(), socket)
 }
 
 /// A config for tests: fast health checks that decide on a single result.
