@@ -16,6 +16,7 @@ pub mod adapters;
 pub mod api;
 pub mod config;
 pub mod controller;
+pub mod cookies;
 pub mod domain;
 pub mod ports;
 

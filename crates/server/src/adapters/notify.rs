@@ -160,24 +160,10 @@ pub fn spawn(
 fn https_client() -> HttpsClient {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .map(|builder| builder.https_or_http().enable_http1().build())
-        .unwrap_or_else(|err| {
-            // Only a provider without safe protocol versions fails here.
-            tracing::error!(%err, "cannot set up TLS for notifications; HTTPS receivers will fail");
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))
-                    .with_protocol_versions(&[&rustls::version::TLS13])
-                    .expect("ring supports TLS 1.3")
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-                )
-                .https_or_http()
-                .enable_http1()
-                .build()
-        });
+        .expect("ring supports rustls's safe default protocol versions")
+        .https_or_http()
+        .enable_http1()
+        .build();
     Client::builder(TokioExecutor::new()).build(connector)
 }
 

@@ -358,12 +358,18 @@ async fn serve_connections(
             stopping.clone(),
         );
     }
+    drain(&mut connections, "proxy").await;
+}
+
+/// Waits up to ten seconds for `connections` to finish their requests, then
+/// closes whatever is still open.
+pub(crate) async fn drain(connections: &mut tokio::task::JoinSet<()>, listener: &str) {
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("proxy connections still open after 10 s; closing them");
+        tracing::warn!(listener, "connections still open after 10 s; closing them");
         connections.abort_all();
     }
 }
@@ -509,14 +515,8 @@ fn bucket_for(proxy: &Proxy, headers: &HeaderMap) -> (Bucket, Option<HeaderValue
 }
 
 fn cookie_bucket(headers: &HeaderMap, name: &str) -> Option<Bucket> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .and_then(|(_, value)| value.parse().ok())
+    crate::cookies::value(headers, name)
+        .and_then(|value| value.parse().ok())
         .and_then(Bucket::new)
 }
 

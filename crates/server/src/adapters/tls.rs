@@ -134,13 +134,6 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stopping_tx.send(true);
-    let drained = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("admin connections still open after 10 s; closing them");
-        connections.abort_all();
-    }
+    crate::adapters::proxy::drain(&mut connections, "admin").await;
     Ok(())
 }

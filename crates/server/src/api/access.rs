@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -273,8 +273,8 @@ impl Identities {
 
     fn token(&self, secret: &str) -> Option<(String, Role)> {
         let hash = credentials::token_hash(secret);
-        // A map lookup by hash: the hash of a guess reveals nothing about
-        // the stored hashes' prefixes, so timing tells an attacker nothing.
+        // Every stored hash is compared in full, so the time taken does not
+        // depend on how much of a stored hash a guess matches.
         self.tokens
             .iter()
             .find(|(stored, _)| credentials::constant_time_eq(stored, &hash))
@@ -303,15 +303,7 @@ fn source_of(request: &Request) -> IpAddr {
 
 /// The value of the session cookie, if the request has one.
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|value| !value.is_empty())
+    crate::cookies::value(headers, SESSION_COOKIE)
 }
 
 /// Credentials the request carries.
@@ -565,7 +557,7 @@ pub(crate) async fn login(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let access = Arc::clone(&app.access);
+    let access = &app.access;
     let Some(identities) = &access.identities else {
         return Err(ApiError::Conflict {
             code: "auth_disabled",
