@@ -49,6 +49,26 @@ test('marks data stale while the server is away and refreshes when it is back', 
 });
 
 test('starts a canary, moves its share, and stops it, all confirmed and audited', async ({ dashboard, setup }, testInfo) => {
+  // The browser's notifications, recorded instead of shown: the operator
+  // turns alerts on, and the rollback below must raise one.
+  await dashboard.page.addInitScript(() => {
+    const raised: { title: string; body?: string }[] = [];
+    class RecordedNotification {
+      static permission = 'default';
+      static async requestPermission() {
+        RecordedNotification.permission = 'granted';
+        return 'granted';
+      }
+      constructor(title: string, options?: { body?: string }) {
+        raised.push({ title, body: options?.body });
+      }
+      close() {}
+    }
+    Object.assign(window, { Notification: RecordedNotification, raisedNotifications: raised });
+  });
+  await dashboard.page.reload();
+  await dashboard.page.getByTestId('alerts-enable').click();
+  await expect(dashboard.page.getByTestId('alerts-status')).toHaveText('Alerts on');
   await expect(dashboard.connection).toHaveText('Live');
   await dashboard.startCanary('v2.7.0', '5');
   await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
@@ -91,6 +111,12 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await expect(dashboard.statusLine).toHaveText('Rolled back: errors in the logs', { timeout: 15_000 });
   await expect(dashboard.page).toHaveTitle('🔴 Rolled back: errors in the logs · canary');
   await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toContainText('errors in the logs');
+  // Exactly one alert: the rollback; the start and the moves stay quiet.
+  const raised = () => dashboard.page.evaluate(() => (window as unknown as { raisedNotifications: { title: string; body?: string }[] }).raisedNotifications);
+  await expect.poll(raised).toHaveLength(1);
+  const [alert] = await raised();
+  expect(alert.title).toBe('Canary v2.7.0 rolled back');
+  expect(alert.body).toMatch(/^errors in the logs\nStop: 50 % → 0 %, by /);
   const traffic = await setup.server.sendTraffic(100);
   expect(traffic['v2.7.0'] ?? 0).toBe(0);
   await dashboard.screenshot(testInfo, 'rolled-back');

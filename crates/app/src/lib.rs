@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`api`]: the typed REST client.
 //! - [`stream`]: the live connection, with reconnect and backoff, as signals.
+//! - [`alerts`]: browser notifications on a breach or a rollback.
 //! - [`view_model`]: pure presentation logic, tested on the host.
 //! - [`components`]: presentational pieces that take signals and props.
 //! - [`pages`]: screens that wire components to the live data.
 
+pub mod alerts;
 pub mod api;
 pub mod components;
 pub mod pages;
@@ -102,6 +104,25 @@ fn Console(viewer: Viewer, ended: Callback<String>) -> impl IntoView {
                 }
             });
         }
+    });
+    // A breach or a rollback raises a browser notification, once per entry.
+    // Entries already in the trail when the console opens are history, not news.
+    let alerted_up_to = StoredValue::new(None::<u64>);
+    Effect::new(move |_| {
+        live.audit.with(|entries| {
+            let Some(newest) = entries.first().map(|entry| entry.seq) else {
+                return;
+            };
+            if let Some(seen) = alerted_up_to.get_value() {
+                let version = live.state.with_untracked(|state| {
+                    state.as_ref().and_then(|state| state.image_tag.clone())
+                });
+                for alert in view_model::new_alerts(entries, seen, version.as_deref()) {
+                    alerts::raise(&alert);
+                }
+            }
+            alerted_up_to.set_value(Some(newest.max(alerted_up_to.get_value().unwrap_or(0))));
+        });
     });
     // The tab title shows the state, so a background tab still tells the story.
     Effect::new(move |_| {

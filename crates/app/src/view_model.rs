@@ -1,8 +1,10 @@
 //! Pure presentation logic: from wire data to the words and numbers the
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
+use canary_shared::audit::NotifyEvent;
 use canary_shared::{
-    ActionKind, CanaryShare, CanaryState, CheckStatus, Health, Phase, StepStatus, UnixMillis,
+    ActionKind, AuditEvent, CanaryShare, CanaryState, CheckStatus, Health, Phase, StepStatus,
+    UnixMillis,
 };
 
 /// Where the live connection stands.
@@ -247,13 +249,138 @@ pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String
     format!("{mark}{offline}{} · canary", state.summary)
 }
 
+/// A browser notification the console raises while it is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowserAlert {
+    /// The headline.
+    pub title: String,
+    /// The reason, the move and who decided.
+    pub body: String,
+    /// One per audit entry, so two open tabs raise it once.
+    pub tag: String,
+}
+
+/// The alert for an audit entry, if it is one an operator must hear about
+/// even with the tab in the background: a safety breach or a rollback.
+pub fn browser_alert(entry: &AuditEvent, version: Option<&str>) -> Option<BrowserAlert> {
+    let events = entry.notify_events();
+    let version = version.map(|tag| format!(" {tag}")).unwrap_or_default();
+    let title = if events.contains(&NotifyEvent::Breach) {
+        format!("Safety breach: canary{version} rolled back")
+    } else if events.contains(&NotifyEvent::RolledBack) {
+        format!("Canary{version} rolled back")
+    } else {
+        return None;
+    };
+    let reason = entry
+        .reason
+        .as_deref()
+        .map(|reason| format!("{reason}\n"))
+        .unwrap_or_default();
+    Some(BrowserAlert {
+        title,
+        body: format!(
+            "{reason}{}: {} → {}, by {}",
+            action_label(&entry.action),
+            entry.from_percent,
+            entry.to_percent,
+            entry.actor
+        ),
+        tag: format!("canary-audit-{}", entry.seq),
+    })
+}
+
+/// The entries to alert about, oldest first: those newer than `after_seq`
+/// in a newest-first list.
+pub fn new_alerts<'a>(
+    entries: &'a [AuditEvent],
+    after_seq: u64,
+    version: Option<&'a str>,
+) -> impl Iterator<Item = BrowserAlert> + 'a {
+    entries
+        .iter()
+        .rev()
+        .filter(move |entry| entry.seq > after_seq)
+        .filter_map(move |entry| browser_alert(entry, version))
+}
+
 #[cfg(test)]
 mod tests {
-    use canary_shared::CanaryShare;
+    use canary_shared::{AuditEvent, CanaryShare, Phase, UnixMillis};
 
     use crate::view_model::{
-        Connection, clamp_share, latency, rate, reconnect_delay_ms, share_move_question, thousands,
+        BrowserAlert, Connection, browser_alert, clamp_share, latency, new_alerts, rate,
+        reconnect_delay_ms, share_move_question, thousands,
     };
+
+    fn audit(seq: u64, action: &str, from: f64, to: f64, reason: Option<&str>) -> AuditEvent {
+        AuditEvent {
+            seq,
+            at: UnixMillis(0),
+            actor: "controller".to_owned(),
+            action: action.to_owned(),
+            from_phase: Phase::Progressing,
+            to_phase: Phase::RollingBack,
+            from_percent: CanaryShare::from_percent(from).unwrap(),
+            to_percent: CanaryShare::from_percent(to).unwrap(),
+            reason: reason.map(str::to_owned),
+            metrics: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn breaches_and_rollbacks_raise_a_browser_alert_with_the_reason() {
+        let breach = audit(
+            7,
+            "auto_rollback",
+            25.0,
+            0.0,
+            Some("p95 latency 1,340 ms > 1,000 ms"),
+        );
+        assert_eq!(
+            browser_alert(&breach, Some("v2.7.0")),
+            Some(BrowserAlert {
+                title: "Safety breach: canary v2.7.0 rolled back".to_owned(),
+                body: "p95 latency 1,340 ms > 1,000 ms\nAuto rollback: 25 % → 0 %, by controller"
+                    .to_owned(),
+                tag: "canary-audit-7".to_owned(),
+            })
+        );
+        let stop = audit(8, "stop", 50.0, 0.0, None);
+        assert_eq!(
+            browser_alert(&stop, None).map(|alert| (alert.title, alert.body)),
+            Some((
+                "Canary rolled back".to_owned(),
+                "Stop: 50 % → 0 %, by controller".to_owned()
+            ))
+        );
+        // Routine moves stay quiet.
+        assert_eq!(
+            browser_alert(&audit(9, "continue", 5.0, 25.0, None), None),
+            None
+        );
+        assert_eq!(
+            browser_alert(&audit(10, "start", 0.0, 0.0, None), None),
+            None
+        );
+    }
+
+    #[test]
+    fn only_entries_after_the_last_seen_one_alert_oldest_first() {
+        // Newest first, as the console keeps them.
+        let entries = [
+            audit(12, "rollback", 25.0, 0.0, Some("second")),
+            audit(11, "continue", 5.0, 25.0, None),
+            audit(10, "no_data_rollback", 5.0, 0.0, Some("first")),
+            audit(9, "stop", 5.0, 0.0, Some("already seen")),
+        ];
+        let reasons: Vec<String> = new_alerts(&entries, 9, None)
+            .map(|alert| alert.body.lines().next().unwrap().to_owned())
+            .collect();
+        assert_eq!(reasons, ["first", "second"]);
+        assert_eq!(new_alerts(&entries, 12, None).count(), 0);
+    }
 
     #[test]
     fn audit_words_read_well() {

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize, Serializer};
 mod access;
 
 pub use crate::config::access::{
-    AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyEvent, NotifyFormat,
-    NotifyUrl, PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
+    AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyFormat, NotifyUrl,
+    PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
 };
 
 /// The whole configuration file.

@@ -53,3 +53,120 @@ pub struct AuditPage {
     /// Pass as `before` to get the next (older) page; `None` on the last page.
     pub next_before: Option<u64>,
 }
+
+/// The rollout events people are told about: by outbound notifications
+/// (each receiver picks which) and by the console's browser alerts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// A rollout started.
+    Started,
+    /// The canary's share changed (a step, a scale, a pause or resume).
+    StepChanged,
+    /// A critical safety check failed.
+    Breach,
+    /// Traffic went back to production (rollback or emergency stop).
+    RolledBack,
+    /// The canary became production.
+    Promoted,
+}
+
+impl NotifyEvent {
+    /// Every event.
+    pub fn all() -> Vec<NotifyEvent> {
+        vec![
+            NotifyEvent::Started,
+            NotifyEvent::StepChanged,
+            NotifyEvent::Breach,
+            NotifyEvent::RolledBack,
+            NotifyEvent::Promoted,
+        ]
+    }
+
+    /// The name in config and in the JSON body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyEvent::Started => "started",
+            NotifyEvent::StepChanged => "step_changed",
+            NotifyEvent::Breach => "breach",
+            NotifyEvent::RolledBack => "rolled_back",
+            NotifyEvent::Promoted => "promoted",
+        }
+    }
+}
+
+impl AuditEvent {
+    /// The rollout events this entry stands for (most entries stand for none).
+    ///
+    /// A rollback is announced at the decision, not at its completion
+    /// (`rolled_back`), so it is heard once.
+    pub fn notify_events(&self) -> Vec<NotifyEvent> {
+        let moved = self.from_percent != self.to_percent;
+        match self.action.as_str() {
+            "start" => vec![NotifyEvent::Started],
+            "auto_rollback" => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
+            "rollback"
+            | "stop"
+            | "no_data_rollback"
+            | "deploy_failed"
+            | "health_check_failed"
+            | "promote_failed" => vec![NotifyEvent::RolledBack],
+            "promoted" => vec![NotifyEvent::Promoted],
+            "scale" | "continue" | "auto_progress" | "healthy" | "pause" | "resume" if moved => {
+                vec![NotifyEvent::StepChanged]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::audit::{AuditEvent, NotifyEvent};
+    use crate::deployment::Phase;
+    use crate::share::CanaryShare;
+    use crate::time::UnixMillis;
+
+    fn entry(action: &str, from: f64, to: f64) -> AuditEvent {
+        AuditEvent {
+            seq: 1,
+            at: UnixMillis(0),
+            actor: "alice".to_owned(),
+            action: action.to_owned(),
+            from_phase: Phase::Progressing,
+            to_phase: Phase::Progressing,
+            from_percent: CanaryShare::from_percent(from).unwrap(),
+            to_percent: CanaryShare::from_percent(to).unwrap(),
+            reason: None,
+            metrics: None,
+            output: None,
+        }
+    }
+
+    #[test]
+    fn decisions_map_to_the_events_receivers_subscribe_to() {
+        assert_eq!(
+            entry("start", 0.0, 0.0).notify_events(),
+            [NotifyEvent::Started]
+        );
+        assert_eq!(
+            entry("continue", 5.0, 25.0).notify_events(),
+            [NotifyEvent::StepChanged]
+        );
+        assert_eq!(entry("pause", 25.0, 25.0).notify_events(), []);
+        assert_eq!(
+            entry("auto_rollback", 25.0, 0.0).notify_events(),
+            [NotifyEvent::Breach, NotifyEvent::RolledBack]
+        );
+        assert_eq!(
+            entry("stop", 25.0, 0.0).notify_events(),
+            [NotifyEvent::RolledBack]
+        );
+        assert_eq!(
+            entry("promoted", 100.0, 100.0).notify_events(),
+            [NotifyEvent::Promoted]
+        );
+        assert_eq!(entry("login", 0.0, 0.0).notify_events(), []);
+        assert_eq!(entry("rolled_back", 0.0, 0.0).notify_events(), []);
+    }
+}

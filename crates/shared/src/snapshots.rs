@@ -10,10 +10,10 @@ use serde::de::DeserializeOwned;
 
 use crate::{
     ActionKind, AlertLevel, ApiErrorBody, AuditEvent, AuditMetrics, AutoProgression, AutoRollback,
-    BlockedAction, CanaryShare, CanaryState, CheckStatus, Command, Comparator, DeploymentStep,
-    Health, MetricsSnapshot, Phase, SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side,
-    SideMetrics, StartRequest, StepKind, StepStatus, TrafficSplit, TransportErrors, UnixMillis,
-    WindowStats,
+    BlockedAction, CanaryShare, CanaryState, CheckStatus, ClientMessage, Command, Comparator,
+    CredentialKind, DeploymentStep, Health, LoginRequest, Me, MetricsSnapshot, Phase, Role,
+    SafetyCheck, SecondSample, ServerMessage, ServiceHealth, Side, SideMetrics, StartRequest,
+    StepKind, StepStatus, TrafficSplit, TransportErrors, UnixMillis, WindowStats,
 };
 
 fn share(percent: f64) -> CanaryShare {
@@ -225,8 +225,54 @@ fn server_messages() {
         ServerMessage::Metrics {
             metrics: Box::new(sample_metrics()),
         },
+        ServerMessage::Reply { id: 7, error: None },
+        ServerMessage::Reply {
+            id: 8,
+            error: Some(ApiErrorBody {
+                code: "forbidden".to_owned(),
+                message: "this needs the operator role; viewer ann has viewer".to_owned(),
+                field: None,
+            }),
+        },
     ];
     check(&messages, expect_file!["snapshots/server_messages.json"]);
+}
+
+#[test]
+fn client_messages() {
+    let messages = vec![
+        ClientMessage::Command {
+            id: 7,
+            command: Command::Scale {
+                percent: share(25.0),
+            },
+            expected_revision: Some(41),
+        },
+        ClientMessage::Command {
+            id: 8,
+            command: Command::Stop {
+                reason: "errors in the logs".to_owned(),
+            },
+            expected_revision: None,
+        },
+    ];
+    check(&messages, expect_file!["snapshots/client_messages.json"]);
+}
+
+#[test]
+fn access_bodies() {
+    let login = LoginRequest {
+        user: "alice".to_owned(),
+        password: "correct horse battery staple".to_owned(),
+    };
+    check(&login, expect_file!["snapshots/login_request.json"]);
+    let me = Me {
+        name: "alice".to_owned(),
+        role: Role::Operator,
+        kind: CredentialKind::Session,
+        auth_enabled: true,
+    };
+    check(&me, expect_file!["snapshots/me.json"]);
 }
 
 #[test]

@@ -4,6 +4,7 @@ use canary_shared::CredentialKind;
 use leptos::prelude::*;
 
 use crate::Viewer;
+use crate::alerts::{self, AlertPermission};
 use crate::view_model::Connection;
 
 /// The header with the connection indicator and who is signed in.
@@ -41,7 +42,57 @@ pub fn AppHeader(connection: RwSignal<Connection>) -> impl IntoView {
                 <span class="connection__dot" aria-hidden="true"></span>
                 <span class="connection__label">{move || connection.get().label()}</span>
             </div>
+            <AlertsControl />
             {identity}
         </header>
+    }
+}
+
+/// Turns browser notifications on (on a click, as browsers require) and says
+/// where they stand.
+#[component]
+fn AlertsControl() -> impl IntoView {
+    let permission = RwSignal::new(alerts::permission());
+    let ask = move |_| {
+        leptos::task::spawn_local(async move {
+            permission.set(alerts::request().await);
+        });
+    };
+    move || {
+        match permission.get() {
+        AlertPermission::Unsupported => ().into_any(),
+        AlertPermission::NotAsked => view! {
+            <button
+                class="button button--quiet alerts"
+                type="button"
+                on:click=ask
+                title="Get a browser notification on a safety breach or a rollback while this console is open"
+                data-testid="alerts-enable"
+            >
+                "Turn on alerts"
+            </button>
+        }
+        .into_any(),
+        AlertPermission::Granted => view! {
+            <span
+                class="alerts alerts--on"
+                title="A browser notification is raised on a safety breach or a rollback while this console is open"
+                data-testid="alerts-status"
+            >
+                "Alerts on"
+            </span>
+        }
+        .into_any(),
+        AlertPermission::Denied => view! {
+            <span
+                class="alerts alerts--off"
+                title="This browser blocks notifications from this site; allow them in the site settings"
+                data-testid="alerts-status"
+            >
+                "Alerts blocked"
+            </span>
+        }
+        .into_any(),
+    }
     }
 }

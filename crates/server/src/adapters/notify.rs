@@ -19,7 +19,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::config::{NotificationConfig, NotifyEvent, NotifyFormat};
+use canary_shared::audit::NotifyEvent;
+
+use crate::config::{NotificationConfig, NotifyFormat};
 
 /// Events waiting per receiver before new ones are dropped.
 const QUEUE: usize = 256;
@@ -27,27 +29,6 @@ const QUEUE: usize = 256;
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
 type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The rollout events an audit entry stands for (most stand for none).
-pub fn events_of(entry: &AuditEvent) -> Vec<NotifyEvent> {
-    let moved = entry.from_percent != entry.to_percent;
-    match entry.action.as_str() {
-        "start" => vec![NotifyEvent::Started],
-        "auto_rollback" => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
-        // The decision, not the completion (`rolled_back`), so a receiver hears it once.
-        "rollback"
-        | "stop"
-        | "no_data_rollback"
-        | "deploy_failed"
-        | "health_check_failed"
-        | "promote_failed" => vec![NotifyEvent::RolledBack],
-        "promoted" => vec![NotifyEvent::Promoted],
-        "scale" | "continue" | "auto_progress" | "healthy" | "pause" | "resume" if moved => {
-            vec![NotifyEvent::StepChanged]
-        }
-        _ => Vec::new(),
-    }
-}
 
 /// One line for people, such as
 /// `canary v2.7.0: rolled back (25 % → 0 %): p95 latency 1,340 ms > 1,000 ms; by controller`.
@@ -123,7 +104,7 @@ pub fn spawn(
                 Err(broadcast::error::RecvError::Closed) => break,
             };
             let state = state.borrow().clone();
-            for event in events_of(&entry) {
+            for event in entry.notify_events() {
                 let text = message(event, &entry, &state);
                 for (receiver, queue) in &queues {
                     if !receiver.events.contains(&event) {
@@ -226,52 +207,4 @@ async fn post(
     tokio::time::timeout(receiver.timeout.0, exchange)
         .await
         .map_err(|_| format!("no answer within {}", receiver.timeout))?
-}
-
-#[cfg(test)]
-mod tests {
-    use canary_shared::{AuditEvent, CanaryShare, Phase, UnixMillis};
-
-    use crate::adapters::notify::events_of;
-    use crate::config::NotifyEvent;
-
-    fn entry(action: &str, from: f64, to: f64) -> AuditEvent {
-        AuditEvent {
-            seq: 1,
-            at: UnixMillis(0),
-            actor: "alice".to_owned(),
-            action: action.to_owned(),
-            from_phase: Phase::Progressing,
-            to_phase: Phase::Progressing,
-            from_percent: CanaryShare::from_percent(from).unwrap(),
-            to_percent: CanaryShare::from_percent(to).unwrap(),
-            reason: None,
-            metrics: None,
-            output: None,
-        }
-    }
-
-    #[test]
-    fn decisions_map_to_the_events_receivers_subscribe_to() {
-        assert_eq!(events_of(&entry("start", 0.0, 0.0)), [NotifyEvent::Started]);
-        assert_eq!(
-            events_of(&entry("continue", 5.0, 25.0)),
-            [NotifyEvent::StepChanged]
-        );
-        assert_eq!(events_of(&entry("pause", 25.0, 25.0)), []);
-        assert_eq!(
-            events_of(&entry("auto_rollback", 25.0, 0.0)),
-            [NotifyEvent::Breach, NotifyEvent::RolledBack]
-        );
-        assert_eq!(
-            events_of(&entry("stop", 25.0, 0.0)),
-            [NotifyEvent::RolledBack]
-        );
-        assert_eq!(
-            events_of(&entry("promoted", 100.0, 100.0)),
-            [NotifyEvent::Promoted]
-        );
-        assert_eq!(events_of(&entry("login", 0.0, 0.0)), []);
-        assert_eq!(events_of(&entry("rolled_back", 0.0, 0.0)), []);
-    }
 }

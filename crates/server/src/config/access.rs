@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use canary_shared::Role;
+use canary_shared::audit::NotifyEvent;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::config::ConfigDuration;
@@ -315,46 +316,6 @@ pub enum NotifyFormat {
     Json,
     /// `{"text": "…"}`, as Slack's incoming webhooks (and Mattermost, Rocket.Chat) take it.
     Slack,
-}
-
-/// What a receiver can be told about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotifyEvent {
-    /// A rollout started.
-    Started,
-    /// The canary's share changed (a step, a scale, a pause or resume).
-    StepChanged,
-    /// A critical safety check failed.
-    Breach,
-    /// Traffic went back to production (rollback or emergency stop).
-    RolledBack,
-    /// The canary became production.
-    Promoted,
-}
-
-impl NotifyEvent {
-    /// Every event.
-    pub fn all() -> Vec<NotifyEvent> {
-        vec![
-            NotifyEvent::Started,
-            NotifyEvent::StepChanged,
-            NotifyEvent::Breach,
-            NotifyEvent::RolledBack,
-            NotifyEvent::Promoted,
-        ]
-    }
-
-    /// The name in config and in the JSON body.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotifyEvent::Started => "started",
-            NotifyEvent::StepChanged => "step_changed",
-            NotifyEvent::Breach => "breach",
-            NotifyEvent::RolledBack => "rolled_back",
-            NotifyEvent::Promoted => "promoted",
-        }
-    }
 }
 
 /// A receiver's URL; shown without its path, which often holds a secret.

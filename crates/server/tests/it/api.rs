@@ -508,6 +508,7 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
     for (path, operations) in paths {
         let path = path.as_str().unwrap();
         let concrete = path
+            .replace("{handle}", "nonesuch")
             .replace("{percent}", "5")
             .replace("{event}", "health-check");
         for (method, operation) in operations.as_mapping().unwrap() {
@@ -522,6 +523,21 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
                 "get" if path.ends_with("/ws") => continue,
                 "get" => http_get(&app.url(&concrete), "application/json").await.0,
                 "post" => post_with(&app, &concrete, &[JSON], "{}").await.0,
+                // No session has this handle, but the route exists: 404 with
+                // an error body naming it, not the router's bare 404.
+                "delete" => {
+                    let client = hyper_util::client::legacy::Client::builder(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+                    let request = hyper::Request::delete(app.url(&concrete))
+                        .body(http_body_util::Full::default())
+                        .unwrap();
+                    let (code, _, body) = crate::support::send(client, request).await;
+                    assert_eq!(code, StatusCode::NOT_FOUND, "DELETE {path}: {body}");
+                    assert!(body.contains("session"), "DELETE {path}: {body}");
+                    continue;
+                }
                 other => panic!("undocumented method {other}"),
             };
             assert!(
@@ -530,6 +546,51 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
             );
         }
     }
+}
+
+/// The document and the access table name the same routes with the same
+/// roles, so a script's author can trust it (the console's own files and the
+/// bare `scale` forms, which only answer with an error, are left out).
+#[test]
+fn the_openapi_document_names_every_route_with_its_role() {
+    use canary_server::api::access::{ROUTES, RouteAccess};
+
+    let document: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(include_str!("../../openapi.yaml")).unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, operations) in document["paths"].as_mapping().unwrap() {
+        for (method, operation) in operations.as_mapping().unwrap() {
+            let role = operation["x-canary-role"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method:?} {path:?} has no x-canary-role"));
+            documented.insert((
+                method.as_str().unwrap().to_uppercase(),
+                path.as_str().unwrap().to_owned(),
+                role.to_owned(),
+            ));
+        }
+    }
+    let served: std::collections::BTreeSet<_> = ROUTES
+        .iter()
+        .filter(|(_, path, _)| {
+            !matches!(
+                *path,
+                "/" | "/admin/canary"
+                    | "/admin/canary/"
+                    | "/admin/canary/{*path}"
+                    | "/admin/canary/scale"
+                    | "/admin/canary/scale/"
+            )
+        })
+        .map(|(method, path, access)| {
+            let role = match access {
+                RouteAccess::Public => "public".to_owned(),
+                RouteAccess::Needs(role) => role.as_str().to_owned(),
+            };
+            (method.as_str().to_owned(), (*path).to_owned(), role)
+        })
+        .collect();
+    assert_eq!(documented, served);
 }
 
 #[tokio::test]
