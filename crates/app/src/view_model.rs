@@ -3,7 +3,7 @@
 
 use canary_shared::audit::NotifyEvent;
 use canary_shared::{
-    ActionKind, AuditEvent, CanaryShare, CanaryState, CheckStatus, Health, Phase, StepStatus,
+    ActionKind, AuditEvent, CanaryShare, CanaryState, CheckStatus, Health, Phase, Role, StepStatus,
     UnixMillis,
 };
 
@@ -154,8 +154,17 @@ pub struct ActionView {
     pub reason: Option<String>,
 }
 
-/// How the control for `action` looks, from what the server allows.
-pub fn action_view(state: Option<&CanaryState>, action: ActionKind) -> ActionView {
+/// How the control for `action` looks, from the signed-in role and what the
+/// server allows now.
+pub fn action_view(state: Option<&CanaryState>, action: ActionKind, role: Role) -> ActionView {
+    if !role.allows(Role::Operator) {
+        return ActionView {
+            enabled: false,
+            reason: Some(format!(
+                "signed in as a {role}: you can watch; operators and admins act"
+            )),
+        };
+    }
     match state {
         None => ActionView {
             enabled: false,
@@ -309,8 +318,8 @@ mod tests {
     use canary_shared::{AuditEvent, CanaryShare, Phase, UnixMillis};
 
     use crate::view_model::{
-        BrowserAlert, Connection, browser_alert, clamp_share, latency, new_alerts, rate,
-        reconnect_delay_ms, share_move_question, thousands,
+        BrowserAlert, Connection, action_view, browser_alert, clamp_share, latency, new_alerts,
+        rate, reconnect_delay_ms, share_move_question, thousands,
     };
 
     fn audit(seq: u64, action: &str, from: f64, to: f64, reason: Option<&str>) -> AuditEvent {
@@ -380,6 +389,21 @@ mod tests {
             .collect();
         assert_eq!(reasons, ["first", "second"]);
         assert_eq!(new_alerts(&entries, 12, None).count(), 0);
+    }
+
+    #[test]
+    fn a_viewer_sees_every_action_disabled_with_the_reason() {
+        use canary_shared::{ActionKind, Role};
+
+        let viewer = action_view(None, ActionKind::Stop, Role::Viewer);
+        assert!(!viewer.enabled);
+        assert_eq!(
+            viewer.reason.as_deref(),
+            Some("signed in as a viewer: you can watch; operators and admins act")
+        );
+        // An operator waits for the server's word like anyone else.
+        let operator = action_view(None, ActionKind::Stop, Role::Operator);
+        assert_eq!(operator.reason.as_deref(), Some("waiting for the server"));
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! The Actions card: start a canary, move its share, walk it forward, and stop it.
 //!
-//! Each control is enabled only when the server lists its action in
-//! `allowed_actions`; otherwise it is disabled and the server's reason is
+//! Each control is enabled only when the signed-in role may act and the
+//! server lists its action in `allowed_actions`; otherwise it is disabled and the server's reason is
 //! shown. Destructive actions (stop, rollback, promote) ask for a
 //! confirmation that states what will happen; a failed action shows the
 //! server's reason.
 
-use canary_shared::{ActionKind, CanaryState, StepKind};
+use canary_shared::{ActionKind, CanaryState, Role, StepKind};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use crate::Viewer;
 use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
 use crate::view_model::{action_view, clamp_share};
@@ -34,8 +35,11 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
     let start_percent = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
 
-    let allowed =
-        move |action: ActionKind| state.with(|state| action_view(state.as_ref(), action).enabled);
+    // Without a known identity, act as the least role; the server decides anyway.
+    let role = use_context::<Viewer>().map_or(Role::Viewer, |viewer| viewer.me.role);
+    let allowed = move |action: ActionKind| {
+        state.with(|state| action_view(state.as_ref(), action, role).enabled)
+    };
     let first_step = move || {
         state.with(|state| {
             state
@@ -134,7 +138,8 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
     let reasons = move || {
         let mut reasons: Vec<String> = Vec::new();
         for action in [ActionKind::Start, ActionKind::Scale, ActionKind::Stop] {
-            if let Some(reason) = state.with(|state| action_view(state.as_ref(), action).reason)
+            if let Some(reason) =
+                state.with(|state| action_view(state.as_ref(), action, role).reason)
                 && !reasons.contains(&reason)
             {
                 reasons.push(reason);
@@ -149,7 +154,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                 class="button button--small"
                 data-testid=test_id
                 disabled=move || !allowed(action) || busy.get()
-                title=move || state.with(|state| action_view(state.as_ref(), action).reason).unwrap_or_default()
+                title=move || state.with(|state| action_view(state.as_ref(), action, role).reason).unwrap_or_default()
                 on:click=move |_| match action {
                     ActionKind::Continue => send(Simple::Continue),
                     ActionKind::Pause => send(Simple::Pause),
