@@ -1,18 +1,19 @@
 //! The built-in traffic-splitting reverse proxy.
 //!
-//! HTTP/1.1 with keep-alive on both sides (hyper server; hyper client
-//! connections kept in a pool per proxy thread), bodies streamed both ways,
+//! HTTP/1.1 with keep-alive on both sides (hyper's server towards clients;
+//! towards upstreams, our own HTTP/1.1 client in [`upstream`] over
+//! connections pooled per proxy thread), bodies streamed both ways,
 //! WebSocket upgrades passed through.
 //! Each request goes to the side [`crate::domain::split::choose`] picks from
 //! the current share; each is recorded for that side when its response ends.
 
-use std::collections::VecDeque;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,9 +21,8 @@ use canary_shared::{CanaryShare, Side};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +31,11 @@ use tokio::time::{Instant, Sleep};
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::split::{self, Bucket, Override};
+
+mod http1;
+mod upstream;
+
+use upstream::{BodyWriter, Connection, ConnectionPool, RequestBody, UpstreamBody};
 
 /// A boxed, streaming body.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -147,101 +152,6 @@ impl Proxy {
             Side::Canary => &self.canary_pool,
         }
     }
-}
-
-// === Upstream connections ===
-
-/// How long an upstream connection may sit idle in a pool.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Idle connections kept per upstream and proxy thread.
-const POOL_MAX_IDLE: usize = 256;
-
-/// Idle keep-alive connections to one upstream, used only by the proxy
-/// thread that opened them.
-///
-/// This replaces hyper-util's pooled client: that client hands every request
-/// to a connection task through a shared checkout keyed by host, which cost
-/// about a tenth of the proxy's CPU per request on this machine (see
-/// BENCHMARKS.md). Here a request takes a connection, sends on it directly,
-/// and the response body puts it back when it ends cleanly.
-#[derive(Debug, Default)]
-struct ConnectionPool {
-    /// Most recently used at the back, so the warmest connection is reused
-    /// and the ones left idle age out at the front. The lock is only ever
-    /// taken by one thread, for a push or a pop, never across an `.await`.
-    idle: Mutex<VecDeque<IdleConnection>>,
-}
-
-#[derive(Debug)]
-struct IdleConnection {
-    sender: SendRequest<ProxyBody>,
-    since: Instant,
-}
-
-impl ConnectionPool {
-    /// The most recently used idle connection that is still open.
-    fn take(&self) -> Option<SendRequest<ProxyBody>> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while let Some(connection) = idle.pop_back() {
-            if !connection.sender.is_closed() && connection.since.elapsed() < POOL_IDLE_TIMEOUT {
-                return Some(connection.sender);
-            }
-        }
-        None
-    }
-
-    /// Keeps a connection whose last response ended cleanly, dropping the
-    /// ones idle for too long (or the oldest, when the pool is full).
-    fn put_back(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        let now = Instant::now();
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while idle
-            .front()
-            .is_some_and(|oldest| now.duration_since(oldest.since) >= POOL_IDLE_TIMEOUT)
-            || idle.len() >= POOL_MAX_IDLE
-        {
-            idle.pop_front();
-        }
-        idle.push_back(IdleConnection { sender, since: now });
-    }
-}
-
-/// Opens a new HTTP/1.1 connection to `upstream`; its driver runs as a task
-/// on the current (proxy thread's) runtime until the connection closes.
-async fn connect(
-    upstream: &Upstream,
-    config: &ProxyConfig,
-) -> Result<SendRequest<ProxyBody>, Failure> {
-    let stream = tokio::time::timeout(
-        config.upstream_connect_timeout.0,
-        TcpStream::connect(upstream.address.as_str()),
-    )
-    .await
-    .map_err(|_elapsed| Failure {
-        kind: TransportFailure::Timeout,
-        body_too_large: false,
-    })?
-    .map_err(|err| classify(&err))?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|err| classify(&err))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.with_upgrades().await {
-            tracing::debug!(%err, "upstream connection ended with an error");
-        }
-    });
-    Ok(sender)
 }
 
 // === Serving ===
@@ -414,13 +324,25 @@ fn spawn_connection(
             .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         let mut connection = std::pin::pin!(connection);
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            () = stopped(&mut stopping) => {
+        // Not a `select!`: that would poll the stop signal on every wake-up of
+        // the connection, a lock and a waker registration per request. The
+        // signal is polled once to register, then only after the watch changed.
+        let watch = stopping.clone();
+        let mut stop = std::pin::pin!(stopped(&mut stopping));
+        let mut armed = false;
+        let mut shutting_down = false;
+        let result = std::future::poll_fn(|cx| {
+            if !shutting_down
+                && (!armed || watch.has_changed().unwrap_or(true))
+                && stop.as_mut().poll(cx).is_ready()
+            {
                 connection.as_mut().graceful_shutdown();
-                connection.await
+                shutting_down = true;
             }
-        };
+            armed = true;
+            connection.as_mut().poll(cx)
+        })
+        .await;
         if let Err(err) = result {
             tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
         }
@@ -615,20 +537,32 @@ async fn handle(
                 )
             },
         );
-    let body: ProxyBody = if upgrade || !has_body {
-        // A zero-sized body: boxing it allocates nothing.
-        Empty::new().map_err(|never| match never {}).boxed()
+    let request_body = if upgrade || !has_body {
+        RequestBody::Empty
     } else {
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
+        let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
             .map_err(BoxError::from)
-            .boxed()
+            .boxed();
+        if declared_length.is_some() {
+            RequestBody::Length(limited)
+        } else {
+            // The client's own chunking was stripped as hop-by-hop; this hop chunks anew.
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            RequestBody::Chunked(limited)
+        }
     };
-    let mut upstream_request = Request::from_parts(parts, body);
-    *upstream_request.uri_mut() = upstream_uri(&upstream.url, upstream_request.uri());
-    // A proxy speaks its own HTTP version to the next hop (RFC 9110 §6.2).
-    *upstream_request.version_mut() = Version::HTTP_11;
+    let mut head = Vec::new();
+    http1::encode_request_head(
+        &mut head,
+        &parts.method,
+        &upstream_target(&upstream.url, &parts.uri),
+        &parts.headers,
+    );
 
-    match send(proxy, side, upstream_request).await {
+    match send(proxy, side, &parts.method, &head, request_body).await {
         // A canary that refused the connection got nothing, so production may
         // serve the request instead; the refusal still counts against the canary.
         Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
@@ -647,18 +581,14 @@ async fn handle(
                 .record(side, Outcome::Transport(failure.kind), started.elapsed());
             failure.response()
         }
-        Ok((response, connection)) => match client_upgrade {
-            Some(client_upgrade) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                // The connection now carries the tunnel and is not reused.
-                drop(connection);
+        Ok(sent) => match client_upgrade {
+            Some(client_upgrade) if sent.head.status == StatusCode::SWITCHING_PROTOCOLS => {
                 proxy
                     .recorder
                     .record(side, Outcome::Status(101), started.elapsed());
-                splice_upgrade(response, client_upgrade)
+                splice_upgrade(sent, client_upgrade)
             }
-            _ => finish(
-                proxy, side, response, connection, new_cookie, started, in_flight,
-            ),
+            _ => finish(proxy, side, sent, new_cookie, started, in_flight),
         },
     }
 }
@@ -707,18 +637,16 @@ fn add_forwarded(
 
 /// The request target sent upstream (origin form): the upstream's base path
 /// joined with the request's path and query.
-fn upstream_uri(base: &UpstreamUrl, request_uri: &Uri) -> Uri {
+fn upstream_target<'a>(base: &UpstreamUrl, request_uri: &'a Uri) -> Cow<'a, str> {
     let base_path = base.uri().path().trim_end_matches('/');
     let path_and_query = request_uri
         .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| hyper::http::uri::PathAndQuery::from_static("/"));
+        .map_or("/", |path_and_query| path_and_query.as_str());
     if base_path.is_empty() {
-        // The common case: reuse the parsed path and query, no string work.
-        return Uri::from(path_and_query);
+        // The common case: the parsed path and query as they are.
+        return Cow::Borrowed(path_and_query);
     }
-    let joined = format!("{base_path}{}", path_and_query.as_str());
-    Uri::try_from(joined).unwrap_or_else(|_| Uri::from(path_and_query))
+    Cow::Owned(format!("{base_path}{path_and_query}"))
 }
 
 /// A failed upstream exchange, classified.
@@ -741,33 +669,57 @@ impl Failure {
     }
 }
 
-/// Sends `request` to `side` on a pooled connection (or a new one), within
-/// the upstream response timeout; returns the response head and the
-/// connection, which goes back to the pool when the response body ends.
+/// A request sent and its response head received.
+#[derive(Debug)]
+struct Sent {
+    head: http1::ResponseHead,
+    connection: Connection,
+    /// Still writing the request body, when the response came first.
+    writer: Option<BodyWriter>,
+}
+
+/// Sends the request (`head` encoded, then `body`) to `side` on a pooled
+/// connection (or a new one) and reads the response head, within the
+/// upstream response timeout.
+///
+/// A pooled connection the upstream closed just as the request went out
+/// answers nothing; an idempotent body-less request is then sent again on
+/// another connection, as nginx does (never a request with a body, never
+/// after a byte of a response).
 async fn send(
     proxy: &Proxy,
     side: Side,
-    request: Request<ProxyBody>,
-) -> Result<(Response<Incoming>, SendRequest<ProxyBody>), Failure> {
+    method: &Method,
+    head: &[u8],
+    body: RequestBody,
+) -> Result<Sent, Failure> {
+    let replayable = matches!(body, RequestBody::Empty) && method.is_idempotent();
     let exchange = async {
-        let mut request = request;
+        let mut body = Some(body);
         loop {
-            let (mut sender, reused) = match proxy.pool(side).take() {
-                Some(sender) => (sender, true),
-                None => (connect(proxy.upstream(side), &proxy.config).await?, false),
+            let (mut connection, reused) = match proxy.pool(side).take() {
+                Some(connection) => (connection, true),
+                None => {
+                    let opened = Connection::open(
+                        &proxy.upstream(side).address,
+                        proxy.config.upstream_connect_timeout.0,
+                    )
+                    .await
+                    .map_err(|failed| classify(&*failed.error))?;
+                    (opened, false)
+                }
             };
-            if sender.ready().await.is_err() {
-                // Closed while it sat idle: try the next one.
-                continue;
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok((response, sender)),
-                Err(mut err) => match err.take_message() {
-                    // An idle connection the upstream closed just as the request
-                    // went out: nothing was sent, so another connection may carry it.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(classify(err.error())),
-                },
+            let attempt = body.take().unwrap_or(RequestBody::Empty);
+            match upstream::exchange(&mut connection, method, head, attempt).await {
+                Ok((head, writer)) => {
+                    return Ok(Sent {
+                        head,
+                        connection,
+                        writer,
+                    });
+                }
+                Err(failed) if reused && replayable && failed.nothing_received => {}
+                Err(failed) => return Err(classify(&*failed.error)),
             }
         }
     };
@@ -808,10 +760,6 @@ fn classify(err: &(dyn StdError + 'static)) -> Failure {
         {
             kind = TransportFailure::Reset;
         }
-        // hyper-util reports a connect timeout as a plain error with this text.
-        if kind == TransportFailure::Other && current.to_string().contains("timed out") {
-            kind = TransportFailure::Timeout;
-        }
         cause = current.source();
     }
     Failure {
@@ -823,9 +771,9 @@ fn classify(err: &(dyn StdError + 'static)) -> Failure {
 /// Sends a body-less request to production after the canary refused it.
 async fn retry_on_production(
     proxy: &Arc<Proxy>,
-    method: hyper::Method,
+    method: Method,
     uri: Uri,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     new_cookie: Option<HeaderValue>,
     started: Instant,
 ) -> Response<ProxyBody> {
@@ -841,17 +789,17 @@ async fn retry_on_production(
             "upstream busy, try again\n",
         );
     };
-    let mut request = Request::new(Empty::new().map_err(|never| match never {}).boxed());
-    *request.method_mut() = method;
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers;
     if proxy.config.host_header == HostHeader::Upstream {
-        request
-            .headers_mut()
-            .insert(header::HOST, upstream.authority.clone());
+        headers.insert(header::HOST, upstream.authority.clone());
     }
-    *request.uri_mut() = upstream_uri(&upstream.url, &uri);
-    match send(proxy, Side::Production, request).await {
+    let mut head = Vec::new();
+    http1::encode_request_head(
+        &mut head,
+        &method,
+        &upstream_target(&upstream.url, &uri),
+        &headers,
+    );
+    match send(proxy, Side::Production, &method, &head, RequestBody::Empty).await {
         Err(failure) => {
             proxy.recorder.record(
                 Side::Production,
@@ -860,11 +808,10 @@ async fn retry_on_production(
             );
             failure.response()
         }
-        Ok((response, connection)) => finish(
+        Ok(sent) => finish(
             proxy,
             Side::Production,
-            response,
-            connection,
+            sent,
             new_cookie,
             started,
             in_flight,
@@ -876,51 +823,69 @@ async fn retry_on_production(
 fn finish(
     proxy: &Arc<Proxy>,
     side: Side,
-    response: Response<Incoming>,
-    connection: SendRequest<ProxyBody>,
+    sent: Sent,
     new_cookie: Option<HeaderValue>,
     started: Instant,
     in_flight: InFlight,
 ) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
+    let Sent {
+        head,
+        connection,
+        writer,
+    } = sent;
+    let body = UpstreamBody::new(connection, &head, writer, Arc::clone(proxy.pool(side)));
+    let mut headers = head.headers;
+    strip_hop_by_hop(&mut headers);
     if let Some(cookie) = new_cookie {
-        parts.headers.append(header::SET_COOKIE, cookie);
+        headers.append(header::SET_COOKIE, cookie);
     }
     let body = RecordedBody {
         inner: body,
         recording: Some(Recording {
             recorder: Arc::clone(&proxy.recorder),
             side,
-            status: parts.status.as_u16(),
+            status: head.status.as_u16(),
             started,
         }),
-        connection: Some((connection, Arc::clone(proxy.pool(side)))),
         _in_flight: in_flight,
     };
-    Response::from_parts(parts, body.boxed())
+    let mut response = Response::new(body.boxed());
+    *response.status_mut() = head.status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// Passes an upgraded connection through in both directions.
-fn splice_upgrade(
-    response: Response<Incoming>,
-    client_upgrade: hyper::upgrade::OnUpgrade,
-) -> Response<ProxyBody> {
-    let (mut parts, body) = response.into_parts();
-    let mut upstream_response = Response::from_parts(parts.clone(), body);
-    let upstream_upgrade = hyper::upgrade::on(&mut upstream_response);
+fn splice_upgrade(sent: Sent, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<ProxyBody> {
+    let Sent {
+        head, connection, ..
+    } = sent;
     tokio::spawn(async move {
-        match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok((client, upstream)) => {
+        let Some((mut upstream, early)) = connection.into_tunnel() else {
+            return;
+        };
+        match client_upgrade.await {
+            Ok(client) => {
                 let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
+                // What the upstream sent right behind its 101 goes first.
+                if !early.is_empty()
+                    && tokio::io::AsyncWriteExt::write_all(&mut client, &early)
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             }
             Err(err) => tracing::debug!(%err, "upgrade failed"),
         }
     });
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed())
+    let mut headers = head.headers;
+    headers.remove(header::TRANSFER_ENCODING);
+    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *response.status_mut() = head.status;
+    *response.headers_mut() = headers;
+    response
 }
 
 // === Recording when the response ends ===
@@ -942,13 +907,11 @@ impl Recording {
 }
 
 /// The upstream's response body on its way to the client; records the
-/// request when the body ends (a reset mid-body counts as a reset), holds
-/// the side's in-flight slot until then, and returns the upstream connection
-/// to its pool if the body ended cleanly.
+/// request when the body ends (a reset mid-body counts as a reset) and holds
+/// the side's in-flight slot until then.
 struct RecordedBody {
-    inner: Incoming,
+    inner: UpstreamBody,
     recording: Option<Recording>,
-    connection: Option<(SendRequest<ProxyBody>, Arc<ConnectionPool>)>,
     _in_flight: InFlight,
 }
 
@@ -969,10 +932,8 @@ impl Body for RecordedBody {
                 }
             }
             Poll::Ready(Some(Err(err))) => {
-                // A connection that failed mid-body is not reused.
-                self.connection = None;
                 if let Some(recording) = self.recording.take() {
-                    let kind = match classify(err).kind {
+                    let kind = match classify(&**err).kind {
                         TransportFailure::Other => TransportFailure::Reset,
                         kind => kind,
                     };
@@ -981,7 +942,7 @@ impl Body for RecordedBody {
             }
             _ => {}
         }
-        polled.map_err(BoxError::from)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -995,12 +956,6 @@ impl Body for RecordedBody {
 
 impl Drop for RecordedBody {
     fn drop(&mut self) {
-        // A body dropped before its end leaves the connection mid-response.
-        if let Some((sender, pool)) = self.connection.take()
-            && self.inner.is_end_stream()
-        {
-            pool.put_back(sender);
-        }
         // The client went away before the body ended (or hyper never polled an
         // empty body to its end): the upstream answered, so its status counts.
         if let Some(recording) = self.recording.take() {

@@ -1,0 +1,487 @@
+//! The proxy's upstream side: HTTP/1.1 over keep-alive TCP connections
+//! pooled per proxy thread, driven from the request's own task.
+//!
+//! A body-less request (nearly all of them) is written and its response
+//! head read in the task that serves the client, and the response body is
+//! read straight from the socket as the client's connection asks for it:
+//! no connection task, no channel between tasks. A request with a body is
+//! written by a task of its own while the response head is read, so an
+//! upstream that answers before it has read the whole body (or echoes it as
+//! it reads) never deadlocks against us.
+//!
+//! Framing lives in [`super::http1`]; this module only moves bytes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use hyper::Method;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::http1::{self, ChunkedDecoder, Decoded, Framing, ResponseHead};
+use super::{BoxError, ProxyBody};
+
+/// How much to ask the socket for at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long an upstream connection may sit idle in a pool.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream and proxy thread.
+const POOL_MAX_IDLE: usize = 256;
+
+/// One keep-alive connection to an upstream.
+#[derive(Debug)]
+pub(super) struct Connection {
+    reader: OwnedReadHalf,
+    /// `None` while a task of its own writes a request body.
+    writer: Option<OwnedWriteHalf>,
+    /// Bytes read but not yet used: the rest of a head, or body bytes.
+    buf: BytesMut,
+}
+
+impl Connection {
+    /// Connects to `address` within `timeout`.
+    pub(super) async fn open(address: &str, timeout: Duration) -> Result<Connection, Failed> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_elapsed| Failed::timeout())?
+            .map_err(|err| Failed::io(err, true))?;
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        Ok(Connection {
+            reader,
+            writer: Some(writer),
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        })
+    }
+
+    /// Whether an idle connection can carry a request: the upstream has not
+    /// closed it and sent nothing unasked. Costs no system call unless the
+    /// socket became readable while idle.
+    fn is_usable_when_idle(&self) -> bool {
+        let mut probe = [0u8; 1];
+        self.buf.is_empty()
+            && self.writer.is_some()
+            && matches!(self.reader.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// The socket again, for a tunnel after `101 Switching Protocols`, with
+    /// the bytes the upstream already sent past the head.
+    pub(super) fn into_tunnel(self) -> Option<(TcpStream, Bytes)> {
+        let writer = self.writer?;
+        let stream = self.reader.reunite(writer).ok()?;
+        Some((stream, self.buf.freeze()))
+    }
+}
+
+/// A failed exchange with an upstream.
+#[derive(Debug)]
+pub(super) struct Failed {
+    /// What went wrong, for classification.
+    pub(super) error: BoxError,
+    /// Whether the upstream sent no byte of a response, so a request that
+    /// can be replayed may go out again on another connection.
+    pub(super) nothing_received: bool,
+}
+
+impl Failed {
+    fn io(err: io::Error, nothing_received: bool) -> Failed {
+        Failed {
+            error: Box::new(err),
+            nothing_received,
+        }
+    }
+
+    fn timeout() -> Failed {
+        Failed::io(io::Error::from(io::ErrorKind::TimedOut), false)
+    }
+}
+
+/// How a request body goes out.
+pub(super) enum RequestBody {
+    /// None at all.
+    Empty,
+    /// Exactly as long as the request's `Content-Length` says.
+    Length(ProxyBody),
+    /// Chunked: the client sent no length.
+    Chunked(ProxyBody),
+}
+
+/// A task writing a request body; aborted if dropped before it ends.
+#[derive(Debug)]
+pub(super) struct BodyWriter(JoinHandle<Result<OwnedWriteHalf, BoxError>>);
+
+impl Drop for BodyWriter {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends one request (its head already encoded) and reads the response head.
+///
+/// Returns the head and, when the request has a body, the task still
+/// writing it (the response may start before the body has all gone out).
+pub(super) async fn exchange(
+    connection: &mut Connection,
+    method: &Method,
+    head: &[u8],
+    body: RequestBody,
+) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
+    let Connection {
+        reader,
+        writer: writer_slot,
+        buf,
+    } = connection;
+    let framing_body = match body {
+        RequestBody::Empty => {
+            let writer = writer_slot.as_mut().ok_or_else(|| Failed {
+                error: "connection has no writer".into(),
+                nothing_received: true,
+            })?;
+            writer
+                .write_all(head)
+                .await
+                .map_err(|err| Failed::io(err, true))?;
+            let head = read_head(reader, buf, method).await?;
+            return Ok((head, None));
+        }
+        RequestBody::Length(body) => (body, false),
+        RequestBody::Chunked(body) => (body, true),
+    };
+    let Some(mut writer) = writer_slot.take() else {
+        return Err(Failed {
+            error: "connection has no writer".into(),
+            nothing_received: true,
+        });
+    };
+    let (body, chunked) = framing_body;
+    let head = head.to_vec();
+    let mut task = BodyWriter(tokio::spawn(async move {
+        write_request(&mut writer, &head, body, chunked).await?;
+        Ok(writer)
+    }));
+    tokio::select! {
+        head = read_head(reader, buf, method) => head.map(|head| (head, Some(task))),
+        written = &mut task.0 => match written {
+            Ok(Ok(writer)) => {
+                *writer_slot = Some(writer);
+                let head = read_head(reader, buf, method).await?;
+                Ok((head, None))
+            }
+            Ok(Err(error)) => Err(Failed { error, nothing_received: false }),
+            Err(join) => Err(Failed { error: Box::new(join), nothing_received: false }),
+        },
+    }
+}
+
+/// Writes the head, then the body frames (chunk-framed when `chunked`).
+async fn write_request(
+    writer: &mut OwnedWriteHalf,
+    head: &[u8],
+    mut body: ProxyBody,
+    chunked: bool,
+) -> Result<(), BoxError> {
+    writer.write_all(head).await?;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            writer
+                .write_all(format!("{:x}\r\n", data.len()).as_bytes())
+                .await?;
+            writer.write_all(&data).await?;
+            writer.write_all(b"\r\n").await?;
+        } else {
+            writer.write_all(&data).await?;
+        }
+    }
+    if chunked {
+        writer.write_all(b"0\r\n\r\n").await?;
+    }
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads until a final response head is complete (skipping `100 Continue`
+/// and other interim responses, but not `101`).
+async fn read_head(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<ResponseHead, Failed> {
+    let mut received = !buf.is_empty();
+    loop {
+        match http1::parse_response_head(buf, method) {
+            Ok(Some((head, used))) => {
+                let _ = buf.split_to(used);
+                if head.status.is_informational()
+                    && head.status != hyper::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    continue;
+                }
+                return Ok(head);
+            }
+            Ok(None) => {}
+            Err(err) => {
+                return Err(Failed {
+                    error: Box::new(err),
+                    nothing_received: false,
+                });
+            }
+        }
+        buf.reserve(READ_CHUNK);
+        let read = std::future::poll_fn(|cx| {
+            tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, buf)
+        })
+        .await
+        .map_err(|err| Failed::io(err, !received))?;
+        if read == 0 {
+            return Err(Failed::io(
+                io::Error::from(io::ErrorKind::UnexpectedEof),
+                !received,
+            ));
+        }
+        received = true;
+    }
+}
+
+// === The pool ===
+
+/// Idle keep-alive connections to one upstream, used only by the proxy
+/// thread that opened them.
+///
+/// Most recently used at the back, so the warmest connection is reused and
+/// the ones left idle age out at the front. The lock is only ever taken by
+/// one thread, for a push or a pop, never across an `.await`.
+#[derive(Debug, Default)]
+pub(super) struct ConnectionPool {
+    idle: Mutex<VecDeque<(Connection, Instant)>>,
+}
+
+impl ConnectionPool {
+    /// The most recently used idle connection that is still open.
+    pub(super) fn take(&self) -> Option<Connection> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some((connection, since)) = idle.pop_back() {
+            if since.elapsed() < POOL_IDLE_TIMEOUT && connection.is_usable_when_idle() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last exchange ended cleanly, dropping the
+    /// ones idle for too long (or the oldest, when the pool is full).
+    fn put_back(&self, connection: Connection) {
+        let now = Instant::now();
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while idle
+            .front()
+            .is_some_and(|(_, since)| now.duration_since(*since) >= POOL_IDLE_TIMEOUT)
+            || idle.len() >= POOL_MAX_IDLE
+        {
+            idle.pop_front();
+        }
+        idle.push_back((connection, now));
+    }
+}
+
+// === The response body ===
+
+/// Where reading a response body stands.
+#[derive(Debug)]
+enum BodyState {
+    /// This many bytes are still to come.
+    Length(u64),
+    /// Chunked, decoding.
+    Chunked(ChunkedDecoder),
+    /// Until the upstream closes.
+    UntilClose,
+    /// Complete.
+    Done,
+}
+
+/// A response body read straight from the upstream connection; the
+/// connection goes back to its pool when the body ends cleanly and both
+/// sides want to keep it.
+#[derive(Debug)]
+pub(super) struct UpstreamBody {
+    connection: Option<Connection>,
+    state: BodyState,
+    keep_alive: bool,
+    writer: Option<BodyWriter>,
+    pool: Arc<ConnectionPool>,
+}
+
+impl UpstreamBody {
+    pub(super) fn new(
+        connection: Connection,
+        head: &ResponseHead,
+        writer: Option<BodyWriter>,
+        pool: Arc<ConnectionPool>,
+    ) -> UpstreamBody {
+        let state = match head.framing {
+            Framing::Empty => BodyState::Done,
+            Framing::Length(length) => BodyState::Length(length),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::new()),
+            Framing::UntilClose => BodyState::UntilClose,
+        };
+        UpstreamBody {
+            connection: Some(connection),
+            state,
+            keep_alive: head.keep_alive,
+            writer,
+            pool,
+        }
+    }
+
+    /// After the body's end: back to the pool if nothing is left over and the
+    /// request went out in full.
+    fn release(&mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        if !(self.keep_alive && matches!(self.state, BodyState::Done) && connection.buf.is_empty())
+        {
+            return;
+        }
+        if let Some(mut writer) = self.writer.take() {
+            match (&mut writer.0).now_or_never() {
+                Some(Ok(Ok(half))) => connection.writer = Some(half),
+                // Still writing (the upstream answered early) or failed: the
+                // connection is mid-request, so it is closed.
+                _ => return,
+            }
+        }
+        self.pool.put_back(connection);
+    }
+
+    /// Reads more from the socket; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Some(connection) = self.connection.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        connection.buf.reserve(READ_CHUNK);
+        tokio_util::io::poll_read_buf(Pin::new(&mut connection.reader), cx, &mut connection.buf)
+    }
+
+    fn buffered(&mut self) -> Option<&mut BytesMut> {
+        self.connection
+            .as_mut()
+            .map(|connection| &mut connection.buf)
+            .filter(|buf| !buf.is_empty())
+    }
+}
+
+fn cut_short() -> BoxError {
+    Box::new(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "upstream closed the connection before the response body ended",
+    ))
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                BodyState::Done => {
+                    this.release();
+                    return Poll::Ready(None);
+                }
+                BodyState::Length(0) => this.state = BodyState::Done,
+                BodyState::Length(left) => {
+                    let left_now = *left;
+                    if let Some(buf) = this.buffered() {
+                        let take = usize::try_from(left_now)
+                            .unwrap_or(usize::MAX)
+                            .min(buf.len());
+                        let data = buf.split_to(take).freeze();
+                        this.state = BodyState::Length(left_now - take as u64);
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if ready!(this.poll_fill(cx))? == 0 {
+                        this.connection = None;
+                        return Poll::Ready(Some(Err(cut_short())));
+                    }
+                }
+                BodyState::Chunked(decoder) => {
+                    let decoded = match this.connection.as_mut() {
+                        Some(connection) => decoder.decode(&mut connection.buf)?,
+                        None => Decoded::NeedMore,
+                    };
+                    match decoded {
+                        Decoded::Data(data) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                        Decoded::Done => this.state = BodyState::Done,
+                        Decoded::NeedMore => {
+                            if ready!(this.poll_fill(cx))? == 0 {
+                                this.connection = None;
+                                return Poll::Ready(Some(Err(cut_short())));
+                            }
+                        }
+                    }
+                }
+                BodyState::UntilClose => {
+                    if let Some(buf) = this.buffered() {
+                        let data = buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    if ready!(this.poll_fill(cx))? == 0 {
+                        // The close is the end; the connection is spent.
+                        this.connection = None;
+                        this.state = BodyState::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, BodyState::Done | BodyState::Length(0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            BodyState::Done => SizeHint::with_exact(0),
+            BodyState::Length(left) => SizeHint::with_exact(left),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // An empty body is never polled; a complete one may not have been
+        // polled past its last frame. Either way the connection may go back.
+        if let BodyState::Length(0) = self.state {
+            self.state = BodyState::Done;
+        }
+        self.release();
+    }
+}
