@@ -137,35 +137,53 @@ pub(super) async fn exchange(
     head: &[u8],
     body: RequestBody,
 ) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
-    let Connection {
-        reader,
-        writer: writer_slot,
-        buf,
-    } = connection;
-    let framing_body = match body {
+    let (body, chunked) = match body {
         RequestBody::Empty => {
-            let writer = writer_slot.as_mut().ok_or_else(|| Failed {
-                error: "connection has no writer".into(),
-                nothing_received: true,
-            })?;
+            let writer = connection.writer.as_mut().ok_or_else(no_writer)?;
             writer
                 .write_all(head)
                 .await
                 .map_err(|err| Failed::io(err, true))?;
-            let head = read_head(reader, buf, method).await?;
+            let head = read_head(&mut connection.reader, &mut connection.buf, method).await?;
             return Ok((head, None));
         }
         RequestBody::Length(body) => (body, false),
         RequestBody::Chunked(body) => (body, true),
     };
-    let Some(mut writer) = writer_slot.take() else {
-        return Err(Failed {
-            error: "connection has no writer".into(),
-            nothing_received: true,
-        });
-    };
-    let (body, chunked) = framing_body;
-    let head = head.to_vec();
+    // Boxed: the body-less path above is nearly every request, and its
+    // future stays small (it is moved on every request) without this one.
+    Box::pin(exchange_with_body(
+        connection,
+        method,
+        head.to_vec(),
+        body,
+        chunked,
+    ))
+    .await
+}
+
+fn no_writer() -> Failed {
+    Failed {
+        error: "connection has no writer".into(),
+        nothing_received: true,
+    }
+}
+
+/// [`exchange`] for a request with a body: a task writes it while the
+/// response head is read here.
+async fn exchange_with_body(
+    connection: &mut Connection,
+    method: &Method,
+    head: Vec<u8>,
+    body: ProxyBody,
+    chunked: bool,
+) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
+    let Connection {
+        reader,
+        writer: writer_slot,
+        buf,
+    } = connection;
+    let mut writer = writer_slot.take().ok_or_else(no_writer)?;
     let mut task = BodyWriter(tokio::spawn(async move {
         write_request(&mut writer, &head, body, chunked).await?;
         Ok(writer)
