@@ -444,19 +444,35 @@ fn cookie_bucket(headers: &HeaderMap, name: &str) -> Option<Bucket> {
 
 /// Counts a request in flight for a side until dropped; a response body
 /// holds it, so a slow download still counts.
+///
+/// It holds this thread's `Proxy` rather than the shared counter's own
+/// `Arc`: a reference count touched by every thread on every request costs
+/// a cache line bouncing between cores.
 #[derive(Debug)]
-struct InFlight(Arc<AtomicU32>);
+struct InFlight {
+    proxy: Arc<Proxy>,
+    side: Side,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.proxy
+            .upstream(self.side)
+            .in_flight
+            .fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-fn acquire(upstream: &Upstream, limit: u32) -> Option<InFlight> {
-    let previous = upstream.in_flight.fetch_add(1, Ordering::AcqRel);
-    let guard = InFlight(Arc::clone(&upstream.in_flight));
-    (previous < limit).then_some(guard)
+fn acquire(proxy: &Arc<Proxy>, side: Side) -> Option<InFlight> {
+    let previous = proxy
+        .upstream(side)
+        .in_flight
+        .fetch_add(1, Ordering::AcqRel);
+    let guard = InFlight {
+        proxy: Arc::clone(proxy),
+        side,
+    };
+    (previous < proxy.config.max_in_flight_per_side).then_some(guard)
 }
 
 /// One proxied request, from choosing a side to recording its outcome.
@@ -486,7 +502,7 @@ async fn handle(
     let side = split::choose(proxy.share.get(), bucket, forced);
 
     let upstream = proxy.upstream(side);
-    let Some(in_flight) = acquire(upstream, proxy.config.max_in_flight_per_side) else {
+    let Some(in_flight) = acquire(proxy, side) else {
         proxy.recorder.record(
             side,
             Outcome::Transport(TransportFailure::Overloaded),
@@ -778,7 +794,7 @@ async fn retry_on_production(
     started: Instant,
 ) -> Response<ProxyBody> {
     let upstream = proxy.upstream(Side::Production);
-    let Some(in_flight) = acquire(upstream, proxy.config.max_in_flight_per_side) else {
+    let Some(in_flight) = acquire(proxy, Side::Production) else {
         proxy.recorder.record(
             Side::Production,
             Outcome::Transport(TransportFailure::Overloaded),
@@ -842,7 +858,7 @@ fn finish(
     let body = RecordedBody {
         inner: body,
         recording: Some(Recording {
-            recorder: Arc::clone(&proxy.recorder),
+            proxy: Arc::clone(proxy),
             side,
             status: head.status.as_u16(),
             started,
@@ -893,7 +909,8 @@ fn splice_upgrade(sent: Sent, client_upgrade: hyper::upgrade::OnUpgrade) -> Resp
 /// What to record once a response body has ended.
 #[derive(Debug)]
 struct Recording {
-    recorder: Arc<Recorder>,
+    /// This thread's proxy (see [`InFlight`] for why not the recorder's `Arc`).
+    proxy: Arc<Proxy>,
     side: Side,
     status: u16,
     started: Instant,
@@ -901,7 +918,8 @@ struct Recording {
 
 impl Recording {
     fn record(self, outcome: Outcome) {
-        self.recorder
+        self.proxy
+            .recorder
             .record(self.side, outcome, self.started.elapsed());
     }
 }

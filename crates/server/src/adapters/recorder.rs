@@ -157,15 +157,23 @@ struct Second {
 #[derive(Debug)]
 struct SideRecorder {
     /// The current second's counts, split so concurrent requests rarely meet.
-    shards: Box<[Mutex<Counts>]>,
+    shards: Box<[Shard]>,
     /// Finished seconds, oldest first. Written by `tick`, read by `snapshot`.
     history: Mutex<VecDeque<Second>>,
 }
 
+/// One shard, on cache lines of its own: two threads recording into
+/// neighbouring shards must not bounce a shared line between their cores.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard(Mutex<Counts>);
+
 impl SideRecorder {
     fn new(n_shards: usize) -> SideRecorder {
         SideRecorder {
-            shards: (0..n_shards).map(|_| Mutex::new(Counts::new())).collect(),
+            shards: (0..n_shards)
+                .map(|_| Shard(Mutex::new(Counts::new())))
+                .collect(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS + 1)),
         }
     }
@@ -215,6 +223,7 @@ impl Recorder {
         let shard = SHARD.with(|shard| *shard) % shards.len();
         // Held for a counter update only; never across an await.
         let mut counts = shards[shard]
+            .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.record(outcome, latency);
@@ -230,6 +239,7 @@ impl Recorder {
                 let fresh = Counts::new();
                 let taken = {
                     let mut counts = shard
+                        .0
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     std::mem::replace(&mut *counts, fresh)
