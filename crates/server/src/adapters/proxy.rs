@@ -695,8 +695,8 @@ struct Sent {
 }
 
 /// Sends the request (`head` encoded, then `body`) to `side` on a pooled
-/// connection (or a new one) and reads the response head, within the
-/// upstream response timeout.
+/// connection (or a new one, within the connect timeout) and reads the
+/// response head within the upstream response timeout.
 ///
 /// A pooled connection the upstream closed just as the request went out
 /// answers nothing; an idempotent body-less request is then sent again on
@@ -710,41 +710,35 @@ async fn send(
     body: RequestBody,
 ) -> Result<Sent, Failure> {
     let replayable = matches!(body, RequestBody::Empty) && method.is_idempotent();
-    let exchange = async {
-        let mut body = Some(body);
-        loop {
-            let (mut connection, reused) = match proxy.pool(side).take() {
-                Some(connection) => (connection, true),
-                None => {
-                    let opened = Connection::open(
-                        &proxy.upstream(side).address,
-                        proxy.config.upstream_connect_timeout.0,
-                    )
-                    .await
-                    .map_err(|failed| classify(&*failed.error))?;
-                    (opened, false)
-                }
-            };
-            let attempt = body.take().unwrap_or(RequestBody::Empty);
-            match upstream::exchange(&mut connection, method, head, attempt).await {
-                Ok((head, writer)) => {
-                    return Ok(Sent {
-                        head,
-                        connection,
-                        writer,
-                    });
-                }
-                Err(failed) if reused && replayable && failed.nothing_received => {}
-                Err(failed) => return Err(classify(&*failed.error)),
+    let started = Instant::now();
+    let deadline = started + proxy.config.upstream_response_timeout.0;
+    let mut body = Some(body);
+    loop {
+        let (mut connection, reused) = match proxy.pool(side).take(started) {
+            Some(connection) => (connection, true),
+            None => {
+                let opened = Connection::open(
+                    &proxy.upstream(side).address,
+                    proxy.config.upstream_connect_timeout.0,
+                )
+                .await
+                .map_err(|failed| classify(&*failed.error))?;
+                (opened, false)
             }
+        };
+        let attempt = body.take().unwrap_or(RequestBody::Empty);
+        match upstream::exchange(&mut connection, method, head, attempt, (started, deadline)).await
+        {
+            Ok((head, writer)) => {
+                return Ok(Sent {
+                    head,
+                    connection,
+                    writer,
+                });
+            }
+            Err(failed) if reused && replayable && failed.nothing_received => {}
+            Err(failed) => return Err(classify(&*failed.error)),
         }
-    };
-    match tokio::time::timeout(proxy.config.upstream_response_timeout.0, exchange).await {
-        Err(_elapsed) => Err(Failure {
-            kind: TransportFailure::Timeout,
-            body_too_large: false,
-        }),
-        Ok(result) => result,
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::http1::{self, ChunkedDecoder, Decoded, Framing, ResponseHead};
 use super::{BoxError, ProxyBody};
@@ -47,6 +47,11 @@ pub(super) struct Connection {
     writer: Option<OwnedWriteHalf>,
     /// Bytes read but not yet used: the rest of a head, or body bytes.
     buf: BytesMut,
+    /// The response timer, kept for the connection's life and re-armed only
+    /// when it fires (see [`before_deadline`]).
+    timer: Pin<Box<Sleep>>,
+    /// When the last request on it started; how long it has been idle counts from here.
+    last_used: Instant,
 }
 
 impl Connection {
@@ -58,10 +63,13 @@ impl Connection {
             .map_err(|err| Failed::io(err, true))?;
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
+        let now = Instant::now();
         Ok(Connection {
             reader,
             writer: Some(writer),
             buf: BytesMut::with_capacity(READ_CHUNK),
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            last_used: now,
         })
     }
 
@@ -127,7 +135,9 @@ impl Drop for BodyWriter {
     }
 }
 
-/// Sends one request (its head already encoded) and reads the response head.
+/// Sends one request (its head already encoded) and reads the response
+/// head, unless `deadline` passes first. `started` is when the request
+/// began (the connection's idle time counts from it).
 ///
 /// Returns the head and, when the request has a body, the task still
 /// writing it (the response may start before the body has all gone out).
@@ -136,29 +146,73 @@ pub(super) async fn exchange(
     method: &Method,
     head: &[u8],
     body: RequestBody,
+    (started, deadline): (Instant, Instant),
 ) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
+    connection.last_used = started;
+    let Connection {
+        reader,
+        writer,
+        buf,
+        timer,
+        ..
+    } = connection;
     let (body, chunked) = match body {
         RequestBody::Empty => {
-            let writer = connection.writer.as_mut().ok_or_else(no_writer)?;
-            writer
-                .write_all(head)
-                .await
-                .map_err(|err| Failed::io(err, true))?;
-            let head = read_head(&mut connection.reader, &mut connection.buf, method).await?;
-            return Ok((head, None));
+            let exchange = async {
+                let writer = writer.as_mut().ok_or_else(no_writer)?;
+                writer
+                    .write_all(head)
+                    .await
+                    .map_err(|err| Failed::io(err, true))?;
+                read_head(reader, buf, method)
+                    .await
+                    .map(|head| (head, None))
+            };
+            return before_deadline(timer, deadline, exchange).await;
         }
         RequestBody::Length(body) => (body, false),
         RequestBody::Chunked(body) => (body, true),
     };
     // Boxed: the body-less path above is nearly every request, and its
     // future stays small (it is moved on every request) without this one.
-    Box::pin(exchange_with_body(
-        connection,
+    let exchange = Box::pin(exchange_with_body(
+        reader,
+        writer,
+        buf,
         method,
         head.to_vec(),
         body,
         chunked,
-    ))
+    ));
+    before_deadline(timer, deadline, exchange).await
+}
+
+/// Runs `exchange` until it ends or `deadline` passes.
+///
+/// The timer belongs to the connection and is not re-armed per request:
+/// it still holds an earlier request's deadline, which is never later than
+/// this one's, so it fires at that deadline or before; only then is it
+/// moved on. Back-to-back requests on a connection therefore touch the
+/// timer wheel about once per timeout period, not twice per request as
+/// `tokio::time::timeout` would.
+async fn before_deadline<T>(
+    timer: &mut Pin<Box<Sleep>>,
+    deadline: Instant,
+    exchange: impl Future<Output = Result<T, Failed>>,
+) -> Result<T, Failed> {
+    let mut exchange = std::pin::pin!(exchange);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return Poll::Ready(Err(Failed::timeout()));
+            }
+            timer.as_mut().reset(deadline);
+        }
+        Poll::Pending
+    })
     .await
 }
 
@@ -172,17 +226,14 @@ fn no_writer() -> Failed {
 /// [`exchange`] for a request with a body: a task writes it while the
 /// response head is read here.
 async fn exchange_with_body(
-    connection: &mut Connection,
+    reader: &mut OwnedReadHalf,
+    writer_slot: &mut Option<OwnedWriteHalf>,
+    buf: &mut BytesMut,
     method: &Method,
     head: Vec<u8>,
     body: ProxyBody,
     chunked: bool,
 ) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
-    let Connection {
-        reader,
-        writer: writer_slot,
-        buf,
-    } = connection;
     let mut writer = writer_slot.take().ok_or_else(no_writer)?;
     let mut task = BodyWriter(tokio::spawn(async move {
         write_request(&mut writer, &head, body, chunked).await?;
@@ -287,18 +338,21 @@ async fn read_head(
 /// one thread, for a push or a pop, never across an `.await`.
 #[derive(Debug, Default)]
 pub(super) struct ConnectionPool {
-    idle: Mutex<VecDeque<(Connection, Instant)>>,
+    idle: Mutex<VecDeque<Connection>>,
 }
 
 impl ConnectionPool {
-    /// The most recently used idle connection that is still open.
-    pub(super) fn take(&self) -> Option<Connection> {
+    /// The most recently used idle connection that is still open, for a
+    /// request starting `now`.
+    pub(super) fn take(&self, now: Instant) -> Option<Connection> {
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while let Some((connection, since)) = idle.pop_back() {
-            if since.elapsed() < POOL_IDLE_TIMEOUT && connection.is_usable_when_idle() {
+        while let Some(connection) = idle.pop_back() {
+            if now.saturating_duration_since(connection.last_used) < POOL_IDLE_TIMEOUT
+                && connection.is_usable_when_idle()
+            {
                 return Some(connection);
             }
         }
@@ -308,19 +362,18 @@ impl ConnectionPool {
     /// Keeps a connection whose last exchange ended cleanly, dropping the
     /// ones idle for too long (or the oldest, when the pool is full).
     fn put_back(&self, connection: Connection) {
-        let now = Instant::now();
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        while idle
-            .front()
-            .is_some_and(|(_, since)| now.duration_since(*since) >= POOL_IDLE_TIMEOUT)
-            || idle.len() >= POOL_MAX_IDLE
+        let newest = connection.last_used;
+        while idle.front().is_some_and(|oldest| {
+            newest.saturating_duration_since(oldest.last_used) >= POOL_IDLE_TIMEOUT
+        }) || idle.len() >= POOL_MAX_IDLE
         {
             idle.pop_front();
         }
-        idle.push_back((connection, now));
+        idle.push_back(connection);
     }
 }
 
