@@ -1,7 +1,7 @@
 //! The built-in traffic-splitting reverse proxy.
 //!
 //! HTTP/1.1 with keep-alive on both sides (hyper's server towards clients;
-//! towards upstreams, our own HTTP/1.1 client in [`upstream`] over
+//! towards upstreams, our own HTTP/1.1 client in `proxy/upstream.rs` over
 //! connections pooled per proxy thread), bodies streamed both ways,
 //! WebSocket upgrades passed through.
 //! Each request goes to the side [`crate::domain::split::choose`] picks from

@@ -1,3 +1,5 @@
+//! The upstream framing rules, byte by byte: heads, body delimiting, chunked decoding.
+
 use bytes::BytesMut;
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
