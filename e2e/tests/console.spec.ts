@@ -95,14 +95,32 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   expect(canaryShare).toBeGreaterThan(0.15);
   expect(canaryShare).toBeLessThan(0.35);
   await expect(dashboard.page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
+  // Both sides' lines are drawn on every chart, with the current values beside them.
+  for (const chart of ['latency', 'success', 'errors', 'requests'] as const) {
+    await expect
+      .poll(async () => {
+        const ink = await dashboard.chartInk(chart);
+        return ink.production > 0 && ink.canary > 0;
+      }, { message: `${chart} chart draws both sides`, timeout: 15_000 })
+      .toBe(true);
+  }
+  await expect(dashboard.page.getByTestId('chart-success-production')).toHaveText('100 %');
+  await expect(dashboard.page.getByTestId('chart-latency-canary')).toHaveText(/ms$/);
+  await dashboard.page.getByTestId('latency-p99').click();
+  await expect(dashboard.page.getByTestId('chart-latency')).toContainText('Latency (p99)');
   await dashboard.screenshot(testInfo, 'progressing');
 
   // Continue walks to the next configured step.
   await dashboard.action('continue').click();
   await expect(dashboard.share('canary')).toHaveText('50 %');
 
-  // Emergency stop asks first, then takes all traffic off the canary.
-  await dashboard.action('stop').click();
+  // Emergency stop stays on screen however far the operator scrolled; it
+  // asks first, then takes all traffic off the canary.
+  await dashboard.page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  const headerStop = dashboard.page.getByTestId('header-stop');
+  await expect(headerStop).toBeInViewport();
+  await headerStop.click();
+  await expect(dashboard.page.getByTestId('confirm-panel')).toBeInViewport();
   await expect(dashboard.page.getByTestId('confirm-question')).toHaveText('Emergency stop: move the canary from 50 % to 0 % now?');
   await dashboard.page.getByTestId('stop-reason').fill('errors in the logs');
   await dashboard.screenshot(testInfo, 'stop-confirm');
@@ -110,6 +128,7 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await expect(dashboard.share('canary')).toHaveText('0 %');
   await expect(dashboard.statusLine).toHaveText('Rolled back: errors in the logs', { timeout: 15_000 });
   await expect(dashboard.page).toHaveTitle('🔴 Rolled back: errors in the logs · canary');
+  await expect(headerStop).toBeHidden();
   await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toContainText('errors in the logs');
   // Exactly one alert: the rollback; the start and the moves stay quiet.
   const raised = () => dashboard.page.evaluate(() => (window as unknown as { raisedNotifications: { title: string; body?: string }[] }).raisedNotifications);

@@ -6,11 +6,13 @@
 //! - [`stream`]: the live connection, with reconnect and backoff, as signals.
 //! - [`alerts`]: browser notifications on a breach or a rollback.
 //! - [`view_model`]: pure presentation logic, tested on the host.
+//! - [`chart_model`]: the live charts' series, lines and axes, also pure.
 //! - [`components`]: presentational pieces that take signals and props.
 //! - [`pages`]: screens that wire components to the live data.
 
 pub mod alerts;
 pub mod api;
+pub mod chart_model;
 pub mod components;
 pub mod pages;
 pub mod stream;
@@ -40,6 +42,11 @@ pub struct Viewer {
     /// Ends the session and returns to the sign-in page.
     pub sign_out: Callback<()>,
 }
+
+/// Asks the Actions card to open its emergency-stop confirmation: the
+/// header's always-visible Stop button bumps it.
+#[derive(Clone, Copy, Debug)]
+pub struct StopRequests(pub RwSignal<u32>);
 
 /// The whole console: the sign-in page until the server knows who we are,
 /// then the live dashboard.
@@ -82,6 +89,7 @@ fn Console(viewer: Viewer, ended: Callback<String>) -> impl IntoView {
     let live: LiveData = stream::connect();
     provide_context(live);
     provide_context(viewer);
+    provide_context(StopRequests(RwSignal::new(0)));
     Effect::new(move |_| {
         if let Some(reason) = live.session_ended.get() {
             let reason = if reason.is_empty() {

@@ -5,13 +5,14 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use canary_shared::api::STREAM_PATH;
-use canary_shared::{AuditEvent, CanaryState, ServerMessage};
+use canary_shared::{AuditEvent, CanaryState, MetricsSnapshot, ServerMessage};
 use gloo_timers::callback::Timeout;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
+use crate::chart_model::merge_metrics;
 use crate::view_model::{Connection, reconnect_delay_ms};
 
 /// What the stream feeds; provided to the whole app as context.
@@ -23,6 +24,8 @@ pub struct LiveData {
     pub connection: RwSignal<Connection>,
     /// The newest audit entries, newest first.
     pub audit: RwSignal<Vec<AuditEvent>>,
+    /// Both sides' windows and the last five minutes of seconds, for the charts.
+    pub metrics: RwSignal<Option<MetricsSnapshot>>,
     /// Set when the server closed the stream because the session ended
     /// (sign-out elsewhere, revocation, expiry); the stream then stays closed.
     pub session_ended: RwSignal<Option<String>>,
@@ -67,6 +70,7 @@ pub fn connect() -> LiveData {
         state: RwSignal::new(None),
         connection: RwSignal::new(Connection::Connecting),
         audit: RwSignal::new(Vec::new()),
+        metrics: RwSignal::new(None),
         session_ended: RwSignal::new(None),
     };
     let stream = Rc::new(RefCell::new(Stream {
@@ -115,8 +119,14 @@ fn open(stream: &Rc<RefCell<Stream>>) {
             return;
         };
         match serde_json::from_str::<ServerMessage>(&text) {
-            Ok(ServerMessage::Snapshot { state, .. }) => {
+            Ok(ServerMessage::Snapshot { state, metrics }) => {
                 data.state.set(Some(*state));
+                match metrics {
+                    Some(metrics) => data
+                        .metrics
+                        .update(|kept| merge_metrics(kept, *metrics, true)),
+                    None => data.metrics.set(None),
+                }
                 data.connection.set(Connection::Live);
                 reload_audit(data.audit);
             }
@@ -139,8 +149,12 @@ fn open(stream: &Rc<RefCell<Stream>>) {
                     }
                 });
             }
+            Ok(ServerMessage::Metrics { metrics }) => {
+                data.metrics
+                    .update(|kept| merge_metrics(kept, *metrics, false));
+            }
             // The console sends its commands over REST, so no replies come.
-            Ok(ServerMessage::Metrics { .. } | ServerMessage::Reply { .. }) => {}
+            Ok(ServerMessage::Reply { .. }) => {}
             Err(err) => {
                 web_sys::console::warn_1(
                     &format!("canary: unreadable stream message: {err}").into(),

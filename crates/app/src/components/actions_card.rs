@@ -10,10 +10,10 @@ use canary_shared::{ActionKind, CanaryState, Role, StepKind};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::Viewer;
 use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
 use crate::view_model::{action_view, clamp_share};
+use crate::{StopRequests, Viewer};
 
 /// What waits for the operator's confirmation.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,6 +94,28 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         }
         pending.set(Some(what));
     };
+    // The header's Stop button (on screen however far the page is scrolled)
+    // opens the same confirmation here and brings it into view.
+    let confirm_panel = NodeRef::<leptos::html::Div>::new();
+    let reason_input = NodeRef::<leptos::html::Input>::new();
+    if let Some(StopRequests(requests)) = use_context::<StopRequests>() {
+        Effect::new(move |previous: Option<u32>| {
+            let now = requests.get();
+            if previous.is_some_and(|previous| previous != now) && allowed(ActionKind::Stop) {
+                open(Pending::Stop);
+                // After the panel is shown: a hidden element cannot be scrolled to.
+                request_animation_frame(move || {
+                    if let Some(panel) = confirm_panel.get_untracked() {
+                        panel.scroll_into_view();
+                    }
+                    if let Some(input) = reason_input.get_untracked() {
+                        let _ = input.focus();
+                    }
+                });
+            }
+            now
+        });
+    }
     let question = move || {
         let share = state.with(|state| {
             state
@@ -215,7 +237,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                 {step_button(ActionKind::Rollback, "Roll back", "action-rollback")}
             </div>
             <ScalePanel state=state open=scale_open />
-            <div class="confirm-panel" role="alertdialog" aria-live="assertive" data-testid="confirm-panel" hidden=move || pending.with(Option::is_none)>
+            <div node_ref=confirm_panel class="confirm-panel" role="alertdialog" aria-live="assertive" data-testid="confirm-panel" hidden=move || pending.with(Option::is_none)>
                 <div class="confirm-panel__fields" hidden=move || pending.get() != Some(Pending::Start)>
                     <label for="start-tag">"Image tag"</label>
                     <input
@@ -246,6 +268,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                 >
                     <label for="stop-reason">"Reason (for the audit trail)"</label>
                     <input
+                        node_ref=reason_input
                         id="stop-reason"
                         type="text"
                         autocomplete="off"

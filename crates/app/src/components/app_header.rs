@@ -1,11 +1,13 @@
-//! The top bar: product name and the live-connection indicator.
+//! The top bar: product name, the live-connection indicator, Emergency
+//! Stop whenever a stop is possible, browser alerts, and who is signed in.
 
-use canary_shared::CredentialKind;
+use canary_shared::{ActionKind, CredentialKind};
 use leptos::prelude::*;
 
-use crate::Viewer;
 use crate::alerts::{self, AlertPermission};
-use crate::view_model::Connection;
+use crate::stream::LiveData;
+use crate::view_model::{Connection, action_view};
+use crate::{StopRequests, Viewer};
 
 /// The header with the connection indicator and who is signed in.
 #[component]
@@ -42,6 +44,7 @@ pub fn AppHeader(connection: RwSignal<Connection>) -> impl IntoView {
                 <span class="connection__dot" aria-hidden="true"></span>
                 <span class="connection__label">{move || connection.get().label()}</span>
             </div>
+            <HeaderStop />
             <AlertsControl />
             {identity}
         </header>
@@ -95,4 +98,34 @@ fn AlertsControl() -> impl IntoView {
         .into_any(),
     }
     }
+}
+
+/// Emergency Stop in the sticky header: on screen however far the page is
+/// scrolled, whenever a stop is possible. It opens the Actions card's
+/// confirmation, so nothing stops without a second tap.
+#[component]
+fn HeaderStop() -> impl IntoView {
+    let live = use_context::<LiveData>();
+    let requests = use_context::<StopRequests>();
+    let role = use_context::<Viewer>().map(|viewer| viewer.me.role);
+    let (Some(live), Some(StopRequests(requests)), Some(role)) = (live, requests, role) else {
+        return ().into_any();
+    };
+    let possible = move || {
+        live.state
+            .with(|state| action_view(state.as_ref(), ActionKind::Stop, role).enabled)
+    };
+    view! {
+        <Show when=possible>
+            <button
+                type="button"
+                class="button button--danger header-stop"
+                data-testid="header-stop"
+                on:click=move |_| requests.update(|count| *count = count.wrapping_add(1))
+            >
+                "Emergency stop"
+            </button>
+        </Show>
+    }
+    .into_any()
 }

@@ -6,14 +6,15 @@ use leptos::prelude::*;
 use crate::components::actions_card::ActionsCard;
 use crate::components::app_header::AppHeader;
 use crate::components::audit_card::AuditCard;
+use crate::components::metrics_card::MetricsCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
 use crate::components::status_line::StatusLine;
 use crate::components::steps_card::StepsCard;
 use crate::stream::LiveData;
 
-/// Header, status line, the Production / Canary / Actions cards, and the
-/// rollout's steps and safety checks.
+/// Header, status line, the Production / Canary / Actions cards, the live
+/// charts, and the rollout's steps and safety checks.
 #[component]
 pub fn Dashboard() -> impl IntoView {
     let live = expect_context::<LiveData>();
@@ -27,6 +28,7 @@ pub fn Dashboard() -> impl IntoView {
                 <ServiceCard side=Side::Canary state=live.state />
                 <ActionsCard state=live.state />
             </section>
+            <MetricsCard metrics=live.metrics />
             <section class="cards cards--wide">
                 <StepsCard state=live.state />
                 <SafetyCard state=live.state />

@@ -1,0 +1,196 @@
+//! The charts' data: the kept series, the lines, the axes and the comparison.
+
+use canary_shared::{
+    CanaryShare, MetricsSnapshot, SecondSample, SideMetrics, UnixMillis, WindowStats,
+};
+
+use super::{
+    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, merge_metrics, parse_hex_color,
+    plot_range, segments, time_label, y_range,
+};
+
+fn second(at_s: u64, requests: u64, errors: u64, p95: Option<f64>) -> SecondSample {
+    SecondSample {
+        at: UnixMillis(at_s * 1000),
+        requests,
+        errors,
+        p50_latency_ms: p95.map(|ms| ms / 2.0),
+        p95_latency_ms: p95,
+        p99_latency_ms: p95.map(|ms| ms * 2.0),
+    }
+}
+
+fn snapshot(
+    at_s: u64,
+    production: Vec<SecondSample>,
+    canary: Vec<SecondSample>,
+) -> MetricsSnapshot {
+    MetricsSnapshot {
+        at: UnixMillis(at_s * 1000),
+        canary_percent: CanaryShare::from_percent(5.0).unwrap(),
+        production: SideMetrics {
+            series: production,
+            ..SideMetrics::default()
+        },
+        canary: SideMetrics {
+            series: canary,
+            ..SideMetrics::default()
+        },
+    }
+}
+
+#[test]
+fn updates_append_new_seconds_and_the_series_stays_within_five_minutes() {
+    let mut kept = None;
+    merge_metrics(
+        &mut kept,
+        snapshot(
+            1000,
+            vec![second(998, 5, 0, None), second(999, 6, 0, None)],
+            vec![],
+        ),
+        true,
+    );
+    // An update repeats nothing the snapshot had; a repeated second is ignored.
+    merge_metrics(
+        &mut kept,
+        snapshot(
+            1001,
+            vec![second(999, 6, 0, None), second(1000, 7, 0, None)],
+            vec![second(1000, 1, 0, None)],
+        ),
+        false,
+    );
+    let kept_now = kept.as_ref().unwrap();
+    let times: Vec<u64> = kept_now
+        .production
+        .series
+        .iter()
+        .map(|s| s.at.0 / 1000)
+        .collect();
+    assert_eq!(times, [998, 999, 1000]);
+    assert_eq!(kept_now.canary.series.len(), 1);
+
+    // Hours of updates later, only the last five minutes are kept.
+    for at in 1001..5000 {
+        merge_metrics(
+            &mut kept,
+            snapshot(at + 1, vec![second(at, 1, 0, None)], vec![]),
+            false,
+        );
+    }
+    let series = &kept.as_ref().unwrap().production.series;
+    assert!(
+        series.len() as u64 <= WINDOW_SECS + 1,
+        "{} seconds kept",
+        series.len()
+    );
+    assert_eq!(series.last().unwrap().at, UnixMillis(4999 * 1000));
+
+    // A full snapshot after a reconnect replaces what was kept.
+    merge_metrics(
+        &mut kept,
+        snapshot(9000, vec![second(8999, 3, 0, None)], vec![]),
+        true,
+    );
+    assert_eq!(kept.unwrap().production.series.len(), 1);
+}
+
+#[test]
+fn lines_break_where_a_second_had_no_traffic() {
+    let series = [
+        second(100, 10, 0, Some(20.0)),
+        second(101, 10, 1, Some(30.0)),
+        second(102, 0, 0, None),
+        second(103, 10, 0, Some(25.0)),
+    ];
+    let now = UnixMillis(104_000);
+    let latency = segments(&series, now, ChartKind::Latency(Percentile::P95));
+    assert_eq!(
+        latency,
+        vec![vec![(-4.0, 20.0), (-3.0, 30.0)], vec![(-1.0, 25.0)]]
+    );
+    let errors = segments(&series, now, ChartKind::ErrorRate);
+    assert_eq!(
+        errors,
+        vec![vec![(-4.0, 0.0), (-3.0, 10.0)], vec![(-1.0, 0.0)]]
+    );
+    // Request rate is known even at zero.
+    assert_eq!(segments(&series, now, ChartKind::RequestRate)[0].len(), 4);
+}
+
+#[test]
+fn axes_fit_the_data_with_round_tops() {
+    let lines = vec![vec![(-2.0, 340.0), (-1.0, 870.0)]];
+    assert_eq!(
+        y_range(ChartKind::Latency(Percentile::P95), &[&lines]),
+        (0.0, 1200.0)
+    );
+    assert_eq!(y_range(ChartKind::RequestRate, &[&[]]), (0.0, 1.0));
+    let success = vec![vec![(-1.0, 97.5), (0.0, 100.0)]];
+    assert_eq!(y_range(ChartKind::SuccessRate, &[&success]), (95.0, 100.0));
+    assert_eq!(y_range(ChartKind::SuccessRate, &[&[]]), (95.0, 100.0));
+    // The drawn range leaves room around the data, so lines at 100 % or 0 % show.
+    let (low, high) = plot_range(ChartKind::SuccessRate, &[&success]);
+    assert!(low < 95.0 && high > 100.0, "{low}..{high}");
+    let errors = vec![vec![(-1.0, 0.2)]];
+    assert_eq!(y_range(ChartKind::ErrorRate, &[&errors]), (0.0, 1.0));
+}
+
+#[test]
+fn the_comparison_says_how_the_canary_differs_and_whether_for_the_worse() {
+    let window = |requests, p95, success| WindowStats {
+        requests,
+        requests_per_sec: requests as f64 / 60.0,
+        p95_latency_ms: Some(p95),
+        success_rate: Some(success),
+        error_rate: Some(1.0 - success),
+        ..WindowStats::default()
+    };
+    let mut metrics = snapshot(100, vec![], vec![]);
+    metrics.production.last_1m = window(6000, 120.0, 0.999);
+    metrics.canary.last_1m = window(300, 1340.0, 0.95);
+    let latency = compare(&metrics, ChartKind::Latency(Percentile::P95));
+    assert_eq!(
+        (
+            latency.production.as_str(),
+            latency.canary.as_str(),
+            latency.difference.as_str()
+        ),
+        ("120 ms", "1,340 ms", "+1,220 ms")
+    );
+    assert!(latency.canary_worse);
+    let success = compare(&metrics, ChartKind::SuccessRate);
+    assert_eq!(success.difference, "−4.9 %");
+    assert!(success.canary_worse);
+    assert!(!compare(&metrics, ChartKind::RequestRate).canary_worse);
+    // A hair's difference is shown but not marked.
+    metrics.canary.last_1m = window(300, 120.4, 0.9985);
+    assert!(!compare(&metrics, ChartKind::Latency(Percentile::P95)).canary_worse);
+    assert!(!compare(&metrics, ChartKind::SuccessRate).canary_worse);
+
+    // A side with no requests has nothing to compare.
+    metrics.canary.last_1m = WindowStats::default();
+    let none = compare(&metrics, ChartKind::Latency(Percentile::P95));
+    assert_eq!((none.canary.as_str(), none.difference.as_str()), ("—", ""));
+}
+
+#[test]
+fn theme_colours_and_time_labels_read_well() {
+    assert_eq!(parse_hex_color("#2f6fde"), Some((0x2f, 0x6f, 0xde)));
+    assert_eq!(parse_hex_color(" #fff "), Some((255, 255, 255)));
+    assert_eq!(parse_hex_color("rgb(1, 2, 3)"), None);
+    assert_eq!(
+        axis_label(ChartKind::Latency(Percentile::P99), 250.0),
+        "250 ms"
+    );
+    assert_eq!(
+        axis_label(ChartKind::Latency(Percentile::P99), 1500.0),
+        "1.5 s"
+    );
+    assert_eq!(axis_label(ChartKind::RequestRate, 1200.0), "1.2k/s");
+    assert_eq!(axis_label(ChartKind::SuccessRate, 97.5), "97.5 %");
+    assert_eq!(time_label(0.0), "now");
+    assert_eq!(time_label(-120.0), "−2 min");
+    assert_eq!(time_label(-150.0), "−2:30");
+}
