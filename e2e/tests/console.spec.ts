@@ -130,6 +130,15 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await expect(dashboard.page).toHaveTitle('🔴 Rolled back: errors in the logs · canary');
   await expect(headerStop).toBeHidden();
   await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toContainText('errors in the logs');
+  // The trail filters: the controller's own decisions, then one person's.
+  await dashboard.page.getByTestId('audit-kind-automatic').click();
+  await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toHaveCount(0);
+  await expect(dashboard.auditEntries.first()).toContainText('by controller');
+  await dashboard.page.getByTestId('audit-kind-all').click();
+  await dashboard.page.getByTestId('audit-actor').selectOption('local');
+  await expect(dashboard.auditEntries.filter({ hasText: 'by controller' })).toHaveCount(0);
+  await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toHaveCount(1);
+  await dashboard.page.getByTestId('audit-actor').selectOption('');
   // Exactly one alert: the rollback; the start and the moves stay quiet.
   const raised = () => dashboard.page.evaluate(() => (window as unknown as { raisedNotifications: { title: string; body?: string }[] }).raisedNotifications);
   await expect.poll(raised).toHaveLength(1);

@@ -258,6 +258,54 @@ pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String
     format!("{mark}{offline}{} · canary", state.summary)
 }
 
+/// Which audit entries the trail shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditKind {
+    /// Everything.
+    #[default]
+    All,
+    /// Decisions about the rollout (starts, moves, rollbacks, promotions, hooks).
+    Rollout,
+    /// What the controller decided by itself.
+    Automatic,
+    /// Sign-ins, sign-outs, revocations and refused requests.
+    Access,
+}
+
+impl AuditKind {
+    /// Every choice, in the filter's order.
+    pub const ALL: [AuditKind; 4] = [
+        AuditKind::All,
+        AuditKind::Rollout,
+        AuditKind::Automatic,
+        AuditKind::Access,
+    ];
+
+    /// The filter's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuditKind::All => "All",
+            AuditKind::Rollout => "Rollout",
+            AuditKind::Automatic => "Automatic",
+            AuditKind::Access => "Access",
+        }
+    }
+
+    /// Whether `entry` is of this kind.
+    pub fn matches(self, entry: &AuditEvent) -> bool {
+        let access = matches!(
+            entry.action.as_str(),
+            "login" | "login_failed" | "logout" | "session_revoked" | "access_denied"
+        );
+        match self {
+            AuditKind::All => true,
+            AuditKind::Rollout => !access,
+            AuditKind::Automatic => !access && entry.actor == "controller",
+            AuditKind::Access => access,
+        }
+    }
+}
+
 /// A browser notification the console raises while it is open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrowserAlert {
@@ -404,6 +452,27 @@ mod tests {
         // An operator waits for the server's word like anyone else.
         let operator = action_view(None, ActionKind::Stop, Role::Operator);
         assert_eq!(operator.reason.as_deref(), Some("waiting for the server"));
+    }
+
+    #[test]
+    fn the_audit_filter_sorts_decisions_from_access() {
+        use crate::view_model::AuditKind;
+
+        let automatic = audit(1, "auto_rollback", 25.0, 0.0, None);
+        let mut by_hand = audit(2, "scale", 5.0, 25.0, None);
+        by_hand.actor = "alice".to_owned();
+        let mut login = audit(3, "login", 0.0, 0.0, None);
+        login.actor = "alice".to_owned();
+        let kinds = |entry: &AuditEvent| {
+            AuditKind::ALL
+                .into_iter()
+                .filter(|kind| kind.matches(entry))
+                .map(AuditKind::label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kinds(&automatic), ["All", "Rollout", "Automatic"]);
+        assert_eq!(kinds(&by_hand), ["All", "Rollout"]);
+        assert_eq!(kinds(&login), ["All", "Access"]);
     }
 
     #[test]

@@ -3,21 +3,74 @@
 use canary_shared::AuditEvent;
 use leptos::prelude::*;
 
-use crate::view_model::{action_label, clock_time};
+use crate::view_model::{AuditKind, action_label, clock_time};
 
-/// The newest audit entries, live.
+/// The newest audit entries, live, with filters by kind and by who acted.
 #[component]
 pub fn AuditCard(audit: RwSignal<Vec<AuditEvent>>) -> impl IntoView {
+    let kind = RwSignal::new(AuditKind::All);
+    let actor = RwSignal::new(String::new());
+    let actors = move || {
+        audit.with(|entries| {
+            let mut names: Vec<String> = entries.iter().map(|entry| entry.actor.clone()).collect();
+            names.sort();
+            names.dedup();
+            names
+        })
+    };
+    let shown = move || {
+        let wanted_actor = actor.get();
+        let kind = kind.get();
+        audit.with(|entries| {
+            entries
+                .iter()
+                .filter(|entry| kind.matches(entry))
+                .filter(|entry| wanted_actor.is_empty() || entry.actor == wanted_actor)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+    };
     view! {
         <article class="card card--audit" aria-labelledby="audit-title">
-            <header class="card__header">
+            <header class="card__header card__header--wrap">
                 <h2 class="card__title" id="audit-title">"Audit trail"</h2>
+                <div class="audit__filters">
+                    <div class="segmented" role="group" aria-label="Show entries of kind">
+                        {AuditKind::ALL
+                            .into_iter()
+                            .map(|choice| {
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="segmented__option"
+                                        aria-pressed=move || (kind.get() == choice).to_string()
+                                        data-testid=format!("audit-kind-{}", choice.label().to_lowercase())
+                                        on:click=move |_| kind.set(choice)
+                                    >
+                                        {choice.label()}
+                                    </button>
+                                }
+                            })
+                            .collect_view()}
+                    </div>
+                    <label class="audit__actor-filter">
+                        <span class="visually-hidden">"Who"</span>
+                        <select
+                            data-testid="audit-actor"
+                            prop:value=move || actor.get()
+                            on:change=move |event| actor.set(event_target_value(&event))
+                        >
+                            <option value="">"Anyone"</option>
+                            {move || actors().into_iter().map(|name| view! { <option value=name.clone()>{name.clone()}</option> }).collect_view()}
+                        </select>
+                    </label>
+                </div>
             </header>
             <p class="card__note" hidden=move || audit.with(|entries| !entries.is_empty())>"No decisions yet."</p>
+            <p class="card__note" hidden=move || audit.with(Vec::is_empty) || !shown().is_empty()>"No entries match the filter."</p>
             <ol class="audit" data-testid="audit">
                 {move || {
-                    audit
-                        .get()
+                    shown()
                         .into_iter()
                         .map(|event| {
                             let shares = if event.from_percent == event.to_percent {
