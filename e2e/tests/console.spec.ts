@@ -16,6 +16,12 @@ test('shows the rollout and follows upstream health live', async ({ dashboard, s
   await expect(dashboard.action('stop')).toBeDisabled();
   await expect(dashboard.actionsReason).toContainText('no canary is running');
   await expect(dashboard.page).toHaveTitle('Production only (100 %) · canary');
+  // Help is folded away until asked for.
+  const help = dashboard.page.getByTestId('help');
+  await expect(help.getByText('The share of requests that failed')).toBeHidden();
+  await help.locator('summary').click();
+  await expect(help.getByText('The share of requests that failed')).toBeVisible();
+  await help.locator('summary').click();
   await dashboard.screenshot(testInfo, 'idle');
 
   // The production service starts failing its health checks: the card changes

@@ -4,6 +4,7 @@
 pub mod actions_card;
 pub mod app_header;
 pub mod audit_card;
+pub mod help_card;
 pub mod metrics_card;
 pub mod safety_card;
 pub mod scale_panel;

@@ -6,6 +6,7 @@ use leptos::prelude::*;
 use crate::components::actions_card::ActionsCard;
 use crate::components::app_header::AppHeader;
 use crate::components::audit_card::AuditCard;
+use crate::components::help_card::HelpCard;
 use crate::components::metrics_card::MetricsCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
@@ -34,6 +35,7 @@ pub fn Dashboard() -> impl IntoView {
                 <SafetyCard state=live.state />
             </section>
             <AuditCard audit=live.audit />
+            <HelpCard />
         </main>
     }
 }
