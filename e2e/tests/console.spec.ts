@@ -1,6 +1,32 @@
 // The console as an operator sees it: live state over the WebSocket, and a
 // connection that recovers by itself.
-import { expect, test } from '../fixtures/canary';
+import { expect, test, type Dashboard } from '../fixtures/canary';
+
+type Raised = { title: string; body?: string };
+
+/** Replaces the browser's Notification with one that records what is raised, then reloads. */
+async function recordNotifications(dashboard: Dashboard): Promise<void> {
+  await dashboard.page.addInitScript(() => {
+    const raised: { title: string; body?: string }[] = [];
+    class RecordedNotification {
+      static permission = 'default';
+      static async requestPermission() {
+        RecordedNotification.permission = 'granted';
+        return 'granted';
+      }
+      constructor(title: string, options?: { body?: string }) {
+        raised.push({ title, body: options?.body });
+      }
+      close() {}
+    }
+    Object.assign(window, { Notification: RecordedNotification, raisedNotifications: raised });
+  });
+  await dashboard.page.reload();
+}
+
+function raisedNotifications(dashboard: Dashboard): Promise<Raised[]> {
+  return dashboard.page.evaluate(() => (window as unknown as { raisedNotifications: Raised[] }).raisedNotifications);
+}
 
 test('shows the rollout and follows upstream health live', async ({ dashboard, setup }, testInfo) => {
   await expect(dashboard.connection).toHaveText('Live');
@@ -57,22 +83,8 @@ test('marks data stale while the server is away and refreshes when it is back', 
 test('starts a canary, moves its share, and stops it, all confirmed and audited', async ({ dashboard, setup }, testInfo) => {
   // The browser's notifications, recorded instead of shown: the operator
   // turns alerts on, and the rollback below must raise one.
-  await dashboard.page.addInitScript(() => {
-    const raised: { title: string; body?: string }[] = [];
-    class RecordedNotification {
-      static permission = 'default';
-      static async requestPermission() {
-        RecordedNotification.permission = 'granted';
-        return 'granted';
-      }
-      constructor(title: string, options?: { body?: string }) {
-        raised.push({ title, body: options?.body });
-      }
-      close() {}
-    }
-    Object.assign(window, { Notification: RecordedNotification, raisedNotifications: raised });
-  });
-  await dashboard.page.reload();
+  await recordNotifications(dashboard);
+
   await dashboard.page.getByTestId('alerts-enable').click();
   await expect(dashboard.page.getByTestId('alerts-status')).toHaveText('Alerts on');
   await expect(dashboard.connection).toHaveText('Live');
@@ -146,7 +158,7 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await expect(dashboard.auditEntries.filter({ hasText: 'Stop' })).toHaveCount(1);
   await dashboard.page.getByTestId('audit-actor').selectOption('');
   // Exactly one alert: the rollback; the start and the moves stay quiet.
-  const raised = () => dashboard.page.evaluate(() => (window as unknown as { raisedNotifications: { title: string; body?: string }[] }).raisedNotifications);
+  const raised = () => raisedNotifications(dashboard);
   await expect.poll(raised).toHaveLength(1);
   const [alert] = await raised();
   expect(alert.title).toBe('Canary v2.7.0 rolled back');
@@ -165,4 +177,30 @@ test('a failed move shows the reason and changes nothing', async ({ dashboard, s
   await dashboard.page.getByTestId('scale-confirm').click();
   await expect(dashboard.page.getByTestId('scale-error')).toContainText('could not be reached');
   await expect(dashboard.share('canary')).toHaveText('5 %');
+});
+
+test('a failing canary is rolled back by itself, with the reason, the audit entry and an alert', async ({ dashboard, setup }, testInfo) => {
+  await recordNotifications(dashboard);
+  await dashboard.page.getByTestId('alerts-enable').click();
+  await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.startCanary('v2.7.0', '50');
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+
+  // The new version starts failing its requests (its health check still passes).
+  setup.canary.setResponseStatus(500);
+  await setup.server.sendTraffic(200);
+  await expect(dashboard.statusLine).toContainText(/Rolled back: .*(success|error) rate/i, { timeout: 20_000 });
+  await expect(dashboard.share('canary')).toHaveText('0 %');
+  const decision = dashboard.auditEntries.filter({ hasText: 'Auto rollback' });
+  await expect(decision).toContainText('by controller');
+  await expect(decision).toContainText(/(success|error) rate/i);
+  await expect(dashboard.page).toHaveTitle(/^🔴 Rolled back/);
+  await expect.poll(async () => (await raisedNotifications(dashboard)).map((alert) => alert.title)).toContain(
+    'Safety breach: canary v2.7.0 rolled back',
+  );
+  // The charts show why: the canary's error rate against production's.
+  await expect(dashboard.page.getByTestId('chart-errors-canary')).not.toHaveText('0 %');
+  await dashboard.screenshot(testInfo, 'auto-rolled-back');
+  const after = await setup.server.sendTraffic(50);
+  expect(after['v2.7.0'] ?? 0).toBe(0);
 });

@@ -72,7 +72,8 @@ fn AlertsControl() -> impl IntoView {
                 title="Get a browser notification on a safety breach or a rollback while this console is open"
                 data-testid="alerts-enable"
             >
-                "Turn on alerts"
+                <span class="alerts__long">"Turn on alerts"</span>
+                <span class="alerts__short">"Alerts"</span>
             </button>
         }
         .into_any(),
@@ -123,7 +124,8 @@ fn HeaderStop() -> impl IntoView {
                 data-testid="header-stop"
                 on:click=move |_| requests.update(|count| *count = count.wrapping_add(1))
             >
-                "Emergency stop"
+                <span class="header-stop__long">"Emergency stop"</span>
+                <span class="header-stop__short">"Stop"</span>
             </button>
         </Show>
     }

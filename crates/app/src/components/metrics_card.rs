@@ -239,7 +239,13 @@ fn draw(
         .draw()
         .map_err(|err| err.to_string())?;
     let time_font = label_font.pos(Pos::new(HPos::Center, VPos::Top));
-    for minute in 0..=WINDOW_SECS / 60 {
+    // Every minute where there is room; every other one on a phone.
+    let every = if f64::from(canvas.client_width()) < 480.0 {
+        2
+    } else {
+        1
+    };
+    for minute in (0..=WINDOW_SECS / 60).step_by(every) {
         let seconds = -((minute * 60) as f64);
         let (x, y) = chart.backend_coord(&(seconds, low));
         root.draw(&Text::new(
