@@ -8,6 +8,7 @@ pub mod help_card;
 pub mod metrics_card;
 pub mod safety_card;
 pub mod scale_panel;
+pub mod segmented;
 pub mod service_card;
 pub mod status_line;
 pub mod steps_card;

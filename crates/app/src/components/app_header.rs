@@ -77,28 +77,28 @@ fn AlertsControl() -> impl IntoView {
             </button>
         }
         .into_any(),
-        AlertPermission::Granted => view! {
-            <span
-                class="alerts alerts--on"
-                title="A browser notification is raised on a safety breach or a rollback while this console is open"
-                data-testid="alerts-status"
-            >
-                "Alerts on"
-            </span>
-        }
-        .into_any(),
-        AlertPermission::Denied => view! {
-            <span
-                class="alerts alerts--off"
-                title="This browser blocks notifications from this site; allow them in the site settings"
-                data-testid="alerts-status"
-            >
-                "Alerts blocked"
-            </span>
-        }
-        .into_any(),
+        AlertPermission::Granted => status_chip(
+            "alerts alerts--on",
+            "A browser notification is raised on a safety breach or a rollback while this console is open",
+            "Alerts on",
+        ),
+        AlertPermission::Denied => status_chip(
+            "alerts alerts--off",
+            "This browser blocks notifications from this site; allow them in the site settings",
+            "Alerts blocked",
+        ),
     }
     }
+}
+
+/// Where browser alerts stand, with the explanation on hover.
+fn status_chip(class: &'static str, title: &'static str, text: &'static str) -> AnyView {
+    view! {
+        <span class=class title=title data-testid="alerts-status">
+            {text}
+        </span>
+    }
+    .into_any()
 }
 
 /// Emergency Stop in the sticky header: on screen however far the page is

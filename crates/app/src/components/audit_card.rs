@@ -3,6 +3,7 @@
 use canary_shared::AuditEvent;
 use leptos::prelude::*;
 
+use crate::components::segmented::Segmented;
 use crate::view_model::{AuditKind, action_label, clock_time};
 
 /// The newest audit entries, live, with filters by kind and by who acted.
@@ -35,24 +36,12 @@ pub fn AuditCard(audit: RwSignal<Vec<AuditEvent>>) -> impl IntoView {
             <header class="card__header card__header--wrap">
                 <h2 class="card__title" id="audit-title">"Audit trail"</h2>
                 <div class="audit__filters">
-                    <div class="segmented" role="group" aria-label="Show entries of kind">
-                        {AuditKind::ALL
-                            .into_iter()
-                            .map(|choice| {
-                                view! {
-                                    <button
-                                        type="button"
-                                        class="segmented__option"
-                                        aria-pressed=move || (kind.get() == choice).to_string()
-                                        data-testid=format!("audit-kind-{}", choice.label().to_lowercase())
-                                        on:click=move |_| kind.set(choice)
-                                    >
-                                        {choice.label()}
-                                    </button>
-                                }
-                            })
-                            .collect_view()}
-                    </div>
+                    <Segmented
+                        choices=AuditKind::ALL.into_iter().map(|choice| (choice, choice.label())).collect()
+                        selected=kind
+                        label="Show entries of kind"
+                        test_id=|label| format!("audit-kind-{}", label.to_lowercase())
+                    />
                     <label class="audit__actor-filter">
                         <span class="visually-hidden">"Who"</span>
                         <select

@@ -19,6 +19,7 @@ use crate::chart_model::{
     ChartKind, Percentile, WINDOW_SECS, axis_label, compare, parse_hex_color, plot_range, segments,
     time_label,
 };
+use crate::components::segmented::Segmented;
 
 /// The card with the four charts.
 #[component]
@@ -33,24 +34,12 @@ pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView 
 
     let latency = Signal::derive(move || ChartKind::Latency(percentile.get()));
     let picker = view! {
-        <div class="segmented" role="group" aria-label="Latency percentile">
-            {Percentile::ALL
-                .into_iter()
-                .map(|choice| {
-                    view! {
-                        <button
-                            type="button"
-                            class="segmented__option"
-                            aria-pressed=move || (percentile.get() == choice).to_string()
-                            data-testid=format!("latency-{}", choice.label())
-                            on:click=move |_| percentile.set(choice)
-                        >
-                            {choice.label()}
-                        </button>
-                    }
-                })
-                .collect_view()}
-        </div>
+        <Segmented
+            choices=Percentile::ALL.into_iter().map(|choice| (choice, choice.label())).collect()
+            selected=percentile
+            label="Latency percentile"
+            test_id=|label| format!("latency-{label}")
+        />
     };
     view! {
         <section class="card card--metrics" aria-labelledby="metrics-title" data-testid="metrics-card">
