@@ -128,8 +128,14 @@ test('starts a canary, moves its share, and stops it, all confirmed and audited'
   await expect(dashboard.page.getByTestId('chart-latency')).toContainText('Latency (p99)');
   await dashboard.screenshot(testInfo, 'progressing');
 
-  // Continue walks to the next configured step.
-  await dashboard.action('continue').click();
+  // Continue, beside the step in progress, walks to the next configured step.
+  await dashboard.page.getByTestId('step-continue').click();
+  await expect(dashboard.share('canary')).toHaveText('50 %');
+  // Stop & roll back beside the step asks first; the operator thinks again.
+  await dashboard.page.getByTestId('step-rollback').click();
+  await expect(dashboard.page.getByTestId('confirm-question')).toContainText('50 %');
+  await expect(dashboard.page.getByTestId('confirm-panel')).toBeInViewport();
+  await dashboard.page.getByTestId('confirm-no').click();
   await expect(dashboard.share('canary')).toHaveText('50 %');
 
   // Emergency stop stays on screen however far the operator scrolled; it

@@ -43,10 +43,30 @@ pub struct Viewer {
     pub sign_out: Callback<()>,
 }
 
-/// Asks the Actions card to open its emergency-stop confirmation: the
-/// header's always-visible Stop button bumps it.
+/// Asks the Actions card to carry out an action started elsewhere on the
+/// page (the header's Emergency Stop, the stepper's Continue and Roll back),
+/// so every confirmation and every error shows in one place.
 #[derive(Clone, Copy, Debug)]
-pub struct StopRequests(pub RwSignal<u32>);
+pub struct ActionRequests(RwSignal<(u32, canary_shared::ActionKind)>);
+
+impl ActionRequests {
+    fn new() -> ActionRequests {
+        ActionRequests(RwSignal::new((0, canary_shared::ActionKind::Stop)))
+    }
+
+    /// Asks for `action`.
+    pub fn request(self, action: canary_shared::ActionKind) {
+        self.0.update(|(count, wanted)| {
+            *count = count.wrapping_add(1);
+            *wanted = action;
+        });
+    }
+
+    /// How many requests so far, and the latest one.
+    pub fn latest(self) -> (u32, canary_shared::ActionKind) {
+        self.0.get()
+    }
+}
 
 /// The whole console: the sign-in page until the server knows who we are,
 /// then the live dashboard.
@@ -89,7 +109,7 @@ fn Console(viewer: Viewer, ended: Callback<String>) -> impl IntoView {
     let live: LiveData = stream::connect();
     provide_context(live);
     provide_context(viewer);
-    provide_context(StopRequests(RwSignal::new(0)));
+    provide_context(ActionRequests::new());
     Effect::new(move |_| {
         if let Some(reason) = live.session_ended.get() {
             let reason = if reason.is_empty() {

@@ -13,7 +13,7 @@ use leptos::task::spawn_local;
 use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
 use crate::view_model::{action_view, clamp_share};
-use crate::{StopRequests, Viewer};
+use crate::{ActionRequests, Viewer};
 
 /// What waits for the operator's confirmation.
 #[derive(Clone, Debug, PartialEq)]
@@ -95,25 +95,34 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         pending.set(Some(what));
     };
     // The header's Stop button (on screen however far the page is scrolled)
-    // opens the same confirmation here and brings it into view.
+    // and the stepper's buttons act through this card: its confirmation is
+    // opened and brought into view, with the reason field focused.
     let confirm_panel = NodeRef::<leptos::html::Div>::new();
     let reason_input = NodeRef::<leptos::html::Input>::new();
-    if let Some(StopRequests(requests)) = use_context::<StopRequests>() {
-        Effect::new(move |previous: Option<u32>| {
-            let now = requests.get();
-            if previous.is_some_and(|previous| previous != now) && allowed(ActionKind::Stop) {
-                open(Pending::Stop);
-                // After the panel is shown: a hidden element cannot be scrolled to.
-                request_animation_frame(move || {
-                    if let Some(panel) = confirm_panel.get_untracked() {
-                        panel.scroll_into_view();
-                    }
-                    if let Some(input) = reason_input.get_untracked() {
-                        let _ = input.focus();
-                    }
-                });
+    let reveal = move |what: Pending| {
+        open(what);
+        // After the panel is shown: a hidden element cannot be scrolled to.
+        request_animation_frame(move || {
+            if let Some(panel) = confirm_panel.get_untracked() {
+                panel.scroll_into_view();
             }
-            now
+            if let Some(input) = reason_input.get_untracked() {
+                let _ = input.focus();
+            }
+        });
+    };
+    if let Some(requests) = use_context::<ActionRequests>() {
+        Effect::new(move |previous: Option<u32>| {
+            let (count, action) = requests.latest();
+            if previous.is_some_and(|previous| previous != count) && allowed(action) {
+                match action {
+                    ActionKind::Continue => send(Simple::Continue),
+                    ActionKind::Stop => reveal(Pending::Stop),
+                    ActionKind::Rollback => reveal(Pending::Rollback),
+                    _ => {}
+                }
+            }
+            count
         });
     }
     let question = move || {

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use crate::alerts::{self, AlertPermission};
 use crate::stream::LiveData;
 use crate::view_model::{Connection, action_view};
-use crate::{StopRequests, Viewer};
+use crate::{ActionRequests, Viewer};
 
 /// The header with the connection indicator and who is signed in.
 #[component]
@@ -107,9 +107,9 @@ fn status_chip(class: &'static str, title: &'static str, text: &'static str) -> 
 #[component]
 fn HeaderStop() -> impl IntoView {
     let live = use_context::<LiveData>();
-    let requests = use_context::<StopRequests>();
+    let requests = use_context::<ActionRequests>();
     let role = use_context::<Viewer>().map(|viewer| viewer.me.role);
-    let (Some(live), Some(StopRequests(requests)), Some(role)) = (live, requests, role) else {
+    let (Some(live), Some(requests), Some(role)) = (live, requests, role) else {
         return ().into_any();
     };
     let possible = move || {
@@ -122,7 +122,7 @@ fn HeaderStop() -> impl IntoView {
                 type="button"
                 class="button button--danger header-stop"
                 data-testid="header-stop"
-                on:click=move |_| requests.update(|count| *count = count.wrapping_add(1))
+                on:click=move |_| requests.request(ActionKind::Stop)
             >
                 <span class="header-stop__long">"Emergency stop"</span>
                 <span class="header-stop__short">"Stop"</span>

@@ -1,9 +1,11 @@
-//! The rollout's steps in order, with their status.
+//! The rollout's steps in order, with their status, and Continue and
+//! Stop & roll back beside the step in progress.
 
-use canary_shared::CanaryState;
+use canary_shared::{ActionKind, CanaryState, Role, StepStatus};
 use leptos::prelude::*;
 
-use crate::view_model::{clock_time, duration_words, step_class, step_status_label};
+use crate::view_model::{action_view, clock_time, duration_words, step_class, step_status_label};
+use crate::{ActionRequests, Viewer};
 
 /// `14:05:09 · 3 min` for a finished step, `since 14:05:09` for the current one.
 fn step_time(step: &canary_shared::DeploymentStep) -> String {
@@ -29,6 +31,39 @@ pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                 .unwrap_or_default()
         })
     };
+    let role = use_context::<Viewer>().map_or(Role::Viewer, |viewer| viewer.me.role);
+    let requests = use_context::<ActionRequests>();
+    let allowed = move |action: ActionKind| {
+        state.with(|state| action_view(state.as_ref(), action, role).enabled)
+    };
+    // Continue and Stop & roll back, beside the step in progress.
+    let step_actions = move || {
+        let requests = requests?;
+        (allowed(ActionKind::Continue) || allowed(ActionKind::Rollback)).then(|| {
+            view! {
+                <div class="step__actions">
+                    <button
+                        type="button"
+                        class="button button--small"
+                        data-testid="step-continue"
+                        disabled=move || !allowed(ActionKind::Continue)
+                        on:click=move |_| requests.request(ActionKind::Continue)
+                    >
+                        "Continue"
+                    </button>
+                    <button
+                        type="button"
+                        class="button button--small button--danger-quiet"
+                        data-testid="step-rollback"
+                        disabled=move || !allowed(ActionKind::Rollback)
+                        on:click=move |_| requests.request(ActionKind::Rollback)
+                    >
+                        "Stop & roll back"
+                    </button>
+                </div>
+            }
+        })
+    };
     view! {
         <article class="card" aria-labelledby="steps-title">
             <header class="card__header">
@@ -39,11 +74,13 @@ pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                     steps()
                         .into_iter()
                         .map(|step| {
+                            let current = step.status == StepStatus::InProgress;
                             view! {
                                 <li class=step_class(step.status)>
                                     <span class="step__label">{step.kind.label()}</span>
                                     <span class="step__time">{step_time(&step)}</span>
                                     <span class="step__status">{step_status_label(step.status)}</span>
+                                    {current.then(step_actions)}
                                 </li>
                             }
                         })
