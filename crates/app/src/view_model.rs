@@ -26,11 +26,20 @@ pub enum Connection {
 impl Connection {
     /// Words for the connection indicator.
     pub fn label(self) -> String {
+        self.label_after(0)
+    }
+
+    /// Words for the indicator `elapsed_ms` after the connection took this
+    /// value: the countdown to the next attempt ticks down.
+    pub fn label_after(self, elapsed_ms: u64) -> String {
         match self {
             Connection::Connecting => "Connecting…".to_owned(),
             Connection::Live => "Live".to_owned(),
             Connection::Reconnecting { retry_in_ms, .. } => {
-                format!("Reconnecting in {} s…", retry_in_ms.div_ceil(1000))
+                match u64::from(retry_in_ms).saturating_sub(elapsed_ms) {
+                    0 => "Reconnecting…".to_owned(),
+                    left => format!("Reconnecting in {} s…", left.div_ceil(1000)),
+                }
             }
         }
     }
@@ -542,5 +551,8 @@ mod tests {
         };
         assert!(reconnecting.is_stale());
         assert_eq!(reconnecting.label(), "Reconnecting in 2 s…");
+        // The countdown ticks down to the attempt.
+        assert_eq!(reconnecting.label_after(1_000), "Reconnecting in 1 s…");
+        assert_eq!(reconnecting.label_after(60_000), "Reconnecting…");
     }
 }

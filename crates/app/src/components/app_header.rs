@@ -28,6 +28,30 @@ pub fn AppHeader(connection: RwSignal<Connection>) -> impl IntoView {
             </div>
         }
     });
+    // The countdown to the next attempt ticks: the label is worked out from
+    // when the connection last changed, re-read twice a second.
+    let changed_at = RwSignal::new(js_sys::Date::now());
+    let now = RwSignal::new(js_sys::Date::now());
+    Effect::new(move |_| {
+        connection.track();
+        let at = js_sys::Date::now();
+        changed_at.set(at);
+        now.set(at);
+    });
+    if let Ok(ticker) = set_interval_with_handle(
+        move || {
+            if connection.get_untracked().is_stale() {
+                now.set(js_sys::Date::now());
+            }
+        },
+        std::time::Duration::from_millis(500),
+    ) {
+        on_cleanup(move || ticker.clear());
+    }
+    let label = move || {
+        let elapsed = (now.get() - changed_at.get()).max(0.0) as u64;
+        connection.get().label_after(elapsed)
+    };
     view! {
         <header class="app-header">
             <div class="brand">
@@ -42,7 +66,7 @@ pub fn AppHeader(connection: RwSignal<Connection>) -> impl IntoView {
                 aria-live="polite"
             >
                 <span class="connection__dot" aria-hidden="true"></span>
-                <span class="connection__label">{move || connection.get().label()}</span>
+                <span class="connection__label">{label}</span>
             </div>
             <HeaderStop />
             <AlertsControl />
