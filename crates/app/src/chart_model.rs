@@ -172,6 +172,16 @@ fn round_to(value: f64, decimals: i32) -> String {
     }
 }
 
+/// Whether either side has anything to draw on `kind`'s chart; stops at the
+/// first point instead of building the lines.
+pub fn has_points(metrics: &MetricsSnapshot, kind: ChartKind) -> bool {
+    let oldest = metrics.at.0.saturating_sub(WINDOW_SECS * 1000);
+    [&metrics.production.series, &metrics.canary.series]
+        .into_iter()
+        .flatten()
+        .any(|sample| sample.at.0 >= oldest && kind.of_second(sample).is_some())
+}
+
 /// A chart's lines: for each side, runs of `(seconds before now, value)`
 /// split where a second had nothing to say (no line is drawn across a gap).
 pub fn segments(series: &[SecondSample], now: UnixMillis, kind: ChartKind) -> Vec<Vec<(f64, f64)>> {

@@ -407,6 +407,15 @@ impl Controller {
 
     /// Appends an access record; the deployment itself does not change.
     fn record_access(&mut self, actor: String, action: &'static str, reason: String) {
+        if !self.record_unchanged(actor, action, reason) {
+            tracing::error!(action, "cannot record an access decision");
+        }
+    }
+
+    /// Commits an audit entry that leaves the deployment as it is (an access
+    /// decision, a recovery) and broadcasts it; `false` when the store
+    /// refused it (already logged).
+    fn record_unchanged(&mut self, actor: String, action: &str, reason: String) -> bool {
         let record = AuditRecord {
             at: self.clock.now(),
             actor,
@@ -432,8 +441,12 @@ impl Controller {
                 for event in stored {
                     let _ = self.audit.send(event);
                 }
+                true
             }
-            Err(err) => tracing::error!(%err, action, "cannot record an access decision"),
+            Err(err) => {
+                tracing::error!(%err, action, "cannot store an audit entry");
+                false
+            }
         }
     }
 
@@ -654,35 +667,11 @@ impl Controller {
     fn recover(&mut self) {
         let phase = self.deployment.phase;
         let share = self.deployment.share;
-        let record = AuditRecord {
-            at: self.clock.now(),
-            actor: "controller".to_owned(),
-            action: "recovered".to_owned(),
-            from_phase: phase,
-            to_phase: phase,
-            from_share: share,
-            to_share: share,
-            reason: Some(format!(
-                "server restarted; serving {share} to the canary as recorded"
-            )),
-        };
-        let entry = AuditEntry {
-            record,
-            metrics: None,
-            output: None,
-        };
-        let revision = self.state.borrow().revision;
-        match self
-            .store
-            .commit(&self.deployment, revision, &[entry], self.clock.now())
-        {
-            Ok(stored) => {
-                for event in stored {
-                    let _ = self.audit.send(event);
-                }
-            }
-            Err(err) => tracing::error!(%err, "cannot record the recovery"),
-        }
+        self.record_unchanged(
+            "controller".to_owned(),
+            "recovered",
+            format!("server restarted; serving {share} to the canary as recorded"),
+        );
         tracing::info!(phase = phase.label(), %share, "recovered the deployment from the store");
         let pending_hook = match phase {
             Phase::BuildDeploy => Some(Hook::Deploy),

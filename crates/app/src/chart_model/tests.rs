@@ -5,8 +5,8 @@ use canary_shared::{
 };
 
 use super::{
-    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, merge_metrics, parse_hex_color,
-    plot_range, segments, time_label, y_range,
+    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, merge_metrics,
+    parse_hex_color, plot_range, segments, time_label, y_range,
 };
 
 fn second(at_s: u64, requests: u64, errors: u64, p95: Option<f64>) -> SecondSample {
@@ -117,6 +117,13 @@ fn lines_break_where_a_second_had_no_traffic() {
     );
     // Request rate is known even at zero.
     assert_eq!(segments(&series, now, ChartKind::RequestRate)[0].len(), 4);
+    let idle = snapshot(104, vec![second(102, 0, 0, None)], vec![]);
+    assert!(!has_points(&idle, ChartKind::Latency(Percentile::P95)));
+    assert!(has_points(&idle, ChartKind::RequestRate));
+    assert!(has_points(
+        &snapshot(104, series.to_vec(), vec![]),
+        ChartKind::ErrorRate
+    ));
 }
 
 #[test]

@@ -16,8 +16,8 @@ use plotters_canvas::CanvasBackend;
 use web_sys::HtmlCanvasElement;
 
 use crate::chart_model::{
-    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, parse_hex_color, plot_range, segments,
-    time_label,
+    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, parse_hex_color,
+    plot_range, segments, time_label,
 };
 use crate::components::segmented::Segmented;
 
@@ -85,11 +85,9 @@ fn Chart(
     let slug = kind.get_untracked().slug();
     let has_data = move || {
         metrics.with(|metrics| {
-            metrics.as_ref().is_some_and(|metrics| {
-                let kind = kind.get();
-                !segments(&metrics.production.series, metrics.at, kind).is_empty()
-                    || !segments(&metrics.canary.series, metrics.at, kind).is_empty()
-            })
+            metrics
+                .as_ref()
+                .is_some_and(|metrics| has_points(metrics, kind.get()))
         })
     };
     let comparison = move || {
