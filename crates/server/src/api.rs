@@ -20,7 +20,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
-use canary_shared::api::{BASE_PATH, METRICS_PATH, STATUS_PATH, STREAM_PATH};
+use canary_shared::api::{BASE_PATH, METRICS_PATH, SETTINGS_PATH, STATUS_PATH, STREAM_PATH};
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
 use canary_shared::{CanaryState, MetricsSnapshot};
 use tokio::sync::watch;
@@ -83,10 +83,15 @@ pub fn router(app_state: AppState) -> Router {
         .route(&format!("{BASE_PATH}/pause"), post(commands::pause))
         .route(&format!("{BASE_PATH}/resume"), post(commands::resume))
         .route(&format!("{BASE_PATH}/promote"), post(commands::promote))
+        .route(
+            &format!("{BASE_PATH}/auto-progression"),
+            post(commands::set_auto_progression),
+        )
         .route(&format!("{BASE_PATH}/rollback"), post(commands::rollback))
         .route(&format!("{BASE_PATH}/stop"), post(commands::stop))
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
+        .route(SETTINGS_PATH, get(status::get_settings))
         .route(
             &format!("{BASE_PATH}/metrics/history"),
             get(status::get_history),

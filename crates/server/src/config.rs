@@ -489,6 +489,38 @@ impl CanaryConfig {
         specs
     }
 
+    /// The rules a rollout follows, as shown to anyone who may watch.
+    pub fn rollout_settings(&self, proxy: &ProxyConfig) -> canary_shared::RolloutSettings {
+        let rules = self.rules();
+        let stickiness = &proxy.stickiness;
+        canary_shared::RolloutSettings {
+            traffic_steps: rules.traffic_steps,
+            auto_progression: rules.auto_progression,
+            wait_ms: rules.wait_ms,
+            auto_rollback: rules.auto_rollback,
+            min_requests: self.analysis.min_requests,
+            watch_margin: self.analysis.watch_margin.0,
+            no_data_timeout_ms: rules.no_data_timeout_ms,
+            on_long_no_data: match self.analysis.on_long_no_data {
+                OnLongNoData::Hold => "hold",
+                OnLongNoData::Rollback => "rollback",
+            }
+            .to_owned(),
+            stickiness: match stickiness.mode {
+                StickinessMode::Cookie => format!(
+                    "cookie {} for {}",
+                    stickiness.cookie_name,
+                    crate::domain::deployment::human_duration(duration_ms(
+                        stickiness.cookie_max_age.0
+                    ))
+                ),
+                StickinessMode::Header => format!("header {}", stickiness.header.0),
+                StickinessMode::None => "none".to_owned(),
+            },
+            override_header: proxy.override_header.as_ref().map(|name| name.0.clone()),
+        }
+    }
+
     /// How the checks are judged.
     pub fn analysis_settings(&self) -> crate::domain::analysis::AnalysisSettings {
         crate::domain::analysis::AnalysisSettings {

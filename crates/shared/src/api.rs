@@ -10,6 +10,8 @@ pub const BASE_PATH: &str = "/admin/canary";
 pub const STATUS_PATH: &str = "/admin/canary/status";
 /// `GET`: the current [`crate::MetricsSnapshot`].
 pub const METRICS_PATH: &str = "/admin/canary/metrics";
+/// `GET`: the [`crate::RolloutSettings`] in effect.
+pub const SETTINGS_PATH: &str = "/admin/canary/settings";
 /// WebSocket: a stream of [`crate::ServerMessage`].
 pub const STREAM_PATH: &str = "/admin/canary/ws";
 
@@ -49,6 +51,12 @@ pub enum Command {
     Resume,
     /// Move to 100 % and finish.
     Promote,
+    /// Turn auto-progression on or off for the rollout in progress (the
+    /// config's `auto_progression.enabled` applies again at the next start).
+    SetAutoProgression {
+        /// Whether green checks advance the rollout by themselves.
+        enabled: bool,
+    },
     /// Move traffic back to production.
     Rollback {
         /// Why.

@@ -262,12 +262,20 @@ impl DeploymentStep {
 /// The auto-progression settings and where the current wait stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AutoProgression {
-    /// Whether green metrics advance the rollout by themselves.
+    /// Whether green metrics advance the rollout by themselves now.
     pub enabled: bool,
+    /// Whether that is the config's setting (`false` once an operator turned
+    /// it on or off for this rollout).
+    #[serde(default = "default_true")]
+    pub as_configured: bool,
     /// How long the checks must stay green before the next step, in milliseconds.
     pub wait_ms: u64,
     /// How long they have been green so far in this step, in milliseconds.
     pub green_for_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The auto-rollback setting.
@@ -293,6 +301,8 @@ pub enum ActionKind {
     Resume,
     /// Move to 100 % and finish.
     Promote,
+    /// Turn auto-progression on or off for this rollout.
+    SetAutoProgression,
     /// Move traffic back to production.
     Rollback,
     /// Emergency stop: 0 % canary at once.

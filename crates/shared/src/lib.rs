@@ -13,6 +13,7 @@
 //! - [`audit`]: [`AuditEvent`], one durable decision.
 //! - [`api`]: REST paths, operator commands and the JSON error body.
 //! - [`auth`]: roles, the login body and [`Me`], who is signed in.
+//! - [`settings`]: [`RolloutSettings`], the rules rollouts follow.
 //! - [`stream`]: [`ServerMessage`], what the WebSocket sends.
 //!
 //! # Example
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod deployment;
 pub mod metrics;
 pub mod safety;
+pub mod settings;
 pub mod share;
 pub mod stream;
 pub mod time;
@@ -42,6 +44,7 @@ pub use deployment::{
 };
 pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, TransportErrors, WindowStats};
 pub use safety::{AlertLevel, CheckStatus, Comparator, SafetyCheck};
+pub use settings::RolloutSettings;
 pub use share::{CanaryShare, ShareError};
 pub use stream::{ClientMessage, ServerMessage};
 pub use time::UnixMillis;

@@ -90,6 +90,7 @@ pub(crate) fn sample_state() -> CanaryState {
         ],
         auto_progression: AutoProgression {
             enabled: true,
+            as_configured: true,
             wait_ms: 86_400_000,
             green_for_ms: 600_000,
         },
@@ -175,6 +176,7 @@ fn commands() {
         Command::Pause,
         Command::Resume,
         Command::Promote,
+        Command::SetAutoProgression { enabled: false },
         Command::Rollback {
             reason: "p95 too high".to_owned(),
         },

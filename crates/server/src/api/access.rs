@@ -96,6 +96,11 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         ),
         (Method::POST, "/admin/canary/continue", Needs(Operator)),
         (Method::POST, "/admin/canary/pause", Needs(Operator)),
+        (
+            Method::POST,
+            "/admin/canary/auto-progression",
+            Needs(Operator),
+        ),
         (Method::POST, "/admin/canary/resume", Needs(Operator)),
         (Method::POST, "/admin/canary/promote", Needs(Operator)),
         (Method::POST, "/admin/canary/rollback", Needs(Operator)),
@@ -106,6 +111,7 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
             Needs(Operator),
         ),
         (Method::GET, "/admin/canary/config", Needs(Admin)),
+        (Method::GET, "/admin/canary/settings", Needs(Viewer)),
         (Method::GET, "/admin/canary/sessions", Needs(Admin)),
         (
             Method::DELETE,

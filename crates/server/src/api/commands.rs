@@ -285,6 +285,31 @@ pub(crate) async fn promote(
     run(&app, &identity, &headers, Command::Promote).await
 }
 
+/// The body of `POST /admin/canary/auto-progression`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoProgressionBody {
+    enabled: bool,
+}
+
+/// `POST /admin/canary/auto-progression` with `{"enabled": false}`: turn
+/// auto-progression off (or on) for the rollout in progress.
+pub(crate) async fn set_auto_progression(
+    State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Response, ApiError> {
+    let AutoProgressionBody { enabled } = json_body(&headers, &body.map_err(ApiError::from)?)?;
+    run(
+        &app,
+        &identity,
+        &headers,
+        Command::SetAutoProgression { enabled },
+    )
+    .await
+}
+
 /// The optional body of rollback and stop.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

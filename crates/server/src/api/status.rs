@@ -21,6 +21,13 @@ pub(crate) async fn get_config(State(app): State<AppState>) -> Json<crate::confi
     Json(crate::config::Config::clone(&app.config))
 }
 
+/// `GET /admin/canary/settings`: the rules rollouts follow, for anyone who may watch.
+pub(crate) async fn get_settings(
+    State(app): State<AppState>,
+) -> Json<canary_shared::RolloutSettings> {
+    Json(app.config.canary.rollout_settings(&app.config.proxy))
+}
+
 /// The OpenAPI document of this API.
 pub(crate) const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 

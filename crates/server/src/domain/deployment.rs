@@ -199,6 +199,10 @@ pub struct Deployment {
     pub last_verdict: Option<Verdict>,
     /// Why the rollout holds, failed or rolled back, in words.
     pub reason: Option<String>,
+    /// An operator's choice of auto-progression for this rollout, overriding
+    /// the config's until the next start.
+    #[serde(default)]
+    pub auto_progression: Option<bool>,
 }
 
 /// Index of the first traffic step in `steps` (after build & deploy and health check).
@@ -218,7 +222,13 @@ impl Deployment {
             no_data_for_ms: 0,
             last_verdict: None,
             reason: None,
+            auto_progression: None,
         }
+    }
+
+    /// Whether green checks advance this rollout by themselves.
+    pub fn auto_progresses(&self, rules: &Rules) -> bool {
+        self.auto_progression.unwrap_or(rules.auto_progression)
     }
 
     /// Whether a canary version is deployed (or being deployed).
@@ -271,6 +281,13 @@ impl Deployment {
                 Phase::Progressing | Phase::Paused => None,
                 _ => Some(busy()),
             },
+            ActionKind::SetAutoProgression => match phase {
+                Phase::BuildDeploy | Phase::HealthCheck | Phase::Progressing | Phase::Paused => {
+                    None
+                }
+                _ if self.has_canary() => Some(busy()),
+                _ => Some("no canary is running".to_owned()),
+            },
             ActionKind::Rollback | ActionKind::Stop => match phase {
                 Phase::RollingBack => Some("already rolling back".to_owned()),
                 _ if self.has_canary() || self.share > CanaryShare::ZERO => None,
@@ -301,13 +318,14 @@ impl Deployment {
     }
 }
 
-const ALL_ACTIONS: [ActionKind; 8] = [
+const ALL_ACTIONS: [ActionKind; 9] = [
     ActionKind::Start,
     ActionKind::Scale,
     ActionKind::Continue,
     ActionKind::Pause,
     ActionKind::Resume,
     ActionKind::Promote,
+    ActionKind::SetAutoProgression,
     ActionKind::Rollback,
     ActionKind::Stop,
 ];
@@ -540,6 +558,34 @@ impl Change {
                 self.reject(ActionKind::Promote)?;
                 self.promote(&actor, None);
             }
+            Command::SetAutoProgression { enabled } => {
+                self.reject(ActionKind::SetAutoProgression)?;
+                if self.deployment.auto_progresses(rules) == enabled {
+                    // Already so: nothing to record, like a repeated request.
+                    return Ok(());
+                }
+                self.deployment.auto_progression = Some(enabled);
+                // A wait starts afresh when turned back on, so switching it
+                // off and on cannot advance a step sooner than `wait`.
+                self.deployment.green_for_ms = 0;
+                let (action, reason) = if enabled {
+                    (
+                        "auto_progression_on",
+                        format!(
+                            "auto-progression on: the next step after {} of green checks",
+                            human_duration(rules.wait_ms)
+                        ),
+                    )
+                } else {
+                    (
+                        "auto_progression_off",
+                        "auto-progression off: steps move only when an operator continues"
+                            .to_owned(),
+                    )
+                };
+                let (phase, share) = (self.deployment.phase, self.deployment.share);
+                self.decide(&actor, action, phase, share, Some(reason));
+            }
             Command::Rollback { reason } => {
                 self.reject(ActionKind::Rollback)?;
                 self.roll_back(&actor, "rollback", reason);
@@ -732,7 +778,7 @@ impl Change {
         }
         match &self.deployment.last_verdict {
             Some(Verdict::Green) => {
-                if !rules.auto_progression {
+                if !self.deployment.auto_progresses(rules) {
                     return;
                 }
                 self.deployment.green_for_ms =
@@ -761,14 +807,17 @@ impl Change {
     }
 }
 
-/// `24 h`, `5 min`, `30 s`, for reasons people read.
+/// `24 h`, `3 h 12 min`, `5 min`, `30 s`, for reasons people read: two units
+/// at most, rounded down, so a countdown never claims more time than is left.
 pub fn human_duration(ms: u64) -> String {
     let secs = ms / 1000;
+    let (hours, minutes) = (secs / 3600, secs / 60 % 60);
     match secs {
         0 => format!("{ms} ms"),
         1..=119 => format!("{secs} s"),
-        120..=7199 => format!("{} min", secs / 60),
-        _ => format!("{} h", secs / 3600),
+        120..=3599 => format!("{} min", secs / 60),
+        _ if minutes == 0 => format!("{hours} h"),
+        _ => format!("{hours} h {minutes} min"),
     }
 }
 

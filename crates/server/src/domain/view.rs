@@ -105,7 +105,10 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         safety_checks: checks.to_vec(),
         steps: deployment.steps.clone(),
         auto_progression: AutoProgression {
-            enabled: rules.auto_progression,
+            enabled: deployment.auto_progresses(rules),
+            as_configured: deployment
+                .auto_progression
+                .is_none_or(|chosen| chosen == rules.auto_progression),
             wait_ms: rules.wait_ms,
             green_for_ms: deployment.green_for_ms,
         },
@@ -136,9 +139,11 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
             let mut line = format!("Canary at {share}, step {step} of {traffic_steps}");
             if let Some(reason) = &deployment.reason {
                 line.push_str(&format!(", {reason}"));
-            } else if rules.auto_progression {
+            } else if deployment.auto_progresses(rules) {
                 let left = rules.wait_ms.saturating_sub(deployment.green_for_ms);
                 line.push_str(&format!(", auto-progression in {}", human_duration(left)));
+            } else {
+                line.push_str(", waiting for an operator to continue");
             }
             line
         }
@@ -262,11 +267,11 @@ mod tests {
         ] {
             deployment = deployment.apply(input, UnixMillis(0), &rules).unwrap().next;
         }
-        deployment.green_for_ms = 48 * 60 * 1000;
+        deployment.green_for_ms = 48 * 60 * 1000 + 59_000;
         let state = rendered(&deployment, &rules, 3);
         assert_eq!(
             state.summary,
-            "Canary at 25 %, step 2 of 4, auto-progression in 23 h"
+            "Canary at 25 %, step 2 of 4, auto-progression in 23 h 11 min"
         );
         assert_eq!(state.canary.version.as_deref(), Some("v2.7.0"));
         assert_eq!(state.canary.health, Health::Healthy);

@@ -215,6 +215,32 @@ async fn a_script_runs_a_whole_canary_through_the_rest_api() {
     assert_eq!(code, StatusCode::OK, "{body}");
     let (_, _, served) = http_get(&app.proxy_url("/anything"), "*/*").await;
     assert!(served == "production" || served == "canary");
+    let (code, body) = post_with(
+        &app,
+        "/admin/canary/auto-progression",
+        &[JSON],
+        r#"{"enabled":"no"}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error(&body).field.as_deref(), Some("enabled"));
+    let (code, body) = post_with(
+        &app,
+        "/admin/canary/auto-progression",
+        &[JSON],
+        r#"{"enabled":false}"#,
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let state: CanaryState = serde_json::from_str(&body).unwrap();
+    assert!(!state.auto_progression.enabled && !state.auto_progression.as_configured);
+    assert!(
+        state
+            .summary
+            .ends_with("waiting for an operator to continue"),
+        "{}",
+        state.summary
+    );
     for step in ["continue", "continue"] {
         let (code, body) = post(&app, &format!("/admin/canary/{step}")).await;
         assert_eq!(code, StatusCode::OK, "{step}: {body}");
@@ -240,12 +266,20 @@ async fn a_script_runs_a_whole_canary_through_the_rest_api() {
     assert_eq!(
         actions,
         [
-            "start", "deployed", "healthy", "scale", "continue", "continue", "promote", "promoted"
+            "start",
+            "deployed",
+            "healthy",
+            "scale",
+            "auto_progression_off",
+            "continue",
+            "continue",
+            "promote",
+            "promoted"
         ],
         "the audit trail tells the story in order"
     );
     let seqs: Vec<u64> = page.events.iter().rev().map(|event| event.seq).collect();
-    assert_eq!(seqs, (1..=8).collect::<Vec<u64>>(), "gap-free");
+    assert_eq!(seqs, (1..=9).collect::<Vec<u64>>(), "gap-free");
     assert!(
         page.events.iter().all(|event| event.metrics.is_some()),
         "each carries the figures of its moment"
@@ -606,6 +640,14 @@ async fn the_config_in_effect_is_served_as_written() {
     assert_eq!(config["canary"]["auto_progression"]["wait_time"], "1d");
     assert_eq!(config["canary"]["safety_checks"][0]["comparator"], "max");
     assert_eq!(config["proxy"]["client_header_timeout"], "300ms");
+
+    let (code, _, body) = http_get(&app.url("/admin/canary/settings"), "application/json").await;
+    assert_eq!(code, StatusCode::OK);
+    let settings: canary_shared::RolloutSettings = serde_json::from_str(&body).unwrap();
+    assert_eq!(settings.wait_ms, 24 * 3600 * 1000);
+    assert_eq!(settings.traffic_steps.len(), 4);
+    assert_eq!(settings.stickiness, "cookie canary_bucket for 24 h");
+    assert_eq!(settings.on_long_no_data, "hold");
 }
 
 #[tokio::test]

@@ -353,6 +353,75 @@ fn pause_holds_the_step_and_resume_restarts_the_wait() {
 }
 
 #[test]
+fn auto_progression_turned_off_holds_the_step_and_turned_on_waits_afresh() {
+    let mut sim = Sim::progressing(5.0);
+    for _ in 0..8 {
+        sim.tick(1_000, green());
+    }
+    sim.command(Command::SetAutoProgression { enabled: false })
+        .unwrap();
+    for _ in 0..30 {
+        sim.tick(1_000, green());
+    }
+    assert_eq!(sim.deployment.share, share(5.0), "no step without it");
+    // Asking again for what is already so records nothing.
+    sim.command(Command::SetAutoProgression { enabled: false })
+        .unwrap();
+    sim.command(Command::SetAutoProgression { enabled: true })
+        .unwrap();
+    for _ in 0..9 {
+        sim.tick(1_000, green());
+    }
+    assert_eq!(
+        sim.deployment.share,
+        share(5.0),
+        "the 8 s before do not count"
+    );
+    sim.tick(1_000, green());
+    sim.check(expect![[r#"
+        t=8s audit ops auto_progression_off: Progressing -> Progressing, 5 % -> 5 % (auto-progression off: steps move only when an operator continues)
+        t=38s audit ops auto_progression_on: Progressing -> Progressing, 5 % -> 5 % (auto-progression on: the next step after 10 s of green checks)
+        t=48s share 25 %
+        t=48s audit controller auto_progress: Progressing -> Progressing, 5 % -> 25 % (checks green for 10 s)"#]]);
+    // The choice lasts for this rollout only.
+    sim.command(Command::SetAutoProgression { enabled: false })
+        .unwrap();
+    sim.command(Command::Stop {
+        reason: "done".to_owned(),
+    })
+    .unwrap();
+    sim.hook(Hook::Rollback, true);
+    assert!(
+        sim.command(Command::SetAutoProgression { enabled: true })
+            .is_err(),
+        "nothing to set without a canary"
+    );
+    sim.start(5.0);
+    assert!(sim.deployment.auto_progresses(&sim.rules));
+}
+
+#[test]
+fn an_operator_can_turn_auto_progression_on_where_the_config_has_it_off() {
+    let mut sim = Sim::new(Rules {
+        auto_progression: false,
+        ..rules()
+    });
+    sim.start(5.0);
+    sim.hook(Hook::Deploy, true);
+    sim.hook(Hook::HealthCheck, true);
+    for _ in 0..20 {
+        sim.tick(1_000, green());
+    }
+    assert_eq!(sim.deployment.share, share(5.0));
+    sim.command(Command::SetAutoProgression { enabled: true })
+        .unwrap();
+    for _ in 0..10 {
+        sim.tick(1_000, green());
+    }
+    assert_eq!(sim.deployment.share, share(25.0));
+}
+
+#[test]
 fn scaling_down_reopens_the_steps_above() {
     let mut sim = Sim::progressing(50.0);
     assert_eq!(
@@ -453,6 +522,7 @@ fn any_input() -> impl Strategy<Value = Input> {
         Just(Command::Pause),
         Just(Command::Resume),
         Just(Command::Promote),
+        any::<bool>().prop_map(|enabled| Command::SetAutoProgression { enabled }),
         Just(Command::Rollback {
             reason: "r".to_owned()
         }),
