@@ -29,11 +29,24 @@ export default defineConfig({
     launchOptions: { executablePath: '/usr/bin/chromium', args: chromiumArgs },
     trace: 'retain-on-failure',
   },
+  // Every journey runs at desktop and tablet size; the layout check runs at
+  // every size the design names (phone, tablet landscape, wide desktop too).
   projects: [
     { name: 'desktop', use: { viewport: { width: 1280, height: 800 } } },
     {
       name: 'tablet',
       use: { viewport: { width: 820, height: 1180 }, hasTouch: true, isMobile: true, deviceScaleFactor: 1 },
     },
+    {
+      name: 'phone',
+      testMatch: /layout\.spec\.ts/,
+      use: { viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 1 },
+    },
+    {
+      name: 'landscape',
+      testMatch: /layout\.spec\.ts/,
+      use: { viewport: { width: 1180, height: 820 }, hasTouch: true, isMobile: true, deviceScaleFactor: 1 },
+    },
+    { name: 'wide', testMatch: /layout\.spec\.ts/, use: { viewport: { width: 1440, height: 900 } } },
   ],
 });

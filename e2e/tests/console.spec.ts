@@ -204,9 +204,93 @@ test('a failing canary is rolled back by itself, with the reason, the audit entr
   await expect.poll(async () => (await raisedNotifications(dashboard)).map((alert) => alert.title)).toContain(
     'Safety breach: canary v2.7.0 rolled back',
   );
+  // The safety panel explains the decision in words, with both sides' figures of that moment.
+  const explained = dashboard.page.getByTestId('decision').first();
+  await expect(explained).toContainText('Auto rollback');
+  await expect(explained).toContainText(/(success|error) rate/i);
+  await expect(explained).toContainText(/Canary: p95 .* · errors [1-9][0-9.]* % · [0-9,]+ requests in the last minute/);
+  await expect(explained).toContainText(/Production: p95 .* · errors 0 %/);
+  await explained.scrollIntoViewIfNeeded();
+  await dashboard.screenshot(testInfo, 'auto-rollback-explained');
   // The charts show why: the canary's error rate against production's.
   await expect(dashboard.page.getByTestId('chart-errors-canary')).not.toHaveText('0 %');
   await dashboard.screenshot(testInfo, 'auto-rolled-back');
   const after = await setup.server.sendTraffic(50);
   expect(after['v2.7.0'] ?? 0).toBe(0);
+});
+
+test('auto-progression is switched off and on for one rollout, and the settings behind it are one fold away', async ({ dashboard }, testInfo) => {
+  await expect(dashboard.connection).toHaveText('Live');
+  const words = dashboard.page.getByTestId('auto-progression-words');
+  const toggle = dashboard.page.getByTestId('auto-progression-switch');
+  await expect(words).toHaveText('On: each step of a rollout moves on after 24 h of green checks.');
+  await expect(toggle).toBeDisabled();
+  await dashboard.startCanary('v2.7.0', '5');
+  await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
+  await expect(toggle).toHaveAttribute('aria-checked', 'true');
+  await expect(words).toContainText(/^On: the (next step in|24 h wait)/);
+
+  await toggle.click();
+  await expect(toggle).toHaveAttribute('aria-checked', 'false');
+  await expect(words).toHaveText('Off: steps move on only when an operator continues. (changed for this rollout)');
+  await expect(dashboard.statusLine).toHaveText(/waiting for an operator to continue|holding:/);
+  await expect(dashboard.auditEntries.first()).toContainText('Auto progression off');
+  await expect(dashboard.auditEntries.first()).toContainText('by local');
+  await dashboard.page.getByTestId('auto-progression').scrollIntoViewIfNeeded();
+  await dashboard.screenshot(testInfo, 'auto-progression-off');
+  await toggle.click();
+  await expect(toggle).toHaveAttribute('aria-checked', 'true');
+  await expect(dashboard.auditEntries.first()).toContainText('Auto progression on');
+
+  // Advanced settings stay folded until asked for.
+  const settings = dashboard.page.getByTestId('settings');
+  const list = dashboard.page.getByTestId('settings-list');
+  await expect(list).toBeHidden();
+  await settings.locator('summary').click();
+  await expect(list).toContainText('5 % → 25 % → 50 % → 100 %');
+  await expect(list).toContainText('On: each step moves on after 24 h of green checks.');
+  await expect(list).toContainText('Cookie canary_bucket for 24 h');
+  await list.scrollIntoViewIfNeeded();
+  await dashboard.screenshot(testInfo, 'settings');
+});
+
+test('the share slider is dragged (by finger on a tablet) and the move confirmed', async ({ dashboard, setup }, testInfo) => {
+  await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.startCanary('v2.7.0', '5');
+  await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
+  await dashboard.action('scale').click();
+  const slider = dashboard.page.getByTestId('scale-range');
+  await slider.scrollIntoViewIfNeeded();
+  const box = (await slider.boundingBox())!;
+  const y = box.y + box.height / 2;
+  // The thumb sits at 5 %; drag it to about 60 % of the track.
+  const from = box.x + box.width * 0.05;
+  const to = box.x + box.width * 0.6;
+  if (testInfo.project.use.hasTouch) {
+    const cdp = await dashboard.page.context().newCDPSession(dashboard.page);
+    const touch = (type: string, x: number) =>
+      cdp.send('Input.dispatchTouchEvent', { type, touchPoints: type === 'touchEnd' ? [] : [{ x, y }] });
+    await touch('touchStart', from);
+    for (let step = 1; step <= 10; step += 1) {
+      await touch('touchMove', from + ((to - from) * step) / 10);
+    }
+    await touch('touchEnd', to);
+  } else {
+    await dashboard.page.mouse.move(from, y);
+    await dashboard.page.mouse.down();
+    await dashboard.page.mouse.move(to, y, { steps: 10 });
+    await dashboard.page.mouse.up();
+  }
+  // The split follows the drag as it moves; nothing is sent before the confirmation.
+  const split = dashboard.page.getByTestId('scale-split');
+  await expect(split).toHaveText(/^Canary [56][0-9](\.[0-9]+)? % · Production [34][0-9](\.[0-9]+)? %$/);
+  await expect(dashboard.share('canary')).toHaveText('5 %');
+  const target = (await split.textContent())!.match(/Canary ([0-9.]+) %/)![1];
+  await dashboard.page.getByTestId('scale-review').click();
+  await expect(dashboard.page.getByTestId('scale-question')).toHaveText(`Move canary from 5 % to ${target} %?`);
+  await dashboard.screenshot(testInfo, 'slider-dragged');
+  await dashboard.page.getByTestId('scale-confirm').click();
+  await expect(dashboard.share('canary')).toHaveText(`${target} %`);
+  const seen = await setup.server.sendTraffic(200);
+  expect((seen['v2.7.0'] ?? 0) / 200).toBeGreaterThan(0.35);
 });

@@ -33,9 +33,11 @@ mod flags {
             cmd setup {}
             /// Build the console into crates/app/dist with trunk (release, offline).
             cmd build-app {}
-            /// Build everything and serve the console on 127.0.0.1:8000 with canary-config.yaml.
+            /// Build everything and run the live demo (`canary demo`): the console on
+            /// 127.0.0.1:8000 with two demo services and steady traffic. With --config,
+            /// serve that config instead (`canary serve`).
             cmd run {
-                /// Another config file.
+                /// Serve this config file instead of the demo.
                 optional --config path: PathBuf
             }
             /// Run every check and test: fmt, clippy (host and wasm32), unit, integration and e2e tests.

@@ -1,4 +1,4 @@
-//! `cargo xtask run`: builds everything and serves the console.
+//! `cargo xtask run`: builds everything and runs the demo, or serves a config.
 
 use std::path::Path;
 
@@ -9,8 +9,19 @@ use crate::{app, setup, step};
 pub(crate) fn run(sh: &Shell, config: Option<&Path>) -> anyhow::Result<()> {
     setup::run(sh)?;
     app::build(sh)?;
-    step("run: canary serve");
-    let config = config.unwrap_or(Path::new("canary-config.yaml"));
-    cmd!(sh, "cargo run --locked --release --package canary-server --bin canary -- serve --config {config}").run()?;
+    match config {
+        Some(config) => {
+            step("run: canary serve");
+            cmd!(sh, "cargo run --locked --release --package canary-server --bin canary -- serve --config {config}").run()?;
+        }
+        None => {
+            step("run: canary demo");
+            cmd!(
+                sh,
+                "cargo run --locked --release --package canary-server --bin canary -- demo"
+            )
+            .run()?;
+        }
+    }
     Ok(())
 }

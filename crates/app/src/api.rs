@@ -1,9 +1,10 @@
 //! The typed REST client: one function per endpoint, all through one `send` helper.
 
-use canary_shared::api::BASE_PATH;
+use canary_shared::api::{BASE_PATH, SETTINGS_PATH};
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
 use canary_shared::{
-    ApiErrorBody, AuditPage, CanaryShare, CanaryState, LoginRequest, Me, StartRequest,
+    ApiErrorBody, AuditPage, CanaryShare, CanaryState, LoginRequest, Me, RolloutSettings,
+    StartRequest,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -65,22 +66,46 @@ pub enum Simple {
     Rollback(String),
     /// Emergency stop, with a reason.
     Stop(String),
+    /// Auto-progression on or off for this rollout.
+    AutoProgression(bool),
 }
 
 /// Sends one of the [`Simple`] commands.
 pub async fn command(command: Simple) -> Result<CanaryState, Error> {
+    let with_reason = |reason: String| {
+        (!reason.trim().is_empty()).then(|| serde_json::json!({ "reason": reason }).to_string())
+    };
     let (path, body) = match command {
         Simple::Continue => ("continue", None),
         Simple::Pause => ("pause", None),
         Simple::Resume => ("resume", None),
         Simple::Promote => ("promote", None),
-        Simple::Rollback(reason) => ("rollback", Some(reason)),
-        Simple::Stop(reason) => ("stop", Some(reason)),
+        Simple::Rollback(reason) => ("rollback", with_reason(reason)),
+        Simple::Stop(reason) => ("stop", with_reason(reason)),
+        Simple::AutoProgression(enabled) => (
+            "auto-progression",
+            Some(serde_json::json!({ "enabled": enabled }).to_string()),
+        ),
     };
-    let body = body
-        .filter(|reason| !reason.trim().is_empty())
-        .map(|reason| serde_json::json!({ "reason": reason }).to_string());
     send("POST", &format!("{BASE_PATH}/{path}"), body).await
+}
+
+/// `GET /admin/canary/demo`: the demo services (a 404 outside `canary demo`).
+pub async fn demo() -> Result<canary_shared::demo::DemoStatus, Error> {
+    send("GET", canary_shared::demo::DEMO_PATH, None).await
+}
+
+/// `POST /admin/canary/demo`: how the demo's canary service answers.
+pub async fn set_demo(
+    behaviour: &canary_shared::demo::DemoBehaviour,
+) -> Result<canary_shared::demo::DemoStatus, Error> {
+    let json = serde_json::to_string(behaviour).map_err(|err| Error::Decode(err.to_string()))?;
+    send("POST", canary_shared::demo::DEMO_PATH, Some(json)).await
+}
+
+/// `GET /admin/canary/settings`: the rules rollouts follow.
+pub async fn settings() -> Result<RolloutSettings, Error> {
+    send("GET", SETTINGS_PATH, None).await
 }
 
 /// `GET /admin/canary/me`: who this browser is signed in as (an

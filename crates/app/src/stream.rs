@@ -206,3 +206,16 @@ fn schedule_reconnect(stream: &Rc<RefCell<Stream>>) {
     // handle would mean dropping it from inside its own callback.
     Timeout::new(delay, move || open(&stream)).forget();
 }
+
+/// Takes the state a command answered with, unless the stream already
+/// brought a newer one.
+pub fn adopt(state: RwSignal<Option<CanaryState>>, new_state: CanaryState) {
+    state.update(|current| {
+        if current
+            .as_ref()
+            .is_none_or(|current| new_state.revision > current.revision)
+        {
+            *current = Some(new_state);
+        }
+    });
+}

@@ -3,8 +3,8 @@
 
 use canary_shared::audit::NotifyEvent;
 use canary_shared::{
-    ActionKind, AuditEvent, CanaryShare, CanaryState, CheckStatus, Health, Phase, Role, StepStatus,
-    UnixMillis,
+    ActionKind, AuditEvent, AuditMetrics, CanaryShare, CanaryState, CheckStatus, Health, Phase,
+    Role, RolloutSettings, StepStatus, UnixMillis, WindowStats,
 };
 
 /// Where the live connection stands.
@@ -239,6 +239,7 @@ pub fn duration_words(ms: u64) -> String {
     match secs {
         0..=59 => format!("{secs} s"),
         60..=3599 => format!("{} min", secs / 60),
+        _ if (secs / 60).is_multiple_of(60) => format!("{} h", secs / 3600),
         _ => format!("{} h {} min", secs / 3600, secs / 60 % 60),
     }
 }
@@ -265,6 +266,153 @@ pub fn page_title(state: Option<&CanaryState>, connection: Connection) -> String
         ""
     };
     format!("{mark}{offline}{} · canary", state.summary)
+}
+
+/// Where auto-progression stands, for the line under the rollout's steps.
+pub fn auto_progression_words(state: &CanaryState) -> String {
+    let auto = &state.auto_progression;
+    let wait = duration_words(auto.wait_ms);
+    let changed = if auto.as_configured {
+        ""
+    } else {
+        " (changed for this rollout)"
+    };
+    let words = if !auto.enabled {
+        "Off: steps move on only when an operator continues.".to_owned()
+    } else {
+        match state.phase {
+            Phase::Progressing if auto.green_for_ms > 0 => format!(
+                "On: the next step in {} if the checks stay green (green for {}).",
+                duration_words(auto.wait_ms.saturating_sub(auto.green_for_ms)),
+                duration_words(auto.green_for_ms)
+            ),
+            Phase::Progressing => {
+                format!("On: the {wait} wait for the next step starts once every check is green.")
+            }
+            Phase::Paused => {
+                format!("On, held by the pause: after Resume, {wait} of green checks.")
+            }
+            Phase::BuildDeploy | Phase::HealthCheck => {
+                format!("On: each step moves on after {wait} of green checks.")
+            }
+            _ => format!("On: each step of a rollout moves on after {wait} of green checks."),
+        }
+    };
+    format!("{words}{changed}")
+}
+
+/// Whether the controller took this decision by itself about the rollout
+/// (the safety panel explains each of these).
+pub fn is_automatic_decision(entry: &AuditEvent) -> bool {
+    entry.actor == "controller"
+        && matches!(
+            entry.action.as_str(),
+            "auto_rollback"
+                | "auto_progress"
+                | "no_data_rollback"
+                | "deploy_failed"
+                | "health_check_failed"
+                | "promote_failed"
+        )
+}
+
+/// The figures behind a decision, in one line per side:
+/// `Canary: p95 1,340 ms · errors 12 % · 812 requests in the last minute`.
+pub fn decision_figures(metrics: &AuditMetrics) -> Vec<String> {
+    let side = |name: &str, window: &WindowStats| {
+        format!(
+            "{name}: p95 {} · errors {} · {} requests in the last minute",
+            latency(window.p95_latency_ms),
+            rate(window.error_rate),
+            thousands(window.requests)
+        )
+    };
+    vec![
+        side("Canary", &metrics.canary),
+        side("Production", &metrics.production),
+    ]
+}
+
+/// The rules rollouts follow, as term and meaning for "Advanced settings".
+pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> {
+    let steps = settings
+        .traffic_steps
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" → ");
+    let auto_progression = if settings.auto_progression {
+        format!(
+            "On: each step moves on after {} of green checks.",
+            duration_words(settings.wait_ms)
+        )
+    } else {
+        "Off: steps move on only when an operator continues.".to_owned()
+    };
+    let auto_rollback = if settings.auto_rollback {
+        "Armed: a critical breach rolls the canary back without a human."
+    } else {
+        "Off: a critical breach alerts and holds; an operator decides."
+    };
+    let long_no_data = match settings.on_long_no_data.as_str() {
+        "rollback" => "roll back",
+        _ => "keep holding",
+    };
+    let judging = format!(
+        "No data below {} canary requests in a minute (never a pass). Watch within {} of a limit. After {} without data: {long_no_data}.",
+        thousands(settings.min_requests),
+        rate(Some(settings.watch_margin)),
+        duration_words(settings.no_data_timeout_ms),
+    );
+    let stickiness = match settings.stickiness.split_once(' ') {
+        Some(("cookie", rest)) => format!("Cookie {rest}: each browser stays on its side."),
+        Some(("header", header)) => {
+            format!("Header {header}: clients with the same value stay on one side.")
+        }
+        _ => "None: every request is assigned afresh.".to_owned(),
+    };
+    let mut rows = vec![
+        ("Traffic steps", steps),
+        ("Auto-progression", auto_progression),
+        ("Auto-rollback", auto_rollback.to_owned()),
+        ("How checks are judged", judging),
+        ("Stickiness", stickiness),
+    ];
+    if let Some(header) = &settings.override_header {
+        rows.push((
+            "Forcing a side",
+            format!("A request with {header}: canary (or production) goes to that side."),
+        ));
+    }
+    rows
+}
+
+/// What the demo's canary service does now, in a few words:
+/// `Canary v2.7.0: healthy` or `Canary v2.7.0: 10 % errors, +400 ms`.
+pub fn demo_words(status: &canary_shared::demo::DemoStatus) -> String {
+    let behaviour = &status.canary.behaviour;
+    let mut traits = Vec::new();
+    if behaviour.hang {
+        traits.push("hangs".to_owned());
+    }
+    if behaviour.error_rate > 0.0 {
+        traits.push(format!("{} errors", rate(Some(behaviour.error_rate))));
+    }
+    if behaviour.added_latency_ms > 0 {
+        traits.push(format!(
+            "+{}",
+            latency(Some(behaviour.added_latency_ms as f64))
+        ));
+    }
+    let doing = if traits.is_empty() {
+        "healthy".to_owned()
+    } else {
+        traits.join(", ")
+    };
+    format!(
+        "Canary service {}: {doing} · {} requests/s of load",
+        status.canary.version, status.load_per_sec
+    )
 }
 
 /// Which audit entries the trail shows.
@@ -375,9 +523,143 @@ mod tests {
     use canary_shared::{AuditEvent, CanaryShare, Phase, UnixMillis};
 
     use crate::view_model::{
-        BrowserAlert, Connection, action_view, browser_alert, clamp_share, latency, new_alerts,
-        rate, reconnect_delay_ms, share_move_question, thousands,
+        BrowserAlert, Connection, action_view, auto_progression_words, browser_alert, clamp_share,
+        decision_figures, is_automatic_decision, latency, new_alerts, rate, reconnect_delay_ms,
+        share_move_question, thousands,
     };
+
+    /// The shared snapshot's state: progressing at 25 %, auto-progression on.
+    fn state() -> canary_shared::CanaryState {
+        serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
+    }
+
+    #[test]
+    fn the_auto_progression_line_says_when_the_next_step_comes_and_who_changed_it() {
+        let mut state = state();
+        state.phase = Phase::Progressing;
+        state.auto_progression.wait_ms = 24 * 3600 * 1000;
+        state.auto_progression.green_for_ms = 48 * 60 * 1000;
+        assert_eq!(
+            auto_progression_words(&state),
+            "On: the next step in 23 h 12 min if the checks stay green (green for 48 min)."
+        );
+        state.auto_progression.green_for_ms = 0;
+        assert_eq!(
+            auto_progression_words(&state),
+            "On: the 24 h wait for the next step starts once every check is green."
+        );
+        state.auto_progression.enabled = false;
+        state.auto_progression.as_configured = false;
+        assert_eq!(
+            auto_progression_words(&state),
+            "Off: steps move on only when an operator continues. (changed for this rollout)"
+        );
+    }
+
+    #[test]
+    fn the_demo_panel_says_what_the_canary_service_does() {
+        use canary_shared::demo::{DemoBehaviour, DemoService, DemoStatus};
+        let service = |behaviour| DemoService {
+            version: "v2.7.0".to_owned(),
+            url: "http://127.0.0.1:1".to_owned(),
+            behaviour,
+        };
+        let mut status = DemoStatus {
+            production: service(DemoBehaviour::default()),
+            canary: service(DemoBehaviour::default()),
+            load_per_sec: 40,
+        };
+        assert_eq!(
+            super::demo_words(&status),
+            "Canary service v2.7.0: healthy · 40 requests/s of load"
+        );
+        status.canary.behaviour = DemoBehaviour {
+            error_rate: 0.1,
+            added_latency_ms: 400,
+            hang: true,
+        };
+        assert_eq!(
+            super::demo_words(&status),
+            "Canary service v2.7.0: hangs, 10 % errors, +400 ms · 40 requests/s of load"
+        );
+    }
+
+    #[test]
+    fn advanced_settings_read_as_sentences() {
+        let settings = canary_shared::RolloutSettings {
+            traffic_steps: [5.0, 25.0, 50.0, 100.0]
+                .map(|percent| CanaryShare::from_percent(percent).unwrap())
+                .to_vec(),
+            auto_progression: true,
+            wait_ms: 24 * 3600 * 1000,
+            auto_rollback: true,
+            min_requests: 20,
+            watch_margin: 0.1,
+            no_data_timeout_ms: 600_000,
+            on_long_no_data: "hold".to_owned(),
+            stickiness: "cookie canary_bucket for 24 h".to_owned(),
+            override_header: Some("x-canary".to_owned()),
+        };
+        let rows = super::settings_rows(&settings);
+        let text: Vec<String> = rows
+            .iter()
+            .map(|(term, meaning)| format!("{term}: {meaning}"))
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "Traffic steps: 5 % → 25 % → 50 % → 100 %",
+                "Auto-progression: On: each step moves on after 24 h of green checks.",
+                "Auto-rollback: Armed: a critical breach rolls the canary back without a human.",
+                "How checks are judged: No data below 20 canary requests in a minute (never a pass). Watch within 10 % of a limit. After 10 min without data: keep holding.",
+                "Stickiness: Cookie canary_bucket for 24 h: each browser stays on its side.",
+                "Forcing a side: A request with x-canary: canary (or production) goes to that side."
+            ]
+        );
+    }
+
+    #[test]
+    fn automatic_decisions_show_both_sides_figures() {
+        let mut entry = audit(
+            3,
+            "auto_rollback",
+            25.0,
+            0.0,
+            Some("p95 latency 1,340 ms > 1,000 ms"),
+        );
+        assert!(is_automatic_decision(&entry));
+        let canary = canary_shared::WindowStats {
+            requests: 812,
+            p95_latency_ms: Some(1340.0),
+            error_rate: Some(0.12),
+            ..Default::default()
+        };
+        let production = canary_shared::WindowStats {
+            requests: 15_230,
+            p95_latency_ms: Some(212.4),
+            error_rate: Some(0.004),
+            ..Default::default()
+        };
+        entry.metrics = Some(Box::new(canary_shared::AuditMetrics { production, canary }));
+        assert_eq!(
+            decision_figures(entry.metrics.as_deref().unwrap()),
+            [
+                "Canary: p95 1,340 ms · errors 12 % · 812 requests in the last minute",
+                "Production: p95 212 ms · errors 0.4 % · 15,230 requests in the last minute"
+            ]
+        );
+        entry.actor = "alice".to_owned();
+        assert!(
+            !is_automatic_decision(&entry),
+            "a person's rollback is not automatic"
+        );
+        entry.actor = "controller".to_owned();
+        entry.action = "deployed".to_owned();
+        assert!(
+            !is_automatic_decision(&entry),
+            "a hook's report is not a decision"
+        );
+    }
 
     fn audit(seq: u64, action: &str, from: f64, to: f64, reason: Option<&str>) -> AuditEvent {
         AuditEvent {

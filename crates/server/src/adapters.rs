@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod credentials;
+pub mod demo;
 pub mod health_probe;
 pub mod hooks;
 pub mod notify;

@@ -6,6 +6,7 @@
 pub mod access;
 mod assets;
 mod commands;
+mod demo;
 mod error;
 mod status;
 mod stream;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 use canary_shared::api::{BASE_PATH, METRICS_PATH, SETTINGS_PATH, STATUS_PATH, STREAM_PATH};
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
+use canary_shared::demo::DEMO_PATH;
 use canary_shared::{CanaryState, MetricsSnapshot};
 use tokio::sync::watch;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub assets_dir: PathBuf,
     /// Identities, sessions and the login throttle.
     pub access: Arc<access::AccessControl>,
+    /// The demo's services, when the server runs `canary demo`.
+    pub demo: Option<Arc<crate::adapters::demo::DemoControl>>,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
     /// receivers: WebSocket streams, which then close with "going away".
     pub shutdown: watch::Receiver<bool>,
@@ -92,6 +96,7 @@ pub fn router(app_state: AppState) -> Router {
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
         .route(SETTINGS_PATH, get(status::get_settings))
+        .route(DEMO_PATH, get(demo::get_demo).post(demo::set_demo))
         .route(
             &format!("{BASE_PATH}/metrics/history"),
             get(status::get_history),

@@ -101,6 +101,23 @@ pub fn start(
     ),
     StartError,
 > {
+    start_with_demo(config, listeners, clock, shutdown, None)
+}
+
+/// Like [`start`], with the demo's services behind the demo panel's API.
+pub fn start_with_demo(
+    config: Config,
+    listeners: Listeners,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    demo: Option<Arc<adapters::demo::DemoControl>>,
+) -> Result<
+    (
+        ControllerHandle,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ),
+    StartError,
+> {
     let admin_addr = listeners.admin.local_addr()?;
     if !admin_addr.ip().is_loopback() {
         if config.auth.is_none() {
@@ -181,6 +198,7 @@ pub fn start(
             config: Arc::clone(&config),
             access,
             assets_dir: config.server.assets_dir.clone(),
+            demo,
             shutdown: stopping_rx,
         };
         let shutdown = async move {

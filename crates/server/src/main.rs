@@ -24,6 +24,10 @@ struct Cli {
 enum Command {
     /// Serve the console, the REST API and the WebSocket stream.
     Serve(ServeArgs),
+    /// Run a live demo: two demo services standing in for production and
+    /// canary, steady traffic through the proxy, and the console, with a
+    /// demo panel that breaks the canary on purpose.
+    Demo(DemoArgs),
     /// Hash a password for `auth.users` (reads it from standard input, or
     /// asks twice without echo on a terminal) and print the config entry.
     HashPassword(HashPasswordArgs),
@@ -62,6 +66,16 @@ struct ServeArgs {
         env = "CANARY_CONFIG"
     )]
     config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_LOG_FORMAT")]
+    log_format: LogFormat,
+}
+
+/// Command-line values that win over the config file.
+#[derive(Debug, clap::Args)]
+struct Overrides {
     /// Address of the console and API; overrides `server.admin_listen`.
     #[arg(long)]
     admin_listen: Option<SocketAddr>,
@@ -74,6 +88,42 @@ struct ServeArgs {
     /// The built console (trunk's dist folder); overrides `server.assets_dir`.
     #[arg(long)]
     assets_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(admin_listen) = self.admin_listen {
+            config.server.admin_listen = admin_listen;
+        }
+        if let Some(proxy_listen) = self.proxy_listen {
+            config.server.proxy_listen = proxy_listen;
+        }
+        if let Some(data_dir) = &self.data_dir {
+            config.server.data_dir.clone_from(data_dir);
+        }
+        if let Some(assets_dir) = &self.assets_dir {
+            config.server.assets_dir.clone_from(assets_dir);
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// Address of the console and API.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    admin_listen: SocketAddr,
+    /// Address of the traffic-splitting proxy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    proxy_listen: SocketAddr,
+    /// Where the demo keeps its state, audit trail, config and deploy script.
+    #[arg(long, default_value = "canary-demo-data")]
+    data_dir: PathBuf,
+    /// The built console (trunk's dist folder).
+    #[arg(long)]
+    assets_dir: Option<PathBuf>,
+    /// Requests per second the load generator sends through the proxy.
+    #[arg(long, default_value_t = 40)]
+    load: u32,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_LOG_FORMAT")]
     log_format: LogFormat,
@@ -96,6 +146,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args),
         Command::HashPassword(args) => hash_password(&args),
         Command::NewToken(args) => new_token(&args),
     }
@@ -161,63 +212,134 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     // A config error is printed as it is: it already names file, line, column and field.
     let mut config = Config::load(&args.config).map_err(|err| anyhow::anyhow!("{err}"))?;
-    if let Some(admin_listen) = args.admin_listen {
-        config.server.admin_listen = admin_listen;
-    }
-    if let Some(proxy_listen) = args.proxy_listen {
-        config.server.proxy_listen = proxy_listen;
-    }
-    if let Some(data_dir) = args.data_dir {
-        config.server.data_dir = data_dir;
-    }
-    if let Some(assets_dir) = args.assets_dir {
-        config.server.assets_dir = assets_dir;
-    }
+    args.overrides.apply(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
-        let admin_listener = TcpListener::bind(config.server.admin_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (server.admin_listen)",
-                    config.server.admin_listen
-                )
-            })?;
-        let admin_addr = admin_listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        let proxy_listener = TcpListener::bind(config.server.proxy_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (server.proxy_listen)",
-                    config.server.proxy_listen
-                )
-            })?;
-        let proxy_addr = proxy_listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        tracing::info!(%admin_addr, %proxy_addr, config = %args.config.display(), "canary serving");
-        // Scripts and tests read these lines to find the ports when port 0 was asked for.
-        #[allow(clippy::print_stdout, reason = "the lines a launcher reads")]
-        {
-            let scheme = if config.server.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            };
-            println!("canary: console at {scheme}://{admin_addr}/admin/canary/");
-            println!("canary: proxy at http://{proxy_addr}/");
-        }
-        let listeners = Listeners {
-            admin: admin_listener,
-            proxy: proxy_listener,
-        };
+        let listeners = bind(&config).await?;
+        let source = args.config.display().to_string();
+        announce(&config, &listeners, &source)?;
         canary_server::run(config, listeners, Arc::new(SystemClock), shutdown)
             .await
             .context("server failed")
     })
+}
+
+/// `canary demo`: the demo services, their load, and the server in one process.
+fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    use canary_server::adapters::demo::{self, Demo};
+    init_tracing(args.log_format);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        let mut services = Demo::start(args.load)
+            .await
+            .context("cannot start the demo services")?;
+        let data_dir = args.data_dir;
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        // The deploy hook is a real script, written where the demo keeps its
+        // data, so the demo runs from any working directory.
+        let script = data_dir.join("demo-deploy.sh");
+        std::fs::write(&script, demo::DEPLOY_SCRIPT)
+            .with_context(|| format!("cannot write {}", script.display()))?;
+        let yaml = demo::config_yaml(
+            &services,
+            &data_dir.to_string_lossy(),
+            &script.to_string_lossy(),
+        );
+        let config_file = data_dir.join("canary-config.yaml");
+        std::fs::write(&config_file, &yaml)
+            .with_context(|| format!("cannot write {}", config_file.display()))?;
+        let mut config = Config::load(&config_file).map_err(|err| anyhow::anyhow!("{err}"))?;
+        config.server.admin_listen = args.admin_listen;
+        config.server.proxy_listen = args.proxy_listen;
+        if let Some(assets_dir) = args.assets_dir {
+            config.server.assets_dir = assets_dir;
+        }
+        let listeners = bind(&config).await?;
+        let proxy_addr = listeners
+            .proxy
+            .local_addr()
+            .context("cannot read the bound address")?;
+        announce(&config, &listeners, &config_file.display().to_string())?;
+        #[allow(clippy::print_stdout, reason = "what the newcomer reads first")]
+        {
+            println!(
+                "canary: demo services: production {} at {}, canary {} at {}; {} requests/s of load through the proxy",
+                demo::PRODUCTION_VERSION,
+                services.production_url(),
+                demo::CANARY_VERSION,
+                services.canary_url(),
+                args.load
+            );
+            println!(
+                "canary: demo data in {} (delete it to start afresh)",
+                data_dir.display()
+            );
+        }
+        let control = services.control();
+        let (_controller, server) = canary_server::start_with_demo(
+            config,
+            listeners,
+            Arc::new(SystemClock),
+            shutdown,
+            Some(control),
+        )
+        .context("server failed")?;
+        services.send_load(proxy_addr);
+        let result = server
+            .await
+            .unwrap_or_else(|join_error| Err(std::io::Error::other(join_error)));
+        drop(services);
+        result.context("server failed")
+    })
+}
+
+/// Binds both listeners, naming the config key of an address that cannot be used.
+async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.admin_listen or --admin-listen)",
+                config.server.admin_listen
+            )
+        })?;
+    let proxy = TcpListener::bind(config.server.proxy_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (server.proxy_listen or --proxy-listen)",
+                config.server.proxy_listen
+            )
+        })?;
+    Ok(Listeners { admin, proxy })
+}
+
+/// Logs and prints where the console and the proxy listen.
+fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Result<()> {
+    let admin_addr = listeners
+        .admin
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let proxy_addr = listeners
+        .proxy
+        .local_addr()
+        .context("cannot read the bound address")?;
+    tracing::info!(%admin_addr, %proxy_addr, config = %source, "canary serving");
+    // Scripts and tests read these lines to find the ports when port 0 was asked for.
+    #[allow(clippy::print_stdout, reason = "the lines a launcher reads")]
+    {
+        let scheme = if config.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("canary: console at {scheme}://{admin_addr}/admin/canary/");
+        println!("canary: proxy at http://{proxy_addr}/");
+    }
+    Ok(())
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from now on and resolves on the

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`share`]: [`CanaryShare`], the validated traffic share (0–100 %, 0.01 % steps).
 //! - [`time`]: [`UnixMillis`], wall time as milliseconds since the Unix epoch.
+//! - [`demo`]: the demo services' behaviour, changed live from the console.
 //! - [`deployment`]: [`CanaryState`], the whole rollout as the console sees it.
 //! - [`safety`]: [`SafetyCheck`] and its status.
 //! - [`metrics`]: [`MetricsSnapshot`], rolling windows and a per-second series per side.
@@ -27,6 +28,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod demo;
 pub mod deployment;
 pub mod metrics;
 pub mod safety;

@@ -61,7 +61,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         spawn_local(async move {
             match api::command(request).await {
                 Ok(new_state) => {
-                    adopt(state, new_state);
+                    crate::stream::adopt(state, new_state);
                     pending.set(None);
                     reason.set(String::new());
                 }
@@ -78,7 +78,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         spawn_local(async move {
             match api::start(&tag, share).await {
                 Ok(new_state) => {
-                    adopt(state, new_state);
+                    crate::stream::adopt(state, new_state);
                     pending.set(None);
                 }
                 Err(err) => error.set(Some(err.to_string())),
@@ -309,16 +309,4 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
             <p class="actions__reason" data-testid="actions-reason">{reasons}</p>
         </article>
     }
-}
-
-/// Shows a state the server returned unless a newer one already arrived.
-fn adopt(state: RwSignal<Option<CanaryState>>, new_state: CanaryState) {
-    state.update(|current| {
-        if current
-            .as_ref()
-            .is_none_or(|current| new_state.revision > current.revision)
-        {
-            *current = Some(new_state);
-        }
-    });
 }

@@ -3,13 +3,14 @@
 use canary_shared::AuditEvent;
 use leptos::prelude::*;
 
-use crate::components::segmented::Segmented;
+use crate::components::segmented::{Segmented, bind};
 use crate::view_model::{AuditKind, action_label, clock_time};
 
 /// The newest audit entries, live, with filters by kind and by who acted.
 #[component]
 pub fn AuditCard(audit: RwSignal<Vec<AuditEvent>>) -> impl IntoView {
     let kind = RwSignal::new(AuditKind::All);
+    let (kind_index, pick_kind) = bind(kind, &AuditKind::ALL);
     let actor = RwSignal::new(String::new());
     let actors = move || {
         audit.with(|entries| {
@@ -37,8 +38,9 @@ pub fn AuditCard(audit: RwSignal<Vec<AuditEvent>>) -> impl IntoView {
                 <h2 class="card__title" id="audit-title">"Audit trail"</h2>
                 <div class="audit__filters">
                     <Segmented
-                        choices=AuditKind::ALL.into_iter().map(|choice| (choice, choice.label())).collect()
-                        selected=kind
+                        labels=AuditKind::ALL.iter().map(|choice| choice.label()).collect()
+                        selected=kind_index
+                        on_select=pick_kind
                         label="Show entries of kind"
                         test_id=|label| format!("audit-kind-{}", label.to_lowercase())
                     />

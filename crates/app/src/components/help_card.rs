@@ -31,7 +31,7 @@ const METRICS: [(&str, &str); 6] = [
     ),
 ];
 
-const ACTIONS: [(&str, &str); 7] = [
+const ACTIONS: [(&str, &str); 8] = [
     (
         "Start canary",
         "Runs your deploy hook for the image tag, health-checks the new version, then sends it the starting share.",
@@ -43,6 +43,10 @@ const ACTIONS: [(&str, &str); 7] = [
     (
         "Continue",
         "Goes on to the next configured step now, instead of waiting for the green time.",
+    ),
+    (
+        "Auto-progression",
+        "When on, each step moves on by itself once every check has stayed green for the configured wait. The switch beside the steps turns it off (or on) for this rollout only.",
     ),
     (
         "Pause / Resume",

@@ -3,7 +3,7 @@
 //! the canary's difference under each chart.
 //!
 //! Each chart redraws when new seconds arrive (once a second) and when the
-//! window is resized; a canvas is sized to its box times the device pixel
+//! window is resized, but not while the tab is hidden; a canvas is sized to its box times the device pixel
 //! ratio, so lines stay sharp on a tablet. What to draw comes from
 //! [`crate::chart_model`]; this module only paints it.
 
@@ -19,24 +19,35 @@ use crate::chart_model::{
     ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, parse_hex_color,
     plot_range, segments, time_label,
 };
-use crate::components::segmented::Segmented;
+use crate::components::segmented::{Segmented, bind};
 
 /// The card with the four charts.
 #[component]
 pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView {
     let percentile = RwSignal::new(Percentile::P95);
+    let (percentile_index, pick_percentile) = bind(percentile, &Percentile::ALL);
     // Bumped on every resize (and rotation), so the charts redraw to fit.
     let resized = RwSignal::new(0u32);
     let listener = window_event_listener(leptos::ev::resize, move |_| {
         resized.update(|count| *count = count.wrapping_add(1));
     });
     on_cleanup(move || listener.remove());
+    // A hidden tab draws nothing: the stream keeps running (the tab title and
+    // the browser alerts need it) but the canvases wait, and catch up with
+    // the latest five minutes when the tab is shown again.
+    let page_visible = || document().visibility_state() == web_sys::VisibilityState::Visible;
+    let visible = RwSignal::new(page_visible());
+    let visibility = window_event_listener(leptos::ev::visibilitychange, move |_| {
+        visible.set(page_visible());
+    });
+    on_cleanup(move || visibility.remove());
 
     let latency = Signal::derive(move || ChartKind::Latency(percentile.get()));
     let picker = view! {
         <Segmented
-            choices=Percentile::ALL.into_iter().map(|choice| (choice, choice.label())).collect()
-            selected=percentile
+            labels=Percentile::ALL.iter().map(|choice| choice.label()).collect()
+            selected=percentile_index
+            on_select=pick_percentile
             label="Latency percentile"
             test_id=|label| format!("latency-{label}")
         />
@@ -52,10 +63,10 @@ pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView 
                 </div>
             </div>
             <div class="charts">
-                <Chart kind=latency metrics resized>{picker}</Chart>
-                <Chart kind=Signal::stored(ChartKind::SuccessRate) metrics resized />
-                <Chart kind=Signal::stored(ChartKind::ErrorRate) metrics resized />
-                <Chart kind=Signal::stored(ChartKind::RequestRate) metrics resized />
+                <Chart kind=latency metrics resized visible>{picker}</Chart>
+                <Chart kind=Signal::stored(ChartKind::SuccessRate) metrics resized visible />
+                <Chart kind=Signal::stored(ChartKind::ErrorRate) metrics resized visible />
+                <Chart kind=Signal::stored(ChartKind::RequestRate) metrics resized visible />
             </div>
         </section>
     }
@@ -67,12 +78,18 @@ fn Chart(
     kind: Signal<ChartKind>,
     metrics: RwSignal<Option<MetricsSnapshot>>,
     resized: RwSignal<u32>,
+    visible: RwSignal<bool>,
     #[prop(optional)] children: Option<Children>,
 ) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
         let kind = kind.get();
         resized.track();
+        // Returning before `metrics` is read means new seconds do not wake
+        // this effect until the tab is visible again.
+        if !visible.get() {
+            return;
+        }
         let Some(canvas) = canvas.get() else {
             return;
         };
@@ -250,11 +267,13 @@ fn draw(
     ] {
         for run in runs {
             if let [point] = run.as_slice() {
-                // A second on its own (traffic in bursts) has no line to draw: a dot.
+                // A second on its own (traffic in bursts) has no line to draw:
+                // a dot, production's larger like its line, so two equal
+                // values still show both colours.
                 chart
                     .draw_series(std::iter::once(Circle::new(
                         *point,
-                        scaled(3.0),
+                        scaled(width + 1.0),
                         colour.filled(),
                     )))
                     .map_err(|err| err.to_string())?;

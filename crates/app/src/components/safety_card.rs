@@ -1,13 +1,23 @@
-//! The safety checks and where each stands.
+//! The safety checks and where each stands, with the automatic decisions
+//! they led to, each explained in words and the figures of its moment.
 
-use canary_shared::CanaryState;
+use canary_shared::{AuditEvent, CanaryState};
 use leptos::prelude::*;
 
-use crate::view_model::check_class;
+use crate::view_model::{
+    action_label, check_class, clock_time, decision_figures, is_automatic_decision,
+};
 
-/// Every configured safety check with its threshold and status.
+/// How many automatic decisions the panel explains (the audit trail has all).
+const DECISIONS_SHOWN: usize = 4;
+
+/// Every configured safety check with its threshold and status, then the
+/// latest automatic decisions.
 #[component]
-pub fn SafetyCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
+pub fn SafetyCard(
+    state: RwSignal<Option<CanaryState>>,
+    audit: RwSignal<Vec<AuditEvent>>,
+) -> impl IntoView {
     let checks = move || {
         state.with(|state| {
             state
@@ -21,6 +31,16 @@ pub fn SafetyCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
             Some(state) if state.auto_rollback.armed => "Auto-rollback armed",
             Some(_) => "Auto-rollback off",
             None => "",
+        })
+    };
+    let decisions = move || {
+        audit.with(|entries| {
+            entries
+                .iter()
+                .filter(|entry| is_automatic_decision(entry))
+                .take(DECISIONS_SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
         })
     };
     view! {
@@ -49,6 +69,34 @@ pub fn SafetyCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                         .collect_view()
                 }}
             </ul>
+            <section class="decisions" aria-labelledby="decisions-title" hidden=move || decisions().is_empty()>
+                <h3 class="decisions__title" id="decisions-title">"Automatic decisions"</h3>
+                <ol class="decisions__list" data-testid="decisions">
+                    {move || {
+                        decisions()
+                            .into_iter()
+                            .map(|entry| {
+                                let good = entry.action == "auto_progress";
+                                let figures = entry.metrics.as_deref().map(decision_figures).unwrap_or_default();
+                                let moved = format!("{} → {}", entry.from_percent, entry.to_percent);
+                                view! {
+                                    <li class="decision" class:decision--good=good class:decision--bad=!good data-testid="decision">
+                                        <div class="decision__head">
+                                            <span class="decision__time">{clock_time(entry.at)}</span>
+                                            <span>{action_label(&entry.action)}</span>
+                                            <span>{moved}</span>
+                                        </div>
+                                        <p class="decision__reason">{entry.reason.clone().unwrap_or_default()}</p>
+                                        <ul class="decision__figures">
+                                            {figures.into_iter().map(|line| view! { <li>{line}</li> }).collect_view()}
+                                        </ul>
+                                    </li>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </ol>
+            </section>
         </article>
     }
 }

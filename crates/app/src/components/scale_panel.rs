@@ -73,14 +73,7 @@ pub fn ScalePanel(state: RwSignal<Option<CanaryState>>, open: RwSignal<bool>) ->
         spawn_local(async move {
             match api::scale(share).await {
                 Ok(new_state) => {
-                    state.update(|current| {
-                        if current
-                            .as_ref()
-                            .is_none_or(|current| new_state.revision > current.revision)
-                        {
-                            *current = Some(new_state);
-                        }
-                    });
+                    crate::stream::adopt(state, new_state);
                     open.set(false);
                 }
                 Err(err) => error.set(Some(err.to_string())),

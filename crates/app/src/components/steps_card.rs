@@ -1,10 +1,15 @@
-//! The rollout's steps in order, with their status, and Continue and
-//! Stop & roll back beside the step in progress.
+//! The rollout's steps in order, with their status, Continue and
+//! Stop & roll back beside the step in progress, and where auto-progression
+//! stands with a switch to turn it off (or on) for this rollout.
 
 use canary_shared::{ActionKind, CanaryState, Role, StepStatus};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-use crate::view_model::{action_view, clock_time, duration_words, step_class, step_status_label};
+use crate::api::{self, Simple};
+use crate::view_model::{
+    action_view, auto_progression_words, clock_time, duration_words, step_class, step_status_label,
+};
 use crate::{ActionRequests, Viewer};
 
 /// `14:05:09 · 3 min` for a finished step, `since 14:05:09` for the current one.
@@ -87,6 +92,62 @@ pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
                         .collect_view()
                 }}
             </ol>
+            <AutoProgressionSwitch state role />
         </article>
+    }
+}
+
+/// The auto-progression line and its switch. Not destructive either way, so
+/// it acts at once; the audit trail records who changed it.
+#[component]
+fn AutoProgressionSwitch(state: RwSignal<Option<CanaryState>>, role: Role) -> impl IntoView {
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let enabled = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .is_some_and(|state| state.auto_progression.enabled)
+        })
+    };
+    let control = move || {
+        state.with(|state| action_view(state.as_ref(), ActionKind::SetAutoProgression, role))
+    };
+    let words = move || state.with(|state| state.as_ref().map(auto_progression_words));
+    let toggle = move |_| {
+        let wanted = !enabled();
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api::command(Simple::AutoProgression(wanted)).await {
+                Ok(new_state) => crate::stream::adopt(state, new_state),
+                Err(err) => error.set(Some(err.to_string())),
+            }
+            busy.set(false);
+        });
+    };
+    view! {
+        <div class="auto-progression" data-testid="auto-progression">
+            <button
+                type="button"
+                role="switch"
+                class="switch"
+                data-testid="auto-progression-switch"
+                aria-checked=move || enabled().to_string()
+                aria-describedby="auto-progression-words"
+                disabled=move || !control().enabled || busy.get()
+                title=move || control().reason.unwrap_or_default()
+                on:click=toggle
+            >
+                <span class="switch__track" aria-hidden="true"><span class="switch__thumb"></span></span>
+                <span class="switch__label">"Auto-progression"</span>
+            </button>
+            <p class="auto-progression__words" id="auto-progression-words" data-testid="auto-progression-words">
+                {words}
+            </p>
+            <p class="notice notice--error" role="alert" data-testid="auto-progression-error" hidden=move || error.with(Option::is_none)>
+                {move || error.get().unwrap_or_default()}
+            </p>
+        </div>
     }
 }

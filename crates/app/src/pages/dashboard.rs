@@ -6,10 +6,12 @@ use leptos::prelude::*;
 use crate::components::actions_card::ActionsCard;
 use crate::components::app_header::AppHeader;
 use crate::components::audit_card::AuditCard;
+use crate::components::demo_card::DemoCard;
 use crate::components::help_card::HelpCard;
 use crate::components::metrics_card::MetricsCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
+use crate::components::settings_card::SettingsCard;
 use crate::components::status_line::StatusLine;
 use crate::components::steps_card::StepsCard;
 use crate::stream::LiveData;
@@ -29,12 +31,14 @@ pub fn Dashboard() -> impl IntoView {
                 <ServiceCard side=Side::Canary state=live.state />
                 <ActionsCard state=live.state />
             </section>
+            <DemoCard />
             <MetricsCard metrics=live.metrics />
             <section class="cards cards--wide">
                 <StepsCard state=live.state />
-                <SafetyCard state=live.state />
+                <SafetyCard state=live.state audit=live.audit />
             </section>
             <AuditCard audit=live.audit />
+            <SettingsCard />
             <HelpCard />
         </main>
     }

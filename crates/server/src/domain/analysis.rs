@@ -181,6 +181,19 @@ pub fn analyse(specs: &[CheckSpec], window: &WindowStats, settings: AnalysisSett
         Verdict::Critical { reason }
     } else if let Some(reason) = first(CheckStatus::Breach, Some(AlertLevel::Warning)) {
         Verdict::Warning { reason }
+    } else if window.requests < settings.min_requests
+        && checks
+            .iter()
+            .any(|check| check.status == CheckStatus::NoData)
+    {
+        // Too little traffic leaves every proxy-measured check without data
+        // for the same reason: say it once, without naming one check.
+        Verdict::NoData {
+            reason: format!(
+                "{} canary requests in the last {} s, {} needed to judge",
+                window.requests, window.window_secs, settings.min_requests
+            ),
+        }
     } else if let Some(reason) = first(CheckStatus::NoData, None) {
         Verdict::NoData { reason }
     } else {
@@ -294,7 +307,26 @@ mod tests {
         let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), SETTINGS);
         assert!(matches!(analysis.verdict, Verdict::Warning { .. }));
         let analysis = analyse(&specs, &window(5, 10.0, 0.0), SETTINGS);
-        assert!(matches!(analysis.verdict, Verdict::NoData { .. }));
+        assert_eq!(
+            analysis.verdict,
+            Verdict::NoData {
+                reason: "5 canary requests in the last 60 s, 20 needed to judge".to_owned()
+            },
+            "too little traffic is said once, not blamed on the first check"
+        );
+        let custom = CheckSpec {
+            name: "Memory Queries".to_owned(),
+            metric: "memory_query_latency_ms".to_owned(),
+            ..latency_check(AlertLevel::Warning)
+        };
+        let analysis = analyse(&[custom], &window(100, 10.0, 0.0), SETTINGS);
+        assert_eq!(
+            analysis.verdict,
+            Verdict::NoData {
+                reason: "Memory Queries: no source provides `memory_query_latency_ms` yet"
+                    .to_owned()
+            }
+        );
         let analysis = analyse(&specs, &window(100, 10.0, 0.0), SETTINGS);
         assert_eq!(analysis.verdict, Verdict::Green);
         assert_eq!(

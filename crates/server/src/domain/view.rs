@@ -141,7 +141,12 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
                 line.push_str(&format!(", {reason}"));
             } else if deployment.auto_progresses(rules) {
                 let left = rules.wait_ms.saturating_sub(deployment.green_for_ms);
-                line.push_str(&format!(", auto-progression in {}", human_duration(left)));
+                if left < 1000 {
+                    // The next tick moves it; a countdown in milliseconds reads oddly.
+                    line.push_str(", moving on to the next step");
+                } else {
+                    line.push_str(&format!(", auto-progression in {}", human_duration(left)));
+                }
             } else {
                 line.push_str(", waiting for an operator to continue");
             }

@@ -1,0 +1,315 @@
+//! `canary demo`: two real HTTP services standing in for production and
+//! canary, and a steady load generator sending traffic through the proxy,
+//! so a newcomer sees a live rollout from the first second.
+//!
+//! The services answer like a small web API: a heavy-tailed (log-normal)
+//! latency around 12 ms, JSON bodies, `/healthz` always healthy. The canary's
+//! behaviour (error rate, added latency, hang) is changed live through
+//! [`DemoControl`], which the console's demo panel drives.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use canary_shared::demo::{DemoBehaviour, DemoService, DemoStatus};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// The production service's version.
+pub const PRODUCTION_VERSION: &str = "v2.6.0";
+/// The canary service's version.
+pub const CANARY_VERSION: &str = "v2.7.0";
+
+/// Median latency of a demo answer, in milliseconds.
+const MEDIAN_LATENCY_MS: f64 = 12.0;
+/// Spread of the log-normal latency: p95 ≈ 2.3 × the median, p99 ≈ 3.2 ×.
+const LATENCY_SIGMA: f64 = 0.5;
+/// Requests the load generator keeps in flight at most (a hanging canary
+/// must not make it open sockets without end).
+const MAX_IN_FLIGHT: usize = 256;
+
+/// Paths the load generator asks for, like the traffic of a small API.
+const PATHS: [&str; 5] = [
+    "/",
+    "/api/items",
+    "/api/items/42",
+    "/api/search?q=canary",
+    "/api/cart",
+];
+
+/// One demo service's identity and its current behaviour.
+#[derive(Debug)]
+struct ServiceState {
+    version: &'static str,
+    url: String,
+    behaviour: Mutex<DemoBehaviour>,
+}
+
+impl ServiceState {
+    fn behaviour(&self) -> DemoBehaviour {
+        self.behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn status(&self) -> DemoService {
+        DemoService {
+            version: self.version.to_owned(),
+            url: self.url.clone(),
+            behaviour: self.behaviour(),
+        }
+    }
+}
+
+/// The running demo: both services and the load generator, stopped when dropped.
+#[derive(Debug)]
+pub struct Demo {
+    control: Arc<DemoControl>,
+    tasks: JoinSet<()>,
+}
+
+/// What the admin API sees of the demo: read its status, change the canary.
+#[derive(Debug)]
+pub struct DemoControl {
+    production: Arc<ServiceState>,
+    canary: Arc<ServiceState>,
+    load_per_sec: u32,
+}
+
+impl DemoControl {
+    /// Both services and the load.
+    pub fn status(&self) -> DemoStatus {
+        DemoStatus {
+            production: self.production.status(),
+            canary: self.canary.status(),
+            load_per_sec: self.load_per_sec,
+        }
+    }
+
+    /// Makes the canary service answer as `behaviour` says, from its next request.
+    pub fn set_canary(&self, behaviour: DemoBehaviour) {
+        tracing::info!(?behaviour, "demo: the canary service changes its behaviour");
+        *self
+            .canary
+            .behaviour
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = behaviour;
+    }
+}
+
+impl Demo {
+    /// Starts both services on loopback ports chosen by the system.
+    pub async fn start(load_per_sec: u32) -> std::io::Result<Demo> {
+        let mut tasks = JoinSet::new();
+        let production = serve_service(PRODUCTION_VERSION, &mut tasks).await?;
+        let canary = serve_service(CANARY_VERSION, &mut tasks).await?;
+        Ok(Demo {
+            control: Arc::new(DemoControl {
+                production,
+                canary,
+                load_per_sec,
+            }),
+            tasks,
+        })
+    }
+
+    /// The production service's base URL.
+    pub fn production_url(&self) -> &str {
+        &self.control.production.url
+    }
+
+    /// The canary service's base URL.
+    pub fn canary_url(&self) -> &str {
+        &self.control.canary.url
+    }
+
+    /// The handle the admin API uses.
+    pub fn control(&self) -> Arc<DemoControl> {
+        Arc::clone(&self.control)
+    }
+
+    /// Starts sending `load_per_sec` requests a second to the proxy at `proxy`.
+    pub fn send_load(&mut self, proxy: SocketAddr) {
+        let rate = self.control.load_per_sec;
+        self.tasks.spawn(generate_load(proxy, rate));
+    }
+}
+
+async fn serve_service(
+    version: &'static str,
+    tasks: &mut JoinSet<()>,
+) -> std::io::Result<Arc<ServiceState>> {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let state = Arc::new(ServiceState {
+        version,
+        url,
+        behaviour: Mutex::new(DemoBehaviour::default()),
+    });
+    let serving = Arc::clone(&state);
+    tasks.spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = Arc::clone(&serving);
+            connections.spawn(async move {
+                let service = service_fn(move |request| answer(Arc::clone(&state), request));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+            // Reap finished connections so the set does not grow without end.
+            while connections.try_join_next().is_some() {}
+        }
+    });
+    Ok(state)
+}
+
+/// A log-normal draw around [`MEDIAN_LATENCY_MS`] (Box–Muller).
+fn usual_latency_ms() -> f64 {
+    let uniform = fastrand::f64().max(f64::MIN_POSITIVE);
+    let normal =
+        (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * fastrand::f64()).cos();
+    MEDIAN_LATENCY_MS * (LATENCY_SIGMA * normal).exp()
+}
+
+async fn answer(
+    state: Arc<ServiceState>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = request.uri().path().to_owned();
+    if path == "/healthz" {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
+    }
+    let behaviour = state.behaviour();
+    if behaviour.hang {
+        // Longer than any sensible proxy timeout; the proxy gives up first.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    let latency_ms = usual_latency_ms() + behaviour.added_latency_ms as f64;
+    tokio::time::sleep(Duration::from_secs_f64(latency_ms / 1000.0)).await;
+    let failed = fastrand::f64() < behaviour.error_rate;
+    let (status, body) = if failed {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "{{\"error\":\"internal error\",\"version\":\"{}\"}}",
+                state.version
+            ),
+        )
+    } else {
+        (
+            StatusCode::OK,
+            format!(
+                "{{\"version\":\"{}\",\"path\":{}}}",
+                state.version,
+                serde_json::Value::String(path)
+            ),
+        )
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(version) = hyper::header::HeaderValue::from_str(state.version) {
+        headers.insert("x-upstream-version", version);
+    }
+    Ok(response)
+}
+
+/// Sends `rate` requests a second to `proxy`, each from a new client (no
+/// stickiness cookie), so every request is split by the current share.
+async fn generate_load(proxy: SocketAddr, rate: u32) {
+    if rate == 0 {
+        return;
+    }
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build_http::<Empty<Bytes>>();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+            // Everything in flight is stuck (a hanging canary): skip this tick.
+            continue;
+        };
+        let path = PATHS[fastrand::usize(..PATHS.len())];
+        let Ok(uri) = format!("http://{proxy}{path}").parse::<hyper::Uri>() else {
+            continue;
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Ok(response) = client.get(uri).await {
+                // Read the body so the connection goes back to the pool.
+                let _ = response.into_body().collect().await;
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// The demo's configuration: the shipped rules with the demo services as
+/// upstreams, a short wait so progression shows within minutes, and the
+/// demo's deploy script as the deploy hook.
+pub fn config_yaml(demo: &Demo, data_dir: &str, deploy_script: &str) -> String {
+    let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    format!(
+        r#"# Written by `canary demo`.
+server:
+  data_dir: {data_dir}
+upstreams:
+  production:
+    url: {production}
+    version: {production_version}
+    health_check: {{ path: /healthz, interval: 1s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2 }}
+  canary:
+    url: {canary}
+    version: {canary_version}
+    health_check: {{ path: /healthz, interval: 1s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2 }}
+proxy:
+  # A hanging canary is given up on (and counted as an error) after 3 s.
+  upstream_response_timeout: 3s
+canary:
+  auto_progression:
+    enabled: true
+    wait_time: 30s
+    thresholds:
+      max_latency: 1000ms
+      min_success_rate: 0.85
+      max_error_rate: 0.15
+  traffic_steps: [5, 25, 50, 100]
+  safety_checks:
+    - {{ name: "Total Latency", metric: p95_latency_ms, threshold: 250, alert_level: critical }}
+    - {{ name: "Errors", metric: error_rate, threshold: 0.05, alert_level: critical }}
+hooks:
+  deploy: {{ command: ["sh", {script}, "{{image_tag}}"], timeout: 1m }}
+"#,
+        data_dir = quote(data_dir),
+        production = quote(demo.production_url()),
+        production_version = quote(PRODUCTION_VERSION),
+        canary = quote(demo.canary_url()),
+        canary_version = quote(CANARY_VERSION),
+        script = quote(deploy_script),
+    )
+}
+
+/// The demo's deploy hook: a real script, run by the hook mechanism like a
+/// team's own, that says what a deployment would do.
+pub const DEPLOY_SCRIPT: &str = include_str!("../../../../scripts/demo-deploy.sh");

@@ -1,0 +1,137 @@
+//! `canary demo`: one command gives a live rollout with real services,
+//! real traffic, a real deploy script, and a canary that can be broken.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use canary_shared::demo::DemoStatus;
+use canary_shared::{CanaryState, Phase};
+
+use crate::support::{eventually, http_get, json_client, post_json};
+
+/// The demo process, killed when the test ends however it ends.
+struct DemoProcess {
+    child: Child,
+    console: String,
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(data_dir: &std::path::Path) -> DemoProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args([
+            "demo",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--load",
+            "60",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .env("CANARY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let console = lines.next().unwrap().unwrap();
+    let console = console
+        .strip_prefix("canary: console at ")
+        .unwrap_or_else(|| panic!("unexpected first line: {console}"))
+        .trim_end_matches('/')
+        .to_owned();
+    // The rest of its output is not needed; keep reading so it never blocks.
+    std::thread::spawn(move || for _ in lines {});
+    DemoProcess { child, console }
+}
+
+async fn status(demo: &DemoProcess) -> CanaryState {
+    let (_, _, body) = http_get(&format!("{}/status", demo.console), "application/json").await;
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(&dir.path().join("demo-data"));
+
+    // Traffic flows through the proxy from the start: production is measured.
+    eventually("production traffic", async || {
+        let state = status(&demo).await;
+        (state.production.request_count > 10).then_some(())
+    })
+    .await;
+    let (code, _, body) = http_get(&format!("{}/demo", demo.console), "application/json").await;
+    assert_eq!(code.as_u16(), 200, "{body}");
+    let demo_status: DemoStatus = serde_json::from_str(&body).unwrap();
+    assert_eq!(demo_status.canary.version, "v2.7.0");
+    assert!(demo_status.canary.behaviour.is_healthy());
+
+    // Start: the demo's deploy script runs as the deploy hook, then traffic splits.
+    let client = json_client();
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/start", demo.console),
+        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let deployed = eventually("the deploy script to finish", async || {
+        let (_, _, body) = http_get(
+            &format!("{}/audit?action=deployed", demo.console),
+            "application/json",
+        )
+        .await;
+        let page: canary_shared::AuditPage = serde_json::from_str(&body).unwrap();
+        page.events.into_iter().next()
+    })
+    .await;
+    let output = deployed.output.unwrap_or_default();
+    assert!(output.contains("deployed app:v2.7.0"), "{output}");
+    eventually("canary traffic", async || {
+        let state = status(&demo).await;
+        (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
+    })
+    .await;
+
+    // A bad field is refused by name and changes nothing.
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/demo", demo.console),
+        r#"{"error_rate":5}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("\"field\":\"error_rate\""), "{body}");
+
+    // Break the canary: the safety checks roll it back without a human.
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/demo", demo.console),
+        r#"{"error_rate":1.0}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let state = eventually("an automatic rollback", async || {
+        let state = status(&demo).await;
+        matches!(state.phase, Phase::RollingBack | Phase::RolledBack).then_some(state)
+    })
+    .await;
+    assert!(state.summary.starts_with("Rolled"), "{}", state.summary);
+    assert!(state.summary.contains("rate"), "{}", state.summary);
+}
+
+#[tokio::test]
+async fn outside_the_demo_the_demo_panel_api_says_so() {
+    let app = crate::support::TestApp::start().await;
+    let (code, _, body) = http_get(&app.url("/admin/canary/demo"), "application/json").await;
+    assert_eq!(code.as_u16(), 404, "{body}");
+    assert!(body.contains("only `canary demo`"), "{body}");
+}
