@@ -8,12 +8,14 @@
 //! - [`adapters`]: the I/O behind the ports and the upstream health probes.
 //! - [`controller`]: the one place that glues them; owns the rollout state.
 //! - [`api`]: the HTTP and WebSocket shell.
+//! - [`cli`]: the client commands for scripts (`canary status`, `start`, `watch`, …).
 //!
 //! [`run`] serves everything on bound listeners until a shutdown future
 //! resolves; `main.rs` only parses arguments, loads config and calls it.
 
 pub mod adapters;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod cookies;

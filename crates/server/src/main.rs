@@ -12,12 +12,23 @@ use canary_server::config::Config;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
+use canary_server::cli;
+
 /// canary: canary deployments with a built-in traffic-splitting proxy and a live console.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "The client commands (status, start, …) talk to a running server at --server \
+                  (CANARY_SERVER) with --token (CANARY_TOKEN).\n\
+                  Exit codes: 0 done (watch: promoted), 1 refused by the server, 2 bad usage, \
+                  3 server unreachable or failing, 4 not authorised, 10 rolled back, 11 failed."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: cli::Connection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +45,8 @@ enum Command {
     /// Make a new API token for `auth.tokens`: prints the secret once, and
     /// the config entry with its hash.
     NewToken(NewTokenArgs),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +162,10 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::HashPassword(args) => hash_password(&args),
         Command::NewToken(args) => new_token(&args),
+        Command::Client(command) => {
+            let exit = cli::run(&cli.connection, command)?;
+            std::process::exit(exit as i32)
+        }
     }
 }
 

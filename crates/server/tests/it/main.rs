@@ -3,6 +3,7 @@
 mod access;
 mod api;
 mod binary;
+mod cli;
 mod demo;
 mod hooks;
 mod proxy;

@@ -1,0 +1,764 @@
+//! The CLI for scripts: `canary status`, `start`, `scale`, … talk to a
+//! running server's REST API (and `watch` to its WebSocket stream).
+//!
+//! Output is for people by default and JSON with `--json`. Exit codes let a
+//! script branch without parsing anything; see [`Exit`].
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use canary_shared::{
+    ApiErrorBody, AuditEvent, AuditPage, CanaryState, CheckStatus, Phase, ServerMessage,
+};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// How a CLI command ended, as the process's exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// It did what was asked (`watch --until-done`: the canary was promoted).
+    Done = 0,
+    /// The server refused: not possible now, a bad value, a stale revision.
+    Refused = 1,
+    /// The server could not be reached, or failed (5xx).
+    Unreachable = 3,
+    /// No credentials, or not enough rights: set `CANARY_TOKEN`.
+    Unauthorized = 4,
+    /// `watch --until-done` / `start --wait`: the rollout ended rolled back.
+    RolledBack = 10,
+    /// `watch --until-done` / `start --wait`: the rollout failed (deploy or health check).
+    Failed = 11,
+}
+
+/// Where the server is and who we are.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Connection {
+    /// The server's admin address.
+    #[arg(
+        long,
+        env = "CANARY_SERVER",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
+    pub server: String,
+    /// An API token (from `canary new-token`); needed when the server has logins.
+    #[arg(long, env = "CANARY_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON for machines instead of lines for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The CLI's subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Show where the rollout stands.
+    Status,
+    /// Deploy an image tag as the canary (runs the deploy hook) and start it.
+    Start {
+        /// The version to deploy.
+        #[arg(long)]
+        image_tag: String,
+        /// The canary's first share, in percent.
+        #[arg(long, default_value = "5")]
+        percent: f64,
+        /// Follow the rollout until it ends, like `watch --until-done`.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Set the canary's share, up or down (0 to 100, two decimals at most).
+    Scale {
+        /// The new share, in percent.
+        percent: f64,
+    },
+    /// Go on to the next configured step (or promote after the last).
+    Continue,
+    /// Hold the rollout where it is.
+    Pause,
+    /// Let a paused rollout go on.
+    Resume,
+    /// Send the canary 100 % and finish.
+    Promote,
+    /// Move all traffic back to production and run the rollback hook.
+    Rollback {
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Emergency stop: the canary's share is 0 % before this returns.
+    Stop {
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Turn auto-progression on or off for the rollout in progress.
+    AutoProgression {
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
+    /// Show the audit trail, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Only this actor's entries.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only entries of this action (`auto_rollback`, `scale`, …).
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Follow the live stream and print every change.
+    Watch {
+        /// Stop when the rollout ends; the exit code says how (0 promoted,
+        /// 10 rolled back, 11 failed).
+        #[arg(long)]
+        until_done: bool,
+    },
+}
+
+/// A failed call, with the exit code it leads to.
+#[derive(Debug)]
+struct CallError {
+    exit: Exit,
+    message: String,
+}
+
+impl CallError {
+    fn unreachable(message: impl Into<String>) -> CallError {
+        CallError {
+            exit: Exit::Unreachable,
+            message: message.into(),
+        }
+    }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The REST client.
+struct Api {
+    base: String,
+    token: Option<String>,
+    client: HttpsClient,
+}
+
+impl Api {
+    fn new(connection: &Connection) -> anyhow::Result<Api> {
+        let base = connection.server.trim_end_matches('/').to_owned();
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("--server {base:?} is not a URL"))?;
+        anyhow::ensure!(
+            matches!(uri.scheme_str(), Some("http" | "https")),
+            "--server {base:?} must start with http:// or https://"
+        );
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+            .context("cannot set up TLS")?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Api {
+            base,
+            token: connection.token.clone(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, CallError> {
+        let url = format!("{}/admin/canary{path}", self.base);
+        let mut request = Request::builder().method(method).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(json) => {
+                request = request.header("content-type", "application/json");
+                Full::new(Bytes::from(json.to_string()))
+            }
+            None => Full::default(),
+        };
+        let request = request
+            .body(body)
+            .map_err(|err| CallError::unreachable(format!("cannot build a request: {err}")))?;
+        let response = tokio::time::timeout(Duration::from_secs(60), self.client.request(request))
+            .await
+            .map_err(|_| CallError::unreachable(format!("{url}: no answer within 60 s")))?
+            .map_err(|err| {
+                CallError::unreachable(format!(
+                    "cannot reach canary at {}: {} (is it running? set --server or CANARY_SERVER)",
+                    self.base,
+                    error_chain(&err)
+                ))
+            })?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| CallError::unreachable(format!("{url}: the answer broke off: {err}")))?
+            .to_bytes();
+        if status.is_success() {
+            return serde_json::from_slice(&bytes)
+                .map_err(|err| CallError::unreachable(format!("{url}: unreadable answer: {err}")));
+        }
+        let message = match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(body) => body.message,
+            Err(_) => format!("{status}: {}", String::from_utf8_lossy(&bytes).trim()),
+        };
+        let exit = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Exit::Unauthorized,
+            status if status.is_server_error() => Exit::Unreachable,
+            _ => Exit::Refused,
+        };
+        let message = if exit == Exit::Unauthorized && self.token.is_none() {
+            format!("{message} (set CANARY_TOKEN or --token; `canary new-token` makes one)")
+        } else {
+            message
+        };
+        Err(CallError { exit, message })
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs one CLI command and returns the exit code.
+pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<Exit> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let api = Api::new(connection)?;
+        let json = connection.json;
+        let outcome = execute(&api, connection, command, json).await;
+        Ok(match outcome {
+            Ok(exit) => exit,
+            Err(err) => {
+                if json {
+                    let body =
+                        serde_json::json!({ "error": err.message, "exit_code": err.exit as i32 });
+                    print_line(&body.to_string());
+                } else {
+                    eprintln!("canary: {}", err.message);
+                }
+                err.exit
+            }
+        })
+    })
+}
+
+async fn execute(
+    api: &Api,
+    connection: &Connection,
+    command: ClientCommand,
+    json: bool,
+) -> Result<Exit, CallError> {
+    let post = |path: &'static str, body: Option<serde_json::Value>| async move {
+        let state: CanaryState = api.call(Method::POST, path, body).await?;
+        Ok::<CanaryState, CallError>(state)
+    };
+    let state = match command {
+        ClientCommand::Status => {
+            let state: CanaryState = api.call(Method::GET, "/status", None).await?;
+            show_state(&state, json);
+            return Ok(Exit::Done);
+        }
+        ClientCommand::Start {
+            image_tag,
+            percent,
+            wait,
+        } => {
+            let body = serde_json::json!({ "image_tag": image_tag, "traffic_percent": percent });
+            let state = post("/start", Some(body)).await?;
+            if json {
+                show_state(&state, true);
+            } else {
+                print_line(&state.summary);
+            }
+            if wait {
+                return watch(
+                    connection,
+                    json,
+                    Until::Ended {
+                        after: state.revision,
+                    },
+                )
+                .await;
+            }
+            return Ok(Exit::Done);
+        }
+        ClientCommand::Scale { percent } => {
+            let path = format!("/scale/{percent}");
+            api.call(Method::POST, &path, None).await?
+        }
+        ClientCommand::Continue => post("/continue", None).await?,
+        ClientCommand::Pause => post("/pause", None).await?,
+        ClientCommand::Resume => post("/resume", None).await?,
+        ClientCommand::Promote => post("/promote", None).await?,
+        ClientCommand::Rollback { reason } => {
+            post(
+                "/rollback",
+                reason.map(|reason| serde_json::json!({ "reason": reason })),
+            )
+            .await?
+        }
+        ClientCommand::Stop { reason } => {
+            post(
+                "/stop",
+                reason.map(|reason| serde_json::json!({ "reason": reason })),
+            )
+            .await?
+        }
+        ClientCommand::AutoProgression { setting } => {
+            let body = serde_json::json!({ "enabled": setting == "on" });
+            post("/auto-progression", Some(body)).await?
+        }
+        ClientCommand::Audit {
+            limit,
+            actor,
+            action,
+        } => {
+            let mut path = format!("/audit?limit={limit}");
+            for (key, value) in [("actor", actor), ("action", action)] {
+                if let Some(value) = value {
+                    path.push_str(&format!("&{key}={}", query_escape(&value)));
+                }
+            }
+            let page: AuditPage = api.call(Method::GET, &path, None).await?;
+            if json {
+                print_line(&serde_json::to_string(&page).unwrap_or_default());
+            } else if page.events.is_empty() {
+                print_line("no audit entries match");
+            } else {
+                for event in &page.events {
+                    print_line(&audit_line(event));
+                }
+            }
+            return Ok(Exit::Done);
+        }
+        ClientCommand::Watch { until_done } => {
+            let until = if until_done {
+                Until::Ended { after: 0 }
+            } else {
+                Until::Stopped
+            };
+            return watch(connection, json, until).await;
+        }
+    };
+    if json {
+        show_state(&state, true);
+    } else {
+        // After an action, the one line that says where it stands; `status` has the rest.
+        print_line(&state.summary);
+    }
+    Ok(Exit::Done)
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn print_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe (`canary watch | head`) ends the output, not the process with a panic.
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn show_state(state: &CanaryState, json: bool) {
+    if json {
+        print_line(&serde_json::to_string(state).unwrap_or_default());
+    } else {
+        print_line(&status_text(state));
+    }
+}
+
+/// The `status` report for people.
+pub fn status_text(state: &CanaryState) -> String {
+    let mut lines = vec![state.summary.clone()];
+    for service in [&state.production, &state.canary] {
+        let latency = service
+            .p95_latency_ms
+            .map_or("—".to_owned(), |ms| format!("{ms:.0} ms"));
+        let errors = service
+            .error_rate
+            .map_or("—".to_owned(), |rate| format!("{:.1} %", rate * 100.0));
+        lines.push(format!(
+            "  {:<10} {:<10} {:<9} {:>7}  p95 {latency:>8}  errors {errors:>7}  {} requests in the last minute",
+            service.side.as_str(),
+            service.version.as_deref().unwrap_or("—"),
+            service.health.label(),
+            service.traffic_percent.to_string(),
+            service.request_count,
+        ));
+    }
+    for check in &state.safety_checks {
+        let status = match check.status {
+            CheckStatus::Safe => "SAFE",
+            CheckStatus::Watch => "WATCH",
+            CheckStatus::Breach => "BREACH",
+            CheckStatus::NoData => "NO_DATA",
+        };
+        lines.push(format!(
+            "  check {:<24} {status:<8} {}",
+            check.name,
+            check.reason.as_deref().unwrap_or("")
+        ));
+    }
+    let allowed: Vec<String> = state
+        .allowed_actions
+        .iter()
+        .map(|action| {
+            serde_json::to_value(action)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        })
+        .collect();
+    lines.push(format!("  may now: {}", allowed.join(", ")));
+    lines.join("\n")
+}
+
+/// One audit entry on one line.
+pub fn audit_line(event: &AuditEvent) -> String {
+    let seconds = event.at.0 / 1000;
+    let clock = format!(
+        "{:02}:{:02}:{:02}",
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    let shares = if event.from_percent == event.to_percent {
+        event.to_percent.to_string()
+    } else {
+        format!("{} → {}", event.from_percent, event.to_percent)
+    };
+    format!(
+        "#{:<5} {clock}Z  {:<12} {:<22} {:<14} {}",
+        event.seq,
+        event.actor,
+        event.action,
+        shares,
+        event.reason.as_deref().unwrap_or("")
+    )
+}
+
+/// A status line without its ticking countdown.
+pub fn lasting_part(summary: &str) -> &str {
+    summary
+        .split_once(", auto-progression in ")
+        .map_or(summary, |(lasting, _)| lasting)
+}
+
+/// How a finished rollout ends the process, if it has finished.
+pub fn finished(phase: Phase) -> Option<Exit> {
+    match phase {
+        Phase::Promoted => Some(Exit::Done),
+        Phase::RolledBack => Some(Exit::RolledBack),
+        Phase::Failed => Some(Exit::Failed),
+        _ => None,
+    }
+}
+
+/// A text progress bar for the auto-progression wait: `[######----] 60 %`.
+pub fn progress_bar(state: &CanaryState) -> Option<String> {
+    let auto = &state.auto_progression;
+    if state.phase != Phase::Progressing || !auto.enabled || auto.wait_ms == 0 {
+        return None;
+    }
+    let done = (auto.green_for_ms.min(auto.wait_ms) * 20 / auto.wait_ms) as usize;
+    Some(format!(
+        "[{}{}] {} % of the green wait",
+        "#".repeat(done),
+        "-".repeat(20 - done),
+        auto.green_for_ms.min(auto.wait_ms) * 100 / auto.wait_ms
+    ))
+}
+
+/// How long `watch` follows the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Until {
+    /// Until the server or the user stops it.
+    Stopped,
+    /// Until the rollout ends. A rollout that had already ended counts only
+    /// when its state is newer than revision `after` (the answer to the
+    /// `start` that began it: it may fail before the stream is open).
+    Ended { after: u64 },
+}
+
+/// Follows the WebSocket stream, printing every state change and audit
+/// entry; with [`Until::Ended`], returns when the rollout ends.
+async fn watch(connection: &Connection, json: bool, until: Until) -> Result<Exit, CallError> {
+    let mut stream = open_stream(connection).await?;
+    let live = !json && std::io::stdout().is_terminal();
+    let mut last_summary = String::new();
+    let mut spinner = 0usize;
+    let mut seen_in_flight = false;
+    while let Some(message) = stream.next().await {
+        let message = message.map_err(|err| {
+            CallError::unreachable(format!("the stream broke off: {}", error_chain(&err)))
+        })?;
+        let text = match message {
+            tokio_tungstenite::tungstenite::Message::Text(text) => text,
+            tokio_tungstenite::tungstenite::Message::Close(frame) => {
+                let reason = frame
+                    .map(|frame| frame.reason.to_string())
+                    .unwrap_or_default();
+                return Err(CallError::unreachable(format!(
+                    "the server closed the stream {reason}"
+                )));
+            }
+            _ => continue,
+        };
+        let Ok(message) = serde_json::from_str::<ServerMessage>(&text) else {
+            continue;
+        };
+        let state = match &message {
+            ServerMessage::Snapshot { state, .. } | ServerMessage::State { state } => {
+                Some(state.as_ref())
+            }
+            ServerMessage::Audit { event } => {
+                if json {
+                    print_line(&text);
+                } else {
+                    clear_live_line(live);
+                    print_line(&audit_line(event));
+                }
+                None
+            }
+            ServerMessage::Metrics { .. } | ServerMessage::Reply { .. } => None,
+        };
+        if let Some(state) = state {
+            if json {
+                print_line(&serde_json::to_string(state).unwrap_or_default());
+            } else if lasting_part(&state.summary) != last_summary {
+                // The countdown ticks every second; a line is printed when
+                // anything else changes (the live line shows the countdown).
+                clear_live_line(live);
+                print_line(&state.summary);
+                last_summary = lasting_part(&state.summary).to_owned();
+            }
+            if live && let Some(bar) = progress_bar(state) {
+                spinner = (spinner + 1) % 4;
+                let left = state
+                    .summary
+                    .split_once(", auto-progression in ")
+                    .map_or("", |(_, left)| left);
+                let mut stdout = std::io::stdout().lock();
+                let _ = write!(
+                    stdout,
+                    "\r\x1b[2K{} {bar}, next step in {left}",
+                    ['|', '/', '-', '\\'][spinner]
+                );
+                let _ = stdout.flush();
+            }
+            if let Until::Ended { after } = until {
+                let in_flight = finished(state.phase).is_none() && state.phase != Phase::Idle;
+                seen_in_flight |= in_flight;
+                if let Some(exit) = finished(state.phase)
+                    && (seen_in_flight || (after > 0 && state.revision > after))
+                {
+                    clear_live_line(live);
+                    return Ok(exit);
+                }
+                if !seen_in_flight && !in_flight {
+                    clear_live_line(live);
+                    return Err(CallError {
+                        exit: Exit::Refused,
+                        message: format!(
+                            "no rollout is in progress to wait for ({})",
+                            state.summary
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Err(CallError::unreachable("the server ended the stream"))
+}
+
+fn clear_live_line(live: bool) {
+    if live {
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, "\r\x1b[2K");
+        let _ = stdout.flush();
+    }
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+type PlainWsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// The stream over plain TCP or TLS.
+enum Stream {
+    Plain(Box<PlainWsStream>),
+    Tls(Box<WsStream>),
+}
+
+impl Stream {
+    async fn next(
+        &mut self,
+    ) -> Option<
+        Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+    > {
+        match self {
+            Stream::Plain(stream) => stream.next().await,
+            Stream::Tls(stream) => stream.next().await,
+        }
+    }
+}
+
+async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let base = connection.server.trim_end_matches('/');
+    let uri: Uri = base
+        .parse()
+        .map_err(|_| CallError::unreachable(format!("--server {base:?} is not a URL")))?;
+    let tls = uri.scheme_str() == Some("https");
+    let host = uri.host().unwrap_or("127.0.0.1").to_owned();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let ws_url = format!(
+        "{}://{}/admin/canary/ws",
+        if tls { "wss" } else { "ws" },
+        uri.authority().map_or(host.clone(), ToString::to_string)
+    );
+    let mut request = ws_url
+        .as_str()
+        .into_client_request()
+        .map_err(|err| CallError::unreachable(format!("{ws_url}: {err}")))?;
+    if let Some(token) = &connection.token
+        && let Ok(value) = format!("Bearer {token}").parse()
+    {
+        request.headers_mut().insert("authorization", value);
+    }
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|err| {
+            CallError::unreachable(format!(
+                "cannot reach canary at {base}: {err} (is it running? set --server or CANARY_SERVER)"
+            ))
+        })?;
+    let refused = |err: tokio_tungstenite::tungstenite::Error| match &err {
+        tokio_tungstenite::tungstenite::Error::Http(response)
+            if matches!(response.status().as_u16(), 401 | 403) =>
+        {
+            CallError {
+                exit: Exit::Unauthorized,
+                message: "the server refused the stream: set CANARY_TOKEN or --token".to_owned(),
+            }
+        }
+        _ => CallError::unreachable(format!("{ws_url}: {}", error_chain(&err))),
+    };
+    if tls {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| CallError::unreachable(format!("cannot set up TLS: {err}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|err| CallError::unreachable(format!("{host}: {err}")))?;
+        let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|err| CallError::unreachable(format!("TLS with {host} failed: {err}")))?;
+        let (stream, _) = tokio_tungstenite::client_async(request, tls_stream)
+            .await
+            .map_err(refused)?;
+        Ok(Stream::Tls(Box::new(stream)))
+    } else {
+        let (stream, _) = tokio_tungstenite::client_async(request, tcp)
+            .await
+            .map_err(refused)?;
+        Ok(Stream::Plain(Box::new(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_shared::{CanaryState, Phase};
+
+    use super::{Exit, finished, lasting_part, progress_bar, query_escape};
+
+    fn state() -> CanaryState {
+        serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
+    }
+
+    #[test]
+    fn the_countdown_is_not_a_change_worth_a_line() {
+        assert_eq!(
+            lasting_part("Canary at 25 %, step 2 of 4, auto-progression in 23 h 11 min"),
+            "Canary at 25 %, step 2 of 4"
+        );
+        assert_eq!(
+            lasting_part("Paused with the canary at 25 %"),
+            "Paused with the canary at 25 %"
+        );
+    }
+
+    #[test]
+    fn the_progress_bar_fills_with_green_time() {
+        let mut state = state();
+        state.phase = Phase::Progressing;
+        state.auto_progression.enabled = true;
+        state.auto_progression.wait_ms = 30_000;
+        state.auto_progression.green_for_ms = 15_000;
+        assert_eq!(
+            progress_bar(&state).as_deref(),
+            Some("[##########----------] 50 % of the green wait")
+        );
+        state.auto_progression.enabled = false;
+        assert_eq!(progress_bar(&state), None, "nothing to wait for");
+    }
+
+    #[test]
+    fn only_ended_rollouts_end_a_watch_with_their_own_code() {
+        assert_eq!(finished(Phase::Promoted), Some(Exit::Done));
+        assert_eq!(finished(Phase::RolledBack), Some(Exit::RolledBack));
+        assert_eq!(finished(Phase::Failed), Some(Exit::Failed));
+        assert_eq!(finished(Phase::RollingBack), None);
+        assert_eq!(finished(Phase::Idle), None);
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(query_escape("deploy bot&x=1"), "deploy%20bot%26x%3D1");
+        assert_eq!(query_escape("auto_rollback"), "auto_rollback");
+    }
+}
