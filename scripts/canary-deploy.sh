@@ -15,8 +15,14 @@
 #    or the whole flow at once:
 #      scripts/canary-deploy.sh rollout v2.7.0
 #
+# 3. As a driver through the canary CLI: start a rollout, follow it to its end, and branch on how it ended
+#    (canary runs this same script as its deploy hook in between):
+#      scripts/canary-deploy.sh ship v2.7.0        # exit 0 promoted, 10 rolled back, 11 failed to deploy
+#
 # Environment: CANARY_URL (default http://127.0.0.1:8000), DEPLOY_COMMAND (default: none, deploy is a no-op
-# that says so), CANARY_HEALTH_URL (for `rollout`: the new version's health URL).
+# that says so), CANARY_HEALTH_URL (for `rollout`: the new version's health URL), CANARY_TOKEN (when the
+# server has logins), CANARY_BIN (for `ship`: the canary binary, default `canary` on PATH),
+# CANARY_START_PERCENT (for `ship`: the first share, default 5).
 set -euo pipefail
 
 CANARY_URL=${CANARY_URL:-http://127.0.0.1:8000}
@@ -64,7 +70,23 @@ case ${1:-} in
     fi
     report health-check '{"passed":true,"detail":"checked by canary-deploy.sh"}'
     ;;
+  ship)
+    [[ $# -eq 2 ]] || die "usage: canary-deploy.sh ship <image_tag>"
+    tag=$2
+    set +e
+    CANARY_SERVER=$CANARY_URL "${CANARY_BIN:-canary}" start --image-tag "$tag" \
+      --percent "${CANARY_START_PERCENT:-5}" --wait
+    code=$?
+    set -e
+    case $code in
+      0) echo "canary-deploy.sh: $tag is production now" ;;
+      10) echo "canary-deploy.sh: $tag was rolled back; \`canary audit --limit 5\` says why" >&2 ;;
+      11) echo "canary-deploy.sh: $tag never got traffic: its deploy or health check failed" >&2 ;;
+      *) echo "canary-deploy.sh: canary exited with $code" >&2 ;;
+    esac
+    exit "$code"
+    ;;
   *)
-    die "usage: canary-deploy.sh <hook|report|rollout> ... (see the comments at the top)"
+    die "usage: canary-deploy.sh <hook|report|rollout|ship> ... (see the comments at the top)"
     ;;
 esac

@@ -233,3 +233,35 @@ async fn an_unreachable_server_and_a_missing_token_have_their_own_exit_codes() {
     let run = canary(&app, &["watch", "--until-done"]).await;
     assert_eq!(run.code, 4, "{}", run.stderr);
 }
+
+#[tokio::test]
+async fn the_example_script_ships_a_version_and_branches_on_how_it_ended() {
+    let app = TestApp::start().await;
+    app.canary.set_status(500);
+    let traffic = tokio::spawn({
+        let proxy = app.proxy_url("/work");
+        async move {
+            loop {
+                let _ = crate::support::http_get(&proxy, "*/*").await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/canary-deploy.sh"
+    );
+    let output = tokio::process::Command::new("bash")
+        .args([script, "ship", "v2.7.0"])
+        .env("CANARY_URL", app.url(""))
+        .env("CANARY_BIN", env!("CARGO_BIN_EXE_canary"))
+        .env("CANARY_START_PERCENT", "50")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    traffic.abort();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("v2.7.0 was rolled back"), "{stderr}");
+}
