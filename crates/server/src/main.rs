@@ -45,8 +45,22 @@ enum Command {
     /// Make a new API token for `auth.tokens`: prints the secret once, and
     /// the config entry with its hash.
     NewToken(NewTokenArgs),
+    /// Copy the store (state and audit trail) to a new file, safely while
+    /// the server runs. To restore: stop the server, put the copy in the data
+    /// dir as canary.db (removing canary.db-wal and canary.db-shm), start it.
+    Backup(BackupArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// The server's data dir (`server.data_dir`).
+    #[arg(long, default_value = "canary-data")]
+    data_dir: PathBuf,
+    /// The file to write; it must not exist yet.
+    #[arg(long)]
+    to: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +176,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo(args),
         Command::HashPassword(args) => hash_password(&args),
         Command::NewToken(args) => new_token(&args),
+        Command::Backup(args) => backup(&args),
         Command::Client(command) => {
             let exit = cli::run(&cli.connection, command)?;
             std::process::exit(exit as i32)
@@ -209,6 +224,25 @@ fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
     println!("- name: {}", name.0);
     println!("  role: {}", args.role);
     println!("  secret_hash: \"{hash}\"");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn backup(args: &BackupArgs) -> anyhow::Result<()> {
+    canary_server::adapters::store::SqliteStore::backup(&args.data_dir, &args.to).with_context(
+        || {
+            format!(
+                "cannot back up {} to {}",
+                args.data_dir.display(),
+                args.to.display()
+            )
+        },
+    )?;
+    println!(
+        "canary: backed up {} to {}",
+        args.data_dir.display(),
+        args.to.display()
+    );
     Ok(())
 }
 

@@ -130,6 +130,38 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Writes a consistent copy of the store in `data_dir` to `to` (a new
+    /// file), while a server may be using it: SQLite's `VACUUM INTO` reads
+    /// one snapshot, so the copy is never half-written.
+    pub fn backup(data_dir: &Path, to: &Path) -> Result<(), StoreError> {
+        let source = data_dir.join("canary.db");
+        if !source.exists() {
+            return Err(StoreError::Io {
+                dir: data_dir.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no store at {}", source.display()),
+                ),
+            });
+        }
+        if to.exists() {
+            return Err(StoreError::Io {
+                dir: to.parent().unwrap_or(Path::new(".")).to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!("{} exists; a backup never overwrites a file", to.display()),
+                ),
+            });
+        }
+        let connection = Connection::open_with_flags(
+            &source,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        Ok(())
+    }
+
     /// A private in-memory store, for tests.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let store = SqliteStore {

@@ -352,3 +352,53 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
         assert!(!log.contains(secret), "{secret:?} is in the log");
     }
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_the_rollout_and_its_audit_trail() {
+    let app = crate::support::TestApp::start().await;
+    app.start_canary().await;
+    app.set_share(25.0).await;
+    let copies = tempfile::tempdir().unwrap();
+    let copy = copies.path().join("canary-backup.db");
+    let backup = |to: &std::path::Path| {
+        canary()
+            .args(["backup", "--data-dir"])
+            .arg(app.data.path())
+            .arg("--to")
+            .arg(to)
+            .output()
+            .unwrap()
+    };
+    let output = backup(&copy);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let again = backup(&copy);
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists"));
+
+    // Restored into an empty data dir, a server comes back where it was.
+    let restored = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored.path().join("canary.db")).unwrap();
+    let restored_path = restored.path().to_owned();
+    let second = crate::support::TestApp::start_with(move |config| {
+        config.server.data_dir = restored_path;
+    })
+    .await;
+    let (_, _, body) =
+        crate::support::http_get(&second.url("/admin/canary/status"), "application/json").await;
+    let state: canary_shared::CanaryState = serde_json::from_str(&body).unwrap();
+    assert_eq!(state.traffic.canary().percent(), 25.0);
+    let (_, _, body) = crate::support::http_get(
+        &second.url("/admin/canary/audit?action=scale"),
+        "application/json",
+    )
+    .await;
+    let page: canary_shared::AuditPage = serde_json::from_str(&body).unwrap();
+    assert_eq!(page.events.len(), 1, "the trail came along");
+}
