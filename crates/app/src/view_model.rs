@@ -388,7 +388,7 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
 }
 
 /// What the demo's canary service does now, in a few words:
-/// `Canary v2.7.0: healthy` or `Canary v2.7.0: 10 % errors, +400 ms`.
+/// `Canary service: healthy` or `Canary service: 10 % errors, +400 ms`.
 pub fn demo_words(status: &canary_shared::demo::DemoStatus) -> String {
     let behaviour = &status.canary.behaviour;
     let mut traits = Vec::new();
@@ -409,9 +409,10 @@ pub fn demo_words(status: &canary_shared::demo::DemoStatus) -> String {
     } else {
         traits.join(", ")
     };
+    // Not the service's version: the canary card shows the tag deployed to it.
     format!(
-        "Canary service {}: {doing} · {} requests/s of load",
-        status.canary.version, status.load_per_sec
+        "Canary service: {doing} · {} requests/s of load",
+        status.load_per_sec
     )
 }
 
@@ -571,7 +572,7 @@ mod tests {
         };
         assert_eq!(
             super::demo_words(&status),
-            "Canary service v2.7.0: healthy · 40 requests/s of load"
+            "Canary service: healthy · 40 requests/s of load"
         );
         status.canary.behaviour = DemoBehaviour {
             error_rate: 0.1,
@@ -580,7 +581,7 @@ mod tests {
         };
         assert_eq!(
             super::demo_words(&status),
-            "Canary service v2.7.0: hangs, 10 % errors, +400 ms · 40 requests/s of load"
+            "Canary service: hangs, 10 % errors, +400 ms · 40 requests/s of load"
         );
     }
 

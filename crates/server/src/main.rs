@@ -45,12 +45,27 @@ enum Command {
     /// Make a new API token for `auth.tokens`: prints the secret once, and
     /// the config entry with its hash.
     NewToken(NewTokenArgs),
+    /// Check a config file and exit: 0 when the server would start with it,
+    /// 1 with the file, line, column and key at fault when not.
+    Check(CheckArgs),
     /// Copy the store (state and audit trail) to a new file, safely while
     /// the server runs. To restore: stop the server, put the copy in the data
     /// dir as canary.db (removing canary.db-wal and canary.db-shm), start it.
     Backup(BackupArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        default_value = "canary-config.yaml",
+        env = "CANARY_CONFIG"
+    )]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -169,7 +184,19 @@ enum LogFormat {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The message and its causes, without a backtrace: these are
+            // errors a user fixes (a config key, a busy port), not bugs.
+            eprintln!("canary: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -177,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         Command::HashPassword(args) => hash_password(&args),
         Command::NewToken(args) => new_token(&args),
         Command::Backup(args) => backup(&args),
+        Command::Check(args) => check(&args),
         Command::Client(command) => {
             let exit = cli::run(&cli.connection, command)?;
             std::process::exit(exit as i32)
@@ -224,6 +252,29 @@ fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
     println!("- name: {}", name.0);
     println!("  role: {}", args.role);
     println!("  secret_hash: \"{hash}\"");
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the command's output")]
+fn check(args: &CheckArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let steps: Vec<String> = config
+        .canary
+        .traffic_steps
+        .shares()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    println!(
+        "{}: ok; console on {}, proxy on {}, production {}, canary {}, steps {}, {} safety checks",
+        args.config.display(),
+        config.server.admin_listen,
+        config.server.proxy_listen,
+        config.upstreams.production.url,
+        config.upstreams.canary.url,
+        steps.join(" → "),
+        config.canary.check_specs().len()
+    );
     Ok(())
 }
 

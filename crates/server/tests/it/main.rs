@@ -5,6 +5,7 @@ mod api;
 mod binary;
 mod cli;
 mod demo;
+mod docs;
 mod hooks;
 mod proxy;
 mod stream;
