@@ -1,0 +1,63 @@
+// `canary demo` as a newcomer meets it: traffic already flowing, a canary
+// started from the console, broken from the demo panel, and rolled back on screen.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test as base, expect } from '@playwright/test';
+import { Dashboard } from '../fixtures/canary';
+
+const test = base.extend<{ demoUrl: string }>({
+  demoUrl: async ({}, use) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'canary-demo-e2e-'));
+    const child: ChildProcess = spawn(
+      process.env.CANARY_BIN!,
+      ['demo', '--admin-listen', '127.0.0.1:0', '--proxy-listen', '127.0.0.1:0', '--data-dir', path.join(dir, 'data'),
+        '--assets-dir', process.env.CANARY_ASSETS!],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CANARY_LOG: 'warn' } },
+    );
+    const url = await new Promise<string>((resolve, reject) => {
+      let buffered = '';
+      const timer = setTimeout(() => reject(new Error('canary demo did not start')), 30_000);
+      child.stdout!.on('data', (chunk) => {
+        buffered += chunk.toString();
+        const found = buffered.match(/console at (http:\/\/\S+)/);
+        if (found) {
+          clearTimeout(timer);
+          resolve(found[1]);
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`canary demo exited with ${code}`)));
+    });
+    try {
+      await use(url);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+test('the demo shows live traffic, and a canary broken from the demo panel is rolled back on screen', async ({ page, demoUrl }, testInfo) => {
+  await page.goto(demoUrl);
+  const dashboard = new Dashboard(page);
+  await expect(dashboard.connection).toHaveText('Live');
+  // Traffic flows through the proxy from the first seconds.
+  await expect(page.getByTestId('production-requests')).not.toHaveText('0', { timeout: 15_000 });
+  await expect(page.getByTestId('demo-words')).toHaveText('Canary service: healthy · 40 requests/s of load');
+
+  await dashboard.startCanary('v2.7.0', '50');
+  // The demo's deploy script runs as the deploy hook; its output is in the trail.
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+  await expect(dashboard.auditEntries.filter({ hasText: 'Deployed' })).toContainText('exit 0');
+  await expect(page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
+  await page.getByTestId('demo').scrollIntoViewIfNeeded();
+  await dashboard.screenshot(testInfo, 'demo-healthy');
+
+  await page.getByTestId('demo-errors-50').click();
+  await expect(page.getByTestId('demo-words')).toHaveText('Canary service: 50 % errors · 40 requests/s of load');
+  await expect(dashboard.statusLine).toContainText(/Rolled back: .*(error|success) rate/i, { timeout: 30_000 });
+  await expect(dashboard.share('canary')).toHaveText('0 %');
+  await expect(page.getByTestId('decision').first()).toContainText('Auto rollback');
+  await dashboard.screenshot(testInfo, 'demo-rolled-back');
+});
