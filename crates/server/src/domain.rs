@@ -5,7 +5,9 @@
 
 pub mod access;
 pub mod analysis;
+pub mod custom_metrics;
 pub mod deployment;
+pub mod exposition;
 pub mod health;
 pub mod split;
 pub mod view;
