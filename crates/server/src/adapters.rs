@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod demo;
 pub mod health_probe;
 pub mod hooks;
+pub mod metric_sources;
 pub mod notify;
 pub mod proxy;
 pub mod recorder;

@@ -48,6 +48,10 @@ pub struct AppState {
     pub assets_dir: PathBuf,
     /// Identities, sessions and the login throttle.
     pub access: Arc<access::AccessControl>,
+    /// Wall time, for stamping pushed values.
+    pub clock: Arc<dyn crate::ports::Clock>,
+    /// Custom metric readings; pushed values land here.
+    pub custom: Arc<crate::adapters::metric_sources::CustomReadings>,
     /// The demo's services, when the server runs `canary demo`.
     pub demo: Option<Arc<crate::adapters::demo::DemoControl>>,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
@@ -61,6 +65,10 @@ pub fn router(app_state: AppState) -> Router {
         .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
         .route(STATUS_PATH, get(status::get_status))
         .route(METRICS_PATH, get(status::get_metrics))
+        .route(
+            &format!("{METRICS_PATH}/custom"),
+            post(status::push_custom_metric),
+        )
         .route(STREAM_PATH, get(stream::upgrade))
         .route(LOGIN_PATH, post(access::login))
         .route(LOGOUT_PATH, post(access::logout))

@@ -15,10 +15,14 @@ use canary_shared::{self as wire, AlertLevel, CanaryShare, Comparator};
 use serde::{Deserialize, Serialize, Serializer};
 
 mod access;
+mod metrics;
 
 pub use crate::config::access::{
     AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyFormat, NotifyUrl,
     PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
+};
+pub use crate::config::metrics::{
+    CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
 
 /// The whole configuration file.
@@ -46,6 +50,9 @@ pub struct Config {
     /// Receivers told about rollout events.
     #[serde(default)]
     pub notifications: Vec<NotificationConfig>,
+    /// Custom metrics and their sources.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 /// `server:`

@@ -322,6 +322,7 @@ fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
     analysis::analyse(
         &config.canary.check_specs(),
         &snapshot.canary.last_1m,
+        &snapshot.canary.custom,
         config.canary.analysis_settings(),
     )
 }

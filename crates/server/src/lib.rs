@@ -144,6 +144,7 @@ pub fn start_with_demo(
     // listener accepts a connection.
     let store = Arc::new(adapters::store::SqliteStore::open(&config.server.data_dir)?);
     let recorder = Arc::new(Recorder::new());
+    let custom = Arc::new(adapters::metric_sources::CustomReadings::new(&config));
     // The share starts at zero and is set by the controller from its state
     // before the proxy accepts its first connection.
     let share = SharedShare::new(CanaryShare::ZERO);
@@ -177,11 +178,25 @@ pub fn start_with_demo(
                 controller.events.clone(),
             ));
         }
+        for side in canary_shared::Side::BOTH {
+            tasks.spawn(adapters::metric_sources::run_scraper(
+                side,
+                Arc::clone(&config),
+                Arc::clone(&custom),
+                Arc::clone(&clock),
+            ));
+        }
+        tasks.spawn(adapters::metric_sources::run_prometheus(
+            Arc::clone(&config),
+            Arc::clone(&custom),
+            Arc::clone(&clock),
+        ));
         tasks.spawn(adapters::recorder::run_ticker(
             Arc::clone(&recorder),
             share.clone(),
-            clock,
+            Arc::clone(&clock),
             controller.events.clone(),
+            Arc::clone(&custom),
         ));
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let proxy = Proxy::new(&config, share, recorder);
@@ -201,6 +216,8 @@ pub fn start_with_demo(
             access,
             assets_dir: config.server.assets_dir.clone(),
             demo,
+            custom,
+            clock,
             shutdown: stopping_rx,
         };
         let shutdown = async move {

@@ -44,7 +44,10 @@ pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
     Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
 };
-pub use metrics::{MetricsSnapshot, SecondSample, SideMetrics, TransportErrors, WindowStats};
+pub use metrics::{
+    CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,
+    TransportErrors, WindowStats,
+};
 pub use safety::{AlertLevel, CheckStatus, Comparator, SafetyCheck};
 pub use settings::RolloutSettings;
 pub use share::{CanaryShare, ShareError};

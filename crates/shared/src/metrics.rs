@@ -88,6 +88,49 @@ pub struct SideMetrics {
     pub last_5m: WindowStats,
     /// One sample per second, oldest first, covering at least five minutes.
     pub series: Vec<SecondSample>,
+    /// The custom metrics from the config (`metrics.custom`), in config order.
+    #[serde(default)]
+    pub custom: Vec<CustomMetric>,
+}
+
+/// One custom metric of one side: scraped from the service, queried from
+/// Prometheus, or pushed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomMetric {
+    /// Its name in the config (and in `safety_checks`).
+    pub name: String,
+    /// The latest value, when there is a fresh one.
+    pub value: Option<f64>,
+    /// Why there is no value (`source timed out`, `series missing: …`), in words.
+    pub reason: Option<String>,
+    /// When the latest value was read.
+    pub at: Option<UnixMillis>,
+    /// The values of the last five minutes, oldest first, for the charts.
+    pub points: Vec<CustomPoint>,
+}
+
+/// One reading of a custom metric.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomPoint {
+    /// When it was read.
+    pub at: UnixMillis,
+    /// The value.
+    pub value: f64,
+}
+
+/// The body of `POST /admin/canary/metrics/custom`: a service reports a value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMetricPush {
+    /// `production` or `canary`.
+    pub side: crate::deployment::Side,
+    /// A name configured with `from: push` under `metrics.custom`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// When it was measured (Unix milliseconds); now when left out.
+    #[serde(default)]
+    pub timestamp: Option<UnixMillis>,
 }
 
 /// Both sides' measurements at one moment.

@@ -140,6 +140,16 @@ fn sample_metrics() -> MetricsSnapshot {
             p95_latency_ms: Some(30.0),
             p99_latency_ms: None,
         }],
+        custom: vec![crate::CustomMetric {
+            name: "memory_query_latency_ms".to_owned(),
+            value: Some(41.5),
+            reason: None,
+            at: Some(UnixMillis(1_700_000_000_000)),
+            points: vec![crate::CustomPoint {
+                at: UnixMillis(1_700_000_000_000),
+                value: 41.5,
+            }],
+        }],
     };
     MetricsSnapshot {
         at: UnixMillis(1_700_000_001_000),

@@ -295,6 +295,7 @@ impl Recorder {
             last_1m: window(SHORT_WINDOW_SECS),
             last_5m: window(HISTORY_SECS),
             series: history.iter().map(|second| second.sample.clone()).collect(),
+            custom: Vec::new(),
         }
     }
 }
@@ -306,6 +307,7 @@ pub async fn run_ticker(
     share: crate::adapters::proxy::SharedShare,
     clock: std::sync::Arc<dyn crate::ports::Clock>,
     events: tokio::sync::mpsc::Sender<crate::controller::Event>,
+    custom: std::sync::Arc<crate::adapters::metric_sources::CustomReadings>,
 ) {
     let mut interval = tokio::time::interval(Duration::from_secs(1));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -314,7 +316,9 @@ pub async fn run_ticker(
         interval.tick().await;
         let now = clock.now();
         recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
-        let snapshot = recorder.snapshot(now, share.get());
+        let mut snapshot = recorder.snapshot(now, share.get());
+        snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
+        snapshot.canary.custom = custom.view(canary_shared::Side::Canary, now);
         let event = crate::controller::Event::Measured(std::sync::Arc::new(snapshot));
         if events.send(event).await.is_err() {
             return;

@@ -112,6 +112,11 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         ),
         (Method::GET, "/admin/canary/config", Needs(Admin)),
         (Method::GET, "/admin/canary/settings", Needs(Viewer)),
+        (
+            Method::POST,
+            "/admin/canary/metrics/custom",
+            Needs(Operator),
+        ),
         (Method::GET, "/admin/canary/demo", Needs(Viewer)),
         (Method::POST, "/admin/canary/demo", Needs(Operator)),
         (Method::GET, "/admin/canary/sessions", Needs(Admin)),

@@ -67,3 +67,67 @@ pub(crate) async fn get_history(
         .map_err(|err| crate::api::ApiError::Unavailable(err.to_string()))?;
     Ok(Json(samples))
 }
+
+/// `POST /admin/canary/metrics/custom`: a service reports a value of a
+/// metric configured with `from: push`.
+pub(crate) async fn push_custom_metric(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<canary_shared::CustomMetric>, crate::api::ApiError> {
+    use crate::api::ApiError;
+    let push: canary_shared::CustomMetricPush = crate::api::commands::json_body(&headers, &body?)?;
+    if !app.custom.accepts_push(&push.name) {
+        let accepted = app.custom.pushed_names();
+        return Err(ApiError::UnprocessableField {
+            field: "name",
+            message: if accepted.is_empty() {
+                format!(
+                    "`{}` is not a pushed metric: no metric under metrics.custom has `from: push`",
+                    push.name
+                )
+            } else {
+                format!(
+                    "`{}` is not a pushed metric; these are: {}",
+                    push.name,
+                    accepted.join(", ")
+                )
+            },
+        });
+    }
+    if !push.value.is_finite() {
+        return Err(ApiError::UnprocessableField {
+            field: "value",
+            message: "value must be a finite number".to_owned(),
+        });
+    }
+    let now = app.clock.now();
+    let at = push.timestamp.unwrap_or(now);
+    let max_age_ms =
+        u64::try_from(app.config.metrics.push_max_age.0.as_millis()).unwrap_or(u64::MAX);
+    if now.0.saturating_sub(at.0) > max_age_ms {
+        return Err(ApiError::UnprocessableField {
+            field: "timestamp",
+            message: format!(
+                "timestamp is {} s old, more than push_max_age ({} s): it would count as no data",
+                now.0.saturating_sub(at.0) / 1000,
+                max_age_ms / 1000
+            ),
+        });
+    }
+    if at.0.saturating_sub(now.0) > 60_000 {
+        return Err(ApiError::UnprocessableField {
+            field: "timestamp",
+            message: "timestamp is more than a minute in the future; it is in Unix milliseconds"
+                .to_owned(),
+        });
+    }
+    app.custom.record(push.side, &push.name, Ok(push.value), at);
+    let reading = app
+        .custom
+        .view(push.side, now)
+        .into_iter()
+        .find(|metric| metric.name == push.name)
+        .ok_or_else(|| ApiError::Internal("the pushed metric vanished".to_owned()))?;
+    Ok(Json(reading))
+}

@@ -197,6 +197,8 @@ fn only_newer(snapshot: &MetricsSnapshot, after: Option<UnixMillis>) -> MetricsS
             .filter(|sample| after.is_none_or(|after| sample.at > after))
             .cloned()
             .collect(),
+        // Few points (one per scrape): sent whole every time.
+        custom: side.custom.clone(),
     };
     MetricsSnapshot {
         at: snapshot.at,

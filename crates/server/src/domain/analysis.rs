@@ -5,7 +5,7 @@
 //! Missing data is never a pass: too few requests, or a metric no source
 //! provides, is `NO_DATA` and keeps the rollout from progressing.
 
-use canary_shared::{AlertLevel, CheckStatus, Comparator, SafetyCheck, WindowStats};
+use canary_shared::{AlertLevel, CheckStatus, Comparator, CustomMetric, SafetyCheck, WindowStats};
 
 use crate::domain::deployment::Verdict;
 
@@ -42,8 +42,30 @@ pub struct Analysis {
     pub verdict: Verdict,
 }
 
-/// The value of `metric` in `window`, if the proxy measures it.
-fn read(metric: &str, window: &WindowStats) -> Result<Option<f64>, String> {
+/// Whether the proxy measures `metric` itself.
+fn is_built_in(metric: &str) -> bool {
+    crate::config::BUILT_IN_METRICS.contains(&metric)
+}
+
+/// The value of `metric`: from the proxy's `window`, or from the `custom`
+/// metrics' readings (a source's failure is the reason there is no value).
+fn read(
+    metric: &str,
+    window: &WindowStats,
+    custom: &[CustomMetric],
+) -> Result<Option<f64>, String> {
+    if !is_built_in(metric) {
+        return match custom.iter().find(|reading| reading.name == metric) {
+            Some(reading) => match (reading.value, &reading.reason) {
+                (Some(value), _) => Ok(Some(value)),
+                (None, Some(reason)) => Err(reason.clone()),
+                (None, None) => Err(format!("no value for `{metric}`")),
+            },
+            None => Err(format!(
+                "no source provides `{metric}`; define it under metrics.custom"
+            )),
+        };
+    }
     Ok(match metric {
         "avg_latency_ms" => window.avg_latency_ms,
         "p50_latency_ms" => window.p50_latency_ms,
@@ -52,7 +74,7 @@ fn read(metric: &str, window: &WindowStats) -> Result<Option<f64>, String> {
         "max_latency_ms" => window.max_latency_ms,
         "success_rate" => window.success_rate,
         "error_rate" => window.error_rate,
-        other => return Err(format!("no source provides `{other}` yet")),
+        _ => None,
     })
 }
 
@@ -102,6 +124,7 @@ fn group_thousands(value: u64) -> String {
 pub fn judge_check(
     spec: &CheckSpec,
     window: &WindowStats,
+    custom: &[CustomMetric],
     settings: AnalysisSettings,
 ) -> SafetyCheck {
     let reading = |value: Option<f64>, status: CheckStatus, reason: String| SafetyCheck {
@@ -114,11 +137,13 @@ pub fn judge_check(
         status,
         reason: Some(reason),
     };
-    let value = match read(&spec.metric, window) {
+    let value = match read(&spec.metric, window, custom) {
         Err(reason) => return reading(None, CheckStatus::NoData, reason),
         Ok(value) => value,
     };
-    if window.requests < settings.min_requests {
+    // The proxy's figures need traffic to mean anything; a custom metric
+    // comes from the service itself and is judged on its own.
+    if is_built_in(&spec.metric) && window.requests < settings.min_requests {
         let reason = format!(
             "{} canary requests in the last {} s, {} needed to judge",
             window.requests, window.window_secs, settings.min_requests
@@ -158,10 +183,15 @@ pub fn judge_check(
 }
 
 /// Judges every check and combines them into one verdict.
-pub fn analyse(specs: &[CheckSpec], window: &WindowStats, settings: AnalysisSettings) -> Analysis {
+pub fn analyse(
+    specs: &[CheckSpec],
+    window: &WindowStats,
+    custom: &[CustomMetric],
+    settings: AnalysisSettings,
+) -> Analysis {
     let checks: Vec<SafetyCheck> = specs
         .iter()
-        .map(|spec| judge_check(spec, window, settings))
+        .map(|spec| judge_check(spec, window, custom, settings))
         .collect();
     let first = |wanted: CheckStatus, level: Option<AlertLevel>| {
         checks
@@ -184,7 +214,7 @@ pub fn analyse(specs: &[CheckSpec], window: &WindowStats, settings: AnalysisSett
     } else if window.requests < settings.min_requests
         && checks
             .iter()
-            .any(|check| check.status == CheckStatus::NoData)
+            .any(|check| check.status == CheckStatus::NoData && is_built_in(&check.metric))
     {
         // Too little traffic leaves every proxy-measured check without data
         // for the same reason: say it once, without naming one check.
@@ -238,7 +268,7 @@ mod tests {
     #[test]
     fn a_check_is_safe_watch_or_breach_with_its_numbers() {
         let check = latency_check(AlertLevel::Critical);
-        let judged = |p95| judge_check(&check, &window(100, p95, 0.0), SETTINGS);
+        let judged = |p95| judge_check(&check, &window(100, p95, 0.0), &[], SETTINGS);
         assert_eq!(judged(400.0).status, CheckStatus::Safe);
         assert_eq!(
             judged(400.0).reason.as_deref(),
@@ -262,7 +292,7 @@ mod tests {
             threshold: 0.85,
             alert_level: AlertLevel::Warning,
         };
-        let judged = judge_check(&check, &window(100, 10.0, 0.2), SETTINGS);
+        let judged = judge_check(&check, &window(100, 10.0, 0.2), &[], SETTINGS);
         assert_eq!(judged.status, CheckStatus::Breach);
         assert_eq!(judged.reason.as_deref(), Some("success rate 80 % < 85 %"));
     }
@@ -272,6 +302,7 @@ mod tests {
         let judged = judge_check(
             &latency_check(AlertLevel::Critical),
             &window(3, 5000.0, 1.0),
+            &[],
             SETTINGS,
         );
         assert_eq!(judged.status, CheckStatus::NoData);
@@ -283,12 +314,48 @@ mod tests {
             metric: "memory_query_latency_ms".to_owned(),
             ..latency_check(AlertLevel::Warning)
         };
-        let judged = judge_check(&custom, &window(100, 1.0, 0.0), SETTINGS);
+        let judged = judge_check(&custom, &window(100, 1.0, 0.0), &[], SETTINGS);
         assert_eq!(judged.status, CheckStatus::NoData);
         assert_eq!(
             judged.reason.as_deref(),
-            Some("no source provides `memory_query_latency_ms` yet")
+            Some("no source provides `memory_query_latency_ms`; define it under metrics.custom")
         );
+    }
+
+    #[test]
+    fn a_custom_metric_is_judged_on_its_reading_and_a_failed_source_is_no_data() {
+        let check = CheckSpec {
+            name: "Memory Queries".to_owned(),
+            metric: "memory_query_latency_ms".to_owned(),
+            ..latency_check(AlertLevel::Warning)
+        };
+        let reading = |value: Option<f64>, reason: Option<&str>| canary_shared::CustomMetric {
+            name: "memory_query_latency_ms".to_owned(),
+            value,
+            reason: reason.map(str::to_owned),
+            at: None,
+            points: Vec::new(),
+        };
+        // Judged even with little proxy traffic: the service measured it.
+        let few_requests = window(3, 10.0, 0.0);
+        let judged =
+            |value, reason| judge_check(&check, &few_requests, &[reading(value, reason)], SETTINGS);
+        assert_eq!(judged(Some(400.0), None).status, CheckStatus::Safe);
+        assert_eq!(judged(Some(950.0), None).status, CheckStatus::Watch);
+        let breach = judged(Some(1340.0), None);
+        assert_eq!(breach.status, CheckStatus::Breach);
+        assert_eq!(
+            breach.reason.as_deref(),
+            Some("memory query latency 1,340 ms > 1,000 ms")
+        );
+        let failed = judged(None, Some("source timed out after 2 s"));
+        assert_eq!(
+            failed.status,
+            CheckStatus::NoData,
+            "never a pass, never zero"
+        );
+        assert_eq!(failed.reason.as_deref(), Some("source timed out after 2 s"));
+        assert_eq!(failed.current_value, None);
     }
 
     #[test]
@@ -297,16 +364,16 @@ mod tests {
             latency_check(AlertLevel::Warning),
             latency_check(AlertLevel::Critical),
         ];
-        let analysis = analyse(&specs, &window(100, 2000.0, 0.0), SETTINGS);
+        let analysis = analyse(&specs, &window(100, 2000.0, 0.0), &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::Critical {
                 reason: "Total Latency: p95 latency 2,000 ms > 1,000 ms".to_owned()
             }
         );
-        let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), SETTINGS);
+        let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), &[], SETTINGS);
         assert!(matches!(analysis.verdict, Verdict::Warning { .. }));
-        let analysis = analyse(&specs, &window(5, 10.0, 0.0), SETTINGS);
+        let analysis = analyse(&specs, &window(5, 10.0, 0.0), &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::NoData {
@@ -319,18 +386,18 @@ mod tests {
             metric: "memory_query_latency_ms".to_owned(),
             ..latency_check(AlertLevel::Warning)
         };
-        let analysis = analyse(&[custom], &window(100, 10.0, 0.0), SETTINGS);
+        let analysis = analyse(&[custom], &window(100, 10.0, 0.0), &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::NoData {
-                reason: "Memory Queries: no source provides `memory_query_latency_ms` yet"
+                reason: "Memory Queries: no source provides `memory_query_latency_ms`; define it under metrics.custom"
                     .to_owned()
             }
         );
-        let analysis = analyse(&specs, &window(100, 10.0, 0.0), SETTINGS);
+        let analysis = analyse(&specs, &window(100, 10.0, 0.0), &[], SETTINGS);
         assert_eq!(analysis.verdict, Verdict::Green);
         assert_eq!(
-            analyse(&[], &window(0, 0.0, 0.0), SETTINGS).verdict,
+            analyse(&[], &window(0, 0.0, 0.0), &[], SETTINGS).verdict,
             Verdict::Green
         );
     }

@@ -90,7 +90,9 @@ impl ScrapeRule {
                 increase / elapsed_secs * per_secs
             }
             (MetricType::Counter, _, None) => {
-                return Err(format!("{series} is a counter: set rate_per to read it as a rate"));
+                return Err(format!(
+                    "{series} is a counter: set rate_per to read it as a rate"
+                ));
             }
             (MetricType::Gauge | MetricType::Untyped, Some(_), None) => {
                 return Err(format!("{series} has no quantiles: it is a gauge"));
@@ -213,7 +215,11 @@ fn histogram_quantile(
         .map(|(bound, count)| {
             let before = previous.get(bound).copied().unwrap_or(0.0);
             // A reset counts from zero, like a counter's.
-            let observed = if *count >= before { count - before } else { *count };
+            let observed = if *count >= before {
+                count - before
+            } else {
+                *count
+            };
             (bound.0, observed)
         })
         .collect();
@@ -271,7 +277,10 @@ mod tests {
 
     #[test]
     fn a_gauge_is_read_as_it_is_and_scaled() {
-        let now = scraped(0, "memory_query_latency_seconds{pool=\"a\"} 0.0415\nother 1\n");
+        let now = scraped(
+            0,
+            "memory_query_latency_seconds{pool=\"a\"} 0.0415\nother 1\n",
+        );
         let read = ScrapeRule {
             scale: 1000.0,
             ..rule("memory_query_latency_seconds")
@@ -316,9 +325,15 @@ mod tests {
         let second = scraped(10_000, &text(110, 60));
         assert_eq!(read.derive(Some(&first), &second), Ok(7200.0), "20 in 10 s");
         let restarted = scraped(20_000, &text(3, 2));
-        assert_eq!(read.derive(Some(&second), &restarted), Ok(1800.0), "5 since the reset");
         assert_eq!(
-            rule("sandbox_executions_total").derive(None, &first).unwrap_err(),
+            read.derive(Some(&second), &restarted),
+            Ok(1800.0),
+            "5 since the reset"
+        );
+        assert_eq!(
+            rule("sandbox_executions_total")
+                .derive(None, &first)
+                .unwrap_err(),
             "sandbox_executions_total is a counter: set rate_per to read it as a rate"
         );
     }
@@ -347,7 +362,10 @@ mod tests {
             read.derive(Some(&now), &now).unwrap_err(),
             "no observations since the last scrape"
         );
-        assert_eq!(read.derive(None, &now).unwrap_err(), "waiting for a second scrape");
+        assert_eq!(
+            read.derive(None, &now).unwrap_err(),
+            "waiting for a second scrape"
+        );
         // Everything beyond the last finite bucket: its bound is the answer.
         let slow = scraped(20_000, &text([10_050, 10_090, 10_100, 10_200]));
         assert_eq!(read.derive(Some(&now), &slow), Ok(100.0));

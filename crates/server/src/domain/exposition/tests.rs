@@ -32,22 +32,42 @@ not_a_number NaN
 fn real_exposition_text_is_read_with_types_help_and_escapes() {
     let exposition = parse(REAL).unwrap();
     assert_eq!(exposition.samples.len(), 15);
-    assert_eq!(exposition.type_of("go_gc_duration_seconds"), MetricType::Summary);
-    assert_eq!(exposition.type_of("http_request_duration_seconds"), MetricType::Histogram);
-    assert_eq!(exposition.type_of("sandbox_executions_total"), MetricType::Counter);
-    assert_eq!(exposition.type_of("memory_query_latency_ms"), MetricType::Untyped);
+    assert_eq!(
+        exposition.type_of("go_gc_duration_seconds"),
+        MetricType::Summary
+    );
+    assert_eq!(
+        exposition.type_of("http_request_duration_seconds"),
+        MetricType::Histogram
+    );
+    assert_eq!(
+        exposition.type_of("sandbox_executions_total"),
+        MetricType::Counter
+    );
+    assert_eq!(
+        exposition.type_of("memory_query_latency_ms"),
+        MetricType::Untyped
+    );
     assert_eq!(
         exposition.help["http_request_duration_seconds"],
         "Request latency.\nIn seconds; \"quoted\" and \\ backslashed."
     );
     let bucket = &exposition.samples[5];
-    assert_eq!(bucket.label("handler"), Some("/api/items,search"), "a comma inside a value");
+    assert_eq!(
+        bucket.label("handler"),
+        Some("/api/items,search"),
+        "a comma inside a value"
+    );
     assert_eq!(bucket.label("le"), Some("0.05"));
     let counter = &exposition.samples[10];
     assert_eq!(counter.label("kind"), Some("say \"hi\"\n"));
     assert_eq!(counter.label("path"), Some("C:\\tmp"));
     assert_eq!(counter.timestamp_ms, Some(1_395_066_363_000));
-    assert_eq!(exposition.samples[11].label("kind"), Some("x"), "spaces and a trailing comma");
+    assert_eq!(
+        exposition.samples[11].label("kind"),
+        Some("x"),
+        "spaces and a trailing comma"
+    );
     assert_eq!(exposition.samples[13].value, f64::NEG_INFINITY);
     assert!(exposition.samples[14].value.is_nan());
     assert_eq!(exposition.samples[7].value, f64::INFINITY.min(144_320.0));
@@ -56,26 +76,50 @@ fn real_exposition_text_is_read_with_types_help_and_escapes() {
 #[test]
 fn a_malformed_line_fails_the_whole_text_with_its_line_number() {
     for (text, expected) in [
-        ("ok 1\n<html>oops</html>\n", "line 2: expected a metric name at \"<html>oops</html>\""),
+        (
+            "ok 1\n<html>oops</html>\n",
+            "line 2: expected a metric name at \"<html>oops</html>\"",
+        ),
         ("a{b=\"c} 1\n", "line 1: unterminated value of label b"),
-        ("a{b=c} 1\n", "line 1: expected `\"` to open the value of label b"),
-        ("a{b=\"\\t\"} 1\n", "line 1: unknown escape `\\t` in label b"),
+        (
+            "a{b=c} 1\n",
+            "line 1: expected `\"` to open the value of label b",
+        ),
+        (
+            "a{b=\"\\t\"} 1\n",
+            "line 1: unknown escape `\\t` in label b",
+        ),
         ("a 1 2 3\n", "line 1: unexpected \"3\" after the value of a"),
         ("a one\n", "line 1: \"one\" is not a number"),
         ("a\n", "line 1: a has no value"),
-        ("a 1 12.5\n", "line 1: \"12.5\" is not a timestamp in milliseconds"),
+        (
+            "a 1 12.5\n",
+            "line 1: \"12.5\" is not a timestamp in milliseconds",
+        ),
     ] {
         assert_eq!(parse(text).unwrap_err().to_string(), expected, "{text:?}");
     }
-    assert_eq!(parse("").unwrap().samples, [], "an empty exposition is valid");
+    assert_eq!(
+        parse("").unwrap().samples,
+        [],
+        "an empty exposition is valid"
+    );
 }
 
 #[test]
 fn the_writer_escapes_what_the_parser_unescapes() {
     let mut writer = Writer::new();
     writer
-        .metric("canary_requests_total", MetricType::Counter, "Requests.\nBy side.")
-        .sample("canary_requests_total", &[("side", "canary"), ("note", "a \"b\" \\ c\nd")], 3.0)
+        .metric(
+            "canary_requests_total",
+            MetricType::Counter,
+            "Requests.\nBy side.",
+        )
+        .sample(
+            "canary_requests_total",
+            &[("side", "canary"), ("note", "a \"b\" \\ c\nd")],
+            3.0,
+        )
         .sample("canary_requests_total", &[], f64::INFINITY);
     let text = writer.finish();
     let parsed = parse(&text).unwrap();
