@@ -46,12 +46,58 @@ const PATHS: [&str; 5] = [
     "/api/cart",
 ];
 
+/// Upper bounds of the memory-query histogram the demo services expose, in seconds.
+const MEMORY_BUCKETS: [f64; 8] = [0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1.0];
+/// Median of a demo memory query, in milliseconds.
+const MEMORY_MEDIAN_MS: f64 = 12.0;
+
 /// One demo service's identity and its current behaviour.
 #[derive(Debug)]
 struct ServiceState {
     version: &'static str,
     url: String,
     behaviour: Mutex<DemoBehaviour>,
+    /// Cumulative counts per bucket (the last is +Inf), and the sum in seconds,
+    /// of the memory queries each request makes: exposed at `/metrics`.
+    memory: Mutex<([u64; MEMORY_BUCKETS.len() + 1], f64)>,
+}
+
+impl ServiceState {
+    fn observe_memory_query(&self, seconds: f64) {
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        for (index, bound) in MEMORY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                memory.0[index] += 1;
+            }
+        }
+        memory.0[MEMORY_BUCKETS.len()] += 1;
+        memory.1 += seconds;
+    }
+
+    /// The service's own metrics in the Prometheus text format.
+    fn exposition(&self) -> String {
+        let (counts, sum) = *self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut writer = crate::domain::exposition::Writer::new();
+        writer.metric(
+            "memory_query_duration_seconds",
+            crate::domain::exposition::MetricType::Histogram,
+            "How long the service's memory queries took.",
+        );
+        for (index, bound) in MEMORY_BUCKETS.iter().enumerate() {
+            let le = bound.to_string();
+            writer.sample(
+                "memory_query_duration_seconds_bucket",
+                &[("le", le.as_str())],
+                counts[index] as f64,
+            );
+        }
+        let total = counts[MEMORY_BUCKETS.len()] as f64;
+        writer
+            .sample("memory_query_duration_seconds_bucket", &[("le", "+Inf")], total)
+            .sample("memory_query_duration_seconds_sum", &[], sum)
+            .sample("memory_query_duration_seconds_count", &[], total);
+        writer.finish()
+    }
 }
 
 impl ServiceState {
@@ -155,6 +201,7 @@ async fn serve_service(
         version,
         url,
         behaviour: Mutex::new(DemoBehaviour::default()),
+        memory: Mutex::new(([0; MEMORY_BUCKETS.len() + 1], 0.0)),
     });
     let serving = Arc::clone(&state);
     tasks.spawn(async move {
@@ -177,12 +224,12 @@ async fn serve_service(
     Ok(state)
 }
 
-/// A log-normal draw around [`MEDIAN_LATENCY_MS`] (Box–Muller).
-fn usual_latency_ms() -> f64 {
+/// A log-normal draw around `median_ms` (Box–Muller).
+fn log_normal_ms(median_ms: f64) -> f64 {
     let uniform = fastrand::f64().max(f64::MIN_POSITIVE);
     let normal =
         (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * fastrand::f64()).cos();
-    MEDIAN_LATENCY_MS * (LATENCY_SIGMA * normal).exp()
+    median_ms * (LATENCY_SIGMA * normal).exp()
 }
 
 async fn answer(
@@ -193,12 +240,23 @@ async fn answer(
     if path == "/healthz" {
         return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
     }
+    if path == "/metrics" {
+        let mut response = Response::new(Full::new(Bytes::from(state.exposition())));
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return Ok(response);
+    }
     let behaviour = state.behaviour();
     if behaviour.hang {
         // Longer than any sensible proxy timeout; the proxy gives up first.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
-    let latency_ms = usual_latency_ms() + behaviour.added_latency_ms as f64;
+    let latency_ms = log_normal_ms(MEDIAN_LATENCY_MS) + behaviour.added_latency_ms as f64;
+    // Each request makes a memory query; a slow canary is slow there too.
+    let memory_ms = log_normal_ms(MEMORY_MEDIAN_MS) + behaviour.added_latency_ms as f64 / 4.0;
+    state.observe_memory_query(memory_ms / 1000.0);
     tokio::time::sleep(Duration::from_secs_f64(latency_ms / 1000.0)).await;
     let failed = fastrand::f64() < behaviour.error_rate;
     let (status, body) = if failed {
@@ -298,6 +356,12 @@ canary:
   safety_checks:
     - {{ name: "Total Latency", metric: p95_latency_ms, threshold: 250, alert_level: critical }}
     - {{ name: "Errors", metric: error_rate, threshold: 0.05, alert_level: critical }}
+    - {{ name: "Memory Queries", metric: memory_query_latency_ms, threshold: 50, alert_level: warning }}
+metrics:
+  # Each demo service exposes its own metrics, like a real one would.
+  scrape: {{ path: /metrics, interval: 5s, timeout: 1s }}
+  custom:
+    - {{ name: memory_query_latency_ms, from: scrape, series: memory_query_duration_seconds, quantile: 0.95, scale: 1000 }}
 hooks:
   deploy: {{ command: ["sh", {script}, "{{image_tag}}"], timeout: 1m }}
 "#,
