@@ -8,6 +8,7 @@ pub mod health_probe;
 pub mod hooks;
 pub mod metric_sources;
 pub mod notify;
+pub mod own_metrics;
 pub mod proxy;
 pub mod recorder;
 pub mod store;

@@ -48,6 +48,8 @@ pub struct AppState {
     pub assets_dir: PathBuf,
     /// Identities, sessions and the login throttle.
     pub access: Arc<access::AccessControl>,
+    /// The proxy's measurements, for `/metrics`.
+    pub recorder: Arc<crate::adapters::recorder::Recorder>,
     /// Wall time, for stamping pushed values.
     pub clock: Arc<dyn crate::ports::Clock>,
     /// Custom metric readings; pushed values land here.
@@ -64,6 +66,7 @@ pub fn router(app_state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
         .route(STATUS_PATH, get(status::get_status))
+        .route("/metrics", get(status::prometheus_metrics))
         .route(METRICS_PATH, get(status::get_metrics))
         .route(
             &format!("{METRICS_PATH}/custom"),

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::adapters::hooks::{self, HookOutcome, HookVars};
+use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedShare;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
 use crate::config::{Config, UpstreamConfig};
@@ -120,6 +121,8 @@ pub struct ControllerHandle {
     /// Every new audit entry, once durable. Sender: the controller; receivers:
     /// WebSocket streams (a lagging stream skips entries; the REST API has all).
     pub audit: broadcast::Sender<AuditEvent>,
+    /// Decisions, hook runs and store errors, counted for `/metrics`.
+    pub own_metrics: Arc<OwnMetrics>,
 }
 
 impl ControllerHandle {
@@ -192,6 +195,7 @@ struct Controller {
     state: watch::Sender<CanaryState>,
     metrics: watch::Sender<Arc<MetricsSnapshot>>,
     audit: broadcast::Sender<AuditEvent>,
+    own: Arc<OwnMetrics>,
 }
 
 /// Starts the controller task from what the store saved; it ends when every
@@ -237,6 +241,7 @@ pub fn spawn(
     let (state_tx, state_rx) = watch::channel(initial);
     let (metrics_tx, metrics_rx) = watch::channel(Arc::clone(&first_metrics));
     let (audit_tx, _) = broadcast::channel(256);
+    let own = Arc::new(OwnMetrics::default());
     let mut controller = Controller {
         rules,
         clock,
@@ -253,6 +258,7 @@ pub fn spawn(
         state: state_tx,
         metrics: metrics_tx,
         audit: audit_tx.clone(),
+        own: Arc::clone(&own),
     };
     if saved.is_some() {
         controller.recover();
@@ -268,6 +274,7 @@ pub fn spawn(
             state: state_rx,
             metrics: metrics_rx,
             audit: audit_tx,
+            own_metrics: own,
         },
         task,
     ))
@@ -440,11 +447,13 @@ impl Controller {
             Ok(stored) => {
                 log_decision(&record);
                 for event in stored {
+                    self.own.decided(&event.action);
                     let _ = self.audit.send(event);
                 }
                 true
             }
             Err(err) => {
+                self.own.store_error();
                 tracing::error!(%err, action, "cannot store an audit entry");
                 false
             }
@@ -587,7 +596,8 @@ impl Controller {
         let revision = self.state.borrow().revision + 1;
         let stored = self
             .store
-            .commit(&next, revision, &entries, self.clock.now())?;
+            .commit(&next, revision, &entries, self.clock.now())
+            .inspect_err(|_| self.own.store_error())?;
         self.deployment = next;
         self.run_effects(effects, &stored);
         Ok(())
@@ -606,6 +616,7 @@ impl Controller {
             }
         }
         for event in stored {
+            self.own.decided(&event.action);
             let _ = self.audit.send(event.clone());
         }
     }
@@ -650,8 +661,11 @@ impl Controller {
         let events = self.events.clone();
         let rollout = self.rollout;
         tracing::info!(?hook, image_tag = %vars.image_tag, "running hook");
+        let own = Arc::clone(&self.own);
         tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             let outcome = hooks::run(hook, &config, vars).await;
+            own.hook_finished(hooks::hook_name(hook), outcome.succeeded, started.elapsed());
             let _ = events
                 .send(Event::HookFinished {
                     hook,

@@ -199,7 +199,7 @@ pub fn start_with_demo(
             Arc::clone(&custom),
         ));
         let (stopping_tx, stopping_rx) = watch::channel(false);
-        let proxy = Proxy::new(&config, share, recorder);
+        let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
         let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
         let proxy_task = tokio::spawn(adapters::proxy::serve_on_threads(
             listeners.proxy,
@@ -218,6 +218,7 @@ pub fn start_with_demo(
             demo,
             custom,
             clock,
+            recorder: Arc::clone(&recorder),
             shutdown: stopping_rx,
         };
         let shutdown = async move {

@@ -93,7 +93,11 @@ impl ServiceState {
         }
         let total = counts[MEMORY_BUCKETS.len()] as f64;
         writer
-            .sample("memory_query_duration_seconds_bucket", &[("le", "+Inf")], total)
+            .sample(
+                "memory_query_duration_seconds_bucket",
+                &[("le", "+Inf")],
+                total,
+            )
             .sample("memory_query_duration_seconds_sum", &[], sum)
             .sample("memory_query_duration_seconds_count", &[], total);
         writer.finish()

@@ -38,7 +38,8 @@ pub struct HookOutcome {
     pub output: Option<String>,
 }
 
-fn hook_name(hook: Hook) -> &'static str {
+/// The hook's name in config, logs and `/metrics`.
+pub fn hook_name(hook: Hook) -> &'static str {
     match hook {
         Hook::Deploy => "deploy",
         Hook::HealthCheck => "health_check",

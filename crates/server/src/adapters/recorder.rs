@@ -153,6 +153,50 @@ struct Second {
     counts: Counts,
 }
 
+/// Upper bounds of the latency histogram at `/metrics`, in seconds.
+pub const LATENCY_BUCKETS_SECS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// One side's counts since the server started, for `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Requests finished.
+    pub requests: u64,
+    /// Of which answered 4xx.
+    pub errors_4xx: u64,
+    /// Of which answered 5xx.
+    pub errors_5xx: u64,
+    /// Of which failed in transport, by kind.
+    pub transport: TransportErrors,
+    /// The sum of their latencies, in microseconds.
+    pub latency_sum_micros: u64,
+    /// How many took at most each of [`LATENCY_BUCKETS_SECS`].
+    pub buckets: [u64; LATENCY_BUCKETS_SECS.len()],
+}
+
+impl Totals {
+    fn add(&mut self, second: &Counts) {
+        self.requests += second.requests;
+        self.errors_4xx += second.errors_4xx;
+        self.errors_5xx += second.errors_5xx;
+        self.transport.refused += second.transport.refused;
+        self.transport.reset += second.transport.reset;
+        self.transport.timeout += second.transport.timeout;
+        self.transport.overloaded += second.transport.overloaded;
+        self.transport.other += second.transport.other;
+        self.latency_sum_micros = self
+            .latency_sum_micros
+            .saturating_add(second.latency_sum_micros);
+        if second.requests > 0 {
+            for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS_SECS) {
+                let bound_micros = (bound * 1e6) as u64;
+                *bucket += second.latency_micros.count_between(0, bound_micros);
+            }
+        }
+    }
+}
+
 /// One side's shards and history.
 #[derive(Debug)]
 struct SideRecorder {
@@ -160,6 +204,8 @@ struct SideRecorder {
     shards: Box<[Shard]>,
     /// Finished seconds, oldest first. Written by `tick`, read by `snapshot`.
     history: Mutex<VecDeque<Second>>,
+    /// Everything since the start. Written by `tick`, read by `/metrics`.
+    totals: Mutex<Totals>,
 }
 
 /// One shard, on cache lines of its own: two threads recording into
@@ -175,6 +221,7 @@ impl SideRecorder {
                 .map(|_| Shard(Mutex::new(Counts::new())))
                 .collect(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS + 1)),
+            totals: Mutex::new(Totals::default()),
         }
     }
 }
@@ -246,6 +293,11 @@ impl Recorder {
                 };
                 total.add(&taken);
             }
+            recorder
+                .totals
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(&total);
             let sample = SecondSample {
                 at: second_start,
                 requests: total.requests,
@@ -266,6 +318,15 @@ impl Recorder {
                 history.pop_front();
             }
         }
+    }
+
+    /// Everything `side` served since the start, as of the last tick.
+    pub fn totals(&self, side: Side) -> Totals {
+        self.side(side)
+            .totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Both sides' windows and series, as of the last tick.

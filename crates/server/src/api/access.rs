@@ -112,6 +112,7 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         ),
         (Method::GET, "/admin/canary/config", Needs(Admin)),
         (Method::GET, "/admin/canary/settings", Needs(Viewer)),
+        (Method::GET, "/metrics", Needs(Viewer)),
         (
             Method::POST,
             "/admin/canary/metrics/custom",

@@ -131,3 +131,22 @@ pub(crate) async fn push_custom_metric(
         .ok_or_else(|| ApiError::Internal("the pushed metric vanished".to_owned()))?;
     Ok(Json(reading))
 }
+
+/// `GET /metrics`: canary's own metrics in the Prometheus text format.
+pub(crate) async fn prometheus_metrics(
+    State(app): State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let state = app.state.borrow().clone();
+    let totals: Vec<_> = canary_shared::Side::BOTH
+        .into_iter()
+        .map(|side| (side, app.recorder.totals(side)))
+        .collect();
+    let text = app.controller.own_metrics.render(&state, &totals);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}

@@ -254,3 +254,79 @@ metrics:
     assert_eq!(code, 422);
     assert!(answer.contains("these are: cost_per_day"), "{answer}");
 }
+
+#[tokio::test]
+async fn canarys_own_metrics_read_back_with_the_same_parser() {
+    let app = TestApp::start().await;
+    app.set_share(50.0).await;
+    app.canary.set_status(500);
+    eventually("an automatic rollback", async || {
+        for _ in 0..20 {
+            let _ = http_get(&app.proxy_url("/work"), "*/*").await;
+        }
+        let state = state(&app).await;
+        (state.phase == canary_shared::Phase::RolledBack).then_some(())
+    })
+    .await;
+    // The ticker folds a finished second in once a second.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let (code, headers, text) = http_get(&app.url("/metrics"), "text/plain").await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        headers[axum::http::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let exposition = canary_server::domain::exposition::parse(&text).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        exposition
+            .samples
+            .iter()
+            .find(|sample| {
+                sample.name == name
+                    && labels
+                        .iter()
+                        .all(|(label, value)| sample.label(label) == Some(value))
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+            .value
+    };
+    use canary_server::domain::exposition::MetricType;
+    assert_eq!(
+        exposition.type_of("canary_requests_total"),
+        MetricType::Counter
+    );
+    assert_eq!(
+        exposition.type_of("canary_request_duration_seconds"),
+        MetricType::Histogram
+    );
+    let canary_5xx = value(
+        "canary_requests_total",
+        &[("side", "canary"), ("outcome", "5xx")],
+    );
+    assert!(canary_5xx > 0.0, "the failures are counted");
+    let canary_count = value(
+        "canary_request_duration_seconds_count",
+        &[("side", "canary")],
+    );
+    let canary_inf = value(
+        "canary_request_duration_seconds_bucket",
+        &[("side", "canary"), ("le", "+Inf")],
+    );
+    assert_eq!(canary_count, canary_inf);
+    assert!(canary_count >= canary_5xx);
+    assert_eq!(value("canary_phase", &[("phase", "rolled_back")]), 1.0);
+    assert_eq!(value("canary_phase", &[("phase", "progressing")]), 0.0);
+    assert_eq!(
+        value("canary_traffic_share_ratio", &[("side", "production")]),
+        1.0
+    );
+    assert_eq!(value("canary_rollbacks_total", &[]), 1.0);
+    assert_eq!(value("canary_breaches_total", &[]), 1.0);
+    assert_eq!(
+        value("canary_decisions_total", &[("action", "auto_rollback")]),
+        1.0
+    );
+    assert_eq!(value("canary_store_errors_total", &[]), 0.0);
+}
