@@ -51,6 +51,15 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
   await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
   await expect(dashboard.auditEntries.filter({ hasText: 'Deployed' })).toContainText('exit 0');
   await expect(page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
+  // The services' own memory-query latency, scraped from their /metrics, is charted for both sides.
+  await expect(page.getByTestId('chart-custom-0')).toContainText('memory_query_latency_ms');
+  await expect
+    .poll(async () => {
+      const ink = await dashboard.chartInk('custom-0');
+      return ink.production > 0 && ink.canary > 0;
+    }, { message: 'the custom metric chart draws both sides', timeout: 20_000 })
+    .toBe(true);
+  await expect(page.getByTestId('chart-custom-0-canary')).toHaveText(/^\d+(\.\d+)?$/);
   await page.getByTestId('demo').scrollIntoViewIfNeeded();
   await dashboard.screenshot(testInfo, 'demo-healthy');
 

@@ -36,6 +36,8 @@ pub fn merge_metrics(kept: &mut Option<MetricsSnapshot>, update: MetricsSnapshot
         trim(&mut kept.series, now);
         kept.last_1m = update.last_1m;
         kept.last_5m = update.last_5m;
+        // Custom metrics come whole (a point per scrape, five minutes of them).
+        kept.custom = update.custom;
     };
     merge_side(&mut current.production, update.production, update.at);
     merge_side(&mut current.canary, update.canary, update.at);
@@ -88,6 +90,8 @@ pub enum ChartKind {
     ErrorRate,
     /// Requests per second.
     RequestRate,
+    /// The custom metric at this position in `SideMetrics::custom`.
+    Custom(u8),
 }
 
 impl ChartKind {
@@ -98,16 +102,28 @@ impl ChartKind {
             ChartKind::SuccessRate => "Success rate".to_owned(),
             ChartKind::ErrorRate => "Error rate".to_owned(),
             ChartKind::RequestRate => "Request rate".to_owned(),
+            ChartKind::Custom(index) => format!("Custom metric {}", index + 1),
+        }
+    }
+
+    /// The chart's title, with a custom metric's name from `metrics`.
+    pub fn title_in(self, metrics: Option<&MetricsSnapshot>) -> String {
+        match self {
+            ChartKind::Custom(index) => metrics
+                .and_then(|metrics| metrics.canary.custom.get(usize::from(index)))
+                .map_or_else(|| self.title(), |metric| metric.name.clone()),
+            _ => self.title(),
         }
     }
 
     /// A stable name for test ids and element ids.
-    pub fn slug(self) -> &'static str {
+    pub fn slug(self) -> String {
         match self {
-            ChartKind::Latency(_) => "latency",
-            ChartKind::SuccessRate => "success",
-            ChartKind::ErrorRate => "errors",
-            ChartKind::RequestRate => "requests",
+            ChartKind::Latency(_) => "latency".to_owned(),
+            ChartKind::SuccessRate => "success".to_owned(),
+            ChartKind::ErrorRate => "errors".to_owned(),
+            ChartKind::RequestRate => "requests".to_owned(),
+            ChartKind::Custom(index) => format!("custom-{index}"),
         }
     }
 
@@ -124,8 +140,19 @@ impl ChartKind {
             ChartKind::ErrorRate if sample.requests > 0 => {
                 Some(100.0 * sample.errors as f64 / requests)
             }
-            ChartKind::SuccessRate | ChartKind::ErrorRate => None,
+            ChartKind::SuccessRate | ChartKind::ErrorRate | ChartKind::Custom(_) => None,
             ChartKind::RequestRate => Some(requests),
+        }
+    }
+
+    /// The current value of one side.
+    pub fn of_side(self, side: &SideMetrics) -> Option<f64> {
+        match self {
+            ChartKind::Custom(index) => side
+                .custom
+                .get(usize::from(index))
+                .and_then(|metric| metric.value),
+            _ => self.of_window(&side.last_1m),
         }
     }
 
@@ -141,6 +168,7 @@ impl ChartKind {
             ChartKind::SuccessRate => window.success_rate.map(|rate| rate * 100.0),
             ChartKind::ErrorRate => window.error_rate.map(|rate| rate * 100.0),
             ChartKind::RequestRate => Some(window.requests_per_sec),
+            ChartKind::Custom(_) => None,
         }
     }
 
@@ -150,6 +178,7 @@ impl ChartKind {
             ChartKind::Latency(_) => crate::view_model::latency(Some(value)),
             ChartKind::SuccessRate | ChartKind::ErrorRate => format!("{} %", round_to(value, 2)),
             ChartKind::RequestRate => format!("{} req/s", round_to(value, 1)),
+            ChartKind::Custom(_) => round_to(value, 2),
         }
     }
 
@@ -175,6 +204,15 @@ fn round_to(value: f64, decimals: i32) -> String {
 /// Whether either side has anything to draw on `kind`'s chart; stops at the
 /// first point instead of building the lines.
 pub fn has_points(metrics: &MetricsSnapshot, kind: ChartKind) -> bool {
+    if let ChartKind::Custom(index) = kind {
+        return [&metrics.production, &metrics.canary]
+            .into_iter()
+            .any(|side| {
+                side.custom
+                    .get(usize::from(index))
+                    .is_some_and(|metric| !metric.points.is_empty())
+            });
+    }
     let oldest = metrics.at.0.saturating_sub(WINDOW_SECS * 1000);
     [&metrics.production.series, &metrics.canary.series]
         .into_iter()
@@ -209,6 +247,35 @@ pub fn segments(series: &[SecondSample], now: UnixMillis, kind: ChartKind) -> Ve
     runs
 }
 
+/// One side's lines on `kind`'s chart: the per-second series, or a custom
+/// metric's readings (a point per scrape or push; a gap of more than a
+/// minute breaks the line).
+pub fn lines(side: &SideMetrics, now: UnixMillis, kind: ChartKind) -> Vec<Vec<(f64, f64)>> {
+    let ChartKind::Custom(index) = kind else {
+        return segments(&side.series, now, kind);
+    };
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut previous_at: Option<u64> = None;
+    let points = side
+        .custom
+        .get(usize::from(index))
+        .map(|metric| metric.points.as_slice())
+        .unwrap_or_default();
+    for point in points {
+        let x = (point.at.0 as f64 - now.0 as f64) / 1000.0;
+        if x < -(WINDOW_SECS as f64) {
+            continue;
+        }
+        let contiguous = previous_at.is_some_and(|at| point.at.0.saturating_sub(at) <= 60_000);
+        previous_at = Some(point.at.0);
+        match runs.last_mut() {
+            Some(run) if contiguous => run.push((x, point.value)),
+            _ => runs.push(vec![(x, point.value)]),
+        }
+    }
+    runs
+}
+
 /// The y-axis for both sides' lines: from zero (or near the data for a
 /// success rate, which lives close to 100 %) to a little above the highest
 /// value, never an empty range.
@@ -228,7 +295,7 @@ pub fn y_range(kind: ChartKind, lines: &[&[Vec<(f64, f64)>]]) -> (f64, f64) {
             (bottom, 100.0)
         }
         ChartKind::ErrorRate => (0.0, nice_ceiling((high * 1.2).max(1.0)).min(100.0)),
-        ChartKind::Latency(_) | ChartKind::RequestRate => (
+        ChartKind::Latency(_) | ChartKind::RequestRate | ChartKind::Custom(_) => (
             0.0,
             nice_ceiling(if high.is_finite() { high * 1.15 } else { 1.0 }).max(1.0),
         ),
@@ -273,8 +340,8 @@ pub struct Comparison {
 
 /// Compares the last minute of both sides by `kind`.
 pub fn compare(metrics: &MetricsSnapshot, kind: ChartKind) -> Comparison {
-    let production = kind.of_window(&metrics.production.last_1m);
-    let canary = kind.of_window(&metrics.canary.last_1m);
+    let production = kind.of_side(&metrics.production);
+    let canary = kind.of_side(&metrics.canary);
     let show =
         |value: Option<f64>| value.map_or_else(|| "—".to_owned(), |value| kind.format(value));
     let (difference, canary_worse) = match (production, canary) {
@@ -296,6 +363,7 @@ pub fn compare(metrics: &MetricsSnapshot, kind: ChartKind) -> Comparison {
             // Only a difference worth a look is marked: noise is not news.
             let notable = match kind {
                 ChartKind::Latency(_) => delta.abs() > (production * 0.1).max(1.0),
+                ChartKind::Custom(_) => delta.abs() > (production.abs() * 0.1),
                 ChartKind::SuccessRate | ChartKind::ErrorRate => delta.abs() > 0.1,
                 // Request rate differs by design (the split), so it is never "worse".
                 ChartKind::RequestRate => false,
@@ -336,6 +404,10 @@ pub fn axis_label(kind: ChartKind, value: f64) -> String {
         ChartKind::SuccessRate | ChartKind::ErrorRate => format!("{} %", round_to(value, 1)),
         ChartKind::RequestRate if value >= 1000.0 => format!("{}k/s", round_to(value / 1000.0, 1)),
         ChartKind::RequestRate => format!("{}/s", round_to(value, 1)),
+        ChartKind::Custom(_) if value.abs() >= 10_000.0 => {
+            format!("{}k", round_to(value / 1000.0, 1))
+        }
+        ChartKind::Custom(_) => round_to(value, 2),
     }
 }
 

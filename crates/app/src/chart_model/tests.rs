@@ -201,3 +201,52 @@ fn theme_colours_and_time_labels_read_well() {
     assert_eq!(time_label(-120.0), "−2 min");
     assert_eq!(time_label(-150.0), "−2:30");
 }
+
+#[test]
+fn a_custom_metric_is_charted_from_its_readings_and_compared_side_by_side() {
+    let metric = |values: &[(u64, f64)], current: Option<f64>| canary_shared::CustomMetric {
+        name: "memory_query_latency_ms".to_owned(),
+        value: current,
+        reason: current
+            .is_none()
+            .then(|| "source timed out after 2 s".to_owned()),
+        at: None,
+        points: values
+            .iter()
+            .map(|&(at_s, value)| canary_shared::CustomPoint {
+                at: UnixMillis(at_s * 1000),
+                value,
+            })
+            .collect(),
+    };
+    let mut kept = Some(snapshot(1_000, Vec::new(), Vec::new()));
+    let mut update = snapshot(1_001, Vec::new(), Vec::new());
+    update.production.custom = vec![metric(&[(900, 20.0), (910, 22.0)], Some(22.0))];
+    // Ten seconds apart make one line; two minutes apart start a new one.
+    update.canary.custom = vec![metric(&[(800, 30.0), (810, 31.0), (930, 60.0)], Some(60.0))];
+    merge_metrics(&mut kept, update, false);
+    let kept = kept.unwrap();
+    let kind = ChartKind::Custom(0);
+    assert_eq!(kind.title_in(Some(&kept)), "memory_query_latency_ms");
+    assert_eq!(kind.slug(), "custom-0");
+    assert!(has_points(&kept, kind));
+    assert_eq!(
+        super::lines(&kept.canary, kept.at, kind),
+        [vec![(-201.0, 30.0), (-191.0, 31.0)], vec![(-71.0, 60.0)]]
+    );
+    let comparison = compare(&kept, kind);
+    assert_eq!(
+        (
+            comparison.production.as_str(),
+            comparison.canary.as_str(),
+            comparison.difference.as_str()
+        ),
+        ("22", "60", "+38")
+    );
+    assert!(comparison.canary_worse);
+    // A source that fails shows no current value, not zero.
+    let mut failing = kept.clone();
+    failing.canary.custom[0] = metric(&[(800, 30.0)], None);
+    assert_eq!(compare(&failing, kind).canary, "—");
+    assert_eq!(compare(&failing, kind).difference, "");
+}

@@ -16,8 +16,8 @@ use plotters_canvas::CanvasBackend;
 use web_sys::HtmlCanvasElement;
 
 use crate::chart_model::{
-    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, parse_hex_color,
-    plot_range, segments, time_label,
+    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, lines, parse_hex_color,
+    plot_range, time_label,
 };
 use crate::components::segmented::{Segmented, bind};
 
@@ -43,6 +43,14 @@ pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView 
     on_cleanup(move || visibility.remove());
 
     let latency = Signal::derive(move || ChartKind::Latency(percentile.get()));
+    // A memo, so the custom charts are built once, not on every second of data.
+    let custom_count = Memo::new(move |_| {
+        metrics.with(|metrics| {
+            metrics
+                .as_ref()
+                .map_or(0, |metrics| metrics.canary.custom.len())
+        })
+    });
     let picker = view! {
         <Segmented
             labels=Percentile::ALL.iter().map(|choice| choice.label()).collect()
@@ -67,6 +75,12 @@ pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView 
                 <Chart kind=Signal::stored(ChartKind::SuccessRate) metrics resized visible />
                 <Chart kind=Signal::stored(ChartKind::ErrorRate) metrics resized visible />
                 <Chart kind=Signal::stored(ChartKind::RequestRate) metrics resized visible />
+                // The custom metrics from the config, one chart each, once the stream names them.
+                {move || {
+                    (0..custom_count.get().min(usize::from(u8::MAX)))
+                        .map(|index| view! { <Chart kind=Signal::stored(ChartKind::Custom(index as u8)) metrics resized visible /> })
+                        .collect_view()
+                }}
             </div>
         </section>
     }
@@ -100,6 +114,7 @@ fn Chart(
         });
     });
     let slug = kind.get_untracked().slug();
+    let title = move || metrics.with(|metrics| kind.get().title_in(metrics.as_ref()));
     let has_data = move || {
         metrics.with(|metrics| {
             metrics
@@ -121,7 +136,7 @@ fn Chart(
     view! {
         <figure class="chart" data-testid=format!("chart-{slug}")>
             <figcaption class="chart__head">
-                <span class="chart__title">{move || kind.get().title()}</span>
+                <span class="chart__title">{title}</span>
                 {children.map(|children| children())}
             </figcaption>
             <div class="chart__plot">
@@ -129,7 +144,7 @@ fn Chart(
                     node_ref=canvas
                     class="chart__canvas"
                     role="img"
-                    aria-label=move || format!("{} of production and canary over the last five minutes", kind.get().title())
+                    aria-label=move || format!("{} of production and canary over the last five minutes", title())
                     data-testid=format!("chart-{slug}-canvas")
                 ></canvas>
                 <p class="chart__empty" hidden=has_data>"Waiting for traffic"</p>
@@ -211,8 +226,8 @@ fn draw(
 
     let (production, canary) = metrics.map_or_else(Default::default, |metrics| {
         (
-            segments(&metrics.production.series, metrics.at, kind),
-            segments(&metrics.canary.series, metrics.at, kind),
+            lines(&metrics.production, metrics.at, kind),
+            lines(&metrics.canary, metrics.at, kind),
         )
     });
     let (low, high) = plot_range(kind, &[&production, &canary]);
