@@ -15,13 +15,17 @@ use crate::step;
 const TRUNK_VERSION: &str = "0.21.14";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// A real Prometheus server for the metric-source tests.
+const PROMETHEUS: &str = "/usr/bin/prometheus";
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     step("setup: checking the toolchain");
     wasm_target(sh)?;
     trunk(sh)?;
     wasm_bindgen(sh)?;
-    chromium(sh)?;
+    // Chromium with its recommended fonts, so screenshots read as users see them.
+    debian_package(sh, CHROMIUM, "chromium", &[])?;
+    debian_package(sh, PROMETHEUS, "prometheus", &["--no-install-recommends"])?;
     node_packages(sh)?;
     Ok(())
 }
@@ -92,20 +96,22 @@ fn locked_version(lock: &str, package: &str) -> Option<String> {
     None
 }
 
-fn chromium(sh: &Shell) -> anyhow::Result<()> {
-    if Path::new(CHROMIUM).exists() {
-        eprintln!("    chromium: installed");
+/// Installs Debian's `package` unless `binary` is there already (never a
+/// tool's own download: the machines reach only the package registries).
+fn debian_package(sh: &Shell, binary: &str, package: &str, flags: &[&str]) -> anyhow::Result<()> {
+    if Path::new(binary).exists() {
+        eprintln!("    {package}: installed");
         return Ok(());
     }
     let user = cmd!(sh, "id -u").read()?;
     if user.trim() != "0" {
         bail!(
-            "Chromium is missing; install Debian's package as root: apt-get update && apt-get install -y chromium"
+            "{package} is missing; install Debian's package as root: apt-get update && apt-get install -y --no-install-recommends {package}"
         );
     }
-    eprintln!("    installing Debian's chromium");
+    eprintln!("    installing Debian's {package}");
     cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq chromium")
+    cmd!(sh, "apt-get install -y -qq {flags...} {package}")
         .env("DEBIAN_FRONTEND", "noninteractive")
         .run()?;
     Ok(())

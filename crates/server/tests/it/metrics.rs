@@ -330,3 +330,148 @@ async fn canarys_own_metrics_read_back_with_the_same_parser() {
     );
     assert_eq!(value("canary_store_errors_total", &[]), 0.0);
 }
+
+/// A real Prometheus server (Debian's package, installed by `cargo xtask
+/// setup`) scraping `target` every second; killed when dropped.
+struct Prometheus {
+    url: String,
+    child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(target: &str) -> Prometheus {
+        let binary = "/usr/bin/prometheus";
+        assert!(
+            std::path::Path::new(binary).exists(),
+            "this test needs Debian's prometheus: run `cargo xtask setup` (as root) or apt-get install prometheus"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{ targets: [\"{target}\"] }}]\n"
+            ),
+        )
+        .unwrap();
+        // Prometheus cannot report a port it chose, so one is reserved and
+        // released just before it starts.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = tokio::process::Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Prometheus {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn values_queried_from_a_real_prometheus_are_judged_per_side() {
+    let exporter = Exporter::start(
+        "# TYPE queue_depth gauge\nqueue_depth{deployment=\"production\"} 5\nqueue_depth{deployment=\"canary\"} 17\n",
+    )
+    .await;
+    let target = exporter
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let prometheus = Prometheus::start(&target).await;
+    // Prometheus is up once it has scraped the exporter at least once.
+    let query = format!("{}/api/v1/query?query=queue_depth", prometheus.url);
+    let (tries, step) = (200, Duration::from_millis(100));
+    let mut ready = false;
+    for _ in 0..tries {
+        let client = json_client();
+        let request = hyper::Request::get(query.as_str())
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+            .unwrap();
+        if let Ok(Ok(response)) = tokio::time::timeout(step * 5, client.request(request)).await {
+            use http_body_util::BodyExt;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|body| body.to_bytes())
+                .unwrap_or_default();
+            if String::from_utf8_lossy(&body).contains("\"canary\"") {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(step).await;
+    }
+    assert!(
+        ready,
+        "Prometheus at {} never scraped the exporter",
+        prometheus.url
+    );
+
+    let prometheus_url = prometheus.url.clone();
+    let app = TestApp::start_with(move |config| {
+        let yaml = format!(
+            r#"
+canary:
+  auto_progression: {{ enabled: true, wait_time: 24h, thresholds: {{ max_latency: 1000ms, min_success_rate: 0.85, max_error_rate: 0.15 }} }}
+  traffic_steps: [5, 100]
+  safety_checks:
+    - {{ name: "Queue", metric: "queue_depth", comparator: max, threshold: 10, alert_level: "warning" }}
+    - {{ name: "Ghost", metric: "ghost", comparator: max, threshold: 1, alert_level: "warning" }}
+metrics:
+  prometheus: {{ url: "{prometheus_url}", interval: 200ms, timeout: 2s }}
+  custom:
+    - {{ name: queue_depth, from: prometheus, query: 'max(queue_depth{{deployment="{{side}}"}})' }}
+    - {{ name: ghost, from: prometheus, query: 'ghost_metric{{deployment="{{side}}"}}' }}
+"#
+        );
+        let parsed = Config::from_yaml(&yaml).unwrap_or_else(|err| panic!("{err}"));
+        config.canary = parsed.canary;
+        config.metrics = parsed.metrics;
+    })
+    .await;
+    let (queue, ghost) = eventually("both queries answered", async || {
+        let state = state(&app).await;
+        let find = |name: &str| {
+            state
+                .safety_checks
+                .iter()
+                .find(|check| check.name == name)
+                .cloned()
+        };
+        let (queue, ghost) = (find("Queue")?, find("Ghost")?);
+        (queue.current_value.is_some() && ghost.reason.as_deref() != Some("not queried yet"))
+            .then_some((queue, ghost))
+    })
+    .await;
+    // The canary's own value, not production's: 17 against a limit of 10.
+    assert_eq!(queue.current_value, Some(17.0));
+    assert_eq!(queue.status, CheckStatus::Breach);
+    assert_eq!(ghost.status, CheckStatus::NoData);
+    assert_eq!(ghost.reason.as_deref(), Some("query returned no series"));
+    let (_, _, body) = http_get(&app.url("/admin/canary/metrics"), "application/json").await;
+    let metrics: MetricsSnapshot = serde_json::from_str(&body).unwrap();
+    assert_eq!(metrics.production.custom[0].value, Some(5.0));
+}
