@@ -294,3 +294,43 @@ test('the share slider is dragged (by finger on a tablet) and the move confirmed
   const seen = await setup.server.sendTraffic(200);
   expect((seen['v2.7.0'] ?? 0) / 200).toBeGreaterThan(0.35);
 });
+
+test('every control works from the keyboard alone', async ({ dashboard }) => {
+  const page = dashboard.page;
+  await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.action('start').focus();
+  await page.keyboard.press('Enter');
+  await page.getByTestId('start-tag').focus();
+  await page.keyboard.type('v2.7.0');
+  await page.getByTestId('confirm-yes').focus();
+  await page.keyboard.press('Enter');
+  await expect(dashboard.statusLine).toContainText('Canary at 5 %', { timeout: 20_000 });
+
+  // The slider moves with the arrow keys; nothing is sent before the confirmation.
+  await dashboard.action('scale').focus();
+  await page.keyboard.press('Enter');
+  await page.getByTestId('scale-range').focus();
+  for (let press = 0; press < 10; press += 1) await page.keyboard.press('ArrowRight');
+  await expect(page.getByTestId('scale-split')).not.toHaveText('Canary 5 % · Production 95 %');
+  await page.getByTestId('scale-review').focus();
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('scale-question')).toContainText('Move canary from 5 % to');
+  await page.getByTestId('scale-confirm').focus();
+  await page.keyboard.press('Enter');
+  await expect(dashboard.share('canary')).not.toHaveText('5 %');
+
+  // The auto-progression switch toggles with Space.
+  const toggle = page.getByTestId('auto-progression-switch');
+  await toggle.focus();
+  await page.keyboard.press('Space');
+  await expect(toggle).toHaveAttribute('aria-checked', 'false');
+
+  // Emergency stop: Enter on the header button, type the reason, confirm with Enter.
+  await page.getByTestId('header-stop').focus();
+  await page.keyboard.press('Enter');
+  await expect(page.getByTestId('stop-reason')).toBeFocused();
+  await page.keyboard.type('keyboard drill');
+  await page.getByTestId('confirm-yes').focus();
+  await page.keyboard.press('Enter');
+  await expect(dashboard.statusLine).toHaveText('Rolled back: keyboard drill', { timeout: 15_000 });
+});

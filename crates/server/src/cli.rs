@@ -425,6 +425,20 @@ pub fn status_text(state: &CanaryState) -> String {
             service.request_count,
         ));
     }
+    for service in [&state.production, &state.canary] {
+        for metric in &service.custom_metrics {
+            let value = match (metric.value, &metric.reason) {
+                (Some(value), _) => format!("{value}"),
+                (None, Some(reason)) => format!("no value: {reason}"),
+                (None, None) => "no value".to_owned(),
+            };
+            lines.push(format!(
+                "  {:<10} {:<28} {value}",
+                service.side.as_str(),
+                metric.name
+            ));
+        }
+    }
     for check in &state.safety_checks {
         let status = match check.status {
             CheckStatus::Safe => "SAFE",

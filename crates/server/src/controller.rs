@@ -302,6 +302,7 @@ impl StateParts<'_> {
                 health: tracker.health(),
                 health_detail: tracker.detail().map(str::to_owned),
                 last_minute: Some(measured.last_1m.clone()),
+                custom: measured.custom.clone(),
             }
         };
         view::render(RenderInput {

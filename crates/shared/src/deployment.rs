@@ -187,6 +187,21 @@ pub struct ServiceHealth {
     pub success_rate: Option<f64>,
     /// Share of requests answered with an error, in `0.0..=1.0`.
     pub error_rate: Option<f64>,
+    /// The custom metrics from the config: each one's latest value, or why
+    /// there is none (the history is in the metrics stream).
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomValue>,
+}
+
+/// A custom metric's latest reading on one side.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomValue {
+    /// Its name in the config.
+    pub name: String,
+    /// The value, when there is a fresh one.
+    pub value: Option<f64>,
+    /// Why there is none, in words.
+    pub reason: Option<String>,
 }
 
 /// The kind of one step of the deployment workflow.

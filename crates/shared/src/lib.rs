@@ -41,8 +41,8 @@ pub use api::{ApiErrorBody, Command, StartRequest};
 pub use audit::{AuditEvent, AuditMetrics, AuditPage};
 pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
-    ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, DeploymentStep, Health,
-    Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
+    ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,
+    DeploymentStep, Health, Phase, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit,
 };
 pub use metrics::{
     CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,

@@ -52,6 +52,11 @@ pub(crate) fn sample_state() -> CanaryState {
         p99_latency_ms: Some(140.0),
         success_rate: Some(0.995),
         error_rate: Some(0.005),
+        custom_metrics: vec![crate::CustomValue {
+            name: "memory_query_latency_ms".to_owned(),
+            value: Some(41.5),
+            reason: None,
+        }],
     };
     CanaryState {
         revision: 7,

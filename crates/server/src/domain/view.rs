@@ -24,6 +24,8 @@ pub struct UpstreamView {
     pub health_detail: Option<String>,
     /// What the proxy measured over the last minute, once it has measured.
     pub last_minute: Option<WindowStats>,
+    /// The custom metrics' latest readings.
+    pub custom: Vec<canary_shared::CustomMetric>,
 }
 
 /// Everything [`render`] needs.
@@ -91,6 +93,15 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
             p99_latency_ms: window.and_then(|window| window.p99_latency_ms),
             success_rate: window.and_then(|window| window.success_rate),
             error_rate: window.and_then(|window| window.error_rate),
+            custom_metrics: upstream
+                .custom
+                .iter()
+                .map(|metric| canary_shared::CustomValue {
+                    name: metric.name.clone(),
+                    value: metric.value,
+                    reason: metric.reason.clone(),
+                })
+                .collect(),
         }
     };
     let (allowed_actions, blocked_actions) = deployment.actions();
@@ -188,6 +199,7 @@ mod tests {
             health,
             health_detail: Some("HTTP 200 from /healthz".to_owned()),
             last_minute: None,
+            custom: Vec::new(),
         }
     }
 

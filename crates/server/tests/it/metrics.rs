@@ -123,6 +123,9 @@ metrics:
     })
     .await;
     assert_eq!(check.current_value, Some(21.0));
+    let service = state(&app).await.canary;
+    assert_eq!(service.custom_metrics[0].name, "memory_query_latency_ms");
+    assert_eq!(service.custom_metrics[0].value, Some(21.0));
     // Both sides' values are in the metrics, for the charts.
     let (_, _, body) = http_get(&app.url("/admin/canary/metrics"), "application/json").await;
     let metrics: MetricsSnapshot = serde_json::from_str(&body).unwrap();
