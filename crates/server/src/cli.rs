@@ -344,7 +344,7 @@ async fn execute(
             let mut path = format!("/audit?limit={limit}");
             for (key, value) in [("actor", actor), ("action", action)] {
                 if let Some(value) = value {
-                    path.push_str(&format!("&{key}={}", query_escape(&value)));
+                    path.push_str(&format!("&{key}={}", crate::query::encode_value(&value)));
                 }
             }
             let page: AuditPage = api.call(Method::GET, &path, None).await?;
@@ -375,19 +375,6 @@ async fn execute(
         print_line(&state.summary);
     }
     Ok(Exit::Done)
-}
-
-/// Percent-encodes a query value (everything but unreserved characters).
-fn query_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 #[allow(clippy::print_stdout, reason = "the command's output")]
@@ -728,7 +715,7 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
 mod tests {
     use canary_shared::{CanaryState, Phase};
 
-    use super::{Exit, finished, lasting_part, progress_bar, query_escape};
+    use super::{Exit, finished, lasting_part, progress_bar};
 
     fn state() -> CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
@@ -768,11 +755,5 @@ mod tests {
         assert_eq!(finished(Phase::Failed), Some(Exit::Failed));
         assert_eq!(finished(Phase::RollingBack), None);
         assert_eq!(finished(Phase::Idle), None);
-    }
-
-    #[test]
-    fn query_values_are_escaped() {
-        assert_eq!(query_escape("deploy bot&x=1"), "deploy%20bot%26x%3D1");
-        assert_eq!(query_escape("auto_rollback"), "auto_rollback");
     }
 }

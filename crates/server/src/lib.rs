@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: `canary-config.yaml`, typed and validated (pure parsing).
 //! - [`domain`]: the pure core — health verdicts and how the rollout is shown.
+//! - [`query`]: percent-encoding of query values.
 //! - [`ports`]: small traits for the outside world ([`ports::Clock`]).
 //! - [`adapters`]: the I/O behind the ports and the upstream health probes.
 //! - [`controller`]: the one place that glues them; owns the rollout state.
@@ -21,6 +22,7 @@ pub mod controller;
 pub mod cookies;
 pub mod domain;
 pub mod ports;
+pub mod query;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -329,7 +329,7 @@ pub async fn run_prometheus(
                 let url = format!(
                     "{}?query={}",
                     prometheus.url.join("/api/v1/query"),
-                    encode_query(&query)
+                    crate::query::encode_value(&query)
                 );
                 let reading = fetch(&client, &url, prometheus.timeout.0)
                     .await
@@ -339,18 +339,6 @@ pub async fn run_prometheus(
             }
         }
     }
-}
-
-/// Percent-encodes a query parameter.
-fn encode_query(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (byte as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// The one value of a Prometheus `/api/v1/query` answer, or why there is none.

@@ -164,15 +164,7 @@ async fn start_wait_ends_with_10_when_the_canary_is_rolled_back() {
     let app = TestApp::start().await;
     app.canary.set_status(500);
     let server = app.url("");
-    let traffic = tokio::spawn({
-        let proxy = app.proxy_url("/work");
-        async move {
-            loop {
-                let _ = crate::support::http_get(&proxy, "*/*").await;
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let traffic = crate::support::background_traffic(&app);
     let run = canary_with(
         &server,
         None,
@@ -238,15 +230,7 @@ async fn an_unreachable_server_and_a_missing_token_have_their_own_exit_codes() {
 async fn the_example_script_ships_a_version_and_branches_on_how_it_ended() {
     let app = TestApp::start().await;
     app.canary.set_status(500);
-    let traffic = tokio::spawn({
-        let proxy = app.proxy_url("/work");
-        async move {
-            loop {
-                let _ = crate::support::http_get(&proxy, "*/*").await;
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        }
-    });
+    let traffic = crate::support::background_traffic(&app);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../scripts/canary-deploy.sh"

@@ -484,3 +484,15 @@ pub(crate) async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Op
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Sends requests through `app`'s proxy, one after another, until the
+/// returned task is aborted (or dropped with the test).
+pub(crate) fn background_traffic(app: &TestApp) -> JoinHandle<()> {
+    let proxy = app.proxy_url("/work");
+    tokio::spawn(async move {
+        loop {
+            let _ = http_get(&proxy, "*/*").await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+}
