@@ -9,5 +9,6 @@ pub mod custom_metrics;
 pub mod deployment;
 pub mod exposition;
 pub mod health;
+pub mod judge;
 pub mod split;
 pub mod view;

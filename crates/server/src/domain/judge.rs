@@ -1,0 +1,344 @@
+//! The statistical judge (issue 9, first part: the pure core, not yet wired
+//! into the controller): anytime-valid evidence that the canary is worse
+//! than production by more than a tolerance, or that it is not.
+//!
+//! # Why this test
+//! Checking a fixed-sample test (Kayenta's Mann–Whitney) every second makes
+//! false alarms near certain over a long rollout. An *e-process* can be
+//! checked after every request: by Ville's inequality, the chance that it
+//! ever reaches `1/α` when the null holds is at most `α` (Lindon et al.,
+//! KDD 2022; Lindon & Malek, NeurIPS 2022; Ramdas et al., "Game-theoretic
+//! statistics and safe anytime-valid inference", 2023).
+//!
+//! Our proxy assigns each request to a side at random with the current
+//! share `s`, so production in the same seconds is a concurrent control:
+//!
+//! - **Failure rate.** Given that a request failed, it came from the canary
+//!   with probability `s·θ / (s·θ + 1 − s)`, where `θ` is the canary's
+//!   failure rate divided by production's (Lindon & Malek's multinomial
+//!   reduction of count data). Each failure is one Bernoulli observation
+//!   whose base probability is the share *at that moment*, so changing the
+//!   share mid-rollout creates no false evidence.
+//! - **Latency.** Each canary request is paired with a concurrent
+//!   production request; "the canary was slower" is a Bernoulli observation
+//!   with probability ½ when both sides are alike. Its odds measure
+//!   stochastic order (a probability index, as Mann–Whitney's), so a slower
+//!   tail or a slower whole moves it.
+//!
+//! Both reduce to one test: Bernoulli observations with a known base
+//! probability `b` and success probability `b·θ / (b·θ + 1 − b)`, where `θ`
+//! is an odds multiplier. "Worse than tolerance" is `θ > θ₀`; its e-process
+//! is a mixture, over a grid of alternatives `θ > θ₀`, of likelihood ratios
+//! against `θ₀`. Each ratio is a supermartingale under every `θ ≤ θ₀`
+//! (the likelihood ratio is monotone in `θ`), so the mixture is too and the
+//! guarantee holds for the whole composite null. "Within tolerance" is the
+//! mirror test with alternatives `θ < θ₀`.
+
+/// How the judge weighs evidence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JudgeSettings {
+    /// The false-alarm rate promised for a canary within tolerance (0.01).
+    pub alpha: f64,
+    /// How much worse the canary's failure rate may be: 0.2 allows 1.2× production's.
+    pub failure_tolerance: f64,
+    /// How much more often the canary may be the slower of a pair: 0.05
+    /// allows it to be slower 55 % of the time.
+    pub latency_tolerance: f64,
+    /// Observations needed before a pass (a fail needs only the evidence).
+    pub min_samples: u64,
+}
+
+impl Default for JudgeSettings {
+    fn default() -> Self {
+        JudgeSettings {
+            alpha: 0.01,
+            failure_tolerance: 0.2,
+            latency_tolerance: 0.05,
+            min_samples: 100,
+        }
+    }
+}
+
+/// The odds multipliers the mixture puts weight on, as factors of `θ₀`
+/// (and their inverses for the mirror test): from barely worse to a
+/// canary that fails everything, evenly spread on a log scale.
+const ALTERNATIVE_FACTORS: [f64; 12] = [
+    1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0,
+];
+
+/// A one-sided mixture test of an odds multiplier against `θ₀`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OddsTest {
+    theta0: f64,
+    /// Each alternative's `θ` and the log of its likelihood ratio so far.
+    alternatives: Vec<(f64, f64)>,
+    observations: u64,
+}
+
+/// Success probability of a Bernoulli with base probability `base` and odds multiplier `theta`.
+fn tilted(base: f64, theta: f64) -> f64 {
+    let base = base.clamp(1e-12, 1.0 - 1e-12);
+    base * theta / (base * theta + 1.0 - base)
+}
+
+impl OddsTest {
+    /// The test of `θ > θ₀` (`worse`) or of `θ < θ₀` (not `worse`).
+    pub fn new(theta0: f64, worse: bool) -> OddsTest {
+        let alternatives = ALTERNATIVE_FACTORS
+            .iter()
+            .map(|factor| {
+                let theta = if worse {
+                    theta0 * factor
+                } else {
+                    theta0 / factor
+                };
+                (theta, 0.0)
+            })
+            .collect();
+        OddsTest {
+            theta0,
+            alternatives,
+            observations: 0,
+        }
+    }
+
+    /// One observation: `success` with base probability `base`.
+    pub fn observe(&mut self, base: f64, success: bool) {
+        let null = tilted(base, self.theta0);
+        for (theta, log_ratio) in &mut self.alternatives {
+            let alternative = tilted(base, *theta);
+            *log_ratio += if success {
+                (alternative / null).ln()
+            } else {
+                ((1.0 - alternative) / (1.0 - null)).ln()
+            };
+        }
+        self.observations += 1;
+    }
+
+    /// The e-value: the equally weighted mixture of the likelihood ratios.
+    pub fn e_value(&self) -> f64 {
+        let count = self.alternatives.len() as f64;
+        // Summed in log space around the largest term, so it cannot overflow.
+        let largest = self
+            .alternatives
+            .iter()
+            .map(|(_, log_ratio)| *log_ratio)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = self
+            .alternatives
+            .iter()
+            .map(|(_, log_ratio)| (log_ratio - largest).exp())
+            .sum();
+        (largest + (sum / count).ln()).exp()
+    }
+
+    /// How many observations it has seen.
+    pub fn observations(&self) -> u64 {
+        self.observations
+    }
+}
+
+/// What the judge concludes about one metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conclusion {
+    /// Evidence of a regression beyond tolerance.
+    Fail,
+    /// Enough evidence that any regression is within tolerance.
+    Pass,
+    /// Not enough evidence either way yet.
+    Inconclusive,
+}
+
+/// A metric's verdict with the numbers behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgedMetric {
+    /// Fail, pass or inconclusive.
+    pub conclusion: Conclusion,
+    /// The evidence of "worse than tolerance" (fail at `1/α`).
+    pub worse_evidence: f64,
+    /// The evidence of "within tolerance" (pass at `1/α`).
+    pub within_evidence: f64,
+    /// Observations so far (failures, or canary requests paired).
+    pub samples: u64,
+    /// The effect as estimated so far (a ratio of failure rates, or the
+    /// share of pairs in which the canary was slower).
+    pub estimate: Option<f64>,
+    /// All of it in words.
+    pub words: String,
+}
+
+fn conclude(worse: &OddsTest, within: &OddsTest, settings: JudgeSettings) -> Conclusion {
+    let threshold = 1.0 / settings.alpha;
+    if worse.e_value() >= threshold {
+        Conclusion::Fail
+    } else if within.e_value() >= threshold && within.observations() >= settings.min_samples {
+        Conclusion::Pass
+    } else {
+        Conclusion::Inconclusive
+    }
+}
+
+/// Failure rates of both sides, judged failure by failure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailureRateJudge {
+    worse: OddsTest,
+    within: OddsTest,
+    settings: JudgeSettings,
+    requests: [u64; 2],
+    failures: [u64; 2],
+}
+
+impl FailureRateJudge {
+    /// A judge with nothing observed.
+    pub fn new(settings: JudgeSettings) -> FailureRateJudge {
+        let theta0 = 1.0 + settings.failure_tolerance;
+        FailureRateJudge {
+            worse: OddsTest::new(theta0, true),
+            within: OddsTest::new(theta0, false),
+            settings,
+            requests: [0; 2],
+            failures: [0; 2],
+        }
+    }
+
+    /// One finished request: on the canary or not, failed or not, sent while
+    /// the canary's share was `share` (0–1).
+    pub fn observe(&mut self, canary: bool, failed: bool, share: f64) {
+        self.requests[usize::from(canary)] += 1;
+        if !(failed && share > 0.0 && share < 1.0) {
+            // Only failures carry evidence about the ratio of failure rates,
+            // and only while both sides get traffic.
+            return;
+        }
+        self.failures[usize::from(canary)] += 1;
+        self.worse.observe(share, canary);
+        self.within.observe(share, canary);
+    }
+
+    /// The canary's failure rate over production's, from the counts so far.
+    pub fn estimate(&self) -> Option<f64> {
+        let rate = |side: usize| {
+            (self.requests[side] > 0)
+                .then(|| self.failures[side] as f64 / self.requests[side] as f64)
+        };
+        match (rate(1), rate(0)) {
+            (Some(canary), Some(production)) if production > 0.0 => Some(canary / production),
+            _ => None,
+        }
+    }
+
+    /// The verdict so far.
+    pub fn judged(&self) -> JudgedMetric {
+        let conclusion = conclude(&self.worse, &self.within, self.settings);
+        let estimate = self.estimate();
+        let tolerance = 1.0 + self.settings.failure_tolerance;
+        let failures = self.failures[0] + self.failures[1];
+        let ratio = estimate.map_or_else(
+            || "not estimable yet".to_owned(),
+            |ratio| format!("{ratio:.2}× production's"),
+        );
+        let words = match conclusion {
+            Conclusion::Fail => format!(
+                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {:.0} ≥ {:.0}, from {failures} failures)",
+                self.worse.e_value(),
+                1.0 / self.settings.alpha
+            ),
+            Conclusion::Pass => format!(
+                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {:.0} ≥ {:.0}, from {failures} failures)",
+                self.within.e_value(),
+                1.0 / self.settings.alpha
+            ),
+            Conclusion::Inconclusive => format!(
+                "failure rate: not decided yet (estimate {ratio}; evidence of worse {:.1}, of within {:.1}, need {:.0}; {failures} failures)",
+                self.worse.e_value(),
+                self.within.e_value(),
+                1.0 / self.settings.alpha
+            ),
+        };
+        JudgedMetric {
+            conclusion,
+            worse_evidence: self.worse.e_value(),
+            within_evidence: self.within.e_value(),
+            samples: failures,
+            estimate,
+            words,
+        }
+    }
+}
+
+/// Latency by stochastic order: each canary request against a concurrent
+/// production request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyJudge {
+    worse: OddsTest,
+    within: OddsTest,
+    settings: JudgeSettings,
+    slower: u64,
+    pairs: u64,
+}
+
+impl LatencyJudge {
+    /// A judge with nothing observed.
+    pub fn new(settings: JudgeSettings) -> LatencyJudge {
+        let p0 = 0.5 + settings.latency_tolerance;
+        let theta0 = p0 / (1.0 - p0);
+        LatencyJudge {
+            worse: OddsTest::new(theta0, true),
+            within: OddsTest::new(theta0, false),
+            settings,
+            slower: 0,
+            pairs: 0,
+        }
+    }
+
+    /// One pair: a canary request's latency and a concurrent production
+    /// request's. A tie carries no evidence.
+    pub fn observe(&mut self, canary_ms: f64, production_ms: f64) {
+        if canary_ms == production_ms {
+            return;
+        }
+        let slower = canary_ms > production_ms;
+        self.pairs += 1;
+        self.slower += u64::from(slower);
+        self.worse.observe(0.5, slower);
+        self.within.observe(0.5, slower);
+    }
+
+    /// The verdict so far.
+    pub fn judged(&self) -> JudgedMetric {
+        let conclusion = conclude(&self.worse, &self.within, self.settings);
+        let estimate = (self.pairs > 0).then(|| self.slower as f64 / self.pairs as f64);
+        let limit = 50.0 + self.settings.latency_tolerance * 100.0;
+        let share = estimate.map_or_else(
+            || "no pairs yet".to_owned(),
+            |share| format!("slower in {:.1} % of {} pairs", share * 100.0, self.pairs),
+        );
+        let words = match conclusion {
+            Conclusion::Fail => format!(
+                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {:.0})",
+                self.worse.e_value()
+            ),
+            Conclusion::Pass => format!(
+                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {:.0})",
+                self.within.e_value()
+            ),
+            Conclusion::Inconclusive => format!(
+                "latency: not decided yet ({share}; evidence of worse {:.1}, of within {:.1})",
+                self.worse.e_value(),
+                self.within.e_value()
+            ),
+        };
+        JudgedMetric {
+            conclusion,
+            worse_evidence: self.worse.e_value(),
+            within_evidence: self.within.e_value(),
+            samples: self.pairs,
+            estimate,
+            words,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! The judge's guarantees on small simulations with fixed seeds, and its
+//! statistics against values computed independently.
+
+use crate::domain::judge::{
+    ALTERNATIVE_FACTORS, Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest,
+};
+
+#[test]
+fn the_e_value_is_the_mean_likelihood_ratio_over_the_alternatives() {
+    // Three observations at base ½ against θ₀ = 1: success, success, failure.
+    let mut test = OddsTest::new(1.0, true);
+    for success in [true, true, false] {
+        test.observe(0.5, success);
+    }
+    // By hand: under θ the success probability is θ / (θ + 1).
+    let expected: f64 = ALTERNATIVE_FACTORS
+        .iter()
+        .map(|theta| {
+            let p = theta / (theta + 1.0);
+            (p / 0.5) * (p / 0.5) * ((1.0 - p) / 0.5)
+        })
+        .sum::<f64>()
+        / ALTERNATIVE_FACTORS.len() as f64;
+    assert!(
+        (test.e_value() - expected).abs() < 1e-12,
+        "{} vs {expected}",
+        test.e_value()
+    );
+    assert_eq!(test.observations(), 3);
+    // With a base other than ½ and θ₀ = 1.2: the null success probability is
+    // 0.05·1.2 / (0.05·1.2 + 0.95) for one failure seen on the canary.
+    let mut shifted = OddsTest::new(1.2, true);
+    shifted.observe(0.05, true);
+    let null = 0.06 / (0.06 + 0.95);
+    let expected: f64 = ALTERNATIVE_FACTORS
+        .iter()
+        .map(|factor| {
+            let theta = 1.2 * factor;
+            (0.05 * theta / (0.05 * theta + 0.95)) / null
+        })
+        .sum::<f64>()
+        / ALTERNATIVE_FACTORS.len() as f64;
+    assert!((shifted.e_value() - expected).abs() < 1e-9);
+}
+
+/// Runs `runs` rollouts of `failures` failures each; a failure lands on the
+/// canary with the probability a canary `ratio` times as failure-prone gets
+/// at share `share(i)`. Returns how many rollouts ever concluded `fail`,
+/// and when (in failures) each did.
+fn simulate_failures(
+    seed: u64,
+    runs: usize,
+    failures: usize,
+    ratio: f64,
+    share: impl Fn(usize) -> f64,
+    settings: JudgeSettings,
+) -> Vec<Option<usize>> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..runs)
+        .map(|_| {
+            let mut judge = FailureRateJudge::new(settings);
+            for index in 0..failures {
+                let share = share(index);
+                let canary_probability = share * ratio / (share * ratio + 1.0 - share);
+                judge.observe(rng.f64() < canary_probability, true, share);
+                if judge.judged().conclusion == Conclusion::Fail {
+                    return Some(index + 1);
+                }
+            }
+            None
+        })
+        .collect()
+}
+
+fn settings(alpha: f64) -> JudgeSettings {
+    JudgeSettings {
+        alpha,
+        ..JudgeSettings::default()
+    }
+}
+
+#[test]
+fn identical_canaries_checked_after_every_failure_are_wrongly_failed_at_most_alpha_of_the_time() {
+    let alpha = 0.05;
+    for (seed, ratio) in [(1, 1.0), (2, 1.2)] {
+        // 1.2 is the tolerance itself: the hardest case the promise covers.
+        let outcomes = simulate_failures(seed, 400, 600, ratio, |_| 0.05, settings(alpha));
+        let failed = outcomes.iter().filter(|outcome| outcome.is_some()).count();
+        assert!(
+            (failed as f64) / 400.0 <= alpha,
+            "ratio {ratio}: {failed} of 400 wrongly failed"
+        );
+    }
+}
+
+#[test]
+fn changing_the_share_mid_rollout_creates_no_false_evidence() {
+    let alpha = 0.05;
+    // 5 % for the first 300 failures, then 50 %: a pooled proportion would
+    // see the canary's failures jump; the per-failure base does not.
+    let outcomes = simulate_failures(
+        3,
+        400,
+        600,
+        1.0,
+        |index| if index < 300 { 0.05 } else { 0.5 },
+        settings(alpha),
+    );
+    let failed = outcomes.iter().filter(|outcome| outcome.is_some()).count();
+    assert!(
+        (failed as f64) / 400.0 <= alpha,
+        "{failed} of 400 wrongly failed"
+    );
+}
+
+#[test]
+fn a_clearly_worse_canary_is_failed_within_few_failures() {
+    // Ten times production's failure rate at a 5 % share.
+    let outcomes = simulate_failures(4, 200, 2_000, 10.0, |_| 0.05, settings(0.01));
+    let mut times: Vec<usize> = outcomes
+        .iter()
+        .map(|outcome| outcome.expect("detected"))
+        .collect();
+    times.sort_unstable();
+    assert!(
+        times[times.len() / 2] <= 60,
+        "median {} failures",
+        times[times.len() / 2]
+    );
+    // A canary failing everything: its first failures are already evidence.
+    let mut judge = FailureRateJudge::new(settings(0.01));
+    let mut rng = fastrand::Rng::with_seed(5);
+    let mut requests = 0;
+    while judge.judged().conclusion != Conclusion::Fail {
+        requests += 1;
+        let canary = rng.f64() < 0.05;
+        // Production fails 0.5 % of requests; the canary every one.
+        let failed = canary || rng.f64() < 0.005;
+        judge.observe(canary, failed, 0.05);
+    }
+    assert!(requests < 400, "{requests} requests");
+    let judged = judge.judged();
+    assert!(
+        judged
+            .words
+            .starts_with("failure rate: the canary fails more than 1.20× as often"),
+        "{}",
+        judged.words
+    );
+    // Production may not have failed yet: then there is no ratio to show.
+    assert!(
+        judged.estimate.is_none_or(|ratio| ratio > 10.0),
+        "{:?}",
+        judged.estimate
+    );
+}
+
+#[test]
+fn an_identical_canary_passes_once_there_is_enough_evidence() {
+    let mut judge = FailureRateJudge::new(settings(0.01));
+    let mut rng = fastrand::Rng::with_seed(6);
+    let mut failures = 0;
+    while judge.judged().conclusion == Conclusion::Inconclusive {
+        let canary = rng.f64() < 0.5;
+        if rng.f64() < 0.01 {
+            failures += 1;
+        }
+        judge.observe(canary, rng.f64() < 0.01, 0.5);
+        assert!(failures < 100_000, "never decided");
+    }
+    assert_eq!(judge.judged().conclusion, Conclusion::Pass);
+    assert!(
+        judge
+            .judged()
+            .words
+            .starts_with("failure rate: within 1.20× production's")
+    );
+}
+
+#[test]
+fn latency_by_stochastic_order_keeps_the_promise_and_catches_a_slower_canary() {
+    let log_normal = |rng: &mut fastrand::Rng, median: f64| {
+        let uniform = rng.f64().max(f64::MIN_POSITIVE);
+        let normal = (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.f64()).cos();
+        median * (0.6 * normal).exp()
+    };
+    let alpha = 0.05;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut wrongly_failed = 0;
+    for _ in 0..300 {
+        let mut judge = LatencyJudge::new(settings(alpha));
+        for _ in 0..1_000 {
+            let (canary, production) = (log_normal(&mut rng, 20.0), log_normal(&mut rng, 20.0));
+            judge.observe(canary, production);
+            if judge.judged().conclusion == Conclusion::Fail {
+                wrongly_failed += 1;
+                break;
+            }
+        }
+    }
+    assert!(
+        (wrongly_failed as f64) / 300.0 <= alpha,
+        "{wrongly_failed} of 300"
+    );
+
+    let mut judge = LatencyJudge::new(settings(0.01));
+    let mut pairs = 0;
+    while judge.judged().conclusion != Conclusion::Fail {
+        pairs += 1;
+        judge.observe(log_normal(&mut rng, 40.0), log_normal(&mut rng, 20.0));
+        assert!(pairs < 5_000, "a canary twice as slow was never failed");
+    }
+    assert!(
+        judge
+            .judged()
+            .words
+            .starts_with("latency: the canary is slower than production more than 55 %")
+    );
+}
