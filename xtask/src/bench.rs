@@ -199,3 +199,15 @@ fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
         .run()?;
     Ok(())
 }
+
+/// `cargo xtask bench judge`: synthetic rollouts judged by the statistical
+/// judge, the seed's fixed thresholds and repeated Mann–Whitney checks.
+pub(crate) fn judge(sh: &Shell) -> anyhow::Result<()> {
+    step("bench judge: simulating rollouts (RUNS A/A rollouts, a fifth of them per regression)");
+    cmd!(
+        sh,
+        "cargo run --locked --release --package canary-server --example judge_simulation"
+    )
+    .run()?;
+    Ok(())
+}

@@ -44,7 +44,8 @@ mod flags {
             cmd ci {}
             /// Run the browser tests alone (builds the console and the server first).
             cmd e2e {}
-            /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy.
+            /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy;
+            /// `judge` simulates rollouts for the statistical judge (RUNS=1000).
             /// The harness takes its options from the environment (RATE=20000 for
             /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
@@ -69,7 +70,10 @@ fn main() -> anyhow::Result<()> {
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
             "proxy" => bench::proxy(&sh),
-            other => anyhow::bail!("unknown benchmark {other:?}; try `cargo xtask bench proxy`"),
+            "judge" => bench::judge(&sh),
+            other => anyhow::bail!(
+                "unknown benchmark {other:?}; try `cargo xtask bench proxy` or `cargo xtask bench judge`"
+            ),
         },
         flags::XtaskCmd::E2e(_) => {
             setup::run(&sh)?;

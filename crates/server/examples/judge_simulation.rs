@@ -1,0 +1,314 @@
+//! `cargo xtask bench judge`: the statistical judge on synthetic rollouts,
+//! beside the seed's fixed thresholds and Kayenta-style repeated
+//! Mann–Whitney checks, and the fixed-sample lower bound.
+//!
+//! Traffic: 200 requests a second, 5 % to the canary, log-normal latencies
+//! (median 50 ms, σ 0.5) with a heavy tail (1 % of requests ten times
+//! slower), 0.5 % of production's requests failing. Every verdict is checked
+//! after every simulated second, as the controller does. Prints a table;
+//! asserts nothing (the figures go to BENCHMARKS.md).
+//!
+//! `RUNS` (default 1000) sets the number of A/A rollouts; regression
+//! scenarios use a fifth of it.
+
+use canary_server::domain::judge::{Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge};
+
+const RATE: usize = 200;
+const SHARE: f64 = 0.05;
+const BASE_FAILURE: f64 = 0.005;
+const ROLLOUT_SECS: usize = 30 * 60;
+const ALPHA: f64 = 0.01;
+
+/// What differs in the canary.
+#[derive(Clone, Copy, Debug)]
+struct Scenario {
+    name: &'static str,
+    failure_ratio: f64,
+    /// Multiplies every canary latency (so p95 grows by as much).
+    latency_factor: f64,
+}
+
+/// When each method first said "fail", in seconds, per rollout.
+#[derive(Default)]
+struct Detections {
+    judge: Vec<Option<usize>>,
+    thresholds: Vec<Option<usize>>,
+    mann_whitney: Vec<Option<usize>>,
+}
+
+fn latency_ms(rng: &mut fastrand::Rng, factor: f64) -> f64 {
+    let uniform = rng.f64().max(f64::MIN_POSITIVE);
+    let normal = (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.f64()).cos();
+    let tail = if rng.f64() < 0.01 { 10.0 } else { 1.0 };
+    50.0 * (0.5 * normal).exp() * tail * factor
+}
+
+/// The seed's checks on the canary's last minute: p95 ≤ 1000 ms, success
+/// ≥ 85 %, errors ≤ 15 %, judged with at least 20 requests.
+fn thresholds_breached(window: &[(f64, bool)]) -> bool {
+    if window.len() < 20 {
+        return false;
+    }
+    let mut latencies: Vec<f64> = window.iter().map(|(ms, _)| *ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let p95 = latencies[((latencies.len() as f64) * 0.95) as usize - 1];
+    let errors = window.iter().filter(|(_, failed)| *failed).count() as f64 / window.len() as f64;
+    p95 > 1000.0 || 1.0 - errors < 0.85 || errors > 0.15
+}
+
+/// A one-sided Mann–Whitney test (normal approximation) that the canary's
+/// latencies are larger, at level `ALPHA`, as Kayenta runs it per interval.
+fn mann_whitney_worse(canary: &[f64], production: &[f64]) -> bool {
+    if canary.len() < 20 || production.len() < 20 {
+        return false;
+    }
+    let mut all: Vec<(f64, bool)> = canary
+        .iter()
+        .map(|ms| (*ms, true))
+        .chain(production.iter().map(|ms| (*ms, false)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let rank_sum: f64 = all
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, is_canary))| *is_canary)
+        .map(|(index, _)| index as f64 + 1.0)
+        .sum();
+    let (n, m) = (canary.len() as f64, production.len() as f64);
+    let u = rank_sum - n * (n + 1.0) / 2.0;
+    let mean = n * m / 2.0;
+    let sd = (n * m * (n + m + 1.0) / 12.0).sqrt();
+    (u - mean) / sd > 2.326 // z for a one-sided 1 %
+}
+
+/// A two-proportion z-test that the canary fails more, at level `ALPHA`.
+fn proportions_worse(canary: (usize, usize), production: (usize, usize)) -> bool {
+    let (cf, cn) = (canary.0 as f64, canary.1 as f64);
+    let (pf, pn) = (production.0 as f64, production.1 as f64);
+    if cn < 20.0 || pn < 20.0 {
+        return false;
+    }
+    let pooled = (cf + pf) / (cn + pn);
+    let sd = (pooled * (1.0 - pooled) * (1.0 / cn + 1.0 / pn)).sqrt();
+    sd > 0.0 && (cf / cn - pf / pn) / sd > 2.326
+}
+
+fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<usize>) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let settings = JudgeSettings {
+        alpha: ALPHA,
+        ..JudgeSettings::default()
+    };
+    let mut failures = FailureRateJudge::new(settings);
+    let mut latency = LatencyJudge::new(settings);
+    let (mut judge_at, mut thresholds_at, mut mann_whitney_at) = (None, None, None);
+    // The last minute of each side, one entry per second.
+    let mut canary_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
+    let mut production_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
+    for second in 1..=ROLLOUT_SECS {
+        let mut canary_second = Vec::new();
+        let mut production_second = Vec::new();
+        for _ in 0..RATE {
+            let canary = rng.f64() < SHARE;
+            let (failure, factor) = if canary {
+                (
+                    (BASE_FAILURE * scenario.failure_ratio).min(1.0),
+                    scenario.latency_factor,
+                )
+            } else {
+                (BASE_FAILURE, 1.0)
+            };
+            let failed = rng.f64() < failure;
+            let ms = latency_ms(&mut rng, factor);
+            failures.observe(canary, failed, SHARE);
+            if canary {
+                canary_second.push((ms, failed));
+            } else {
+                production_second.push((ms, failed));
+            }
+        }
+        // Each canary request against a random production request of the same second.
+        if !production_second.is_empty() {
+            for (ms, _) in &canary_second {
+                let partner = production_second[rng.usize(..production_second.len())].0;
+                latency.observe(*ms, partner);
+            }
+        }
+        canary_window.push_back(canary_second);
+        production_window.push_back(production_second);
+        if canary_window.len() > 60 {
+            canary_window.pop_front();
+            production_window.pop_front();
+        }
+        if judge_at.is_none()
+            && (failures.judged().conclusion == Conclusion::Fail
+                || latency.judged().conclusion == Conclusion::Fail)
+        {
+            judge_at = Some(second);
+        }
+        if thresholds_at.is_none() {
+            let window: Vec<(f64, bool)> = canary_window.iter().flatten().copied().collect();
+            if thresholds_breached(&window) {
+                thresholds_at = Some(second);
+            }
+        }
+        // Kayenta-style: a fixed-sample comparison of the last minute, once a minute.
+        if mann_whitney_at.is_none() && second % 60 == 0 {
+            let canary: Vec<(f64, bool)> = canary_window.iter().flatten().copied().collect();
+            let production: Vec<(f64, bool)> =
+                production_window.iter().flatten().copied().collect();
+            let latencies =
+                |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
+            let counts = |side: &[(f64, bool)]| {
+                (
+                    side.iter().filter(|(_, failed)| *failed).count(),
+                    side.len(),
+                )
+            };
+            if mann_whitney_worse(&latencies(&canary), &latencies(&production))
+                || proportions_worse(counts(&canary), counts(&production))
+            {
+                mann_whitney_at = Some(second);
+            }
+        }
+        if judge_at.is_some() && thresholds_at.is_some() && mann_whitney_at.is_some() {
+            break;
+        }
+    }
+    (judge_at, thresholds_at, mann_whitney_at)
+}
+
+/// The seconds a fixed-sample one-sided test at level α that knew the
+/// effect would need for 50 % power (the median of a sequential test's
+/// detection time cannot beat it by much).
+fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
+    let z = 2.326;
+    if scenario.failure_ratio > 1.0 {
+        // Failures land on the canary with p1 instead of p0 (tolerance 1.2).
+        let tilt = |theta: f64| SHARE * theta / (SHARE * theta + 1.0 - SHARE);
+        let (p0, p1) = (
+            tilt(1.2),
+            tilt(scenario.failure_ratio.min(1.0 / BASE_FAILURE)),
+        );
+        let needed_failures = z * z * p0 * (1.0 - p0) / (p1 - p0).powi(2);
+        let failures_per_sec = RATE as f64
+            * (BASE_FAILURE * (1.0 - SHARE)
+                + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE);
+        return Some(needed_failures / failures_per_sec);
+    }
+    if scenario.latency_factor > 1.0 {
+        // P(canary slower) for log-normals scaled by the factor (tail ignored).
+        let shift = scenario.latency_factor.ln() / (0.5 * std::f64::consts::SQRT_2);
+        let p1 = 0.5 * (1.0 + erf(shift / std::f64::consts::SQRT_2));
+        let p0 = 0.55;
+        if p1 <= p0 {
+            return None;
+        }
+        let needed_pairs = z * z * p0 * (1.0 - p0) / (p1 - p0).powi(2);
+        return Some(needed_pairs / (RATE as f64 * SHARE));
+    }
+    None
+}
+
+/// The error function (Abramowitz and Stegun 7.1.26, error below 1.5e-7).
+fn erf(x: f64) -> f64 {
+    let sign = x.signum();
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    sign * y
+}
+
+fn percentile(values: &[usize], q: f64) -> Option<usize> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    Some(sorted[(((sorted.len() as f64) * q).ceil() as usize).clamp(1, sorted.len()) - 1])
+}
+
+fn describe(detections: &[Option<usize>]) -> String {
+    let found: Vec<usize> = detections.iter().flatten().copied().collect();
+    let share = found.len() as f64 / detections.len() as f64 * 100.0;
+    match (percentile(&found, 0.5), percentile(&found, 0.95)) {
+        (Some(median), Some(p95)) => {
+            format!("{share:5.1} % failed; median {median} s, p95 {p95} s")
+        }
+        _ => format!("{share:5.1} % failed"),
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the benchmark's report")]
+fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(1000);
+    let scenarios = [
+        Scenario {
+            name: "A/A (identical canary)",
+            failure_ratio: 1.0,
+            latency_factor: 1.0,
+        },
+        Scenario {
+            name: "canary fails every request",
+            failure_ratio: 1.0 / BASE_FAILURE,
+            latency_factor: 1.0,
+        },
+        Scenario {
+            name: "10x failure rate",
+            failure_ratio: 10.0,
+            latency_factor: 1.0,
+        },
+        Scenario {
+            name: "2x failure rate",
+            failure_ratio: 2.0,
+            latency_factor: 1.0,
+        },
+        Scenario {
+            name: "+50 % p95 latency",
+            failure_ratio: 1.0,
+            latency_factor: 1.5,
+        },
+        Scenario {
+            name: "+20 % p95 latency",
+            failure_ratio: 1.0,
+            latency_factor: 1.2,
+        },
+    ];
+    println!(
+        "Judge simulation: {RATE} req/s, {:.0} % canary, {:.1} % baseline failures, {} min rollouts, checked every second, alpha {ALPHA}",
+        SHARE * 100.0,
+        BASE_FAILURE * 100.0,
+        ROLLOUT_SECS / 60
+    );
+    println!(
+        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample lower bound |"
+    );
+    println!("|---|---:|---|---|---|---:|");
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let count = if index == 0 { runs } else { (runs / 5).max(20) };
+        let mut detections = Detections::default();
+        for run_index in 0..count {
+            let (judge, thresholds, mann_whitney) =
+                run((index * 1_000_003 + run_index) as u64, *scenario);
+            detections.judge.push(judge);
+            detections.thresholds.push(thresholds);
+            detections.mann_whitney.push(mann_whitney);
+        }
+        let bound = lower_bound_secs(*scenario)
+            .map_or_else(|| "—".to_owned(), |secs| format!("{secs:.1} s"));
+        println!(
+            "| {} | {count} | {} | {} | {} | {bound} |",
+            scenario.name,
+            describe(&detections.judge),
+            describe(&detections.thresholds),
+            describe(&detections.mann_whitney),
+        );
+    }
+}
