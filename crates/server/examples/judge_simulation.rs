@@ -178,11 +178,32 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
     (judge_at, thresholds_at, mann_whitney_at)
 }
 
-/// The seconds a fixed-sample one-sided test at level α that knew the
-/// effect would need for 50 % power (the median of a sequential test's
-/// detection time cannot beat it by much).
+/// `P(X ≥ k)` for `X ~ Binomial(n, p)`, summed in log space.
+fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
+    let ln_choose = |n: u64, k: u64| -> f64 {
+        (1..=k)
+            .map(|i| ((n - k + i) as f64).ln() - (i as f64).ln())
+            .sum()
+    };
+    (k..=n)
+        .map(|x| (ln_choose(n, x) + x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln()).exp())
+        .sum()
+}
+
+/// The fewest observations an exact one-sided binomial test at level α
+/// needs to reject `p0` with probability ½ when the truth is `p1`: what a
+/// fixed-sample test that knew the effect in advance would need.
+fn fixed_sample_size(p0: f64, p1: f64) -> Option<u64> {
+    (1..=20_000u64).find(|&n| {
+        // The smallest count that rejects at level α, then its power.
+        let critical = (0..=n).find(|&k| binomial_tail(n, k, p0) <= ALPHA);
+        critical.is_some_and(|k| binomial_tail(n, k, p1) >= 0.5)
+    })
+}
+
+/// The seconds that fixed-sample test would need (the median of a
+/// sequential test's detection time cannot beat it by much).
 fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
-    let z = 2.326;
     if scenario.failure_ratio > 1.0 {
         // Failures land on the canary with p1 instead of p0 (tolerance 1.2).
         let tilt = |theta: f64| SHARE * theta / (SHARE * theta + 1.0 - SHARE);
@@ -190,22 +211,19 @@ fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
             tilt(1.2),
             tilt(scenario.failure_ratio.min(1.0 / BASE_FAILURE)),
         );
-        let needed_failures = z * z * p0 * (1.0 - p0) / (p1 - p0).powi(2);
         let failures_per_sec = RATE as f64
             * (BASE_FAILURE * (1.0 - SHARE)
                 + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE);
-        return Some(needed_failures / failures_per_sec);
+        return fixed_sample_size(p0, p1).map(|n| n as f64 / failures_per_sec);
     }
     if scenario.latency_factor > 1.0 {
         // P(canary slower) for log-normals scaled by the factor (tail ignored).
         let shift = scenario.latency_factor.ln() / (0.5 * std::f64::consts::SQRT_2);
         let p1 = 0.5 * (1.0 + erf(shift / std::f64::consts::SQRT_2));
-        let p0 = 0.55;
-        if p1 <= p0 {
+        if p1 <= 0.55 {
             return None;
         }
-        let needed_pairs = z * z * p0 * (1.0 - p0) / (p1 - p0).powi(2);
-        return Some(needed_pairs / (RATE as f64 * SHARE));
+        return fixed_sample_size(0.55, p1).map(|n| n as f64 / (RATE as f64 * SHARE));
     }
     None
 }
