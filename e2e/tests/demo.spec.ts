@@ -60,6 +60,10 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
     }, { message: 'the custom metric chart draws both sides', timeout: 20_000 })
     .toBe(true);
   await expect(page.getByTestId('chart-custom-0-canary')).toHaveText(/^\d+(\.\d+)?$/);
+  // The statistical judge (advisory in the demo) shows both judged metrics in words.
+  await expect(page.getByTestId('judged-metric')).toHaveCount(2);
+  await expect(page.getByTestId('judge')).toContainText('failure rate:');
+  await expect(page.getByTestId('judge')).toContainText('latency:');
   await page.getByTestId('demo').scrollIntoViewIfNeeded();
   await dashboard.screenshot(testInfo, 'demo-healthy');
 

@@ -439,6 +439,9 @@ pub fn status_text(state: &CanaryState) -> String {
             check.reason.as_deref().unwrap_or("")
         ));
     }
+    for judged in &state.judge {
+        lines.push(format!("  judge {}", judged.words));
+    }
     let allowed: Vec<String> = state
         .allowed_actions
         .iter()

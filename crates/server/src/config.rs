@@ -391,6 +391,125 @@ pub struct CanaryConfig {
     /// How the checks are judged.
     #[serde(default)]
     pub analysis: AnalysisConfig,
+    /// The statistical judge: canary against production, anytime-valid.
+    #[serde(default)]
+    pub judge: JudgeConfig,
+}
+
+/// `canary.judge:`
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "JudgeInput")]
+pub struct JudgeConfig {
+    /// `off`, `advisory` (a fail alerts and holds the rollout) or `enforce`
+    /// (a fail is a critical breach; only a pass lets auto-progression advance).
+    pub mode: JudgeMode,
+    /// The false-alarm rate promised for each judged metric.
+    pub alpha: f64,
+    /// How much worse the canary's failure rate may be (0.2: 1.2× production's).
+    pub failure_tolerance: f64,
+    /// How much more often the canary may be the slower of a concurrent pair (0.05: 55 %).
+    pub latency_tolerance: f64,
+    /// Observations needed before a pass.
+    pub min_samples: u64,
+}
+
+/// What the judge's verdicts do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// Not judged.
+    Off,
+    /// Shown and alerted; a fail holds the rollout like a warning.
+    Advisory,
+    /// A fail rolls back (when auto-rollback is armed); only a pass advances.
+    Enforce,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JudgeInput {
+    #[serde(default = "judge_off")]
+    mode: JudgeMode,
+    #[serde(default = "default_alpha")]
+    alpha: f64,
+    #[serde(default = "default_failure_tolerance")]
+    failure_tolerance: f64,
+    #[serde(default = "default_latency_tolerance")]
+    latency_tolerance: f64,
+    #[serde(default = "default_min_samples")]
+    min_samples: u64,
+}
+
+fn judge_off() -> JudgeMode {
+    JudgeMode::Off
+}
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_failure_tolerance() -> f64 {
+    0.2
+}
+fn default_latency_tolerance() -> f64 {
+    0.05
+}
+fn default_min_samples() -> u64 {
+    100
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig {
+            mode: judge_off(),
+            alpha: default_alpha(),
+            failure_tolerance: default_failure_tolerance(),
+            latency_tolerance: default_latency_tolerance(),
+            min_samples: default_min_samples(),
+        }
+    }
+}
+
+impl TryFrom<JudgeInput> for JudgeConfig {
+    type Error = String;
+
+    fn try_from(input: JudgeInput) -> Result<Self, Self::Error> {
+        if !(input.alpha > 0.0 && input.alpha <= 0.2) {
+            return Err(format!(
+                "`alpha` is the false-alarm rate, above 0 and at most 0.2 (0.01 is usual), got {}",
+                input.alpha
+            ));
+        }
+        if !(input.failure_tolerance >= 0.0 && input.failure_tolerance.is_finite()) {
+            return Err(format!(
+                "`failure_tolerance` is a fraction of production's failure rate, 0 or more (0.2 allows 1.2×), got {}",
+                input.failure_tolerance
+            ));
+        }
+        if !(0.0..0.5).contains(&input.latency_tolerance) {
+            return Err(format!(
+                "`latency_tolerance` is between 0 and 0.5 (0.05 allows the canary to be the slower of a pair 55 % of the time), got {}",
+                input.latency_tolerance
+            ));
+        }
+        Ok(JudgeConfig {
+            mode: input.mode,
+            alpha: input.alpha,
+            failure_tolerance: input.failure_tolerance,
+            latency_tolerance: input.latency_tolerance,
+            min_samples: input.min_samples,
+        })
+    }
+}
+
+impl JudgeConfig {
+    /// The judge's settings.
+    pub fn settings(&self) -> crate::domain::judge::JudgeSettings {
+        crate::domain::judge::JudgeSettings {
+            alpha: self.alpha,
+            failure_tolerance: self.failure_tolerance,
+            latency_tolerance: self.latency_tolerance,
+            min_samples: self.min_samples,
+        }
+    }
 }
 
 /// `canary.analysis:`

@@ -19,12 +19,15 @@ use crate::adapters::hooks::{self, HookOutcome, HookVars};
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedShare;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
+use crate::config::JudgeMode;
 use crate::config::{Config, UpstreamConfig};
 use crate::domain::analysis;
+use crate::domain::deployment::Verdict;
 use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
+use crate::domain::judge::{Conclusion, FailureRateJudge, LatencyJudge};
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
@@ -40,6 +43,14 @@ pub enum Event {
     },
     /// A second of traffic was measured; the checks are judged on it.
     Measured(Arc<MetricsSnapshot>),
+    /// A finished second as the statistical judge sees it (sent just before
+    /// its `Measured`).
+    Observed {
+        /// Failures per side and the latency pairs.
+        second: crate::adapters::recorder::JudgeSecond,
+        /// The canary's share during it, from 0 to 1.
+        canary_share: f64,
+    },
     /// An operator's or script's command; the reply comes once it is durable.
     Command {
         /// Who asks.
@@ -196,6 +207,44 @@ struct Controller {
     metrics: watch::Sender<Arc<MetricsSnapshot>>,
     audit: broadcast::Sender<AuditEvent>,
     own: Arc<OwnMetrics>,
+    /// The statistical judge of the current rollout, with the rollout it
+    /// belongs to; started afresh for every rollout.
+    judge: Option<(u64, RolloutJudge)>,
+}
+
+/// Both judged metrics of one rollout.
+#[derive(Debug)]
+struct RolloutJudge {
+    failures: FailureRateJudge,
+    latency: LatencyJudge,
+}
+
+impl RolloutJudge {
+    fn views(&self) -> Vec<canary_shared::JudgedMetric> {
+        vec![
+            self.failures.judged().view("failure_rate"),
+            self.latency.judged().view("latency"),
+        ]
+    }
+
+    /// A fail if either metric fails; a pass only when both pass.
+    fn overall(&self) -> (Conclusion, String) {
+        let (failures, latency) = (self.failures.judged(), self.latency.judged());
+        for judged in [&failures, &latency] {
+            if judged.conclusion == Conclusion::Fail {
+                return (Conclusion::Fail, judged.words.clone());
+            }
+        }
+        if failures.conclusion == Conclusion::Pass && latency.conclusion == Conclusion::Pass {
+            return (Conclusion::Pass, String::new());
+        }
+        let undecided = [&failures, &latency]
+            .into_iter()
+            .find(|judged| judged.conclusion == Conclusion::Inconclusive)
+            .map(|judged| judged.words.clone())
+            .unwrap_or_default();
+        (Conclusion::Inconclusive, undecided)
+    }
 }
 
 /// Starts the controller task from what the store saved; it ends when every
@@ -236,6 +285,7 @@ pub fn spawn(
         production: &production,
         canary: &canary,
         metrics: &first_metrics,
+        judge: Vec::new(),
     }
     .render(revision + 1, clock.now());
     let (state_tx, state_rx) = watch::channel(initial);
@@ -259,6 +309,7 @@ pub fn spawn(
         metrics: metrics_tx,
         audit: audit_tx.clone(),
         own: Arc::clone(&own),
+        judge: None,
     };
     if saved.is_some() {
         controller.recover();
@@ -289,6 +340,7 @@ struct StateParts<'a> {
     production: &'a HealthTracker,
     canary: &'a HealthTracker,
     metrics: &'a MetricsSnapshot,
+    judge: Vec<canary_shared::JudgedMetric>,
 }
 
 impl StateParts<'_> {
@@ -305,7 +357,7 @@ impl StateParts<'_> {
                 custom: measured.custom.clone(),
             }
         };
-        view::render(RenderInput {
+        let mut state = view::render(RenderInput {
             deployment: self.deployment,
             rules: self.rules,
             checks: self.checks,
@@ -321,7 +373,9 @@ impl StateParts<'_> {
             ),
             revision,
             now,
-        })
+        });
+        state.judge.clone_from(&self.judge);
+        state
     }
 }
 
@@ -357,11 +411,16 @@ impl Controller {
                 }
                 self.publish();
             }
+            Event::Observed {
+                second,
+                canary_share,
+            } => self.observe(&second, canary_share),
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);
-                let analysis = judge(&self.config, &snapshot);
+                let mut analysis = judge(&self.config, &snapshot);
                 self.checks = analysis.checks;
+                analysis.verdict = self.with_judge(analysis.verdict);
                 let now = Instant::now();
                 let elapsed_ms = self.last_measured.map_or(0, |last| {
                     u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX)
@@ -677,6 +736,69 @@ impl Controller {
         });
     }
 
+    /// Feeds the statistical judge one second of a rollout that is taking
+    /// traffic (a new rollout gets a new judge).
+    fn observe(&mut self, second: &crate::adapters::recorder::JudgeSecond, canary_share: f64) {
+        let config = &self.config.canary.judge;
+        if config.mode == JudgeMode::Off
+            || !matches!(self.deployment.phase, Phase::Progressing | Phase::Paused)
+        {
+            return;
+        }
+        let rollout = self.rollout;
+        let fresh = || RolloutJudge {
+            failures: FailureRateJudge::new(config.settings()),
+            latency: LatencyJudge::new(config.settings()),
+        };
+        let judge = match &mut self.judge {
+            Some((of, judge)) if *of == rollout => judge,
+            slot => &mut slot.insert((rollout, fresh())).1,
+        };
+        judge.failures.observe_second(
+            (second.canary_requests, second.canary_failures),
+            (second.production_requests, second.production_failures),
+            canary_share,
+        );
+        for (canary_ms, production_ms) in &second.pairs {
+            judge.latency.observe(*canary_ms, *production_ms);
+        }
+    }
+
+    /// The checks' verdict, with the statistical judge's say in `advisory`
+    /// and `enforce` modes.
+    fn with_judge(&self, verdict: Verdict) -> Verdict {
+        let mode = self.config.canary.judge.mode;
+        let Some((rollout, judge)) = &self.judge else {
+            return verdict;
+        };
+        if mode == JudgeMode::Off || *rollout != self.rollout {
+            return verdict;
+        }
+        match (mode, judge.overall(), verdict) {
+            (
+                JudgeMode::Enforce,
+                (Conclusion::Fail, words),
+                Verdict::Green | Verdict::Warning { .. } | Verdict::NoData { .. },
+            ) => Verdict::Critical {
+                reason: format!("statistical judge: {words}"),
+            },
+            (
+                JudgeMode::Advisory,
+                (Conclusion::Fail, words),
+                Verdict::Green | Verdict::NoData { .. },
+            ) => Verdict::Warning {
+                reason: format!("statistical judge (advisory): {words}"),
+            },
+            // Only a pass lets auto-progression advance.
+            (JudgeMode::Enforce, (Conclusion::Inconclusive, words), Verdict::Green) => {
+                Verdict::NoData {
+                    reason: format!("waiting for the statistical judge: {words}"),
+                }
+            }
+            (_, _, verdict) => verdict,
+        }
+    }
+
     /// After a restart: a hook that was running is gone, so the one of the
     /// current phase runs again (hooks must be safe to repeat), and the
     /// recovery is recorded.
@@ -711,6 +833,11 @@ impl Controller {
             production: &self.production,
             canary: &self.canary,
             metrics: &metrics,
+            judge: self
+                .judge
+                .as_ref()
+                .map(|(_, judge)| judge.views())
+                .unwrap_or_default(),
         }
         .render(revision, self.clock.now())
     }

@@ -293,6 +293,35 @@ fn default_true() -> bool {
     true
 }
 
+/// What the statistical judge concludes about one metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeConclusion {
+    /// Evidence of a regression beyond tolerance.
+    Fail,
+    /// Enough evidence that any regression is within tolerance.
+    Pass,
+    /// Not decided yet.
+    Inconclusive,
+}
+
+/// One judged metric, with the numbers behind its verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JudgedMetric {
+    /// `failure_rate` or `latency`.
+    pub metric: String,
+    /// Fail, pass or inconclusive.
+    pub conclusion: JudgeConclusion,
+    /// The verdict and its numbers in words.
+    pub words: String,
+    /// The evidence of "worse than tolerance" (fails at 1/α).
+    pub worse_evidence: f64,
+    /// The evidence of "within tolerance" (passes at 1/α).
+    pub within_evidence: f64,
+    /// Observations so far.
+    pub samples: u64,
+}
+
 /// The auto-rollback setting.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AutoRollback {
@@ -365,6 +394,9 @@ pub struct CanaryState {
     pub allowed_actions: Vec<ActionKind>,
     /// What may not, and why.
     pub blocked_actions: Vec<BlockedAction>,
+    /// The statistical judge's verdicts for this rollout (empty when it is off).
+    #[serde(default)]
+    pub judge: Vec<JudgedMetric>,
     /// When this state was computed.
     pub updated_at: UnixMillis,
 }

@@ -105,6 +105,14 @@ pub(crate) fn sample_state() -> CanaryState {
             action: ActionKind::Start,
             reason: "a canary is already running".to_owned(),
         }],
+        judge: vec![crate::JudgedMetric {
+            metric: "failure_rate".to_owned(),
+            conclusion: crate::JudgeConclusion::Inconclusive,
+            words: "failure rate: not decided yet".to_owned(),
+            worse_evidence: 1.5,
+            within_evidence: 0.8,
+            samples: 12,
+        }],
         updated_at: UnixMillis(1_700_000_090_000),
     }
 }

@@ -1,7 +1,7 @@
 //! The safety checks and where each stands, with the automatic decisions
 //! they led to, each explained in words and the figures of its moment.
 
-use canary_shared::{AuditEvent, CanaryState};
+use canary_shared::{AuditEvent, CanaryState, JudgeConclusion};
 use leptos::prelude::*;
 
 use crate::view_model::{
@@ -31,6 +31,15 @@ pub fn SafetyCard(
             Some(state) if state.auto_rollback.armed => "Auto-rollback armed",
             Some(_) => "Auto-rollback off",
             None => "",
+        })
+    };
+    // The statistical judge's verdicts, when it runs (each in words with its evidence).
+    let judged = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .map(|state| state.judge.clone())
+                .unwrap_or_default()
         })
     };
     let decisions = move || {
@@ -69,6 +78,29 @@ pub fn SafetyCard(
                         .collect_view()
                 }}
             </ul>
+            <section class="decisions" aria-labelledby="judge-title" hidden=move || judged().is_empty()>
+                <h3 class="decisions__title" id="judge-title">"Statistical judge"</h3>
+                <ul class="checks" data-testid="judge">
+                    {move || {
+                        judged()
+                            .into_iter()
+                            .map(|metric| {
+                                let (class, label) = match metric.conclusion {
+                                    JudgeConclusion::Fail => ("badge badge--bad", "Fail"),
+                                    JudgeConclusion::Pass => ("badge badge--good", "Pass"),
+                                    JudgeConclusion::Inconclusive => ("badge badge--neutral", "Undecided"),
+                                };
+                                view! {
+                                    <li class="check" data-testid="judged-metric">
+                                        <span class="check__reason">{metric.words}</span>
+                                        <span class=class>{label}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </ul>
+            </section>
             <section class="decisions" aria-labelledby="decisions-title" hidden=move || decisions().is_empty()>
                 <h3 class="decisions__title" id="decisions-title">"Automatic decisions"</h3>
                 <ol class="decisions__list" data-testid="decisions">

@@ -361,6 +361,9 @@ canary:
     - {{ name: "Total Latency", metric: p95_latency_ms, threshold: 250, alert_level: critical }}
     - {{ name: "Errors", metric: error_rate, threshold: 0.05, alert_level: critical }}
     - {{ name: "Memory Queries", metric: memory_query_latency_ms, threshold: 50, alert_level: warning }}
+  # The statistical judge shows its verdicts beside the checks; in advisory
+  # mode a fail alerts and holds, without holding up a healthy demo rollout.
+  judge: {{ mode: advisory }}
 metrics:
   # Each demo service exposes its own metrics, like a real one would.
   scrape: {{ path: /metrics, interval: 5s, timeout: 1s }}

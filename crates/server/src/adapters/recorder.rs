@@ -231,7 +231,30 @@ impl SideRecorder {
 pub struct Recorder {
     production: SideRecorder,
     canary: SideRecorder,
+    /// What the statistical judge gets from the last finished second.
+    judge_second: Mutex<Option<JudgeSecond>>,
+    /// Draws production partners for the canary's latencies.
+    rng: Mutex<fastrand::Rng>,
 }
+
+/// One second as the statistical judge sees it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JudgeSecond {
+    /// Canary requests finished.
+    pub canary_requests: u64,
+    /// Production requests finished.
+    pub production_requests: u64,
+    /// Failed canary requests (5xx or transport).
+    pub canary_failures: u64,
+    /// Failed production requests.
+    pub production_failures: u64,
+    /// Each canary request's latency with a random production request's of
+    /// the same second, in milliseconds (at most [`MAX_PAIRS`] a second).
+    pub pairs: Vec<(f64, f64)>,
+}
+
+/// Pairs drawn per second at most, so a busy canary costs bounded work.
+pub const MAX_PAIRS: u64 = 500;
 
 thread_local! {
     /// This thread's shard, assigned round-robin on first use.
@@ -254,6 +277,8 @@ impl Recorder {
         Recorder {
             production: SideRecorder::new(n_shards),
             canary: SideRecorder::new(n_shards),
+            judge_second: Mutex::new(None),
+            rng: Mutex::new(fastrand::Rng::new()),
         }
     }
 
@@ -279,6 +304,7 @@ impl Recorder {
     /// Closes the second that started at `second_start`: moves the shards'
     /// counts into the history and forgets seconds older than five minutes.
     pub fn tick(&self, second_start: UnixMillis) {
+        let mut finished: Vec<Counts> = Vec::with_capacity(2);
         for side in Side::BOTH {
             let recorder = self.side(side);
             let mut total = Counts::new();
@@ -310,6 +336,7 @@ impl Recorder {
                 .history
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            finished.push(total.clone());
             history.push_back(Second {
                 sample,
                 counts: total,
@@ -318,6 +345,52 @@ impl Recorder {
                 history.pop_front();
             }
         }
+        if let [production, canary] = finished.as_slice() {
+            let second = self.judge_second_of(production, canary);
+            *self
+                .judge_second
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(second);
+        }
+    }
+
+    /// Failures per side, and each canary latency paired with a random
+    /// production latency of the same second (drawn from its histogram).
+    fn judge_second_of(&self, production: &Counts, canary: &Counts) -> JudgeSecond {
+        let mut pairs = Vec::new();
+        if production.requests > 0 {
+            let mut rng = self
+                .rng
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            'values: for value in canary.latency_micros.iter_recorded() {
+                for _ in 0..value.count_at_value() {
+                    if pairs.len() as u64 >= MAX_PAIRS {
+                        break 'values;
+                    }
+                    let partner = production.latency_micros.value_at_quantile(rng.f64());
+                    pairs.push((
+                        value.value_iterated_to() as f64 / 1000.0,
+                        partner as f64 / 1000.0,
+                    ));
+                }
+            }
+        }
+        JudgeSecond {
+            canary_requests: canary.requests,
+            production_requests: production.requests,
+            canary_failures: canary.errors(),
+            production_failures: production.errors(),
+            pairs,
+        }
+    }
+
+    /// The last finished second for the judge, once (`None` until the next tick).
+    pub fn take_judge_second(&self) -> Option<JudgeSecond> {
+        self.judge_second
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// Everything `side` served since the start, as of the last tick.
@@ -377,6 +450,15 @@ pub async fn run_ticker(
         interval.tick().await;
         let now = clock.now();
         recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
+        if let Some(second) = recorder.take_judge_second() {
+            let observed = crate::controller::Event::Observed {
+                second,
+                canary_share: share.get().percent() / 100.0,
+            };
+            if events.send(observed).await.is_err() {
+                return;
+            }
+        }
         let mut snapshot = recorder.snapshot(now, share.get());
         snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
         snapshot.canary.custom = custom.view(canary_shared::Side::Canary, now);

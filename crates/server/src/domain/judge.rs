@@ -168,6 +168,26 @@ pub struct JudgedMetric {
     pub words: String,
 }
 
+/// An e-value for people: `3.2`, `1,250`, or `over 1,000,000` (beyond
+/// that the exact figure says nothing more).
+fn evidence(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.1}")
+    } else if value < 1e6 {
+        let digits = format!("{value:.0}");
+        let mut out = String::new();
+        for (index, digit) in digits.chars().enumerate() {
+            if index > 0 && (digits.len() - index).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(digit);
+        }
+        out
+    } else {
+        "over 1,000,000".to_owned()
+    }
+}
+
 fn conclude(worse: &OddsTest, within: &OddsTest, settings: JudgeSettings) -> Conclusion {
     let threshold = 1.0 / settings.alpha;
     if worse.e_value() >= threshold {
@@ -216,6 +236,27 @@ impl FailureRateJudge {
         self.within.observe(share, canary);
     }
 
+    /// One second of traffic at `share`: requests and failures per side.
+    /// Within a second the order of failures does not matter: the evidence
+    /// is a product over them.
+    pub fn observe_second(&mut self, canary: (u64, u64), production: (u64, u64), share: f64) {
+        self.requests[1] += canary.0;
+        self.requests[0] += production.0;
+        if !(share > 0.0 && share < 1.0) {
+            return;
+        }
+        self.failures[1] += canary.1;
+        self.failures[0] += production.1;
+        for _ in 0..canary.1 {
+            self.worse.observe(share, true);
+            self.within.observe(share, true);
+        }
+        for _ in 0..production.1 {
+            self.worse.observe(share, false);
+            self.within.observe(share, false);
+        }
+    }
+
     /// The canary's failure rate over production's, from the counts so far.
     pub fn estimate(&self) -> Option<f64> {
         let rate = |side: usize| {
@@ -229,8 +270,19 @@ impl FailureRateJudge {
     }
 
     /// The verdict so far.
+    ///
+    /// Failures are the only evidence about their ratio, so a rollout in
+    /// which neither side fails could never pass on it: after `min_samples`
+    /// canary requests without a single failure on either side, the failure
+    /// rate passes on that count alone (there is no failure to be worse at).
     pub fn judged(&self) -> JudgedMetric {
-        let conclusion = conclude(&self.worse, &self.within, self.settings);
+        let mut conclusion = conclude(&self.worse, &self.within, self.settings);
+        if conclusion == Conclusion::Inconclusive
+            && self.failures == [0, 0]
+            && self.requests[1] >= self.settings.min_samples
+        {
+            conclusion = Conclusion::Pass;
+        }
         let estimate = self.estimate();
         let tolerance = 1.0 + self.settings.failure_tolerance;
         let failures = self.failures[0] + self.failures[1];
@@ -240,19 +292,23 @@ impl FailureRateJudge {
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {:.0} ≥ {:.0}, from {failures} failures)",
-                self.worse.e_value(),
+                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
+                evidence(self.worse.e_value()),
                 1.0 / self.settings.alpha
             ),
+            Conclusion::Pass if failures == 0 => format!(
+                "failure rate: no failure on either side in {} canary requests",
+                self.requests[1]
+            ),
             Conclusion::Pass => format!(
-                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {:.0} ≥ {:.0}, from {failures} failures)",
-                self.within.e_value(),
+                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
+                evidence(self.within.e_value()),
                 1.0 / self.settings.alpha
             ),
             Conclusion::Inconclusive => format!(
-                "failure rate: not decided yet (estimate {ratio}; evidence of worse {:.1}, of within {:.1}, need {:.0}; {failures} failures)",
-                self.worse.e_value(),
-                self.within.e_value(),
+                "failure rate: not decided yet (estimate {ratio}; evidence of worse {}, of within {}, need {:.0}; {failures} failures)",
+                evidence(self.worse.e_value()),
+                evidence(self.within.e_value()),
                 1.0 / self.settings.alpha
             ),
         };
@@ -316,17 +372,17 @@ impl LatencyJudge {
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {:.0})",
-                self.worse.e_value()
+                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {})",
+                evidence(self.worse.e_value())
             ),
             Conclusion::Pass => format!(
-                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {:.0})",
-                self.within.e_value()
+                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {})",
+                evidence(self.within.e_value())
             ),
             Conclusion::Inconclusive => format!(
-                "latency: not decided yet ({share}; evidence of worse {:.1}, of within {:.1})",
-                self.worse.e_value(),
-                self.within.e_value()
+                "latency: not decided yet ({share}; evidence of worse {}, of within {})",
+                evidence(self.worse.e_value()),
+                evidence(self.within.e_value())
             ),
         };
         JudgedMetric {
@@ -336,6 +392,24 @@ impl LatencyJudge {
             samples: self.pairs,
             estimate,
             words,
+        }
+    }
+}
+
+impl JudgedMetric {
+    /// The wire form, under `metric`'s name.
+    pub fn view(&self, metric: &str) -> canary_shared::JudgedMetric {
+        canary_shared::JudgedMetric {
+            metric: metric.to_owned(),
+            conclusion: match self.conclusion {
+                Conclusion::Fail => canary_shared::JudgeConclusion::Fail,
+                Conclusion::Pass => canary_shared::JudgeConclusion::Pass,
+                Conclusion::Inconclusive => canary_shared::JudgeConclusion::Inconclusive,
+            },
+            words: self.words.clone(),
+            worse_evidence: self.worse_evidence,
+            within_evidence: self.within_evidence,
+            samples: self.samples,
         }
     }
 }

@@ -128,6 +128,8 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         },
         allowed_actions,
         blocked_actions,
+        // Filled in by the controller, which runs the statistical judge.
+        judge: Vec::new(),
         updated_at: now,
     }
 }

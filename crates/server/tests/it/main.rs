@@ -7,6 +7,7 @@ mod cli;
 mod demo;
 mod docs;
 mod hooks;
+mod judge;
 mod metrics;
 mod proxy;
 mod stream;

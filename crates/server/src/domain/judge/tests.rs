@@ -217,3 +217,27 @@ fn latency_by_stochastic_order_keeps_the_promise_and_catches_a_slower_canary() {
             .starts_with("latency: the canary is slower than production more than 55 %")
     );
 }
+
+#[test]
+fn a_rollout_without_failures_passes_on_the_failure_rate_after_enough_requests() {
+    let mut judge = FailureRateJudge::new(settings(0.01));
+    judge.observe_second((99, 0), (1_900, 0), 0.05);
+    assert_eq!(judge.judged().conclusion, Conclusion::Inconclusive);
+    judge.observe_second((1, 0), (20, 0), 0.05);
+    let judged = judge.judged();
+    assert_eq!(judged.conclusion, Conclusion::Pass);
+    assert_eq!(
+        judged.words,
+        "failure rate: no failure on either side in 100 canary requests"
+    );
+    // One failure anywhere and the ratio must be judged on evidence again.
+    judge.observe_second((10, 0), (190, 1), 0.05);
+    assert_eq!(judge.judged().conclusion, Conclusion::Inconclusive);
+}
+
+#[test]
+fn evidence_reads_as_a_plain_number_until_it_says_nothing_more() {
+    assert_eq!(super::evidence(3.24), "3.2");
+    assert_eq!(super::evidence(1250.4), "1,250");
+    assert_eq!(super::evidence(1.9e10), "over 1,000,000");
+}
