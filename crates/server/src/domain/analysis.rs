@@ -108,7 +108,8 @@ fn value_words(metric: &str, value: f64) -> String {
     }
 }
 
-fn group_thousands(value: u64) -> String {
+/// `1,234,567`: digits grouped by thousands, for reasons people read.
+pub(crate) fn group_thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {

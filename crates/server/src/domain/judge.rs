@@ -174,15 +174,7 @@ fn evidence(value: f64) -> String {
     if value < 10.0 {
         format!("{value:.1}")
     } else if value < 1e6 {
-        let digits = format!("{value:.0}");
-        let mut out = String::new();
-        for (index, digit) in digits.chars().enumerate() {
-            if index > 0 && (digits.len() - index).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(digit);
-        }
-        out
+        crate::domain::analysis::group_thousands(value.round() as u64)
     } else {
         "over 1,000,000".to_owned()
     }
