@@ -126,7 +126,11 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
         (state.phase == Phase::RolledBack).then_some(state)
     })
     .await;
-    assert!(state.summary.starts_with("Rolled back: "), "{}", state.summary);
+    assert!(
+        state.summary.starts_with("Rolled back: "),
+        "{}",
+        state.summary
+    );
     assert!(state.summary.contains("rate"), "{}", state.summary);
 }
 
