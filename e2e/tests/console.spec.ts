@@ -261,12 +261,15 @@ test('the share slider is dragged (by finger on a tablet) and the move confirmed
   await dashboard.action('scale').click();
   const slider = dashboard.page.getByTestId('scale-range');
   await slider.scrollIntoViewIfNeeded();
-  const box = (await slider.boundingBox())!;
-  const y = box.y + box.height / 2;
-  // The thumb sits at 5 %; drag it to about 60 % of the track.
-  const from = box.x + box.width * 0.05;
-  const to = box.x + box.width * 0.6;
+  // The page above keeps changing height (the status line's words change
+  // every second), so positions are taken from the slider at the moment of
+  // each action, relative to it.
   if (testInfo.project.use.hasTouch) {
+    const box = (await slider.boundingBox())!;
+    const y = box.y + box.height / 2;
+    // The thumb sits at 5 %; drag it to about 60 % of the track.
+    const from = box.x + box.width * 0.05;
+    const to = box.x + box.width * 0.6;
     const cdp = await dashboard.page.context().newCDPSession(dashboard.page);
     const touch = (type: string, x: number) =>
       cdp.send('Input.dispatchTouchEvent', { type, touchPoints: type === 'touchEnd' ? [] : [{ x, y }] });
@@ -276,10 +279,11 @@ test('the share slider is dragged (by finger on a tablet) and the move confirmed
     }
     await touch('touchEnd', to);
   } else {
-    await dashboard.page.mouse.move(from, y);
-    await dashboard.page.mouse.down();
-    await dashboard.page.mouse.move(to, y, { steps: 10 });
-    await dashboard.page.mouse.up();
+    const box = (await slider.boundingBox())!;
+    await slider.dragTo(slider, {
+      sourcePosition: { x: box.width * 0.05, y: box.height / 2 },
+      targetPosition: { x: box.width * 0.6, y: box.height / 2 },
+    });
   }
   // The split follows the drag as it moves; nothing is sent before the confirmation.
   const split = dashboard.page.getByTestId('scale-split');
