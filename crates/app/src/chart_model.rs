@@ -223,28 +223,13 @@ pub fn has_points(metrics: &MetricsSnapshot, kind: ChartKind) -> bool {
 /// A chart's lines: for each side, runs of `(seconds before now, value)`
 /// split where a second had nothing to say (no line is drawn across a gap).
 pub fn segments(series: &[SecondSample], now: UnixMillis, kind: ChartKind) -> Vec<Vec<(f64, f64)>> {
-    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut previous_at: Option<u64> = None;
-    for sample in series {
-        let x = (sample.at.0 as f64 - now.0 as f64) / 1000.0;
-        if x < -(WINDOW_SECS as f64) {
-            continue;
-        }
-        let contiguous = previous_at.is_some_and(|at| sample.at.0.saturating_sub(at) <= 1_500);
-        previous_at = Some(sample.at.0);
-        match kind.of_second(sample) {
-            Some(value) => {
-                if contiguous && let Some(run) = runs.last_mut() {
-                    run.push((x, value));
-                } else {
-                    runs.push(vec![(x, value)]);
-                }
-            }
-            // A gap ends the run; the next value starts a new one.
-            None => previous_at = None,
-        }
-    }
-    runs
+    runs(
+        series
+            .iter()
+            .map(|sample| (sample.at, kind.of_second(sample))),
+        now,
+        1_500,
+    )
 }
 
 /// One side's lines on `kind`'s chart: the per-second series, or a custom
@@ -254,23 +239,44 @@ pub fn lines(side: &SideMetrics, now: UnixMillis, kind: ChartKind) -> Vec<Vec<(f
     let ChartKind::Custom(index) = kind else {
         return segments(&side.series, now, kind);
     };
-    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
-    let mut previous_at: Option<u64> = None;
     let points = side
         .custom
         .get(usize::from(index))
         .map(|metric| metric.points.as_slice())
         .unwrap_or_default();
-    for point in points {
-        let x = (point.at.0 as f64 - now.0 as f64) / 1000.0;
+    runs(
+        points.iter().map(|point| (point.at, Some(point.value))),
+        now,
+        60_000,
+    )
+}
+
+/// Points within the window as `(seconds before now, value)`, in runs: a
+/// point without a value, or more than `max_gap_ms` after the previous one,
+/// starts a new run.
+fn runs(
+    points: impl IntoIterator<Item = (UnixMillis, Option<f64>)>,
+    now: UnixMillis,
+    max_gap_ms: u64,
+) -> Vec<Vec<(f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut previous_at: Option<u64> = None;
+    for (at, value) in points {
+        let x = (at.0 as f64 - now.0 as f64) / 1000.0;
         if x < -(WINDOW_SECS as f64) {
             continue;
         }
-        let contiguous = previous_at.is_some_and(|at| point.at.0.saturating_sub(at) <= 60_000);
-        previous_at = Some(point.at.0);
+        let Some(value) = value else {
+            // A gap ends the run; the next value starts a new one.
+            previous_at = None;
+            continue;
+        };
+        let contiguous =
+            previous_at.is_some_and(|previous| at.0.saturating_sub(previous) <= max_gap_ms);
+        previous_at = Some(at.0);
         match runs.last_mut() {
-            Some(run) if contiguous => run.push((x, point.value)),
-            _ => runs.push(vec![(x, point.value)]),
+            Some(run) if contiguous => run.push((x, value)),
+            _ => runs.push(vec![(x, value)]),
         }
     }
     runs

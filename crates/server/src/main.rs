@@ -56,8 +56,9 @@ enum Command {
     Client(cli::ClientCommand),
 }
 
+/// Which configuration file to read (`serve` and `check`).
 #[derive(Debug, clap::Args)]
-struct CheckArgs {
+struct ConfigFile {
     /// The configuration file.
     #[arg(
         long,
@@ -66,6 +67,12 @@ struct CheckArgs {
         env = "CANARY_CONFIG"
     )]
     config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    file: ConfigFile,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,14 +107,8 @@ struct NewTokenArgs {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// The configuration file.
-    #[arg(
-        long,
-        short,
-        default_value = "canary-config.yaml",
-        env = "CANARY_CONFIG"
-    )]
-    config: PathBuf,
+    #[command(flatten)]
+    file: ConfigFile,
     #[command(flatten)]
     overrides: Overrides,
     /// Log line format.
@@ -257,7 +258,7 @@ fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout, reason = "the command's output")]
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     let steps: Vec<String> = config
         .canary
         .traffic_steps
@@ -267,7 +268,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         .collect();
     println!(
         "{}: ok; console on {}, proxy on {}, production {}, canary {}, steps {}, {} safety checks",
-        args.config.display(),
+        args.file.config.display(),
         config.server.admin_listen,
         config.server.proxy_listen,
         config.upstreams.production.url,
@@ -313,13 +314,13 @@ fn init_tracing(format: LogFormat) {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     // A config error is printed as it is: it already names file, line, column and field.
-    let mut config = Config::load(&args.config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let mut config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     args.overrides.apply(&mut config);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let listeners = bind(&config).await?;
-        let source = args.config.display().to_string();
+        let source = args.file.config.display().to_string();
         announce(&config, &listeners, &source)?;
         canary_server::run(config, listeners, Arc::new(SystemClock), shutdown)
             .await
