@@ -191,19 +191,20 @@ fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
 }
 
 /// The fewest observations an exact one-sided binomial test at level α
-/// needs to reject `p0` with probability ½ when the truth is `p1`: what a
-/// fixed-sample test that knew the effect in advance would need.
-fn fixed_sample_size(p0: f64, p1: f64) -> Option<u64> {
+/// needs to reject `p0` with probability `power` when the truth is `p1`:
+/// what a fixed-sample test that knew the effect in advance would need.
+fn fixed_sample_size(p0: f64, p1: f64, power: f64) -> Option<u64> {
+    // Searched one by one: the exact test's power saws up and down with n.
     (1..=20_000u64).find(|&n| {
         // The smallest count that rejects at level α, then its power.
         let critical = (0..=n).find(|&k| binomial_tail(n, k, p0) <= ALPHA);
-        critical.is_some_and(|k| binomial_tail(n, k, p1) >= 0.5)
+        critical.is_some_and(|k| binomial_tail(n, k, p1) >= power)
     })
 }
 
 /// The seconds that fixed-sample test would need (the median of a
 /// sequential test's detection time cannot beat it by much).
-fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
+fn lower_bound_secs(scenario: Scenario, power: f64) -> Option<f64> {
     if scenario.failure_ratio > 1.0 {
         // Failures land on the canary with p1 instead of p0 (tolerance 1.2).
         let tilt = |theta: f64| SHARE * theta / (SHARE * theta + 1.0 - SHARE);
@@ -214,7 +215,7 @@ fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
         let failures_per_sec = RATE as f64
             * (BASE_FAILURE * (1.0 - SHARE)
                 + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE);
-        return fixed_sample_size(p0, p1).map(|n| n as f64 / failures_per_sec);
+        return fixed_sample_size(p0, p1, power).map(|n| n as f64 / failures_per_sec);
     }
     if scenario.latency_factor > 1.0 {
         // P(canary slower) for log-normals scaled by the factor (tail ignored).
@@ -223,7 +224,7 @@ fn lower_bound_secs(scenario: Scenario) -> Option<f64> {
         if p1 <= 0.55 {
             return None;
         }
-        return fixed_sample_size(0.55, p1).map(|n| n as f64 / (RATE as f64 * SHARE));
+        return fixed_sample_size(0.55, p1, power).map(|n| n as f64 / (RATE as f64 * SHARE));
     }
     None
 }
@@ -306,9 +307,9 @@ fn main() {
         ROLLOUT_SECS / 60
     );
     println!(
-        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample lower bound |"
+        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size |"
     );
-    println!("|---|---:|---|---|---|---:|");
+    println!("|---|---:|---|---|---|---:|---:|---:|---:|");
     for (index, scenario) in scenarios.iter().enumerate() {
         let count = if index == 0 { runs } else { (runs / 5).max(20) };
         let mut detections = Detections::default();
@@ -319,10 +320,21 @@ fn main() {
             detections.thresholds.push(thresholds);
             detections.mann_whitney.push(mann_whitney);
         }
-        let bound = lower_bound_secs(*scenario)
-            .map_or_else(|| "—".to_owned(), |secs| format!("{secs:.1} s"));
+        let found: Vec<usize> = detections.judge.iter().flatten().copied().collect();
+        let median = percentile(&found, 0.5);
+        let compare = |power: f64| {
+            let secs = lower_bound_secs(*scenario, power);
+            let shown = secs.map_or_else(|| "—".to_owned(), |secs| format!("{secs:.1} s"));
+            let ratio = match (median, secs) {
+                (Some(median), Some(secs)) => format!("{:.1}×", median as f64 / secs),
+                _ => "—".to_owned(),
+            };
+            (shown, ratio)
+        };
+        let (bound, ratio) = compare(0.5);
+        let (planned, planned_ratio) = compare(0.8);
         println!(
-            "| {} | {count} | {} | {} | {} | {bound} |",
+            "| {} | {count} | {} | {} | {} | {bound} | {ratio} | {planned} | {planned_ratio} |",
             scenario.name,
             describe(&detections.judge),
             describe(&detections.thresholds),

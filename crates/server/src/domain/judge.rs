@@ -60,18 +60,41 @@ impl Default for JudgeSettings {
 }
 
 /// The odds multipliers the mixture puts weight on, as factors of `θ₀`
-/// (and their inverses for the mirror test): from barely worse to a
-/// canary that fails everything, evenly spread on a log scale.
-const ALTERNATIVE_FACTORS: [f64; 12] = [
-    1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0,
+/// (and their inverses for the mirror test), with their prior weights.
+///
+/// A weight `w` costs `ln(1/w)` of evidence, and evidence arrives at a rate
+/// that grows with the effect: a canary failing everything gathers dozens
+/// of nats a second, one 1.5× as bad a hundredth of a nat per failure.
+/// So the weight goes where it buys the most time, to the moderate effects
+/// (1.2–5×), and the extreme ones keep a sliver that still fails a broken
+/// canary within its first second of traffic. Effects barely beyond the
+/// tolerance (1.05×) would take hours whatever their weight.
+pub(crate) const ALTERNATIVES: [(f64, f64); 10] = [
+    (1.1, 0.04),
+    (1.25, 0.12),
+    (1.5, 0.15),
+    (1.8, 0.16),
+    (2.2, 0.16),
+    (3.0, 0.12),
+    (5.0, 0.09),
+    (10.0, 0.08),
+    (50.0, 0.04),
+    (500.0, 0.04),
 ];
+
+/// How many metrics the judge fails on: the false-alarm rate `α` is split
+/// evenly between them (a union bound), so a canary within tolerance on
+/// both is wrongly failed at most `α` of the time, not `2α`. A pass needs
+/// every metric to pass, so each pass test keeps the whole `α`.
+pub const JUDGED_METRICS: f64 = 2.0;
 
 /// A one-sided mixture test of an odds multiplier against `θ₀`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OddsTest {
     theta0: f64,
-    /// Each alternative's `θ` and the log of its likelihood ratio so far.
-    alternatives: Vec<(f64, f64)>,
+    /// Each alternative's `θ`, the log of its weight, and the log of its
+    /// likelihood ratio so far.
+    alternatives: Vec<(f64, f64, f64)>,
     observations: u64,
 }
 
@@ -84,15 +107,15 @@ fn tilted(base: f64, theta: f64) -> f64 {
 impl OddsTest {
     /// The test of `θ > θ₀` (`worse`) or of `θ < θ₀` (not `worse`).
     pub fn new(theta0: f64, worse: bool) -> OddsTest {
-        let alternatives = ALTERNATIVE_FACTORS
+        let alternatives = ALTERNATIVES
             .iter()
-            .map(|factor| {
+            .map(|&(factor, weight)| {
                 let theta = if worse {
                     theta0 * factor
                 } else {
                     theta0 / factor
                 };
-                (theta, 0.0)
+                (theta, weight.ln(), 0.0)
             })
             .collect();
         OddsTest {
@@ -105,7 +128,7 @@ impl OddsTest {
     /// One observation: `success` with base probability `base`.
     pub fn observe(&mut self, base: f64, success: bool) {
         let null = tilted(base, self.theta0);
-        for (theta, log_ratio) in &mut self.alternatives {
+        for (theta, _, log_ratio) in &mut self.alternatives {
             let alternative = tilted(base, *theta);
             *log_ratio += if success {
                 (alternative / null).ln()
@@ -116,21 +139,20 @@ impl OddsTest {
         self.observations += 1;
     }
 
-    /// The e-value: the equally weighted mixture of the likelihood ratios.
+    /// The e-value: the weighted mixture of the likelihood ratios.
     pub fn e_value(&self) -> f64 {
-        let count = self.alternatives.len() as f64;
         // Summed in log space around the largest term, so it cannot overflow.
         let largest = self
             .alternatives
             .iter()
-            .map(|(_, log_ratio)| *log_ratio)
+            .map(|(_, log_weight, log_ratio)| log_weight + log_ratio)
             .fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = self
             .alternatives
             .iter()
-            .map(|(_, log_ratio)| (log_ratio - largest).exp())
+            .map(|(_, log_weight, log_ratio)| (log_weight + log_ratio - largest).exp())
             .sum();
-        (largest + (sum / count).ln()).exp()
+        (largest + sum.ln()).exp()
     }
 
     /// How many observations it has seen.
@@ -180,11 +202,22 @@ fn evidence(value: f64) -> String {
     }
 }
 
+/// The evidence at which "worse" is concluded (its share of `α`).
+fn fail_threshold(settings: JudgeSettings) -> f64 {
+    JUDGED_METRICS / settings.alpha
+}
+
+/// The evidence at which "within tolerance" is concluded.
+fn pass_threshold(settings: JudgeSettings) -> f64 {
+    1.0 / settings.alpha
+}
+
 fn conclude(worse: &OddsTest, within: &OddsTest, settings: JudgeSettings) -> Conclusion {
-    let threshold = 1.0 / settings.alpha;
-    if worse.e_value() >= threshold {
+    if worse.e_value() >= fail_threshold(settings) {
         Conclusion::Fail
-    } else if within.e_value() >= threshold && within.observations() >= settings.min_samples {
+    } else if within.e_value() >= pass_threshold(settings)
+        && within.observations() >= settings.min_samples
+    {
         Conclusion::Pass
     } else {
         Conclusion::Inconclusive
@@ -286,7 +319,7 @@ impl FailureRateJudge {
             Conclusion::Fail => format!(
                 "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
                 evidence(self.worse.e_value()),
-                1.0 / self.settings.alpha
+                fail_threshold(self.settings)
             ),
             Conclusion::Pass if failures == 0 => format!(
                 "failure rate: no failure on either side in {} canary requests",
@@ -295,13 +328,14 @@ impl FailureRateJudge {
             Conclusion::Pass => format!(
                 "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
                 evidence(self.within.e_value()),
-                1.0 / self.settings.alpha
+                pass_threshold(self.settings)
             ),
             Conclusion::Inconclusive => format!(
-                "failure rate: not decided yet (estimate {ratio}; evidence of worse {}, of within {}, need {:.0}; {failures} failures)",
+                "failure rate: not decided yet (estimate {ratio}; evidence of worse {} of {:.0} needed, of within {} of {:.0}; {failures} failures)",
                 evidence(self.worse.e_value()),
+                fail_threshold(self.settings),
                 evidence(self.within.e_value()),
-                1.0 / self.settings.alpha
+                pass_threshold(self.settings)
             ),
         };
         JudgedMetric {
@@ -364,17 +398,21 @@ impl LatencyJudge {
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {})",
-                evidence(self.worse.e_value())
+                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {} ≥ {:.0})",
+                evidence(self.worse.e_value()),
+                fail_threshold(self.settings)
             ),
             Conclusion::Pass => format!(
-                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {})",
-                evidence(self.within.e_value())
+                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {} ≥ {:.0})",
+                evidence(self.within.e_value()),
+                pass_threshold(self.settings)
             ),
             Conclusion::Inconclusive => format!(
-                "latency: not decided yet ({share}; evidence of worse {}, of within {})",
+                "latency: not decided yet ({share}; evidence of worse {} of {:.0} needed, of within {} of {:.0})",
                 evidence(self.worse.e_value()),
-                evidence(self.within.e_value())
+                fail_threshold(self.settings),
+                evidence(self.within.e_value()),
+                pass_threshold(self.settings)
             ),
         };
         JudgedMetric {

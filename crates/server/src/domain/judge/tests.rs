@@ -2,25 +2,36 @@
 //! statistics against values computed independently.
 
 use crate::domain::judge::{
-    ALTERNATIVE_FACTORS, Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest,
+    ALTERNATIVES, Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest,
 };
 
 #[test]
-fn the_e_value_is_the_mean_likelihood_ratio_over_the_alternatives() {
+fn the_mixture_weights_are_a_probability_distribution() {
+    // Otherwise the mixture is not an e-process and the promise is void.
+    let total: f64 = ALTERNATIVES.iter().map(|(_, weight)| weight).sum();
+    assert!((total - 1.0).abs() < 1e-12, "weights sum to {total}");
+    assert!(
+        ALTERNATIVES
+            .iter()
+            .all(|&(factor, weight)| factor > 1.0 && weight > 0.0)
+    );
+}
+
+#[test]
+fn the_e_value_is_the_weighted_mean_likelihood_ratio_over_the_alternatives() {
     // Three observations at base ½ against θ₀ = 1: success, success, failure.
     let mut test = OddsTest::new(1.0, true);
     for success in [true, true, false] {
         test.observe(0.5, success);
     }
     // By hand: under θ the success probability is θ / (θ + 1).
-    let expected: f64 = ALTERNATIVE_FACTORS
+    let expected: f64 = ALTERNATIVES
         .iter()
-        .map(|theta| {
+        .map(|(theta, weight)| {
             let p = theta / (theta + 1.0);
-            (p / 0.5) * (p / 0.5) * ((1.0 - p) / 0.5)
+            weight * (p / 0.5) * (p / 0.5) * ((1.0 - p) / 0.5)
         })
-        .sum::<f64>()
-        / ALTERNATIVE_FACTORS.len() as f64;
+        .sum();
     assert!(
         (test.e_value() - expected).abs() < 1e-12,
         "{} vs {expected}",
@@ -32,14 +43,13 @@ fn the_e_value_is_the_mean_likelihood_ratio_over_the_alternatives() {
     let mut shifted = OddsTest::new(1.2, true);
     shifted.observe(0.05, true);
     let null = 0.06 / (0.06 + 0.95);
-    let expected: f64 = ALTERNATIVE_FACTORS
+    let expected: f64 = ALTERNATIVES
         .iter()
-        .map(|factor| {
+        .map(|(factor, weight)| {
             let theta = 1.2 * factor;
-            (0.05 * theta / (0.05 * theta + 0.95)) / null
+            weight * (0.05 * theta / (0.05 * theta + 0.95)) / null
         })
-        .sum::<f64>()
-        / ALTERNATIVE_FACTORS.len() as f64;
+        .sum();
     assert!((shifted.e_value() - expected).abs() < 1e-9);
 }
 
@@ -240,4 +250,37 @@ fn evidence_reads_as_a_plain_number_until_it_says_nothing_more() {
     assert_eq!(super::evidence(3.24), "3.2");
     assert_eq!(super::evidence(1250.4), "1,250");
     assert_eq!(super::evidence(1.9e10), "over 1,000,000");
+}
+
+#[test]
+fn a_canary_at_the_tolerance_on_both_metrics_is_wrongly_failed_at_most_alpha_of_the_time_overall() {
+    // The hardest canary to keep the promise for: exactly as bad as allowed
+    // on both metrics at once. Either metric failing fails the canary, so
+    // the two share α between them.
+    let alpha = 0.1;
+    let mut rng = fastrand::Rng::with_seed(11);
+    let runs = 400;
+    let mut wrongly_failed = 0;
+    for _ in 0..runs {
+        let mut failures = FailureRateJudge::new(settings(alpha));
+        let mut latency = LatencyJudge::new(settings(alpha));
+        for _ in 0..800 {
+            let share = 0.05;
+            let canary_probability = share * 1.2 / (share * 1.2 + 1.0 - share);
+            failures.observe(rng.f64() < canary_probability, true, share);
+            // Slower in 55 % of pairs.
+            let slower = rng.f64() < 0.55;
+            latency.observe(if slower { 2.0 } else { 1.0 }, 1.5);
+            if failures.judged().conclusion == Conclusion::Fail
+                || latency.judged().conclusion == Conclusion::Fail
+            {
+                wrongly_failed += 1;
+                break;
+            }
+        }
+    }
+    assert!(
+        (wrongly_failed as f64) / (runs as f64) <= alpha,
+        "{wrongly_failed} of {runs}"
+    );
 }
