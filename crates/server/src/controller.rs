@@ -782,16 +782,18 @@ impl Controller {
             ) => Verdict::Critical {
                 reason: format!("statistical judge: {words}"),
             },
+            // Pauses the rollout once, then holds like a warning.
             (
                 JudgeMode::Advisory,
                 (Conclusion::Fail, words),
-                Verdict::Green | Verdict::NoData { .. },
-            ) => Verdict::Warning {
+                Verdict::Green | Verdict::Warning { .. } | Verdict::NoData { .. },
+            ) => Verdict::Suspect {
                 reason: format!("statistical judge (advisory): {words}"),
             },
-            // Only a pass lets auto-progression advance.
+            // Only a pass lets auto-progression advance; the wait runs
+            // meanwhile, and an undecided judge is not missing data.
             (JudgeMode::Enforce, (Conclusion::Inconclusive, words), Verdict::Green) => {
-                Verdict::NoData {
+                Verdict::Undecided {
                     reason: format!("waiting for the statistical judge: {words}"),
                 }
             }

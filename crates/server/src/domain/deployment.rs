@@ -82,6 +82,21 @@ pub enum Verdict {
         /// Which check and why, in words.
         reason: String,
     },
+    /// Every check is green but the statistical judge (enforce mode) has not
+    /// passed the canary yet: the wait runs, but the step does not advance
+    /// until the judge passes. Not missing data: it never times out into a
+    /// rollback, the evidence simply keeps coming.
+    Undecided {
+        /// The judge's numbers so far, in words.
+        reason: String,
+    },
+    /// The statistical judge (advisory mode) found a regression: the first
+    /// time in a rollout it pauses the rollout and alerts, for a person to
+    /// decide; after that it holds like a warning.
+    Suspect {
+        /// The judge's finding, in words.
+        reason: String,
+    },
 }
 
 /// Something the machine reacts to.
@@ -203,6 +218,10 @@ pub struct Deployment {
     /// the config's until the next start.
     #[serde(default)]
     pub auto_progression: Option<bool>,
+    /// Whether the advisory judge has already paused this rollout (it pauses
+    /// once; after a person resumes, its finding holds like a warning).
+    #[serde(default)]
+    pub paused_by_judge: bool,
 }
 
 /// Index of the first traffic step in `steps` (after build & deploy and health check).
@@ -223,6 +242,7 @@ impl Deployment {
             last_verdict: None,
             reason: None,
             auto_progression: None,
+            paused_by_judge: false,
         }
     }
 
@@ -539,6 +559,8 @@ impl Change {
             }
             Command::Pause => {
                 self.reject(ActionKind::Pause)?;
+                // A person paused it: an earlier hold's words no longer say why.
+                self.deployment.reason = None;
                 self.deployment.paused_from = Some(self.deployment.phase);
                 let share = self.deployment.share;
                 self.decide(&actor, "pause", Phase::Paused, share, None);
@@ -756,7 +778,29 @@ impl Change {
             Verdict::Critical { reason } if rules.auto_rollback => {
                 self.roll_back("controller", "auto_rollback", reason);
             }
-            Verdict::Critical { reason } | Verdict::Warning { reason } => {
+            Verdict::Suspect { reason }
+                if self.deployment.phase == Phase::Progressing
+                    && !self.deployment.paused_by_judge =>
+            {
+                self.deployment.paused_by_judge = true;
+                self.deployment.paused_from = Some(Phase::Progressing);
+                self.deployment.green_for_ms = 0;
+                let share = self.deployment.share;
+                self.decide(
+                    "controller",
+                    "auto_pause",
+                    Phase::Paused,
+                    share,
+                    Some(reason.clone()),
+                );
+                self.effects.push(Effect::Alert {
+                    message: format!("paused: {reason}"),
+                });
+                self.deployment.reason = Some(reason);
+            }
+            Verdict::Critical { reason }
+            | Verdict::Warning { reason }
+            | Verdict::Suspect { reason } => {
                 self.deployment.green_for_ms = 0;
                 if self.deployment.reason.as_deref() != Some(reason.as_str()) {
                     self.effects.push(Effect::Alert {
@@ -767,7 +811,15 @@ impl Change {
             }
             Verdict::NoData { reason } => {
                 self.deployment.green_for_ms = 0;
-                self.deployment.reason = Some(format!("holding: {reason}"));
+                if self.deployment.phase == Phase::Progressing {
+                    self.deployment.reason = Some(format!("holding: {reason}"));
+                }
+            }
+            Verdict::Undecided { reason } => {
+                self.deployment.no_data_for_ms = 0;
+                if self.deployment.phase == Phase::Progressing {
+                    self.deployment.reason = Some(format!("holding: {reason}"));
+                }
             }
         }
     }
@@ -787,6 +839,15 @@ impl Change {
                     let waited = format!("checks green for {}", human_duration(rules.wait_ms));
                     self.advance("controller", "auto_progress", Some(waited));
                 }
+            }
+            // The wait runs while the judge gathers evidence; the step
+            // advances at the first green verdict once both are done.
+            Some(Verdict::Undecided { .. }) if self.deployment.auto_progresses(rules) => {
+                self.deployment.green_for_ms = self
+                    .deployment
+                    .green_for_ms
+                    .saturating_add(elapsed_ms)
+                    .min(rules.wait_ms);
             }
             Some(Verdict::NoData { reason }) => {
                 let reason = reason.clone();

@@ -165,7 +165,11 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
             }
             line
         }
-        Phase::Paused => format!("Paused with the canary at {share}"),
+        Phase::Paused => match &deployment.reason {
+            // Why it is paused (the advisory judge), or what a check says now.
+            Some(reason) => format!("Paused with the canary at {share}: {reason}"),
+            None => format!("Paused with the canary at {share}"),
+        },
         Phase::Promoting => format!("Promoting {tag}…"),
         Phase::Promoted => format!("Promoted {tag} ({share})"),
         Phase::RollingBack => format!("Rolling back: {reason}"),

@@ -1,9 +1,13 @@
 //! The statistical judge inside the controller: in `enforce` mode a canary
 //! that is measurably worse than production is rolled back with the judge's
-//! words, and an undecided one is held instead of progressing.
+//! words, an undecided one is held instead of progressing, and one like
+//! production is promoted without a human; in `advisory` mode a worse
+//! canary is paused for a person instead.
 
 use canary_server::config::Config;
-use canary_shared::{CanaryState, JudgeConclusion, Phase};
+use canary_shared::{
+    AuditPage, CanaryShare, CanaryState, Command, JudgeConclusion, Phase, StartRequest,
+};
 
 use crate::support::{TestApp, background_traffic, eventually, http_get};
 
@@ -13,15 +17,30 @@ async fn state(app: &TestApp) -> CanaryState {
 }
 
 async fn judged_app() -> TestApp {
-    TestApp::start_with(|config| {
-        let judge = Config::from_yaml(
-            "canary:\n  auto_progression: { enabled: true, wait_time: 1s, thresholds: { max_latency: 5s, min_success_rate: 0.5, max_error_rate: 0.5 } }\n  traffic_steps: [50, 100]\n  judge: { mode: enforce, alpha: 0.01 }\n",
-        )
-        .unwrap()
-        .canary;
-        config.canary = judge;
+    app_judging_in("enforce").await
+}
+
+async fn app_judging_in(mode: &str) -> TestApp {
+    let yaml = format!(
+        "canary:\n  auto_progression: {{ enabled: true, wait_time: 1s, thresholds: {{ max_latency: 5s, min_success_rate: 0.5, max_error_rate: 0.5 }} }}\n  traffic_steps: [50, 100]\n  judge: {{ mode: {mode}, alpha: 0.01 }}\n"
+    );
+    TestApp::start_with(move |config| {
+        config.canary = Config::from_yaml(&yaml).unwrap().canary;
     })
     .await
+}
+
+/// Waits (up to a bound that only catches a hang) for `phase`.
+async fn reaches(app: &TestApp, phase: Phase) -> CanaryState {
+    let mut states = app.controller.state.clone();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        states.wait_for(|state| state.phase == phase),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("never reached {phase:?}"))
+    .unwrap()
+    .clone()
 }
 
 #[tokio::test]
@@ -71,4 +90,94 @@ async fn an_undecided_canary_is_held_until_the_judge_passes_it() {
     // Still at the starting share: the 1 s of green did not advance it.
     assert_eq!(state.traffic.canary().percent(), 5.0, "{}", state.summary);
     assert_eq!(state.judge.len(), 2);
+}
+
+#[tokio::test]
+async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
+    let app = judged_app().await;
+    app.production.set_delay_ms(10);
+    app.canary.set_delay_ms(20);
+    app.start_canary().await;
+    let traffic = background_traffic(&app);
+    reaches(&app, Phase::RolledBack).await;
+    traffic.abort();
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?action=auto_rollback"),
+        "application/json",
+    )
+    .await;
+    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    let rollback = &page.events[0];
+    assert_eq!(rollback.actor, "controller");
+    assert!(rollback.metrics.is_some(), "the figures of that moment");
+    let reason = rollback.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.starts_with("statistical judge: latency: the canary is slower than production more than 55 % of the time (slower in"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_like_production_is_promoted_once_the_judge_passes_it() {
+    let app = judged_app().await;
+    // A large share: passing needs about 1,400 concurrent pairs.
+    let start = Command::Start(StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: CanaryShare::from_percent(50.0).unwrap(),
+    });
+    app.controller
+        .command("test".to_owned(), start, None)
+        .await
+        .unwrap();
+    let traffic = [background_traffic(&app), background_traffic(&app)];
+    let promoted = reaches(&app, Phase::Promoted).await;
+    for task in traffic {
+        task.abort();
+    }
+    for metric in &promoted.judge {
+        assert_eq!(
+            metric.conclusion,
+            JudgeConclusion::Pass,
+            "{}: {}",
+            metric.metric,
+            metric.words
+        );
+    }
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?action=auto_progress"),
+        "application/json",
+    )
+    .await;
+    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    assert!(
+        page.events.iter().all(|event| event.actor == "controller") && !page.events.is_empty(),
+        "advanced without a human: {body}"
+    );
+}
+
+#[tokio::test]
+async fn an_advisory_judge_pauses_a_worse_canary_for_a_person_instead_of_rolling_back() {
+    let app = app_judging_in("advisory").await;
+    app.production.set_delay_ms(10);
+    app.canary.set_delay_ms(20);
+    app.start_canary().await;
+    let traffic = background_traffic(&app);
+    let paused = reaches(&app, Phase::Paused).await;
+    traffic.abort();
+    assert_eq!(paused.traffic.canary().percent(), 5.0, "the share is kept");
+    assert!(
+        paused
+            .summary
+            .contains("statistical judge (advisory): latency: the canary is slower"),
+        "{}",
+        paused.summary
+    );
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?action=auto_pause"),
+        "application/json",
+    )
+    .await;
+    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    assert_eq!(page.events.len(), 1, "{body}");
+    assert_eq!(page.events[0].actor, "controller");
 }

@@ -508,6 +508,82 @@ fn long_missing_data_holds_or_rolls_back_as_configured() {
     );
 }
 
+#[test]
+fn an_undecided_judge_lets_the_wait_run_but_not_advance_and_never_times_out() {
+    let mut sim = Sim::progressing(5.0);
+    sim.rules.on_long_no_data = NoDataAction::Rollback;
+    let undecided = || Verdict::Undecided {
+        reason: "waiting for the statistical judge: 12 failures".to_owned(),
+    };
+    // Far longer than both the wait and the no-data timeout.
+    for _ in 0..45 {
+        sim.tick(1_000, undecided());
+    }
+    assert_eq!(
+        sim.deployment.phase,
+        Phase::Progressing,
+        "never rolled back"
+    );
+    assert_eq!(sim.deployment.share, share(5.0), "never advanced");
+    assert_eq!(
+        sim.deployment.reason.as_deref(),
+        Some("holding: waiting for the statistical judge: 12 failures")
+    );
+    assert_eq!(sim.deployment.green_for_ms, 10_000, "the wait is done");
+    // The judge passes: the step advances at once, the wait already served.
+    sim.tick(1_000, green());
+    assert_eq!(sim.deployment.share, share(25.0));
+    sim.check(expect![[r#"
+        t=46s share 25 %
+        t=46s audit controller auto_progress: Progressing -> Progressing, 5 % -> 25 % (checks green for 10 s)"#]]);
+    // A warning still restarts the wait.
+    sim.tick(1_000, undecided());
+    sim.tick(
+        1_000,
+        Verdict::Warning {
+            reason: "p95 high".to_owned(),
+        },
+    );
+    assert_eq!(sim.deployment.green_for_ms, 0);
+}
+
+#[test]
+fn an_advisory_judge_pauses_a_rollout_once_then_holds_like_a_warning() {
+    let mut sim = Sim::progressing(25.0);
+    for _ in 0..5 {
+        sim.tick(1_000, green());
+    }
+    let suspect = || Verdict::Suspect {
+        reason: "statistical judge (advisory): latency: slower in 71 % of pairs".to_owned(),
+    };
+    sim.tick(1_000, suspect());
+    assert_eq!(sim.deployment.phase, Phase::Paused);
+    assert_eq!(sim.deployment.share, share(25.0), "a pause keeps the share");
+    for _ in 0..20 {
+        sim.tick(1_000, suspect());
+    }
+    // A person looked and resumed: the finding holds the step, without
+    // pausing again.
+    sim.command(Command::Resume).unwrap();
+    for _ in 0..20 {
+        sim.tick(1_000, suspect());
+    }
+    assert_eq!(sim.deployment.phase, Phase::Progressing);
+    assert_eq!(sim.deployment.share, share(25.0), "held, not advanced");
+    sim.check(expect![[r#"
+        t=5s audit controller auto_pause: Progressing -> Paused, 25 % -> 25 % (statistical judge (advisory): latency: slower in 71 % of pairs)
+        t=5s alert paused: statistical judge (advisory): latency: slower in 71 % of pairs
+        t=26s audit ops resume: Paused -> Progressing, 25 % -> 25 %"#]]);
+    // The next rollout may be paused again.
+    sim.command(Command::Promote).unwrap();
+    sim.hook(Hook::Promote, true);
+    sim.start(5.0);
+    sim.hook(Hook::Deploy, true);
+    sim.hook(Hook::HealthCheck, true);
+    sim.tick(1_000, suspect());
+    assert_eq!(sim.deployment.phase, Phase::Paused);
+}
+
 /// Any input the machine can be given.
 fn any_input() -> impl Strategy<Value = Input> {
     let command = prop_oneof![
@@ -546,6 +622,12 @@ fn any_input() -> impl Strategy<Value = Input> {
         }),
         Just(Verdict::NoData {
             reason: "n".to_owned()
+        }),
+        Just(Verdict::Undecided {
+            reason: "u".to_owned()
+        }),
+        Just(Verdict::Suspect {
+            reason: "s".to_owned()
         }),
     ];
     prop_oneof![
