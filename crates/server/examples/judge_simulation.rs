@@ -127,12 +127,12 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
                 production_second.push((ms, failed));
             }
         }
-        // Each canary request against a random production request of the same second.
-        if !production_second.is_empty() {
-            for (ms, _) in &canary_second {
-                let partner = production_second[rng.usize(..production_second.len())].0;
-                latency.observe(*ms, partner);
-            }
+        // Each canary request against a different production request of the
+        // same second, chosen at random (as the recorder pairs them).
+        let mut partners: Vec<f64> = production_second.iter().map(|(ms, _)| *ms).collect();
+        rng.shuffle(&mut partners);
+        for ((ms, _), partner) in canary_second.iter().zip(partners) {
+            latency.observe(*ms, partner);
         }
         canary_window.push_back(canary_second);
         production_window.push_back(production_second);

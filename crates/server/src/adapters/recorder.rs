@@ -248,8 +248,9 @@ pub struct JudgeSecond {
     pub canary_failures: u64,
     /// Failed production requests.
     pub production_failures: u64,
-    /// Each canary request's latency with a random production request's of
-    /// the same second, in milliseconds (at most [`MAX_PAIRS`] a second).
+    /// Canary requests' latencies, each with a different production
+    /// request's of the same second, in milliseconds: both chosen at random,
+    /// no request used twice (at most [`MAX_PAIRS`] a second).
     pub pairs: Vec<(f64, f64)>,
 }
 
@@ -354,28 +355,38 @@ impl Recorder {
         }
     }
 
-    /// Failures per side, and each canary latency paired with a random
-    /// production latency of the same second (drawn from its histogram).
+    /// Failures per side, and canary latencies paired with production
+    /// latencies of the same second.
+    ///
+    /// The judge counts each pair as an independent coin (½ when the sides
+    /// are alike), so the pairs are drawn the way that holds: both sides
+    /// shuffled and zipped, so no request is in two pairs, and a busy second
+    /// is cut to [`MAX_PAIRS`] at random, never by value (the histogram
+    /// iterates from the fastest up: taking its first values would make
+    /// the canary look fast).
     fn judge_second_of(&self, production: &Counts, canary: &Counts) -> JudgeSecond {
-        let mut pairs = Vec::new();
-        if production.requests > 0 {
-            let mut rng = self
-                .rng
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            'values: for value in canary.latency_micros.iter_recorded() {
-                for _ in 0..value.count_at_value() {
-                    if pairs.len() as u64 >= MAX_PAIRS {
-                        break 'values;
-                    }
-                    let partner = production.latency_micros.value_at_quantile(rng.f64());
-                    pairs.push((
-                        value.value_iterated_to() as f64 / 1000.0,
-                        partner as f64 / 1000.0,
-                    ));
-                }
-            }
-        }
+        let mut rng = self
+            .rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut latencies = |counts: &Counts| {
+            let mut values: Vec<f64> = counts
+                .latency_micros
+                .iter_recorded()
+                .flat_map(|value| {
+                    let ms = value.value_iterated_to() as f64 / 1000.0;
+                    std::iter::repeat_n(ms, value.count_at_value() as usize)
+                })
+                .collect();
+            rng.shuffle(&mut values);
+            values
+        };
+        let (canary_ms, production_ms) = (latencies(canary), latencies(production));
+        let pairs = canary_ms
+            .into_iter()
+            .zip(production_ms)
+            .take(MAX_PAIRS as usize)
+            .collect();
         JudgeSecond {
             canary_requests: canary.requests,
             production_requests: production.requests,
@@ -585,6 +596,41 @@ mod tests {
                 .last_1m
                 .requests,
             80_000
+        );
+    }
+
+    #[test]
+    fn the_judges_pairs_of_two_alike_sides_are_slower_half_the_time() {
+        // The statistical judge trusts that a canary like production is the
+        // slower of a pair half the time: the pairing must not favour a side.
+        let recorder = Recorder::new();
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..4_000 {
+            let side = if rng.bool() {
+                Side::Canary
+            } else {
+                Side::Production
+            };
+            let micros = 2_000 + rng.u64(..30_000);
+            recorder.record(side, Outcome::Status(200), Duration::from_micros(micros));
+        }
+        recorder.tick(UnixMillis(1_000));
+        let second = recorder.take_judge_second().unwrap();
+        let slower = second
+            .pairs
+            .iter()
+            .filter(|(canary, production)| canary > production)
+            .count();
+        let faster = second
+            .pairs
+            .iter()
+            .filter(|(canary, production)| canary < production)
+            .count();
+        let share = slower as f64 / (slower + faster) as f64;
+        assert!(
+            (0.45..=0.55).contains(&share),
+            "slower in {share} of {} pairs",
+            slower + faster
         );
     }
 }
