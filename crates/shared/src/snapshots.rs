@@ -112,6 +112,20 @@ pub(crate) fn sample_state() -> CanaryState {
             worse_evidence: 1.5,
             within_evidence: 0.8,
             samples: 12,
+            fail_at: 200.0,
+            pass_at: 100.0,
+            history: vec![
+                crate::EvidencePoint {
+                    secs: 1,
+                    worse: 1.2,
+                    within: 0.9,
+                },
+                crate::EvidencePoint {
+                    secs: 2,
+                    worse: 1.5,
+                    within: 0.8,
+                },
+            ],
         }],
         updated_at: UnixMillis(1_700_000_090_000),
     }
@@ -210,9 +224,8 @@ fn commands() {
     check(&commands, expect_file!["snapshots/commands.json"]);
 }
 
-#[test]
-fn audit_event() {
-    let event = AuditEvent {
+fn sample_audit_event() -> AuditEvent {
+    AuditEvent {
         seq: 3,
         at: UnixMillis(1_700_000_000_000),
         actor: "controller".to_owned(),
@@ -227,8 +240,15 @@ fn audit_event() {
             canary: sample_metrics().canary.last_1m,
         })),
         output: Some("exit 0: rolled back v2.7.0".to_owned()),
-    };
-    check(&event, expect_file!["snapshots/audit_event.json"]);
+    }
+}
+
+#[test]
+fn audit_event() {
+    check(
+        &sample_audit_event(),
+        expect_file!["snapshots/audit_event.json"],
+    );
 }
 
 #[test]
@@ -250,6 +270,9 @@ fn server_messages() {
         ServerMessage::Metrics {
             metrics: Box::new(sample_metrics()),
         },
+        ServerMessage::Audit {
+            event: sample_audit_event(),
+        },
         ServerMessage::Reply { id: 7, error: None },
         ServerMessage::Reply {
             id: 8,
@@ -261,6 +284,45 @@ fn server_messages() {
         },
     ];
     check(&messages, expect_file!["snapshots/server_messages.json"]);
+    // The snapshot too, with and without metrics.
+    for metrics in [None, Some(Box::new(sample_metrics()))] {
+        let snapshot = ServerMessage::Snapshot {
+            state: Box::new(sample_state()),
+            metrics,
+        };
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ServerMessage>(&json).unwrap(),
+            snapshot
+        );
+    }
+}
+
+#[test]
+fn a_stream_message_reads_with_a_clear_error_when_it_is_not_one() {
+    let read = |json: &str| {
+        serde_json::from_str::<ServerMessage>(json)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        read(r#"{"type":"weather","id":1}"#),
+        "unknown variant `weather`, expected one of `snapshot`, `state`, `metrics`, `audit`, `reply` at line 1 column 25"
+    );
+    assert_eq!(
+        read(r#"{"type":"reply"}"#),
+        "missing field `id` at line 1 column 16"
+    );
+    assert_eq!(
+        read(r#"{"id":1,"type":"reply"}"#),
+        "a stream message starts with \"type\" at line 1 column 5"
+    );
+    // Keys it does not know are skipped, as serde's derive does.
+    assert_eq!(
+        serde_json::from_str::<ServerMessage>(r#"{"type":"reply","id":3,"later":[1,{"a":2}]}"#)
+            .unwrap(),
+        ServerMessage::Reply { id: 3, error: None }
+    );
 }
 
 #[test]
