@@ -427,5 +427,112 @@ pub fn time_label(seconds: f64) -> String {
     }
 }
 
+/// The statistical judge's evidence over a rollout, ready for an SVG of
+/// [`EVIDENCE_WIDTH`] × [`EVIDENCE_HEIGHT`] units: both evidences on a log
+/// scale, with the two thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidencePlot {
+    /// `points` of the evidence of "worse than tolerance".
+    pub worse: String,
+    /// `points` of the evidence of "within tolerance".
+    pub within: String,
+    /// Heights of the fail and pass thresholds, and of evidence 1 (none either way).
+    pub fail_y: f64,
+    pub pass_y: f64,
+    pub even_y: f64,
+    /// How long the chart spans, in words (`3 min 20 s`).
+    pub span: String,
+}
+
+/// The evidence chart's drawing units.
+pub const EVIDENCE_WIDTH: f64 = 240.0;
+pub const EVIDENCE_HEIGHT: f64 = 80.0;
+/// The lowest evidence drawn (below, the line lies on the floor): a
+/// hundredth, where "worse" sinks for a canary as good as production.
+const EVIDENCE_FLOOR: f64 = -2.0;
+
+/// Where the judge's evidence went over the rollout; `None` before its first second.
+pub fn evidence_plot(metric: &canary_shared::JudgedMetric) -> Option<EvidencePlot> {
+    let last = metric.history.last()?;
+    let log = |value: f64| {
+        if value > 0.0 {
+            value.log10().max(EVIDENCE_FLOOR)
+        } else {
+            EVIDENCE_FLOOR
+        }
+    };
+    let fail_at = log(metric.fail_at.max(1.0));
+    let pass_at = log(metric.pass_at.max(1.0));
+    // Headroom above the higher threshold, and above evidence far beyond it.
+    let highest = metric
+        .history
+        .iter()
+        .map(|point| log(point.worse).max(log(point.within)))
+        .fold(fail_at.max(pass_at), f64::max);
+    let top = highest + 0.5;
+    let y = |log_value: f64| {
+        EVIDENCE_HEIGHT * (1.0 - (log_value - EVIDENCE_FLOOR) / (top - EVIDENCE_FLOOR))
+    };
+    let span = f64::from(last.secs.max(1));
+    let x = |secs: u32| EVIDENCE_WIDTH * f64::from(secs) / span;
+    let line = |pick: fn(&canary_shared::EvidencePoint) -> f64| {
+        // A line needs two points: the rollout's start is evidence 1 (none yet).
+        std::iter::once(format!("0,{:.1}", y(0.0)))
+            .chain(
+                metric
+                    .history
+                    .iter()
+                    .map(|point| format!("{:.1},{:.1}", x(point.secs), y(log(pick(point))))),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let seconds = last.secs;
+    let span = match seconds {
+        0..=119 => format!("{seconds} s"),
+        120..=3599 if seconds % 60 == 0 => format!("{} min", seconds / 60),
+        120..=3599 => format!("{} min {} s", seconds / 60, seconds % 60),
+        _ => format!("{} h {} min", seconds / 3600, seconds / 60 % 60),
+    };
+    Some(EvidencePlot {
+        worse: line(|point| point.worse),
+        within: line(|point| point.within),
+        fail_y: y(fail_at),
+        pass_y: y(pass_at),
+        even_y: y(0.0),
+        span,
+    })
+}
+
+/// The evidence chart as markup for a `<figure>`: the SVG, then a legend.
+/// Everything in it is a figure or fixed text, so nothing needs escaping.
+pub fn evidence_markup(metric: &canary_shared::JudgedMetric) -> Option<String> {
+    let plot = evidence_plot(metric)?;
+    let (width, height) = (EVIDENCE_WIDTH, EVIDENCE_HEIGHT);
+    let rule = |y: f64, class: &str| {
+        format!(
+            r#"<line class="{class}" x1="0" x2="{width}" y1="{y:.1}" y2="{y:.1}" vector-effect="non-scaling-stroke"/>"#
+        )
+    };
+    let line = |points: &str, side: &str| {
+        format!(
+            r#"<polyline class="evidence__line evidence__line--{side}" points="{points}" vector-effect="non-scaling-stroke"/>"#
+        )
+    };
+    Some(format!(
+        r#"<svg class="evidence__plot" viewBox="0 0 {width} {height}" preserveAspectRatio="none" role="img" aria-label="Evidence over {span}: of worse {worse:.1} (fails at {fail:.0}), of within {within:.1} (passes at {pass:.0})">{even}{fail_rule}{pass_rule}{within_line}{worse_line}</svg><figcaption class="evidence__legend"><span class="evidence__key evidence__key--worse">worse (fails at {fail:.0})</span><span class="evidence__key evidence__key--within">within (passes at {pass:.0})</span><span class="evidence__span">over {span}, log scale</span></figcaption>"#,
+        span = plot.span,
+        worse = metric.worse_evidence,
+        within = metric.within_evidence,
+        fail = metric.fail_at,
+        pass = metric.pass_at,
+        even = rule(plot.even_y, "evidence__even"),
+        fail_rule = rule(plot.fail_y, "evidence__threshold evidence__threshold--fail"),
+        pass_rule = rule(plot.pass_y, "evidence__threshold evidence__threshold--pass"),
+        within_line = line(&plot.within, "within"),
+        worse_line = line(&plot.worse, "worse"),
+    ))
+}
+
 #[cfg(test)]
 mod tests;

@@ -308,6 +308,7 @@ pub fn is_automatic_decision(entry: &AuditEvent) -> bool {
         && matches!(
             entry.action.as_str(),
             "auto_rollback"
+                | "auto_pause"
                 | "auto_progress"
                 | "no_data_rollback"
                 | "deploy_failed"
@@ -480,9 +481,13 @@ pub struct BrowserAlert {
 pub fn browser_alert(entry: &AuditEvent, version: Option<&str>) -> Option<BrowserAlert> {
     let events = entry.notify_events();
     let version = version.map(|tag| format!(" {tag}")).unwrap_or_default();
-    let title = if events.contains(&NotifyEvent::Breach) {
+    let rolled_back = events.contains(&NotifyEvent::RolledBack);
+    let title = if events.contains(&NotifyEvent::Breach) && rolled_back {
         format!("Safety breach: canary{version} rolled back")
-    } else if events.contains(&NotifyEvent::RolledBack) {
+    } else if events.contains(&NotifyEvent::Breach) {
+        // The advisory judge: found a regression, paused for a person.
+        format!("Regression found: canary{version} paused")
+    } else if rolled_back {
         format!("Canary{version} rolled back")
     } else {
         return None;
@@ -703,6 +708,21 @@ mod tests {
                 "Canary rolled back".to_owned(),
                 "Stop: 50 % → 0 %, by controller".to_owned()
             ))
+        );
+        let paused = audit(
+            11,
+            "auto_pause",
+            25.0,
+            25.0,
+            Some("statistical judge (advisory): latency: slower in 71 % of 900 pairs"),
+        );
+        assert_eq!(
+            browser_alert(&paused, Some("v2.7.0")).map(|alert| alert.title),
+            Some("Regression found: canary v2.7.0 paused".to_owned())
+        );
+        assert!(
+            is_automatic_decision(&paused),
+            "explained in the safety panel"
         );
         // Routine moves stay quiet.
         assert_eq!(

@@ -27,7 +27,7 @@ use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
-use crate::domain::judge::{Conclusion, FailureRateJudge, LatencyJudge};
+use crate::domain::judge::{Conclusion, EvidenceHistory, FailureRateJudge, LatencyJudge};
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
@@ -217,14 +217,24 @@ struct Controller {
 struct RolloutJudge {
     failures: FailureRateJudge,
     latency: LatencyJudge,
+    /// Each metric's evidence over the rollout, for the console's chart.
+    history: [EvidenceHistory; 2],
 }
 
 impl RolloutJudge {
     fn views(&self) -> Vec<canary_shared::JudgedMetric> {
         vec![
-            self.failures.judged().view("failure_rate"),
-            self.latency.judged().view("latency"),
+            self.failures
+                .judged()
+                .view("failure_rate", &self.history[0]),
+            self.latency.judged().view("latency", &self.history[1]),
         ]
+    }
+
+    /// Notes where the evidence stands after a judged second.
+    fn record(&mut self) {
+        self.history[0].record(&self.failures.judged());
+        self.history[1].record(&self.latency.judged());
     }
 
     /// A fail if either metric fails; a pass only when both pass.
@@ -749,6 +759,7 @@ impl Controller {
         let fresh = || RolloutJudge {
             failures: FailureRateJudge::new(config.settings()),
             latency: LatencyJudge::new(config.settings()),
+            history: Default::default(),
         };
         let judge = match &mut self.judge {
             Some((of, judge)) if *of == rollout => judge,
@@ -762,6 +773,7 @@ impl Controller {
         for (canary_ms, production_ms) in &second.pairs {
             judge.latency.observe(*canary_ms, *production_ms);
         }
+        judge.record();
     }
 
     /// The checks' verdict, with the statistical judge's say in `advisory`

@@ -63,7 +63,8 @@ pub enum NotifyEvent {
     Started,
     /// The canary's share changed (a step, a scale, a pause or resume).
     StepChanged,
-    /// A critical safety check failed.
+    /// A critical safety check failed, or the statistical judge found a
+    /// regression (in advisory mode, which pauses the rollout).
     Breach,
     /// Traffic went back to production (rollback or emergency stop).
     RolledBack,
@@ -105,6 +106,7 @@ impl AuditEvent {
         match self.action.as_str() {
             "start" => vec![NotifyEvent::Started],
             "auto_rollback" => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
+            "auto_pause" => vec![NotifyEvent::Breach],
             "rollback"
             | "stop"
             | "no_data_rollback"
@@ -157,6 +159,11 @@ mod tests {
         assert_eq!(
             entry("auto_rollback", 25.0, 0.0).notify_events(),
             [NotifyEvent::Breach, NotifyEvent::RolledBack]
+        );
+        // The advisory judge's pause: a regression found, for a person to decide.
+        assert_eq!(
+            entry("auto_pause", 25.0, 25.0).notify_events(),
+            [NotifyEvent::Breach]
         );
         assert_eq!(
             entry("stop", 25.0, 0.0).notify_events(),

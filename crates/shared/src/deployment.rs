@@ -320,6 +320,46 @@ pub struct JudgedMetric {
     pub within_evidence: f64,
     /// Observations so far.
     pub samples: u64,
+    /// The evidence at which the canary fails on this metric (its share of α).
+    #[serde(default)]
+    pub fail_at: f64,
+    /// The evidence at which it passes.
+    #[serde(default)]
+    pub pass_at: f64,
+    /// Both evidences over the rollout so far, oldest first, evenly spaced
+    /// (the spacing doubles as the rollout grows, so it stays short).
+    #[serde(default)]
+    pub history: Vec<EvidencePoint>,
+}
+
+/// The judge's evidence at one moment of a rollout. On the wire it is a
+/// `[secs, worse, within]` triple: hundreds of them stream every second, and
+/// an array decodes with far less code in the console than a keyed object.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(u32, f64, f64)", into = "(u32, f64, f64)")]
+pub struct EvidencePoint {
+    /// Seconds of judged traffic since the rollout started.
+    pub secs: u32,
+    /// The evidence of "worse than tolerance".
+    pub worse: f64,
+    /// The evidence of "within tolerance".
+    pub within: f64,
+}
+
+impl From<(u32, f64, f64)> for EvidencePoint {
+    fn from((secs, worse, within): (u32, f64, f64)) -> Self {
+        EvidencePoint {
+            secs,
+            worse,
+            within,
+        }
+    }
+}
+
+impl From<EvidencePoint> for (u32, f64, f64) {
+    fn from(point: EvidencePoint) -> Self {
+        (point.secs, point.worse, point.within)
+    }
 }
 
 /// The auto-rollback setting.

@@ -42,8 +42,8 @@ pub use audit::{AuditEvent, AuditMetrics, AuditPage};
 pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,
-    DeploymentStep, Health, JudgeConclusion, JudgedMetric, Phase, ServiceHealth, Side, StepKind,
-    StepStatus, TrafficSplit,
+    DeploymentStep, EvidencePoint, Health, JudgeConclusion, JudgedMetric, Phase, ServiceHealth,
+    Side, StepKind, StepStatus, TrafficSplit,
 };
 pub use metrics::{
     CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,

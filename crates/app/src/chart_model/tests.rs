@@ -5,8 +5,8 @@ use canary_shared::{
 };
 
 use super::{
-    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, has_points, merge_metrics,
-    parse_hex_color, plot_range, segments, time_label, y_range,
+    ChartKind, Percentile, WINDOW_SECS, axis_label, compare, evidence_plot, has_points,
+    merge_metrics, parse_hex_color, plot_range, segments, time_label, y_range,
 };
 
 fn second(at_s: u64, requests: u64, errors: u64, p95: Option<f64>) -> SecondSample {
@@ -249,4 +249,55 @@ fn a_custom_metric_is_charted_from_its_readings_and_compared_side_by_side() {
     failing.canary.custom[0] = metric(&[(800, 30.0)], None);
     assert_eq!(compare(&failing, kind).canary, "—");
     assert_eq!(compare(&failing, kind).difference, "");
+}
+
+#[test]
+fn the_evidence_chart_draws_both_evidences_on_a_log_scale_with_the_thresholds() {
+    use canary_shared::{EvidencePoint, JudgeConclusion, JudgedMetric};
+    let point = |secs, worse, within| EvidencePoint {
+        secs,
+        worse,
+        within,
+    };
+    let mut metric = JudgedMetric {
+        metric: "latency".to_owned(),
+        conclusion: JudgeConclusion::Fail,
+        words: String::new(),
+        worse_evidence: 1000.0,
+        within_evidence: 0.0,
+        samples: 40,
+        fail_at: 200.0,
+        pass_at: 100.0,
+        history: Vec::new(),
+    };
+    assert_eq!(
+        evidence_plot(&metric),
+        None,
+        "nothing before the first second"
+    );
+    metric.history = vec![
+        point(1, 1.0, 0.5),
+        point(2, 10.0, 0.01),
+        point(3, 100.0, 0.0),
+        point(4, 1000.0, 1e-9),
+    ];
+    let plot = evidence_plot(&metric).unwrap();
+    // From a hundredth (the floor, 80) to half a decade above the highest
+    // evidence (10^3.5, 0): evidence 1 at 50.9, 10 at 36.4, 200 at 17.4.
+    assert_eq!(
+        plot.worse,
+        "0,50.9 60.0,50.9 120.0,36.4 180.0,21.8 240.0,7.3"
+    );
+    assert_eq!(
+        plot.within,
+        "0,50.9 60.0,55.3 120.0,80.0 180.0,80.0 240.0,80.0"
+    );
+    assert_eq!(format!("{:.1}", plot.fail_y), "17.4");
+    assert_eq!(format!("{:.1}", plot.pass_y), "21.8");
+    assert_eq!(format!("{:.1}", plot.even_y), "50.9");
+    assert_eq!(plot.span, "4 s");
+    metric.history = vec![point(3_000, 1.0, 1.0)];
+    assert_eq!(evidence_plot(&metric).unwrap().span, "50 min");
+    metric.history = vec![point(4_000, 1.0, 1.0)];
+    assert_eq!(evidence_plot(&metric).unwrap().span, "1 h 6 min");
 }

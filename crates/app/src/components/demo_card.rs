@@ -11,7 +11,9 @@ use crate::components::segmented::{Segmented, bind};
 use crate::view_model::demo_words;
 
 /// Error rates offered, in percent, and their labels.
-const ERROR_PERCENTS: [u16; 4] = [0, 2, 10, 50];
+/// (Both kept as `u64`: one signal type for both controls is one copy of
+/// the reactive code in the release WASM, not two.)
+const ERROR_PERCENTS: [u64; 4] = [0, 2, 10, 50];
 const ERROR_LABELS: [&str; 4] = ["0 %", "2 %", "10 %", "50 %"];
 /// Added latencies offered, in milliseconds, and their labels.
 const ADDED_LATENCIES: [u64; 4] = [0, 100, 400, 1500];
@@ -20,9 +22,10 @@ const LATENCY_LABELS: [&str; 4] = ["+0", "+100 ms", "+400 ms", "+1.5 s"];
 /// The demo panel; renders nothing outside the demo.
 #[component]
 pub fn DemoCard() -> impl IntoView {
-    let status = RwSignal::new(None::<DemoStatus>);
+    // The canary service's behaviour in words, once the server says this is the demo.
+    let status = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
-    let error_percent = RwSignal::new(0u16);
+    let error_percent = RwSignal::new(0u64);
     let added_latency = RwSignal::new(0u64);
     let hang = RwSignal::new(false);
     let (error_index, pick_error) = bind(error_percent, &ERROR_PERCENTS);
@@ -31,11 +34,11 @@ pub fn DemoCard() -> impl IntoView {
     let sent = StoredValue::new(None::<DemoBehaviour>);
     let show = move |loaded: DemoStatus| {
         let behaviour = loaded.canary.behaviour.clone();
-        error_percent.set((behaviour.error_rate * 100.0).round() as u16);
+        error_percent.set((behaviour.error_rate * 100.0).round() as u64);
         added_latency.set(behaviour.added_latency_ms);
         hang.set(behaviour.hang);
         sent.set_value(Some(behaviour));
-        status.set(Some(loaded));
+        status.set(Some(demo_words(&loaded)));
     };
     spawn_local(async move {
         // A 404 means this is not the demo: the panel stays away.
@@ -45,7 +48,7 @@ pub fn DemoCard() -> impl IntoView {
     });
     Effect::new(move |_| {
         let wanted = DemoBehaviour {
-            error_rate: f64::from(error_percent.get()) / 100.0,
+            error_rate: error_percent.get() as f64 / 100.0,
             added_latency_ms: added_latency.get(),
             hang: hang.get(),
         };
@@ -69,7 +72,7 @@ pub fn DemoCard() -> impl IntoView {
         added_latency.set(0);
         hang.set(false);
     };
-    let words = move || status.with(|status| status.as_ref().map(demo_words).unwrap_or_default());
+    let words = move || status.get().unwrap_or_default();
     move || {
         status.with(Option::is_some).then(|| {
             view! {

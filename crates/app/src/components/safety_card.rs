@@ -1,9 +1,10 @@
 //! The safety checks and where each stands, with the automatic decisions
 //! they led to, each explained in words and the figures of its moment.
 
-use canary_shared::{AuditEvent, CanaryState, JudgeConclusion};
+use canary_shared::{AuditEvent, CanaryState, JudgeConclusion, JudgedMetric};
 use leptos::prelude::*;
 
+use crate::chart_model::evidence_markup;
 use crate::view_model::{
     action_label, check_class, clock_time, decision_figures, is_automatic_decision,
 };
@@ -90,10 +91,12 @@ pub fn SafetyCard(
                                     JudgeConclusion::Pass => ("badge badge--good", "Pass"),
                                     JudgeConclusion::Inconclusive => ("badge badge--neutral", "Undecided"),
                                 };
+                                let chart = evidence_chart(&metric);
                                 view! {
-                                    <li class="check" data-testid="judged-metric">
+                                    <li class="check check--judged" data-testid="judged-metric">
                                         <span class="check__reason">{metric.words}</span>
                                         <span class=class>{label}</span>
+                                        {chart}
                                     </li>
                                 }
                             })
@@ -131,4 +134,15 @@ pub fn SafetyCard(
             </section>
         </article>
     }
+}
+
+/// A judged metric's evidence over the rollout: "worse" climbing to its
+/// threshold is a coming rollback, "within" climbing to its own a coming
+/// pass. The SVG is written as markup (figures only, nothing a user typed):
+/// far less code in the WASM than a tree of view nodes.
+fn evidence_chart(metric: &JudgedMetric) -> Option<impl IntoView + use<>> {
+    let markup = evidence_markup(metric)?;
+    Some(
+        view! { <figure class="evidence" data-testid="evidence-chart" inner_html=markup></figure> },
+    )
 }

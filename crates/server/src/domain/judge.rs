@@ -1,5 +1,4 @@
-//! The statistical judge (issue 9, first part: the pure core, not yet wired
-//! into the controller): anytime-valid evidence that the canary is worse
+//! The statistical judge: anytime-valid evidence that the canary is worse
 //! than production by more than a tolerance, or that it is not.
 //!
 //! # Why this test
@@ -188,6 +187,10 @@ pub struct JudgedMetric {
     pub estimate: Option<f64>,
     /// All of it in words.
     pub words: String,
+    /// The evidence at which it fails.
+    pub fail_at: f64,
+    /// The evidence at which it passes.
+    pub pass_at: f64,
 }
 
 /// An e-value for people: `3.2`, `1,250`, or `over 1,000,000` (beyond
@@ -311,27 +314,28 @@ impl FailureRateJudge {
         let estimate = self.estimate();
         let tolerance = 1.0 + self.settings.failure_tolerance;
         let failures = self.failures[0] + self.failures[1];
+        let counted = crate::domain::analysis::group_thousands(failures);
         let ratio = estimate.map_or_else(
             || "not estimable yet".to_owned(),
             |ratio| format!("{ratio:.2}× production's"),
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
+                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {} ≥ {:.0}, from {counted} failures)",
                 evidence(self.worse.e_value()),
                 fail_threshold(self.settings)
             ),
             Conclusion::Pass if failures == 0 => format!(
                 "failure rate: no failure on either side in {} canary requests",
-                self.requests[1]
+                crate::domain::analysis::group_thousands(self.requests[1])
             ),
             Conclusion::Pass => format!(
-                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {} ≥ {:.0}, from {failures} failures)",
+                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {} ≥ {:.0}, from {counted} failures)",
                 evidence(self.within.e_value()),
                 pass_threshold(self.settings)
             ),
             Conclusion::Inconclusive => format!(
-                "failure rate: not decided yet (estimate {ratio}; evidence of worse {} of {:.0} needed, of within {} of {:.0}; {failures} failures)",
+                "failure rate: not decided yet (estimate {ratio}; evidence of worse {} of {:.0} needed, of within {} of {:.0}; {counted} failures)",
                 evidence(self.worse.e_value()),
                 fail_threshold(self.settings),
                 evidence(self.within.e_value()),
@@ -345,6 +349,8 @@ impl FailureRateJudge {
             samples: failures,
             estimate,
             words,
+            fail_at: fail_threshold(self.settings),
+            pass_at: pass_threshold(self.settings),
         }
     }
 }
@@ -394,7 +400,13 @@ impl LatencyJudge {
         let limit = 50.0 + self.settings.latency_tolerance * 100.0;
         let share = estimate.map_or_else(
             || "no pairs yet".to_owned(),
-            |share| format!("slower in {:.1} % of {} pairs", share * 100.0, self.pairs),
+            |share| {
+                format!(
+                    "slower in {:.1} % of {} pairs",
+                    share * 100.0,
+                    crate::domain::analysis::group_thousands(self.pairs)
+                )
+            },
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
@@ -422,13 +434,15 @@ impl LatencyJudge {
             samples: self.pairs,
             estimate,
             words,
+            fail_at: fail_threshold(self.settings),
+            pass_at: pass_threshold(self.settings),
         }
     }
 }
 
 impl JudgedMetric {
-    /// The wire form, under `metric`'s name.
-    pub fn view(&self, metric: &str) -> canary_shared::JudgedMetric {
+    /// The wire form, under `metric`'s name, with its evidence over time.
+    pub fn view(&self, metric: &str, history: &EvidenceHistory) -> canary_shared::JudgedMetric {
         canary_shared::JudgedMetric {
             metric: metric.to_owned(),
             conclusion: match self.conclusion {
@@ -440,7 +454,61 @@ impl JudgedMetric {
             worse_evidence: self.worse_evidence,
             within_evidence: self.within_evidence,
             samples: self.samples,
+            fail_at: self.fail_at,
+            pass_at: self.pass_at,
+            history: history.points().to_vec(),
         }
+    }
+}
+
+/// The most points an [`EvidenceHistory`] keeps.
+pub const EVIDENCE_POINTS: usize = 240;
+
+/// A metric's evidence over a rollout, for the console's chart: one point
+/// per `spacing` seconds, at most [`EVIDENCE_POINTS`] of them. When full,
+/// every other point goes and the spacing doubles, so a rollout of any
+/// length fits in a few kilobytes of the stream and still shows its whole
+/// course, the first seconds included.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvidenceHistory {
+    spacing: u32,
+    seconds: u32,
+    points: Vec<canary_shared::EvidencePoint>,
+}
+
+impl Default for EvidenceHistory {
+    fn default() -> Self {
+        EvidenceHistory {
+            spacing: 1,
+            seconds: 0,
+            points: Vec::new(),
+        }
+    }
+}
+
+impl EvidenceHistory {
+    /// One more second judged, ending with this evidence.
+    pub fn record(&mut self, judged: &JudgedMetric) {
+        self.seconds = self.seconds.saturating_add(1);
+        if !self.seconds.is_multiple_of(self.spacing) {
+            return;
+        }
+        self.points.push(canary_shared::EvidencePoint {
+            secs: self.seconds,
+            worse: judged.worse_evidence,
+            within: judged.within_evidence,
+        });
+        if self.points.len() > EVIDENCE_POINTS {
+            self.spacing *= 2;
+            let spacing = self.spacing;
+            self.points
+                .retain(|point| point.secs.is_multiple_of(spacing));
+        }
+    }
+
+    /// The points kept, oldest first.
+    pub fn points(&self) -> &[canary_shared::EvidencePoint] {
+        &self.points
     }
 }
 

@@ -2,7 +2,8 @@
 //! statistics against values computed independently.
 
 use crate::domain::judge::{
-    ALTERNATIVES, Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest,
+    ALTERNATIVES, Conclusion, EVIDENCE_POINTS, EvidenceHistory, FailureRateJudge, JudgeSettings,
+    LatencyJudge, OddsTest,
 };
 
 #[test]
@@ -283,4 +284,29 @@ fn a_canary_at_the_tolerance_on_both_metrics_is_wrongly_failed_at_most_alpha_of_
         (wrongly_failed as f64) / (runs as f64) <= alpha,
         "{wrongly_failed} of {runs}"
     );
+}
+
+#[test]
+fn the_evidence_history_stays_short_and_evenly_spaced_however_long_the_rollout() {
+    let mut judge = LatencyJudge::new(settings(0.01));
+    let mut history = EvidenceHistory::default();
+    for second in 1..=3_008u32 {
+        judge.observe(f64::from(second % 7), 3.0);
+        history.record(&judge.judged());
+        let points = history.points();
+        assert!(points.len() <= EVIDENCE_POINTS, "{} points", points.len());
+        let spacing = points[0].secs;
+        assert!(
+            points
+                .iter()
+                .enumerate()
+                .all(|(index, point)| point.secs == spacing * (index as u32 + 1)),
+            "evenly spaced from the start at second {second}"
+        );
+        assert!(second - points.last().unwrap().secs < spacing, "up to date");
+    }
+    // 3,008 seconds at a spacing of 16 s: 188 points, the last one now.
+    assert_eq!(history.points().len(), 188);
+    let last = history.points().last().unwrap();
+    assert_eq!(last.worse, judge.judged().worse_evidence);
 }
