@@ -34,6 +34,35 @@ struct Detections {
     judge: Vec<Option<usize>>,
     thresholds: Vec<Option<usize>>,
     mann_whitney: Vec<Option<usize>>,
+    oracle: Vec<Option<usize>>,
+}
+
+/// Failures land on the canary with this probability when its failure rate
+/// is `theta` times production's at the simulated share.
+fn failure_on_canary(theta: f64) -> f64 {
+    SHARE * theta / (SHARE * theta + 1.0 - SHARE)
+}
+
+/// The probability that a canary request is slower than a production one
+/// when every canary latency is multiplied by `factor` (log-normal body; the
+/// rare tail is ignored).
+fn slower_probability(factor: f64) -> f64 {
+    let shift = factor.ln() / (0.5 * std::f64::consts::SQRT_2);
+    0.5 * (1.0 + erf(shift / std::f64::consts::SQRT_2))
+}
+
+/// The hypotheses a test that knew the effect would weigh: (null, truth)
+/// for the failure rate, or for the slower share of pairs.
+fn known_effect(scenario: Scenario) -> Option<(bool, f64, f64)> {
+    if scenario.failure_ratio > 1.0 {
+        let truth = scenario.failure_ratio.min(1.0 / BASE_FAILURE);
+        return Some((true, failure_on_canary(1.2), failure_on_canary(truth)));
+    }
+    if scenario.latency_factor > 1.0 {
+        let truth = slower_probability(scenario.latency_factor);
+        return (truth > 0.55).then_some((false, 0.55, truth));
+    }
+    None
 }
 
 fn latency_ms(rng: &mut fastrand::Rng, factor: f64) -> f64 {
@@ -93,7 +122,11 @@ fn proportions_worse(canary: (usize, usize), production: (usize, usize)) -> bool
     sd > 0.0 && (cf / cn - pf / pn) / sd > 2.326
 }
 
-fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<usize>) {
+/// When each method first failed the canary: the judge, the fixed
+/// thresholds, repeated Mann–Whitney, and a sequential test that knew the effect.
+type FirstFails = (Option<usize>, Option<usize>, Option<usize>, Option<usize>);
+
+fn run(seed: u64, scenario: Scenario) -> FirstFails {
     let mut rng = fastrand::Rng::with_seed(seed);
     let settings = JudgeSettings {
         alpha: ALPHA,
@@ -101,7 +134,21 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
     };
     let mut failures = FailureRateJudge::new(settings);
     let mut latency = LatencyJudge::new(settings);
-    let (mut judge_at, mut thresholds_at, mut mann_whitney_at) = (None, None, None);
+    let (mut judge_at, mut thresholds_at, mut mann_whitney_at, mut oracle_at) =
+        (None, None, None, None);
+    // Wald's SPRT of the known effect against the tolerance: anytime-valid
+    // too (its likelihood ratio is an e-process), but told the truth.
+    let oracle = known_effect(scenario);
+    let mut oracle_log_ratio = 0.0;
+    let mut oracle_observe = |success: bool, (null, truth): (f64, f64)| {
+        oracle_log_ratio += if success {
+            (truth / null).ln()
+        } else {
+            ((1.0 - truth) / (1.0 - null)).ln()
+        };
+        oracle_log_ratio
+    };
+    let mut oracle_evidence = 0.0;
     // The last minute of each side, one entry per second.
     let mut canary_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
     let mut production_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
@@ -121,6 +168,11 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
             let failed = rng.f64() < failure;
             let ms = latency_ms(&mut rng, factor);
             failures.observe(canary, failed, SHARE);
+            if let Some((true, null, truth)) = oracle
+                && failed
+            {
+                oracle_evidence = oracle_observe(canary, (null, truth));
+            }
             if canary {
                 canary_second.push((ms, failed));
             } else {
@@ -133,6 +185,14 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
         rng.shuffle(&mut partners);
         for ((ms, _), partner) in canary_second.iter().zip(partners) {
             latency.observe(*ms, partner);
+            if let Some((false, null, truth)) = oracle
+                && *ms != partner
+            {
+                oracle_evidence = oracle_observe(*ms > partner, (null, truth));
+            }
+        }
+        if oracle_at.is_none() && oracle.is_some() && oracle_evidence >= (1.0 / ALPHA).ln() {
+            oracle_at = Some(second);
         }
         canary_window.push_back(canary_second);
         production_window.push_back(production_second);
@@ -171,23 +231,34 @@ fn run(seed: u64, scenario: Scenario) -> (Option<usize>, Option<usize>, Option<u
                 mann_whitney_at = Some(second);
             }
         }
-        if judge_at.is_some() && thresholds_at.is_some() && mann_whitney_at.is_some() {
+        if judge_at.is_some()
+            && thresholds_at.is_some()
+            && mann_whitney_at.is_some()
+            && (oracle_at.is_some() || oracle.is_none())
+        {
             break;
         }
     }
-    (judge_at, thresholds_at, mann_whitney_at)
+    (judge_at, thresholds_at, mann_whitney_at, oracle_at)
 }
 
-/// `P(X ≥ k)` for `X ~ Binomial(n, p)`, summed in log space.
-fn binomial_tail(n: u64, k: u64, p: f64) -> f64 {
-    let ln_choose = |n: u64, k: u64| -> f64 {
-        (1..=k)
-            .map(|i| ((n - k + i) as f64).ln() - (i as f64).ln())
-            .sum()
-    };
-    (k..=n)
-        .map(|x| (ln_choose(n, x) + x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln()).exp())
-        .sum()
+/// `P(X ≥ k)` for every `k` in `0..=n`, `X ~ Binomial(n, p)`: the
+/// probabilities by their recurrence in log space, then summed from the top.
+fn binomial_tails(n: u64, p: f64) -> Vec<f64> {
+    let mut ln_pmf = n as f64 * (1.0 - p).ln();
+    let odds = (p / (1.0 - p)).ln();
+    let mut pmfs = Vec::with_capacity(n as usize + 1);
+    for k in 0..=n {
+        pmfs.push(ln_pmf.exp());
+        ln_pmf += ((n - k) as f64 / (k + 1) as f64).ln() + odds;
+    }
+    let mut tails = vec![0.0; pmfs.len()];
+    let mut sum = 0.0;
+    for k in (0..pmfs.len()).rev() {
+        sum += pmfs[k];
+        tails[k] = sum;
+    }
+    tails
 }
 
 /// The fewest observations an exact one-sided binomial test at level α
@@ -197,36 +268,23 @@ fn fixed_sample_size(p0: f64, p1: f64, power: f64) -> Option<u64> {
     // Searched one by one: the exact test's power saws up and down with n.
     (1..=20_000u64).find(|&n| {
         // The smallest count that rejects at level α, then its power.
-        let critical = (0..=n).find(|&k| binomial_tail(n, k, p0) <= ALPHA);
-        critical.is_some_and(|k| binomial_tail(n, k, p1) >= power)
+        let critical = binomial_tails(n, p0).iter().position(|tail| *tail <= ALPHA);
+        critical.is_some_and(|k| binomial_tails(n, p1)[k] >= power)
     })
 }
 
 /// The seconds that fixed-sample test would need (the median of a
 /// sequential test's detection time cannot beat it by much).
 fn lower_bound_secs(scenario: Scenario, power: f64) -> Option<f64> {
-    if scenario.failure_ratio > 1.0 {
-        // Failures land on the canary with p1 instead of p0 (tolerance 1.2).
-        let tilt = |theta: f64| SHARE * theta / (SHARE * theta + 1.0 - SHARE);
-        let (p0, p1) = (
-            tilt(1.2),
-            tilt(scenario.failure_ratio.min(1.0 / BASE_FAILURE)),
-        );
-        let failures_per_sec = RATE as f64
+    let (failures, null, truth) = known_effect(scenario)?;
+    let observations_per_sec = if failures {
+        RATE as f64
             * (BASE_FAILURE * (1.0 - SHARE)
-                + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE);
-        return fixed_sample_size(p0, p1, power).map(|n| n as f64 / failures_per_sec);
-    }
-    if scenario.latency_factor > 1.0 {
-        // P(canary slower) for log-normals scaled by the factor (tail ignored).
-        let shift = scenario.latency_factor.ln() / (0.5 * std::f64::consts::SQRT_2);
-        let p1 = 0.5 * (1.0 + erf(shift / std::f64::consts::SQRT_2));
-        if p1 <= 0.55 {
-            return None;
-        }
-        return fixed_sample_size(0.55, p1, power).map(|n| n as f64 / (RATE as f64 * SHARE));
-    }
-    None
+                + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE)
+    } else {
+        RATE as f64 * SHARE
+    };
+    fixed_sample_size(null, truth, power).map(|n| n as f64 / observations_per_sec)
 }
 
 /// The error function (Abramowitz and Stegun 7.1.26, error below 1.5e-7).
@@ -307,22 +365,25 @@ fn main() {
         ROLLOUT_SECS / 60
     );
     println!(
-        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size |"
+        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size | SPRT knowing the effect | its median / bound |"
     );
-    println!("|---|---:|---|---|---|---:|---:|---:|---:|");
+    println!("|---|---:|---|---|---|---:|---:|---:|---:|---|---:|");
     for (index, scenario) in scenarios.iter().enumerate() {
         let count = if index == 0 { runs } else { (runs / 5).max(20) };
         let mut detections = Detections::default();
         for run_index in 0..count {
-            let (judge, thresholds, mann_whitney) =
+            let (judge, thresholds, mann_whitney, oracle) =
                 run((index * 1_000_003 + run_index) as u64, *scenario);
             detections.judge.push(judge);
             detections.thresholds.push(thresholds);
             detections.mann_whitney.push(mann_whitney);
+            detections.oracle.push(oracle);
         }
-        let found: Vec<usize> = detections.judge.iter().flatten().copied().collect();
-        let median = percentile(&found, 0.5);
-        let compare = |power: f64| {
+        let median = |detections: &[Option<usize>]| {
+            let found: Vec<usize> = detections.iter().flatten().copied().collect();
+            percentile(&found, 0.5)
+        };
+        let compare = |median: Option<usize>, power: f64| {
             let secs = lower_bound_secs(*scenario, power);
             let shown = secs.map_or_else(|| "—".to_owned(), |secs| format!("{secs:.1} s"));
             let ratio = match (median, secs) {
@@ -331,10 +392,19 @@ fn main() {
             };
             (shown, ratio)
         };
-        let (bound, ratio) = compare(0.5);
-        let (planned, planned_ratio) = compare(0.8);
+        let judge_median = median(&detections.judge);
+        let (bound, ratio) = compare(judge_median, 0.5);
+        let (planned, planned_ratio) = compare(judge_median, 0.8);
+        let (oracle, oracle_ratio) = if known_effect(*scenario).is_some() {
+            (
+                describe(&detections.oracle),
+                compare(median(&detections.oracle), 0.5).1,
+            )
+        } else {
+            ("—".to_owned(), "—".to_owned())
+        };
         println!(
-            "| {} | {count} | {} | {} | {} | {bound} | {ratio} | {planned} | {planned_ratio} |",
+            "| {} | {count} | {} | {} | {} | {bound} | {ratio} | {planned} | {planned_ratio} | {oracle} | {oracle_ratio} |",
             scenario.name,
             describe(&detections.judge),
             describe(&detections.thresholds),

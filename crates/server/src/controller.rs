@@ -27,7 +27,7 @@ use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
-use crate::domain::judge::{Conclusion, EvidenceHistory, FailureRateJudge, LatencyJudge};
+use crate::domain::judge::{Conclusion, RolloutJudge};
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
@@ -207,55 +207,14 @@ struct Controller {
     metrics: watch::Sender<Arc<MetricsSnapshot>>,
     audit: broadcast::Sender<AuditEvent>,
     own: Arc<OwnMetrics>,
-    /// The statistical judge of the current rollout, with the rollout it
-    /// belongs to; started afresh for every rollout.
-    judge: Option<(u64, RolloutJudge)>,
+    /// The statistical judge of the current rollout, with the start of the
+    /// rollout it belongs to; started afresh for every rollout.
+    judge: Option<(UnixMillis, RolloutJudge)>,
 }
 
-/// Both judged metrics of one rollout.
-#[derive(Debug)]
-struct RolloutJudge {
-    failures: FailureRateJudge,
-    latency: LatencyJudge,
-    /// Each metric's evidence over the rollout, for the console's chart.
-    history: [EvidenceHistory; 2],
-}
-
-impl RolloutJudge {
-    fn views(&self) -> Vec<canary_shared::JudgedMetric> {
-        vec![
-            self.failures
-                .judged()
-                .view("failure_rate", &self.history[0]),
-            self.latency.judged().view("latency", &self.history[1]),
-        ]
-    }
-
-    /// Notes where the evidence stands after a judged second.
-    fn record(&mut self) {
-        self.history[0].record(&self.failures.judged());
-        self.history[1].record(&self.latency.judged());
-    }
-
-    /// A fail if either metric fails; a pass only when both pass.
-    fn overall(&self) -> (Conclusion, String) {
-        let (failures, latency) = (self.failures.judged(), self.latency.judged());
-        for judged in [&failures, &latency] {
-            if judged.conclusion == Conclusion::Fail {
-                return (Conclusion::Fail, judged.words.clone());
-            }
-        }
-        if failures.conclusion == Conclusion::Pass && latency.conclusion == Conclusion::Pass {
-            return (Conclusion::Pass, String::new());
-        }
-        let undecided = [&failures, &latency]
-            .into_iter()
-            .find(|judged| judged.conclusion == Conclusion::Inconclusive)
-            .map(|judged| judged.words.clone())
-            .unwrap_or_default();
-        (Conclusion::Inconclusive, undecided)
-    }
-}
+/// How often the statistical judge is saved, in judged seconds: a restart
+/// loses at most this much of its evidence.
+const JUDGE_SAVE_EVERY_SECS: u32 = 10;
 
 /// Starts the controller task from what the store saved; it ends when every
 /// event sender is dropped.
@@ -323,6 +282,7 @@ pub fn spawn(
     };
     if saved.is_some() {
         controller.recover();
+        controller.resume_judge();
     }
     let task = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
@@ -746,34 +706,67 @@ impl Controller {
         });
     }
 
+    /// When the current rollout started: it names the rollout a judge belongs to.
+    fn rollout_started_at(&self) -> Option<UnixMillis> {
+        self.deployment
+            .steps
+            .first()
+            .and_then(|step| step.started_at)
+    }
+
     /// Feeds the statistical judge one second of a rollout that is taking
-    /// traffic (a new rollout gets a new judge).
+    /// traffic (a new rollout gets a new judge), and saves it every
+    /// [`JUDGE_SAVE_EVERY_SECS`] seconds.
     fn observe(&mut self, second: &crate::adapters::recorder::JudgeSecond, canary_share: f64) {
         let config = &self.config.canary.judge;
+        let Some(rollout) = self.rollout_started_at() else {
+            return;
+        };
         if config.mode == JudgeMode::Off
             || !matches!(self.deployment.phase, Phase::Progressing | Phase::Paused)
         {
             return;
         }
-        let rollout = self.rollout;
-        let fresh = || RolloutJudge {
-            failures: FailureRateJudge::new(config.settings()),
-            latency: LatencyJudge::new(config.settings()),
-            history: Default::default(),
-        };
+        let settings = config.settings();
         let judge = match &mut self.judge {
             Some((of, judge)) if *of == rollout => judge,
-            slot => &mut slot.insert((rollout, fresh())).1,
+            slot => &mut slot.insert((rollout, RolloutJudge::new(settings))).1,
         };
-        judge.failures.observe_second(
+        judge.observe_second(
             (second.canary_requests, second.canary_failures),
             (second.production_requests, second.production_failures),
             canary_share,
+            &second.pairs,
         );
-        for (canary_ms, production_ms) in &second.pairs {
-            judge.latency.observe(*canary_ms, *production_ms);
+        if judge.seconds().is_multiple_of(JUDGE_SAVE_EVERY_SECS)
+            && let Err(err) = self.store.save_judge(rollout, judge, self.clock.now())
+        {
+            self.own.store_error();
+            tracing::error!(%err, "cannot save the statistical judge; a restart would start it afresh");
         }
-        judge.record();
+    }
+
+    /// After a restart: the running rollout's judge, as last saved, if it was
+    /// saved for this rollout under the same settings.
+    fn resume_judge(&mut self) {
+        let Some(rollout) = self.rollout_started_at() else {
+            return;
+        };
+        match self.store.load_judge() {
+            Ok(Some((of, judge)))
+                if of == rollout && judge.settings() == self.config.canary.judge.settings() =>
+            {
+                tracing::info!(
+                    seconds = judge.seconds(),
+                    "resumed the statistical judge's evidence"
+                );
+                self.judge = Some((rollout, judge));
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%err, "cannot read the saved statistical judge; it starts afresh");
+            }
+        }
     }
 
     /// The checks' verdict, with the statistical judge's say in `advisory`
@@ -783,7 +776,7 @@ impl Controller {
         let Some((rollout, judge)) = &self.judge else {
             return verdict;
         };
-        if mode == JudgeMode::Off || *rollout != self.rollout {
+        if mode == JudgeMode::Off || Some(*rollout) != self.rollout_started_at() {
             return verdict;
         }
         match (mode, judge.overall(), verdict) {

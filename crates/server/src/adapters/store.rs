@@ -15,11 +15,13 @@ use canary_shared::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::domain::deployment::{AuditRecord, Deployment};
+use crate::domain::judge::RolloutJudge;
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_metrics_history.sql"),
+    include_str!("../../migrations/0003_judge.sql"),
 ];
 
 /// Why the store failed.
@@ -281,6 +283,37 @@ impl SqliteStore {
         }
         transaction.commit()?;
         Ok(stored)
+    }
+
+    /// Saves the statistical judge of the rollout started at `rollout`,
+    /// replacing any earlier one.
+    pub fn save_judge(
+        &self,
+        rollout: UnixMillis,
+        judge: &RolloutJudge,
+        now: UnixMillis,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(judge)?;
+        self.connection().execute(
+            "INSERT INTO judge (id, rollout_started_at, body, updated_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET rollout_started_at = excluded.rollout_started_at, body = excluded.body, updated_at = excluded.updated_at",
+            params![rollout.0, body, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// The saved statistical judge and the start of the rollout it judged.
+    pub fn load_judge(&self) -> Result<Option<(UnixMillis, RolloutJudge)>, StoreError> {
+        let row: Option<(u64, String)> = self
+            .connection()
+            .query_row(
+                "SELECT rollout_started_at, body FROM judge WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(rollout, body)| Ok((UnixMillis(rollout), serde_json::from_str(&body)?)))
+            .transpose()
     }
 
     /// A page of the audit trail, newest first.

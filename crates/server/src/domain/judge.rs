@@ -34,7 +34,7 @@
 //! mirror test with alternatives `θ < θ₀`.
 
 /// How the judge weighs evidence.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct JudgeSettings {
     /// The false-alarm rate promised for a canary within tolerance (0.01).
     pub alpha: f64,
@@ -88,7 +88,7 @@ pub(crate) const ALTERNATIVES: [(f64, f64); 10] = [
 pub const JUDGED_METRICS: f64 = 2.0;
 
 /// A one-sided mixture test of an odds multiplier against `θ₀`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OddsTest {
     theta0: f64,
     /// Each alternative's `θ`, the log of its weight, and the log of its
@@ -228,7 +228,7 @@ fn conclude(worse: &OddsTest, within: &OddsTest, settings: JudgeSettings) -> Con
 }
 
 /// Failure rates of both sides, judged failure by failure.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FailureRateJudge {
     worse: OddsTest,
     within: OddsTest,
@@ -357,7 +357,7 @@ impl FailureRateJudge {
 
 /// Latency by stochastic order: each canary request against a concurrent
 /// production request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyJudge {
     worse: OddsTest,
     within: OddsTest,
@@ -469,7 +469,7 @@ pub const EVIDENCE_POINTS: usize = 240;
 /// every other point goes and the spacing doubles, so a rollout of any
 /// length fits in a few kilobytes of the stream and still shows its whole
 /// course, the first seconds included.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvidenceHistory {
     spacing: u32,
     seconds: u32,
@@ -509,6 +509,89 @@ impl EvidenceHistory {
     /// The points kept, oldest first.
     pub fn points(&self) -> &[canary_shared::EvidencePoint] {
         &self.points
+    }
+}
+
+/// Both judged metrics of one rollout, with their evidence over time.
+///
+/// Saved as it goes, so a restart continues a rollout's evidence instead of
+/// starting afresh. Resuming from a save a few seconds old is still valid:
+/// the seconds in between are simply not counted, and leaving out
+/// observations (for a reason that does not depend on them) keeps the
+/// e-process a supermartingale.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RolloutJudge {
+    failures: FailureRateJudge,
+    latency: LatencyJudge,
+    /// Each metric's evidence over the rollout, for the console's chart.
+    history: [EvidenceHistory; 2],
+}
+
+impl RolloutJudge {
+    /// A judge with nothing observed.
+    pub fn new(settings: JudgeSettings) -> RolloutJudge {
+        RolloutJudge {
+            failures: FailureRateJudge::new(settings),
+            latency: LatencyJudge::new(settings),
+            history: Default::default(),
+        }
+    }
+
+    /// The settings it judges by (a saved judge is resumed only under the same).
+    pub fn settings(&self) -> JudgeSettings {
+        self.failures.settings
+    }
+
+    /// One second of traffic at `share`: requests and failures per side
+    /// (`(requests, failures)`), and concurrent latency pairs (canary, production).
+    pub fn observe_second(
+        &mut self,
+        canary: (u64, u64),
+        production: (u64, u64),
+        share: f64,
+        pairs: &[(f64, f64)],
+    ) {
+        self.failures.observe_second(canary, production, share);
+        for (canary_ms, production_ms) in pairs {
+            self.latency.observe(*canary_ms, *production_ms);
+        }
+        self.history[0].record(&self.failures.judged());
+        self.history[1].record(&self.latency.judged());
+    }
+
+    /// Seconds judged so far.
+    pub fn seconds(&self) -> u32 {
+        self.history[0].seconds
+    }
+
+    /// Both metrics in their wire form.
+    pub fn views(&self) -> Vec<canary_shared::JudgedMetric> {
+        vec![
+            self.failures
+                .judged()
+                .view("failure_rate", &self.history[0]),
+            self.latency.judged().view("latency", &self.history[1]),
+        ]
+    }
+
+    /// A fail if either metric fails (with its words); a pass only when both
+    /// pass; otherwise the first undecided metric's words.
+    pub fn overall(&self) -> (Conclusion, String) {
+        let (failures, latency) = (self.failures.judged(), self.latency.judged());
+        for judged in [&failures, &latency] {
+            if judged.conclusion == Conclusion::Fail {
+                return (Conclusion::Fail, judged.words.clone());
+            }
+        }
+        if failures.conclusion == Conclusion::Pass && latency.conclusion == Conclusion::Pass {
+            return (Conclusion::Pass, String::new());
+        }
+        let undecided = [&failures, &latency]
+            .into_iter()
+            .find(|judged| judged.conclusion == Conclusion::Inconclusive)
+            .map(|judged| judged.words.clone())
+            .unwrap_or_default();
+        (Conclusion::Inconclusive, undecided)
     }
 }
 

@@ -153,6 +153,78 @@ canary:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_the_statistical_judges_evidence() {
+    use canary_shared::CanaryState;
+
+    let production = crate::support::FakeUpstream::named("production").await;
+    let canary_side = crate::support::FakeUpstream::named("canary").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crash_config(dir.path(), &production.url(), &canary_side.url());
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("  judge: { mode: enforce }\n");
+    std::fs::write(&config, text).unwrap();
+    let client = crate::support::json_client();
+    let status = async |console: &str| -> CanaryState {
+        let (_, _, body) =
+            crate::support::http_get(&format!("{console}status"), "application/json").await;
+        serde_json::from_str(&body).unwrap()
+    };
+
+    let mut first = serve(&config);
+    let started = crate::support::post_json(
+        &client,
+        &format!("{}start", first.console),
+        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
+    )
+    .await;
+    assert_eq!(started.0, 200, "{}", started.1);
+    let proxy = first.proxy.clone();
+    let traffic = tokio::spawn(async move {
+        loop {
+            let _ = crate::support::http_get(&proxy, "*/*").await;
+        }
+    });
+    // The judge is saved every 10 judged seconds: wait for more than that.
+    let mut states = tokio::time::interval(Duration::from_millis(200));
+    let before = loop {
+        states.tick().await;
+        let state = status(&first.console).await;
+        let latency = state.judge.iter().find(|metric| metric.metric == "latency");
+        if latency.is_some_and(|metric| metric.history.last().is_some_and(|point| point.secs >= 12))
+        {
+            break latency.unwrap().clone();
+        }
+    };
+    traffic.abort();
+    assert!(before.samples > 0, "pairs were judged: {}", before.words);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    // No traffic after the restart: whatever evidence it shows was resumed.
+    let again = serve(&config);
+    let resumed = crate::support::eventually("the resumed judge", async || {
+        let state = status(&again.console).await;
+        state
+            .judge
+            .into_iter()
+            .find(|metric| metric.metric == "latency")
+    })
+    .await;
+    assert!(
+        resumed.samples > 0 && resumed.samples <= before.samples,
+        "resumed from the last save: {} pairs, {} before the kill",
+        resumed.samples,
+        before.samples
+    );
+    assert_eq!(
+        resumed.history[0].secs, 1,
+        "its chart still starts at the rollout's start"
+    );
+    assert!(resumed.history.last().unwrap().secs >= 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
     use canary_shared::{AuditPage, CanaryState, Phase};
 
