@@ -415,7 +415,7 @@ pub fn status_text(state: &CanaryState) -> String {
     for service in [&state.production, &state.canary] {
         for metric in &service.custom_metrics {
             let value = match (metric.value, &metric.reason) {
-                (Some(value), _) => format!("{value}"),
+                (Some(value), _) => readable(value),
                 (None, Some(reason)) => format!("no value: {reason}"),
                 (None, None) => "no value".to_owned(),
             };
@@ -456,6 +456,22 @@ pub fn status_text(state: &CanaryState) -> String {
     lines.join("\n")
 }
 
+/// A custom metric's value with the digits that matter: `27.9`, `1340`,
+/// `0.042` (a scraped rate or quantile has many meaningless ones).
+pub fn readable(value: f64) -> String {
+    let decimals = match value.abs() {
+        magnitude if magnitude >= 100.0 => 0,
+        magnitude if magnitude >= 1.0 => 1,
+        _ => 3,
+    };
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 /// One audit entry on one line.
 pub fn audit_line(event: &AuditEvent) -> String {
     let seconds = event.at.0 / 1000;
@@ -480,11 +496,23 @@ pub fn audit_line(event: &AuditEvent) -> String {
     )
 }
 
-/// A status line without its ticking countdown.
-pub fn lasting_part(summary: &str) -> &str {
-    summary
+/// A status line without what changes every second: the countdown, and the
+/// figures in parentheses (the statistical judge's evidence).
+pub fn lasting_part(summary: &str) -> String {
+    let summary = summary
         .split_once(", auto-progression in ")
-        .map_or(summary, |(lasting, _)| lasting)
+        .map_or(summary, |(lasting, _)| lasting);
+    let mut lasting = String::with_capacity(summary.len());
+    let mut depth = 0usize;
+    for character in summary.chars() {
+        match character {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => lasting.push(character),
+            _ => {}
+        }
+    }
+    lasting.replace(" ,", ",").trim_end().to_owned()
 }
 
 /// How a finished rollout ends the process, if it has finished.
@@ -573,7 +601,7 @@ async fn watch(connection: &Connection, json: bool, until: Until) -> Result<Exit
                 // anything else changes (the live line shows the countdown).
                 clear_live_line(live);
                 print_line(&state.summary);
-                last_summary = lasting_part(&state.summary).to_owned();
+                last_summary = lasting_part(&state.summary);
             }
             if live && let Some(bar) = progress_bar(state) {
                 spinner = (spinner + 1) % 4;
@@ -718,7 +746,17 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
 mod tests {
     use canary_shared::{CanaryState, Phase};
 
-    use super::{Exit, finished, lasting_part, progress_bar};
+    use super::{Exit, finished, lasting_part, progress_bar, readable};
+
+    #[test]
+    fn custom_values_show_the_digits_that_matter() {
+        assert_eq!(readable(27.894736842105264), "27.9");
+        assert_eq!(readable(1339.6), "1340");
+        assert_eq!(readable(0.0421), "0.042");
+        assert_eq!(readable(2.0), "2");
+        assert_eq!(readable(0.0), "0");
+        assert_eq!(readable(-3.25), "-3.2");
+    }
 
     fn state() -> CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
@@ -733,6 +771,13 @@ mod tests {
         assert_eq!(
             lasting_part("Paused with the canary at 25 %"),
             "Paused with the canary at 25 %"
+        );
+        // The judge's evidence changes every second; its finding does not.
+        assert_eq!(
+            lasting_part(
+                "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet (slower in 48.5 % of 1,058 pairs; evidence of worse 0.1 of 200 needed, of within 12 of 100)"
+            ),
+            "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet"
         );
     }
 

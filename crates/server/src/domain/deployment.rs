@@ -802,12 +802,16 @@ impl Change {
             | Verdict::Warning { reason }
             | Verdict::Suspect { reason } => {
                 self.deployment.green_for_ms = 0;
-                if self.deployment.reason.as_deref() != Some(reason.as_str()) {
+                // The figures in parentheses (the judge's evidence) change
+                // every second: a new alert only when the finding does.
+                let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
+                let known = self.deployment.reason.as_deref().map(finding);
+                if known.as_deref() != Some(finding(&reason).as_str()) {
                     self.effects.push(Effect::Alert {
                         message: reason.clone(),
                     });
-                    self.deployment.reason = Some(reason);
                 }
+                self.deployment.reason = Some(reason);
             }
             Verdict::NoData { reason } => {
                 self.deployment.green_for_ms = 0;
