@@ -1,6 +1,7 @@
 //! `cargo xtask bench judge`: the statistical judge on synthetic rollouts,
-//! beside the seed's fixed thresholds and Kayenta-style repeated
-//! Mann–Whitney checks, and the fixed-sample lower bound.
+//! beside the seed's fixed thresholds, Kayenta-style repeated Mann–Whitney
+//! checks, a sequential test told the true effect (Wald's SPRT), and the
+//! fixed-sample lower bound.
 //!
 //! Traffic: 200 requests a second, 5 % to the canary, log-normal latencies
 //! (median 50 ms, σ 0.5) with a heavy tail (1 % of requests ten times
