@@ -73,4 +73,22 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
   await expect(dashboard.share('canary')).toHaveText('0 %');
   await expect(page.getByTestId('decision').first()).toContainText('Auto rollback');
   await dashboard.screenshot(testInfo, 'demo-rolled-back');
+
+  // A subtler regression: 100 ms slower is within the p95 limit, but the
+  // statistical judge (advisory in the demo) finds it and pauses the rollout.
+  await page.getByTestId('demo-heal').click();
+  await expect(page.getByTestId('demo-words')).toHaveText('Canary service: healthy · 40 requests/s of load');
+  await dashboard.startCanary('v2.7.1', '50');
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+  await page.getByTestId('demo-latency-100ms').click();
+  await expect(dashboard.statusLine).toContainText(
+    'Paused with the canary at 50 %: statistical judge (advisory): latency: the canary is slower than production',
+    { timeout: 30_000 },
+  );
+  await expect(page.getByTestId('decision').first()).toContainText('Auto pause');
+  const latency = page.getByTestId('judged-metric').filter({ hasText: 'latency:' });
+  await expect(latency).toContainText('Fail');
+  await expect(latency.getByTestId('evidence-chart')).toBeVisible();
+  await latency.scrollIntoViewIfNeeded();
+  await dashboard.screenshot(testInfo, 'demo-judge-paused');
 });

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::adapters::hooks::{self, HookOutcome, HookVars};
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedShare;
+use crate::adapters::recorder::Recorder;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
 use crate::config::JudgeMode;
 use crate::config::{Config, UpstreamConfig};
@@ -200,6 +201,8 @@ struct Controller {
     production: HealthTracker,
     canary: HealthTracker,
     share: SharedShare,
+    /// The proxy's measurements; a new rollout forgets the old canary's seconds.
+    recorder: Arc<Recorder>,
     /// When the previous measurement arrived, for monotonic waits.
     last_measured: Option<Instant>,
     events: mpsc::Sender<Event>,
@@ -226,6 +229,7 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     store: Arc<SqliteStore>,
     share: SharedShare,
+    recorder: Arc<Recorder>,
     first_metrics: MetricsSnapshot,
 ) -> Result<(ControllerHandle, tokio::task::JoinHandle<()>), StoreError> {
     let tracker = |upstream: &UpstreamConfig| {
@@ -272,6 +276,7 @@ pub fn spawn(
         canary,
         config,
         share,
+        recorder,
         last_measured: None,
         events: events_tx.clone(),
         state: state_tx,
@@ -527,6 +532,8 @@ impl Controller {
         )?;
         if starts {
             self.rollout += 1;
+            // The previous canary's last minute must not judge the new one.
+            self.recorder.forget_canary_seconds();
         }
         self.commit_and_run(transition.next, transition.effects, None)?;
         self.publish();
@@ -919,6 +926,7 @@ mod tests {
             Arc::new(SystemClock),
             store,
             share,
+            Arc::new(crate::adapters::recorder::Recorder::new()),
             snapshot(0, 0.0),
         )
         .unwrap();

@@ -156,6 +156,7 @@ pub fn start_with_demo(
         Arc::clone(&clock),
         Arc::clone(&store),
         share.clone(),
+        Arc::clone(&recorder),
         first_metrics,
     )?;
     let access = Arc::new(api::access::AccessControl::new(

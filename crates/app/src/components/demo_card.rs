@@ -82,7 +82,7 @@ pub fn DemoCard() -> impl IntoView {
                         <span class="card__note" data-testid="demo-words">{words}</span>
                     </header>
                     <p class="card__detail">
-                        "canary demo runs two small services and sends them steady traffic through the proxy. Make the canary service misbehave and watch the safety checks roll it back; heal it and watch a new rollout progress every 30 s."
+                        "canary demo runs two small services and sends them steady traffic through the proxy. Make the canary service misbehave and watch the safety checks roll it back (errors, large delays) or the statistical judge pause it for you (a slower canary, in advisory mode); heal it and watch a new rollout progress every 30 s."
                     </p>
                     <div class="demo__controls">
                         <div class="demo__control">

@@ -283,6 +283,18 @@ impl Recorder {
         }
     }
 
+    /// Forgets the canary's finished seconds (its windows and series), for a
+    /// new rollout: the checks then judge the new version on its own
+    /// requests, not on the last minute of the one before. The totals at
+    /// `/metrics` keep counting.
+    pub fn forget_canary_seconds(&self) {
+        self.canary
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
     fn side(&self, side: Side) -> &SideRecorder {
         match side {
             Side::Production => &self.production,

@@ -757,3 +757,29 @@ async fn an_admin_listener_reachable_from_other_machines_is_refused() {
         "the message says how to reach it safely: {message}"
     );
 }
+
+#[tokio::test]
+async fn a_new_rollout_is_judged_on_its_own_requests_not_the_last_minute_of_the_one_before() {
+    let app = TestApp::start().await;
+    // The first canary fails every request and is rolled back.
+    app.canary.set_status(500);
+    app.start_canary().await;
+    let traffic = crate::support::background_traffic(&app);
+    eventually("the rollback", async || {
+        (status(&app).await.phase == Phase::RolledBack).then_some(())
+    })
+    .await;
+    // Fixed within the same minute and started again: its own requests are clean.
+    app.canary.set_status(200);
+    app.start_canary().await;
+    // Without forgetting, the old errors would stay in its last minute and
+    // roll the fixed canary back at once.
+    let state = eventually("the new canary judged on its own requests", async || {
+        let state = status(&app).await;
+        assert_ne!(state.phase, Phase::RollingBack, "{}", state.summary);
+        (state.canary.request_count >= 20 && state.canary.error_rate == Some(0.0)).then_some(state)
+    })
+    .await;
+    traffic.abort();
+    assert_eq!(state.phase, Phase::Progressing, "{}", state.summary);
+}
