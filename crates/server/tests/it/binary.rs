@@ -152,17 +152,26 @@ canary:
     path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_server_resumes_the_statistical_judges_evidence() {
-    use canary_shared::CanaryState;
-
+/// Both upstreams and a data directory holding `crash_config` with `extra`
+/// appended (indented lines land under `canary:`, the config's last section),
+/// for the tests that run the binary.
+async fn crash_setup(extra: &str) -> ([crate::support::FakeUpstream; 2], tempfile::TempDir) {
     let production = crate::support::FakeUpstream::named("production").await;
     let canary_side = crate::support::FakeUpstream::named("canary").await;
     let dir = tempfile::tempdir().unwrap();
     let config = crash_config(dir.path(), &production.url(), &canary_side.url());
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("  judge: { mode: enforce }\n");
+    text.push_str(extra);
     std::fs::write(&config, text).unwrap();
+    ([production, canary_side], dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_resumes_the_statistical_judges_evidence() {
+    use canary_shared::CanaryState;
+
+    let (_upstreams, dir) = crash_setup("  judge: { mode: enforce }\n").await;
+    let config = dir.path().join("canary-config.yaml");
     let client = crate::support::json_client();
     let status = async |console: &str| -> CanaryState {
         let (_, _, body) =
@@ -228,10 +237,8 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
 async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
     use canary_shared::{AuditPage, CanaryState, Phase};
 
-    let production = crate::support::FakeUpstream::named("production").await;
-    let canary_side = crate::support::FakeUpstream::named("canary").await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = crash_config(dir.path(), &production.url(), &canary_side.url());
+    let (_upstreams, dir) = crash_setup("").await;
+    let config = dir.path().join("canary-config.yaml");
     let client = crate::support::json_client();
 
     let mut first = serve(&config);
@@ -339,18 +346,14 @@ async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
 async fn no_secret_reaches_the_log_even_at_trace_level() {
     use axum::http::Method;
 
-    let production = crate::support::FakeUpstream::named("production").await;
-    let canary_side = crate::support::FakeUpstream::named("canary").await;
-    let dir = tempfile::tempdir().unwrap();
     let password = "the operator's secret password";
     let hash = canary_server::adapters::credentials::hash_password(password).unwrap();
     let (token, token_hash) = canary_server::adapters::credentials::new_token().unwrap();
-    let config = crash_config(dir.path(), &production.url(), &canary_side.url());
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
+    let (_upstreams, dir) = crash_setup(&format!(
         "auth:\n  users: [{{ name: oscar, role: operator, password_hash: \"{hash}\" }}]\n  tokens: [{{ name: bot, role: operator, secret_hash: \"{token_hash}\" }}]\n"
-    ));
-    std::fs::write(&config, text).unwrap();
+    ))
+    .await;
+    let config = dir.path().join("canary-config.yaml");
     let log_path = dir.path().join("canary.log");
     let mut child = canary()
         .args(["serve", "--config"])

@@ -5,9 +5,7 @@
 //! canary is paused for a person instead.
 
 use canary_server::config::Config;
-use canary_shared::{
-    AuditPage, CanaryShare, CanaryState, Command, JudgeConclusion, Phase, StartRequest,
-};
+use canary_shared::{AuditPage, CanaryState, JudgeConclusion, Phase};
 
 use crate::support::{TestApp, background_traffic, eventually, http_get};
 
@@ -28,6 +26,13 @@ async fn app_judging_in(mode: &str) -> TestApp {
         config.canary = Config::from_yaml(&yaml).unwrap().canary;
     })
     .await
+}
+
+/// The audit entries of one action, newest first.
+async fn decisions(app: &TestApp, action: &str) -> AuditPage {
+    let url = app.url(&format!("/admin/canary/audit?action={action}"));
+    let (_, _, body) = http_get(&url, "application/json").await;
+    serde_json::from_str(&body).unwrap()
 }
 
 /// Waits (up to a bound that only catches a hang) for `phase`.
@@ -97,16 +102,14 @@ async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
     let app = judged_app().await;
     app.production.set_delay_ms(10);
     app.canary.set_delay_ms(20);
-    app.start_canary().await;
-    let traffic = background_traffic(&app);
+    // Half the traffic, so pairs come quickly even on a busy machine.
+    app.start_canary_at(50.0).await;
+    let traffic = [background_traffic(&app), background_traffic(&app)];
     reaches(&app, Phase::RolledBack).await;
-    traffic.abort();
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?action=auto_rollback"),
-        "application/json",
-    )
-    .await;
-    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    for task in traffic {
+        task.abort();
+    }
+    let page = decisions(&app, "auto_rollback").await;
     let rollback = &page.events[0];
     assert_eq!(rollback.actor, "controller");
     assert!(rollback.metrics.is_some(), "the figures of that moment");
@@ -121,14 +124,7 @@ async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
 async fn a_canary_like_production_is_promoted_once_the_judge_passes_it() {
     let app = judged_app().await;
     // A large share: passing needs about 1,400 concurrent pairs.
-    let start = Command::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(50.0).unwrap(),
-    });
-    app.controller
-        .command("test".to_owned(), start, None)
-        .await
-        .unwrap();
+    app.start_canary_at(50.0).await;
     let traffic = [background_traffic(&app), background_traffic(&app)];
     let promoted = reaches(&app, Phase::Promoted).await;
     for task in traffic {
@@ -143,15 +139,10 @@ async fn a_canary_like_production_is_promoted_once_the_judge_passes_it() {
             metric.words
         );
     }
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?action=auto_progress"),
-        "application/json",
-    )
-    .await;
-    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    let page = decisions(&app, "auto_progress").await;
     assert!(
         page.events.iter().all(|event| event.actor == "controller") && !page.events.is_empty(),
-        "advanced without a human: {body}"
+        "advanced without a human: {page:?}"
     );
 }
 
@@ -160,11 +151,13 @@ async fn an_advisory_judge_pauses_a_worse_canary_for_a_person_instead_of_rolling
     let app = app_judging_in("advisory").await;
     app.production.set_delay_ms(10);
     app.canary.set_delay_ms(20);
-    app.start_canary().await;
-    let traffic = background_traffic(&app);
+    app.start_canary_at(50.0).await;
+    let traffic = [background_traffic(&app), background_traffic(&app)];
     let paused = reaches(&app, Phase::Paused).await;
-    traffic.abort();
-    assert_eq!(paused.traffic.canary().percent(), 5.0, "the share is kept");
+    for task in traffic {
+        task.abort();
+    }
+    assert_eq!(paused.traffic.canary().percent(), 50.0, "the share is kept");
     assert!(
         paused
             .summary
@@ -172,12 +165,7 @@ async fn an_advisory_judge_pauses_a_worse_canary_for_a_person_instead_of_rolling
         "{}",
         paused.summary
     );
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?action=auto_pause"),
-        "application/json",
-    )
-    .await;
-    let page: AuditPage = serde_json::from_str(&body).unwrap();
-    assert_eq!(page.events.len(), 1, "{body}");
+    let page = decisions(&app, "auto_pause").await;
+    assert_eq!(page.events.len(), 1, "{page:?}");
     assert_eq!(page.events[0].actor, "controller");
 }

@@ -322,13 +322,18 @@ impl TestApp {
         format!("http://{}{path}", self.proxy_addr)
     }
 
-    /// Starts a canary (no hooks are configured, so it deploys at once and
-    /// passes the health check on the fake canary's `/healthz`) and waits
-    /// until it progresses.
+    /// Starts a canary at 5 % (no hooks are configured, so it deploys at
+    /// once and passes the health check on the fake canary's `/healthz`) and
+    /// waits until it progresses.
     pub(crate) async fn start_canary(&self) {
+        self.start_canary_at(5.0).await;
+    }
+
+    /// Like [`TestApp::start_canary`], at `percent`.
+    pub(crate) async fn start_canary_at(&self, percent: f64) {
         let start = Command::Start(StartRequest {
             image_tag: "v2.7.0".to_owned(),
-            traffic_percent: CanaryShare::from_percent(5.0).unwrap(),
+            traffic_percent: CanaryShare::from_percent(percent).unwrap(),
         });
         self.controller
             .command("test".to_owned(), start, None)
