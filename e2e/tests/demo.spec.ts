@@ -60,6 +60,9 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
     }, { message: 'the custom metric chart draws both sides', timeout: 20_000 })
     .toBe(true);
   await expect(page.getByTestId('chart-custom-0-canary')).toHaveText(/^\d+(\.\d+)?$/);
+  // Each service card lists the side's custom metric too.
+  await expect(page.getByTestId('canary-custom')).toContainText(/memory_query_latency_ms\s*\d+(\.\d+)?/);
+  await expect(page.getByTestId('production-custom')).toContainText(/memory_query_latency_ms\s*\d+(\.\d+)?/);
   // The statistical judge (advisory in the demo) shows both judged metrics in words.
   await expect(page.getByTestId('judged-metric')).toHaveCount(2);
   await expect(page.getByTestId('judge')).toContainText('failure rate:');

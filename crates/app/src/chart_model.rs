@@ -189,7 +189,7 @@ impl ChartKind {
 }
 
 /// `value` with at most `decimals` decimals and no trailing zeros.
-fn round_to(value: f64, decimals: i32) -> String {
+pub fn round_to(value: f64, decimals: i32) -> String {
     let scale = 10f64.powi(decimals);
     let rounded = (value * scale).round() / scale;
     let text = format!("{rounded:.*}", decimals as usize);

@@ -417,6 +417,26 @@ pub fn demo_words(status: &canary_shared::demo::DemoStatus) -> String {
     )
 }
 
+/// A side's custom metrics for its card: name, value (or "no value"), and
+/// why there is none (shown on hover and to assistive technology).
+pub fn custom_figures(service: &canary_shared::ServiceHealth) -> Vec<(String, String, String)> {
+    service
+        .custom_metrics
+        .iter()
+        .map(|metric| {
+            let value = metric.value.map_or_else(
+                || "no value".to_owned(),
+                |value| crate::chart_model::round_to(value, 2),
+            );
+            (
+                metric.name.clone(),
+                value,
+                metric.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
 /// Which audit entries the trail shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AuditKind {
@@ -537,6 +557,38 @@ mod tests {
     /// The shared snapshot's state: progressing at 25 %, auto-progression on.
     fn state() -> canary_shared::CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
+    }
+
+    #[test]
+    fn a_cards_custom_metrics_read_rounded_or_say_why_there_is_none() {
+        let mut service = state().canary;
+        service.custom_metrics = vec![
+            canary_shared::CustomValue {
+                name: "memory_query_latency_ms".to_owned(),
+                value: Some(27.894_736_842_105_264),
+                reason: None,
+            },
+            canary_shared::CustomValue {
+                name: "queue_depth".to_owned(),
+                value: None,
+                reason: Some("source timed out after 300 ms".to_owned()),
+            },
+        ];
+        assert_eq!(
+            super::custom_figures(&service),
+            [
+                (
+                    "memory_query_latency_ms".to_owned(),
+                    "27.89".to_owned(),
+                    String::new()
+                ),
+                (
+                    "queue_depth".to_owned(),
+                    "no value".to_owned(),
+                    "source timed out after 300 ms".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use canary_shared::{CanaryState, Side};
 use leptos::prelude::*;
 
-use crate::view_model::{health_class, latency, rate, thousands};
+use crate::view_model::{custom_figures, health_class, latency, rate, thousands};
 
 /// The card of one side.
 #[component]
@@ -52,6 +52,17 @@ pub fn ServiceCard(side: Side, state: RwSignal<Option<CanaryState>>) -> impl Int
                 <div><dt>"p95 latency"</dt><dd>{field(|service| latency(service.p95_latency_ms))}</dd></div>
                 <div><dt>"Success rate"</dt><dd>{field(|service| rate(service.success_rate))}</dd></div>
                 <div><dt>"Requests (1 min)"</dt><dd data-testid=format!("{id}-requests")>{field(|service| thousands(service.request_count))}</dd></div>
+            </dl>
+            // The custom metrics from the config, when it has any.
+            <dl class="figures figures--custom" data-testid=format!("{id}-custom")>
+                {move || {
+                    service()
+                        .map(|service| custom_figures(&service))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(name, value, why)| view! { <div><dt>{name}</dt><dd title=why>{value}</dd></div> })
+                        .collect_view()
+                }}
             </dl>
             <p class="card__url">{field(|service| service.url.clone())}</p>
         </article>
