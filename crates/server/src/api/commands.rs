@@ -146,7 +146,14 @@ async fn run(
                     message: "Idempotency-Key must be printable text".to_owned(),
                 })
         })
-        .transpose()?;
+        .transpose()?
+        // A key names one request of one identity: the same key from someone
+        // else, or with another command, is a request of its own, never
+        // answered with (or blocked by) the remembered one.
+        .map(|key| {
+            let request = serde_json::to_string(&command).unwrap_or_default();
+            format!("{}\n{request}\n{key}", identity.name)
+        });
     if let Some(key) = &key {
         let store = std::sync::Arc::clone(&app.store);
         let lookup = key.clone();

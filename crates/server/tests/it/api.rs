@@ -495,6 +495,14 @@ async fn if_match_guards_and_an_idempotency_key_applies_once() {
         50.0,
         "applied once: 5 → 25 → 50, not 100"
     );
+    // The same key with another command is another request: it runs.
+    let (code, body) = post_with(&app, "/admin/canary/pause", &[key], "").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        status(&app).await.phase,
+        Phase::Paused,
+        "not the remembered answer"
+    );
 }
 
 #[tokio::test]
