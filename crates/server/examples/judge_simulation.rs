@@ -67,8 +67,7 @@ fn known_effect(scenario: Scenario) -> Option<(bool, f64, f64)> {
 }
 
 fn latency_ms(rng: &mut fastrand::Rng, factor: f64) -> f64 {
-    let uniform = rng.f64().max(f64::MIN_POSITIVE);
-    let normal = (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.f64()).cos();
+    let normal = canary_server::sampling::standard_normal(|| rng.f64());
     let tail = if rng.f64() < 0.01 { 10.0 } else { 1.0 };
     50.0 * (0.5 * normal).exp() * tail * factor
 }

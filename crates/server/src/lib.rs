@@ -23,6 +23,7 @@ pub mod cookies;
 pub mod domain;
 pub mod ports;
 pub mod query;
+pub mod sampling;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -230,10 +230,7 @@ async fn serve_service(
 
 /// A log-normal draw around `median_ms` (Box–Muller).
 fn log_normal_ms(median_ms: f64) -> f64 {
-    let uniform = fastrand::f64().max(f64::MIN_POSITIVE);
-    let normal =
-        (-2.0 * uniform.ln()).sqrt() * (2.0 * std::f64::consts::PI * fastrand::f64()).cos();
-    median_ms * (LATENCY_SIGMA * normal).exp()
+    median_ms * (LATENCY_SIGMA * crate::sampling::standard_normal(fastrand::f64)).exp()
 }
 
 async fn answer(
