@@ -35,6 +35,9 @@ use tokio::task::JoinSet;
 
 use crate::adapters::proxy::{Proxy, SharedShare};
 use crate::adapters::recorder::Recorder;
+
+/// How long notifications already announced may take to go out at shutdown.
+const NOTIFY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 use crate::api::AppState;
 use crate::config::Config;
 use crate::controller::ControllerHandle;
@@ -246,11 +249,11 @@ pub fn start_with_demo(
         };
         let _ = proxy_task.await;
         tasks.abort_all();
-        for notifier in notifiers {
-            notifier.abort();
-        }
         drop(controller);
         controller_task.abort();
+        // A decision taken just before the stop (a rollback, say) is still
+        // announced: the notifications get a few seconds to go out.
+        notifiers.finish(NOTIFY_GRACE).await;
         result
     });
     Ok((handle, server))

@@ -70,15 +70,46 @@ struct Delivery {
     body: Bytes,
 }
 
+/// The notification tasks: one per receiver, and the dispatcher that feeds them.
+#[derive(Debug)]
+pub struct Notifiers {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Notifiers {
+    /// At shutdown: what the audit trail announced is still delivered (with
+    /// its retries) for up to `grace`; whatever is left then is dropped and
+    /// logged.
+    pub async fn finish(self, grace: std::time::Duration) {
+        let _ = self.stop.send(true);
+        let mut tasks = self.tasks;
+        let all = futures_util::future::join_all(tasks.iter_mut());
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "notifications still undelivered at shutdown; dropped"
+            );
+            for task in &tasks {
+                task.abort();
+            }
+        }
+    }
+}
+
 /// Starts one task per receiver and the dispatcher that feeds them; they
-/// run until the audit broadcast closes.
+/// run until [`Notifiers::finish`].
 pub fn spawn(
     receivers: &[NotificationConfig],
     audit: &broadcast::Sender<AuditEvent>,
     state: watch::Receiver<CanaryState>,
-) -> Vec<tokio::task::JoinHandle<()>> {
+) -> Notifiers {
+    let (stop, mut stopping) = watch::channel(false);
     if receivers.is_empty() {
-        return Vec::new();
+        return Notifiers {
+            tasks: Vec::new(),
+            stop,
+        };
     }
     let client = https_client();
     let mut tasks = Vec::new();
@@ -94,15 +125,7 @@ pub fn spawn(
     }
     let mut entries = audit.subscribe();
     tasks.push(tokio::spawn(async move {
-        loop {
-            let entry = match entries.recv().await {
-                Ok(entry) => entry,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "notifications fell behind the audit trail");
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            };
+        let dispatch = |entry: AuditEvent| {
             let state = state.borrow().clone();
             for event in entry.notify_events() {
                 let text = message(event, &entry, &state);
@@ -133,9 +156,28 @@ pub fn spawn(
                     }
                 }
             }
+        };
+        loop {
+            tokio::select! {
+                received = entries.recv() => match received {
+                    Ok(entry) => dispatch(entry),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "notifications fell behind the audit trail");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = stopping.wait_for(|stop| *stop) => {
+                    // Shutting down: what is already announced still goes
+                    // out; the queues close behind it.
+                    while let Ok(entry) = entries.try_recv() {
+                        dispatch(entry);
+                    }
+                    break;
+                }
+            }
         }
     }));
-    tasks
+    Notifiers { tasks, stop }
 }
 
 fn https_client() -> HttpsClient {

@@ -743,3 +743,55 @@ async fn over_tls_the_console_signs_in_with_a_secure_cookie() {
     assert_eq!(headers["x-frame-options"], "DENY");
     assert!(body.contains(r#""phase":"idle""#), "{body}");
 }
+
+#[tokio::test]
+async fn a_decision_just_before_shutdown_is_still_announced() {
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let receiver = {
+        let received = Arc::clone(&received);
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let received = Arc::clone(&received);
+                async move {
+                    // A slow receiver: the server is already stopping when it answers.
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    received
+                        .lock()
+                        .unwrap()
+                        .push(body["event"].as_str().unwrap_or_default().to_owned());
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = listener.local_addr().unwrap();
+    let receiver_task = tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let mut app = TestApp::start_with(|config| {
+        let yaml = format!(
+            "canary:\n  auto_progression: {{ enabled: false, wait_time: 1h, thresholds: {{ max_latency: 1000ms, min_success_rate: 0.85, max_error_rate: 0.15 }} }}\n  traffic_steps: [5, 100]\nnotifications:\n  - {{ name: ops, url: \"http://{receiver_addr}/hook\", format: json, events: [started, rolled_back] }}\n"
+        );
+        config.notifications = Config::from_yaml(&yaml).unwrap().notifications;
+    })
+    .await;
+    app.start_canary().await;
+    app.controller
+        .command(
+            "oscar".to_owned(),
+            Command::Stop {
+                reason: "stopping for the night".to_owned(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    app.shut_down().await;
+    assert_eq!(
+        *received.lock().unwrap(),
+        ["started", "rolled_back"],
+        "delivered before the server finished stopping"
+    );
+    receiver_task.abort();
+}
