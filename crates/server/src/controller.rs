@@ -805,9 +805,14 @@ impl Controller {
             // Only a pass lets auto-progression advance; the wait runs
             // meanwhile, and an undecided judge is not missing data.
             (JudgeMode::Enforce, (Conclusion::Inconclusive, words), Verdict::Green) => {
-                Verdict::Undecided {
-                    reason: format!("waiting for the statistical judge: {words}"),
-                }
+                // With all traffic on the canary there is nothing to compare
+                // it with: say so, rather than wait for evidence that cannot come.
+                let reason = if self.deployment.share == CanaryShare::FULL {
+                    "the statistical judge has not passed the canary, and at 100 % production gets no traffic to compare it with: scale down to let it judge, or promote by hand".to_owned()
+                } else {
+                    format!("waiting for the statistical judge: {words}")
+                };
+                Verdict::Undecided { reason }
             }
             (_, _, verdict) => verdict,
         }

@@ -169,3 +169,25 @@ async fn an_advisory_judge_pauses_a_worse_canary_for_a_person_instead_of_rolling
     assert_eq!(page.events.len(), 1, "{page:?}");
     assert_eq!(page.events[0].actor, "controller");
 }
+
+#[tokio::test]
+async fn at_a_full_share_the_judge_says_it_has_nothing_to_compare_with() {
+    let app = judged_app().await;
+    app.start_canary_at(100.0).await;
+    let traffic = background_traffic(&app);
+    let state = eventually("the explanation", async || {
+        let state = state(&app).await;
+        state
+            .summary
+            .contains("at 100 % production gets no traffic to compare it with")
+            .then_some(state)
+    })
+    .await;
+    traffic.abort();
+    assert_eq!(state.phase, Phase::Progressing, "held, not rolled back");
+    assert!(
+        state.summary.contains("promote by hand"),
+        "{}",
+        state.summary
+    );
+}
