@@ -18,8 +18,9 @@
 //!   reduction of count data). Each failure is one Bernoulli observation
 //!   whose base probability is the share *at that moment*, so changing the
 //!   share mid-rollout creates no false evidence.
-//! - **Latency.** Each canary request is paired with a concurrent
-//!   production request; "the canary was slower" is a Bernoulli observation
+//! - **Latency.** Each canary request is paired with a different concurrent
+//!   production request (no request in two pairs, so the pairs are
+//!   independent); "the canary was slower" is a Bernoulli observation
 //!   with probability ½ when both sides are alike. Its odds measure
 //!   stochastic order (a probability index, as Mann–Whitney's), so a slower
 //!   tail or a slower whole moves it.
@@ -27,11 +28,21 @@
 //! Both reduce to one test: Bernoulli observations with a known base
 //! probability `b` and success probability `b·θ / (b·θ + 1 − b)`, where `θ`
 //! is an odds multiplier. "Worse than tolerance" is `θ > θ₀`; its e-process
-//! is a mixture, over a grid of alternatives `θ > θ₀`, of likelihood ratios
-//! against `θ₀`. Each ratio is a supermartingale under every `θ ≤ θ₀`
-//! (the likelihood ratio is monotone in `θ`), so the mixture is too and the
-//! guarantee holds for the whole composite null. "Within tolerance" is the
-//! mirror test with alternatives `θ < θ₀`.
+//! is a mixture, over a weighted grid of alternatives `θ > θ₀`, of
+//! likelihood ratios against `θ₀`. Each ratio is a supermartingale under
+//! every `θ ≤ θ₀` (the likelihood ratio is monotone in `θ`), so the mixture
+//! is too and the guarantee holds for the whole composite null. "Within
+//! tolerance" is the mirror test with alternatives `θ < θ₀`.
+//!
+//! A canary fails when either metric's "worse" evidence reaches
+//! `JUDGED_METRICS / α` (the metrics share `α`), and passes when both
+//! metrics' "within" evidence reaches `1/α`.
+//!
+//! Why not confidence sequences: they give the same guarantee as an
+//! interval, but the e-value reads directly as "how much evidence so far",
+//! which is what the console charts; and why not a plug-in (predictable)
+//! bet: against one known effect it is no faster than a good mixture, and
+//! the mixture's weights say plainly which effects it is tuned for.
 
 /// How the judge weighs evidence.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
