@@ -281,6 +281,13 @@ pub fn auto_progression_words(state: &CanaryState) -> String {
         "Off: steps move on only when an operator continues.".to_owned()
     } else {
         match state.phase {
+            // Served in full but not moved: the statistical judge holds it
+            // until it passes the canary (the status line says so).
+            Phase::Progressing if auto.wait_ms > 0 && auto.green_for_ms >= auto.wait_ms => {
+                format!(
+                    "On: {wait} of green served; the step moves once the statistical judge passes the canary."
+                )
+            }
             Phase::Progressing if auto.green_for_ms > 0 => format!(
                 "On: the next step in {} if the checks stay green (green for {}).",
                 duration_words(auto.wait_ms.saturating_sub(auto.green_for_ms)),
@@ -600,6 +607,12 @@ mod tests {
         assert_eq!(
             auto_progression_words(&state),
             "On: the next step in 23 h 12 min if the checks stay green (green for 48 min)."
+        );
+        // The wait is served, but the statistical judge has not passed it yet.
+        state.auto_progression.green_for_ms = state.auto_progression.wait_ms;
+        assert_eq!(
+            auto_progression_words(&state),
+            "On: 24 h of green served; the step moves once the statistical judge passes the canary."
         );
         state.auto_progression.green_for_ms = 0;
         assert_eq!(
