@@ -159,6 +159,23 @@ impl OwnMetrics {
                 f64::from(u8::from(state.phase == phase)),
             );
         }
+        out.metric(
+            "canary_judge_evidence",
+            MetricType::Gauge,
+            "The statistical judge's evidence for the running rollout, per metric: that the canary is worse than tolerance (fails at 2/alpha) or within it (passes at 1/alpha).",
+        );
+        for judged in &state.judge {
+            out.sample(
+                "canary_judge_evidence",
+                &[("metric", judged.metric.as_str()), ("toward", "worse")],
+                judged.worse_evidence,
+            )
+            .sample(
+                "canary_judge_evidence",
+                &[("metric", judged.metric.as_str()), ("toward", "within")],
+                judged.within_evidence,
+            );
+        }
         let decisions = self
             .decisions
             .lock()
@@ -183,7 +200,7 @@ impl OwnMetrics {
         out.metric(
             "canary_breaches_total",
             MetricType::Counter,
-            "Critical safety-check breaches that rolled the canary back.",
+            "Critical safety-check breaches (and statistical-judge fails in enforce mode) that rolled the canary back.",
         )
         .sample(
             "canary_breaches_total",

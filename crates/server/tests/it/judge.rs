@@ -109,6 +109,19 @@ async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
     for task in traffic {
         task.abort();
     }
+    // Prometheus sees the evidence too.
+    let (_, _, text) = http_get(&app.url("/metrics"), "text/plain").await;
+    let exposition = canary_server::domain::exposition::parse(&text).unwrap();
+    let evidence = exposition
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.name == "canary_judge_evidence"
+                && sample.label("metric") == Some("latency")
+                && sample.label("toward") == Some("worse")
+        })
+        .unwrap_or_else(|| panic!("no judge evidence in\n{text}"));
+    assert!(evidence.value >= 200.0, "{}", evidence.value);
     let page = decisions(&app, "auto_rollback").await;
     let rollback = &page.events[0];
     assert_eq!(rollback.actor, "controller");
