@@ -166,6 +166,8 @@ pub fn start_with_demo(
     let access = Arc::new(api::access::AccessControl::new(
         &config,
         controller.clone(),
+        Arc::clone(&store),
+        clock.now(),
     )?);
     // Subscribed before anything can happen, so no decision goes unnoticed.
     let notifiers = adapters::notify::spawn(

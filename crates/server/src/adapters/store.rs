@@ -14,6 +14,7 @@ use canary_shared::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::domain::access::Session;
 use crate::domain::deployment::{AuditRecord, Deployment};
 use crate::domain::judge::RolloutJudge;
 
@@ -22,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_metrics_history.sql"),
     include_str!("../../migrations/0003_judge.sql"),
+    include_str!("../../migrations/0004_sessions.sql"),
 ];
 
 /// Why the store failed.
@@ -314,6 +316,38 @@ impl SqliteStore {
             .optional()?;
         row.map(|(rollout, body)| Ok((UnixMillis(rollout), serde_json::from_str(&body)?)))
             .transpose()
+    }
+
+    /// Saves (or updates) the console session under `key`.
+    pub fn save_session(&self, key: &str, session: &Session) -> Result<(), StoreError> {
+        let body = serde_json::to_string(session)?;
+        self.connection().execute(
+            "INSERT INTO sessions (key, body) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+            params![key, body],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the console session under `key`.
+    pub fn delete_session(&self, key: &str) -> Result<(), StoreError> {
+        self.connection()
+            .execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
+    /// Every saved console session with its key.
+    pub fn sessions(&self) -> Result<Vec<(String, Session)>, StoreError> {
+        let connection = self.connection();
+        let mut statement = connection.prepare("SELECT key, body FROM sessions")?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(key, body)| Ok((key, serde_json::from_str(&body)?)))
+            .collect()
     }
 
     /// A page of the audit trail, newest first.

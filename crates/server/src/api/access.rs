@@ -24,10 +24,21 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::adapters::credentials;
+use crate::adapters::store::SqliteStore;
 use crate::api::{ApiError, AppState};
 use crate::config::{AuthConfig, Config};
 use crate::controller::ControllerHandle;
-use crate::domain::access::{DenialPacer, LoginThrottle, SessionRefused, Sessions};
+use crate::domain::access::{DenialPacer, LoginThrottle, Session, SessionRefused, Sessions};
+
+/// How often a session's use is saved at most; after a restart its idle
+/// time may count from up to this much earlier.
+const SAVE_USE_EVERY_MS: u64 = 60_000;
+
+/// What sessions are kept and saved under: the SHA-256 of the cookie's
+/// secret, so neither memory dumps nor the store hold a usable cookie.
+fn session_key(secret: &str) -> String {
+    credentials::token_hash(secret)
+}
 
 /// The actor recorded when logins are off and the server is on loopback.
 pub const LOCAL_ACTOR: &str = "local";
@@ -159,11 +170,88 @@ pub struct AccessControl {
     denials: Mutex<DenialPacer>,
     /// The session cookie carries `Secure` when the console is served over TLS.
     secure_cookie: bool,
-    /// Session times count from here (monotonic, so a clock jump cannot end
-    /// or extend a session).
+    /// Session times are wall-clock milliseconds at start plus monotonic
+    /// time since: a clock jump while serving cannot end or extend a
+    /// session, and saved sessions keep their times across a restart.
     epoch: Instant,
+    epoch_wall_ms: u64,
+    /// Session saves for the one task that writes them to the store, so a
+    /// restart does not sign everyone out.
+    saves: tokio::sync::mpsc::UnboundedSender<SessionSave>,
+    /// When each session's use was last saved: it is saved at most once a
+    /// minute, not on every request.
+    saved_use: Mutex<HashMap<String, u64>>,
     /// Access decisions go into the audit trail through the controller.
     controller: ControllerHandle,
+}
+
+/// A session to save (or forget, with `None`), and who waits for it.
+#[derive(Debug)]
+struct SessionSave {
+    key: String,
+    session: Option<Session>,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// The task that writes session changes to the store, one after another.
+fn spawn_session_writer(
+    store: std::sync::Arc<SqliteStore>,
+) -> tokio::sync::mpsc::UnboundedSender<SessionSave> {
+    let (saves, mut pending) = tokio::sync::mpsc::unbounded_channel::<SessionSave>();
+    tokio::spawn(async move {
+        while let Some(SessionSave { key, session, done }) = pending.recv().await {
+            let store = std::sync::Arc::clone(&store);
+            let written = tokio::task::spawn_blocking(move || match &session {
+                Some(session) => store.save_session(&key, session),
+                None => store.delete_session(&key),
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!("cannot save a console session; a restart would sign it out");
+            }
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+        }
+    });
+    saves
+}
+
+/// Takes back the sessions saved before a restart that are still live and
+/// whose user the config still has; a user's role comes from the config as
+/// it is now. The rest are forgotten.
+fn restore_sessions(
+    sessions: &mut Sessions,
+    identities: Option<&Identities>,
+    store: &SqliteStore,
+    now_ms: u64,
+) {
+    let saved = match store.sessions() {
+        Ok(saved) => saved,
+        Err(err) => {
+            tracing::warn!(%err, "cannot read the saved console sessions; everyone signs in again");
+            return;
+        }
+    };
+    let mut restored = 0usize;
+    for (key, mut session) in saved {
+        let role = identities.and_then(|identities| identities.users.get(&session.user));
+        let live = match role {
+            Some((role, _)) => {
+                session.role = *role;
+                sessions.restore(key.clone(), session, now_ms)
+            }
+            None => false,
+        };
+        if live {
+            restored += 1;
+        } else if let Err(err) = store.delete_session(&key) {
+            tracing::warn!(%err, "cannot forget an ended console session");
+        }
+    }
+    if restored > 0 {
+        tracing::info!(sessions = restored, "console sessions restored");
+    }
 }
 
 #[derive(Debug)]
@@ -183,6 +271,8 @@ impl AccessControl {
     pub fn new(
         config: &Config,
         controller: ControllerHandle,
+        store: std::sync::Arc<SqliteStore>,
+        wall_now: canary_shared::UnixMillis,
     ) -> Result<AccessControl, credentials::CredentialError> {
         let session = config
             .auth
@@ -195,18 +285,82 @@ impl AccessControl {
             None => None,
             Some(auth) => Some(Identities::from_config(auth)?),
         };
+        let mut sessions = Sessions::new(
+            millis(session.idle_timeout.0),
+            millis(session.absolute_timeout.0),
+        );
+        restore_sessions(&mut sessions, identities.as_ref(), &store, wall_now.0);
         Ok(AccessControl {
             identities,
-            sessions: Mutex::new(Sessions::new(
-                millis(session.idle_timeout.0),
-                millis(session.absolute_timeout.0),
-            )),
+            sessions: Mutex::new(sessions),
             throttle: Mutex::new(LoginThrottle::default()),
             denials: Mutex::new(DenialPacer::default()),
             secure_cookie: config.server.tls.is_some(),
             epoch: Instant::now(),
+            epoch_wall_ms: wall_now.0,
+            saves: spawn_session_writer(store),
+            saved_use: Mutex::new(HashMap::new()),
             controller,
         })
+    }
+
+    /// Saves or forgets a session, off the async threads and in the order
+    /// asked (a logout must not be overtaken by the save of its login); a
+    /// failure is logged (the session still works until the next restart).
+    fn persist(&self, key: String, session: Option<Session>) {
+        if session.is_none() {
+            lock(&self.saved_use).remove(&key);
+        }
+        let _ = self.saves.send(SessionSave {
+            key,
+            session,
+            done: None,
+        });
+    }
+
+    /// Forgets a session in the store and waits until it is forgotten: a
+    /// logout or revocation is answered only once a restart cannot bring
+    /// the session back.
+    async fn forget(&self, key: String) {
+        lock(&self.saved_use).remove(&key);
+        let (done, forgotten) = tokio::sync::oneshot::channel();
+        let sent = self.saves.send(SessionSave {
+            key,
+            session: None,
+            done: Some(done),
+        });
+        if sent.is_ok() {
+            let _ = forgotten.await;
+        }
+    }
+
+    /// Checks the session behind `secret`, counting this as use, and saves
+    /// the use now and then.
+    fn use_session(&self, secret: &str) -> Result<Session, SessionRefused> {
+        let key = session_key(secret);
+        let now = self.now_ms();
+        let checked = lock(&self.sessions).check(&key, now);
+        match &checked {
+            Ok(session) => {
+                let due = {
+                    let mut saved_use = lock(&self.saved_use);
+                    let last = saved_use.entry(key.clone()).or_insert(session.created_ms);
+                    let due = now.saturating_sub(*last) >= SAVE_USE_EVERY_MS;
+                    if due {
+                        *last = now;
+                    }
+                    due
+                };
+                if due {
+                    self.persist(key, Some(session.clone()));
+                }
+            }
+            // It existed and has ended now: forget it. (An unknown cookie
+            // writes nothing: anyone can send one.)
+            Err(SessionRefused::Idle | SessionRefused::Expired) => self.persist(key, None),
+            Err(SessionRefused::Unknown) => {}
+        }
+        checked
     }
 
     /// Whether requests need credentials.
@@ -215,19 +369,19 @@ impl AccessControl {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.epoch_wall_ms
+            .saturating_add(u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Whether the console session behind `secret` is still valid (without
     /// counting this as use); WebSocket streams ask once a second.
     pub fn session_alive(&self, secret: &str) -> Result<(), SessionRefused> {
-        lock(&self.sessions).peek(secret, self.now_ms())
+        lock(&self.sessions).peek(&session_key(secret), self.now_ms())
     }
 
     /// Counts an open console as use of its session.
     pub fn touch_session(&self, secret: &str) {
-        let now = self.now_ms();
-        let _ = lock(&self.sessions).check(secret, now);
+        let _ = self.use_session(secret);
     }
 
     /// Records a denied request in the audit trail, at most once a minute per source.
@@ -496,8 +650,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
             }
         },
         Presented::Cookie(secret) => {
-            let now = access.now_ms();
-            match lock(&access.sessions).check(secret, now) {
+            match access.use_session(secret) {
                 Ok(session) => Some(Identity {
                     name: session.user,
                     role: session.role,
@@ -614,12 +767,20 @@ pub(crate) async fn login(
     let (secret, handle) =
         credentials::new_session().map_err(|err| ApiError::Internal(err.to_string()))?;
     {
+        let key = session_key(&secret);
         let mut sessions = lock(&access.sessions);
         // A new id at every login: a cookie planted before it is worth nothing.
         if let Some(previous) = session_cookie(&headers) {
-            sessions.end(previous);
+            let previous = session_key(previous);
+            if sessions.end(&previous).is_some() {
+                access.persist(previous, None);
+            }
         }
-        sessions.create(secret.clone(), handle, &request.user, role, access.now_ms());
+        let now = access.now_ms();
+        sessions.create(key.clone(), handle, &request.user, role, now);
+        let created = sessions.check(&key, now).ok();
+        drop(sessions);
+        access.persist(key, created);
     }
     access.audit(&request.user, "login", format!("signed in from {source}"));
     let me = Me {
@@ -649,10 +810,13 @@ fn session_cookie_header(secret: &str, secure: bool, max_age: Option<u64>) -> He
 /// `POST /admin/canary/logout`: ends the cookie's session and clears the cookie.
 pub(crate) async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     let access = &app.access;
-    if let Some(secret) = session_cookie(&headers)
-        && let Some(session) = lock(&access.sessions).end(secret)
-    {
-        access.audit(&session.user, "logout", "signed out".to_owned());
+    if let Some(secret) = session_cookie(&headers) {
+        let key = session_key(secret);
+        let ended = lock(&access.sessions).end(&key);
+        if let Some(session) = ended {
+            access.forget(key).await;
+            access.audit(&session.user, "logout", "signed out".to_owned());
+        }
     }
     let clear = session_cookie_header("", access.secure_cookie, Some(0));
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
@@ -707,7 +871,8 @@ pub(crate) async fn revoke(
     let access = &app.access;
     let revoked = lock(&access.sessions).revoke(&handle);
     match revoked {
-        Some(session) => {
+        Some((key, session)) => {
+            access.forget(key).await;
             access.audit(
                 &identity.name,
                 "session_revoked",

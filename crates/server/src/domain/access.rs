@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use canary_shared::Role;
 
 /// One signed-in console user.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     /// A short, non-secret name for the session, shown to admins and used to
     /// revoke it; never the cookie's value.
@@ -37,7 +37,8 @@ pub enum SessionRefused {
     Expired,
 }
 
-/// Every live session, keyed by the secret in its cookie.
+/// Every live session, keyed by what the caller derives from the cookie's
+/// secret (its hash, so that what is kept, and saved, cannot be replayed).
 #[derive(Debug)]
 pub struct Sessions {
     by_secret: HashMap<String, Session>,
@@ -108,14 +109,26 @@ impl Sessions {
         self.by_secret.remove(secret)
     }
 
-    /// Ends the session named `handle` (an admin's revocation).
-    pub fn revoke(&mut self, handle: &str) -> Option<Session> {
+    /// Ends the session named `handle` (an admin's revocation); returns
+    /// its key and what it was.
+    pub fn revoke(&mut self, handle: &str) -> Option<(String, Session)> {
         let secret = self
             .by_secret
             .iter()
             .find(|(_, session)| session.handle == handle)
             .map(|(secret, _)| secret.clone())?;
-        self.by_secret.remove(&secret)
+        self.by_secret.remove_entry(&secret)
+    }
+
+    /// Takes back a saved session (after a restart) unless it has ended by
+    /// now; returns whether it is live.
+    pub fn restore(&mut self, key: String, session: Session, now_ms: u64) -> bool {
+        let live = now_ms.saturating_sub(session.created_ms) < self.absolute_ms
+            && now_ms.saturating_sub(session.last_seen_ms) < self.idle_ms;
+        if live {
+            self.by_secret.insert(key, session);
+        }
+        live
     }
 
     /// The live sessions, oldest login first.

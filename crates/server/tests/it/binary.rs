@@ -234,6 +234,93 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_sessions_survive_a_restart_but_a_signed_out_one_stays_out() {
+    use axum::http::Method;
+
+    let password = "correct horse battery staple";
+    let hash = canary_server::adapters::credentials::hash_password(password).unwrap();
+    let (_upstreams, dir) = crash_setup(&format!(
+        "auth:\n  users: [{{ name: oscar, role: operator, password_hash: \"{hash}\" }}]\n"
+    ))
+    .await;
+    let config = dir.path().join("canary-config.yaml");
+    let client = crate::support::json_client();
+    let send = async |method: Method, url: String, cookie: Option<&str>, body: &str| {
+        // As the console's own page sends it: same origin.
+        let origin = url.split("/admin").next().unwrap().to_owned();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .header("origin", origin);
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                body.to_owned(),
+            )))
+            .unwrap();
+        crate::support::send(client.clone(), request).await
+    };
+    let login = format!(r#"{{"user":"oscar","password":"{password}"}}"#);
+    let sign_in = async |console: &str| -> String {
+        let (code, headers, body) =
+            send(Method::POST, format!("{console}login"), None, &login).await;
+        assert_eq!(code, 200, "{body}");
+        let set_cookie = headers["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_owned()
+    };
+
+    let mut first = serve(&config);
+    let kept = sign_in(&first.console).await;
+    let signed_out = sign_in(&first.console).await;
+    let (code, _, _) = send(
+        Method::POST,
+        format!("{}logout", first.console),
+        Some(&signed_out),
+        "",
+    )
+    .await;
+    assert_eq!(code, 204);
+    // The kept session is used once more, then the server is killed.
+    let (code, _, _) = send(Method::GET, format!("{}me", first.console), Some(&kept), "").await;
+    assert_eq!(code, 200);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let again = serve(&config);
+    let (code, _, body) = send(Method::GET, format!("{}me", again.console), Some(&kept), "").await;
+    assert_eq!(code, 200, "still signed in: {body}");
+    let me: canary_shared::Me = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (me.name.as_str(), me.role),
+        ("oscar", canary_shared::Role::Operator)
+    );
+    let (code, _, _) = send(
+        Method::GET,
+        format!("{}me", again.console),
+        Some(&signed_out),
+        "",
+    )
+    .await;
+    assert_eq!(code, 401, "signing out is for good");
+    // Nothing in the data directory can be replayed as a cookie.
+    let secret = kept.split_once('=').unwrap().1;
+    let database = std::fs::read(dir.path().join("data").join("canary.db")).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("data").join("canary.db-wal")).unwrap_or_default();
+    for bytes in [database, wal] {
+        assert!(
+            !bytes
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "the session secret is stored as it is"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
     use canary_shared::{AuditPage, CanaryState, Phase};
 

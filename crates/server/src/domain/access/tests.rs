@@ -56,7 +56,7 @@ fn logout_and_revocation_end_only_their_session() {
     sessions.create("s3".into(), "h3".into(), "carol", Role::Admin, 2);
     assert_eq!(sessions.end("s1").map(|s| s.user), Some("alice".to_owned()));
     assert_eq!(
-        sessions.revoke("h2").map(|s| s.user),
+        sessions.revoke("h2").map(|(_, s)| s.user),
         Some("bob".to_owned())
     );
     assert_eq!(sessions.revoke("h2"), None);
@@ -65,6 +65,26 @@ fn logout_and_revocation_end_only_their_session() {
     assert!(sessions.check("s3", 3).is_ok());
     let users: Vec<String> = sessions.list(3).into_iter().map(|s| s.user).collect();
     assert_eq!(users, ["carol"]);
+}
+
+#[test]
+fn a_saved_session_comes_back_only_while_it_would_still_be_live() {
+    let mut before = sessions();
+    before.create("k1".into(), "h1".into(), "alice", Role::Operator, 0);
+    before.create("k2".into(), "h2".into(), "bob", Role::Viewer, 0);
+    let _ = before.check("k1", 20 * MINUTE);
+    let saved = before.list(20 * MINUTE);
+    // The server comes back 25 minutes after the last use of alice's, and
+    // 45 after bob's login: his has been idle too long by then.
+    let mut after = sessions();
+    let restored: Vec<bool> = ["k1", "k2"]
+        .into_iter()
+        .zip(saved)
+        .map(|(key, session)| after.restore(key.into(), session, 45 * MINUTE))
+        .collect();
+    assert_eq!(restored, [true, false]);
+    assert!(after.check("k1", 45 * MINUTE).is_ok());
+    assert_eq!(after.check("k2", 45 * MINUTE), Err(SessionRefused::Unknown));
 }
 
 fn ip(text: &str) -> IpAddr {
