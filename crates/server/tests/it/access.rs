@@ -613,16 +613,7 @@ notifications:
     })
     .await;
     app.start_canary().await;
-    app.controller
-        .command(
-            "oscar".to_owned(),
-            Command::Stop {
-                reason: "testing notifications".to_owned(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
+    app.stop_canary("oscar", "testing notifications").await;
     let received = eventually("the notifications", async || {
         let received = received.lock().unwrap().clone();
         let json_events: Vec<String> = received
@@ -777,16 +768,7 @@ async fn a_decision_just_before_shutdown_is_still_announced() {
     })
     .await;
     app.start_canary().await;
-    app.controller
-        .command(
-            "oscar".to_owned(),
-            Command::Stop {
-                reason: "stopping for the night".to_owned(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
+    app.stop_canary("oscar", "stopping for the night").await;
     app.shut_down().await;
     assert_eq!(
         *received.lock().unwrap(),

@@ -105,6 +105,21 @@ impl Drop for Served {
     }
 }
 
+/// Starts a canary at `percent` through the REST API of a served binary.
+async fn start_served(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+    served: &Served,
+    percent: u8,
+) {
+    let body = format!(r#"{{"image_tag":"v2.7.0","traffic_percent":{percent}}}"#);
+    let started =
+        crate::support::post_json(client, &format!("{}start", served.console), &body).await;
+    assert_eq!(started.0, 200, "{}", started.1);
+}
+
 fn serve(config: &std::path::Path) -> Served {
     let mut child = canary()
         .args(["serve", "--config"])
@@ -180,13 +195,7 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
     };
 
     let mut first = serve(&config);
-    let started = crate::support::post_json(
-        &client,
-        &format!("{}start", first.console),
-        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
-    )
-    .await;
-    assert_eq!(started.0, 200, "{}", started.1);
+    start_served(&client, &first, 50).await;
     let proxy = first.proxy.clone();
     let traffic = tokio::spawn(async move {
         loop {
@@ -329,13 +338,7 @@ async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
     let client = crate::support::json_client();
 
     let mut first = serve(&config);
-    let started = crate::support::post_json(
-        &client,
-        &format!("{}start", first.console),
-        r#"{"image_tag":"v2.7.0","traffic_percent":25}"#,
-    )
-    .await;
-    assert_eq!(started.0, 200, "{}", started.1);
+    start_served(&client, &first, 25).await;
     let state = crate::support::eventually("the canary to progress", async || {
         let (_, _, body) =
             crate::support::http_get(&format!("{}status", first.console), "application/json").await;

@@ -329,6 +329,17 @@ impl TestApp {
         self.start_canary_at(5.0).await;
     }
 
+    /// Emergency stop, as `actor` with `reason`.
+    pub(crate) async fn stop_canary(&self, actor: &str, reason: &str) {
+        let stop = Command::Stop {
+            reason: reason.to_owned(),
+        };
+        self.controller
+            .command(actor.to_owned(), stop, None)
+            .await
+            .unwrap();
+    }
+
     /// Like [`TestApp::start_canary`], at `percent`.
     pub(crate) async fn start_canary_at(&self, percent: f64) {
         let start = Command::Start(StartRequest {
