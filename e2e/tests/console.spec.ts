@@ -250,6 +250,8 @@ test('auto-progression is switched off and on for one rollout, and the settings 
   await expect(list).toContainText('5 % → 25 % → 50 % → 100 %');
   await expect(list).toContainText('On: each step moves on after 24 h of green checks.');
   await expect(list).toContainText('Cookie canary_bucket for 24 h');
+  await expect(list).toContainText('Statistical judge');
+  await expect(list).toContainText('Off: only the safety checks decide.');
   await list.scrollIntoViewIfNeeded();
   await dashboard.screenshot(testInfo, 'settings');
 });

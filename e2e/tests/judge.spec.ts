@@ -67,6 +67,11 @@ test('a canary twice as slow is rolled back by the judge, and the console shows 
   await expect(dashboard.auditEntries.filter({ hasText: 'statistical judge: latency' }).first()).toBeVisible();
   await latency.scrollIntoViewIfNeeded();
   await dashboard.screenshot(testInfo, 'judge-rolled-back');
+  // The advanced settings say what the judge does in this mode.
+  await page.getByTestId('settings').locator('summary').click();
+  await expect(page.getByTestId('settings-list')).toContainText(
+    'Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary',
+  );
 });
 
 test('a canary like production is promoted once the judge passes it', async ({ page, setup, dashboard }, testInfo) => {

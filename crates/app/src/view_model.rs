@@ -386,6 +386,22 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
         ("How checks are judged", judging),
         ("Stickiness", stickiness),
     ];
+    let tolerances = format!(
+        "false alarms at most {}; failure rate within {}× production's, slower in at most {} of concurrent pairs",
+        rate(Some(settings.judge_alpha)),
+        crate::chart_model::round_to(1.0 + settings.judge_failure_tolerance, 2),
+        rate(Some(0.5 + settings.judge_latency_tolerance)),
+    );
+    let judge = match settings.judge.as_str() {
+        "enforce" => format!(
+            "Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary ({tolerances})."
+        ),
+        "advisory" => format!(
+            "Advisory: a regression it finds pauses the rollout for a person ({tolerances})."
+        ),
+        _ => "Off: only the safety checks decide.".to_owned(),
+    };
+    rows.push(("Statistical judge", judge));
     if let Some(header) = &settings.override_header {
         rows.push((
             "Forcing a side",
@@ -670,6 +686,10 @@ mod tests {
             on_long_no_data: "hold".to_owned(),
             stickiness: "cookie canary_bucket for 24 h".to_owned(),
             override_header: Some("x-canary".to_owned()),
+            judge: "enforce".to_owned(),
+            judge_alpha: 0.01,
+            judge_failure_tolerance: 0.2,
+            judge_latency_tolerance: 0.05,
         };
         let rows = super::settings_rows(&settings);
         let text: Vec<String> = rows
@@ -684,6 +704,7 @@ mod tests {
                 "Auto-rollback: Armed: a critical breach rolls the canary back without a human.",
                 "How checks are judged: No data below 20 canary requests in a minute (never a pass). Watch within 10 % of a limit. After 10 min without data: keep holding.",
                 "Stickiness: Cookie canary_bucket for 24 h: each browser stays on its side.",
+                "Statistical judge: Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary (false alarms at most 1 %; failure rate within 1.2× production's, slower in at most 55 % of concurrent pairs).",
                 "Forcing a side: A request with x-canary: canary (or production) goes to that side."
             ]
         );

@@ -400,10 +400,11 @@ pub struct CanaryConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(try_from = "JudgeInput")]
 pub struct JudgeConfig {
-    /// `off`, `advisory` (a fail alerts and holds the rollout) or `enforce`
-    /// (a fail is a critical breach; only a pass lets auto-progression advance).
+    /// `off`, `advisory` (a fail pauses the rollout once, for a person) or
+    /// `enforce` (a fail is a critical breach; only a pass lets
+    /// auto-progression advance).
     pub mode: JudgeMode,
-    /// The false-alarm rate promised for each judged metric.
+    /// The false-alarm rate promised for a canary within both tolerances.
     pub alpha: f64,
     /// How much worse the canary's failure rate may be (0.2: 1.2× production's).
     pub failure_tolerance: f64,
@@ -419,7 +420,7 @@ pub struct JudgeConfig {
 pub enum JudgeMode {
     /// Not judged.
     Off,
-    /// Shown and alerted; a fail holds the rollout like a warning.
+    /// Shown and alerted; a fail pauses the rollout once, then holds it like a warning.
     Advisory,
     /// A fail rolls back (when auto-rollback is armed); only a pass advances.
     Enforce,
@@ -632,6 +633,15 @@ impl CanaryConfig {
                 OnLongNoData::Rollback => "rollback",
             }
             .to_owned(),
+            judge: match self.judge.mode {
+                JudgeMode::Off => "off",
+                JudgeMode::Advisory => "advisory",
+                JudgeMode::Enforce => "enforce",
+            }
+            .to_owned(),
+            judge_alpha: self.judge.alpha,
+            judge_failure_tolerance: self.judge.failure_tolerance,
+            judge_latency_tolerance: self.judge.latency_tolerance,
             stickiness: match stickiness.mode {
                 StickinessMode::Cookie => format!(
                     "cookie {} for {}",

@@ -30,4 +30,16 @@ pub struct RolloutSettings {
     pub stickiness: String,
     /// The request header that forces a side, when one is configured.
     pub override_header: Option<String>,
+    /// The statistical judge's mode: `off`, `advisory` or `enforce`.
+    #[serde(default)]
+    pub judge: String,
+    /// The false-alarm rate it promises.
+    #[serde(default)]
+    pub judge_alpha: f64,
+    /// How much worse the canary's failure rate may be (0.2: 1.2× production's).
+    #[serde(default)]
+    pub judge_failure_tolerance: f64,
+    /// How much more often the canary may be the slower of a pair (0.05: 55 %).
+    #[serde(default)]
+    pub judge_latency_tolerance: f64,
 }

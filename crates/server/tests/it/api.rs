@@ -658,6 +658,11 @@ async fn the_config_in_effect_is_served_as_written() {
     assert_eq!(settings.traffic_steps.len(), 4);
     assert_eq!(settings.stickiness, "cookie canary_bucket for 24 h");
     assert_eq!(settings.on_long_no_data, "hold");
+    assert_eq!(
+        (settings.judge.as_str(), settings.judge_alpha),
+        ("off", 0.01),
+        "the judge's mode and promise are there for the console to say"
+    );
 }
 
 #[tokio::test]
