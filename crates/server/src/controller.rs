@@ -780,12 +780,23 @@ impl Controller {
     /// and `enforce` modes.
     fn with_judge(&self, verdict: Verdict) -> Verdict {
         let mode = self.config.canary.judge.mode;
-        let Some((rollout, judge)) = &self.judge else {
-            return verdict;
+        let judge = self
+            .judge
+            .as_ref()
+            .filter(|(rollout, _)| Some(*rollout) == self.rollout_started_at())
+            .map(|(_, judge)| judge);
+        let judge = match (mode, judge) {
+            (JudgeMode::Off, _) => return verdict,
+            (_, Some(judge)) => judge,
+            // Its first second has not come yet: in enforce mode that is no
+            // pass either, so a short wait cannot slip past it.
+            (JudgeMode::Enforce, None) if verdict == Verdict::Green => {
+                return Verdict::Undecided {
+                    reason: "waiting for the statistical judge: nothing judged yet".to_owned(),
+                };
+            }
+            (_, None) => return verdict,
         };
-        if mode == JudgeMode::Off || Some(*rollout) != self.rollout_started_at() {
-            return verdict;
-        }
         match (mode, judge.overall(), verdict) {
             (
                 JudgeMode::Enforce,
