@@ -226,24 +226,95 @@ fn pass_threshold(settings: JudgeSettings) -> f64 {
     1.0 / settings.alpha
 }
 
-fn conclude(worse: &OddsTest, within: &OddsTest, settings: JudgeSettings) -> Conclusion {
-    if worse.e_value() >= fail_threshold(settings) {
-        Conclusion::Fail
-    } else if within.e_value() >= pass_threshold(settings)
-        && within.observations() >= settings.min_samples
-    {
-        Conclusion::Pass
-    } else {
-        Conclusion::Inconclusive
+/// Both one-sided tests of one metric against the same `θ₀`: "worse than
+/// tolerance" and "within tolerance", fed the same observations.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct TwoSidedTest {
+    worse: OddsTest,
+    within: OddsTest,
+    settings: JudgeSettings,
+}
+
+impl TwoSidedTest {
+    fn new(theta0: f64, settings: JudgeSettings) -> TwoSidedTest {
+        TwoSidedTest {
+            worse: OddsTest::new(theta0, true),
+            within: OddsTest::new(theta0, false),
+            settings,
+        }
+    }
+
+    fn observe(&mut self, base: f64, success: bool) {
+        self.worse.observe(base, success);
+        self.within.observe(base, success);
+    }
+
+    fn conclusion(&self) -> Conclusion {
+        if self.worse.e_value() >= fail_threshold(self.settings) {
+            Conclusion::Fail
+        } else if self.within.e_value() >= pass_threshold(self.settings)
+            && self.within.observations() >= self.settings.min_samples
+        {
+            Conclusion::Pass
+        } else {
+            Conclusion::Inconclusive
+        }
+    }
+
+    /// `evidence 1,250 ≥ 200`, for a fail.
+    fn fail_words(&self) -> String {
+        format!(
+            "evidence {} ≥ {:.0}",
+            evidence(self.worse.e_value()),
+            fail_threshold(self.settings)
+        )
+    }
+
+    /// `evidence 150 ≥ 100`, for a pass.
+    fn pass_words(&self) -> String {
+        format!(
+            "evidence {} ≥ {:.0}",
+            evidence(self.within.e_value()),
+            pass_threshold(self.settings)
+        )
+    }
+
+    /// Both evidences against what each needs, while undecided.
+    fn undecided_words(&self) -> String {
+        format!(
+            "evidence of worse {} of {:.0} needed, of within {} of {:.0}",
+            evidence(self.worse.e_value()),
+            fail_threshold(self.settings),
+            evidence(self.within.e_value()),
+            pass_threshold(self.settings)
+        )
+    }
+
+    /// The verdict with its numbers.
+    fn judged(
+        &self,
+        conclusion: Conclusion,
+        samples: u64,
+        estimate: Option<f64>,
+        words: String,
+    ) -> JudgedMetric {
+        JudgedMetric {
+            conclusion,
+            worse_evidence: self.worse.e_value(),
+            within_evidence: self.within.e_value(),
+            samples,
+            estimate,
+            words,
+            fail_at: fail_threshold(self.settings),
+            pass_at: pass_threshold(self.settings),
+        }
     }
 }
 
 /// Failure rates of both sides, judged failure by failure.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FailureRateJudge {
-    worse: OddsTest,
-    within: OddsTest,
-    settings: JudgeSettings,
+    test: TwoSidedTest,
     requests: [u64; 2],
     failures: [u64; 2],
 }
@@ -251,11 +322,8 @@ pub struct FailureRateJudge {
 impl FailureRateJudge {
     /// A judge with nothing observed.
     pub fn new(settings: JudgeSettings) -> FailureRateJudge {
-        let theta0 = 1.0 + settings.failure_tolerance;
         FailureRateJudge {
-            worse: OddsTest::new(theta0, true),
-            within: OddsTest::new(theta0, false),
-            settings,
+            test: TwoSidedTest::new(1.0 + settings.failure_tolerance, settings),
             requests: [0; 2],
             failures: [0; 2],
         }
@@ -271,8 +339,7 @@ impl FailureRateJudge {
             return;
         }
         self.failures[usize::from(canary)] += 1;
-        self.worse.observe(share, canary);
-        self.within.observe(share, canary);
+        self.test.observe(share, canary);
     }
 
     /// One second of traffic at `share`: requests and failures per side.
@@ -287,12 +354,10 @@ impl FailureRateJudge {
         self.failures[1] += canary.1;
         self.failures[0] += production.1;
         for _ in 0..canary.1 {
-            self.worse.observe(share, true);
-            self.within.observe(share, true);
+            self.test.observe(share, true);
         }
         for _ in 0..production.1 {
-            self.worse.observe(share, false);
-            self.within.observe(share, false);
+            self.test.observe(share, false);
         }
     }
 
@@ -315,15 +380,16 @@ impl FailureRateJudge {
     /// canary requests without a single failure on either side, the failure
     /// rate passes on that count alone (there is no failure to be worse at).
     pub fn judged(&self) -> JudgedMetric {
-        let mut conclusion = conclude(&self.worse, &self.within, self.settings);
+        let settings = self.test.settings;
+        let mut conclusion = self.test.conclusion();
         if conclusion == Conclusion::Inconclusive
             && self.failures == [0, 0]
-            && self.requests[1] >= self.settings.min_samples
+            && self.requests[1] >= settings.min_samples
         {
             conclusion = Conclusion::Pass;
         }
         let estimate = self.estimate();
-        let tolerance = 1.0 + self.settings.failure_tolerance;
+        let tolerance = 1.0 + settings.failure_tolerance;
         let failures = self.failures[0] + self.failures[1];
         let counted = crate::domain::analysis::group_thousands(failures);
         let ratio = estimate.map_or_else(
@@ -332,37 +398,23 @@ impl FailureRateJudge {
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; evidence {} ≥ {:.0}, from {counted} failures)",
-                evidence(self.worse.e_value()),
-                fail_threshold(self.settings)
+                "failure rate: the canary fails more than {tolerance:.2}× as often as production (estimate {ratio}; {}, from {counted} failures)",
+                self.test.fail_words()
             ),
             Conclusion::Pass if failures == 0 => format!(
                 "failure rate: no failure on either side in {} canary requests",
                 crate::domain::analysis::group_thousands(self.requests[1])
             ),
             Conclusion::Pass => format!(
-                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; evidence {} ≥ {:.0}, from {counted} failures)",
-                evidence(self.within.e_value()),
-                pass_threshold(self.settings)
+                "failure rate: within {tolerance:.2}× production's (estimate {ratio}; {}, from {counted} failures)",
+                self.test.pass_words()
             ),
             Conclusion::Inconclusive => format!(
-                "failure rate: not decided yet (estimate {ratio}; evidence of worse {} of {:.0} needed, of within {} of {:.0}; {counted} failures)",
-                evidence(self.worse.e_value()),
-                fail_threshold(self.settings),
-                evidence(self.within.e_value()),
-                pass_threshold(self.settings)
+                "failure rate: not decided yet (estimate {ratio}; {}; {counted} failures)",
+                self.test.undecided_words()
             ),
         };
-        JudgedMetric {
-            conclusion,
-            worse_evidence: self.worse.e_value(),
-            within_evidence: self.within.e_value(),
-            samples: failures,
-            estimate,
-            words,
-            fail_at: fail_threshold(self.settings),
-            pass_at: pass_threshold(self.settings),
-        }
+        self.test.judged(conclusion, failures, estimate, words)
     }
 }
 
@@ -370,9 +422,7 @@ impl FailureRateJudge {
 /// production request.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyJudge {
-    worse: OddsTest,
-    within: OddsTest,
-    settings: JudgeSettings,
+    test: TwoSidedTest,
     slower: u64,
     pairs: u64,
 }
@@ -383,9 +433,7 @@ impl LatencyJudge {
         let p0 = 0.5 + settings.latency_tolerance;
         let theta0 = p0 / (1.0 - p0);
         LatencyJudge {
-            worse: OddsTest::new(theta0, true),
-            within: OddsTest::new(theta0, false),
-            settings,
+            test: TwoSidedTest::new(theta0, settings),
             slower: 0,
             pairs: 0,
         }
@@ -400,15 +448,14 @@ impl LatencyJudge {
         let slower = canary_ms > production_ms;
         self.pairs += 1;
         self.slower += u64::from(slower);
-        self.worse.observe(0.5, slower);
-        self.within.observe(0.5, slower);
+        self.test.observe(0.5, slower);
     }
 
     /// The verdict so far.
     pub fn judged(&self) -> JudgedMetric {
-        let conclusion = conclude(&self.worse, &self.within, self.settings);
+        let conclusion = self.test.conclusion();
         let estimate = (self.pairs > 0).then(|| self.slower as f64 / self.pairs as f64);
-        let limit = 50.0 + self.settings.latency_tolerance * 100.0;
+        let limit = 50.0 + self.test.settings.latency_tolerance * 100.0;
         let share = estimate.map_or_else(
             || "no pairs yet".to_owned(),
             |share| {
@@ -421,33 +468,19 @@ impl LatencyJudge {
         );
         let words = match conclusion {
             Conclusion::Fail => format!(
-                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; evidence {} ≥ {:.0})",
-                evidence(self.worse.e_value()),
-                fail_threshold(self.settings)
+                "latency: the canary is slower than production more than {limit:.0} % of the time ({share}; {})",
+                self.test.fail_words()
             ),
             Conclusion::Pass => format!(
-                "latency: the canary is slower at most {limit:.0} % of the time ({share}; evidence {} ≥ {:.0})",
-                evidence(self.within.e_value()),
-                pass_threshold(self.settings)
+                "latency: the canary is slower at most {limit:.0} % of the time ({share}; {})",
+                self.test.pass_words()
             ),
             Conclusion::Inconclusive => format!(
-                "latency: not decided yet ({share}; evidence of worse {} of {:.0} needed, of within {} of {:.0})",
-                evidence(self.worse.e_value()),
-                fail_threshold(self.settings),
-                evidence(self.within.e_value()),
-                pass_threshold(self.settings)
+                "latency: not decided yet ({share}; {})",
+                self.test.undecided_words()
             ),
         };
-        JudgedMetric {
-            conclusion,
-            worse_evidence: self.worse.e_value(),
-            within_evidence: self.within.e_value(),
-            samples: self.pairs,
-            estimate,
-            words,
-            fail_at: fail_threshold(self.settings),
-            pass_at: pass_threshold(self.settings),
-        }
+        self.test.judged(conclusion, self.pairs, estimate, words)
     }
 }
 
@@ -550,7 +583,7 @@ impl RolloutJudge {
 
     /// The settings it judges by (a saved judge is resumed only under the same).
     pub fn settings(&self) -> JudgeSettings {
-        self.failures.settings
+        self.failures.test.settings
     }
 
     /// One second of traffic at `share`: requests and failures per side
