@@ -231,9 +231,7 @@ impl SideRecorder {
 pub struct Recorder {
     production: SideRecorder,
     canary: SideRecorder,
-    /// What the statistical judge gets from the last finished second.
-    judge_second: Mutex<Option<JudgeSecond>>,
-    /// Draws production partners for the canary's latencies.
+    /// Shuffles each second's latencies into the judge's pairs.
     rng: Mutex<fastrand::Rng>,
 }
 
@@ -278,7 +276,6 @@ impl Recorder {
         Recorder {
             production: SideRecorder::new(n_shards),
             canary: SideRecorder::new(n_shards),
-            judge_second: Mutex::new(None),
             rng: Mutex::new(fastrand::Rng::new()),
         }
     }
@@ -316,7 +313,8 @@ impl Recorder {
 
     /// Closes the second that started at `second_start`: moves the shards'
     /// counts into the history and forgets seconds older than five minutes.
-    pub fn tick(&self, second_start: UnixMillis) {
+    /// Returns that second as the statistical judge sees it.
+    pub fn tick(&self, second_start: UnixMillis) -> JudgeSecond {
         let mut finished: Vec<Counts> = Vec::with_capacity(2);
         for side in Side::BOTH {
             let recorder = self.side(side);
@@ -358,12 +356,9 @@ impl Recorder {
                 history.pop_front();
             }
         }
-        if let [production, canary] = finished.as_slice() {
-            let second = self.judge_second_of(production, canary);
-            *self
-                .judge_second
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(second);
+        match finished.as_slice() {
+            [production, canary] => self.judge_second_of(production, canary),
+            _ => JudgeSecond::default(),
         }
     }
 
@@ -406,14 +401,6 @@ impl Recorder {
             production_failures: production.errors(),
             pairs,
         }
-    }
-
-    /// The last finished second for the judge, once (`None` until the next tick).
-    pub fn take_judge_second(&self) -> Option<JudgeSecond> {
-        self.judge_second
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
     }
 
     /// Everything `side` served since the start, as of the last tick.
@@ -472,15 +459,13 @@ pub async fn run_ticker(
     loop {
         interval.tick().await;
         let now = clock.now();
-        recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
-        if let Some(second) = recorder.take_judge_second() {
-            let observed = crate::controller::Event::Observed {
-                second,
-                canary_share: share.get().percent() / 100.0,
-            };
-            if events.send(observed).await.is_err() {
-                return;
-            }
+        let second = recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
+        let observed = crate::controller::Event::Observed {
+            second,
+            canary_share: share.get().percent() / 100.0,
+        };
+        if events.send(observed).await.is_err() {
+            return;
         }
         let mut snapshot = recorder.snapshot(now, share.get());
         snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
@@ -626,8 +611,7 @@ mod tests {
             let micros = 2_000 + rng.u64(..30_000);
             recorder.record(side, Outcome::Status(200), Duration::from_micros(micros));
         }
-        recorder.tick(UnixMillis(1_000));
-        let second = recorder.take_judge_second().unwrap();
+        let second = recorder.tick(UnixMillis(1_000));
         let slower = second
             .pairs
             .iter()
