@@ -487,13 +487,7 @@ pub fn evidence_plot(metric: &canary_shared::JudgedMetric) -> Option<EvidencePlo
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let seconds = last.secs;
-    let span = match seconds {
-        0..=119 => format!("{seconds} s"),
-        120..=3599 if seconds % 60 == 0 => format!("{} min", seconds / 60),
-        120..=3599 => format!("{} min {} s", seconds / 60, seconds % 60),
-        _ => format!("{} h {} min", seconds / 3600, seconds / 60 % 60),
-    };
+    let span = crate::view_model::duration_words(u64::from(last.secs) * 1000);
     Some(EvidencePlot {
         worse: line(|point| point.worse),
         within: line(|point| point.within),
