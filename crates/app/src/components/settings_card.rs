@@ -65,7 +65,7 @@ pub fn SettingsCard() -> impl IntoView {
     };
     view! {
         <details class="card card--help" data-testid="settings" on:toggle=on_toggle>
-            <summary class="card__title">"Advanced settings: steps, auto-progression, thresholds, stickiness"</summary>
+            <summary class="card__title">"Advanced settings: steps, auto-progression, thresholds, the statistical judge, stickiness"</summary>
             <div class="help">{body}</div>
         </details>
     }
