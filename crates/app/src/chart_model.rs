@@ -178,7 +178,7 @@ impl ChartKind {
             ChartKind::Latency(_) => crate::view_model::latency(Some(value)),
             ChartKind::SuccessRate | ChartKind::ErrorRate => format!("{} %", round_to(value, 2)),
             ChartKind::RequestRate => format!("{} req/s", round_to(value, 1)),
-            ChartKind::Custom(_) => round_to(value, 2),
+            ChartKind::Custom(_) => canary_shared::readable_number(value),
         }
     }
 

@@ -447,10 +447,9 @@ pub fn custom_figures(service: &canary_shared::ServiceHealth) -> Vec<(String, St
         .custom_metrics
         .iter()
         .map(|metric| {
-            let value = metric.value.map_or_else(
-                || "no value".to_owned(),
-                |value| crate::chart_model::round_to(value, 2),
-            );
+            let value = metric
+                .readable_value()
+                .unwrap_or_else(|| "no value".to_owned());
             (
                 metric.name.clone(),
                 value,
@@ -602,7 +601,7 @@ mod tests {
             [
                 (
                     "memory_query_latency_ms".to_owned(),
-                    "27.89".to_owned(),
+                    "27.9".to_owned(),
                     String::new()
                 ),
                 (

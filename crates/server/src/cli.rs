@@ -414,8 +414,8 @@ pub fn status_text(state: &CanaryState) -> String {
     }
     for service in [&state.production, &state.canary] {
         for metric in &service.custom_metrics {
-            let value = match (metric.value, &metric.reason) {
-                (Some(value), _) => readable(value),
+            let value = match (metric.readable_value(), &metric.reason) {
+                (Some(value), _) => value,
                 (None, Some(reason)) => format!("no value: {reason}"),
                 (None, None) => "no value".to_owned(),
             };
@@ -454,22 +454,6 @@ pub fn status_text(state: &CanaryState) -> String {
         .collect();
     lines.push(format!("  may now: {}", allowed.join(", ")));
     lines.join("\n")
-}
-
-/// A custom metric's value with the digits that matter: `27.9`, `1340`,
-/// `0.042` (a scraped rate or quantile has many meaningless ones).
-pub fn readable(value: f64) -> String {
-    let decimals = match value.abs() {
-        magnitude if magnitude >= 100.0 => 0,
-        magnitude if magnitude >= 1.0 => 1,
-        _ => 3,
-    };
-    let text = format!("{value:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
 }
 
 /// One audit entry on one line.
@@ -746,17 +730,7 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
 mod tests {
     use canary_shared::{CanaryState, Phase};
 
-    use super::{Exit, finished, lasting_part, progress_bar, readable};
-
-    #[test]
-    fn custom_values_show_the_digits_that_matter() {
-        assert_eq!(readable(27.894736842105264), "27.9");
-        assert_eq!(readable(1339.6), "1340");
-        assert_eq!(readable(0.0421), "0.042");
-        assert_eq!(readable(2.0), "2");
-        assert_eq!(readable(0.0), "0");
-        assert_eq!(readable(-3.25), "-3.2");
-    }
+    use super::{Exit, finished, lasting_part, progress_bar};
 
     fn state() -> CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()

@@ -204,6 +204,32 @@ pub struct CustomValue {
     pub reason: Option<String>,
 }
 
+impl CustomValue {
+    /// The value with the digits that matter, the same in the console and
+    /// the CLI: `27.9`, `1340`, `0.042` (a scraped rate or quantile has
+    /// many meaningless ones); `None` when there is no value.
+    pub fn readable_value(&self) -> Option<String> {
+        self.value.map(readable_number)
+    }
+}
+
+/// A measured figure with the digits that matter: three significant-ish
+/// decimals below 1, one below 100, none above.
+pub fn readable_number(value: f64) -> String {
+    let decimals = match value.abs() {
+        magnitude if magnitude >= 100.0 => 0,
+        magnitude if magnitude >= 1.0 => 1,
+        _ => 3,
+    };
+    let text = format!("{value:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    if text == "-0" { "0" } else { text }.to_owned()
+}
+
 /// The kind of one step of the deployment workflow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -461,5 +487,21 @@ impl CanaryState {
             Side::Production => &self.production,
             Side::Canary => &self.canary,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable_number as readable;
+
+    #[test]
+    fn custom_values_show_the_digits_that_matter() {
+        assert_eq!(readable(-0.0001), "0");
+        assert_eq!(readable(27.894_736_842_105_264), "27.9");
+        assert_eq!(readable(1339.6), "1340");
+        assert_eq!(readable(0.0421), "0.042");
+        assert_eq!(readable(2.0), "2");
+        assert_eq!(readable(0.0), "0");
+        assert_eq!(readable(-3.25), "-3.2");
     }
 }

@@ -43,7 +43,7 @@ pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,
     DeploymentStep, EvidencePoint, Health, JudgeConclusion, JudgedMetric, Phase, ServiceHealth,
-    Side, StepKind, StepStatus, TrafficSplit,
+    Side, StepKind, StepStatus, TrafficSplit, readable_number,
 };
 pub use metrics::{
     CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,
