@@ -49,7 +49,7 @@ test('a canary twice as slow is rolled back by the judge, and the console shows 
   await expect(judged).toHaveCount(2);
   const latency = judged.filter({ hasText: 'latency:' });
   await expect(latency).toContainText('Fail');
-  await expect(latency).toContainText(/slower in \d+(\.\d)? % of \d+ pairs/);
+  await expect(latency).toContainText(/slower in \d+(\.\d)? % of [\d,]+ comparisons/);
   const chart = latency.getByTestId('evidence-chart');
   await expect(chart).toBeVisible();
   await expect(chart).toContainText('worse (fails at 200)');
@@ -77,7 +77,8 @@ test('a canary twice as slow is rolled back by the judge, and the console shows 
 test('a canary like production is promoted once the judge passes it', async ({ page, setup, dashboard }, testInfo) => {
   test.setTimeout(120_000);
   await expect(dashboard.connection).toHaveText('Live');
-  // Half the traffic: passing latency takes about 1,400 concurrent pairs.
+  // Half the traffic (one production partner per canary request): passing
+  // latency takes about 1,400 comparisons.
   await dashboard.startCanary('v2.7.0', '50');
   await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
   const traffic = keepTraffic(setup.server);

@@ -387,7 +387,7 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
         ("Stickiness", stickiness),
     ];
     let tolerances = format!(
-        "false alarms at most {}; failure rate within {}× production's, slower in at most {} of concurrent pairs",
+        "false alarms at most {}; failure rate within {}× production's, slower than concurrent production requests at most {} of the time",
         rate(Some(settings.judge_alpha)),
         crate::chart_model::round_to(1.0 + settings.judge_failure_tolerance, 2),
         rate(Some(0.5 + settings.judge_latency_tolerance)),
@@ -703,7 +703,7 @@ mod tests {
                 "Auto-rollback: Armed: a critical breach rolls the canary back without a human.",
                 "How checks are judged: No data below 20 canary requests in a minute (never a pass). Watch within 10 % of a limit. After 10 min without data: keep holding.",
                 "Stickiness: Cookie canary_bucket for 24 h: each browser stays on its side.",
-                "Statistical judge: Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary (false alarms at most 1 %; failure rate within 1.2× production's, slower in at most 55 % of concurrent pairs).",
+                "Statistical judge: Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary (false alarms at most 1 %; failure rate within 1.2× production's, slower than concurrent production requests at most 55 % of the time).",
                 "Forcing a side: A request with x-canary: canary (or production) goes to that side."
             ]
         );
@@ -799,7 +799,7 @@ mod tests {
             "auto_pause",
             25.0,
             25.0,
-            Some("statistical judge (advisory): latency: slower in 71 % of 900 pairs"),
+            Some("statistical judge (advisory): latency: slower in 71 % of 900 comparisons"),
         );
         assert_eq!(
             browser_alert(&paused, Some("v2.7.0")).map(|alert| alert.title),

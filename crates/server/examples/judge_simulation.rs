@@ -1,7 +1,7 @@
 //! `cargo xtask bench judge`: the statistical judge on synthetic rollouts,
 //! beside the seed's fixed thresholds, Kayenta-style repeated Mann–Whitney
-//! checks, a sequential test told the true effect (Wald's SPRT), and the
-//! fixed-sample lower bound.
+//! checks, a sequential test told the true effect (Wald's SPRT on failures,
+//! Kelly's bet on latency), and the fixed-sample lower bound.
 //!
 //! Traffic: 200 requests a second, 5 % to the canary, log-normal latencies
 //! (median 50 ms, σ 0.5) with a heavy tail (1 % of requests ten times
@@ -12,7 +12,9 @@
 //! `RUNS` (default 1000) sets the number of A/A rollouts; regression
 //! scenarios use a fifth of it.
 
-use canary_server::domain::judge::{Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge};
+use canary_server::domain::judge::{
+    Conclusion, FailureRateJudge, JudgeSettings, LatencyJudge, compare_concurrent,
+};
 
 const RATE: usize = 200;
 const SHARE: f64 = 0.05;
@@ -44,26 +46,103 @@ fn failure_on_canary(theta: f64) -> f64 {
     SHARE * theta / (SHARE * theta + 1.0 - SHARE)
 }
 
-/// The probability that a canary request is slower than a production one
-/// when every canary latency is multiplied by `factor` (log-normal body; the
-/// rare tail is ignored).
-fn slower_probability(factor: f64) -> f64 {
-    let shift = factor.ln() / (0.5 * std::f64::consts::SQRT_2);
-    0.5 * (1.0 + erf(shift / std::f64::consts::SQRT_2))
+/// What a test told the effect in advance knows about one metric.
+#[derive(Clone, Copy, Debug)]
+enum KnownEffect {
+    /// Failures land on the canary with probability `truth`, against the
+    /// tolerance's `null`.
+    Failures { null: f64, truth: f64 },
+    /// The latency comparisons' law against the tolerance's mean `null`.
+    Latency { null: f64, law: ComparisonLaw },
 }
 
-/// The hypotheses a test that knew the effect would weigh: (null, truth)
-/// for the failure rate, or for the slower share of pairs.
-fn known_effect(scenario: Scenario) -> Option<(bool, f64, f64)> {
+/// How a scenario's latency comparisons ([`compare_concurrent`]) are
+/// spread, measured on simulated seconds.
+#[derive(Clone, Copy, Debug)]
+struct ComparisonLaw {
+    mean: f64,
+    variance: f64,
+    per_sec: f64,
+    /// The constant bet that grows fastest against the null (Kelly's).
+    best_bet: f64,
+}
+
+const LAW_SECONDS: usize = 4_000;
+
+fn comparison_law(scenario: Scenario, null: f64) -> ComparisonLaw {
+    let mut rng = fastrand::Rng::with_seed(99);
+    let mut values = Vec::new();
+    for _ in 0..LAW_SECONDS {
+        let (canary, production) = traffic_second(&mut rng, scenario);
+        let latencies = |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
+        values.extend(
+            compare_concurrent(&latencies(&canary), &latencies(&production))
+                .iter()
+                .map(|comparison| comparison.slower),
+        );
+    }
+    let count = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / count;
+    let variance = values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / count;
+    let growth = |bet: f64| {
+        values
+            .iter()
+            .map(|x| (1.0 + bet * (x - null)).ln())
+            .sum::<f64>()
+    };
+    let best_bet = (1..1000)
+        .map(|step| f64::from(step) / 1000.0 / null)
+        .max_by(|a, b| growth(*a).total_cmp(&growth(*b)))
+        .unwrap_or(0.0);
+    ComparisonLaw {
+        mean,
+        variance,
+        per_sec: count / LAW_SECONDS as f64,
+        best_bet,
+    }
+}
+
+/// The hypotheses a test that knew the effect would weigh.
+fn known_effect(scenario: Scenario) -> Option<KnownEffect> {
     if scenario.failure_ratio > 1.0 {
         let truth = scenario.failure_ratio.min(1.0 / BASE_FAILURE);
-        return Some((true, failure_on_canary(1.2), failure_on_canary(truth)));
+        return Some(KnownEffect::Failures {
+            null: failure_on_canary(1.2),
+            truth: failure_on_canary(truth),
+        });
     }
     if scenario.latency_factor > 1.0 {
-        let truth = slower_probability(scenario.latency_factor);
-        return (truth > 0.55).then_some((false, 0.55, truth));
+        let null = 0.55;
+        let law = comparison_law(scenario, null);
+        return (law.mean > null).then_some(KnownEffect::Latency { null, law });
     }
     None
+}
+
+/// One simulated second: each side's requests as (latency, failed).
+type Second = (Vec<(f64, bool)>, Vec<(f64, bool)>);
+
+fn traffic_second(rng: &mut fastrand::Rng, scenario: Scenario) -> Second {
+    let (mut canary_second, mut production_second) = (Vec::new(), Vec::new());
+    for _ in 0..RATE {
+        let canary = rng.f64() < SHARE;
+        let (failure, factor) = if canary {
+            (
+                (BASE_FAILURE * scenario.failure_ratio).min(1.0),
+                scenario.latency_factor,
+            )
+        } else {
+            (BASE_FAILURE, 1.0)
+        };
+        let failed = rng.f64() < failure;
+        let ms = latency_ms(rng, factor);
+        if canary {
+            canary_second.push((ms, failed));
+        } else {
+            production_second.push((ms, failed));
+        }
+    }
+    (canary_second, production_second)
 }
 
 fn latency_ms(rng: &mut fastrand::Rng, factor: f64) -> f64 {
@@ -126,7 +205,7 @@ fn proportions_worse(canary: (usize, usize), production: (usize, usize)) -> bool
 /// thresholds, repeated Mann–Whitney, and a sequential test that knew the effect.
 type FirstFails = (Option<usize>, Option<usize>, Option<usize>, Option<usize>);
 
-fn run(seed: u64, scenario: Scenario) -> FirstFails {
+fn run(seed: u64, scenario: Scenario, oracle: Option<KnownEffect>) -> FirstFails {
     let mut rng = fastrand::Rng::with_seed(seed);
     let settings = JudgeSettings {
         alpha: ALPHA,
@@ -136,62 +215,46 @@ fn run(seed: u64, scenario: Scenario) -> FirstFails {
     let mut latency = LatencyJudge::new(settings);
     let (mut judge_at, mut thresholds_at, mut mann_whitney_at, mut oracle_at) =
         (None, None, None, None);
-    // Wald's SPRT of the known effect against the tolerance: anytime-valid
-    // too (its likelihood ratio is an e-process), but told the truth.
-    let oracle = known_effect(scenario);
-    let mut oracle_log_ratio = 0.0;
-    let mut oracle_observe = |success: bool, (null, truth): (f64, f64)| {
-        oracle_log_ratio += if success {
-            (truth / null).ln()
-        } else {
-            ((1.0 - truth) / (1.0 - null)).ln()
-        };
-        oracle_log_ratio
-    };
-    let mut oracle_evidence = 0.0;
+    // A test told the effect: one constant bet, the best against the truth.
+    // On failures (coins) it is Wald's SPRT, its likelihood ratio; on the
+    // latency comparisons, Kelly's bet on their known law. Anytime-valid
+    // like the judge, but it knows what the judge has to find out.
+    let mut oracle_log_wealth = 0.0;
+    let log_gain = |x: f64, null: f64, bet: f64| (1.0 + bet * (x - null)).ln();
     // The last minute of each side, one entry per second.
     let mut canary_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
     let mut production_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
     for second in 1..=ROLLOUT_SECS {
-        let mut canary_second = Vec::new();
-        let mut production_second = Vec::new();
-        for _ in 0..RATE {
-            let canary = rng.f64() < SHARE;
-            let (failure, factor) = if canary {
-                (
-                    (BASE_FAILURE * scenario.failure_ratio).min(1.0),
-                    scenario.latency_factor,
-                )
-            } else {
-                (BASE_FAILURE, 1.0)
-            };
-            let failed = rng.f64() < failure;
-            let ms = latency_ms(&mut rng, factor);
-            failures.observe(canary, failed, SHARE);
-            if let Some((true, null, truth)) = oracle
-                && failed
-            {
-                oracle_evidence = oracle_observe(canary, (null, truth));
+        let (canary_second, production_second) = traffic_second(&mut rng, scenario);
+        let counts = |side: &[(f64, bool)]| {
+            (
+                side.len() as u64,
+                side.iter().filter(|(_, failed)| *failed).count() as u64,
+            )
+        };
+        failures.observe_second(counts(&canary_second), counts(&production_second), SHARE);
+        if let Some(KnownEffect::Failures { null, truth }) = oracle {
+            let bet = (truth - null) / (null * (1.0 - null));
+            let failed = |side: &[(f64, bool)]| side.iter().filter(|(_, failed)| *failed).count();
+            for _ in 0..failed(&canary_second) {
+                oracle_log_wealth += log_gain(1.0, null, bet);
             }
-            if canary {
-                canary_second.push((ms, failed));
-            } else {
-                production_second.push((ms, failed));
+            for _ in 0..failed(&production_second) {
+                oracle_log_wealth += log_gain(0.0, null, bet);
             }
         }
-        // Each canary request against a different production request of the
-        // same second, chosen at random (as the recorder pairs them).
-        let mut partners: Vec<f64> = production_second.iter().map(|(ms, _)| *ms).collect();
-        rng.shuffle(&mut partners);
-        for ((ms, _), partner) in canary_second.iter().zip(partners) {
-            latency.observe(*ms, partner);
-            if let Some((false, null, truth)) = oracle
-                && *ms != partner
-            {
-                oracle_evidence = oracle_observe(*ms > partner, (null, truth));
+        // The requests of a second come in random order, as the recorder
+        // shuffles them, and are compared across the sides the same way.
+        let latencies = |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
+        for comparison in
+            compare_concurrent(&latencies(&canary_second), &latencies(&production_second))
+        {
+            latency.observe(comparison);
+            if let Some(KnownEffect::Latency { null, law }) = oracle {
+                oracle_log_wealth += log_gain(comparison.slower, null, law.best_bet);
             }
         }
-        if oracle_at.is_none() && oracle.is_some() && oracle_evidence >= (1.0 / ALPHA).ln() {
+        if oracle_at.is_none() && oracle.is_some() && oracle_log_wealth >= (1.0 / ALPHA).ln() {
             oracle_at = Some(second);
         }
         canary_window.push_back(canary_second);
@@ -273,31 +336,27 @@ fn fixed_sample_size(p0: f64, p1: f64, power: f64) -> Option<u64> {
     })
 }
 
-/// The seconds that fixed-sample test would need (the median of a
-/// sequential test's detection time cannot beat it by much).
-fn lower_bound_secs(scenario: Scenario, power: f64) -> Option<f64> {
-    let (failures, null, truth) = known_effect(scenario)?;
-    let observations_per_sec = if failures {
-        RATE as f64
-            * (BASE_FAILURE * (1.0 - SHARE)
-                + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE)
-    } else {
-        RATE as f64 * SHARE
-    };
-    fixed_sample_size(null, truth, power).map(|n| n as f64 / observations_per_sec)
-}
-
-/// The error function (Abramowitz and Stegun 7.1.26, error below 1.5e-7).
-fn erf(x: f64) -> f64 {
-    let sign = x.signum();
-    let x = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * x);
-    let y = 1.0
-        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
-            + 0.254_829_592)
-            * t
-            * (-x * x).exp();
-    sign * y
+/// The seconds a fixed-sample test that knew the effect would need (the
+/// median of a sequential test's detection time cannot beat it by much):
+/// on failures an exact binomial test; on the latency comparisons a z-test
+/// that knows their true spread (its sample is large enough for the normal
+/// approximation).
+fn lower_bound_secs(scenario: Scenario, known: Option<KnownEffect>, power: f64) -> Option<f64> {
+    match known? {
+        KnownEffect::Failures { null, truth } => {
+            let failures_per_sec = RATE as f64
+                * (BASE_FAILURE * (1.0 - SHARE)
+                    + (BASE_FAILURE * scenario.failure_ratio).min(1.0) * SHARE);
+            fixed_sample_size(null, truth, power).map(|n| n as f64 / failures_per_sec)
+        }
+        KnownEffect::Latency { null, law } => {
+            // One-sided z at level α = 0.01, and at power ½ and 0.8.
+            let z_alpha = 2.326_348;
+            let z_power = if power > 0.5 { 0.841_621 } else { 0.0 };
+            let n = ((z_alpha + z_power) * law.variance.sqrt() / (law.mean - null)).powi(2);
+            Some(n.ceil() / law.per_sec)
+        }
+    }
 }
 
 fn percentile(values: &[usize], q: f64) -> Option<usize> {
@@ -365,15 +424,16 @@ fn main() {
         ROLLOUT_SECS / 60
     );
     println!(
-        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size | SPRT knowing the effect | its median / bound |"
+        "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size | told the effect | its median / bound |"
     );
     println!("|---|---:|---|---|---|---:|---:|---:|---:|---|---:|");
     for (index, scenario) in scenarios.iter().enumerate() {
         let count = if index == 0 { runs } else { (runs / 5).max(20) };
+        let known = known_effect(*scenario);
         let mut detections = Detections::default();
         for run_index in 0..count {
             let (judge, thresholds, mann_whitney, oracle) =
-                run((index * 1_000_003 + run_index) as u64, *scenario);
+                run((index * 1_000_003 + run_index) as u64, *scenario, known);
             detections.judge.push(judge);
             detections.thresholds.push(thresholds);
             detections.mann_whitney.push(mann_whitney);
@@ -384,7 +444,7 @@ fn main() {
             percentile(&found, 0.5)
         };
         let compare = |median: Option<usize>, power: f64| {
-            let secs = lower_bound_secs(*scenario, power);
+            let secs = lower_bound_secs(*scenario, known, power);
             let shown = secs.map_or_else(|| "—".to_owned(), |secs| format!("{secs:.1} s"));
             let ratio = match (median, secs) {
                 (Some(median), Some(secs)) => format!("{:.1}×", median as f64 / secs),
@@ -395,7 +455,7 @@ fn main() {
         let judge_median = median(&detections.judge);
         let (bound, ratio) = compare(judge_median, 0.5);
         let (planned, planned_ratio) = compare(judge_median, 0.8);
-        let (oracle, oracle_ratio) = if known_effect(*scenario).is_some() {
+        let (oracle, oracle_ratio) = if known.is_some() {
             (
                 describe(&detections.oracle),
                 compare(median(&detections.oracle), 0.5).1,

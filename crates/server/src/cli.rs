@@ -749,7 +749,7 @@ mod tests {
         // The judge's evidence changes every second; its finding does not.
         assert_eq!(
             lasting_part(
-                "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet (slower in 48.5 % of 1,058 pairs; evidence of worse 0.1 of 200 needed, of within 12 of 100)"
+                "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet (slower in 48.5 % of 1,058 comparisons; evidence of worse 0.1 of 200 needed, of within 12 of 100)"
             ),
             "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet"
         );

@@ -47,7 +47,7 @@ pub enum Event {
     /// A finished second as the statistical judge sees it (sent just before
     /// its `Measured`).
     Observed {
-        /// Failures per side and the latency pairs.
+        /// Failures per side and the latency comparisons.
         second: crate::adapters::recorder::JudgeSecond,
         /// The canary's share during it, from 0 to 1.
         canary_share: f64,
@@ -743,7 +743,7 @@ impl Controller {
             (second.canary_requests, second.canary_failures),
             (second.production_requests, second.production_failures),
             canary_share,
-            &second.pairs,
+            &second.comparisons,
         );
         if judge.seconds().is_multiple_of(JUDGE_SAVE_EVERY_SECS)
             && let Err(err) = self.store.save_judge(rollout, judge, self.clock.now())

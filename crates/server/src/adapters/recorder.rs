@@ -17,6 +17,8 @@ use canary_shared::{
 };
 use hdrhistogram::Histogram;
 
+use crate::domain::judge::{Comparison, compare_concurrent};
+
 /// How a proxied request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -231,7 +233,7 @@ impl SideRecorder {
 pub struct Recorder {
     production: SideRecorder,
     canary: SideRecorder,
-    /// Shuffles each second's latencies into the judge's pairs.
+    /// Shuffles each second's latencies before the judge's comparisons.
     rng: Mutex<fastrand::Rng>,
 }
 
@@ -246,14 +248,10 @@ pub struct JudgeSecond {
     pub canary_failures: u64,
     /// Failed production requests.
     pub production_failures: u64,
-    /// Canary requests' latencies, each with a different production
-    /// request's of the same second, in milliseconds: both chosen at random,
-    /// no request used twice (at most [`MAX_PAIRS`] a second).
-    pub pairs: Vec<(f64, f64)>,
+    /// The second's latencies compared across the sides, requests taken
+    /// in random order ([`compare_concurrent`]).
+    pub comparisons: Vec<Comparison>,
 }
-
-/// Pairs drawn per second at most, so a busy canary costs bounded work.
-pub const MAX_PAIRS: u64 = 500;
 
 thread_local! {
     /// This thread's shard, assigned round-robin on first use.
@@ -362,15 +360,14 @@ impl Recorder {
         }
     }
 
-    /// Failures per side, and canary latencies paired with production
-    /// latencies of the same second.
+    /// Failures per side, and the latencies of the second compared across
+    /// the sides.
     ///
-    /// The judge counts each pair as an independent coin (½ when the sides
-    /// are alike), so the pairs are drawn the way that holds: both sides
-    /// shuffled and zipped, so no request is in two pairs, and a busy second
-    /// is cut to [`MAX_PAIRS`] at random, never by value (the histogram
-    /// iterates from the fastest up: taking its first values would make
-    /// the canary look fast).
+    /// The judge counts on every comparison having mean ½ when the sides
+    /// are alike, whatever came before, so the latencies are shuffled before
+    /// they are grouped: the histogram iterates from the fastest up, and
+    /// grouping (or cutting a busy second) in that order would make one
+    /// side look fast.
     fn judge_second_of(&self, production: &Counts, canary: &Counts) -> JudgeSecond {
         let mut rng = self
             .rng
@@ -389,17 +386,13 @@ impl Recorder {
             values
         };
         let (canary_ms, production_ms) = (latencies(canary), latencies(production));
-        let pairs = canary_ms
-            .into_iter()
-            .zip(production_ms)
-            .take(MAX_PAIRS as usize)
-            .collect();
+        let comparisons = compare_concurrent(&canary_ms, &production_ms);
         JudgeSecond {
             canary_requests: canary.requests,
             production_requests: production.requests,
             canary_failures: canary.errors(),
             production_failures: production.errors(),
-            pairs,
+            comparisons,
         }
     }
 
@@ -597,18 +590,19 @@ mod tests {
     }
 
     #[test]
-    fn the_judges_pairs_of_two_alike_sides_are_slower_half_the_time() {
+    fn the_judges_comparisons_of_two_alike_sides_find_the_canary_slower_half_the_time() {
         // The statistical judge trusts that a canary like production is the
-        // slower of a pair half the time: the pairing must not favour a side.
-        // Twenty busy seconds give 10,000 pairs, so a fair pairing lands
-        // within ±0.05 of a half with odds of failing below one in 10^20,
-        // while the old first-500 pairing (12 % slower) is far outside it.
+        // slower in half the comparisons: grouping must not favour a side.
+        // Twenty busy seconds give 10,000 comparisons of 5 or 6 partners, so
+        // a fair grouping lands within ±0.03 of a half with odds of failing
+        // below one in 10^15, while grouping in the histogram's order (the
+        // fastest first) would be far outside it.
         let recorder = Recorder::new();
         let mut rng = fastrand::Rng::with_seed(3);
-        let (mut slower, mut faster) = (0, 0);
+        let (mut slower, mut compared) = (0.0, 0);
         for second in 1..=20 {
             for _ in 0..4_000 {
-                let side = if rng.bool() {
+                let side = if rng.f64() < 0.25 {
                     Side::Canary
                 } else {
                     Side::Production
@@ -617,14 +611,16 @@ mod tests {
                 recorder.record(side, Outcome::Status(200), Duration::from_micros(micros));
             }
             let judged = recorder.tick(UnixMillis(second * 1_000));
-            slower += judged.pairs.iter().filter(|(c, p)| c > p).count();
-            faster += judged.pairs.iter().filter(|(c, p)| c < p).count();
+            assert_eq!(judged.comparisons.len(), 500, "a busy second is cut to 500");
+            for comparison in &judged.comparisons {
+                slower += comparison.slower;
+                compared += 1;
+            }
         }
-        let share = slower as f64 / (slower + faster) as f64;
+        let share = slower / f64::from(compared);
         assert!(
-            (0.45..=0.55).contains(&share),
-            "slower in {share} of {} pairs",
-            slower + faster
+            (0.47..=0.53).contains(&share),
+            "slower in {share} of {compared} comparisons"
         );
     }
 }

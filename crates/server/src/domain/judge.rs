@@ -18,21 +18,27 @@
 //!   reduction of count data). Each failure is one Bernoulli observation
 //!   whose base probability is the share *at that moment*, so changing the
 //!   share mid-rollout creates no false evidence.
-//! - **Latency.** Each canary request is paired with a different concurrent
-//!   production request (no request in two pairs, so the pairs are
-//!   independent); "the canary was slower" is a Bernoulli observation
-//!   with probability ½ when both sides are alike. Its odds measure
-//!   stochastic order (a probability index, as Mann–Whitney's), so a slower
-//!   tail or a slower whole moves it.
+//! - **Latency.** Each request of the quieter side (the canary, below a
+//!   50 % share) is compared with up to [`PARTNERS`] different concurrent
+//!   requests of the other side, no request in two comparisons, so the
+//!   comparisons are independent. The share of them in which the canary
+//!   was slower has mean ½ when both sides are alike; its odds measure
+//!   stochastic order (a probability index, as Mann–Whitney's), so a
+//!   slower tail or a slower whole moves it. At a 5 % share each canary
+//!   request has 19 partners, and their average varies about 2.7× less
+//!   than one coin, so the evidence grows that much faster where a rollout
+//!   starts; at 50 % each request has one partner, a plain pair.
 //!
-//! Both reduce to one test: Bernoulli observations with a known base
-//! probability `b` and success probability `b·θ / (b·θ + 1 − b)`, where `θ`
-//! is an odds multiplier. "Worse than tolerance" is `θ > θ₀`; its e-process
-//! is a mixture, over a weighted grid of alternatives `θ > θ₀`, of
-//! likelihood ratios against `θ₀`. Each ratio is a supermartingale under
-//! every `θ ≤ θ₀` (the likelihood ratio is monotone in `θ`), so the mixture
-//! is too and the guarantee holds for the whole composite null. "Within
-//! tolerance" is the mirror test with alternatives `θ < θ₀`.
+//! Both reduce to one test: observations in `0..=1` with a known base
+//! probability `b` and mean `b·θ / (b·θ + 1 − b)`, where `θ` is an odds
+//! multiplier (failures are coins; latency comparisons are averages of
+//! coins, `b = ½`). "Worse than tolerance" is `θ > θ₀`; its e-process is a
+//! mixture, over a weighted grid of alternatives `θ > θ₀`, of bets against
+//! `θ₀` that are the likelihood ratio on a coin ([`OddsTest::observe_fraction`]).
+//! Each bet is a supermartingale under every `θ ≤ θ₀` (its expectation falls
+//! with the mean), so the mixture is too and the guarantee holds for the
+//! whole composite null. "Within tolerance" is the mirror test with
+//! alternatives `θ < θ₀`.
 //!
 //! A canary fails when either metric's "worse" evidence reaches
 //! `JUDGED_METRICS / α` (the metrics share `α`), and passes when both
@@ -51,8 +57,8 @@ pub struct JudgeSettings {
     pub alpha: f64,
     /// How much worse the canary's failure rate may be: 0.2 allows 1.2× production's.
     pub failure_tolerance: f64,
-    /// How much more often the canary may be the slower of a pair: 0.05
-    /// allows it to be slower 55 % of the time.
+    /// How much more often the canary may be the slower of two concurrent
+    /// requests: 0.05 allows it to be slower 55 % of the time.
     pub latency_tolerance: f64,
     /// Observations needed before a pass (a fail needs only the evidence).
     pub min_samples: u64,
@@ -137,14 +143,26 @@ impl OddsTest {
 
     /// One observation: `success` with base probability `base`.
     pub fn observe(&mut self, base: f64, success: bool) {
+        self.observe_fraction(base, if success { 1.0 } else { 0.0 });
+    }
+
+    /// One observation `x` in `0..=1` whose mean is the tilted probability:
+    /// a coin is 0 or 1, an average of coins anything between.
+    ///
+    /// Each alternative bets `1 + λ·(x − p₀)` with `λ = (p₁ − p₀) / (p₀(1 − p₀))`.
+    /// On a coin that is exactly its likelihood ratio (`p₁/p₀` or
+    /// `(1 − p₁)/(1 − p₀)`); on any `x` in `0..=1` it stays non-negative and
+    /// its expectation is at most 1 whenever the mean is on the null's side
+    /// of `p₀` (Waudby-Smith and Ramdas, "Estimating means of bounded random
+    /// variables by betting", 2023). An average varies less than a coin, so
+    /// the same bet grows faster on it when the canary is worse.
+    pub fn observe_fraction(&mut self, base: f64, x: f64) {
+        let x = x.clamp(0.0, 1.0);
         let null = tilted(base, self.theta0);
         for (theta, _, log_ratio) in &mut self.alternatives {
             let alternative = tilted(base, *theta);
-            *log_ratio += if success {
-                (alternative / null).ln()
-            } else {
-                ((1.0 - alternative) / (1.0 - null)).ln()
-            };
+            let bet = (alternative - null) / (null * (1.0 - null));
+            *log_ratio += (1.0 + bet * (x - null)).ln();
         }
         self.observations += 1;
     }
@@ -191,10 +209,10 @@ pub struct JudgedMetric {
     pub worse_evidence: f64,
     /// The evidence of "within tolerance" (pass at `1/α`).
     pub within_evidence: f64,
-    /// Observations so far (failures, or canary requests paired).
+    /// Observations so far (failures, or requests compared).
     pub samples: u64,
     /// The effect as estimated so far (a ratio of failure rates, or the
-    /// share of pairs in which the canary was slower).
+    /// share of comparisons in which the canary was slower).
     pub estimate: Option<f64>,
     /// All of it in words.
     pub words: String,
@@ -247,6 +265,11 @@ impl TwoSidedTest {
     fn observe(&mut self, base: f64, success: bool) {
         self.worse.observe(base, success);
         self.within.observe(base, success);
+    }
+
+    fn observe_fraction(&mut self, base: f64, x: f64) {
+        self.worse.observe_fraction(base, x);
+        self.within.observe_fraction(base, x);
     }
 
     fn conclusion(&self) -> Conclusion {
@@ -418,13 +441,87 @@ impl FailureRateJudge {
     }
 }
 
-/// Latency by stochastic order: each canary request against a concurrent
-/// production request.
+/// How many requests of the busier side each request of the quieter side
+/// is compared with at most. The spread of an average of `k` comparisons
+/// falls from ¼ (one coin) towards 1/12 (the quieter request's rank among
+/// all of the other side's) as `1/12 + 1/(6k)`: 20 gets within 10 % of the
+/// floor, at bounded cost.
+pub const PARTNERS: usize = 20;
+
+/// Comparisons (requests of the quieter side) judged per second at most,
+/// so a busy canary costs bounded work.
+pub const COMPARED_PER_SECOND: usize = 500;
+
+/// One request of the quieter side against its own partners on the busier
+/// side, all of the same second.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Comparison {
+    /// Of the comparisons, the share in which the canary was the slower
+    /// (a tie counts half).
+    pub slower: f64,
+    /// How many comparisons (the partners).
+    pub count: u32,
+}
+
+/// Each request of the quieter side of one second against [`PARTNERS`] (or
+/// fewer, if there are not enough) requests of the busier side, no request
+/// used twice, at most [`COMPARED_PER_SECOND`] of them.
+///
+/// The latencies must come in random order (the recorder shuffles them):
+/// then, when the sides are alike, every comparison's mean is ½ whatever
+/// came before, which is all the judge's guarantee asks of them.
+pub fn compare_concurrent(canary_ms: &[f64], production_ms: &[f64]) -> Vec<Comparison> {
+    let canary_is_quieter = canary_ms.len() <= production_ms.len();
+    let (quieter, busier) = if canary_is_quieter {
+        (canary_ms, production_ms)
+    } else {
+        (production_ms, canary_ms)
+    };
+    let compared = quieter.len().min(COMPARED_PER_SECOND);
+    if compared == 0 {
+        return Vec::new();
+    }
+    let partners = (busier.len() / compared).min(PARTNERS);
+    quieter[..compared]
+        .iter()
+        .zip(busier.chunks_exact(partners))
+        .map(|(&own, others)| {
+            let canary_slower: f64 = others
+                .iter()
+                .map(|&other| {
+                    let (canary, production) = if canary_is_quieter {
+                        (own, other)
+                    } else {
+                        (other, own)
+                    };
+                    if canary > production {
+                        1.0
+                    } else if canary == production {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            Comparison {
+                slower: canary_slower / partners as f64,
+                count: partners as u32,
+            }
+        })
+        .collect()
+}
+
+/// Latency by stochastic order: requests of one side against concurrent
+/// requests of the other.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencyJudge {
     test: TwoSidedTest,
-    slower: u64,
-    pairs: u64,
+    /// Requests of the quieter side compared (the test's observations).
+    compared: u64,
+    /// Canary-against-production comparisons within them.
+    comparisons: u64,
+    /// Of those, how many found the canary slower (ties count half).
+    slower: f64,
 }
 
 impl LatencyJudge {
@@ -434,35 +531,35 @@ impl LatencyJudge {
         let theta0 = p0 / (1.0 - p0);
         LatencyJudge {
             test: TwoSidedTest::new(theta0, settings),
-            slower: 0,
-            pairs: 0,
+            compared: 0,
+            comparisons: 0,
+            slower: 0.0,
         }
     }
 
-    /// One pair: a canary request's latency and a concurrent production
-    /// request's. A tie carries no evidence.
-    pub fn observe(&mut self, canary_ms: f64, production_ms: f64) {
-        if canary_ms == production_ms {
+    /// One request against its partners on the other side.
+    pub fn observe(&mut self, comparison: Comparison) {
+        if comparison.count == 0 {
             return;
         }
-        let slower = canary_ms > production_ms;
-        self.pairs += 1;
-        self.slower += u64::from(slower);
-        self.test.observe(0.5, slower);
+        self.compared += 1;
+        self.comparisons += u64::from(comparison.count);
+        self.slower += comparison.slower * f64::from(comparison.count);
+        self.test.observe_fraction(0.5, comparison.slower);
     }
 
     /// The verdict so far.
     pub fn judged(&self) -> JudgedMetric {
         let conclusion = self.test.conclusion();
-        let estimate = (self.pairs > 0).then(|| self.slower as f64 / self.pairs as f64);
+        let estimate = (self.comparisons > 0).then(|| self.slower / self.comparisons as f64);
         let limit = 50.0 + self.test.settings.latency_tolerance * 100.0;
         let share = estimate.map_or_else(
-            || "no pairs yet".to_owned(),
+            || "nothing compared yet".to_owned(),
             |share| {
                 format!(
-                    "slower in {:.1} % of {} pairs",
+                    "slower in {:.1} % of {} comparisons",
                     share * 100.0,
-                    crate::domain::analysis::group_thousands(self.pairs)
+                    crate::domain::analysis::group_thousands(self.comparisons)
                 )
             },
         );
@@ -480,7 +577,7 @@ impl LatencyJudge {
                 self.test.undecided_words()
             ),
         };
-        self.test.judged(conclusion, self.pairs, estimate, words)
+        self.test.judged(conclusion, self.compared, estimate, words)
     }
 }
 
@@ -587,17 +684,18 @@ impl RolloutJudge {
     }
 
     /// One second of traffic at `share`: requests and failures per side
-    /// (`(requests, failures)`), and concurrent latency pairs (canary, production).
+    /// (`(requests, failures)`), and its latency comparisons
+    /// ([`compare_concurrent`]).
     pub fn observe_second(
         &mut self,
         canary: (u64, u64),
         production: (u64, u64),
         share: f64,
-        pairs: &[(f64, f64)],
+        comparisons: &[Comparison],
     ) {
         self.failures.observe_second(canary, production, share);
-        for (canary_ms, production_ms) in pairs {
-            self.latency.observe(*canary_ms, *production_ms);
+        for comparison in comparisons {
+            self.latency.observe(*comparison);
         }
         self.history[0].record(&self.failures.judged());
         self.history[1].record(&self.latency.judged());

@@ -214,7 +214,11 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
         }
     };
     traffic.abort();
-    assert!(before.samples > 0, "pairs were judged: {}", before.words);
+    assert!(
+        before.samples > 0,
+        "latencies were compared: {}",
+        before.words
+    );
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     drop(first);
@@ -231,7 +235,7 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
     .await;
     assert!(
         resumed.samples > 0 && resumed.samples <= before.samples,
-        "resumed from the last save: {} pairs, {} before the kill",
+        "resumed from the last save: {} compared, {} before the kill",
         resumed.samples,
         before.samples
     );

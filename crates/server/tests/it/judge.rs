@@ -102,7 +102,7 @@ async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
     let app = judged_app().await;
     app.production.set_delay_ms(10);
     app.canary.set_delay_ms(20);
-    // Half the traffic, so pairs come quickly even on a busy machine.
+    // Half the traffic, so comparisons come quickly even on a busy machine.
     app.start_canary_at(50.0).await;
     let traffic = [background_traffic(&app), background_traffic(&app)];
     reaches(&app, Phase::RolledBack).await;
@@ -136,7 +136,8 @@ async fn a_canary_twice_as_slow_is_rolled_back_and_the_audit_says_why() {
 #[tokio::test]
 async fn a_canary_like_production_is_promoted_once_the_judge_passes_it() {
     let app = judged_app().await;
-    // A large share: passing needs about 1,400 concurrent pairs.
+    // A large share (one production partner per canary request): passing
+    // needs about 1,400 comparisons.
     app.start_canary_at(50.0).await;
     let traffic = [background_traffic(&app), background_traffic(&app)];
     let promoted = reaches(&app, Phase::Promoted).await;

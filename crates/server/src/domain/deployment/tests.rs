@@ -554,7 +554,7 @@ fn an_advisory_judge_pauses_a_rollout_once_then_holds_like_a_warning() {
         sim.tick(1_000, green());
     }
     let suspect = || Verdict::Suspect {
-        reason: "statistical judge (advisory): latency: slower in 71 % of pairs".to_owned(),
+        reason: "statistical judge (advisory): latency: slower in 71 % of comparisons".to_owned(),
     };
     sim.tick(1_000, suspect());
     assert_eq!(sim.deployment.phase, Phase::Paused);
@@ -571,8 +571,8 @@ fn an_advisory_judge_pauses_a_rollout_once_then_holds_like_a_warning() {
     assert_eq!(sim.deployment.phase, Phase::Progressing);
     assert_eq!(sim.deployment.share, share(25.0), "held, not advanced");
     sim.check(expect![[r#"
-        t=5s audit controller auto_pause: Progressing -> Paused, 25 % -> 25 % (statistical judge (advisory): latency: slower in 71 % of pairs)
-        t=5s alert paused: statistical judge (advisory): latency: slower in 71 % of pairs
+        t=5s audit controller auto_pause: Progressing -> Paused, 25 % -> 25 % (statistical judge (advisory): latency: slower in 71 % of comparisons)
+        t=5s alert paused: statistical judge (advisory): latency: slower in 71 % of comparisons
         t=26s audit ops resume: Paused -> Progressing, 25 % -> 25 %"#]]);
     // The next rollout may be paused again.
     sim.command(Command::Promote).unwrap();

@@ -2,9 +2,16 @@
 //! statistics against values computed independently.
 
 use crate::domain::judge::{
-    ALTERNATIVES, Conclusion, EVIDENCE_POINTS, EvidenceHistory, FailureRateJudge, JudgeSettings,
-    LatencyJudge, OddsTest,
+    ALTERNATIVES, COMPARED_PER_SECOND, Comparison, Conclusion, EVIDENCE_POINTS, EvidenceHistory,
+    FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest, PARTNERS, compare_concurrent,
 };
+
+/// One canary request against one production request.
+fn pair(judge: &mut LatencyJudge, canary_ms: f64, production_ms: f64) {
+    for comparison in compare_concurrent(&[canary_ms], &[production_ms]) {
+        judge.observe(comparison);
+    }
+}
 
 #[test]
 fn the_mixture_weights_are_a_probability_distribution() {
@@ -200,7 +207,7 @@ fn latency_by_stochastic_order_keeps_the_promise_and_catches_a_slower_canary() {
         let mut judge = LatencyJudge::new(settings(alpha));
         for _ in 0..1_000 {
             let (canary, production) = (log_normal(&mut rng, 20.0), log_normal(&mut rng, 20.0));
-            judge.observe(canary, production);
+            pair(&mut judge, canary, production);
             if judge.judged().conclusion == Conclusion::Fail {
                 wrongly_failed += 1;
                 break;
@@ -216,7 +223,11 @@ fn latency_by_stochastic_order_keeps_the_promise_and_catches_a_slower_canary() {
     let mut pairs = 0;
     while judge.judged().conclusion != Conclusion::Fail {
         pairs += 1;
-        judge.observe(log_normal(&mut rng, 40.0), log_normal(&mut rng, 20.0));
+        pair(
+            &mut judge,
+            log_normal(&mut rng, 40.0),
+            log_normal(&mut rng, 20.0),
+        );
         assert!(pairs < 5_000, "a canary twice as slow was never failed");
     }
     assert!(
@@ -269,7 +280,7 @@ fn a_canary_at_the_tolerance_on_both_metrics_is_wrongly_failed_at_most_alpha_of_
             failures.observe(rng.f64() < canary_probability, true, share);
             // Slower in 55 % of pairs.
             let slower = rng.f64() < 0.55;
-            latency.observe(if slower { 2.0 } else { 1.0 }, 1.5);
+            pair(&mut latency, if slower { 2.0 } else { 1.0 }, 1.5);
             if failures.judged().conclusion == Conclusion::Fail
                 || latency.judged().conclusion == Conclusion::Fail
             {
@@ -289,7 +300,7 @@ fn the_evidence_history_stays_short_and_evenly_spaced_however_long_the_rollout()
     let mut judge = LatencyJudge::new(settings(0.01));
     let mut history = EvidenceHistory::default();
     for second in 1..=3_008u32 {
-        judge.observe(f64::from(second % 7), 3.0);
+        pair(&mut judge, f64::from(second % 7), 3.0);
         history.record(&judge.judged());
         let points = history.points();
         assert!(points.len() <= EVIDENCE_POINTS, "{} points", points.len());
@@ -307,4 +318,147 @@ fn the_evidence_history_stays_short_and_evenly_spaced_however_long_the_rollout()
     assert_eq!(history.points().len(), 188);
     let last = history.points().last().unwrap();
     assert_eq!(last.worse, judge.judged().worse_evidence);
+}
+
+#[test]
+fn a_bet_on_a_coin_is_its_likelihood_ratio_and_on_an_average_stays_fair() {
+    // On 0 or 1 the bet is the likelihood ratio of the alternative.
+    let (mut as_coin, mut as_fraction) = (OddsTest::new(1.5, true), OddsTest::new(1.5, true));
+    for success in [true, false, true, true] {
+        as_coin.observe(0.3, success);
+        as_fraction.observe_fraction(0.3, if success { 1.0 } else { 0.0 });
+    }
+    assert!((as_coin.e_value() - as_fraction.e_value()).abs() < 1e-12);
+    // On an average at the null's mean, by hand: the null of θ₀ = 1 at base
+    // ½ is ½, so each alternative θ multiplies by 1 + λ(x − ½), λ = 4(p − ½).
+    let mut test = OddsTest::new(1.0, true);
+    for x in [0.25, 0.75, 0.5] {
+        test.observe_fraction(0.5, x);
+    }
+    let expected: f64 = ALTERNATIVES
+        .iter()
+        .map(|(theta, weight)| {
+            let bet = 4.0 * (theta / (theta + 1.0) - 0.5);
+            weight * (1.0 - bet * 0.25) * (1.0 + bet * 0.25) * 1.0
+        })
+        .sum();
+    assert!((test.e_value() - expected).abs() < 1e-12);
+    // Below 1: an average exactly at the null gives the worse test nothing.
+    assert!(test.e_value() < 1.0);
+}
+
+#[test]
+fn each_request_of_the_quieter_side_is_compared_with_its_own_partners() {
+    // Canary 10 and 30 ms; production 20 ms six times: three partners each.
+    let production = [20.0; 6];
+    assert_eq!(
+        compare_concurrent(&[10.0, 30.0], &production),
+        [
+            Comparison {
+                slower: 0.0,
+                count: 3
+            },
+            Comparison {
+                slower: 1.0,
+                count: 3
+            },
+        ]
+    );
+    // A tie counts half; the canary busier than production: each production
+    // request against canary partners, still "the canary slower".
+    assert_eq!(
+        compare_concurrent(&[5.0, 20.0, 40.0, 40.0], &[20.0, 30.0]),
+        [
+            Comparison {
+                slower: 0.25,
+                count: 2
+            },
+            Comparison {
+                slower: 1.0,
+                count: 2
+            },
+        ]
+    );
+    // At most PARTNERS each, at most COMPARED_PER_SECOND a second, none
+    // without the other side.
+    let busy = vec![1.0; 100 * PARTNERS];
+    assert!(
+        compare_concurrent(&[2.0; 10], &busy)
+            .iter()
+            .all(|comparison| comparison.count as usize == PARTNERS)
+    );
+    assert_eq!(
+        compare_concurrent(&busy, &busy).len(),
+        COMPARED_PER_SECOND.min(busy.len())
+    );
+    assert!(compare_concurrent(&[1.0], &[]).is_empty());
+    assert!(compare_concurrent(&[], &[1.0]).is_empty());
+}
+
+/// Seconds of 10 canary and 190 production requests (a 5 % share), the
+/// canary's latencies `factor` times production's, until the judge fails
+/// it; `partners` caps the production requests each canary one meets.
+fn seconds_to_fail(seed: u64, factor: f64, alpha: f64, partners: usize) -> Option<u32> {
+    seconds_to_fail_within(600, seed, factor, alpha, partners)
+}
+
+fn seconds_to_fail_within(
+    seconds: u32,
+    seed: u64,
+    factor: f64,
+    alpha: f64,
+    partners: usize,
+) -> Option<u32> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut log_normal =
+        |median: f64| median * (0.5 * crate::sampling::standard_normal(|| rng.f64())).exp();
+    let mut judge = LatencyJudge::new(settings(alpha));
+    for second in 1..=seconds {
+        let canary: Vec<f64> = (0..10).map(|_| log_normal(50.0 * factor)).collect();
+        let production: Vec<f64> = (0..10 * partners).map(|_| log_normal(50.0)).collect();
+        for comparison in compare_concurrent(&canary, &production) {
+            judge.observe(comparison);
+        }
+        if judge.judged().conclusion == Conclusion::Fail {
+            return Some(second);
+        }
+    }
+    None
+}
+
+#[test]
+fn comparing_with_many_concurrent_requests_keeps_the_promise_and_finds_a_slower_canary_sooner() {
+    // Alike sides, judged at α = 0.05 for ten minutes each: the promise
+    // holds for averages as for coins.
+    let wrongly_failed = (0..200)
+        .filter(|&seed| seconds_to_fail(seed, 1.0, 0.05, PARTNERS).is_some())
+        .count();
+    assert!(wrongly_failed <= 10, "{wrongly_failed} of 200");
+    // The hardest canary to keep the promise for: exactly at the tolerance,
+    // slower than production 55 % of the time (log-normal σ 0.5: latencies
+    // e^(0.5·√2·0.1257) = 1.093 times production's).
+    let at_tolerance = (0.5 * std::f64::consts::SQRT_2 * 0.125_661).exp();
+    let wrongly_failed = (0..100)
+        .filter(|&seed| {
+            seconds_to_fail_within(300, 500 + seed, at_tolerance, 0.05, PARTNERS).is_some()
+        })
+        .count();
+    assert!(
+        wrongly_failed <= 5,
+        "{wrongly_failed} of 100 at the tolerance"
+    );
+    // A canary 20 % slower throughout: found every time, and sooner with
+    // many partners than with one each.
+    let median = |partners: usize| {
+        let mut times: Vec<u32> = (0..41)
+            .map(|seed| seconds_to_fail(1_000 + seed, 1.2, 0.01, partners).expect("found"))
+            .collect();
+        times.sort_unstable();
+        times[20]
+    };
+    let (one_partner, many) = (median(1), median(PARTNERS));
+    assert!(
+        f64::from(many) < 0.6 * f64::from(one_partner),
+        "{many} s with {PARTNERS} partners, {one_partner} s with one"
+    );
 }
