@@ -74,7 +74,6 @@ fn comparison_law(scenario: Scenario, null: f64) -> ComparisonLaw {
     let mut values = Vec::new();
     for _ in 0..LAW_SECONDS {
         let (canary, production) = traffic_second(&mut rng, scenario);
-        let latencies = |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
         values.extend(
             compare_concurrent(&latencies(&canary), &latencies(&production))
                 .iter()
@@ -121,6 +120,14 @@ fn known_effect(scenario: Scenario) -> Option<KnownEffect> {
 
 /// One simulated second: each side's requests as (latency, failed).
 type Second = (Vec<(f64, bool)>, Vec<(f64, bool)>);
+
+fn latencies(side: &[(f64, bool)]) -> Vec<f64> {
+    side.iter().map(|(ms, _)| *ms).collect()
+}
+
+fn failed(side: &[(f64, bool)]) -> usize {
+    side.iter().filter(|(_, failed)| *failed).count()
+}
 
 fn traffic_second(rng: &mut fastrand::Rng, scenario: Scenario) -> Second {
     let (mut canary_second, mut production_second) = (Vec::new(), Vec::new());
@@ -226,16 +233,10 @@ fn run(seed: u64, scenario: Scenario, oracle: Option<KnownEffect>) -> FirstFails
     let mut production_window: std::collections::VecDeque<Vec<(f64, bool)>> = Default::default();
     for second in 1..=ROLLOUT_SECS {
         let (canary_second, production_second) = traffic_second(&mut rng, scenario);
-        let counts = |side: &[(f64, bool)]| {
-            (
-                side.len() as u64,
-                side.iter().filter(|(_, failed)| *failed).count() as u64,
-            )
-        };
+        let counts = |side: &[(f64, bool)]| (side.len() as u64, failed(side) as u64);
         failures.observe_second(counts(&canary_second), counts(&production_second), SHARE);
         if let Some(KnownEffect::Failures { null, truth }) = oracle {
             let bet = (truth - null) / (null * (1.0 - null));
-            let failed = |side: &[(f64, bool)]| side.iter().filter(|(_, failed)| *failed).count();
             for _ in 0..failed(&canary_second) {
                 oracle_log_wealth += log_gain(1.0, null, bet);
             }
@@ -245,7 +246,6 @@ fn run(seed: u64, scenario: Scenario, oracle: Option<KnownEffect>) -> FirstFails
         }
         // The requests of a second come in random order, as the recorder
         // shuffles them, and are compared across the sides the same way.
-        let latencies = |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
         for comparison in
             compare_concurrent(&latencies(&canary_second), &latencies(&production_second))
         {
@@ -280,14 +280,7 @@ fn run(seed: u64, scenario: Scenario, oracle: Option<KnownEffect>) -> FirstFails
             let canary: Vec<(f64, bool)> = canary_window.iter().flatten().copied().collect();
             let production: Vec<(f64, bool)> =
                 production_window.iter().flatten().copied().collect();
-            let latencies =
-                |side: &[(f64, bool)]| side.iter().map(|(ms, _)| *ms).collect::<Vec<_>>();
-            let counts = |side: &[(f64, bool)]| {
-                (
-                    side.iter().filter(|(_, failed)| *failed).count(),
-                    side.len(),
-                )
-            };
+            let counts = |side: &[(f64, bool)]| (failed(side), side.len());
             if mann_whitney_worse(&latencies(&canary), &latencies(&production))
                 || proportions_worse(counts(&canary), counts(&production))
             {
