@@ -114,6 +114,11 @@ pub struct OddsTest {
     observations: u64,
 }
 
+/// A coin as an observation in `0..=1`.
+fn coin(success: bool) -> f64 {
+    if success { 1.0 } else { 0.0 }
+}
+
 /// Success probability of a Bernoulli with base probability `base` and odds multiplier `theta`.
 fn tilted(base: f64, theta: f64) -> f64 {
     let base = base.clamp(1e-12, 1.0 - 1e-12);
@@ -143,7 +148,7 @@ impl OddsTest {
 
     /// One observation: `success` with base probability `base`.
     pub fn observe(&mut self, base: f64, success: bool) {
-        self.observe_fraction(base, if success { 1.0 } else { 0.0 });
+        self.observe_fraction(base, coin(success));
     }
 
     /// One observation `x` in `0..=1` whose mean is the tilted probability:
@@ -262,12 +267,8 @@ impl TwoSidedTest {
         }
     }
 
-    fn observe(&mut self, base: f64, success: bool) {
-        self.worse.observe(base, success);
-        self.within.observe(base, success);
-    }
-
-    fn observe_fraction(&mut self, base: f64, x: f64) {
+    /// One observation in `0..=1` ([`OddsTest::observe_fraction`]).
+    fn observe(&mut self, base: f64, x: f64) {
         self.worse.observe_fraction(base, x);
         self.within.observe_fraction(base, x);
     }
@@ -362,7 +363,7 @@ impl FailureRateJudge {
             return;
         }
         self.failures[usize::from(canary)] += 1;
-        self.test.observe(share, canary);
+        self.test.observe(share, coin(canary));
     }
 
     /// One second of traffic at `share`: requests and failures per side.
@@ -377,10 +378,10 @@ impl FailureRateJudge {
         self.failures[1] += canary.1;
         self.failures[0] += production.1;
         for _ in 0..canary.1 {
-            self.test.observe(share, true);
+            self.test.observe(share, coin(true));
         }
         for _ in 0..production.1 {
-            self.test.observe(share, false);
+            self.test.observe(share, coin(false));
         }
     }
 
@@ -486,25 +487,22 @@ pub fn compare_concurrent(canary_ms: &[f64], production_ms: &[f64]) -> Vec<Compa
         .iter()
         .zip(busier.chunks_exact(partners))
         .map(|(&own, others)| {
-            let canary_slower: f64 = others
+            let slower_than: f64 = others
                 .iter()
-                .map(|&other| {
-                    let (canary, production) = if canary_is_quieter {
-                        (own, other)
-                    } else {
-                        (other, own)
-                    };
-                    if canary > production {
-                        1.0
-                    } else if canary == production {
-                        0.5
-                    } else {
-                        0.0
-                    }
+                .map(|&other| match own.total_cmp(&other) {
+                    std::cmp::Ordering::Greater => 1.0,
+                    std::cmp::Ordering::Equal => 0.5,
+                    std::cmp::Ordering::Less => 0.0,
                 })
                 .sum();
+            let own_slower = slower_than / partners as f64;
+            // A tie counts half either way, so the other side's share is the rest.
             Comparison {
-                slower: canary_slower / partners as f64,
+                slower: if canary_is_quieter {
+                    own_slower
+                } else {
+                    1.0 - own_slower
+                },
                 count: partners as u32,
             }
         })
@@ -545,7 +543,7 @@ impl LatencyJudge {
         self.compared += 1;
         self.comparisons += u64::from(comparison.count);
         self.slower += comparison.slower * f64::from(comparison.count);
-        self.test.observe_fraction(0.5, comparison.slower);
+        self.test.observe(0.5, comparison.slower);
     }
 
     /// The verdict so far.
