@@ -48,6 +48,15 @@ async fn reaches(app: &TestApp, phase: Phase) -> CanaryState {
     .clone()
 }
 
+/// The status once its summary says `words`.
+async fn until_the_summary_says(app: &TestApp, words: &str) -> CanaryState {
+    eventually(words, async || {
+        let state = state(app).await;
+        state.summary.contains(words).then_some(state)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_slower_canary_is_rolled_back_by_the_judge_with_its_reason() {
     let app = judged_app().await;
@@ -83,14 +92,7 @@ async fn an_undecided_canary_is_held_until_the_judge_passes_it() {
     app.start_canary().await;
     let traffic = background_traffic(&app);
     // The wait is 1 s, but with a judge in enforce mode green checks alone do not advance.
-    let state = eventually("the hold", async || {
-        let state = state(&app).await;
-        state
-            .summary
-            .contains("waiting for the statistical judge")
-            .then_some(state)
-    })
-    .await;
+    let state = until_the_summary_says(&app, "waiting for the statistical judge").await;
     traffic.abort();
     // Still at the starting share: the 1 s of green did not advance it.
     assert_eq!(state.traffic.canary().percent(), 5.0, "{}", state.summary);
@@ -189,13 +191,10 @@ async fn at_a_full_share_the_judge_says_it_has_nothing_to_compare_with() {
     let app = judged_app().await;
     app.start_canary_at(100.0).await;
     let traffic = background_traffic(&app);
-    let state = eventually("the explanation", async || {
-        let state = state(&app).await;
-        state
-            .summary
-            .contains("at 100 % production gets no traffic to compare it with")
-            .then_some(state)
-    })
+    let state = until_the_summary_says(
+        &app,
+        "at 100 % production gets no traffic to compare it with",
+    )
     .await;
     traffic.abort();
     assert_eq!(state.phase, Phase::Progressing, "held, not rolled back");
