@@ -405,7 +405,9 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
     if let Some(header) = &settings.override_header {
         rows.push((
             "Forcing a side",
-            format!("A request with {header}: canary (or production) goes to that side."),
+            format!(
+                "From a trusted network or with the token, a request with {header}: canary (or production) goes to that side, while the canary has a share above 0 %."
+            ),
         ));
     }
     rows
@@ -704,7 +706,7 @@ mod tests {
                 "How checks are judged: No data below 20 canary requests in a minute (never a pass). Watch within 10 % of a limit. After 10 min without data: keep holding.",
                 "Stickiness: Cookie canary_bucket for 24 h: each browser stays on its side.",
                 "Statistical judge: Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary (false alarms at most 1 %; failure rate within 1.2× production's, slower than concurrent production requests at most 55 % of the time).",
-                "Forcing a side: A request with x-canary: canary (or production) goes to that side."
+                "Forcing a side: From a trusted network or with the token, a request with x-canary: canary (or production) goes to that side, while the canary has a share above 0 %."
             ]
         );
     }

@@ -230,16 +230,16 @@ impl TryFrom<Vec<String>> for HookCommand {
 pub struct ProxyConfig {
     /// How a client keeps going to the same side.
     pub stickiness: StickinessConfig,
-    /// A request header that picks the side (`always` = canary, `never` =
-    /// production); `null` disables it.
-    pub override_header: Option<HeaderName>,
+    /// Who may pick a side with a request header; off unless configured.
+    #[serde(rename = "override")]
+    pub side_override: Option<OverrideConfig>,
     /// Which `Host` the upstream sees.
     pub host_header: HostHeader,
     /// Time a client has to send a request head, from when its connection is
     /// ready for one; an idle keep-alive connection is closed after it too.
-    pub client_header_timeout: ConfigDuration,
+    pub client_header_timeout: ClientTimeout,
     /// A connection with no bytes in either direction for this long is closed.
-    pub client_idle_timeout: ConfigDuration,
+    pub client_idle_timeout: ClientTimeout,
     /// Time to connect to an upstream.
     pub upstream_connect_timeout: ConfigDuration,
     /// Time from sending a request to an upstream until its response head.
@@ -257,16 +257,224 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             stickiness: StickinessConfig::default(),
-            override_header: Some(HeaderName("x-canary".to_owned())),
+            side_override: None,
             host_header: HostHeader::Preserve,
-            client_header_timeout: ConfigDuration(Duration::from_secs(10)),
-            client_idle_timeout: ConfigDuration(Duration::from_secs(60)),
+            client_header_timeout: ClientTimeout(Duration::from_secs(10)),
+            client_idle_timeout: ClientTimeout(Duration::from_secs(60)),
             upstream_connect_timeout: ConfigDuration(Duration::from_secs(2)),
             upstream_response_timeout: ConfigDuration(Duration::from_secs(30)),
             max_request_body: ByteSize(10 * 1024 * 1024),
             max_in_flight_per_side: 1024,
             retry_refused_canary: true,
         }
+    }
+}
+
+/// `proxy.override:` — lets testers force a side with a request header
+/// (`always` or `canary`: the canary, `never` or `production`: production),
+/// but only from trusted networks or with a token, and never to a canary
+/// whose share is 0 %.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(try_from = "OverrideInput")]
+pub struct OverrideConfig {
+    /// The header that picks the side.
+    pub header: HeaderName,
+    /// Clients whose address is in one of these may use the header.
+    pub trusted_networks: Vec<IpNetwork>,
+    /// Clients that send the token whose SHA-256 this is (in `token_header`) may use it too.
+    pub token_sha256: Option<TokenDigest>,
+    /// The header that carries the token.
+    pub token_header: HeaderName,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideInput {
+    #[serde(default = "default_override_header")]
+    header: HeaderName,
+    #[serde(default)]
+    trusted_networks: Vec<IpNetwork>,
+    #[serde(default)]
+    token_sha256: Option<TokenDigest>,
+    #[serde(default = "default_override_token_header")]
+    token_header: HeaderName,
+}
+
+fn default_override_header() -> HeaderName {
+    HeaderName("x-canary".to_owned())
+}
+
+fn default_override_token_header() -> HeaderName {
+    HeaderName("x-canary-token".to_owned())
+}
+
+impl TryFrom<OverrideInput> for OverrideConfig {
+    type Error = String;
+
+    fn try_from(input: OverrideInput) -> Result<Self, Self::Error> {
+        if input.trusted_networks.is_empty() && input.token_sha256.is_none() {
+            return Err(
+                "say who may force a side: `trusted_networks` (such as [\"10.0.0.0/8\"]), \
+                 `token_sha256` (the SHA-256 of a token testers send in `token_header`), or both; \
+                 leave the section out to turn the override off"
+                    .to_owned(),
+            );
+        }
+        if input.header == input.token_header {
+            return Err("`header` and `token_header` must be different headers".to_owned());
+        }
+        Ok(OverrideConfig {
+            header: input.header,
+            trusted_networks: input.trusted_networks,
+            token_sha256: input.token_sha256,
+            token_header: input.token_header,
+        })
+    }
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), or one address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpNetwork {
+    /// The network's first address (host bits cleared).
+    pub address: std::net::IpAddr,
+    /// How many leading bits must match.
+    pub prefix: u8,
+}
+
+impl IpNetwork {
+    /// Whether `ip` is inside this network; an IPv4 address mapped into IPv6
+    /// (`::ffff:10.1.2.3`) counts as the IPv4 address.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            IpAddr::V4(_) => ip,
+        };
+        match (self.address, ip) {
+            (IpAddr::V4(network), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNetwork {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl TryFrom<String> for IpNetwork {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        use std::net::IpAddr;
+        let invalid = || {
+            format!(
+                "invalid network {text:?}: write an address or a network in CIDR notation, such as \"10.0.0.0/8\" or \"fd00::/8\""
+            )
+        };
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let address: IpAddr = address.parse().map_err(|_| invalid())?;
+        let max_prefix = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max_prefix,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= max_prefix)
+                .ok_or_else(invalid)?,
+        };
+        let network = IpNetwork { address, prefix };
+        // Host bits set (`10.1.2.3/8`) are almost always a typo for a narrower network.
+        let cleared = match address {
+            IpAddr::V4(v4) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(v4) & mask).into())
+            }
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        };
+        if cleared != address {
+            return Err(format!(
+                "invalid network {text:?}: it has host bits set; did you mean \"{cleared}/{prefix}\"?"
+            ));
+        }
+        Ok(network)
+    }
+}
+
+/// The SHA-256 of a secret, as 64 hex digits; safe to keep in a config and to show.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TokenDigest(pub [u8; 32]);
+
+impl TryFrom<String> for TokenDigest {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let text = text.trim();
+        let invalid = || {
+            "invalid SHA-256: write 64 hex digits, for example from `printf %s \"$TOKEN\" | sha256sum`"
+                .to_owned()
+        };
+        if text.len() != 64 || !text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        let mut digest = [0u8; 32];
+        for (index, byte) in digest.iter_mut().enumerate() {
+            *byte =
+                u8::from_str_radix(&text[index * 2..index * 2 + 2], 16).map_err(|_| invalid())?;
+        }
+        Ok(TokenDigest(digest))
+    }
+}
+
+impl fmt::Display for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A client-side proxy timeout: at least 100 ms, since a shorter one (or 0)
+/// would close connections before any client could send a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ClientTimeout(pub Duration);
+
+/// The shortest [`ClientTimeout`].
+pub const MIN_CLIENT_TIMEOUT: Duration = Duration::from_millis(100);
+
+impl TryFrom<String> for ClientTimeout {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let duration = parse_duration(&text)?;
+        if duration < MIN_CLIENT_TIMEOUT {
+            return Err(format!(
+                "{text:?} is too short: a client needs at least 100ms to send a request (10s is usual)"
+            ));
+        }
+        Ok(ClientTimeout(duration))
     }
 }
 
@@ -653,7 +861,10 @@ impl CanaryConfig {
                 StickinessMode::Header => format!("header {}", stickiness.header.0),
                 StickinessMode::None => "none".to_owned(),
             },
-            override_header: proxy.override_header.as_ref().map(|name| name.0.clone()),
+            override_header: proxy
+                .side_override
+                .as_ref()
+                .map(|side_override| side_override.header.0.clone()),
         }
     }
 
@@ -843,6 +1054,9 @@ macro_rules! serialize_as {
 }
 
 serialize_as!(ConfigDuration, |value| format_duration(value.0));
+serialize_as!(ClientTimeout, |value| format_duration(value.0));
+serialize_as!(IpNetwork, |value| value.to_string());
+serialize_as!(TokenDigest, |value| value.to_string());
 serialize_as!(Rate, |value| value.0);
 serialize_as!(Threshold, |value| value.0);
 serialize_as!(HttpPath, |value| value.0.as_str());
@@ -1028,6 +1242,16 @@ impl FromStr for UpstreamUrl {
         if uri.host().is_none_or(str::is_empty) {
             return Err(format!("invalid URL {text:?}: it has no host"));
         }
+        if uri
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+        {
+            // Not echoed: the part before `@` is a user name and password.
+            return Err(format!(
+                "invalid URL http://…@{}: credentials in the URL would be sent as part of the Host header and shown in logs; remove the `user:password@` part",
+                uri.authority().map_or("", |authority| authority.host())
+            ));
+        }
         if uri.query().is_some() {
             return Err(format!(
                 "invalid URL {text:?}: a base URL cannot have a query"
@@ -1175,6 +1399,7 @@ impl Config {
 
     /// Parses and validates configuration text. Pure: no I/O.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        check_nesting(text)?;
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let segments: Vec<PathSegment> = err
@@ -1190,11 +1415,16 @@ impl Config {
                 .collect();
             let path = err.path().to_string();
             let inner = err.into_inner();
-            let message = clean_message(&inner.to_string(), &path);
+            let mut message = clean_message(&inner.to_string(), &path);
+            if message.starts_with("unknown field `override_header`") {
+                message = "`override_header` is now the `override` section, off unless it says who \
+                           may force a side: override: { header: x-canary, trusted_networks: [\"10.0.0.0/8\"] }"
+                    .to_owned();
+            }
             // serde_yaml places errors raised by a value's own validation at
             // the start of the enclosing mapping, so the value is looked up by
             // its path instead, falling back to serde_yaml's position.
-            let point_at_key = message.starts_with("unknown field");
+            let point_at_key = message.starts_with("unknown field") || message.starts_with("`override_header`");
             let (line, column) = locate(text, &segments, point_at_key)
                 .or_else(|| inner.location().map(|at| (at.line(), at.column())))
                 .map_or((None, None), |(line, column)| (Some(line), Some(column)));
@@ -1206,7 +1436,84 @@ impl Config {
                 message,
             }
         })?;
+        config.check_across_sections(text)?;
         Ok(config)
+    }
+
+    /// The rules that tie one section to another, checked here so that
+    /// `canary check` refuses everything `canary serve` would.
+    fn check_across_sections(&self, text: &str) -> Result<(), ConfigError> {
+        let admin = self.server.admin_listen;
+        if self.auth.is_none() && !admin.ip().is_loopback() {
+            let path = [
+                PathSegment::Key("server".to_owned()),
+                PathSegment::Key("admin_listen".to_owned()),
+            ];
+            let (line, column) = locate(text, &path, false)
+                .map_or((None, None), |(line, column)| (Some(line), Some(column)));
+            return Err(ConfigError::Invalid {
+                file: None,
+                line,
+                column,
+                field: Some("server.admin_listen".to_owned()),
+                message: format!(
+                    "{admin} is reachable from other machines, but there is no auth section: anyone who \
+                     can reach it could start, stop or promote rollouts. Add an auth section with users \
+                     or tokens (`canary hash-password`, `canary new-token`), or listen on 127.0.0.1"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Nesting deeper than this is refused before the config is parsed: a real
+/// config nests five levels, and a deeply nested document would take the
+/// parser (and dropping what it built) into unbounded recursion and time.
+pub const MAX_NESTING: usize = 32;
+
+/// The error for a document nested too deeply, at a 1-based line and a 0-based column.
+fn too_deep(line: usize, column: usize) -> ConfigError {
+    ConfigError::Invalid {
+        file: None,
+        line: Some(line),
+        column: Some(column + 1),
+        field: None,
+        message: format!(
+            "nested more than {MAX_NESTING} levels deep; a canary config needs fewer than ten"
+        ),
+    }
+}
+
+/// Refuses a document nested deeper than [`MAX_NESTING`], at the first
+/// collection past it, reading only up to there.
+fn check_nesting(text: &str) -> Result<(), ConfigError> {
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    let mut depth = 0_usize;
+    loop {
+        match parser.next_token() {
+            Ok((yaml_rust2::Event::StreamEnd, _)) => return Ok(()),
+            // The scanner reads flow collections (`[[[…`) ahead of the events
+            // and stops at its own limit, deeper than ours.
+            Err(err) if err.info().contains("recursion limit") => {
+                return Err(too_deep(err.marker().line(), err.marker().col()));
+            }
+            // Other syntax errors are reported, with their place, by the full parse.
+            Err(_) => return Ok(()),
+            Ok((
+                yaml_rust2::Event::SequenceStart(..) | yaml_rust2::Event::MappingStart(..),
+                mark,
+            )) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(too_deep(mark.line(), mark.col()));
+                }
+            }
+            Ok((yaml_rust2::Event::SequenceEnd | yaml_rust2::Event::MappingEnd, _)) => {
+                depth = depth.saturating_sub(1);
+            }
+            Ok(_) => {}
+        }
     }
 }
 

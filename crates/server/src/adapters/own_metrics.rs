@@ -58,7 +58,7 @@ impl OwnMetrics {
         out.metric(
             "canary_requests_total",
             MetricType::Counter,
-            "Requests the proxy finished, by side and outcome (ok is any status below 400; transport_error is refused, reset, timed out or overloaded).",
+            "Requests the proxy finished, by side and outcome (ok is any status below 400; transport_error is refused, reset, timed out or overloaded; client_error is the client's own fault, answered by the proxy and never counted against the side).",
         );
         for (side, totals) in totals {
             let side = side.as_str();
@@ -71,6 +71,7 @@ impl OwnMetrics {
                 ("4xx", totals.errors_4xx),
                 ("5xx", totals.errors_5xx),
                 ("transport_error", errors),
+                ("client_error", totals.client_errors),
             ] {
                 out.sample(
                     "canary_requests_total",

@@ -24,6 +24,7 @@ use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sha2::Digest as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
@@ -361,6 +362,16 @@ const HOP_BY_HOP: [header::HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Fields a `Connection` header may not name for removal: they frame the
+/// message or route it, and the proxy writes them itself. Letting a client
+/// strip `Content-Length` this way would forward a body without its length,
+/// which the upstream then reads as a request of the client's writing.
+const FRAMING_AND_ROUTING: [header::HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::HOST,
+];
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names is cheaper than nine lookups.
     if !headers
@@ -376,6 +387,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| header::HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !FRAMING_AND_ROUTING.contains(name))
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
@@ -483,23 +495,28 @@ async fn handle(
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let max_body = proxy.config.max_request_body.0;
+    // hyper's parser has refused conflicting or malformed lengths, and drops
+    // `Content-Length` when `Transfer-Encoding` is there too (RFC 9112 §6.3).
     let declared_length = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > max_body) {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
-    }
 
-    let forced = proxy
-        .config
-        .override_header
-        .as_ref()
-        .and_then(|name| request.headers().get(name.0.as_str()))
-        .and_then(|value| Override::parse(value.as_bytes()));
+    let forced = forced_side(proxy, request.headers(), client);
     let (bucket, new_cookie) = bucket_for(proxy, request.headers());
     let side = split::choose(proxy.share.get(), bucket, forced);
+
+    // A chunked body is not at its end before it is read; an empty one is.
+    let has_body =
+        declared_length.is_some_and(|length| length > 0) || !request.body().is_end_stream();
+    let upgrade = is_upgrade(request.headers());
+    if let Some(refusal) = refuse_client_request(declared_length, max_body, upgrade, has_body) {
+        proxy
+            .recorder
+            .record(side, Outcome::ClientError, started.elapsed());
+        return refusal;
+    }
 
     let upstream = proxy.upstream(side);
     let Some(in_flight) = acquire(proxy, side) else {
@@ -514,7 +531,6 @@ async fn handle(
         );
     };
 
-    let upgrade = is_upgrade(request.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let original_host = parts.headers.get(header::HOST).cloned();
@@ -525,6 +541,10 @@ async fn handle(
         )
     });
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(side_override) = &proxy.config.side_override {
+        // The token is for this proxy; the upstream never sees it.
+        parts.headers.remove(side_override.token_header.0.as_str());
+    }
     if let Some((Some(upgrade_value), _)) = &upgrade_headers {
         parts.headers.insert(header::UPGRADE, upgrade_value.clone());
         parts
@@ -541,8 +561,6 @@ async fn handle(
                 .insert(header::HOST, upstream.authority.clone());
         }
     }
-    // A chunked body is not at its end before it is read; an empty one is.
-    let has_body = declared_length.is_some_and(|length| length > 0) || !body.is_end_stream();
     let retry_parts =
         (side == Side::Canary && proxy.config.retry_refused_canary && !has_body && !upgrade).then(
             || {
@@ -553,21 +571,41 @@ async fn handle(
                 )
             },
         );
-    let request_body = if upgrade || !has_body {
+    // The framing the upstream sees is written here, from the body that is
+    // actually forwarded, never taken over from the client's fields.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    let request_body = if !has_body {
+        if declared_length == Some(0) {
+            // Some servers want a length on every POST, if only a zero.
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0_u64));
+        }
         RequestBody::Empty
     } else {
-        let limited = Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX))
-            .map_err(BoxError::from)
-            .boxed();
-        if declared_length.is_some() {
-            RequestBody::Length(limited)
-        } else {
-            // The client's own chunking was stripped as hop-by-hop; this hop chunks anew.
-            parts.headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-            RequestBody::Chunked(limited)
+        // Errors reading the client's body are marked as the client's, so
+        // they are never counted against the side (see `classify`).
+        let limited = Limited::new(
+            body.map_err(|err| ClientBodyError(Box::new(err))),
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        )
+        .boxed();
+        match declared_length {
+            Some(length) => {
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                RequestBody::Length(limited)
+            }
+            None => {
+                // The client's own chunking is hop-by-hop; this hop chunks anew.
+                parts.headers.insert(
+                    header::TRANSFER_ENCODING,
+                    HeaderValue::from_static("chunked"),
+                );
+                RequestBody::Chunked(limited)
+            }
         }
     };
     let mut head = Vec::new();
@@ -594,7 +632,7 @@ async fn handle(
         Err(failure) => {
             proxy
                 .recorder
-                .record(side, Outcome::Transport(failure.kind), started.elapsed());
+                .record(side, failure.outcome(), started.elapsed());
             failure.response()
         }
         Ok(sent) => match client_upgrade {
@@ -604,9 +642,63 @@ async fn handle(
                     .record(side, Outcome::Status(101), started.elapsed());
                 splice_upgrade(sent, client_upgrade)
             }
-            _ => finish(proxy, side, sent, new_cookie, started, in_flight),
+            // An upgrade the upstream declined leaves it unclear what it
+            // expects next on that connection, so it is not pooled.
+            _ => finish(proxy, side, sent, new_cookie, started, in_flight, !upgrade),
         },
     }
+}
+
+/// The proxy's own answer to a request it will not forward, which is the
+/// client's fault: a declared body over the limit, or an upgrade with a
+/// body (forwarding one leaves the upstream's reading of the connection in
+/// doubt, and no WebSocket handshake carries one).
+fn refuse_client_request(
+    declared_length: Option<u64>,
+    max_body: u64,
+    upgrade: bool,
+    has_body: bool,
+) -> Option<Response<ProxyBody>> {
+    if declared_length.is_some_and(|length| length > max_body) {
+        return Some(plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        ));
+    }
+    if upgrade && has_body {
+        return Some(plain(
+            StatusCode::BAD_REQUEST,
+            "a request that upgrades the connection cannot carry a body\n",
+        ));
+    }
+    None
+}
+
+/// The side a client forces with the override header, when the proxy lets
+/// it: the header is configured, and the client is on a trusted network or
+/// sends the token.
+fn forced_side(proxy: &Proxy, headers: &HeaderMap, client: &ClientInfo) -> Option<Override> {
+    let config = proxy.config.side_override.as_ref()?;
+    let forced = Override::parse(headers.get(config.header.0.as_str())?.as_bytes())?;
+    let trusted = config
+        .trusted_networks
+        .iter()
+        .any(|network| network.contains(client.ip));
+    let token_matches = || {
+        config.token_sha256.as_ref().is_some_and(|digest| {
+            headers
+                .get(config.token_header.0.as_str())
+                .is_some_and(|token| {
+                    // Digests of equal length compared whole: no early exit to time.
+                    let sent: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                    sent.iter()
+                        .zip(digest.0.iter())
+                        .fold(0_u8, |diff, (a, b)| diff | (a ^ b))
+                        == 0
+                })
+        })
+    };
+    (trusted || token_matches()).then_some(forced)
 }
 
 const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
@@ -616,6 +708,7 @@ const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-
 /// What the proxy knows of a client connection, computed once per connection.
 #[derive(Debug)]
 struct ClientInfo {
+    ip: std::net::IpAddr,
     ip_text: String,
     ip_header: HeaderValue,
 }
@@ -625,7 +718,11 @@ impl ClientInfo {
         let ip_text = addr.ip().to_string();
         let ip_header =
             HeaderValue::from_str(&ip_text).expect("an IP address is a valid header value");
-        ClientInfo { ip_text, ip_header }
+        ClientInfo {
+            ip: addr.ip(),
+            ip_text,
+            ip_header,
+        }
     }
 }
 
@@ -635,12 +732,19 @@ fn add_forwarded(
     client: &ClientInfo,
     original_host: Option<&HeaderValue>,
 ) {
-    let forwarded_for = match headers
-        .get(X_FORWARDED_FOR)
-        .and_then(|value| value.to_str().ok())
-    {
-        Some(previous) => HeaderValue::from_str(&format!("{previous}, {}", client.ip_text)).ok(),
-        None => Some(client.ip_header.clone()),
+    // Every field line counts: a front load balancer may have added its hop
+    // as a line of its own (RFC 9110 §5.3 lets lines be combined with ", ").
+    let mut previous = headers.get_all(X_FORWARDED_FOR).iter().peekable();
+    let forwarded_for = if previous.peek().is_none() {
+        Some(client.ip_header.clone())
+    } else {
+        let mut joined = Vec::new();
+        for value in previous {
+            joined.extend_from_slice(value.as_bytes());
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(client.ip_text.as_bytes());
+        HeaderValue::from_bytes(&joined).ok()
     };
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
@@ -665,22 +769,56 @@ fn upstream_target<'a>(base: &UpstreamUrl, request_uri: &'a Uri) -> Cow<'a, str>
     Cow::Owned(format!("{base_path}{path_and_query}"))
 }
 
+/// An error reading the client's request body: the client's fault (it sent
+/// malformed chunking, went away mid-body, or stalled), never the upstream's.
+#[derive(Debug, thiserror::Error)]
+#[error("reading the client's request body: {0}")]
+struct ClientBodyError(#[source] BoxError);
+
+/// How a client spoiled its own request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientFault {
+    /// Its body went past the limit while it streamed.
+    BodyTooLarge,
+    /// Its body stalled past the client idle timeout.
+    TooSlow,
+    /// Its body was malformed or cut short.
+    BadBody,
+}
+
 /// A failed upstream exchange, classified.
 #[derive(Debug)]
 struct Failure {
     kind: TransportFailure,
-    /// The client sent more than the limit while it streamed.
-    body_too_large: bool,
+    /// Set when the client, not the upstream, is at fault.
+    client_fault: Option<ClientFault>,
 }
 
 impl Failure {
-    fn response(&self) -> Response<ProxyBody> {
-        if self.body_too_large {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+    /// What to record for the side.
+    fn outcome(&self) -> Outcome {
+        match self.client_fault {
+            Some(_) => Outcome::ClientError,
+            None => Outcome::Transport(self.kind),
         }
-        match self.kind {
-            TransportFailure::Timeout => plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n"),
-            _ => plain(StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
+    }
+
+    fn response(&self) -> Response<ProxyBody> {
+        match (self.client_fault, self.kind) {
+            (Some(ClientFault::BodyTooLarge), _) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+            }
+            (Some(ClientFault::TooSlow), _) => {
+                plain(StatusCode::REQUEST_TIMEOUT, "request body too slow\n")
+            }
+            (Some(ClientFault::BadBody), _) => plain(
+                StatusCode::BAD_REQUEST,
+                "malformed or incomplete request body\n",
+            ),
+            (None, TransportFailure::Timeout) => {
+                plain(StatusCode::GATEWAY_TIMEOUT, "upstream timed out\n")
+            }
+            (None, _) => plain(StatusCode::BAD_GATEWAY, "upstream unavailable\n"),
         }
     }
 }
@@ -711,7 +849,7 @@ async fn send(
 ) -> Result<Sent, Failure> {
     let replayable = matches!(body, RequestBody::Empty) && method.is_idempotent();
     let started = Instant::now();
-    let deadline = started + proxy.config.upstream_response_timeout.0;
+    let timeout = proxy.config.upstream_response_timeout.0;
     let mut body = Some(body);
     loop {
         let (mut connection, reused) = match proxy.pool(side).take(started) {
@@ -727,8 +865,7 @@ async fn send(
             }
         };
         let attempt = body.take().unwrap_or(RequestBody::Empty);
-        match upstream::exchange(&mut connection, method, head, attempt, (started, deadline)).await
-        {
+        match upstream::exchange(&mut connection, method, head, attempt, (started, timeout)).await {
             Ok((head, writer)) => {
                 return Ok(Sent {
                     head,
@@ -742,14 +879,25 @@ async fn send(
     }
 }
 
-/// Sorts a client error into a transport failure kind by its causes.
+/// Sorts an exchange's error by its causes: the client's fault when reading
+/// its body failed, else a transport failure kind.
 fn classify(err: &(dyn StdError + 'static)) -> Failure {
     let mut kind = TransportFailure::Other;
-    let mut body_too_large = false;
+    let mut client_fault = None;
     let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(current) = cause {
         if current.is::<http_body_util::LengthLimitError>() {
-            body_too_large = true;
+            client_fault = Some(ClientFault::BodyTooLarge);
+        }
+        if current.is::<ClientBodyError>() {
+            client_fault = Some(ClientFault::BadBody);
+        }
+        if client_fault == Some(ClientFault::BadBody)
+            && current
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            client_fault = Some(ClientFault::TooSlow);
         }
         if let Some(io) = current.downcast_ref::<std::io::Error>() {
             kind = match io.kind() {
@@ -772,10 +920,7 @@ fn classify(err: &(dyn StdError + 'static)) -> Failure {
         }
         cause = current.source();
     }
-    Failure {
-        kind,
-        body_too_large,
-    }
+    Failure { kind, client_fault }
 }
 
 /// Sends a body-less request to production after the canary refused it.
@@ -811,11 +956,9 @@ async fn retry_on_production(
     );
     match send(proxy, Side::Production, &method, &head, RequestBody::Empty).await {
         Err(failure) => {
-            proxy.recorder.record(
-                Side::Production,
-                Outcome::Transport(failure.kind),
-                started.elapsed(),
-            );
+            proxy
+                .recorder
+                .record(Side::Production, failure.outcome(), started.elapsed());
             failure.response()
         }
         Ok(sent) => finish(
@@ -825,11 +968,14 @@ async fn retry_on_production(
             new_cookie,
             started,
             in_flight,
+            true,
         ),
     }
 }
 
-/// Turns the upstream's response into the client's, recording it when its body ends.
+/// Turns the upstream's response into the client's, recording it when its
+/// body ends; the connection goes back to the pool afterwards only when
+/// `reusable` (and the response allows it).
 fn finish(
     proxy: &Arc<Proxy>,
     side: Side,
@@ -837,15 +983,30 @@ fn finish(
     new_cookie: Option<HeaderValue>,
     started: Instant,
     in_flight: InFlight,
+    reusable: bool,
 ) -> Response<ProxyBody> {
     let Sent {
         head,
         connection,
         writer,
     } = sent;
-    let body = UpstreamBody::new(connection, &head, writer, Arc::clone(proxy.pool(side)));
+    let pool = reusable.then(|| Arc::clone(proxy.pool(side)));
+    let body = UpstreamBody::new(connection, &head, writer, pool);
     let mut headers = head.headers;
     strip_hop_by_hop(&mut headers);
+    // The client's framing follows the body as decoded here: a length only
+    // when the upstream delimited the body by one (RFC 9112 §6.3 has a
+    // `Transfer-Encoding` override any `Content-Length` beside it).
+    match head.framing {
+        http1::Framing::Length(length) => {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        http1::Framing::Chunked | http1::Framing::UntilClose => {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        // HEAD, 204 and 304 keep what the upstream said of the full body.
+        http1::Framing::Empty => {}
+    }
     if let Some(cookie) = new_cookie {
         headers.append(header::SET_COOKIE, cookie);
     }

@@ -26,6 +26,11 @@ pub enum Outcome {
     Status(u16),
     /// It failed in transport.
     Transport(TransportFailure),
+    /// The client's own fault (a malformed, aborted, too slow or too large
+    /// request body, or an upgrade with a body): answered 4xx by the proxy,
+    /// counted apart, and never a request of the side, so it feeds neither
+    /// the checks nor the judge.
+    ClientError,
 }
 
 /// The kinds of transport failure, counted separately.
@@ -63,6 +68,8 @@ struct Counts {
     errors_4xx: u64,
     errors_5xx: u64,
     transport: TransportErrors,
+    /// Client faults; not in `requests`.
+    client_errors: u64,
 }
 
 impl Counts {
@@ -74,10 +81,15 @@ impl Counts {
             errors_4xx: 0,
             errors_5xx: 0,
             transport: TransportErrors::default(),
+            client_errors: 0,
         }
     }
 
     fn record(&mut self, outcome: Outcome, latency: Duration) {
+        if outcome == Outcome::ClientError {
+            self.client_errors += 1;
+            return;
+        }
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_LATENCY_MICROS);
@@ -87,7 +99,7 @@ impl Counts {
         match outcome {
             Outcome::Status(status) if (400..500).contains(&status) => self.errors_4xx += 1,
             Outcome::Status(status) if status >= 500 => self.errors_5xx += 1,
-            Outcome::Status(_) => {}
+            Outcome::Status(_) | Outcome::ClientError => {}
             Outcome::Transport(failure) => {
                 let counter = match failure {
                     TransportFailure::Refused => &mut self.transport.refused,
@@ -115,6 +127,7 @@ impl Counts {
         self.transport.timeout += other.transport.timeout;
         self.transport.overloaded += other.transport.overloaded;
         self.transport.other += other.transport.other;
+        self.client_errors += other.client_errors;
     }
 
     fn errors(&self) -> u64 {
@@ -171,6 +184,8 @@ pub struct Totals {
     pub errors_5xx: u64,
     /// Of which failed in transport, by kind.
     pub transport: TransportErrors,
+    /// Client faults answered by the proxy itself; not counted in `requests`.
+    pub client_errors: u64,
     /// The sum of their latencies, in microseconds.
     pub latency_sum_micros: u64,
     /// How many took at most each of [`LATENCY_BUCKETS_SECS`].
@@ -187,6 +202,7 @@ impl Totals {
         self.transport.timeout += second.transport.timeout;
         self.transport.overloaded += second.transport.overloaded;
         self.transport.other += second.transport.other;
+        self.client_errors += second.client_errors;
         self.latency_sum_micros = self
             .latency_sum_micros
             .saturating_add(second.latency_sum_micros);

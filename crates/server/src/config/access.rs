@@ -324,15 +324,17 @@ pub enum NotifyFormat {
 pub struct NotifyUrl(pub hyper::Uri);
 
 impl NotifyUrl {
-    /// `scheme://host[:port]`, safe to show.
+    /// `scheme://host[:port]/…`, safe to show: without a `user:password@`
+    /// and without the path and query, which often hold a secret too.
     pub fn redacted(&self) -> String {
-        format!(
-            "{}://{}/…",
-            self.0.scheme_str().unwrap_or("http"),
-            self.0
-                .authority()
-                .map_or("", |authority| authority.as_str())
-        )
+        let host = self.0.host().unwrap_or("");
+        match self.0.port_u16() {
+            Some(port) => format!(
+                "{}://{host}:{port}/…",
+                self.0.scheme_str().unwrap_or("http")
+            ),
+            None => format!("{}://{host}/…", self.0.scheme_str().unwrap_or("http")),
+        }
     }
 }
 

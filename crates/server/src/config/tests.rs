@@ -6,7 +6,7 @@ use std::time::Duration;
 use canary_shared::{AlertLevel, CanaryShare, Comparator};
 use expect_test::{Expect, expect};
 
-use crate::config::{Config, ConfigError, parse_duration};
+use crate::config::{Config, ConfigError, NotifyUrl, parse_duration};
 
 const SEED: &str = r#"
 canary:
@@ -265,28 +265,138 @@ fn proxy_settings_parse_sizes_and_refuse_bad_values() {
     assert_eq!(config.proxy.max_request_body.0, 10 << 20);
     let config = with_proxy("  max_request_body: 2048\n").unwrap();
     assert_eq!(config.proxy.max_request_body.0, 2048);
-    let config = with_proxy("  override_header: null\n").unwrap();
-    assert_eq!(
-        config.proxy.override_header, None,
-        "null disables the override"
-    );
     let defaults = Config::from_yaml(SEED).unwrap().proxy;
     assert_eq!(
-        defaults
-            .override_header
-            .as_ref()
-            .map(|name| name.0.as_str()),
-        Some("x-canary")
+        defaults.side_override, None,
+        "the override is off by default"
     );
     assert_eq!(defaults.client_header_timeout.0, Duration::from_secs(10));
+    let config =
+        with_proxy("  override: { trusted_networks: [\"10.0.0.0/8\", \"::1\"] }\n").unwrap();
+    let side_override = config.proxy.side_override.unwrap();
+    assert_eq!(side_override.header.0, "x-canary");
+    assert!(side_override.trusted_networks[0].contains("10.200.3.4".parse().unwrap()));
+    assert!(side_override.trusted_networks[0].contains("::ffff:10.0.0.1".parse().unwrap()));
+    assert!(!side_override.trusted_networks[0].contains("11.0.0.1".parse().unwrap()));
+    assert!(side_override.trusted_networks[1].contains("::1".parse().unwrap()));
+    assert!(!side_override.trusted_networks[1].contains("127.0.0.1".parse().unwrap()));
 
     expect![[r#"<config>:2:21: proxy.max_request_body: invalid size "1.5MB": write bytes or a number with KiB, MiB or GiB, such as "10MiB""#]]
         .assert_eq(&with_proxy("  max_request_body: 1.5MB\n").unwrap_err().to_string());
-    expect![[r#"<config>:2:20: proxy.override_header: invalid header name "x canary""#]].assert_eq(
-        &with_proxy("  override_header: \"x canary\"\n")
+    expect![[r#"<config>:2:23: proxy.override.header: invalid header name "x canary""#]].assert_eq(
+        &with_proxy("  override: { header: \"x canary\", trusted_networks: [127.0.0.0/8] }\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:15: proxy.override: say who may force a side: `trusted_networks` (such as ["10.0.0.0/8"]), `token_sha256` (the SHA-256 of a token testers send in `token_header`), or both; leave the section out to turn the override off"#]].assert_eq(
+        &with_proxy("  override: { header: x-canary }\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:34: proxy.override.trusted_networks[0]: invalid network "10.1.0.0/8": it has host bits set; did you mean "10.0.0.0/8"?"#]].assert_eq(
+        &with_proxy("  override: { trusted_networks: [10.1.0.0/8] }\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:29: proxy.override.token_sha256: invalid SHA-256: write 64 hex digits, for example from `printf %s "$TOKEN" | sha256sum`"#]].assert_eq(
+        &with_proxy("  override: { token_sha256: abc }\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:3: proxy.override_header: `override_header` is now the `override` section, off unless it says who may force a side: override: { header: x-canary, trusted_networks: ["10.0.0.0/8"] }"#]].assert_eq(
+        &with_proxy("  override_header: x-canary\n")
             .unwrap_err()
             .to_string(),
     );
     expect![[r#"<config>:2:23: proxy.stickiness.mode: unknown variant `sticky`, expected one of `cookie`, `header`, `none`"#]]
         .assert_eq(&with_proxy("  stickiness: { mode: sticky }\n").unwrap_err().to_string());
+}
+
+#[test]
+fn zero_or_tiny_client_timeouts_are_refused_with_the_field() {
+    let with_proxy = |proxy: &str| Config::from_yaml(&format!("proxy:\n{proxy}{SEED}"));
+    expect![[r#"<config>:2:26: proxy.client_header_timeout: "0s" is too short: a client needs at least 100ms to send a request (10s is usual)"#]].assert_eq(
+        &with_proxy("  client_header_timeout: 0s\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    expect![[r#"<config>:2:24: proxy.client_idle_timeout: "50ms" is too short: a client needs at least 100ms to send a request (10s is usual)"#]].assert_eq(
+        &with_proxy("  client_idle_timeout: 50ms\n")
+            .unwrap_err()
+            .to_string(),
+    );
+    assert!(with_proxy("  client_idle_timeout: 100ms\n").is_ok());
+}
+
+#[test]
+fn credentials_in_upstream_and_metrics_urls_are_refused_without_echoing_them() {
+    let err = Config::from_yaml(&format!(
+        "upstreams:\n  production: {{ url: \"http://produser:prodpass@127.0.0.1:9001\" }}\n{SEED}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("prodpass"), "{err}");
+    expect!["<config>:2:22: upstreams.production.url: invalid URL http://…@127.0.0.1: credentials in the URL would be sent as part of the Host header and shown in logs; remove the `user:password@` part"].assert_eq(&err);
+    let err = Config::from_yaml(&format!(
+        "metrics:\n  prometheus: {{ url: \"http://u:secret@127.0.0.1:9090\" }}\n{SEED}"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[test]
+fn notification_urls_are_shown_without_userinfo_path_or_query() {
+    let url = NotifyUrl::try_from(
+        "https://hookuser:hookpass@hooks.example.com:8443/services/SECRET?k=v".to_owned(),
+    )
+    .unwrap();
+    assert_eq!(url.redacted(), "https://hooks.example.com:8443/…");
+    assert_eq!(
+        format!("{url:?}"),
+        "NotifyUrl(https://hooks.example.com:8443/…)"
+    );
+}
+
+#[test]
+fn a_deeply_nested_config_is_refused_quickly_with_a_place() {
+    for (label, deep) in [
+        (
+            "block sequences",
+            format!("bogus:\n  {}x\n", "- ".repeat(50_000)),
+        ),
+        (
+            "flow sequences",
+            format!("bogus: {}x{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+        ),
+        (
+            "block mappings",
+            (0..5_000)
+                .map(|depth| format!("{}k{depth}:\n", " ".repeat(depth)))
+                .collect(),
+        ),
+    ] {
+        let err = Config::from_yaml(&format!("{SEED}{deep}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nested more than 32 levels deep"),
+            "{label}: {err}"
+        );
+        assert!(err.starts_with("<config>:"), "{label}: {err}");
+    }
+    expect![
+        "<config>:21:65: nested more than 32 levels deep; a canary config needs fewer than ten"
+    ]
+    .assert_eq(
+        &Config::from_yaml(&format!("{SEED}bogus:\n  {}x\n", "- ".repeat(40)))
+            .unwrap_err()
+            .to_string(),
+    );
+}
+
+#[test]
+fn check_refuses_an_open_admin_address_without_logins_as_serve_does() {
+    let open = format!("server:\n  admin_listen: \"0.0.0.0:8000\"\n{SEED}");
+    expect!["<config>:2:17: server.admin_listen: 0.0.0.0:8000 is reachable from other machines, but there is no auth section: anyone who can reach it could start, stop or promote rollouts. Add an auth section with users or tokens (`canary hash-password`, `canary new-token`), or listen on 127.0.0.1"].assert_eq(&Config::from_yaml(&open).unwrap_err().to_string());
 }

@@ -83,7 +83,15 @@ impl Override {
 }
 
 /// The side for a request.
+///
+/// An override wins over the share, except that nothing reaches a canary
+/// whose share is 0 %: that is where an emergency stop, a rollback and an
+/// idle server put it, and "the canary gets no traffic" must hold for
+/// every request, a tester's included.
 pub fn choose(share: CanaryShare, bucket: Bucket, forced: Option<Override>) -> Side {
+    if share == CanaryShare::ZERO {
+        return Side::Production;
+    }
     match forced {
         Some(Override::Canary) => Side::Canary,
         Some(Override::Production) => Side::Production,
@@ -125,11 +133,16 @@ mod tests {
     }
 
     #[test]
-    fn the_override_wins_over_the_share() {
+    fn the_override_wins_over_the_share_but_never_reaches_a_canary_at_zero() {
         let bucket = Bucket::new(9_999).unwrap();
         assert_eq!(
-            choose(CanaryShare::ZERO, bucket, Override::parse(b"always")),
+            choose(share(0.01), bucket, Override::parse(b"always")),
             Side::Canary
+        );
+        assert_eq!(
+            choose(CanaryShare::ZERO, bucket, Override::parse(b"always")),
+            Side::Production,
+            "0 % means no request reaches the canary, forced or not"
         );
         assert_eq!(
             choose(CanaryShare::FULL, bucket, Override::parse(b"NEVER")),

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use canary_server::config::{ByteSize, ConfigDuration, HeaderName, StickinessMode};
-use canary_shared::{MetricsSnapshot, Side};
+use canary_shared::{Command, MetricsSnapshot, Side};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{TestApp, refusing_address, resetting_upstream};
@@ -194,10 +195,19 @@ async fn a_header_hash_keeps_api_clients_sticky() {
 }
 
 #[tokio::test]
-async fn the_override_header_picks_a_side_and_can_be_disabled() {
+async fn the_override_header_picks_a_side_only_for_trusted_clients_and_never_a_canary_at_zero() {
     let app = TestApp::start().await;
     let http = client();
     let url = app.proxy_url("/x");
+    assert_eq!(
+        get(&http, &url, &[("x-canary", "always")])
+            .await
+            .upstream
+            .as_deref(),
+        Some("production"),
+        "no rollout: the canary's share is 0 %, and 0 % means no request at all"
+    );
+    app.start_canary().await;
     assert_eq!(
         get(&http, &url, &[("x-canary", "always")])
             .await
@@ -214,13 +224,92 @@ async fn the_override_header_picks_a_side_and_can_be_disabled() {
         Some("production")
     );
 
-    let app = TestApp::start_with(|config| config.proxy.override_header = None).await;
-    let seen = get(&client(), &app.proxy_url("/x"), &[("x-canary", "always")]).await;
-    assert_eq!(
-        seen.upstream.as_deref(),
-        Some("production"),
-        "a disabled override is ignored"
-    );
+    app.controller
+        .command(
+            "test".to_owned(),
+            Command::Stop {
+                reason: "test".to_owned(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            get(&http, &url, &[("x-canary", "always")])
+                .await
+                .upstream
+                .as_deref(),
+            Some("production"),
+            "after an emergency stop nothing reaches the canary"
+        );
+    }
+
+    // Off, or from an untrusted network without the token, the header is
+    // ignored: about 5 of 100 requests reach the canary, as the share says.
+    let untrusted: canary_server::config::IpNetwork = "10.0.0.0/8".to_owned().try_into().unwrap();
+    let token_digest =
+        canary_server::config::TokenDigest(sha2::Sha256::digest(b"tester-token-0123456789").into());
+    for side_override in [
+        None,
+        Some(canary_server::config::OverrideConfig {
+            header: HeaderName("x-canary".to_owned()),
+            trusted_networks: vec![untrusted],
+            token_sha256: Some(token_digest),
+            token_header: HeaderName("x-canary-token".to_owned()),
+        }),
+    ] {
+        let with_token = side_override.is_some();
+        let app =
+            TestApp::start_with(move |config| config.proxy.side_override = side_override).await;
+        app.start_canary().await;
+        let mut on_canary = 0;
+        for _ in 0..100 {
+            let seen = get(&http, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
+            on_canary += usize::from(seen.upstream.as_deref() == Some("canary"));
+        }
+        assert!(on_canary < 30, "{on_canary} of 100 forced onto the canary");
+        if with_token {
+            let mut wrong_on_canary = 0;
+            for _ in 0..50 {
+                let seen = get(
+                    &http,
+                    &app.proxy_url("/x"),
+                    &[
+                        ("x-canary", "always"),
+                        ("x-canary-token", "tester-token-0123456789x"),
+                    ],
+                )
+                .await;
+                wrong_on_canary += usize::from(seen.upstream.as_deref() == Some("canary"));
+            }
+            assert!(
+                wrong_on_canary < 20,
+                "a wrong token forced {wrong_on_canary} of 50"
+            );
+            for _ in 0..20 {
+                let seen = get(
+                    &http,
+                    &app.proxy_url("/headers"),
+                    &[
+                        ("x-canary", "always"),
+                        ("x-canary-token", "tester-token-0123456789"),
+                    ],
+                )
+                .await;
+                assert_eq!(
+                    seen.upstream.as_deref(),
+                    Some("canary"),
+                    "the token lets a tester through"
+                );
+                let headers: HashMap<String, String> = serde_json::from_slice(&seen.body).unwrap();
+                assert!(
+                    !headers.contains_key("x-canary-token"),
+                    "the token never goes upstream"
+                );
+            }
+        }
+    }
 }
 
 /// The canary's 1-minute window once it holds `n` requests.
@@ -233,6 +322,7 @@ async fn canary_window(app: &TestApp, n: u64) -> MetricsSnapshot {
 async fn failures_count_against_the_side_that_failed() {
     // 5xx from the canary.
     let app = TestApp::start().await;
+    app.start_canary().await;
     app.canary.set_status(503);
     let client = client();
     let seen = get(&client, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
@@ -246,6 +336,7 @@ async fn failures_count_against_the_side_that_failed() {
         config.proxy.upstream_response_timeout = ConfigDuration(Duration::from_millis(300));
     })
     .await;
+    app.start_canary().await;
     // Fast answers first, so the slow request goes out on a pooled connection
     // whose response timer has served other requests.
     for _ in 0..3 {
@@ -269,8 +360,10 @@ async fn failures_count_against_the_side_that_failed() {
     let (reset_addr, _resetter) = resetting_upstream().await;
     let app = TestApp::start_with(|config| {
         config.upstreams.canary.url = format!("http://{reset_addr}").parse().unwrap();
+        TestApp::pass_health_checks_blindly(config);
     })
     .await;
+    app.start_canary().await;
     let seen = get(&client, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
     assert_eq!(seen.status, StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -287,6 +380,7 @@ async fn failures_count_against_the_side_that_failed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_side_at_its_in_flight_limit_answers_503_at_once() {
     let app = TestApp::start_with(|config| config.proxy.max_in_flight_per_side = 2).await;
+    app.start_canary().await;
     app.canary.set_delay_ms(1_500);
     let client = client();
     let url = app.proxy_url("/slow");
@@ -320,8 +414,10 @@ async fn a_refused_canary_is_counted_and_body_less_requests_fall_back_to_product
     let (closed, _held) = refusing_address();
     let app = TestApp::start_with(|config| {
         config.upstreams.canary.url = format!("http://{closed}").parse().unwrap();
+        TestApp::pass_health_checks_blindly(config);
     })
     .await;
+    app.start_canary().await;
     let client = client();
     let seen = get(&client, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
     assert_eq!(
@@ -352,8 +448,10 @@ async fn a_refused_canary_is_counted_and_body_less_requests_fall_back_to_product
     let app = TestApp::start_with(|config| {
         config.upstreams.canary.url = format!("http://{closed}").parse().unwrap();
         config.proxy.retry_refused_canary = false;
+        TestApp::pass_health_checks_blindly(config);
     })
     .await;
+    app.start_canary().await;
     let seen = get(&client, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
     assert_eq!(
         seen.status,

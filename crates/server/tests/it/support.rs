@@ -225,6 +225,7 @@ upstreams:
     version: "v2.7.0"
     health_check: {{ path: /healthz, interval: 50ms, timeout: 500ms, healthy_threshold: 1, unhealthy_threshold: 1 }}
 proxy:
+  override: {{ trusted_networks: ["127.0.0.0/8"] }}
   client_header_timeout: 300ms
   upstream_connect_timeout: 1s
   upstream_response_timeout: 5s
@@ -320,6 +321,16 @@ impl TestApp {
 
     pub(crate) fn proxy_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.proxy_addr)
+    }
+
+    /// Starts a canary at 5 % whatever the canary's health: for tests of a
+    /// canary that refuses or resets connections (the health check is a
+    /// hook that always passes, and no probe runs).
+    pub(crate) fn pass_health_checks_blindly(config: &mut Config) {
+        config.hooks.health_check = Some(canary_server::config::HookConfig {
+            command: canary_server::config::HookCommand(vec!["true".to_owned()]),
+            timeout: canary_server::config::ConfigDuration(std::time::Duration::from_secs(10)),
+        });
     }
 
     /// Starts a canary at 5 % (no hooks are configured, so it deploys at

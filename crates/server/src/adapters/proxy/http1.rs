@@ -265,7 +265,11 @@ impl ChunkedDecoder {
                         .next()
                         .unwrap_or_default()
                         .trim_ascii();
-                    if size_text.is_empty() || size_text.len() > 16 {
+                    // Hex digits only: `from_str_radix` would also take a sign (`+5`).
+                    if size_text.is_empty()
+                        || size_text.len() > 16
+                        || !size_text.iter().all(u8::is_ascii_hexdigit)
+                    {
                         return Err(ChunkError("chunk size"));
                     }
                     let size = std::str::from_utf8(size_text)

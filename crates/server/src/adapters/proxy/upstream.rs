@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -135,9 +136,54 @@ impl Drop for BodyWriter {
     }
 }
 
+/// Where sending a request body stands, for the response timeout: it counts
+/// only the upstream's time, so it stops while the proxy waits for the
+/// client's next bytes, and restarts from each piece received.
+///
+/// Written by the task sending the body, read when the timer fires.
+#[derive(Debug)]
+struct BodyProgress {
+    /// When the request started; the stamp below counts from here.
+    base: Instant,
+    /// The proxy is waiting for the client's body, not for the upstream.
+    waiting_on_client: AtomicBool,
+    /// When the upstream's time last started, in microseconds after `base`.
+    since_micros: AtomicU64,
+}
+
+impl BodyProgress {
+    fn new(base: Instant) -> BodyProgress {
+        BodyProgress {
+            base,
+            waiting_on_client: AtomicBool::new(false),
+            since_micros: AtomicU64::new(0),
+        }
+    }
+
+    fn waiting_on_client(&self) {
+        self.waiting_on_client.store(true, Ordering::Release);
+    }
+
+    /// The client handed over a piece (or the body ended): the upstream's time runs from now.
+    fn upstream_time_starts(&self) {
+        let micros = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.since_micros.store(micros, Ordering::Release);
+        self.waiting_on_client.store(false, Ordering::Release);
+    }
+
+    /// When the upstream's time started, or `None` while the client holds things up.
+    fn upstream_since(&self) -> Option<Instant> {
+        (!self.waiting_on_client.load(Ordering::Acquire))
+            .then(|| self.base + Duration::from_micros(self.since_micros.load(Ordering::Acquire)))
+    }
+}
+
 /// Sends one request (its head already encoded) and reads the response
-/// head, unless `deadline` passes first. `started` is when the request
-/// began (the connection's idle time counts from it).
+/// head, unless the upstream takes longer than `timeout` to answer.
+/// `started` is when the request began (the connection's idle time counts
+/// from it, and so does the timeout for a request without a body); for a
+/// request with a body, the timeout counts the upstream's time only, not
+/// the time spent waiting for the client's body.
 ///
 /// Returns the head and, when the request has a body, the task still
 /// writing it (the response may start before the body has all gone out).
@@ -146,7 +192,7 @@ pub(super) async fn exchange(
     method: &Method,
     head: &[u8],
     body: RequestBody,
-    (started, deadline): (Instant, Instant),
+    (started, timeout): (Instant, Duration),
 ) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
     connection.last_used = started;
     let Connection {
@@ -168,11 +214,12 @@ pub(super) async fn exchange(
                     .await
                     .map(|head| (head, None))
             };
-            return before_deadline(timer, deadline, exchange).await;
+            return before_deadline(timer, timeout, || Some(started), exchange).await;
         }
         RequestBody::Length(body) => (body, false),
         RequestBody::Chunked(body) => (body, true),
     };
+    let progress = Arc::new(BodyProgress::new(started));
     // Boxed: the body-less path above is nearly every request, and its
     // future stays small (it is moved on every request) without this one.
     let exchange = Box::pin(exchange_with_body(
@@ -183,11 +230,13 @@ pub(super) async fn exchange(
         head.to_vec(),
         body,
         chunked,
+        Arc::clone(&progress),
     ));
-    before_deadline(timer, deadline, exchange).await
+    before_deadline(timer, timeout, || progress.upstream_since(), exchange).await
 }
 
-/// Runs `exchange` until it ends or `deadline` passes.
+/// Runs `exchange` until it ends or the upstream has had `timeout` since
+/// `upstream_since()` (`None`: the upstream is not what is being waited for).
 ///
 /// The timer belongs to the connection and is not re-armed per request:
 /// it still holds an earlier request's deadline, which is never later than
@@ -197,7 +246,8 @@ pub(super) async fn exchange(
 /// `tokio::time::timeout` would.
 async fn before_deadline<T>(
     timer: &mut Pin<Box<Sleep>>,
-    deadline: Instant,
+    timeout: Duration,
+    upstream_since: impl Fn() -> Option<Instant>,
     exchange: impl Future<Output = Result<T, Failed>>,
 ) -> Result<T, Failed> {
     let mut exchange = std::pin::pin!(exchange);
@@ -206,10 +256,14 @@ async fn before_deadline<T>(
             return Poll::Ready(result);
         }
         while timer.as_mut().poll(cx).is_ready() {
-            if timer.deadline() >= deadline {
-                return Poll::Ready(Err(Failed::timeout()));
+            match upstream_since() {
+                Some(since) if timer.deadline() >= since + timeout => {
+                    return Poll::Ready(Err(Failed::timeout()));
+                }
+                Some(since) => timer.as_mut().reset(since + timeout),
+                // Waiting for the client, whose own idle timeout bounds this.
+                None => timer.as_mut().reset(Instant::now() + timeout),
             }
-            timer.as_mut().reset(deadline);
         }
         Poll::Pending
     })
@@ -225,6 +279,10 @@ fn no_writer() -> Failed {
 
 /// [`exchange`] for a request with a body: a task writes it while the
 /// response head is read here.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the connection's parts are borrowed apart, so they come one by one"
+)]
 async fn exchange_with_body(
     reader: &mut OwnedReadHalf,
     writer_slot: &mut Option<OwnedWriteHalf>,
@@ -233,10 +291,11 @@ async fn exchange_with_body(
     head: Vec<u8>,
     body: ProxyBody,
     chunked: bool,
+    progress: Arc<BodyProgress>,
 ) -> Result<(ResponseHead, Option<BodyWriter>), Failed> {
     let mut writer = writer_slot.take().ok_or_else(no_writer)?;
     let mut task = BodyWriter(tokio::spawn(async move {
-        write_request(&mut writer, &head, body, chunked).await?;
+        write_request(&mut writer, &head, body, chunked, &progress).await?;
         Ok(writer)
     }));
     tokio::select! {
@@ -253,15 +312,23 @@ async fn exchange_with_body(
     }
 }
 
-/// Writes the head, then the body frames (chunk-framed when `chunked`).
+/// Writes the head, then the body frames (chunk-framed when `chunked`),
+/// noting in `progress` whose turn it is.
 async fn write_request(
     writer: &mut OwnedWriteHalf,
     head: &[u8],
     mut body: ProxyBody,
     chunked: bool,
+    progress: &BodyProgress,
 ) -> Result<(), BoxError> {
     writer.write_all(head).await?;
-    while let Some(frame) = body.frame().await {
+    loop {
+        progress.waiting_on_client();
+        let frame = body.frame().await;
+        progress.upstream_time_starts();
+        let Some(frame) = frame else {
+            break;
+        };
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not forwarded
         };
@@ -401,7 +468,8 @@ pub(super) struct UpstreamBody {
     state: BodyState,
     keep_alive: bool,
     writer: Option<BodyWriter>,
-    pool: Arc<ConnectionPool>,
+    /// Where the connection goes after a clean end; `None` closes it.
+    pool: Option<Arc<ConnectionPool>>,
 }
 
 impl UpstreamBody {
@@ -409,7 +477,7 @@ impl UpstreamBody {
         connection: Connection,
         head: &ResponseHead,
         writer: Option<BodyWriter>,
-        pool: Arc<ConnectionPool>,
+        pool: Option<Arc<ConnectionPool>>,
     ) -> UpstreamBody {
         let state = match head.framing {
             Framing::Empty => BodyState::Done,
@@ -432,6 +500,9 @@ impl UpstreamBody {
         let Some(mut connection) = self.connection.take() else {
             return;
         };
+        let Some(pool) = &self.pool else {
+            return;
+        };
         if !(self.keep_alive && matches!(self.state, BodyState::Done) && connection.buf.is_empty())
         {
             return;
@@ -444,7 +515,7 @@ impl UpstreamBody {
                 _ => return,
             }
         }
-        self.pool.put_back(connection);
+        pool.put_back(connection);
     }
 
     /// Reads more from the socket; `Ok(0)` at its end.
