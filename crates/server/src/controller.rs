@@ -888,7 +888,8 @@ impl Controller {
 
 fn log_decision(record: &AuditRecord) {
     tracing::info!(
-        actor = %record.actor,
+        // Debug, not Display: escaped and quoted, whatever a client put in it.
+        actor = ?record.actor,
         action = %record.action,
         from = record.from_phase.label(),
         to = record.to_phase.label(),

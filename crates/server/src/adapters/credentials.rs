@@ -7,7 +7,7 @@
 //! revealing them; it also lets every API call be checked in microseconds
 //! instead of the tens of milliseconds argon2 takes on purpose.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, PasswordHash};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -43,13 +43,58 @@ pub fn hash_password(password: &str) -> Result<String, CredentialError> {
         .map_err(|err| CredentialError::Hash(err.to_string()))
 }
 
-/// Whether `password` matches the PHC string `hash` (argon2 compares in constant time).
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+/// Working memory for argon2, kept from one verification to the next.
+///
+/// A verification fills about 19 MiB of blocks. Allocated afresh each time,
+/// on whichever blocking thread runs it, freed blocks linger in the
+/// allocator's per-thread caches, and a crowd of sign-in attempts leaves the
+/// server tens of MiB bigger; reused, the memory stays what a few
+/// verifications at once need (see `AccessControl::verifications`).
+#[derive(Debug, Default)]
+pub struct VerifierMemory(Vec<argon2::Block>);
+
+/// Whether `password` matches the PHC string `hash`, computed in `memory`
+/// (grown when the hash asks for more) and compared in constant time.
+pub fn verify_password(hash: &str, password: &str, memory: &mut VerifierMemory) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(version)) => version,
+        Some(Err(_)) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    let mut salt_bytes = [0_u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let block_count = params.block_count();
+    if memory.0.len() < block_count {
+        memory.0.resize(block_count, argon2::Block::default());
+    }
+    let mut computed = vec![0_u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut computed,
+            &mut memory.0[..block_count],
+        )
+        .is_ok()
+        && computed
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0_u8, |diff, (x, y)| diff | (x ^ y))
+            == 0
 }
 
 /// A new API token: the secret to hand out once, and the hash for the config.
@@ -94,16 +139,34 @@ pub fn constant_time_eq(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use crate::adapters::credentials::{
-        constant_time_eq, hash_password, new_session, new_token, token_hash, verify_password,
+        VerifierMemory, constant_time_eq, hash_password, new_session, new_token, token_hash,
+        verify_password,
     };
+    use argon2::Argon2;
+    use argon2::password_hash::{PasswordHasher, SaltString};
 
     #[test]
     fn a_password_verifies_only_against_its_own_hash() {
         let hash = hash_password("correct horse").unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
-        assert!(verify_password(&hash, "correct horse"));
-        assert!(!verify_password(&hash, "correct hors"));
-        assert!(!verify_password("not a hash", "correct horse"));
+        let mut memory = VerifierMemory::default();
+        assert!(verify_password(&hash, "correct horse", &mut memory));
+        assert!(!verify_password(&hash, "correct hors", &mut memory));
+        assert!(!verify_password("not a hash", "correct horse", &mut memory));
+        // A hash with other costs, made by another tool, in the same memory.
+        let other = Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(8 * 1024, 3, 1, Some(32)).unwrap(),
+        )
+        .hash_password(
+            b"other",
+            &SaltString::encode_b64(b"0123456789abcdef").unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        assert!(verify_password(&other, "other", &mut memory));
+        assert!(!verify_password(&other, "Other", &mut memory));
         assert_ne!(hash, hash_password("correct horse").unwrap(), "salted");
     }
 

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -28,7 +28,9 @@ use crate::adapters::store::SqliteStore;
 use crate::api::{ApiError, AppState};
 use crate::config::{AuthConfig, Config};
 use crate::controller::ControllerHandle;
-use crate::domain::access::{DenialPacer, LoginThrottle, Session, SessionRefused, Sessions};
+use crate::domain::access::{
+    DenialPacer, LoginThrottle, MAX_NAME_CHARS, Session, SessionRefused, Sessions, printable,
+};
 
 /// How often a session's use is saved at most; after a restart its idle
 /// time may count from up to this much earlier.
@@ -166,6 +168,16 @@ pub struct AccessControl {
     sessions: Mutex<Sessions>,
     /// Locked for a lookup or an update, never across an `.await`.
     throttle: Mutex<LoginThrottle>,
+    /// Password verifications running at once. Each is an argon2 computation
+    /// of about 19 MiB, so without a bound a crowd of sign-in attempts is a
+    /// way to exhaust the server's memory; taken by `login` around argon2.
+    verifications: Arc<tokio::sync::Semaphore>,
+    /// argon2's working memory, one per verification slot, reused so that
+    /// memory stays flat however many attempts come.
+    verifier_memory: Arc<Mutex<Vec<credentials::VerifierMemory>>>,
+    /// Sign-ins waiting for a verification slot; past
+    /// [`MAX_WAITING_VERIFICATIONS`] the next one gets 429 at once.
+    waiting_verifications: std::sync::atomic::AtomicUsize,
     /// Locked for a lookup or an update, never across an `.await`.
     denials: Mutex<DenialPacer>,
     /// The session cookie carries `Secure` when the console is served over TLS.
@@ -294,6 +306,9 @@ impl AccessControl {
             identities,
             sessions: Mutex::new(sessions),
             throttle: Mutex::new(LoginThrottle::default()),
+            verifications: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_VERIFICATIONS)),
+            waiting_verifications: std::sync::atomic::AtomicUsize::new(0),
+            verifier_memory: Arc::default(),
             denials: Mutex::new(DenialPacer::default()),
             secure_cookie: config.server.tls.is_some(),
             epoch: Instant::now(),
@@ -402,8 +417,40 @@ impl AccessControl {
     }
 
     fn audit(&self, actor: &str, action: &'static str, reason: String) {
+        // The actor may be whatever an anonymous client typed as a user name:
+        // escaped and bounded, so it can forge no log line or terminal escape.
+        let actor = printable(actor, MAX_NAME_CHARS);
+        let reason = printable(&reason, 500);
         // Queued without waiting: recording never holds up the request it is about.
-        self.controller.access(actor.to_owned(), action, reason);
+        self.controller.access(actor, action, reason);
+    }
+}
+
+/// Password verifications at once. One takes tens of milliseconds, so a
+/// single slot still signs in dozens of people a second, while a flood of
+/// attempts can take at most one core from the proxy and 19 MiB of memory.
+const CONCURRENT_VERIFICATIONS: usize = 1;
+/// Sign-ins that may wait for a verification slot; more get 429 at once.
+const MAX_WAITING_VERIFICATIONS: usize = 64;
+
+impl AccessControl {
+    /// A slot to verify a password in, waiting for one when all are busy;
+    /// `None` when too many sign-ins already wait.
+    /// The slot is owned, so it moves into the blocking task: a client that
+    /// goes away mid-verification does not free it before argon2 is done.
+    async fn verification_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        use std::sync::atomic::Ordering;
+        if let Ok(permit) = Arc::clone(&self.verifications).try_acquire_owned() {
+            return Some(permit);
+        }
+        let waiting = self.waiting_verifications.fetch_add(1, Ordering::AcqRel);
+        let permit = if waiting < MAX_WAITING_VERIFICATIONS {
+            Arc::clone(&self.verifications).acquire_owned().await.ok()
+        } else {
+            None
+        };
+        self.waiting_verifications.fetch_sub(1, Ordering::AcqRel);
+        permit
     }
 }
 
@@ -734,7 +781,10 @@ pub(crate) async fn login(
     let body = body.map_err(ApiError::from)?;
     let request: LoginRequest = crate::api::commands::json_body(&headers, &body)?;
     let source = peer.ip();
-    if let Err(wait_ms) = lock(&access.throttle).check(source, access.now_ms()) {
+    // Counted as a failure before it is verified (and taken back on
+    // success): concurrent guesses cannot all pass a check made before any
+    // of them is recorded.
+    if let Err(wait_ms) = lock(&access.throttle).begin(source, &request.user, access.now_ms()) {
         let wait_s = wait_ms.div_ceil(1000);
         return Ok(ApiError::TooManyAttempts {
             retry_after_s: wait_s,
@@ -745,14 +795,25 @@ pub(crate) async fn login(
         Some((role, hash)) => (*role, hash.clone(), true),
         None => (Role::Viewer, identities.decoy_hash.clone(), false),
     };
+    let Some(verification) = access.verification_slot().await else {
+        return Ok(ApiError::TooManyAttempts { retry_after_s: 1 }.into_response());
+    };
     let password = request.password;
     // argon2 takes tens of milliseconds on purpose: off the async threads.
-    let matches =
-        tokio::task::spawn_blocking(move || credentials::verify_password(&hash, &password))
-            .await
-            .map_err(|err| ApiError::Internal(err.to_string()))?;
+    let matches = tokio::task::spawn_blocking({
+        let memories = Arc::clone(&access.verifier_memory);
+        move || {
+            // At most one memory per slot: the slot is held throughout.
+            let mut memory = lock(&memories).pop().unwrap_or_default();
+            let matches = credentials::verify_password(&hash, &password, &mut memory);
+            lock(&memories).push(memory);
+            drop(verification);
+            matches
+        }
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.to_string()))?;
     if !(matches && known) {
-        lock(&access.throttle).failed(source, access.now_ms());
         access.audit(
             &request.user,
             "login_failed",
@@ -763,7 +824,7 @@ pub(crate) async fn login(
             "wrong user name or password".to_owned(),
         ));
     }
-    lock(&access.throttle).succeeded(source);
+    lock(&access.throttle).succeeded(source, &request.user);
     let (secret, handle) =
         credentials::new_session().map_err(|err| ApiError::Internal(err.to_string()))?;
     {

@@ -151,14 +151,19 @@ impl Sessions {
 
 // === Login throttling ===
 
-/// Failed logins allowed from one source before it has to wait.
+/// Failed logins allowed for one user name from one source before it has to wait.
 pub const FREE_LOGIN_FAILURES: u32 = 5;
+/// Failed logins allowed from one source across all user names (people
+/// behind one address mistype too) before the whole source has to wait.
+pub const FREE_SOURCE_FAILURES: u32 = 20;
 /// The longest wait after repeated failures.
 const MAX_LOCKOUT_MS: u64 = 15 * 60 * 1000;
-/// A source's failures are forgotten after this long without a new one.
+/// A record's failures are forgotten after this long without a new one.
 const FORGET_FAILURES_MS: u64 = 15 * 60 * 1000;
-/// Sources remembered at most, so a flood of addresses cannot exhaust memory.
+/// Records kept at most per kind, so a flood of addresses or names cannot exhaust memory.
 const MAX_SOURCES: usize = 10_000;
+/// User names longer than this are throttled (and shown) by their first characters.
+pub const MAX_NAME_CHARS: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 struct Failures {
@@ -167,61 +172,148 @@ struct Failures {
     locked_until_ms: u64,
 }
 
-/// Slows password guessing per source address: after
-/// [`FREE_LOGIN_FAILURES`] failures, each further failure locks the source
-/// out for twice as long as the one before (1 s, 2 s, 4 s, … up to 15 min).
+impl Failures {
+    fn wait_ms(&self, now_ms: u64) -> Option<u64> {
+        (self.locked_until_ms > now_ms).then(|| self.locked_until_ms - now_ms)
+    }
+
+    /// One more failure; past `free` ones, a lockout twice as long as the last.
+    fn add(&mut self, now_ms: u64, free: u32) {
+        if now_ms.saturating_sub(self.last_ms) >= FORGET_FAILURES_MS {
+            self.count = 0;
+        }
+        self.count += 1;
+        self.last_ms = now_ms;
+        if self.count > free {
+            let doublings = (self.count - free - 1).min(20);
+            let lockout_ms = (1000_u64 << doublings).min(MAX_LOCKOUT_MS);
+            self.locked_until_ms = now_ms + lockout_ms;
+        }
+    }
+
+    /// Takes one failure back (a reserved attempt that succeeded).
+    fn take_back(&mut self, free: u32) {
+        self.count = self.count.saturating_sub(1);
+        if self.count <= free {
+            self.locked_until_ms = 0;
+        }
+    }
+}
+
+/// Failure records by key, bounded in number.
+#[derive(Debug)]
+struct FailureBook<K> {
+    records: HashMap<K, Failures>,
+}
+
+impl<K> Default for FailureBook<K> {
+    fn default() -> Self {
+        FailureBook {
+            records: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> FailureBook<K> {
+    fn wait_ms(&self, key: &K, now_ms: u64) -> Option<u64> {
+        self.records
+            .get(key)
+            .and_then(|failures| failures.wait_ms(now_ms))
+    }
+
+    fn add(&mut self, key: K, now_ms: u64, free: u32) {
+        if self.records.len() >= MAX_SOURCES && !self.records.contains_key(&key) {
+            self.records
+                .retain(|_, failures| now_ms.saturating_sub(failures.last_ms) < FORGET_FAILURES_MS);
+            if self.records.len() >= MAX_SOURCES
+                && let Some(oldest) = self
+                    .records
+                    .iter()
+                    .min_by_key(|(_, failures)| failures.last_ms)
+                    .map(|(key, _)| key.clone())
+            {
+                self.records.remove(&oldest);
+            }
+        }
+        self.records
+            .entry(key)
+            .or_insert(Failures {
+                count: 0,
+                last_ms: now_ms,
+                locked_until_ms: 0,
+            })
+            .add(now_ms, free);
+    }
+}
+
+/// Slows password guessing: after [`FREE_LOGIN_FAILURES`] failures for one
+/// user name from one source, or [`FREE_SOURCE_FAILURES`] from one source
+/// in all, each further failure locks that name at that source (or the
+/// whole source) out for twice as long as the one before (1 s, 2 s, 4 s, …
+/// up to 15 min).
+///
+/// An attempt is counted as failed when it starts ([`LoginThrottle::begin`])
+/// and taken back when it succeeds, so concurrent guesses cannot all pass
+/// the check before the first of them is recorded. A success clears only
+/// its own user name's record: signing in as one user never buys more
+/// guesses against another.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    sources: HashMap<IpAddr, Failures>,
+    sources: FailureBook<IpAddr>,
+    names: FailureBook<(IpAddr, String)>,
 }
 
 impl LoginThrottle {
-    /// `Err(wait_ms)` while `source` is locked out.
-    pub fn check(&self, source: IpAddr, now_ms: u64) -> Result<(), u64> {
-        match self.sources.get(&source) {
-            Some(failures) if failures.locked_until_ms > now_ms => {
-                Err(failures.locked_until_ms - now_ms)
-            }
-            _ => Ok(()),
+    /// Starts an attempt to sign in as `user` from `source`: `Err(wait_ms)`
+    /// while either is locked out; otherwise the attempt is counted as a
+    /// failure until [`LoginThrottle::succeeded`] takes it back.
+    pub fn begin(&mut self, source: IpAddr, user: &str, now_ms: u64) -> Result<(), u64> {
+        let name_key = (source, throttle_name(user));
+        let wait = self
+            .sources
+            .wait_ms(&source, now_ms)
+            .max(self.names.wait_ms(&name_key, now_ms));
+        if let Some(wait_ms) = wait {
+            return Err(wait_ms);
         }
+        self.sources.add(source, now_ms, FREE_SOURCE_FAILURES);
+        self.names.add(name_key, now_ms, FREE_LOGIN_FAILURES);
+        Ok(())
     }
 
-    /// Notes a failed login from `source`.
-    pub fn failed(&mut self, source: IpAddr, now_ms: u64) {
-        if self.sources.len() >= MAX_SOURCES {
-            self.sources
-                .retain(|_, failures| now_ms.saturating_sub(failures.last_ms) < FORGET_FAILURES_MS);
-            if self.sources.len() >= MAX_SOURCES
-                && let Some(oldest) = self
-                    .sources
-                    .iter()
-                    .min_by_key(|(_, failures)| failures.last_ms)
-                    .map(|(source, _)| *source)
-            {
-                self.sources.remove(&oldest);
-            }
-        }
-        let failures = self.sources.entry(source).or_insert(Failures {
-            count: 0,
-            last_ms: now_ms,
-            locked_until_ms: 0,
-        });
-        if now_ms.saturating_sub(failures.last_ms) >= FORGET_FAILURES_MS {
-            failures.count = 0;
-        }
-        failures.count += 1;
-        failures.last_ms = now_ms;
-        if failures.count > FREE_LOGIN_FAILURES {
-            let doublings = (failures.count - FREE_LOGIN_FAILURES - 1).min(20);
-            let lockout_ms = (1000_u64 << doublings).min(MAX_LOCKOUT_MS);
-            failures.locked_until_ms = now_ms + lockout_ms;
+    /// The attempt begun for `user` from `source` succeeded: its own
+    /// record is cleared, and the source's count takes back that attempt.
+    pub fn succeeded(&mut self, source: IpAddr, user: &str) {
+        self.names.records.remove(&(source, throttle_name(user)));
+        if let Some(failures) = self.sources.records.get_mut(&source) {
+            failures.take_back(FREE_SOURCE_FAILURES);
         }
     }
+}
 
-    /// A successful login clears the source's record.
-    pub fn succeeded(&mut self, source: IpAddr) {
-        self.sources.remove(&source);
+/// The key a user name is throttled under: bounded, so a megabyte of name
+/// costs no more memory than a short one.
+fn throttle_name(user: &str) -> String {
+    user.chars().take(MAX_NAME_CHARS).collect()
+}
+
+/// A client-supplied string made safe to log and to store: control
+/// characters (line breaks, terminal escapes) written as escapes, and at
+/// most `max_chars` characters kept, with `…` when cut.
+pub fn printable(text: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars * 2));
+    for (index, character) in text.chars().enumerate() {
+        if index == max_chars {
+            out.push('…');
+            break;
+        }
+        if character.is_control() {
+            out.extend(character.escape_default());
+        } else {
+            out.push(character);
+        }
     }
+    out
 }
 
 // === Pacing denial records ===

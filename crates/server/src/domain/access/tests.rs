@@ -5,7 +5,8 @@ use std::net::IpAddr;
 use canary_shared::Role;
 
 use crate::domain::access::{
-    DenialPacer, FREE_LOGIN_FAILURES, LoginThrottle, SessionRefused, Sessions,
+    DenialPacer, FREE_LOGIN_FAILURES, FREE_SOURCE_FAILURES, LoginThrottle, SessionRefused,
+    Sessions, printable,
 };
 
 const MINUTE: u64 = 60_000;
@@ -91,48 +92,129 @@ fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
+/// A failed attempt, as the login handler makes it.
+fn fail(throttle: &mut LoginThrottle, source: IpAddr, user: &str, now: u64) -> Result<(), u64> {
+    throttle.begin(source, user, now)
+}
+
 #[test]
-fn failed_logins_lock_a_source_out_for_doubling_times() {
+fn failed_logins_lock_a_name_at_a_source_out_for_doubling_times() {
     let mut throttle = LoginThrottle::default();
     let attacker = ip("192.0.2.7");
     let now = 1_000_000;
     for _ in 0..FREE_LOGIN_FAILURES {
-        assert_eq!(throttle.check(attacker, now), Ok(()));
-        throttle.failed(attacker, now);
+        assert_eq!(fail(&mut throttle, attacker, "olga", now), Ok(()));
     }
-    assert_eq!(throttle.check(attacker, now), Ok(()), "five tries are free");
-    throttle.failed(attacker, now);
-    assert_eq!(throttle.check(attacker, now), Err(1000));
-    throttle.failed(attacker, now + 1000);
-    assert_eq!(throttle.check(attacker, now + 1000), Err(2000));
-    throttle.failed(attacker, now + 3000);
-    assert_eq!(throttle.check(attacker, now + 3000), Err(4000));
     assert_eq!(
-        throttle.check(ip("192.0.2.8"), now),
+        fail(&mut throttle, attacker, "olga", now),
+        Ok(()),
+        "five failures are free; the sixth attempt is still verified"
+    );
+    assert_eq!(fail(&mut throttle, attacker, "olga", now), Err(1000));
+    assert_eq!(fail(&mut throttle, attacker, "olga", now + 1000), Ok(()));
+    assert_eq!(fail(&mut throttle, attacker, "olga", now + 1000), Err(2000));
+    assert_eq!(fail(&mut throttle, attacker, "olga", now + 3000), Ok(()));
+    assert_eq!(fail(&mut throttle, attacker, "olga", now + 3000), Err(4000));
+    assert_eq!(
+        fail(&mut throttle, ip("192.0.2.8"), "olga", now),
         Ok(()),
         "other sources are not affected"
     );
-    for step in 0..40 {
-        throttle.failed(attacker, now + 4000 + step);
+    assert_eq!(
+        fail(&mut throttle, attacker, "vera", now + 3000),
+        Ok(()),
+        "other names from the same source have their own count"
+    );
+    // Trying again the moment each lockout ends: the lockouts double up to 15 minutes.
+    let mut at = now + 7000;
+    let mut longest_wait = 0;
+    for _ in 0..60 {
+        if let Err(wait) = fail(&mut throttle, attacker, "olga", at) {
+            longest_wait = longest_wait.max(wait);
+            at += wait;
+        }
     }
     assert_eq!(
-        throttle.check(attacker, now + 4039),
-        Err(15 * MINUTE),
+        longest_wait,
+        15 * MINUTE,
         "the lockout stops growing at 15 minutes"
     );
-    throttle.succeeded(attacker);
-    assert_eq!(throttle.check(attacker, now + 4039), Ok(()));
+}
+
+#[test]
+fn concurrent_attempts_are_counted_before_any_is_verified() {
+    // Forty guesses arrive together: each is counted as it starts, so only
+    // the free ones (and the one that trips the lockout) go on to argon2.
+    let mut throttle = LoginThrottle::default();
+    let attacker = ip("192.0.2.9");
+    let admitted = (0..40)
+        .filter(|_| throttle.begin(attacker, "olga", 0).is_ok())
+        .count();
+    assert_eq!(admitted, FREE_LOGIN_FAILURES as usize + 1);
+}
+
+#[test]
+fn a_success_clears_only_its_own_name() {
+    // Five wrong guesses at olga, then a correct viewer login, three times:
+    // the viewer's success must not buy more guesses at olga.
+    let mut throttle = LoginThrottle::default();
+    let source = ip("192.0.2.10");
+    let mut refused = 0;
+    for cycle in 0..3 {
+        for guess in 0..5 {
+            refused +=
+                usize::from(fail(&mut throttle, source, "olga", cycle * 10 + guess).is_err());
+        }
+        throttle.begin(source, "vera", cycle * 10 + 5).unwrap();
+        throttle.succeeded(source, "vera");
+    }
+    assert!(refused >= 8, "only {refused} of 15 guesses at olga refused");
+
+    // A success clears its own name's count.
+    let mut throttle = LoginThrottle::default();
+    for _ in 0..FREE_LOGIN_FAILURES {
+        fail(&mut throttle, source, "olga", 0).unwrap();
+    }
+    throttle.begin(source, "olga", 0).unwrap();
+    throttle.succeeded(source, "olga");
+    for _ in 0..FREE_LOGIN_FAILURES {
+        assert_eq!(fail(&mut throttle, source, "olga", 0), Ok(()));
+    }
+}
+
+#[test]
+fn a_source_guessing_many_names_is_locked_out_as_a_whole() {
+    let mut throttle = LoginThrottle::default();
+    let source = ip("192.0.2.11");
+    let admitted = (0..100)
+        .filter(|index| throttle.begin(source, &format!("user{index}"), 0).is_ok())
+        .count();
+    assert_eq!(admitted, FREE_SOURCE_FAILURES as usize + 1);
+    assert!(throttle.begin(ip("192.0.2.12"), "user1", 0).is_ok());
 }
 
 #[test]
 fn old_failures_are_forgotten() {
     let mut throttle = LoginThrottle::default();
     let source = ip("2001:db8::1");
-    for _ in 0..FREE_LOGIN_FAILURES {
-        throttle.failed(source, 0);
+    for _ in 0..=FREE_LOGIN_FAILURES {
+        fail(&mut throttle, source, "olga", 0).unwrap();
     }
-    throttle.failed(source, 16 * MINUTE);
-    assert_eq!(throttle.check(source, 16 * MINUTE), Ok(()));
+    assert_eq!(fail(&mut throttle, source, "olga", 16 * MINUTE), Ok(()));
+}
+
+#[test]
+fn client_strings_are_made_printable_and_bounded() {
+    assert_eq!(
+        printable(
+            "x\n2026-01-01T00:00:00Z  INFO canary: FORGED\u{1b}[31m",
+            100
+        ),
+        "x\\n2026-01-01T00:00:00Z  INFO canary: FORGED\\u{1b}[31m"
+    );
+    assert_eq!(printable("olga", 64), "olga");
+    assert_eq!(printable(&"a".repeat(1000), 5), "aaaaa…");
+    assert_eq!(printable("Zoë ✓", 64), "Zoë ✓", "letters beyond ASCII stay");
 }
 
 #[test]
