@@ -29,6 +29,19 @@ use tokio::sync::watch;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+/// Refuses a millisecond or sequence number the store cannot hold (it keeps
+/// them as SQLite's signed 64-bit integers), naming the query parameter,
+/// instead of letting it fail in the store as an outage.
+pub(crate) fn check_store_millis(parameter: &str, value: Option<u64>) -> Result<(), ApiError> {
+    match value {
+        Some(value) if i64::try_from(value).is_err() => Err(ApiError::BadQuery(format!(
+            "{parameter}: must be at most {}, got {value}",
+            i64::MAX
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub use crate::api::error::ApiError;
 
 /// What every handler can reach.

@@ -192,8 +192,41 @@ async fn run(
         .into_response())
 }
 
+/// The longest image tag taken (a container image tag is at most 128 characters).
+const MAX_IMAGE_TAG_CHARS: usize = 128;
+/// The longest reason taken for a rollback or a stop.
+const MAX_REASON_CHARS: usize = 500;
+
+/// A client-supplied text that goes into the audit trail, the log and hook
+/// arguments: refused when it holds control characters (line breaks,
+/// terminal escapes) or is longer than `max_chars`.
+fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), ApiError> {
+    let refuse = |message: String| {
+        Err(ApiError::UnprocessableBody {
+            field: Some(field.to_owned()),
+            message: format!("{field}: {message}"),
+        })
+    };
+    if text.chars().any(char::is_control) {
+        return refuse("must not contain control characters such as line breaks".to_owned());
+    }
+    if text.chars().count() > max_chars {
+        return refuse(format!("must be at most {max_chars} characters"));
+    }
+    Ok(())
+}
+
 /// Checks what the types cannot: the same for REST and WebSocket commands.
 pub(crate) fn validate(command: &Command) -> Result<(), ApiError> {
+    match command {
+        Command::Start(request) => {
+            check_text("image_tag", &request.image_tag, MAX_IMAGE_TAG_CHARS)?
+        }
+        Command::Rollback { reason } | Command::Stop { reason } => {
+            check_text("reason", reason, MAX_REASON_CHARS)?;
+        }
+        _ => {}
+    }
     match command {
         Command::Start(request) if request.image_tag.trim().is_empty() => {
             Err(ApiError::UnprocessableBody {
@@ -378,6 +411,7 @@ pub(crate) async fn audit(
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(params) = params.map_err(|rejection| ApiError::BadQuery(rejection.body_text()))?;
+    crate::api::check_store_millis("before", params.before)?;
     let query = AuditQuery {
         before: params.before,
         limit: params.limit.unwrap_or(50),

@@ -58,6 +58,7 @@ pub(crate) async fn get_history(
 ) -> Result<Json<Vec<canary_shared::SecondSample>>, crate::api::ApiError> {
     let axum::extract::Query(params) =
         params.map_err(|rejection| crate::api::ApiError::BadQuery(rejection.body_text()))?;
+    crate::api::check_store_millis("since", params.since)?;
     let store = std::sync::Arc::clone(&app.store);
     let since = canary_shared::UnixMillis(params.since.unwrap_or(0));
     let limit = params.limit.unwrap_or(3600).clamp(1, 86_400);
