@@ -10,5 +10,6 @@ mod hooks;
 mod judge;
 mod metrics;
 mod proxy;
+mod security;
 mod stream;
 mod support;
