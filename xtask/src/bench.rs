@@ -1,5 +1,7 @@
 //! `cargo xtask bench proxy`: canary's proxy against nginx and HAProxy, side
-//! by side with the same load, using the shared harness in `../shared/bench`.
+//! by side with the same load, using the harness in `xtask/bench/` (its
+//! README says how it measures; the backend is a small hyper server built
+//! once, nginx, HAProxy and wrk come from Debian).
 //!
 //! The harness starts two backends (production on :18081, canary on :18082)
 //! and nginx and HAProxy splitting 95 / 5 between them; this task adds the
@@ -36,17 +38,15 @@ impl Drop for Cleanup<'_> {
 }
 
 pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
+    // CANARY_BENCH_DIR points at another copy of the harness, for comparing versions of it.
     let bench_dir = match std::env::var_os("CANARY_BENCH_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => workspace_root().join("../shared/bench"),
+        None => workspace_root().join("xtask/bench"),
     };
     let anchors = bench_dir.join("anchors.sh");
     let harness = bench_dir.join("bench-proxy.sh");
     if !harness.exists() {
-        bail!(
-            "{} not found; set CANARY_BENCH_DIR to the shared bench folder",
-            harness.display()
-        );
+        bail!("{} not found", harness.display());
     }
     ensure_tools(sh)?;
 
@@ -177,26 +177,42 @@ fn read_addresses(child: &mut Child) -> anyhow::Result<(String, String)> {
     Ok((console.unwrap_or_default(), proxy.unwrap_or_default()))
 }
 
-/// nginx, HAProxy and wrk from Debian, installed when missing (as root).
+/// nginx, HAProxy, wrk and the harness's helpers from Debian, and oha from
+/// crates.io for fixed-rate runs, installed when missing (as root).
 fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
-    let missing: Vec<&str> = ["nginx", "haproxy", "wrk", "curl"]
-        .into_iter()
-        .filter(|tool| {
-            cmd!(sh, "which {tool}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .is_err()
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+    let found = |tool: &str| {
+        cmd!(sh, "which {tool}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .is_ok()
+    };
+    // (command, Debian package)
+    let missing: Vec<&str> = [
+        ("nginx", "nginx"),
+        ("haproxy", "haproxy"),
+        ("wrk", "wrk"),
+        ("curl", "curl"),
+        ("ss", "iproute2"),
+        ("python3", "python3"),
+    ]
+    .into_iter()
+    .filter(|(tool, _)| !found(tool))
+    .map(|(_, package)| package)
+    .collect();
+    if !missing.is_empty() {
+        eprintln!("    installing {} from Debian", missing.join(", "));
+        cmd!(sh, "apt-get update -qq").run()?;
+        cmd!(sh, "apt-get install -y -qq {missing...}")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .run()?;
     }
-    eprintln!("    installing {} from Debian", missing.join(", "));
-    cmd!(sh, "apt-get update -qq").run()?;
-    cmd!(sh, "apt-get install -y -qq {missing...}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .run()?;
+    if std::env::var_os("RATE").is_some() && !found("oha") {
+        eprintln!(
+            "    installing oha from crates.io for the fixed-rate run (about 10 minutes, once)"
+        );
+        cmd!(sh, "cargo install --locked oha").run()?;
+    }
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! `cargo xtask setup`: makes a fresh machine ready, idempotently.
 //!
 //! Everything comes from the package registries (crates.io, Debian, npm);
-//! nothing downloads a prebuilt binary from elsewhere. See TOOLCHAIN.md in
-//! the shared folder for the recipe this follows and why each version.
+//! nothing downloads a prebuilt binary from elsewhere. `docs/toolchain.md`
+//! gives the recipe this follows and why each version.
 
 use std::path::Path;
 
