@@ -6,8 +6,9 @@
 //! - `build-app`: builds the console with trunk, offline.
 //! - `run`: builds everything and serves the console with the shipped config.
 //! - `ci`: every check and test; what `.ci/run` runs.
+//! - `check`: the fast lane: fmt, clippy and the cargo tests, nothing installed.
 //! - `e2e`: the browser tests alone.
-//! - `bench proxy`: the proxy against nginx and HAProxy (`../shared/bench`).
+//! - `bench proxy`: the proxy against nginx and HAProxy (the harness in `xtask/bench/`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
 mod app;
@@ -42,6 +43,9 @@ mod flags {
             }
             /// Run every check and test: fmt, clippy (host and wasm32), unit, integration and e2e tests.
             cmd ci {}
+            /// The inner loop: fmt, clippy and the unit and integration tests; no set-up,
+            /// no release build, no browser.
+            cmd check {}
             /// Run the browser tests alone (builds the console and the server first).
             cmd e2e {}
             /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy;
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         }
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
+        flags::XtaskCmd::Check(_) => ci::check(&sh),
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
             "proxy" => bench::proxy(&sh),
             "judge" => bench::judge(&sh),
