@@ -706,6 +706,9 @@ async fn out_of_range_cursors_are_a_bad_query_naming_the_parameter() {
 struct ServedBinary {
     child: std::process::Child,
     console: SocketAddr,
+    /// Its standard output, kept open: a server whose stdout is gone dies
+    /// on its next line there.
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl ServedBinary {
@@ -725,7 +728,13 @@ impl ServedBinary {
             .trim_end_matches("/admin/canary/")
             .parse()
             .unwrap();
-        ServedBinary { child, console }
+        let proxy = lines.next().unwrap().unwrap();
+        assert!(proxy.starts_with("canary: proxy at "), "{proxy}");
+        ServedBinary {
+            child,
+            console,
+            _stdout: lines,
+        }
     }
 
     /// A figure from `/proc/<pid>/status`, such as `VmRSS` or `VmHWM` (the peak), in KiB.
