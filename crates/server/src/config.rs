@@ -14,6 +14,8 @@ use std::time::Duration;
 use canary_shared::{self as wire, AlertLevel, CanaryShare, Comparator};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::domain::analysis::BuiltInMetric;
+
 mod access;
 mod metrics;
 
@@ -1011,21 +1013,10 @@ fn comparator_name(comparator: Comparator) -> &'static str {
     }
 }
 
-/// The built-in metrics the proxy measures.
-pub const BUILT_IN_METRICS: &[&str] = &[
-    "avg_latency_ms",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "max_latency_ms",
-    "success_rate",
-    "error_rate",
-];
-
 /// The comparator a metric's name implies, and whether it is fixed (a
 /// built-in metric) or only a default (a custom metric named by convention).
 fn implied_comparator(metric: &str) -> Option<(Comparator, bool)> {
-    let built_in = BUILT_IN_METRICS.contains(&metric);
+    let built_in = BuiltInMetric::from_name(metric).is_some();
     if metric.ends_with("success_rate") {
         Some((Comparator::Min, built_in))
     } else if metric.ends_with("error_rate")

@@ -15,7 +15,7 @@ use canary_shared::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::adapters::hooks::{self, HookOutcome, HookVars};
+use crate::adapters::hooks::{self, HookVars};
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedShare;
 use crate::adapters::recorder::Recorder;
@@ -27,95 +27,15 @@ use crate::domain::deployment::Verdict;
 use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
-use crate::domain::health::{HealthThresholds, HealthTracker, ProbeOutcome};
+use crate::domain::health::{HealthThresholds, HealthTracker};
 use crate::domain::judge::{Conclusion, RolloutJudge};
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
-/// Something that happened, for the controller to take into account.
-#[derive(Debug)]
-pub enum Event {
-    /// A health probe of `side` finished.
-    Probed {
-        /// The probed upstream.
-        side: Side,
-        /// What it answered.
-        outcome: ProbeOutcome,
-    },
-    /// A second of traffic was measured; the checks are judged on it.
-    Measured(Arc<MetricsSnapshot>),
-    /// A finished second as the statistical judge sees it (sent just before
-    /// its `Measured`).
-    Observed {
-        /// Failures per side and the latency comparisons.
-        second: crate::adapters::recorder::JudgeSecond,
-        /// The canary's share during it, from 0 to 1.
-        canary_share: f64,
-    },
-    /// An operator's or script's command; the reply comes once it is durable.
-    Command {
-        /// Who asks.
-        actor: String,
-        /// What.
-        command: Command,
-        /// The state revision the client acted on (`If-Match`), if it said.
-        expected_revision: Option<u64>,
-        /// Receives the new state, or why nothing changed.
-        reply: oneshot::Sender<Result<CanaryState, CommandError>>,
-    },
-    /// A script reported progress through a webhook; the reply comes once
-    /// it is durable, or says why it does not apply now.
-    Reported {
-        /// Who reported (`webhook`).
-        actor: String,
-        /// What the report means to the state machine.
-        input: Input,
-        /// Receives the new state, or why nothing changed.
-        reply: oneshot::Sender<Result<CanaryState, CommandError>>,
-    },
-    /// A sign-in, sign-out or denied request, for the audit trail.
-    Access {
-        /// The user or token name (or what was claimed).
-        actor: String,
-        /// `login`, `login_failed`, `logout`, `access_denied`, `session_revoked`.
-        action: &'static str,
-        /// Details in words.
-        reason: String,
-    },
-    /// A hook finished.
-    HookFinished {
-        /// Which.
-        hook: Hook,
-        /// The rollout it was started for; a hook of an older one is ignored.
-        rollout: u64,
-        /// How it ended.
-        outcome: HookOutcome,
-    },
-}
+mod ticker;
 
-/// Why a command changed nothing.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The command does not fit the deployment's phase.
-    #[error(transparent)]
-    Rejected(#[from] TransitionRejected),
-    /// The client acted on an older state.
-    #[error(
-        "the state changed since revision {expected} (it is at {current} now); reload and try again"
-    )]
-    StaleRevision {
-        /// What the client sent.
-        expected: u64,
-        /// What it is now.
-        current: u64,
-    },
-    /// The decision could not be recorded, so it was not carried out.
-    #[error("the decision could not be recorded, so nothing changed: {0}")]
-    Store(#[from] StoreError),
-    /// The controller has stopped.
-    #[error("the controller is not running")]
-    Stopped,
-}
+pub use crate::events::{CommandError, Event};
+pub use ticker::run_ticker;
 
 /// How other tasks talk to the controller.
 #[derive(Clone, Debug)]
@@ -724,7 +644,7 @@ impl Controller {
     /// Feeds the statistical judge one second of a rollout that is taking
     /// traffic (a new rollout gets a new judge), and saves it every
     /// [`JUDGE_SAVE_EVERY_SECS`] seconds.
-    fn observe(&mut self, second: &crate::adapters::recorder::JudgeSecond, canary_share: f64) {
+    fn observe(&mut self, second: &crate::domain::judge::JudgeSecond, canary_share: f64) {
         let config = &self.config.canary.judge;
         let Some(rollout) = self.rollout_started_at() else {
             return;

@@ -21,6 +21,7 @@ pub mod config;
 pub mod controller;
 pub mod cookies;
 pub mod domain;
+pub mod events;
 pub mod ports;
 pub mod query;
 pub mod sampling;
@@ -200,7 +201,7 @@ pub fn start_with_demo(
             Arc::clone(&custom),
             Arc::clone(&clock),
         ));
-        tasks.spawn(adapters::recorder::run_ticker(
+        tasks.spawn(controller::run_ticker(
             Arc::clone(&recorder),
             share.clone(),
             Arc::clone(&clock),

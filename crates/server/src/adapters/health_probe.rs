@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::UpstreamConfig;
-use crate::controller::Event;
 use crate::domain::health::ProbeOutcome;
+use crate::events::Event;
 
 /// The HTTP client the probes share.
 pub type ProbeClient = Client<HttpConnector, Empty<Bytes>>;

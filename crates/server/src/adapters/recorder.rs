@@ -17,7 +17,7 @@ use canary_shared::{
 };
 use hdrhistogram::Histogram;
 
-use crate::domain::judge::{Comparison, compare_concurrent};
+use crate::domain::judge::{JudgeSecond, compare_concurrent};
 
 /// How a proxied request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,22 +253,6 @@ pub struct Recorder {
     rng: Mutex<fastrand::Rng>,
 }
 
-/// One second as the statistical judge sees it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct JudgeSecond {
-    /// Canary requests finished.
-    pub canary_requests: u64,
-    /// Production requests finished.
-    pub production_requests: u64,
-    /// Failed canary requests (5xx or transport).
-    pub canary_failures: u64,
-    /// Failed production requests.
-    pub production_failures: u64,
-    /// The second's latencies compared across the sides, requests taken
-    /// in random order ([`compare_concurrent`]).
-    pub comparisons: Vec<Comparison>,
-}
-
 thread_local! {
     /// This thread's shard, assigned round-robin on first use.
     static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
@@ -449,39 +433,6 @@ impl Recorder {
             last_5m: window(HISTORY_SECS),
             series: history.iter().map(|second| second.sample.clone()).collect(),
             custom: Vec::new(),
-        }
-    }
-}
-
-/// Closes a second of metrics every second and sends the snapshot to the
-/// controller; returns when the controller has gone away.
-pub async fn run_ticker(
-    recorder: std::sync::Arc<Recorder>,
-    share: crate::adapters::proxy::SharedShare,
-    clock: std::sync::Arc<dyn crate::ports::Clock>,
-    events: tokio::sync::mpsc::Sender<crate::controller::Event>,
-    custom: std::sync::Arc<crate::adapters::metric_sources::CustomReadings>,
-) {
-    let mut interval = tokio::time::interval(Duration::from_secs(1));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        interval.tick().await;
-        let now = clock.now();
-        let second = recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
-        let observed = crate::controller::Event::Observed {
-            second,
-            canary_share: share.get().percent() / 100.0,
-        };
-        if events.send(observed).await.is_err() {
-            return;
-        }
-        let mut snapshot = recorder.snapshot(now, share.get());
-        snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
-        snapshot.canary.custom = custom.view(canary_shared::Side::Canary, now);
-        let event = crate::controller::Event::Measured(std::sync::Arc::new(snapshot));
-        if events.send(event).await.is_err() {
-            return;
         }
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{BUILT_IN_METRICS, ConfigDuration, HttpPath, UpstreamUrl};
+use crate::config::{ConfigDuration, HttpPath, UpstreamUrl};
+use crate::domain::analysis::BuiltInMetric;
 
 /// `metrics:`
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -170,7 +171,7 @@ impl TryFrom<MetricsInput> for MetricsConfig {
                     "custom metric {name:?}: a name is lower-case letters, digits and `_`"
                 ));
             }
-            if BUILT_IN_METRICS.contains(&name.as_str()) {
+            if BuiltInMetric::from_name(name).is_some() {
                 return Err(format!(
                     "custom metric {name:?}: the proxy measures `{name}` already; choose another name"
                 ));

@@ -42,9 +42,74 @@ pub struct Analysis {
     pub verdict: Verdict,
 }
 
+/// A metric the proxy measures itself, on every request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuiltInMetric {
+    /// `avg_latency_ms`
+    AvgLatencyMs,
+    /// `p50_latency_ms`
+    P50LatencyMs,
+    /// `p95_latency_ms`
+    P95LatencyMs,
+    /// `p99_latency_ms`
+    P99LatencyMs,
+    /// `max_latency_ms`
+    MaxLatencyMs,
+    /// `success_rate`
+    SuccessRate,
+    /// `error_rate`
+    ErrorRate,
+}
+
+impl BuiltInMetric {
+    /// Every built-in metric.
+    pub const ALL: [BuiltInMetric; 7] = [
+        BuiltInMetric::AvgLatencyMs,
+        BuiltInMetric::P50LatencyMs,
+        BuiltInMetric::P95LatencyMs,
+        BuiltInMetric::P99LatencyMs,
+        BuiltInMetric::MaxLatencyMs,
+        BuiltInMetric::SuccessRate,
+        BuiltInMetric::ErrorRate,
+    ];
+
+    /// The name a config uses for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BuiltInMetric::AvgLatencyMs => "avg_latency_ms",
+            BuiltInMetric::P50LatencyMs => "p50_latency_ms",
+            BuiltInMetric::P95LatencyMs => "p95_latency_ms",
+            BuiltInMetric::P99LatencyMs => "p99_latency_ms",
+            BuiltInMetric::MaxLatencyMs => "max_latency_ms",
+            BuiltInMetric::SuccessRate => "success_rate",
+            BuiltInMetric::ErrorRate => "error_rate",
+        }
+    }
+
+    /// The built-in metric called `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<BuiltInMetric> {
+        BuiltInMetric::ALL
+            .into_iter()
+            .find(|metric| metric.name() == name)
+    }
+
+    /// Its value in `window`, if the window has one.
+    pub fn read(self, window: &WindowStats) -> Option<f64> {
+        match self {
+            BuiltInMetric::AvgLatencyMs => window.avg_latency_ms,
+            BuiltInMetric::P50LatencyMs => window.p50_latency_ms,
+            BuiltInMetric::P95LatencyMs => window.p95_latency_ms,
+            BuiltInMetric::P99LatencyMs => window.p99_latency_ms,
+            BuiltInMetric::MaxLatencyMs => window.max_latency_ms,
+            BuiltInMetric::SuccessRate => window.success_rate,
+            BuiltInMetric::ErrorRate => window.error_rate,
+        }
+    }
+}
+
 /// Whether the proxy measures `metric` itself.
 fn is_built_in(metric: &str) -> bool {
-    crate::config::BUILT_IN_METRICS.contains(&metric)
+    BuiltInMetric::from_name(metric).is_some()
 }
 
 /// The value of `metric`: from the proxy's `window`, or from the `custom`
@@ -54,28 +119,19 @@ fn read(
     window: &WindowStats,
     custom: &[CustomMetric],
 ) -> Result<Option<f64>, String> {
-    if !is_built_in(metric) {
-        return match custom.iter().find(|reading| reading.name == metric) {
-            Some(reading) => match (reading.value, &reading.reason) {
-                (Some(value), _) => Ok(Some(value)),
-                (None, Some(reason)) => Err(reason.clone()),
-                (None, None) => Err(format!("no value for `{metric}`")),
-            },
-            None => Err(format!(
-                "no source provides `{metric}`; define it under metrics.custom"
-            )),
-        };
+    if let Some(built_in) = BuiltInMetric::from_name(metric) {
+        return Ok(built_in.read(window));
     }
-    Ok(match metric {
-        "avg_latency_ms" => window.avg_latency_ms,
-        "p50_latency_ms" => window.p50_latency_ms,
-        "p95_latency_ms" => window.p95_latency_ms,
-        "p99_latency_ms" => window.p99_latency_ms,
-        "max_latency_ms" => window.max_latency_ms,
-        "success_rate" => window.success_rate,
-        "error_rate" => window.error_rate,
-        _ => None,
-    })
+    match custom.iter().find(|reading| reading.name == metric) {
+        Some(reading) => match (reading.value, &reading.reason) {
+            (Some(value), _) => Ok(Some(value)),
+            (None, Some(reason)) => Err(reason.clone()),
+            (None, None) => Err(format!("no value for `{metric}`")),
+        },
+        None => Err(format!(
+            "no source provides `{metric}`; define it under metrics.custom"
+        )),
+    }
 }
 
 /// `p95 latency`, `error rate`: the metric as people say it.

@@ -453,6 +453,23 @@ pub const PARTNERS: usize = 20;
 /// so a busy canary costs bounded work.
 pub const COMPARED_PER_SECOND: usize = 500;
 
+/// One second as the statistical judge sees it; the recorder makes one
+/// each second from the requests it recorded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JudgeSecond {
+    /// Canary requests finished.
+    pub canary_requests: u64,
+    /// Production requests finished.
+    pub production_requests: u64,
+    /// Failed canary requests (5xx or transport).
+    pub canary_failures: u64,
+    /// Failed production requests.
+    pub production_failures: u64,
+    /// The second's latencies compared across the sides, requests taken
+    /// in random order ([`compare_concurrent`]).
+    pub comparisons: Vec<Comparison>,
+}
+
 /// One request of the quieter side against its own partners on the busier
 /// side, all of the same second.
 #[derive(Clone, Copy, Debug, PartialEq)]
