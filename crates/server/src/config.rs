@@ -624,17 +624,7 @@ pub struct JudgeConfig {
     pub min_samples: u64,
 }
 
-/// What the judge's verdicts do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JudgeMode {
-    /// Not judged.
-    Off,
-    /// Shown and alerted; a fail pauses the rollout once, then holds it like a warning.
-    Advisory,
-    /// A fail rolls back (when auto-rollback is armed); only a pass advances.
-    Enforce,
-}
+pub use crate::domain::verdicts::JudgeMode;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

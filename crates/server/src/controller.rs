@@ -28,7 +28,7 @@ use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker};
-use crate::domain::judge::{Conclusion, RolloutJudge};
+use crate::domain::judge::RolloutJudge;
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
@@ -699,54 +699,17 @@ impl Controller {
     /// The checks' verdict, with the statistical judge's say in `advisory`
     /// and `enforce` modes.
     fn with_judge(&self, verdict: Verdict) -> Verdict {
-        let mode = self.config.canary.judge.mode;
-        let judge = self
+        let judged = self
             .judge
             .as_ref()
             .filter(|(rollout, _)| Some(*rollout) == self.rollout_started_at())
-            .map(|(_, judge)| judge);
-        let judge = match (mode, judge) {
-            (JudgeMode::Off, _) => return verdict,
-            (_, Some(judge)) => judge,
-            // Its first second has not come yet: in enforce mode that is no
-            // pass either, so a short wait cannot slip past it.
-            (JudgeMode::Enforce, None) if verdict == Verdict::Green => {
-                return Verdict::Undecided {
-                    reason: "waiting for the statistical judge: nothing judged yet".to_owned(),
-                };
-            }
-            (_, None) => return verdict,
-        };
-        match (mode, judge.overall(), verdict) {
-            (
-                JudgeMode::Enforce,
-                (Conclusion::Fail, words),
-                Verdict::Green | Verdict::Warning { .. } | Verdict::NoData { .. },
-            ) => Verdict::Critical {
-                reason: format!("statistical judge: {words}"),
-            },
-            // Pauses the rollout once, then holds like a warning.
-            (
-                JudgeMode::Advisory,
-                (Conclusion::Fail, words),
-                Verdict::Green | Verdict::Warning { .. } | Verdict::NoData { .. },
-            ) => Verdict::Suspect {
-                reason: format!("statistical judge (advisory): {words}"),
-            },
-            // Only a pass lets auto-progression advance; the wait runs
-            // meanwhile, and an undecided judge is not missing data.
-            (JudgeMode::Enforce, (Conclusion::Inconclusive, words), Verdict::Green) => {
-                // With all traffic on the canary there is nothing to compare
-                // it with: say so, rather than wait for evidence that cannot come.
-                let reason = if self.deployment.share == CanaryShare::FULL {
-                    "the statistical judge has not passed the canary, and at 100 % production gets no traffic to compare it with: scale down to let it judge, or promote by hand".to_owned()
-                } else {
-                    format!("waiting for the statistical judge: {words}")
-                };
-                Verdict::Undecided { reason }
-            }
-            (_, _, verdict) => verdict,
-        }
+            .map(|(_, judge)| judge.overall());
+        crate::domain::verdicts::with_judge(
+            self.config.canary.judge.mode,
+            judged,
+            verdict,
+            self.deployment.share,
+        )
     }
 
     /// After a restart: a hook that was running is gone, so the one of the

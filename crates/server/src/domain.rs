@@ -11,4 +11,5 @@ pub mod exposition;
 pub mod health;
 pub mod judge;
 pub mod split;
+pub mod verdicts;
 pub mod view;
