@@ -11,5 +11,6 @@ pub mod notify;
 pub mod own_metrics;
 pub mod proxy;
 pub mod recorder;
+pub mod serving;
 pub mod store;
 pub mod tls;

@@ -7,40 +7,43 @@
 //! Each request goes to the side [`crate::domain::split::choose`] picks from
 //! the current share; each is recorded for that side when its response ends.
 
-use std::borrow::Cow;
-use std::convert::Infallible;
 use std::error::Error as StdError;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
 use canary_shared::{CanaryShare, Side};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use sha2::Digest as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::split::{self, Bucket, Override};
 
+mod client_io;
+mod headers;
 mod http1;
+mod recorded;
+mod serve;
 mod upstream;
 
+pub use serve::serve_on_threads;
+
+use headers::{
+    BodyFraming, ClientInfo, RequestRewrite, is_upgrade, rewrite_request, set_framing,
+    strip_hop_by_hop, upstream_target,
+};
+use recorded::{InFlight, RecordedBody, Recording, acquire};
 use upstream::{BodyWriter, Connection, ConnectionPool, RequestBody, UpstreamBody};
 
 /// A boxed, streaming body.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
-type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
 // === Shared share ===
 
@@ -155,259 +158,6 @@ impl Proxy {
     }
 }
 
-// === Serving ===
-
-/// Resolves once `stopping` is true (or its sender is gone).
-pub(crate) async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it before resolving.
-    let _ = stopping.wait_for(|stopping| *stopping).await.map(|_| ());
-}
-
-/// A client connection handed from the accepting task to a proxy thread.
-type Accepted = (std::net::TcpStream, SocketAddr);
-
-/// Serves the proxy on `threads` threads, each with a single-threaded
-/// runtime of its own; this task accepts and deals the connections out in
-/// turn. A request then never hops between threads, which on a small machine
-/// costs more than the work itself (see BENCHMARKS.md), and dealing in turn
-/// keeps the threads evenly loaded. Returns when every thread has drained
-/// after `stopping` turned true.
-pub async fn serve_on_threads(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    threads: usize,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let mut workers = Vec::new();
-    let mut finished = Vec::new();
-    for index in 0..threads.max(1) {
-        let (connections_tx, connections_rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
-        workers.push(connections_tx);
-        let proxy = proxy.for_another_thread();
-        let stopping = stopping.clone();
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-        finished.push(done_rx);
-        std::thread::Builder::new()
-            .name(format!("canary-proxy-{index}"))
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        runtime.block_on(serve_connections(connections_rx, proxy, stopping))
-                    }
-                    Err(err) => tracing::error!(%err, "cannot start a proxy thread's runtime"),
-                }
-                let _ = done_tx.send(());
-            })?;
-    }
-    let mut next_worker = 0;
-    loop {
-        let (stream, client_addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%err, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stopped(&mut stopping) => break,
-        };
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(%err, "cannot hand over a proxy connection");
-                continue;
-            }
-        };
-        let _ = workers[next_worker % workers.len()].send((stream, client_addr));
-        next_worker = next_worker.wrapping_add(1);
-    }
-    drop(listener);
-    drop(workers);
-    for done in finished {
-        let _ = done.await;
-    }
-    Ok(())
-}
-
-/// One proxy thread: serves the connections it is handed until `stopping`
-/// turns true, then lets open connections finish their requests for up to
-/// ten seconds.
-async fn serve_connections(
-    mut incoming: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
-    proxy: Arc<Proxy>,
-    stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut connections = tokio::task::JoinSet::new();
-    let mut stop_signal = stopping.clone();
-    loop {
-        let (stream, client_addr) = tokio::select! {
-            received = incoming.recv() => match received {
-                Some(received) => received,
-                None => break,
-            },
-            // Reap finished connections so the set does not grow.
-            Some(_) = connections.join_next() => continue,
-            () = stopped(&mut stop_signal) => break,
-        };
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(%err, "cannot register a proxy connection");
-                continue;
-            }
-        };
-        spawn_connection(
-            &mut connections,
-            stream,
-            client_addr,
-            &proxy,
-            stopping.clone(),
-        );
-    }
-    drain(&mut connections, "proxy").await;
-}
-
-/// Waits up to ten seconds for `connections` to finish their requests, then
-/// closes whatever is still open.
-pub(crate) async fn drain(connections: &mut tokio::task::JoinSet<()>, listener: &str) {
-    let drained = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(listener, "connections still open after 10 s; closing them");
-        connections.abort_all();
-    }
-}
-
-/// Serves one client connection: HTTP/1.1 keep-alive with upgrades, and a
-/// graceful close when `stopping` turns true.
-fn spawn_connection(
-    connections: &mut tokio::task::JoinSet<()>,
-    stream: TcpStream,
-    client_addr: SocketAddr,
-    proxy: &Arc<Proxy>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let proxy = Arc::clone(proxy);
-    let activity = Arc::new(ConnectionActivity::new(ClientInfo::new(client_addr)));
-    let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
-    let service = hyper::service::service_fn(move |request| {
-        let proxy = Arc::clone(&proxy);
-        let activity = Arc::clone(&activity);
-        async move {
-            // The head has been read in full: the header timer stops, and
-            // the connection counts as busy until the response body ends.
-            activity.request_started();
-            let response = handle(&proxy, request, &activity.client).await;
-            let (parts, body) = response.into_parts();
-            let body = ActivityBody {
-                inner: body,
-                activity: Some(activity),
-            };
-            Ok::<_, Infallible>(Response::from_parts(parts, body))
-        }
-    });
-    connections.spawn(async move {
-        // Header and idle timeouts are enforced by `ClientIo`: hyper's own
-        // header timer also runs while a keep-alive connection waits for its
-        // next request, which would cut idle connections short.
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        let mut connection = std::pin::pin!(connection);
-        // Not a `select!`: that would poll the stop signal on every wake-up of
-        // the connection, a lock and a waker registration per request. The
-        // signal is polled once to register, then only after the watch changed.
-        let watch = stopping.clone();
-        let mut stop = std::pin::pin!(stopped(&mut stopping));
-        let mut armed = false;
-        let mut shutting_down = false;
-        let result = std::future::poll_fn(|cx| {
-            if !shutting_down
-                && (!armed || watch.has_changed().unwrap_or(true))
-                && stop.as_mut().poll(cx).is_ready()
-            {
-                connection.as_mut().graceful_shutdown();
-                shutting_down = true;
-            }
-            armed = true;
-            connection.as_mut().poll(cx)
-        })
-        .await;
-        if let Err(err) = result {
-            tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
-        }
-    });
-}
-
-/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [header::HeaderName; 8] = [
-    header::CONNECTION,
-    header::HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
-
-/// Fields a `Connection` header may not name for removal: they frame the
-/// message or route it, and the proxy writes them itself. Letting a client
-/// strip `Content-Length` this way would forward a body without its length,
-/// which the upstream then reads as a request of the client's writing.
-const FRAMING_AND_ROUTING: [header::HeaderName; 3] = [
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::HOST,
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than nine lookups.
-    if !headers
-        .keys()
-        .any(|name| HOP_BY_HOP.contains(name) || name == header::UPGRADE)
-    {
-        return;
-    }
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<header::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|name| header::HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| !FRAMING_AND_ROUTING.contains(name))
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
-}
-
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .any(|value| {
-                value
-                    .split(',')
-                    .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-            })
-}
-
 /// A short plain-text response from the proxy itself.
 fn plain(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
     let mut response = Response::new(
@@ -452,39 +202,6 @@ fn cookie_bucket(headers: &HeaderMap, name: &str) -> Option<Bucket> {
     crate::cookies::value(headers, name)
         .and_then(|value| value.parse().ok())
         .and_then(Bucket::new)
-}
-
-/// Counts a request in flight for a side until dropped; a response body
-/// holds it, so a slow download still counts.
-///
-/// It holds this thread's `Proxy` rather than the shared counter's own
-/// `Arc`: a reference count touched by every thread on every request costs
-/// a cache line bouncing between cores.
-#[derive(Debug)]
-struct InFlight {
-    proxy: Arc<Proxy>,
-    side: Side,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.proxy
-            .upstream(self.side)
-            .in_flight
-            .fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn acquire(proxy: &Arc<Proxy>, side: Side) -> Option<InFlight> {
-    let previous = proxy
-        .upstream(side)
-        .in_flight
-        .fetch_add(1, Ordering::AcqRel);
-    let guard = InFlight {
-        proxy: Arc::clone(proxy),
-        side,
-    };
-    (previous < proxy.config.max_in_flight_per_side).then_some(guard)
 }
 
 /// One proxied request, from choosing a side to recording its outcome.
@@ -533,34 +250,20 @@ async fn handle(
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
-    let original_host = parts.headers.get(header::HOST).cloned();
-    let upgrade_headers = upgrade.then(|| {
-        (
-            parts.headers.get(header::UPGRADE).cloned(),
-            parts.headers.get(header::CONNECTION).cloned(),
-        )
-    });
-    strip_hop_by_hop(&mut parts.headers);
-    if let Some(side_override) = &proxy.config.side_override {
-        // The token is for this proxy; the upstream never sees it.
-        parts.headers.remove(side_override.token_header.0.as_str());
-    }
-    if let Some((Some(upgrade_value), _)) = &upgrade_headers {
-        parts.headers.insert(header::UPGRADE, upgrade_value.clone());
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    add_forwarded(&mut parts.headers, client, original_host.as_ref());
-    match proxy.config.host_header {
-        HostHeader::Preserve if parts.headers.contains_key(header::HOST) => {}
-        // HTTP/1.0 clients may send no `Host`; the upstream still needs one.
-        HostHeader::Preserve | HostHeader::Upstream => {
-            parts
-                .headers
-                .insert(header::HOST, upstream.authority.clone());
-        }
-    }
+    rewrite_request(
+        &mut parts.headers,
+        &RequestRewrite {
+            client,
+            host_header: proxy.config.host_header,
+            upstream_authority: &upstream.authority,
+            hidden: proxy
+                .config
+                .side_override
+                .as_ref()
+                .map(|side_override| side_override.token_header.0.as_str()),
+            upgrade,
+        },
+    );
     let retry_parts =
         (side == Side::Canary && proxy.config.retry_refused_canary && !has_body && !upgrade).then(
             || {
@@ -571,42 +274,23 @@ async fn handle(
                 )
             },
         );
-    // The framing the upstream sees is written here, from the body that is
+    // The framing the upstream sees is written from the body that is
     // actually forwarded, never taken over from the client's fields.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::TRANSFER_ENCODING);
-    let request_body = if !has_body {
-        if declared_length == Some(0) {
-            // Some servers want a length on every POST, if only a zero.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(0_u64));
-        }
-        RequestBody::Empty
-    } else {
-        // Errors reading the client's body are marked as the client's, so
-        // they are never counted against the side (see `classify`).
-        let limited = Limited::new(
+    let framing = BodyFraming::of(declared_length, has_body);
+    set_framing(&mut parts.headers, framing);
+    // Errors reading the client's body are marked as the client's, so they
+    // are never counted against the side (see `classify`).
+    let limited = || {
+        Limited::new(
             body.map_err(|err| ClientBodyError(Box::new(err))),
             usize::try_from(max_body).unwrap_or(usize::MAX),
         )
-        .boxed();
-        match declared_length {
-            Some(length) => {
-                parts
-                    .headers
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-                RequestBody::Length(limited)
-            }
-            None => {
-                // The client's own chunking is hop-by-hop; this hop chunks anew.
-                parts.headers.insert(
-                    header::TRANSFER_ENCODING,
-                    HeaderValue::from_static("chunked"),
-                );
-                RequestBody::Chunked(limited)
-            }
-        }
+        .boxed()
+    };
+    let request_body = match framing {
+        BodyFraming::None | BodyFraming::EmptyWithLength => RequestBody::Empty,
+        BodyFraming::Length(_) => RequestBody::Length(limited()),
+        BodyFraming::Chunked => RequestBody::Chunked(limited()),
     };
     let mut head = Vec::new();
     http1::encode_request_head(
@@ -699,74 +383,6 @@ fn forced_side(proxy: &Proxy, headers: &HeaderMap, client: &ClientInfo) -> Optio
         })
     };
     (trusted || token_matches()).then_some(forced)
-}
-
-const X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
-
-/// What the proxy knows of a client connection, computed once per connection.
-#[derive(Debug)]
-struct ClientInfo {
-    ip: std::net::IpAddr,
-    ip_text: String,
-    ip_header: HeaderValue,
-}
-
-impl ClientInfo {
-    fn new(addr: SocketAddr) -> ClientInfo {
-        let ip_text = addr.ip().to_string();
-        let ip_header =
-            HeaderValue::from_str(&ip_text).expect("an IP address is a valid header value");
-        ClientInfo {
-            ip: addr.ip(),
-            ip_text,
-            ip_header,
-        }
-    }
-}
-
-/// Sets `X-Forwarded-For` (appended), `-Proto` and `-Host`.
-fn add_forwarded(
-    headers: &mut HeaderMap,
-    client: &ClientInfo,
-    original_host: Option<&HeaderValue>,
-) {
-    // Every field line counts: a front load balancer may have added its hop
-    // as a line of its own (RFC 9110 §5.3 lets lines be combined with ", ").
-    let mut previous = headers.get_all(X_FORWARDED_FOR).iter().peekable();
-    let forwarded_for = if previous.peek().is_none() {
-        Some(client.ip_header.clone())
-    } else {
-        let mut joined = Vec::new();
-        for value in previous {
-            joined.extend_from_slice(value.as_bytes());
-            joined.extend_from_slice(b", ");
-        }
-        joined.extend_from_slice(client.ip_text.as_bytes());
-        HeaderValue::from_bytes(&joined).ok()
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-    }
-}
-
-/// The request target sent upstream (origin form): the upstream's base path
-/// joined with the request's path and query.
-fn upstream_target<'a>(base: &UpstreamUrl, request_uri: &'a Uri) -> Cow<'a, str> {
-    let base_path = base.uri().path().trim_end_matches('/');
-    let path_and_query = request_uri
-        .path_and_query()
-        .map_or("/", |path_and_query| path_and_query.as_str());
-    if base_path.is_empty() {
-        // The common case: the parsed path and query as they are.
-        return Cow::Borrowed(path_and_query);
-    }
-    Cow::Owned(format!("{base_path}{path_and_query}"))
 }
 
 /// An error reading the client's request body: the client's fault (it sent
@@ -1057,329 +673,4 @@ fn splice_upgrade(sent: Sent, client_upgrade: hyper::upgrade::OnUpgrade) -> Resp
     *response.status_mut() = head.status;
     *response.headers_mut() = headers;
     response
-}
-
-// === Recording when the response ends ===
-
-/// What to record once a response body has ended.
-#[derive(Debug)]
-struct Recording {
-    /// This thread's proxy (see [`InFlight`] for why not the recorder's `Arc`).
-    proxy: Arc<Proxy>,
-    side: Side,
-    status: u16,
-    started: Instant,
-}
-
-impl Recording {
-    fn record(self, outcome: Outcome) {
-        self.proxy
-            .recorder
-            .record(self.side, outcome, self.started.elapsed());
-    }
-}
-
-/// The upstream's response body on its way to the client; records the
-/// request when the body ends (a reset mid-body counts as a reset) and holds
-/// the side's in-flight slot until then.
-struct RecordedBody {
-    inner: UpstreamBody,
-    recording: Option<Recording>,
-    _in_flight: InFlight,
-}
-
-impl Body for RecordedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => {
-                if let Some(recording) = self.recording.take() {
-                    let status = recording.status;
-                    recording.record(Outcome::Status(status));
-                }
-            }
-            Poll::Ready(Some(Err(err))) => {
-                if let Some(recording) = self.recording.take() {
-                    let kind = match classify(&**err).kind {
-                        TransportFailure::Other => TransportFailure::Reset,
-                        kind => kind,
-                    };
-                    recording.record(Outcome::Transport(kind));
-                }
-            }
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for RecordedBody {
-    fn drop(&mut self) {
-        // The client went away before the body ended (or hyper never polled an
-        // empty body to its end): the upstream answered, so its status counts.
-        if let Some(recording) = self.recording.take() {
-            let status = recording.status;
-            recording.record(Outcome::Status(status));
-        }
-    }
-}
-
-// === Client connection timeouts ===
-
-/// What the request handler tells a connection's I/O about its requests.
-#[derive(Debug)]
-struct ConnectionActivity {
-    /// The client at the other end.
-    client: ClientInfo,
-    /// Requests whose head was read and whose response has not ended.
-    open_requests: AtomicU32,
-    /// Increases with every request head read; lets a stale header timer be spotted.
-    heads_read: std::sync::atomic::AtomicU64,
-}
-
-impl ConnectionActivity {
-    fn new(client: ClientInfo) -> ConnectionActivity {
-        ConnectionActivity {
-            client,
-            open_requests: AtomicU32::new(0),
-            heads_read: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    fn request_started(&self) {
-        self.open_requests.fetch_add(1, Ordering::AcqRel);
-        self.heads_read.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn request_ended(&self) {
-        self.open_requests.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    fn busy(&self) -> bool {
-        self.open_requests.load(Ordering::Acquire) > 0
-    }
-}
-
-/// A response body that marks its request ended when it ends or is dropped.
-struct ActivityBody {
-    inner: ProxyBody,
-    activity: Option<Arc<ConnectionActivity>>,
-}
-
-impl ActivityBody {
-    fn end(&mut self) {
-        if let Some(activity) = self.activity.take() {
-            activity.request_ended();
-        }
-    }
-}
-
-impl Body for ActivityBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.end();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for ActivityBody {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
-/// A client connection with two deadlines of its own:
-/// - a request head must arrive in full within the header timeout, counted
-///   from its first byte (a client that sends half a request and stalls is
-///   closed, while an idle keep-alive connection is not);
-/// - no byte moving in either direction for the idle timeout closes it.
-///
-/// Reads and writes only note the time; one timer per connection is re-armed
-/// when it fires, so a busy connection touches tokio's timer wheel about once
-/// per header timeout rather than on every read and write.
-struct ClientIo {
-    stream: TcpStream,
-    activity: Arc<ConnectionActivity>,
-    idle_timeout: Duration,
-    header_timeout: Duration,
-    timer: Pin<Box<Sleep>>,
-    last_activity: Instant,
-    /// When the head being received started, with `heads_read` then.
-    head_started: Option<(Instant, u64)>,
-}
-
-impl ClientIo {
-    fn new(stream: TcpStream, activity: Arc<ConnectionActivity>, config: &ProxyConfig) -> ClientIo {
-        let idle_timeout = config.client_idle_timeout.0;
-        let header_timeout = config.client_header_timeout.0;
-        ClientIo {
-            stream,
-            activity,
-            idle_timeout,
-            header_timeout,
-            timer: Box::pin(tokio::time::sleep(idle_timeout.min(header_timeout))),
-            last_activity: Instant::now(),
-            head_started: None,
-        }
-    }
-
-    fn moved_bytes(&mut self) {
-        self.last_activity = Instant::now();
-    }
-
-    /// Forgets the head start once that head has been read.
-    fn forget_finished_head(&mut self) {
-        let heads_read = self.activity.heads_read.load(Ordering::Acquire);
-        if self
-            .head_started
-            .is_some_and(|(_, started_at)| started_at != heads_read)
-        {
-            self.head_started = None;
-        }
-    }
-
-    fn check_deadlines(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return None;
-            }
-            let now = Instant::now();
-            if now >= self.last_activity + self.idle_timeout {
-                return Some(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "client connection idle for too long",
-                ));
-            }
-            self.forget_finished_head();
-            if let Some((started, _)) = self.head_started
-                && now >= started + self.header_timeout
-            {
-                return Some(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "client too slow to send a request head",
-                ));
-            }
-            // Nothing expired: wake again at the earliest deadline that could,
-            // including one for a head that may start from now on.
-            let mut next = (self.last_activity + self.idle_timeout).min(now + self.header_timeout);
-            if let Some((started, _)) = self.head_started {
-                next = next.min(started + self.header_timeout);
-            }
-            self.timer.as_mut().reset(next);
-        }
-    }
-}
-
-impl AsyncRead for ClientIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.stream).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if buf.filled().len() > before {
-                    self.moved_bytes();
-                    self.forget_finished_head();
-                    // Bytes while no request is open are the start of a head.
-                    if !self.activity.busy() && self.head_started.is_none() {
-                        let heads_read = self.activity.heads_read.load(Ordering::Acquire);
-                        self.head_started = Some((self.last_activity, heads_read));
-                    }
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => match self.check_deadlines(cx) {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl ClientIo {
-    /// Notes bytes written, and turns a pending write into an error once a
-    /// deadline has passed.
-    fn written(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<std::io::Result<usize>>,
-    ) -> Poll<std::io::Result<usize>> {
-        match polled {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    self.moved_bytes();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Pending => match self.check_deadlines(cx) {
-                Some(err) => Poll::Ready(Err(err)),
-                None => Poll::Pending,
-            },
-            other => other,
-        }
-    }
-}
-
-impl AsyncWrite for ClientIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
-        self.written(cx, polled)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.written(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
 }

@@ -122,7 +122,7 @@ pub async fn serve(
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = crate::adapters::proxy::stopped(&mut stopping) => {
+                () = crate::adapters::serving::stopped(&mut stopping) => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
@@ -134,6 +134,6 @@ pub async fn serve(
     }
     drop(listener);
     let _ = stopping_tx.send(true);
-    crate::adapters::proxy::drain(&mut connections, "admin").await;
+    crate::adapters::serving::drain(&mut connections, "admin").await;
     Ok(())
 }

@@ -1,0 +1,125 @@
+//! Recording a request when its response ends, and the per-side in-flight
+//! slot a response holds until then.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use canary_shared::Side;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::adapters::proxy::upstream::UpstreamBody;
+use crate::adapters::proxy::{BoxError, Proxy, classify};
+use crate::adapters::recorder::{Outcome, TransportFailure};
+
+/// Counts a request in flight for a side until dropped; a response body
+/// holds it, so a slow download still counts.
+///
+/// It holds this thread's `Proxy` rather than the shared counter's own
+/// `Arc`: a reference count touched by every thread on every request costs
+/// a cache line bouncing between cores.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) side: Side,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.proxy
+            .upstream(self.side)
+            .in_flight
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pub(super) fn acquire(proxy: &Arc<Proxy>, side: Side) -> Option<InFlight> {
+    let previous = proxy
+        .upstream(side)
+        .in_flight
+        .fetch_add(1, Ordering::AcqRel);
+    let guard = InFlight {
+        proxy: Arc::clone(proxy),
+        side,
+    };
+    (previous < proxy.config.max_in_flight_per_side).then_some(guard)
+}
+
+/// What to record once a response body has ended.
+#[derive(Debug)]
+pub(super) struct Recording {
+    /// This thread's proxy (see [`InFlight`] for why not the recorder's `Arc`).
+    pub(super) proxy: Arc<Proxy>,
+    pub(super) side: Side,
+    pub(super) status: u16,
+    pub(super) started: Instant,
+}
+
+impl Recording {
+    pub(super) fn record(self, outcome: Outcome) {
+        self.proxy
+            .recorder
+            .record(self.side, outcome, self.started.elapsed());
+    }
+}
+
+/// The upstream's response body on its way to the client; records the
+/// request when the body ends (a reset mid-body counts as a reset) and holds
+/// the side's in-flight slot until then.
+pub(super) struct RecordedBody {
+    pub(super) inner: UpstreamBody,
+    pub(super) recording: Option<Recording>,
+    pub(super) _in_flight: InFlight,
+}
+
+impl Body for RecordedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => {
+                if let Some(recording) = self.recording.take() {
+                    let status = recording.status;
+                    recording.record(Outcome::Status(status));
+                }
+            }
+            Poll::Ready(Some(Err(err))) => {
+                if let Some(recording) = self.recording.take() {
+                    let kind = match classify(&**err).kind {
+                        TransportFailure::Other => TransportFailure::Reset,
+                        kind => kind,
+                    };
+                    recording.record(Outcome::Transport(kind));
+                }
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RecordedBody {
+    fn drop(&mut self) {
+        // The client went away before the body ended (or hyper never polled an
+        // empty body to its end): the upstream answered, so its status counts.
+        if let Some(recording) = self.recording.take() {
+            let status = recording.status;
+            recording.record(Outcome::Status(status));
+        }
+    }
+}

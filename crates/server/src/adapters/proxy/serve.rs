@@ -1,0 +1,190 @@
+//! Serving the proxy: an accepting task deals connections out to proxy
+//! threads, each with a runtime of its own, and drains them on shutdown.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Response;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::adapters::proxy::client_io::{ActivityBody, ClientIo, ConnectionActivity};
+use crate::adapters::proxy::headers::ClientInfo;
+use crate::adapters::proxy::{Proxy, handle};
+use crate::adapters::serving::{drain, stopped};
+
+/// A client connection handed from the accepting task to a proxy thread.
+pub(super) type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// Serves the proxy on `threads` threads, each with a single-threaded
+/// runtime of its own; this task accepts and deals the connections out in
+/// turn. A request then never hops between threads, which on a small machine
+/// costs more than the work itself (see BENCHMARKS.md), and dealing in turn
+/// keeps the threads evenly loaded. Returns when every thread has drained
+/// after `stopping` turned true.
+pub async fn serve_on_threads(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    threads: usize,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut workers = Vec::new();
+    let mut finished = Vec::new();
+    for index in 0..threads.max(1) {
+        let (connections_tx, connections_rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+        workers.push(connections_tx);
+        let proxy = proxy.for_another_thread();
+        let stopping = stopping.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        finished.push(done_rx);
+        std::thread::Builder::new()
+            .name(format!("canary-proxy-{index}"))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        runtime.block_on(serve_connections(connections_rx, proxy, stopping))
+                    }
+                    Err(err) => tracing::error!(%err, "cannot start a proxy thread's runtime"),
+                }
+                let _ = done_tx.send(());
+            })?;
+    }
+    let mut next_worker = 0;
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%err, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stopping) => break,
+        };
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%err, "cannot hand over a proxy connection");
+                continue;
+            }
+        };
+        let _ = workers[next_worker % workers.len()].send((stream, client_addr));
+        next_worker = next_worker.wrapping_add(1);
+    }
+    drop(listener);
+    drop(workers);
+    for done in finished {
+        let _ = done.await;
+    }
+    Ok(())
+}
+
+/// One proxy thread: serves the connections it is handed until `stopping`
+/// turns true, then lets open connections finish their requests for up to
+/// ten seconds.
+pub(super) async fn serve_connections(
+    mut incoming: tokio::sync::mpsc::UnboundedReceiver<Accepted>,
+    proxy: Arc<Proxy>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop_signal = stopping.clone();
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            received = incoming.recv() => match received {
+                Some(received) => received,
+                None => break,
+            },
+            // Reap finished connections so the set does not grow.
+            Some(_) = connections.join_next() => continue,
+            () = stopped(&mut stop_signal) => break,
+        };
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%err, "cannot register a proxy connection");
+                continue;
+            }
+        };
+        spawn_connection(
+            &mut connections,
+            stream,
+            client_addr,
+            &proxy,
+            stopping.clone(),
+        );
+    }
+    drain(&mut connections, "proxy").await;
+}
+
+/// Serves one client connection: HTTP/1.1 keep-alive with upgrades, and a
+/// graceful close when `stopping` turns true.
+pub(super) fn spawn_connection(
+    connections: &mut tokio::task::JoinSet<()>,
+    stream: TcpStream,
+    client_addr: SocketAddr,
+    proxy: &Arc<Proxy>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let proxy = Arc::clone(proxy);
+    let activity = Arc::new(ConnectionActivity::new(ClientInfo::new(client_addr)));
+    let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
+    let service = hyper::service::service_fn(move |request| {
+        let proxy = Arc::clone(&proxy);
+        let activity = Arc::clone(&activity);
+        async move {
+            // The head has been read in full: the header timer stops, and
+            // the connection counts as busy until the response body ends.
+            activity.request_started();
+            let response = handle(&proxy, request, &activity.client).await;
+            let (parts, body) = response.into_parts();
+            let body = ActivityBody {
+                inner: body,
+                activity: Some(activity),
+            };
+            Ok::<_, Infallible>(Response::from_parts(parts, body))
+        }
+    });
+    connections.spawn(async move {
+        // Header and idle timeouts are enforced by `ClientIo`: hyper's own
+        // header timer also runs while a keep-alive connection waits for its
+        // next request, which would cut idle connections short.
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        // Not a `select!`: that would poll the stop signal on every wake-up of
+        // the connection, a lock and a waker registration per request. The
+        // signal is polled once to register, then only after the watch changed.
+        let watch = stopping.clone();
+        let mut stop = std::pin::pin!(stopped(&mut stopping));
+        let mut armed = false;
+        let mut shutting_down = false;
+        let result = std::future::poll_fn(|cx| {
+            if !shutting_down
+                && (!armed || watch.has_changed().unwrap_or(true))
+                && stop.as_mut().poll(cx).is_ready()
+            {
+                connection.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+            armed = true;
+            connection.as_mut().poll(cx)
+        })
+        .await;
+        if let Err(err) = result {
+            tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
+        }
+    });
+}
