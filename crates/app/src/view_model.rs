@@ -99,18 +99,7 @@ pub fn rate(value: Option<f64>) -> String {
     }
 }
 
-/// `1,234,567`.
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use canary_shared::words::thousands;
 
 /// A CSS modifier for a health badge.
 pub fn health_class(health: Health) -> &'static str {
@@ -233,16 +222,9 @@ pub fn clock_time(at: UnixMillis) -> String {
     )
 }
 
-/// A step's duration: `45 s`, `12 min`, `3 h 5 min`.
-pub fn duration_words(ms: u64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0..=59 => format!("{secs} s"),
-        60..=3599 => format!("{} min", secs / 60),
-        _ if (secs / 60).is_multiple_of(60) => format!("{} h", secs / 3600),
-        _ => format!("{} h {} min", secs / 3600, secs / 60 % 60),
-    }
-}
+/// A duration in the words the server and the CLI use too: `45 s`, `90 s`,
+/// `12 min`, `3 h 5 min`.
+pub use canary_shared::words::duration as duration_words;
 
 /// The page title: the state at a glance, for a tab in the background.
 ///

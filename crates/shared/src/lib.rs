@@ -36,6 +36,7 @@ pub mod settings;
 pub mod share;
 pub mod stream;
 pub mod time;
+pub mod words;
 
 pub use api::{ApiErrorBody, Command, StartRequest};
 pub use audit::{AuditEvent, AuditMetrics, AuditPage};

@@ -150,7 +150,10 @@ fn metric_words(metric: &str) -> String {
 /// A value with its unit, as people read it: `1,340 ms`, `12.5 %`.
 fn value_words(metric: &str, value: f64) -> String {
     if metric.ends_with("_ms") {
-        format!("{} ms", group_thousands(value.round() as u64))
+        format!(
+            "{} ms",
+            canary_shared::words::thousands(value.round() as u64)
+        )
     } else if metric.ends_with("_rate") {
         let percent = value * 100.0;
         if (percent - percent.round()).abs() < 0.05 {
@@ -162,19 +165,6 @@ fn value_words(metric: &str, value: f64) -> String {
         let rounded = (value * 100.0).round() / 100.0;
         format!("{rounded}")
     }
-}
-
-/// `1,234,567`: digits grouped by thousands, for reasons people read.
-pub(crate) fn group_thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// Judges one check against the canary's window.

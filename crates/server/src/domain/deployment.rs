@@ -872,19 +872,7 @@ impl Change {
     }
 }
 
-/// `24 h`, `3 h 12 min`, `5 min`, `30 s`, for reasons people read: two units
-/// at most, rounded down, so a countdown never claims more time than is left.
-pub fn human_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (hours, minutes) = (secs / 3600, secs / 60 % 60);
-    match secs {
-        0 => format!("{ms} ms"),
-        1..=119 => format!("{secs} s"),
-        120..=3599 => format!("{} min", secs / 60),
-        _ if minutes == 0 => format!("{hours} h"),
-        _ => format!("{hours} h {minutes} min"),
-    }
-}
+pub use canary_shared::words::duration as human_duration;
 
 #[cfg(test)]
 mod tests;

@@ -233,7 +233,7 @@ fn evidence(value: f64) -> String {
     if value < 10.0 {
         format!("{value:.1}")
     } else if value < 1e6 {
-        crate::domain::analysis::group_thousands(value.round() as u64)
+        canary_shared::words::thousands(value.round() as u64)
     } else {
         "over 1,000,000".to_owned()
     }
@@ -415,7 +415,7 @@ impl FailureRateJudge {
         let estimate = self.estimate();
         let tolerance = 1.0 + settings.failure_tolerance;
         let failures = self.failures[0] + self.failures[1];
-        let counted = crate::domain::analysis::group_thousands(failures);
+        let counted = canary_shared::words::thousands(failures);
         let ratio = estimate.map_or_else(
             || "not estimable yet".to_owned(),
             |ratio| format!("{ratio:.2}× production's"),
@@ -427,7 +427,7 @@ impl FailureRateJudge {
             ),
             Conclusion::Pass if failures == 0 => format!(
                 "failure rate: no failure on either side in {} canary requests",
-                crate::domain::analysis::group_thousands(self.requests[1])
+                canary_shared::words::thousands(self.requests[1])
             ),
             Conclusion::Pass => format!(
                 "failure rate: within {tolerance:.2}× production's (estimate {ratio}; {}, from {counted} failures)",
@@ -574,7 +574,7 @@ impl LatencyJudge {
                 format!(
                     "slower in {:.1} % of {} comparisons",
                     share * 100.0,
-                    crate::domain::analysis::group_thousands(self.comparisons)
+                    canary_shared::words::thousands(self.comparisons)
                 )
             },
         );
