@@ -3,7 +3,7 @@
 use canary_shared::api::{BASE_PATH, SETTINGS_PATH};
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
 use canary_shared::{
-    ApiErrorBody, AuditPage, CanaryShare, CanaryState, LoginRequest, Me, RolloutSettings,
+    ApiErrorBody, AuditPage, CanaryShare, CanaryState, Command, LoginRequest, Me, RolloutSettings,
     StartRequest,
 };
 use wasm_bindgen::JsCast;
@@ -33,12 +33,7 @@ impl std::fmt::Display for Error {
 
 /// `POST /admin/canary/scale/{percent}`: the state with the new share in effect.
 pub async fn scale(share: CanaryShare) -> Result<CanaryState, Error> {
-    send(
-        "POST",
-        &format!("{BASE_PATH}/scale/{}", share.percent()),
-        None,
-    )
-    .await
+    send_command(&Command::Scale { percent: share }).await
 }
 
 /// `POST /admin/canary/start`.
@@ -47,8 +42,18 @@ pub async fn start(image_tag: &str, traffic_percent: CanaryShare) -> Result<Cana
         image_tag: image_tag.to_owned(),
         traffic_percent,
     };
-    let json = serde_json::to_string(&body).map_err(|err| Error::Decode(err.to_string()))?;
-    send("POST", &format!("{BASE_PATH}/start"), Some(json)).await
+    send_command(&Command::Start(body)).await
+}
+
+/// Sends `command` as its REST request (`Command::rest_request`, the one
+/// mapping the server's router and the CLI use too).
+async fn send_command(command: &Command) -> Result<CanaryState, Error> {
+    let (path, body) = command.rest_request();
+    let json = body
+        .map(|body| serde_json::to_string(&body))
+        .transpose()
+        .map_err(|err| Error::Decode(err.to_string()))?;
+    send("POST", &path, json).await
 }
 
 /// A command without arguments, or with a reason.
@@ -72,22 +77,16 @@ pub enum Simple {
 
 /// Sends one of the [`Simple`] commands.
 pub async fn command(command: Simple) -> Result<CanaryState, Error> {
-    let with_reason = |reason: String| {
-        (!reason.trim().is_empty()).then(|| serde_json::json!({ "reason": reason }).to_string())
+    let command = match command {
+        Simple::Continue => Command::Continue,
+        Simple::Pause => Command::Pause,
+        Simple::Resume => Command::Resume,
+        Simple::Promote => Command::Promote,
+        Simple::Rollback(reason) => Command::Rollback { reason },
+        Simple::Stop(reason) => Command::Stop { reason },
+        Simple::AutoProgression(enabled) => Command::SetAutoProgression { enabled },
     };
-    let (path, body) = match command {
-        Simple::Continue => ("continue", None),
-        Simple::Pause => ("pause", None),
-        Simple::Resume => ("resume", None),
-        Simple::Promote => ("promote", None),
-        Simple::Rollback(reason) => ("rollback", with_reason(reason)),
-        Simple::Stop(reason) => ("stop", with_reason(reason)),
-        Simple::AutoProgression(enabled) => (
-            "auto-progression",
-            Some(serde_json::json!({ "enabled": enabled }).to_string()),
-        ),
-    };
-    send("POST", &format!("{BASE_PATH}/{path}"), body).await
+    send_command(&command).await
 }
 
 /// `GET /admin/canary/demo`: the demo services (a 404 outside `canary demo`).

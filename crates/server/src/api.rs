@@ -21,7 +21,9 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
-use canary_shared::api::{BASE_PATH, METRICS_PATH, SETTINGS_PATH, STATUS_PATH, STREAM_PATH};
+use canary_shared::api::{
+    BASE_PATH, METRICS_PATH, SETTINGS_PATH, STATUS_PATH, STREAM_PATH, command_paths,
+};
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH};
 use canary_shared::demo::DEMO_PATH;
 use canary_shared::{CanaryState, MetricsSnapshot};
@@ -94,29 +96,29 @@ pub fn router(app_state: AppState) -> Router {
             &format!("{BASE_PATH}/sessions/{{handle}}"),
             axum::routing::delete(access::revoke),
         )
-        .route(&format!("{BASE_PATH}/start"), post(commands::start))
+        .route(command_paths::START, post(commands::start))
         .route(
-            &format!("{BASE_PATH}/scale"),
+            command_paths::SCALE,
             post(commands::scale_without_percent),
         )
         .route(
-            &format!("{BASE_PATH}/scale/"),
+            &format!("{}/", command_paths::SCALE),
             post(commands::scale_without_percent),
         )
         .route(
-            &format!("{BASE_PATH}/scale/{{percent}}"),
+            &format!("{}/{{percent}}", command_paths::SCALE),
             post(commands::scale),
         )
-        .route(&format!("{BASE_PATH}/continue"), post(commands::continue_))
-        .route(&format!("{BASE_PATH}/pause"), post(commands::pause))
-        .route(&format!("{BASE_PATH}/resume"), post(commands::resume))
-        .route(&format!("{BASE_PATH}/promote"), post(commands::promote))
+        .route(command_paths::CONTINUE, post(commands::continue_))
+        .route(command_paths::PAUSE, post(commands::pause))
+        .route(command_paths::RESUME, post(commands::resume))
+        .route(command_paths::PROMOTE, post(commands::promote))
         .route(
-            &format!("{BASE_PATH}/auto-progression"),
+            command_paths::AUTO_PROGRESSION,
             post(commands::set_auto_progression),
         )
-        .route(&format!("{BASE_PATH}/rollback"), post(commands::rollback))
-        .route(&format!("{BASE_PATH}/stop"), post(commands::stop))
+        .route(command_paths::ROLLBACK, post(commands::rollback))
+        .route(command_paths::STOP, post(commands::stop))
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
         .route(SETTINGS_PATH, get(status::get_settings))

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
+use canary_shared::api::{BASE_PATH, command_paths};
 use canary_shared::{
-    ApiErrorBody, AuditEvent, AuditPage, CanaryState, CheckStatus, Phase, ServerMessage,
+    ApiErrorBody, AuditEvent, AuditPage, CanaryState, CheckStatus, Command, Phase, ServerMessage,
 };
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
@@ -276,7 +277,12 @@ async fn execute(
     command: ClientCommand,
     json: bool,
 ) -> Result<Exit, CallError> {
-    let post = |path: &'static str, body: Option<serde_json::Value>| async move {
+    // A command goes as its REST request: the one mapping the console and
+    // the server's router use too.
+    let send = |command: Command| async move {
+        let (path, body) = command.rest_request();
+        let body = body.map(|body| serde_json::to_value(body).expect("command bodies are JSON"));
+        let path = path.strip_prefix(BASE_PATH).unwrap_or(&path);
         let state: CanaryState = api.call(Method::POST, path, body).await?;
         Ok::<CanaryState, CallError>(state)
     };
@@ -291,8 +297,12 @@ async fn execute(
             percent,
             wait,
         } => {
+            // The share goes as typed, for the server to judge with its own words.
             let body = serde_json::json!({ "image_tag": image_tag, "traffic_percent": percent });
-            let state = post("/start", Some(body)).await?;
+            let path = command_paths::START
+                .strip_prefix(BASE_PATH)
+                .unwrap_or_default();
+            let state: CanaryState = api.call(Method::POST, path, Some(body)).await?;
             if json {
                 show_state(&state, true);
             } else {
@@ -311,30 +321,34 @@ async fn execute(
             return Ok(Exit::Done);
         }
         ClientCommand::Scale { percent } => {
-            let path = format!("/scale/{percent}");
-            api.call(Method::POST, &path, None).await?
+            // As typed too: the server says what is wrong with a share.
+            let scale = command_paths::SCALE
+                .strip_prefix(BASE_PATH)
+                .unwrap_or_default();
+            api.call(Method::POST, &format!("{scale}/{percent}"), None)
+                .await?
         }
-        ClientCommand::Continue => post("/continue", None).await?,
-        ClientCommand::Pause => post("/pause", None).await?,
-        ClientCommand::Resume => post("/resume", None).await?,
-        ClientCommand::Promote => post("/promote", None).await?,
+        ClientCommand::Continue => send(Command::Continue).await?,
+        ClientCommand::Pause => send(Command::Pause).await?,
+        ClientCommand::Resume => send(Command::Resume).await?,
+        ClientCommand::Promote => send(Command::Promote).await?,
         ClientCommand::Rollback { reason } => {
-            post(
-                "/rollback",
-                reason.map(|reason| serde_json::json!({ "reason": reason })),
-            )
+            send(Command::Rollback {
+                reason: reason.unwrap_or_default(),
+            })
             .await?
         }
         ClientCommand::Stop { reason } => {
-            post(
-                "/stop",
-                reason.map(|reason| serde_json::json!({ "reason": reason })),
-            )
+            send(Command::Stop {
+                reason: reason.unwrap_or_default(),
+            })
             .await?
         }
         ClientCommand::AutoProgression { setting } => {
-            let body = serde_json::json!({ "enabled": setting == "on" });
-            post("/auto-progression", Some(body)).await?
+            send(Command::SetAutoProgression {
+                enabled: setting == "on",
+            })
+            .await?
         }
         ClientCommand::Audit {
             limit,

@@ -18,6 +18,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use canary_shared::api::command_paths;
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH, SESSION_COOKIE};
 use canary_shared::{CredentialKind, LoginRequest, Me, Role};
 use serde::Serialize;
@@ -99,25 +100,25 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         (Method::GET, "/admin/canary/audit", Needs(Viewer)),
         (Method::GET, "/admin/canary/openapi.yaml", Needs(Viewer)),
         (Method::GET, "/admin/canary/ws", Needs(Viewer)),
-        (Method::POST, "/admin/canary/start", Needs(Operator)),
-        (Method::POST, "/admin/canary/scale", Needs(Operator)),
+        (Method::POST, command_paths::START, Needs(Operator)),
+        (Method::POST, command_paths::SCALE, Needs(Operator)),
         (Method::POST, "/admin/canary/scale/", Needs(Operator)),
         (
             Method::POST,
             "/admin/canary/scale/{percent}",
             Needs(Operator),
         ),
-        (Method::POST, "/admin/canary/continue", Needs(Operator)),
-        (Method::POST, "/admin/canary/pause", Needs(Operator)),
+        (Method::POST, command_paths::CONTINUE, Needs(Operator)),
+        (Method::POST, command_paths::PAUSE, Needs(Operator)),
         (
             Method::POST,
-            "/admin/canary/auto-progression",
+            command_paths::AUTO_PROGRESSION,
             Needs(Operator),
         ),
-        (Method::POST, "/admin/canary/resume", Needs(Operator)),
-        (Method::POST, "/admin/canary/promote", Needs(Operator)),
-        (Method::POST, "/admin/canary/rollback", Needs(Operator)),
-        (Method::POST, "/admin/canary/stop", Needs(Operator)),
+        (Method::POST, command_paths::RESUME, Needs(Operator)),
+        (Method::POST, command_paths::PROMOTE, Needs(Operator)),
+        (Method::POST, command_paths::ROLLBACK, Needs(Operator)),
+        (Method::POST, command_paths::STOP, Needs(Operator)),
         (
             Method::POST,
             "/admin/canary/webhook/{event}",
