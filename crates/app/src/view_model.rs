@@ -3,8 +3,8 @@
 
 use canary_shared::audit::NotifyEvent;
 use canary_shared::{
-    ActionKind, AuditEvent, AuditMetrics, CanaryShare, CanaryState, CheckStatus, Health, Phase,
-    Role, RolloutSettings, StepStatus, UnixMillis, WindowStats,
+    ActionKind, AuditAction, AuditEvent, AuditMetrics, CanaryShare, CanaryState, CheckStatus,
+    Health, Phase, Role, RolloutSettings, StepStatus, UnixMillis, WindowStats,
 };
 
 /// Where the live connection stands.
@@ -295,14 +295,16 @@ pub fn auto_progression_words(state: &CanaryState) -> String {
 pub fn is_automatic_decision(entry: &AuditEvent) -> bool {
     entry.actor == "controller"
         && matches!(
-            entry.action.as_str(),
-            "auto_rollback"
-                | "auto_pause"
-                | "auto_progress"
-                | "no_data_rollback"
-                | "deploy_failed"
-                | "health_check_failed"
-                | "promote_failed"
+            entry.kind(),
+            Some(
+                AuditAction::AutoRollback
+                    | AuditAction::AutoPause
+                    | AuditAction::AutoProgress
+                    | AuditAction::NoDataRollback
+                    | AuditAction::DeployFailed
+                    | AuditAction::HealthCheckFailed
+                    | AuditAction::PromoteFailed
+            )
         )
 }
 
@@ -479,8 +481,14 @@ impl AuditKind {
     /// Whether `entry` is of this kind.
     pub fn matches(self, entry: &AuditEvent) -> bool {
         let access = matches!(
-            entry.action.as_str(),
-            "login" | "login_failed" | "logout" | "session_revoked" | "access_denied"
+            entry.kind(),
+            Some(
+                AuditAction::Login
+                    | AuditAction::LoginFailed
+                    | AuditAction::Logout
+                    | AuditAction::SessionRevoked
+                    | AuditAction::AccessDenied
+            )
         );
         match self {
             AuditKind::All => true,

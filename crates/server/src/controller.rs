@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use canary_shared::{
-    AuditEvent, AuditMetrics, CanaryShare, CanaryState, Command, MetricsSnapshot, Phase,
-    SafetyCheck, Side, UnixMillis,
+    AuditAction, AuditEvent, AuditMetrics, CanaryShare, CanaryState, Command, MetricsSnapshot,
+    Phase, SafetyCheck, Side, UnixMillis,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -73,7 +73,7 @@ impl ControllerHandle {
     }
 
     /// Records an access decision in the audit trail; never waits for it.
-    pub fn access(&self, actor: String, action: &'static str, reason: String) {
+    pub fn access(&self, actor: String, action: AuditAction, reason: String) {
         let sent = self.events.try_send(Event::Access {
             actor,
             action,
@@ -369,20 +369,20 @@ impl Controller {
     }
 
     /// Appends an access record; the deployment itself does not change.
-    fn record_access(&mut self, actor: String, action: &'static str, reason: String) {
+    fn record_access(&mut self, actor: String, action: AuditAction, reason: String) {
         if !self.record_unchanged(actor, action, reason) {
-            tracing::error!(action, "cannot record an access decision");
+            tracing::error!(%action, "cannot record an access decision");
         }
     }
 
     /// Commits an audit entry that leaves the deployment as it is (an access
     /// decision, a recovery) and broadcasts it; `false` when the store
     /// refused it (already logged).
-    fn record_unchanged(&mut self, actor: String, action: &str, reason: String) -> bool {
+    fn record_unchanged(&mut self, actor: String, action: AuditAction, reason: String) -> bool {
         let record = AuditRecord {
             at: self.clock.now(),
             actor,
-            action: action.to_owned(),
+            action,
             from_phase: self.deployment.phase,
             to_phase: self.deployment.phase,
             from_share: self.deployment.share,
@@ -402,14 +402,16 @@ impl Controller {
             Ok(stored) => {
                 log_decision(&record);
                 for event in stored {
-                    self.own.decided(&event.action);
+                    if let Some(action) = event.kind() {
+                        self.own.decided(action);
+                    }
                     let _ = self.audit.send(event);
                 }
                 true
             }
             Err(err) => {
                 self.own.store_error();
-                tracing::error!(%err, action, "cannot store an audit entry");
+                tracing::error!(%err, %action, "cannot store an audit entry");
                 false
             }
         }
@@ -573,7 +575,9 @@ impl Controller {
             }
         }
         for event in stored {
-            self.own.decided(&event.action);
+            if let Some(action) = event.kind() {
+                self.own.decided(action);
+            }
             let _ = self.audit.send(event.clone());
         }
     }
@@ -720,7 +724,7 @@ impl Controller {
         let share = self.deployment.share;
         self.record_unchanged(
             "controller".to_owned(),
-            "recovered",
+            AuditAction::Recovered,
             format!("server restarted; serving {share} to the canary as recorded"),
         );
         tracing::info!(phase = phase.label(), %share, "recovered the deployment from the store");

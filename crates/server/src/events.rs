@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use canary_shared::{CanaryState, Command, MetricsSnapshot, Side};
+use canary_shared::{AuditAction, CanaryState, Command, MetricsSnapshot, Side};
 use tokio::sync::oneshot;
 
 use crate::adapters::hooks::HookOutcome;
@@ -60,8 +60,8 @@ pub enum Event {
     Access {
         /// The user or token name (or what was claimed).
         actor: String,
-        /// `login`, `login_failed`, `logout`, `access_denied`, `session_revoked`.
-        action: &'static str,
+        /// `Login`, `LoginFailed`, `Logout`, `AccessDenied`, `SessionRevoked`.
+        action: AuditAction,
         /// Details in words.
         reason: String,
     },

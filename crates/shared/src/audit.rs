@@ -16,7 +16,8 @@ pub struct AuditEvent {
     pub at: UnixMillis,
     /// Who decided: a user, a token name, or `"controller"` for automatic decisions.
     pub actor: String,
-    /// What was done (`"start"`, `"scale"`, `"auto_rollback"`, …).
+    /// What was done (`"start"`, `"scale"`, `"auto_rollback"`, …): an
+    /// [`AuditAction`]'s name.
     pub action: String,
     /// The phase before.
     pub from_phase: Phase,
@@ -34,6 +35,161 @@ pub struct AuditEvent {
     /// A hook's exit status and captured output (size-capped), when one ran.
     #[serde(default)]
     pub output: Option<String>,
+}
+
+/// Every kind of decision the audit trail records: the one list the server
+/// writes, the console and the notifications read, and `/metrics` counts.
+///
+/// On the wire an entry's `action` stays a string (see [`AuditEvent::kind`]),
+/// so a console or script never fails on an action it does not know yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    /// `start`: an operator started a rollout.
+    Start,
+    /// `scale`: an operator set the share.
+    Scale,
+    /// `continue`: an operator moved to the next step.
+    Continue,
+    /// `pause`: an operator paused.
+    Pause,
+    /// `resume`: an operator resumed.
+    Resume,
+    /// `auto_progression_on`: auto-progression turned on for the rollout.
+    AutoProgressionOn,
+    /// `auto_progression_off`: auto-progression turned off for the rollout.
+    AutoProgressionOff,
+    /// `rollback`: an operator rolled back.
+    Rollback,
+    /// `stop`: an emergency stop.
+    Stop,
+    /// `promote`: an operator promoted.
+    Promote,
+    /// `deployed`: the deploy hook finished.
+    Deployed,
+    /// `deploy_failed`: the deploy hook failed.
+    DeployFailed,
+    /// `healthy`: the canary passed its health check.
+    Healthy,
+    /// `health_check_failed`: the canary failed its health check.
+    HealthCheckFailed,
+    /// `promoted`: the promotion finished.
+    Promoted,
+    /// `promote_failed`: the promote hook failed.
+    PromoteFailed,
+    /// `rolled_back`: the rollback finished.
+    RolledBack,
+    /// `auto_rollback`: a critical breach rolled the canary back.
+    AutoRollback,
+    /// `auto_pause`: the advisory judge paused the rollout.
+    AutoPause,
+    /// `auto_progress`: green checks moved the rollout to the next step.
+    AutoProgress,
+    /// `no_data_rollback`: too long without data rolled the canary back.
+    NoDataRollback,
+    /// `recovered`: the server restarted and resumed the rollout.
+    Recovered,
+    /// `login`: a person signed in.
+    Login,
+    /// `login_failed`: a sign-in failed.
+    LoginFailed,
+    /// `logout`: a person signed out.
+    Logout,
+    /// `access_denied`: a request was denied.
+    AccessDenied,
+    /// `session_revoked`: an admin revoked a session.
+    SessionRevoked,
+}
+
+impl AuditAction {
+    /// Every action.
+    pub const ALL: [AuditAction; 27] = [
+        AuditAction::Start,
+        AuditAction::Scale,
+        AuditAction::Continue,
+        AuditAction::Pause,
+        AuditAction::Resume,
+        AuditAction::AutoProgressionOn,
+        AuditAction::AutoProgressionOff,
+        AuditAction::Rollback,
+        AuditAction::Stop,
+        AuditAction::Promote,
+        AuditAction::Deployed,
+        AuditAction::DeployFailed,
+        AuditAction::Healthy,
+        AuditAction::HealthCheckFailed,
+        AuditAction::Promoted,
+        AuditAction::PromoteFailed,
+        AuditAction::RolledBack,
+        AuditAction::AutoRollback,
+        AuditAction::AutoPause,
+        AuditAction::AutoProgress,
+        AuditAction::NoDataRollback,
+        AuditAction::Recovered,
+        AuditAction::Login,
+        AuditAction::LoginFailed,
+        AuditAction::Logout,
+        AuditAction::AccessDenied,
+        AuditAction::SessionRevoked,
+    ];
+
+    /// The name in the audit trail and its API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::Start => "start",
+            AuditAction::Scale => "scale",
+            AuditAction::Continue => "continue",
+            AuditAction::Pause => "pause",
+            AuditAction::Resume => "resume",
+            AuditAction::AutoProgressionOn => "auto_progression_on",
+            AuditAction::AutoProgressionOff => "auto_progression_off",
+            AuditAction::Rollback => "rollback",
+            AuditAction::Stop => "stop",
+            AuditAction::Promote => "promote",
+            AuditAction::Deployed => "deployed",
+            AuditAction::DeployFailed => "deploy_failed",
+            AuditAction::Healthy => "healthy",
+            AuditAction::HealthCheckFailed => "health_check_failed",
+            AuditAction::Promoted => "promoted",
+            AuditAction::PromoteFailed => "promote_failed",
+            AuditAction::RolledBack => "rolled_back",
+            AuditAction::AutoRollback => "auto_rollback",
+            AuditAction::AutoPause => "auto_pause",
+            AuditAction::AutoProgress => "auto_progress",
+            AuditAction::NoDataRollback => "no_data_rollback",
+            AuditAction::Recovered => "recovered",
+            AuditAction::Login => "login",
+            AuditAction::LoginFailed => "login_failed",
+            AuditAction::Logout => "logout",
+            AuditAction::AccessDenied => "access_denied",
+            AuditAction::SessionRevoked => "session_revoked",
+        }
+    }
+
+    /// The action called `name`, if there is one.
+    pub fn parse(name: &str) -> Option<AuditAction> {
+        AuditAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == name)
+    }
+
+    /// Whether it takes the canary back to production.
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            AuditAction::Rollback
+                | AuditAction::Stop
+                | AuditAction::AutoRollback
+                | AuditAction::NoDataRollback
+                | AuditAction::PromoteFailed
+        )
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The figures behind a decision.
@@ -103,22 +259,37 @@ impl AuditEvent {
     /// (`rolled_back`), so it is heard once.
     pub fn notify_events(&self) -> Vec<NotifyEvent> {
         let moved = self.from_percent != self.to_percent;
-        match self.action.as_str() {
-            "start" => vec![NotifyEvent::Started],
-            "auto_rollback" => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
-            "auto_pause" => vec![NotifyEvent::Breach],
-            "rollback"
-            | "stop"
-            | "no_data_rollback"
-            | "deploy_failed"
-            | "health_check_failed"
-            | "promote_failed" => vec![NotifyEvent::RolledBack],
-            "promoted" => vec![NotifyEvent::Promoted],
-            "scale" | "continue" | "auto_progress" | "healthy" | "pause" | "resume" if moved => {
+        let Some(kind) = self.kind() else {
+            return Vec::new();
+        };
+        match kind {
+            AuditAction::Start => vec![NotifyEvent::Started],
+            AuditAction::AutoRollback => vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
+            AuditAction::AutoPause => vec![NotifyEvent::Breach],
+            AuditAction::Rollback
+            | AuditAction::Stop
+            | AuditAction::NoDataRollback
+            | AuditAction::DeployFailed
+            | AuditAction::HealthCheckFailed
+            | AuditAction::PromoteFailed => vec![NotifyEvent::RolledBack],
+            AuditAction::Promoted => vec![NotifyEvent::Promoted],
+            AuditAction::Scale
+            | AuditAction::Continue
+            | AuditAction::AutoProgress
+            | AuditAction::Healthy
+            | AuditAction::Pause
+            | AuditAction::Resume
+                if moved =>
+            {
                 vec![NotifyEvent::StepChanged]
             }
             _ => Vec::new(),
         }
+    }
+
+    /// The kind of decision, when this server version knows it.
+    pub fn kind(&self) -> Option<AuditAction> {
+        AuditAction::parse(&self.action)
     }
 }
 
@@ -128,6 +299,21 @@ mod tests {
     use crate::deployment::Phase;
     use crate::share::CanaryShare;
     use crate::time::UnixMillis;
+
+    #[test]
+    fn every_audit_action_has_one_name_on_the_wire() {
+        use crate::audit::AuditAction;
+        for action in AuditAction::ALL {
+            assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+            let json = serde_json::to_string(&action).unwrap();
+            assert_eq!(
+                json,
+                format!("\"{}\"", action.as_str()),
+                "serde and as_str agree"
+            );
+        }
+        assert_eq!(AuditAction::parse("no_such_action"), None);
+    }
 
     fn entry(action: &str, from: f64, to: f64) -> AuditEvent {
         AuditEvent {

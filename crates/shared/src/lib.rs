@@ -39,7 +39,7 @@ pub mod time;
 pub mod words;
 
 pub use api::{ApiErrorBody, Command, StartRequest};
-pub use audit::{AuditEvent, AuditMetrics, AuditPage};
+pub use audit::{AuditAction, AuditEvent, AuditMetrics, AuditPage};
 pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,

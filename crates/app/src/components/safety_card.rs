@@ -111,7 +111,7 @@ pub fn SafetyCard(
                         decisions()
                             .into_iter()
                             .map(|entry| {
-                                let good = entry.action == "auto_progress";
+                                let good = entry.kind() == Some(canary_shared::AuditAction::AutoProgress);
                                 let figures = entry.metrics.as_deref().map(decision_figures).unwrap_or_default();
                                 let moved = format!("{} → {}", entry.from_percent, entry.to_percent);
                                 view! {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use canary_shared::{CanaryState, Phase, Side};
+use canary_shared::{AuditAction, CanaryState, Phase, Side};
 
 use crate::adapters::recorder::{LATENCY_BUCKETS_SECS, Totals};
 use crate::domain::exposition::{MetricType, Writer};
@@ -24,7 +24,7 @@ pub struct OwnMetrics {
     /// Writes to the store that failed.
     store_errors: AtomicU64,
     /// Decisions recorded, by action.
-    decisions: Mutex<BTreeMap<String, u64>>,
+    decisions: Mutex<BTreeMap<AuditAction, u64>>,
 }
 
 impl OwnMetrics {
@@ -42,12 +42,12 @@ impl OwnMetrics {
     }
 
     /// A decision was recorded.
-    pub fn decided(&self, action: &str) {
+    pub fn decided(&self, action: AuditAction) {
         *self
             .decisions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(action.to_owned())
+            .entry(action)
             .or_insert(0) += 1;
     }
 
@@ -182,10 +182,11 @@ impl OwnMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let count = |actions: &[&str]| -> u64 {
-            actions
+        let count = |counted: fn(AuditAction) -> bool| -> u64 {
+            decisions
                 .iter()
-                .map(|action| decisions.get(*action).copied().unwrap_or(0))
+                .filter(|(action, _)| counted(**action))
+                .map(|(_, count)| count)
                 .sum()
         };
         out.metric(
@@ -196,7 +197,7 @@ impl OwnMetrics {
         .sample(
             "canary_rollbacks_total",
             &[],
-            count(&["rollback", "stop", "auto_rollback", "no_data_rollback", "promote_failed"]) as f64,
+            count(AuditAction::is_rollback) as f64,
         );
         out.metric(
             "canary_breaches_total",
@@ -206,7 +207,7 @@ impl OwnMetrics {
         .sample(
             "canary_breaches_total",
             &[],
-            count(&["auto_rollback"]) as f64,
+            count(|action| action == AuditAction::AutoRollback) as f64,
         );
         out.metric(
             "canary_decisions_total",
@@ -216,7 +217,7 @@ impl OwnMetrics {
         for (action, count) in &decisions {
             out.sample(
                 "canary_decisions_total",
-                &[("action", action)],
+                &[("action", action.as_str())],
                 *count as f64,
             );
         }

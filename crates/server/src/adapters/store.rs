@@ -259,7 +259,7 @@ impl SqliteStore {
                 params![
                     record.at.0,
                     record.actor,
-                    record.action,
+                    record.action.as_str(),
                     phase_text(record.from_phase)?,
                     phase_text(record.to_phase)?,
                     record.from_share.basis_points(),
@@ -273,7 +273,7 @@ impl SqliteStore {
                 seq: u64::try_from(transaction.last_insert_rowid()).unwrap_or_default(),
                 at: record.at,
                 actor: record.actor.clone(),
-                action: record.action.clone(),
+                action: record.action.as_str().to_owned(),
                 from_phase: record.from_phase,
                 to_phase: record.to_phase,
                 from_percent: record.from_share,
@@ -527,7 +527,7 @@ mod tests {
             record: AuditRecord {
                 at: UnixMillis(7),
                 actor: actor.to_owned(),
-                action: action.to_owned(),
+                action: canary_shared::AuditAction::parse(action).expect("a known action"),
                 from_phase: Phase::Idle,
                 to_phase: Phase::BuildDeploy,
                 from_share: CanaryShare::ZERO,

@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use canary_shared::api::command_paths;
 use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH, SESSION_COOKIE};
-use canary_shared::{CredentialKind, LoginRequest, Me, Role};
+use canary_shared::{AuditAction, CredentialKind, LoginRequest, Me, Role};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -412,12 +412,12 @@ impl AccessControl {
         };
         self.audit(
             actor,
-            "access_denied",
+            AuditAction::AccessDenied,
             format!("{why}; from {source}{more}"),
         );
     }
 
-    fn audit(&self, actor: &str, action: &'static str, reason: String) {
+    fn audit(&self, actor: &str, action: AuditAction, reason: String) {
         // The actor may be whatever an anonymous client typed as a user name:
         // escaped and bounded, so it can forge no log line or terminal escape.
         let actor = printable(actor, MAX_NAME_CHARS);
@@ -817,7 +817,7 @@ pub(crate) async fn login(
     if !(matches && known) {
         access.audit(
             &request.user,
-            "login_failed",
+            AuditAction::LoginFailed,
             format!("wrong user name or password; from {source}"),
         );
         // One message for an unknown name and a wrong password alike.
@@ -844,7 +844,11 @@ pub(crate) async fn login(
         drop(sessions);
         access.persist(key, created);
     }
-    access.audit(&request.user, "login", format!("signed in from {source}"));
+    access.audit(
+        &request.user,
+        AuditAction::Login,
+        format!("signed in from {source}"),
+    );
     let me = Me {
         name: request.user,
         role,
@@ -877,7 +881,7 @@ pub(crate) async fn logout(State(app): State<AppState>, headers: HeaderMap) -> R
         let ended = lock(&access.sessions).end(&key);
         if let Some(session) = ended {
             access.forget(key).await;
-            access.audit(&session.user, "logout", "signed out".to_owned());
+            access.audit(&session.user, AuditAction::Logout, "signed out".to_owned());
         }
     }
     let clear = session_cookie_header("", access.secure_cookie, Some(0));
@@ -937,7 +941,7 @@ pub(crate) async fn revoke(
             access.forget(key).await;
             access.audit(
                 &identity.name,
-                "session_revoked",
+                AuditAction::SessionRevoked,
                 format!("ended {}'s session {handle}", session.user),
             );
             Ok(StatusCode::NO_CONTENT)

@@ -16,6 +16,7 @@
 //! - a critical breach rolls back at once when auto-rollback is armed;
 //! - steps never go backwards except by a rollback or a manual scale down.
 
+use canary_shared::AuditAction;
 use canary_shared::{
     ActionKind, BlockedAction, CanaryShare, Command, DeploymentStep, Phase, StepKind, StepStatus,
     UnixMillis,
@@ -156,7 +157,7 @@ pub struct AuditRecord {
     /// Who: a user or token name, or `"controller"`.
     pub actor: String,
     /// What (`start`, `scale`, `auto_progress`, `auto_rollback`, …).
-    pub action: String,
+    pub action: AuditAction,
     /// Phase before.
     pub from_phase: Phase,
     /// Phase after.
@@ -404,7 +405,7 @@ impl Change {
     fn decide(
         &mut self,
         actor: &str,
-        action: &str,
+        action: AuditAction,
         phase: Phase,
         share: CanaryShare,
         reason: Option<String>,
@@ -419,7 +420,7 @@ impl Change {
         self.effects.push(Effect::Audit(AuditRecord {
             at: self.now,
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             from_phase,
             to_phase: phase,
             from_share,
@@ -522,7 +523,7 @@ impl Change {
                 );
                 self.decide(
                     &actor,
-                    "start",
+                    AuditAction::Start,
                     Phase::BuildDeploy,
                     CanaryShare::ZERO,
                     Some(reason),
@@ -551,11 +552,11 @@ impl Change {
                     }
                 }
                 let phase = self.deployment.phase;
-                self.decide(&actor, "scale", phase, percent, None);
+                self.decide(&actor, AuditAction::Scale, phase, percent, None);
             }
             Command::Continue => {
                 self.reject(ActionKind::Continue)?;
-                self.advance(&actor, "continue", None);
+                self.advance(&actor, AuditAction::Continue, None);
             }
             Command::Pause => {
                 self.reject(ActionKind::Pause)?;
@@ -563,7 +564,7 @@ impl Change {
                 self.deployment.reason = None;
                 self.deployment.paused_from = Some(self.deployment.phase);
                 let share = self.deployment.share;
-                self.decide(&actor, "pause", Phase::Paused, share, None);
+                self.decide(&actor, AuditAction::Pause, Phase::Paused, share, None);
             }
             Command::Resume => {
                 self.reject(ActionKind::Resume)?;
@@ -574,7 +575,7 @@ impl Change {
                     .unwrap_or(Phase::Progressing);
                 self.deployment.green_for_ms = 0;
                 let share = self.deployment.share;
-                self.decide(&actor, "resume", back_to, share, None);
+                self.decide(&actor, AuditAction::Resume, back_to, share, None);
             }
             Command::Promote => {
                 self.reject(ActionKind::Promote)?;
@@ -592,7 +593,7 @@ impl Change {
                 self.deployment.green_for_ms = 0;
                 let (action, reason) = if enabled {
                     (
-                        "auto_progression_on",
+                        AuditAction::AutoProgressionOn,
                         format!(
                             "auto-progression on: the next step after {} of green checks",
                             human_duration(rules.wait_ms)
@@ -600,7 +601,7 @@ impl Change {
                     )
                 } else {
                     (
-                        "auto_progression_off",
+                        AuditAction::AutoProgressionOff,
                         "auto-progression off: steps move only when an operator continues"
                             .to_owned(),
                     )
@@ -610,18 +611,18 @@ impl Change {
             }
             Command::Rollback { reason } => {
                 self.reject(ActionKind::Rollback)?;
-                self.roll_back(&actor, "rollback", reason);
+                self.roll_back(&actor, AuditAction::Rollback, reason);
             }
             Command::Stop { reason } => {
                 self.reject(ActionKind::Stop)?;
-                self.roll_back(&actor, "stop", reason);
+                self.roll_back(&actor, AuditAction::Stop, reason);
             }
         }
         Ok(())
     }
 
     /// One step forward: the next traffic step, or promotion after the last.
-    fn advance(&mut self, actor: &str, action: &str, reason: Option<String>) {
+    fn advance(&mut self, actor: &str, action: AuditAction, reason: Option<String>) {
         let next = match self.deployment.current_step() {
             Some(current) if current < self.last_traffic_step() => current + 1,
             Some(_) => return self.promote(actor, reason),
@@ -645,7 +646,7 @@ impl Change {
         self.deployment.paused_from = None;
         self.decide(
             actor,
-            "promote",
+            AuditAction::Promote,
             Phase::Promoting,
             CanaryShare::FULL,
             reason,
@@ -655,7 +656,7 @@ impl Change {
 
     /// Stop or rollback: the share goes to 0 first, then the decision is
     /// recorded, then the rollback hook runs. It beats a promotion in flight.
-    fn roll_back(&mut self, actor: &str, action: &str, reason: String) {
+    fn roll_back(&mut self, actor: &str, action: AuditAction, reason: String) {
         self.end_current(StepStatus::Failed);
         self.deployment.paused_from = None;
         self.deployment.reason = Some(reason.clone());
@@ -672,7 +673,7 @@ impl Change {
         self.run_hook(Hook::Rollback);
     }
 
-    fn fail(&mut self, action: &str, reason: String) {
+    fn fail(&mut self, action: AuditAction, reason: String) {
         self.end_current(StepStatus::Failed);
         self.deployment.reason = Some(reason.clone());
         self.decide(
@@ -694,16 +695,17 @@ impl Change {
                 self.set_step(1, StepStatus::InProgress);
                 self.decide(
                     "controller",
-                    "deployed",
+                    AuditAction::Deployed,
                     Phase::HealthCheck,
                     CanaryShare::ZERO,
                     Some(detail),
                 );
                 self.run_hook(Hook::HealthCheck);
             }
-            (Phase::BuildDeploy, Hook::Deploy, false) => {
-                self.fail("deploy_failed", format!("deploy hook failed: {detail}"))
-            }
+            (Phase::BuildDeploy, Hook::Deploy, false) => self.fail(
+                AuditAction::DeployFailed,
+                format!("deploy hook failed: {detail}"),
+            ),
             (Phase::HealthCheck, Hook::HealthCheck, true) => {
                 let starting = self.deployment.starting_share;
                 let index = (FIRST_TRAFFIC_STEP..=self.last_traffic_step())
@@ -713,7 +715,7 @@ impl Change {
                 self.enter_traffic_step(index);
                 self.decide(
                     "controller",
-                    "healthy",
+                    AuditAction::Healthy,
                     Phase::Progressing,
                     starting,
                     Some(detail),
@@ -721,7 +723,7 @@ impl Change {
             }
             (Phase::HealthCheck, Hook::HealthCheck, false) => {
                 self.fail(
-                    "health_check_failed",
+                    AuditAction::HealthCheckFailed,
                     format!("health check failed: {detail}"),
                 );
             }
@@ -729,7 +731,7 @@ impl Change {
                 self.end_current(StepStatus::Complete);
                 self.decide(
                     "controller",
-                    "promoted",
+                    AuditAction::Promoted,
                     Phase::Promoted,
                     CanaryShare::FULL,
                     Some(detail),
@@ -738,7 +740,7 @@ impl Change {
             (Phase::Promoting, Hook::Promote, false) => {
                 self.roll_back(
                     "controller",
-                    "promote_failed",
+                    AuditAction::PromoteFailed,
                     format!("promote hook failed: {detail}"),
                 );
             }
@@ -750,7 +752,7 @@ impl Change {
                 };
                 self.decide(
                     "controller",
-                    "rolled_back",
+                    AuditAction::RolledBack,
                     Phase::RolledBack,
                     CanaryShare::ZERO,
                     Some(reason),
@@ -776,7 +778,7 @@ impl Change {
                 }
             }
             Verdict::Critical { reason } if rules.auto_rollback => {
-                self.roll_back("controller", "auto_rollback", reason);
+                self.roll_back("controller", AuditAction::AutoRollback, reason);
             }
             Verdict::Suspect { reason }
                 if self.deployment.phase == Phase::Progressing
@@ -788,7 +790,7 @@ impl Change {
                 let share = self.deployment.share;
                 self.decide(
                     "controller",
-                    "auto_pause",
+                    AuditAction::AutoPause,
                     Phase::Paused,
                     share,
                     Some(reason.clone()),
@@ -841,7 +843,7 @@ impl Change {
                     self.deployment.green_for_ms.saturating_add(elapsed_ms);
                 if self.deployment.green_for_ms >= rules.wait_ms {
                     let waited = format!("checks green for {}", human_duration(rules.wait_ms));
-                    self.advance("controller", "auto_progress", Some(waited));
+                    self.advance("controller", AuditAction::AutoProgress, Some(waited));
                 }
             }
             // The wait runs while the judge gathers evidence; the step
@@ -864,7 +866,7 @@ impl Change {
                         "no data for {}: {reason}",
                         human_duration(self.deployment.no_data_for_ms)
                     );
-                    self.roll_back("controller", "no_data_rollback", why);
+                    self.roll_back("controller", AuditAction::NoDataRollback, why);
                 }
             }
             _ => {}

@@ -661,7 +661,7 @@ proptest! {
                 if deployment.share != CanaryShare::ZERO {
                     prop_assert_eq!(&transition.effects[0], &Effect::SetShare(CanaryShare::ZERO), "the share moves first");
                 }
-                let audited = transition.effects.iter().any(|effect| matches!(effect, Effect::Audit(record) if record.action == "stop"));
+                let audited = transition.effects.iter().any(|effect| matches!(effect, Effect::Audit(record) if record.action == canary_shared::AuditAction::Stop));
                 prop_assert!(audited);
             }
             Err(rejected) => {
