@@ -62,7 +62,7 @@ pub struct AppState {
     /// Where the built console lives.
     pub assets_dir: PathBuf,
     /// Identities, sessions and the login throttle.
-    pub access: Arc<access::AccessControl>,
+    pub access: Arc<crate::access::AccessControl>,
     /// The proxy's measurements, for `/metrics`.
     pub recorder: Arc<crate::adapters::recorder::Recorder>,
     /// Wall time, for stamping pushed values.

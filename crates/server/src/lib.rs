@@ -14,6 +14,7 @@
 //! [`run`] serves everything on bound listeners until a shutdown future
 //! resolves; `main.rs` only parses arguments, loads config and calls it.
 
+pub mod access;
 pub mod adapters;
 pub mod api;
 pub mod cli;
@@ -164,7 +165,7 @@ pub fn start_with_demo(
         Arc::clone(&recorder),
         first_metrics,
     )?;
-    let access = Arc::new(api::access::AccessControl::new(
+    let access = Arc::new(access::AccessControl::new(
         &config,
         controller.clone(),
         Arc::clone(&store),
