@@ -5,6 +5,7 @@
 
 pub mod access;
 mod assets;
+mod body;
 mod commands;
 mod demo;
 mod error;

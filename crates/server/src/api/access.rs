@@ -11,7 +11,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -22,6 +21,7 @@ use canary_shared::{CredentialKind, LoginRequest, Me, Role};
 use serde::Serialize;
 
 use crate::access::SignInError;
+use crate::api::body::Body;
 use crate::api::{ApiError, AppState};
 
 /// The actor recorded when logins are off and the server is on loopback.
@@ -402,14 +402,12 @@ pub(crate) async fn login(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    Body(request): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let access = &app.access;
     if !access.enabled() {
         return Err(SignInError::Disabled.into());
     }
-    let body = body.map_err(ApiError::from)?;
-    let request: LoginRequest = crate::api::commands::json_body(&headers, &body)?;
     let signed_in = access
         .sign_in(
             peer.ip(),

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use canary_shared::{AuditPage, CanaryShare, Command, ShareError, StartRequest};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use crate::adapters::store::AuditQuery;
 use crate::api::access::Identity;
+use crate::api::body::{Body, json_body};
 use crate::api::{ApiError, AppState};
 use crate::controller::CommandError;
 
@@ -55,59 +55,6 @@ impl From<CommandError> for ApiError {
             }
         }
     }
-}
-
-/// Reads a JSON body, naming the field at fault when it does not fit.
-pub(crate) fn json_body<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/json")
-    {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
-    match parsed {
-        Ok(value) => Ok(value),
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            let field = (path != "." && !path.is_empty()).then_some(path);
-            let message = match &field {
-                Some(field) => format!("{field}: {inner}"),
-                None => inner.to_string(),
-            };
-            if inner.is_syntax() || inner.is_eof() {
-                Err(ApiError::BadJson(message))
-            } else {
-                Err(ApiError::UnprocessableBody { field, message })
-            }
-        }
-    }
-}
-
-/// Like [`json_body`], but an empty body reads as `T::default()`-like `{}`.
-pub(crate) fn json_body_or_empty<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<T, ApiError> {
-    if body.is_empty() {
-        return serde_json::from_str("{}").map_err(|err| ApiError::UnprocessableBody {
-            field: None,
-            message: err.to_string(),
-        });
-    }
-    json_body(headers, body)
 }
 
 /// The `If-Match` revision, if one was sent.
@@ -249,10 +196,8 @@ pub(crate) async fn start(
     State(app): State<AppState>,
     Extension(identity): Extension<Identity>,
     headers: HeaderMap,
-    body: BodyBytes,
+    Body(request): Body<StartRequest>,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(ApiError::from)?;
-    let request: StartRequest = json_body(&headers, &body)?;
     let command = Command::Start(request);
     validate(&command)?;
     run(&app, &identity, &headers, command).await
@@ -328,7 +273,7 @@ pub(crate) async fn promote(
 /// The body of `POST /admin/canary/auto-progression`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AutoProgressionBody {
+pub(crate) struct AutoProgressionBody {
     enabled: bool,
 }
 
@@ -338,9 +283,8 @@ pub(crate) async fn set_auto_progression(
     State(app): State<AppState>,
     Extension(identity): Extension<Identity>,
     headers: HeaderMap,
-    body: BodyBytes,
+    Body(AutoProgressionBody { enabled }): Body<AutoProgressionBody>,
 ) -> Result<Response, ApiError> {
-    let AutoProgressionBody { enabled } = json_body(&headers, &body.map_err(ApiError::from)?)?;
     run(
         &app,
         &identity,

@@ -9,7 +9,7 @@ use canary_shared::demo::{DEMO_PATH, DemoBehaviour, DemoStatus};
 
 use crate::adapters::demo::DemoControl;
 use crate::api::access::Identity;
-use crate::api::commands::json_body;
+use crate::api::body::json_body;
 use crate::api::{ApiError, AppState};
 
 fn control(app: &AppState) -> Result<&DemoControl, ApiError> {

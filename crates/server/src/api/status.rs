@@ -77,7 +77,7 @@ pub(crate) async fn push_custom_metric(
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<canary_shared::CustomMetric>, crate::api::ApiError> {
     use crate::api::ApiError;
-    let push: canary_shared::CustomMetricPush = crate::api::commands::json_body(&headers, &body?)?;
+    let push: canary_shared::CustomMetricPush = crate::api::body::json_body(&headers, &body?)?;
     if !app.custom.accepts_push(&push.name) {
         let accepted = app.custom.pushed_names();
         return Err(ApiError::UnprocessableField {

@@ -16,7 +16,7 @@ use canary_shared::{CanaryShare, CanaryState, Command, CredentialKind, Phase, St
 use serde::Deserialize;
 
 use crate::api::access::Identity;
-use crate::api::commands::json_body_or_empty;
+use crate::api::body::json_body_or_empty;
 use crate::api::{ApiError, AppState};
 use crate::domain::deployment::{Hook, Input};
 
