@@ -1,10 +1,17 @@
 //! Pure presentation logic: from wire data to the words and numbers the
 //! console shows. No DOM, no signals, so it is tested with plain `cargo test`.
 
-use canary_shared::audit::NotifyEvent;
 use canary_shared::{
-    ActionKind, AuditAction, AuditEvent, AuditMetrics, CanaryShare, CanaryState, CheckStatus,
-    Health, Phase, Role, RolloutSettings, StepStatus, UnixMillis, WindowStats,
+    CanaryState, CheckStatus, Health, Phase, RolloutSettings, StepStatus, UnixMillis,
+};
+
+mod actions;
+mod audit;
+
+pub use actions::{ActionView, action_view, clamp_share, share_move_question};
+pub use audit::{
+    AuditKind, BrowserAlert, action_label, browser_alert, decision_figures, is_automatic_decision,
+    new_alerts,
 };
 
 /// Where the live connection stands.
@@ -143,74 +150,6 @@ pub fn step_status_label(status: StepStatus) -> &'static str {
     }
 }
 
-/// A button's state: enabled, or disabled with the server's reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionView {
-    /// Whether the control may be used.
-    pub enabled: bool,
-    /// Why not, when it may not.
-    pub reason: Option<String>,
-}
-
-/// How the control for `action` looks, from the signed-in role and what the
-/// server allows now.
-pub fn action_view(state: Option<&CanaryState>, action: ActionKind, role: Role) -> ActionView {
-    if !role.allows(Role::Operator) {
-        return ActionView {
-            enabled: false,
-            reason: Some(format!(
-                "signed in as a {role}: you can watch; operators and admins act"
-            )),
-        };
-    }
-    match state {
-        None => ActionView {
-            enabled: false,
-            reason: Some("waiting for the server".to_owned()),
-        },
-        Some(state) if state.allows(action) => ActionView {
-            enabled: true,
-            reason: None,
-        },
-        Some(state) => ActionView {
-            enabled: false,
-            reason: Some(
-                state
-                    .blocked_reason(action)
-                    .unwrap_or("not possible now")
-                    .to_owned(),
-            ),
-        },
-    }
-}
-
-/// A share from a slider or a typed number: clamped to 0–100 % and rounded
-/// to the 0.01 % resolution, so whatever the control holds is a valid share.
-pub fn clamp_share(percent: f64) -> CanaryShare {
-    let percent = if percent.is_finite() {
-        percent.clamp(0.0, 100.0)
-    } else {
-        0.0
-    };
-    let basis_points = (percent * 100.0).round() as u16;
-    CanaryShare::from_basis_points(basis_points).unwrap_or(CanaryShare::ZERO)
-}
-
-/// The confirmation that states a move of the share.
-pub fn share_move_question(from: CanaryShare, to: CanaryShare) -> String {
-    format!("Move canary from {from} to {to}?")
-}
-
-/// An audit action for people: `auto_rollback` → `Auto rollback`.
-pub fn action_label(action: &str) -> String {
-    let words = action.replace('_', " ");
-    let mut chars = words.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 /// `14:05:09` (UTC) for a wall time.
 pub fn clock_time(at: UnixMillis) -> String {
     let secs_of_day = (at.0 / 1000) % 86_400;
@@ -288,41 +227,6 @@ pub fn auto_progression_words(state: &CanaryState) -> String {
         }
     };
     format!("{words}{changed}")
-}
-
-/// Whether the controller took this decision by itself about the rollout
-/// (the safety panel explains each of these).
-pub fn is_automatic_decision(entry: &AuditEvent) -> bool {
-    entry.actor == "controller"
-        && matches!(
-            entry.kind(),
-            Some(
-                AuditAction::AutoRollback
-                    | AuditAction::AutoPause
-                    | AuditAction::AutoProgress
-                    | AuditAction::NoDataRollback
-                    | AuditAction::DeployFailed
-                    | AuditAction::HealthCheckFailed
-                    | AuditAction::PromoteFailed
-            )
-        )
-}
-
-/// The figures behind a decision, in one line per side:
-/// `Canary: p95 1,340 ms · errors 12 % · 812 requests in the last minute`.
-pub fn decision_figures(metrics: &AuditMetrics) -> Vec<String> {
-    let side = |name: &str, window: &WindowStats| {
-        format!(
-            "{name}: p95 {} · errors {} · {} requests in the last minute",
-            latency(window.p95_latency_ms),
-            rate(window.error_rate),
-            thousands(window.requests)
-        )
-    };
-    vec![
-        side("Canary", &metrics.canary),
-        side("Production", &metrics.production),
-    ]
 }
 
 /// The rules rollouts follow, as term and meaning for "Advanced settings".
@@ -443,119 +347,6 @@ pub fn custom_figures(service: &canary_shared::ServiceHealth) -> Vec<(String, St
             )
         })
         .collect()
-}
-
-/// Which audit entries the trail shows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AuditKind {
-    /// Everything.
-    #[default]
-    All,
-    /// Decisions about the rollout (starts, moves, rollbacks, promotions, hooks).
-    Rollout,
-    /// What the controller decided by itself.
-    Automatic,
-    /// Sign-ins, sign-outs, revocations and refused requests.
-    Access,
-}
-
-impl AuditKind {
-    /// Every choice, in the filter's order.
-    pub const ALL: [AuditKind; 4] = [
-        AuditKind::All,
-        AuditKind::Rollout,
-        AuditKind::Automatic,
-        AuditKind::Access,
-    ];
-
-    /// The filter's label.
-    pub fn label(self) -> &'static str {
-        match self {
-            AuditKind::All => "All",
-            AuditKind::Rollout => "Rollout",
-            AuditKind::Automatic => "Automatic",
-            AuditKind::Access => "Access",
-        }
-    }
-
-    /// Whether `entry` is of this kind.
-    pub fn matches(self, entry: &AuditEvent) -> bool {
-        let access = matches!(
-            entry.kind(),
-            Some(
-                AuditAction::Login
-                    | AuditAction::LoginFailed
-                    | AuditAction::Logout
-                    | AuditAction::SessionRevoked
-                    | AuditAction::AccessDenied
-            )
-        );
-        match self {
-            AuditKind::All => true,
-            AuditKind::Rollout => !access,
-            AuditKind::Automatic => !access && entry.actor == "controller",
-            AuditKind::Access => access,
-        }
-    }
-}
-
-/// A browser notification the console raises while it is open.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BrowserAlert {
-    /// The headline.
-    pub title: String,
-    /// The reason, the move and who decided.
-    pub body: String,
-    /// One per audit entry, so two open tabs raise it once.
-    pub tag: String,
-}
-
-/// The alert for an audit entry, if it is one an operator must hear about
-/// even with the tab in the background: a safety breach or a rollback.
-pub fn browser_alert(entry: &AuditEvent, version: Option<&str>) -> Option<BrowserAlert> {
-    let events = entry.notify_events();
-    let version = version.map(|tag| format!(" {tag}")).unwrap_or_default();
-    let rolled_back = events.contains(&NotifyEvent::RolledBack);
-    let title = if events.contains(&NotifyEvent::Breach) && rolled_back {
-        format!("Safety breach: canary{version} rolled back")
-    } else if events.contains(&NotifyEvent::Breach) {
-        // The advisory judge: found a regression, paused for a person.
-        format!("Regression found: canary{version} paused")
-    } else if rolled_back {
-        format!("Canary{version} rolled back")
-    } else {
-        return None;
-    };
-    let reason = entry
-        .reason
-        .as_deref()
-        .map(|reason| format!("{reason}\n"))
-        .unwrap_or_default();
-    Some(BrowserAlert {
-        title,
-        body: format!(
-            "{reason}{}: {} → {}, by {}",
-            action_label(&entry.action),
-            entry.from_percent,
-            entry.to_percent,
-            entry.actor
-        ),
-        tag: format!("canary-audit-{}", entry.seq),
-    })
-}
-
-/// The entries to alert about, oldest first: those newer than `after_seq`
-/// in a newest-first list.
-pub fn new_alerts<'a>(
-    entries: &'a [AuditEvent],
-    after_seq: u64,
-    version: Option<&'a str>,
-) -> impl Iterator<Item = BrowserAlert> + 'a {
-    entries
-        .iter()
-        .rev()
-        .filter(move |entry| entry.seq > after_seq)
-        .filter_map(move |entry| browser_alert(entry, version))
 }
 
 #[cfg(test)]
