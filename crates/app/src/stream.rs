@@ -16,19 +16,49 @@ use crate::chart_model::merge_metrics;
 use crate::view_model::{Connection, reconnect_delay_ms};
 
 /// What the stream feeds; provided to the whole app as context.
+///
+/// Everyone else reads; only this module writes (the stream, and
+/// [`LiveData::adopt`] for the state a command answered with), so a value
+/// on screen always has one source.
 #[derive(Clone, Copy, Debug)]
 pub struct LiveData {
     /// The latest rollout state; `None` until the first snapshot.
-    pub state: RwSignal<Option<CanaryState>>,
+    pub state: ReadSignal<Option<CanaryState>>,
     /// Where the connection stands.
-    pub connection: RwSignal<Connection>,
+    pub connection: ReadSignal<Connection>,
     /// The newest audit entries, newest first.
-    pub audit: RwSignal<Vec<AuditEvent>>,
+    pub audit: ReadSignal<Vec<AuditEvent>>,
     /// Both sides' windows and the last five minutes of seconds, for the charts.
-    pub metrics: RwSignal<Option<MetricsSnapshot>>,
+    pub metrics: ReadSignal<Option<MetricsSnapshot>>,
     /// Set when the server closed the stream because the session ended
     /// (sign-out elsewhere, revocation, expiry); the stream then stays closed.
-    pub session_ended: RwSignal<Option<String>>,
+    pub session_ended: ReadSignal<Option<String>>,
+    writers: Writers,
+}
+
+/// The write halves of [`LiveData`]'s signals, kept in this module.
+#[derive(Clone, Copy, Debug)]
+struct Writers {
+    state: WriteSignal<Option<CanaryState>>,
+    connection: WriteSignal<Connection>,
+    audit: WriteSignal<Vec<AuditEvent>>,
+    metrics: WriteSignal<Option<MetricsSnapshot>>,
+    session_ended: WriteSignal<Option<String>>,
+}
+
+impl LiveData {
+    /// Takes the state a command answered with, unless the stream already
+    /// brought a newer one.
+    pub fn adopt(&self, new_state: CanaryState) {
+        let newer = self.state.with_untracked(|current| {
+            current
+                .as_ref()
+                .is_none_or(|current| new_state.revision > current.revision)
+        });
+        if newer {
+            self.writers.state.set(Some(new_state));
+        }
+    }
 }
 
 /// The close code the server uses for an ended session.
@@ -39,7 +69,7 @@ const AUDIT_KEPT: usize = 100;
 
 /// Reloads the audit trail from the REST API (after every (re)connect, so
 /// entries sent while the connection was down are not missed).
-fn reload_audit(audit: RwSignal<Vec<AuditEvent>>) {
+fn reload_audit(audit: WriteSignal<Vec<AuditEvent>>) {
     leptos::task::spawn_local(async move {
         match crate::api::audit(AUDIT_KEPT as u32).await {
             Ok(page) => audit.set(page.events),
@@ -62,16 +92,30 @@ struct Stream {
     on_message: Option<Closure<dyn FnMut(MessageEvent)>>,
     on_open: Option<Closure<dyn FnMut()>>,
     on_close: Option<Closure<dyn FnMut(CloseEvent)>>,
+    /// The page that owned it is gone: no reconnecting.
+    closed: bool,
 }
 
 /// Starts the stream for this page and returns its signals.
 pub fn connect() -> LiveData {
+    let (state, state_writer) = signal(None);
+    let (connection, connection_writer) = signal(Connection::Connecting);
+    let (audit, audit_writer) = signal(Vec::new());
+    let (metrics, metrics_writer) = signal(None);
+    let (session_ended, session_ended_writer) = signal(None);
     let data = LiveData {
-        state: RwSignal::new(None),
-        connection: RwSignal::new(Connection::Connecting),
-        audit: RwSignal::new(Vec::new()),
-        metrics: RwSignal::new(None),
-        session_ended: RwSignal::new(None),
+        state,
+        connection,
+        audit,
+        metrics,
+        session_ended,
+        writers: Writers {
+            state: state_writer,
+            connection: connection_writer,
+            audit: audit_writer,
+            metrics: metrics_writer,
+            session_ended: session_ended_writer,
+        },
     };
     let stream = Rc::new(RefCell::new(Stream {
         data,
@@ -81,9 +125,26 @@ pub fn connect() -> LiveData {
         on_message: None,
         on_open: None,
         on_close: None,
+        closed: false,
     }));
     open(&stream);
+    // When the owner goes (the app unmounts), so does the socket: closed
+    // with a normal code, and never reopened by a pending reconnect.
+    let owned = send_wrapper::SendWrapper::new(Rc::clone(&stream));
+    on_cleanup(move || close(&owned));
     data
+}
+
+/// Closes the stream for good.
+fn close(stream: &Rc<RefCell<Stream>>) {
+    let mut state = stream.borrow_mut();
+    state.closed = true;
+    if let Some(socket) = state.socket.take() {
+        socket.set_onopen(None);
+        socket.set_onmessage(None);
+        socket.set_onclose(None);
+        let _ = socket.close_with_code(1000);
+    }
 }
 
 /// `ws://host/admin/canary/ws`, or `wss://` when the page came over HTTPS.
@@ -98,6 +159,9 @@ fn stream_url() -> String {
 }
 
 fn open(stream: &Rc<RefCell<Stream>>) {
+    if stream.borrow().closed {
+        return;
+    }
     let url = stream.borrow().url.clone();
     let socket = match WebSocket::new(&url) {
         Ok(socket) => socket,
@@ -120,15 +184,16 @@ fn open(stream: &Rc<RefCell<Stream>>) {
         };
         match serde_json::from_str::<ServerMessage>(&text) {
             Ok(ServerMessage::Snapshot { state, metrics }) => {
-                data.state.set(Some(*state));
+                data.writers.state.set(Some(*state));
                 match metrics {
                     Some(metrics) => data
+                        .writers
                         .metrics
                         .update(|kept| merge_metrics(kept, *metrics, true)),
-                    None => data.metrics.set(None),
+                    None => data.writers.metrics.set(None),
                 }
-                data.connection.set(Connection::Live);
-                reload_audit(data.audit);
+                data.writers.connection.set(Connection::Live);
+                reload_audit(data.writers.audit);
             }
             Ok(ServerMessage::State { state }) => {
                 // A late message from an older revision never replaces a newer one.
@@ -138,11 +203,11 @@ fn open(stream: &Rc<RefCell<Stream>>) {
                         .is_none_or(|current| state.revision > current.revision)
                 });
                 if newer {
-                    data.state.set(Some(*state));
+                    data.writers.state.set(Some(*state));
                 }
             }
             Ok(ServerMessage::Audit { event }) => {
-                data.audit.update(|entries| {
+                data.writers.audit.update(|entries| {
                     if entries.first().is_none_or(|newest| event.seq > newest.seq) {
                         entries.insert(0, event);
                         entries.truncate(AUDIT_KEPT);
@@ -150,7 +215,8 @@ fn open(stream: &Rc<RefCell<Stream>>) {
                 });
             }
             Ok(ServerMessage::Metrics { metrics }) => {
-                data.metrics
+                data.writers
+                    .metrics
                     .update(|kept| merge_metrics(kept, *metrics, false));
             }
             // The console sends its commands over REST, so no replies come.
@@ -167,7 +233,7 @@ fn open(stream: &Rc<RefCell<Stream>>) {
         Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
             if event.code() == SESSION_ENDED {
                 let data = stream.borrow().data;
-                let _ = data.session_ended.try_set(Some(event.reason()));
+                let _ = data.writers.session_ended.try_set(Some(event.reason()));
                 return;
             }
             schedule_reconnect(&stream);
@@ -195,7 +261,7 @@ fn schedule_reconnect(stream: &Rc<RefCell<Stream>>) {
         }
         state.failed_attempts += 1;
         let delay = reconnect_delay_ms(state.failed_attempts, js_sys::Math::random());
-        state.data.connection.set(Connection::Reconnecting {
+        state.data.writers.connection.set(Connection::Reconnecting {
             attempt: state.failed_attempts,
             retry_in_ms: delay,
         });
@@ -205,17 +271,4 @@ fn schedule_reconnect(stream: &Rc<RefCell<Stream>>) {
     // The timer is never cancelled, so it is left to the browser; keeping a
     // handle would mean dropping it from inside its own callback.
     Timeout::new(delay, move || open(&stream)).forget();
-}
-
-/// Takes the state a command answered with, unless the stream already
-/// brought a newer one.
-pub fn adopt(state: RwSignal<Option<CanaryState>>, new_state: CanaryState) {
-    state.update(|current| {
-        if current
-            .as_ref()
-            .is_none_or(|current| new_state.revision > current.revision)
-        {
-            *current = Some(new_state);
-        }
-    });
 }

@@ -26,7 +26,9 @@ enum Pending {
 
 /// The operator's actions with their availability.
 #[component]
-pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
+pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
+    // Taken now: a command answers in a task, where no context is at hand.
+    let live = expect_context::<crate::stream::LiveData>();
     let scale_open = RwSignal::new(false);
     let pending = RwSignal::new(None::<Pending>);
     let busy = RwSignal::new(false);
@@ -61,7 +63,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         spawn_local(async move {
             match api::command(request).await {
                 Ok(new_state) => {
-                    crate::stream::adopt(state, new_state);
+                    live.adopt(new_state);
                     pending.set(None);
                     reason.set(String::new());
                 }
@@ -78,7 +80,7 @@ pub fn ActionsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
         spawn_local(async move {
             match api::start(&tag, share).await {
                 Ok(new_state) => {
-                    crate::stream::adopt(state, new_state);
+                    live.adopt(new_state);
                     pending.set(None);
                 }
                 Err(err) => error.set(Some(err.to_string())),

@@ -11,7 +11,7 @@ use crate::{ActionRequests, Viewer};
 
 /// The header with the connection indicator and who is signed in.
 #[component]
-pub fn AppHeader(connection: RwSignal<Connection>) -> impl IntoView {
+pub fn AppHeader(connection: ReadSignal<Connection>) -> impl IntoView {
     let viewer = use_context::<Viewer>();
     let identity = viewer.map(|viewer| {
         let can_sign_out = viewer.me.kind == CredentialKind::Session;

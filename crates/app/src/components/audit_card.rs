@@ -8,7 +8,7 @@ use crate::view_model::{AuditKind, action_label, clock_time};
 
 /// The newest audit entries, live, with filters by kind and by who acted.
 #[component]
-pub fn AuditCard(audit: RwSignal<Vec<AuditEvent>>) -> impl IntoView {
+pub fn AuditCard(audit: ReadSignal<Vec<AuditEvent>>) -> impl IntoView {
     let kind = RwSignal::new(AuditKind::All);
     let (kind_index, pick_kind) = bind(kind, &AuditKind::ALL);
     let actor = RwSignal::new(String::new());

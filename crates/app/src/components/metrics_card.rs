@@ -23,7 +23,7 @@ use crate::components::segmented::{Segmented, bind};
 
 /// The card with the four charts.
 #[component]
-pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView {
+pub fn MetricsCard(metrics: ReadSignal<Option<MetricsSnapshot>>) -> impl IntoView {
     let percentile = RwSignal::new(Percentile::P95);
     let (percentile_index, pick_percentile) = bind(percentile, &Percentile::ALL);
     // Bumped on every resize (and rotation), so the charts redraw to fit.
@@ -90,7 +90,7 @@ pub fn MetricsCard(metrics: RwSignal<Option<MetricsSnapshot>>) -> impl IntoView 
 #[component]
 fn Chart(
     kind: Signal<ChartKind>,
-    metrics: RwSignal<Option<MetricsSnapshot>>,
+    metrics: ReadSignal<Option<MetricsSnapshot>>,
     resized: RwSignal<u32>,
     visible: RwSignal<bool>,
     #[prop(optional)] children: Option<Children>,

@@ -16,8 +16,8 @@ const DECISIONS_SHOWN: usize = 4;
 /// latest automatic decisions.
 #[component]
 pub fn SafetyCard(
-    state: RwSignal<Option<CanaryState>>,
-    audit: RwSignal<Vec<AuditEvent>>,
+    state: ReadSignal<Option<CanaryState>>,
+    audit: ReadSignal<Vec<AuditEvent>>,
 ) -> impl IntoView {
     let checks = move || {
         state.with(|state| {

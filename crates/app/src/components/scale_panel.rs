@@ -13,7 +13,9 @@ use crate::view_model::{clamp_share, share_move_question};
 
 /// The share picker under the Scale button.
 #[component]
-pub fn ScalePanel(state: RwSignal<Option<CanaryState>>, open: RwSignal<bool>) -> impl IntoView {
+pub fn ScalePanel(state: ReadSignal<Option<CanaryState>>, open: RwSignal<bool>) -> impl IntoView {
+    // Taken now: a command answers in a task, where no context is at hand.
+    let live = expect_context::<crate::stream::LiveData>();
     let current = move || {
         state.with(|state| {
             state
@@ -73,7 +75,7 @@ pub fn ScalePanel(state: RwSignal<Option<CanaryState>>, open: RwSignal<bool>) ->
         spawn_local(async move {
             match api::scale(share).await {
                 Ok(new_state) => {
-                    crate::stream::adopt(state, new_state);
+                    live.adopt(new_state);
                     open.set(false);
                 }
                 Err(err) => error.set(Some(err.to_string())),

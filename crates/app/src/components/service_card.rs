@@ -7,7 +7,7 @@ use crate::view_model::{custom_figures, health_class, latency, rate, thousands};
 
 /// The card of one side.
 #[component]
-pub fn ServiceCard(side: Side, state: RwSignal<Option<CanaryState>>) -> impl IntoView {
+pub fn ServiceCard(side: Side, state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
     let id = side.as_str();
     let title = match side {
         Side::Production => "Production",

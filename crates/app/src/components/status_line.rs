@@ -8,8 +8,8 @@ use crate::view_model::Connection;
 /// The summary the server wrote, with the phase, or a loading line.
 #[component]
 pub fn StatusLine(
-    state: RwSignal<Option<CanaryState>>,
-    connection: RwSignal<Connection>,
+    state: ReadSignal<Option<CanaryState>>,
+    connection: ReadSignal<Connection>,
 ) -> impl IntoView {
     let summary = move || {
         state.with(|state| match state {

@@ -27,7 +27,7 @@ fn step_time(step: &canary_shared::DeploymentStep) -> String {
 
 /// The deployment workflow as an ordered list.
 #[component]
-pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
+pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
     let steps = move || {
         state.with(|state| {
             state
@@ -100,7 +100,9 @@ pub fn StepsCard(state: RwSignal<Option<CanaryState>>) -> impl IntoView {
 /// The auto-progression line and its switch. Not destructive either way, so
 /// it acts at once; the audit trail records who changed it.
 #[component]
-fn AutoProgressionSwitch(state: RwSignal<Option<CanaryState>>, role: Role) -> impl IntoView {
+fn AutoProgressionSwitch(state: ReadSignal<Option<CanaryState>>, role: Role) -> impl IntoView {
+    // Taken now: a command answers in a task, where no context is at hand.
+    let live = expect_context::<crate::stream::LiveData>();
     let busy = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let enabled = move || {
@@ -120,7 +122,7 @@ fn AutoProgressionSwitch(state: RwSignal<Option<CanaryState>>, role: Role) -> im
         error.set(None);
         spawn_local(async move {
             match api::command(Simple::AutoProgression(wanted)).await {
-                Ok(new_state) => crate::stream::adopt(state, new_state),
+                Ok(new_state) => live.adopt(new_state),
                 Err(err) => error.set(Some(err.to_string())),
             }
             busy.set(false);
