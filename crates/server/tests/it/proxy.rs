@@ -263,26 +263,14 @@ async fn the_override_header_picks_a_side_only_for_trusted_clients_and_never_a_c
         let app =
             TestApp::start_with(move |config| config.proxy.side_override = side_override).await;
         app.start_canary().await;
-        let mut on_canary = 0;
-        for _ in 0..100 {
-            let seen = get(&http, &app.proxy_url("/x"), &[("x-canary", "always")]).await;
-            on_canary += usize::from(seen.upstream.as_deref() == Some("canary"));
-        }
-        assert!(on_canary < 30, "{on_canary} of 100 forced onto the canary");
+        let forced = on_canary(&app, &[("x-canary", "always")], 100).await;
+        assert!(forced < 30, "{forced} of 100 forced onto the canary");
         if with_token {
-            let mut wrong_on_canary = 0;
-            for _ in 0..50 {
-                let seen = get(
-                    &http,
-                    &app.proxy_url("/x"),
-                    &[
-                        ("x-canary", "always"),
-                        ("x-canary-token", "tester-token-0123456789x"),
-                    ],
-                )
-                .await;
-                wrong_on_canary += usize::from(seen.upstream.as_deref() == Some("canary"));
-            }
+            let wrong_token = [
+                ("x-canary", "always"),
+                ("x-canary-token", "tester-token-0123456789x"),
+            ];
+            let wrong_on_canary = on_canary(&app, &wrong_token, 50).await;
             assert!(
                 wrong_on_canary < 20,
                 "a wrong token forced {wrong_on_canary} of 50"
@@ -310,6 +298,17 @@ async fn the_override_header_picks_a_side_only_for_trusted_clients_and_never_a_c
             }
         }
     }
+}
+
+/// How many of `n` requests with `headers` reached the canary.
+async fn on_canary(app: &TestApp, headers: &[(&str, &str)], n: usize) -> usize {
+    let http = client();
+    let mut on_canary = 0;
+    for _ in 0..n {
+        let seen = get(&http, &app.proxy_url("/x"), headers).await;
+        on_canary += usize::from(seen.upstream.as_deref() == Some("canary"));
+    }
+    on_canary
 }
 
 /// The canary's 1-minute window once it holds `n` requests.
