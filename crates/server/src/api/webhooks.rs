@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::api::access::Identity;
 use crate::api::body::json_body_or_empty;
 use crate::api::{ApiError, AppState};
+use crate::domain::access::printable;
 use crate::domain::deployment::{Hook, Input};
 
 const LOCAL_WEBHOOK_ACTOR: &str = "webhook";
@@ -50,6 +51,8 @@ struct FailedReport {
     reason: Option<String>,
 }
 
+/// The longest detail or reason a deploy script's report keeps.
+const MAX_REPORT_CHARS: usize = 1000;
 /// Handles one reported event.
 pub(crate) async fn report(
     State(app): State<AppState>,
@@ -81,6 +84,7 @@ pub(crate) async fn report(
                     image_tag,
                     traffic_percent: CanaryShare::from_percent(5.0).expect("5 % is valid"),
                 });
+                crate::api::commands::validate(&start)?;
                 controller.command(actor.clone(), start, None).await?;
             }
             let deployed = Input::HookFinished {
@@ -92,9 +96,11 @@ pub(crate) async fn report(
         }
         "health-check" => {
             let report: HealthReport = json_body_or_empty(&headers, &body)?;
-            let detail = report
-                .detail
-                .unwrap_or_else(|| "reported by the deploy script".to_owned());
+            // A script's words go into the trail and the log: escaped and bounded.
+            let detail = report.detail.map_or_else(
+                || "reported by the deploy script".to_owned(),
+                |detail| printable(&detail, MAX_REPORT_CHARS),
+            );
             let input = Input::HookFinished {
                 hook: Hook::HealthCheck,
                 succeeded: report.passed,
@@ -116,9 +122,10 @@ pub(crate) async fn report(
         }
         "failed" => {
             let report: FailedReport = json_body_or_empty(&headers, &body)?;
-            let reason = report
-                .reason
-                .unwrap_or_else(|| "the deploy script reported a failure".to_owned());
+            let reason = report.reason.map_or_else(
+                || "the deploy script reported a failure".to_owned(),
+                |reason| printable(&reason, MAX_REPORT_CHARS),
+            );
             match phase {
                 Phase::BuildDeploy => {
                     let input = Input::HookFinished {
