@@ -53,6 +53,7 @@ struct FailedReport {
 
 /// The longest detail or reason a deploy script's report keeps.
 const MAX_REPORT_CHARS: usize = 1000;
+
 /// Handles one reported event.
 pub(crate) async fn report(
     State(app): State<AppState>,
