@@ -55,6 +55,62 @@ pub struct Connection {
     /// Print JSON for machines instead of lines for people.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A PEM file of CA certificates to trust for an https:// server, beside
+    /// the system's store (which `SSL_CERT_FILE` and `SSL_CERT_DIR` also
+    /// point at): for a certificate from a private CA, or a self-signed one.
+    #[arg(long, env = "CANARY_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The certificates an https:// server may present: the system's store
+/// (with `SSL_CERT_FILE` and `SSL_CERT_DIR`), the well-known public roots
+/// when the system has none, and `--ca-file`.
+fn tls_config(connection: &Connection) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    // Certificates the system store cannot parse are skipped, as browsers do.
+    let native = rustls_native_certs::load_native_certs();
+    let (_added, _skipped) = roots.add_parsable_certificates(native.certs);
+    if roots.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if let Some(path) = &connection.ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<_, _>>())
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "the CA file {} holds no PEM certificate",
+            path.display()
+        );
+        for cert in certs {
+            roots
+                .add(cert)
+                .with_context(|| format!("a certificate in {} is not usable", path.display()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("cannot set up TLS")?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// Says plainly when the cause of `chain` is a certificate the CLI does not trust.
+fn unreachable_words(base: &str, chain: &str) -> String {
+    if chain.contains("invalid peer certificate") {
+        format!(
+            "the server's certificate is not trusted: {chain} (pass the CA that signed it with --ca-file or CANARY_CA_FILE, or install it in the system's store)"
+        )
+    } else {
+        format!(
+            "cannot reach canary at {base}: {chain} (is it running? set --server or CANARY_SERVER)"
+        )
+    }
 }
 
 /// The CLI's subcommands.
@@ -162,8 +218,7 @@ impl Api {
             "--server {base:?} must start with http:// or https://"
         );
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .context("cannot set up TLS")?
+            .with_tls_config(tls_config(connection)?)
             .https_or_http()
             .enable_http1()
             .build();
@@ -199,11 +254,7 @@ impl Api {
             .await
             .map_err(|_| CallError::unreachable(format!("{url}: no answer within 60 s")))?
             .map_err(|err| {
-                CallError::unreachable(format!(
-                    "cannot reach canary at {}: {} (is it running? set --server or CANARY_SERVER)",
-                    self.base,
-                    error_chain(&err)
-                ))
+                CallError::unreachable(unreachable_words(&self.base, &error_chain(&err)))
             })?;
         let status = response.status();
         let bytes = response
@@ -713,21 +764,14 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
         _ => CallError::unreachable(format!("{ws_url}: {}", error_chain(&err))),
     };
     if tls {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|err| CallError::unreachable(format!("cannot set up TLS: {err}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let config =
+            tls_config(connection).map_err(|err| CallError::unreachable(format!("{err:#}")))?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|err| CallError::unreachable(format!("{host}: {err}")))?;
         let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|err| CallError::unreachable(format!("TLS with {host} failed: {err}")))?;
+            .map_err(|err| CallError::unreachable(unreachable_words(base, &error_chain(&err))))?;
         let (stream, _) = tokio_tungstenite::client_async(request, tls_stream)
             .await
             .map_err(refused)?;

@@ -249,3 +249,102 @@ async fn the_example_script_ships_a_version_and_branches_on_how_it_ended() {
     assert_eq!(output.status.code(), Some(10), "{stderr}");
     assert!(stderr.contains("v2.7.0 was rolled back"), "{stderr}");
 }
+
+/// A private CA and a certificate for `localhost` and 127.0.0.1 it signed,
+/// written as PEM files in `dir`: (CA file, certificate file, key file).
+fn private_ca(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let files = [
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
+    std::fs::write(&files[0], ca.pem()).unwrap();
+    std::fs::write(&files[1], leaf.pem()).unwrap();
+    std::fs::write(&files[2], leaf_key.serialize_pem()).unwrap();
+    files
+}
+
+#[tokio::test]
+async fn the_cli_reaches_an_https_server_whose_certificate_a_private_ca_signed() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca_file, cert_file, key_file] = private_ca(dir.path());
+    let app = TestApp::start_with(|config| {
+        config.server.tls = Some(canary_server::config::TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    })
+    .await;
+    let server = format!("https://localhost:{}", app.addr.port());
+    let ca = ca_file.to_str().unwrap();
+
+    // Without the CA: refused, and the words say why.
+    let run = canary_with(&server, None, &["status"]).await;
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the server's certificate is not trusted"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("--ca-file"), "{}", run.stderr);
+
+    // With --ca-file, and with CANARY_CA_FILE: REST and the WebSocket stream.
+    let run = canary_with(&server, None, &["--ca-file", ca, "status", "--json"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.state().phase, Phase::Idle);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_canary"));
+    let watched = command
+        .args(["start", "--image-tag", "v2.7.0", "--wait"])
+        .env("CANARY_SERVER", &server)
+        .env("CANARY_CA_FILE", ca)
+        .env_remove("CANARY_TOKEN")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The rollout is followed over wss://; stopping it ends the wait with 10.
+    app.wait_for_phase(Phase::Progressing).await;
+    app.stop_canary("test", "done").await;
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        watched.wait_with_output(),
+    )
+    .await
+    .expect("start --wait ends once the canary is stopped")
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // A system store pointed at by SSL_CERT_FILE is trusted too.
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_canary"));
+    let output = command
+        .args(["status"])
+        .env("CANARY_SERVER", &server)
+        .env("SSL_CERT_FILE", ca)
+        .env_remove("CANARY_CA_FILE")
+        .env_remove("CANARY_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
