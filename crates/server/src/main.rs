@@ -1,6 +1,7 @@
 //! The `canary` command: parses arguments, loads the config, sets up logging,
 //! binds the listeners and hands over to [`canary_server::run`].
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -368,7 +369,9 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         announce(&config, &listeners, &config_file.display().to_string())?;
         #[allow(clippy::print_stdout, reason = "what the newcomer reads first")]
         {
-            println!(
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
                 "canary: demo services: production {} at {}, canary {} at {}; {} requests/s of load through the proxy",
                 demo::PRODUCTION_VERSION,
                 services.production_url(),
@@ -376,7 +379,8 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
                 services.canary_url(),
                 args.load
             );
-            println!(
+            let _ = writeln!(
+                out,
                 "canary: demo data in {} (delete it to start afresh)",
                 data_dir.display()
             );
@@ -439,8 +443,15 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
         } else {
             "http"
         };
-        println!("canary: console at {scheme}://{admin_addr}/admin/canary/");
-        println!("canary: proxy at http://{proxy_addr}/");
+        // Written, not `println!`: a server whose stdout has gone (a closed
+        // pipe) must keep serving, not panic on its start-up lines.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "canary: console at {scheme}://{admin_addr}/admin/canary/"
+        );
+        let _ = writeln!(out, "canary: proxy at http://{proxy_addr}/");
+        let _ = out.flush();
     }
     Ok(())
 }
