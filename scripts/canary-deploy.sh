@@ -19,19 +19,24 @@
 #    (canary runs this same script as its deploy hook in between):
 #      scripts/canary-deploy.sh ship v2.7.0        # exit 0 promoted, 10 rolled back, 11 failed to deploy
 #
-# Environment: CANARY_URL (default http://127.0.0.1:8000), DEPLOY_COMMAND (default: none, deploy is a no-op
-# that says so), CANARY_HEALTH_URL (for `rollout`: the new version's health URL), CANARY_TOKEN (when the
-# server has logins), CANARY_BIN (for `ship`: the canary binary, default `canary` on PATH),
+# Environment: CANARY_SERVER, as the CLI reads it (default http://127.0.0.1:8000; CANARY_URL is read too,
+# for scripts written before), DEPLOY_COMMAND (default: none, deploy is a no-op that says so),
+# CANARY_HEALTH_URL (for `rollout`: the new version's health URL), CANARY_TOKEN (when the server has
+# logins: sent as a bearer token), CANARY_CA_FILE (a private CA for an https:// server),
+# CANARY_BIN (for `ship`: the canary binary, default `canary` on PATH),
 # CANARY_START_PERCENT (for `ship`: the first share, default 5).
 set -euo pipefail
 
-CANARY_URL=${CANARY_URL:-http://127.0.0.1:8000}
+CANARY_URL=${CANARY_SERVER:-${CANARY_URL:-http://127.0.0.1:8000}}
 
 die() { echo "canary-deploy.sh: $*" >&2; exit 2; }
 
 report() { # event [json]
   local event=$1 body=${2:-"{}"}
-  curl -sS --fail-with-body -X POST -H 'content-type: application/json' \
+  local auth=() tls=()
+  if [[ -n ${CANARY_TOKEN:-} ]]; then auth=(-H "authorization: Bearer $CANARY_TOKEN"); fi
+  if [[ -n ${CANARY_CA_FILE:-} ]]; then tls=(--cacert "$CANARY_CA_FILE"); fi
+  curl -sS --fail-with-body "${auth[@]}" "${tls[@]}" -X POST -H 'content-type: application/json' \
     --data "$body" "$CANARY_URL/admin/canary/webhook/$event"
   echo
 }
