@@ -207,7 +207,17 @@ pub fn judge_check(
     let shown = value_words(&spec.metric, value);
     let limit = value_words(&spec.metric, spec.threshold);
     let what = metric_words(&spec.metric);
-    let margin = spec.threshold.abs() * settings.watch_margin;
+    // WATCH starts a fraction of the room between the limit and the best a
+    // metric can be. For most that room is the limit itself (a latency's
+    // best is 0), but a rate's best is 1: a success rate held to 0.99 has
+    // 0.01 of room, and 10 % of 0.99 would put even 100 % in WATCH.
+    let room = match spec.comparator {
+        Comparator::Min if spec.metric.ends_with("_rate") && spec.threshold < 1.0 => {
+            1.0 - spec.threshold
+        }
+        _ => spec.threshold.abs(),
+    };
+    let margin = room * settings.watch_margin;
     let (status, reason) = match spec.comparator {
         Comparator::Max if value > spec.threshold => {
             (CheckStatus::Breach, format!("{what} {shown} > {limit}"))
@@ -342,6 +352,37 @@ mod tests {
         let judged = judge_check(&check, &window(100, 10.0, 0.2), &[], SETTINGS);
         assert_eq!(judged.status, CheckStatus::Breach);
         assert_eq!(judged.reason.as_deref(), Some("success rate 80 % < 85 %"));
+    }
+
+    #[test]
+    fn a_strict_success_rate_watches_only_near_its_limit() {
+        // Held to 99 %: the room to 100 % is 1 point, so WATCH is its last
+        // tenth, and a perfect canary is SAFE.
+        let check = CheckSpec {
+            name: "Success".to_owned(),
+            metric: "success_rate".to_owned(),
+            comparator: Comparator::Min,
+            threshold: 0.99,
+            alert_level: AlertLevel::Critical,
+        };
+        let judged =
+            |error_rate| judge_check(&check, &window(1000, 10.0, error_rate), &[], SETTINGS).status;
+        assert_eq!(judged(0.0), CheckStatus::Safe, "100 % success");
+        assert_eq!(judged(0.005), CheckStatus::Safe, "99.5 %");
+        assert_eq!(judged(0.0095), CheckStatus::Watch, "99.05 %");
+        assert_eq!(judged(0.02), CheckStatus::Breach, "98 %");
+        // An error-rate limit keeps its room from 0, as before.
+        let errors = CheckSpec {
+            metric: "error_rate".to_owned(),
+            comparator: Comparator::Max,
+            threshold: 0.15,
+            ..check
+        };
+        let judged = |error_rate| {
+            judge_check(&errors, &window(1000, 10.0, error_rate), &[], SETTINGS).status
+        };
+        assert_eq!(judged(0.10), CheckStatus::Safe);
+        assert_eq!(judged(0.14), CheckStatus::Watch);
     }
 
     #[test]
