@@ -256,6 +256,12 @@ struct TwoSidedTest {
     worse: OddsTest,
     within: OddsTest,
     settings: JudgeSettings,
+    /// The "within" evidence when it first crossed its threshold: a pass is
+    /// the first crossing and stays one (the guarantee is about that
+    /// crossing), so a step that advanced on it is not held again when the
+    /// evidence wanders back below. A later fail still wins.
+    #[serde(default)]
+    passed_with: Option<f64>,
 }
 
 impl TwoSidedTest {
@@ -264,6 +270,7 @@ impl TwoSidedTest {
             worse: OddsTest::new(theta0, true),
             within: OddsTest::new(theta0, false),
             settings,
+            passed_with: None,
         }
     }
 
@@ -271,14 +278,18 @@ impl TwoSidedTest {
     fn observe(&mut self, base: f64, x: f64) {
         self.worse.observe_fraction(base, x);
         self.within.observe_fraction(base, x);
+        if self.passed_with.is_none()
+            && self.within.e_value() >= pass_threshold(self.settings)
+            && self.within.observations() >= self.settings.min_samples
+        {
+            self.passed_with = Some(self.within.e_value());
+        }
     }
 
     fn conclusion(&self) -> Conclusion {
         if self.worse.e_value() >= fail_threshold(self.settings) {
             Conclusion::Fail
-        } else if self.within.e_value() >= pass_threshold(self.settings)
-            && self.within.observations() >= self.settings.min_samples
-        {
+        } else if self.passed_with.is_some() {
             Conclusion::Pass
         } else {
             Conclusion::Inconclusive
@@ -294,11 +305,11 @@ impl TwoSidedTest {
         )
     }
 
-    /// `evidence 150 ≥ 100`, for a pass.
+    /// `evidence 150 ≥ 100`, for a pass: the evidence it passed with.
     fn pass_words(&self) -> String {
         format!(
             "evidence {} ≥ {:.0}",
-            evidence(self.within.e_value()),
+            evidence(self.passed_with.unwrap_or_else(|| self.within.e_value())),
             pass_threshold(self.settings)
         )
     }

@@ -462,3 +462,39 @@ fn comparing_with_many_concurrent_requests_keeps_the_promise_and_finds_a_slower_
         "{many} s with {PARTNERS} partners, {one_partner} s with one"
     );
 }
+
+#[test]
+fn a_pass_stays_a_pass_when_the_evidence_wanders_back_but_a_fail_still_wins() {
+    // Alike sides until the latency test passes, then a run of the canary
+    // being the slower: the "within" evidence falls back below its
+    // threshold, yet the pass (its first crossing) holds.
+    let mut judge = LatencyJudge::new(settings(0.01));
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut pairs = 0;
+    while judge.judged().conclusion != Conclusion::Pass {
+        pair(&mut judge, 10.0 + rng.f64(), 10.0 + rng.f64());
+        pairs += 1;
+        assert!(pairs < 100_000, "never passed");
+    }
+    let passed_with = judge.judged().within_evidence;
+    for _ in 0..40 {
+        pair(&mut judge, 20.0, 10.0);
+    }
+    let after = judge.judged();
+    assert!(
+        after.within_evidence < 100.0,
+        "the evidence fell back: {} (it passed with {passed_with})",
+        after.within_evidence
+    );
+    assert_eq!(after.conclusion, Conclusion::Pass, "{}", after.words);
+    // A canary that then turns clearly worse is still failed.
+    let mut slower = 0;
+    while judge.judged().conclusion != Conclusion::Fail {
+        pair(&mut judge, 20.0, 10.0);
+        slower += 1;
+        assert!(
+            slower < 100_000,
+            "a worse canary was never failed after a pass"
+        );
+    }
+}
