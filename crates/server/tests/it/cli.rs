@@ -23,15 +23,25 @@ impl Run {
 
 /// Runs `canary <args>` against `server` with `token`.
 async fn canary_with(server: &str, token: Option<&str>, args: &[&str]) -> Run {
+    let token: Vec<(&str, &str)> = token
+        .map(|token| ("CANARY_TOKEN", token))
+        .into_iter()
+        .collect();
+    canary_in_env(server, &token, args).await
+}
+
+/// Runs `canary <args>` against `server` with `env` set (and no other
+/// token, CA file or certificate store of the test's own environment).
+async fn canary_in_env(server: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_canary"));
     command
         .args(args)
         .env("CANARY_SERVER", server)
         .env_remove("CANARY_TOKEN")
-        .kill_on_drop(true);
-    if let Some(token) = token {
-        command.env("CANARY_TOKEN", token);
-    }
+        .env_remove("CANARY_CA_FILE")
+        .env_remove("SSL_CERT_FILE")
+        .kill_on_drop(true)
+        .envs(env.iter().copied());
     let output = command.output().await.unwrap();
     Run {
         code: output.status.code().unwrap_or(-1),
@@ -331,20 +341,6 @@ async fn the_cli_reaches_an_https_server_whose_certificate_a_private_ca_signed()
     );
 
     // A system store pointed at by SSL_CERT_FILE is trusted too.
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_canary"));
-    let output = command
-        .args(["status"])
-        .env("CANARY_SERVER", &server)
-        .env("SSL_CERT_FILE", ca)
-        .env_remove("CANARY_CA_FILE")
-        .env_remove("CANARY_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let run = canary_in_env(&server, &[("SSL_CERT_FILE", ca)], &["status"]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use canary_server::config::{ByteSize, ConfigDuration, HeaderName, StickinessMode};
-use canary_shared::{Command, MetricsSnapshot, Side};
+use canary_shared::{MetricsSnapshot, Side};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Bytes, Frame};
@@ -226,26 +226,12 @@ async fn the_override_header_picks_a_side_only_for_trusted_clients_and_never_a_c
         Some("production")
     );
 
-    app.controller
-        .command(
-            "test".to_owned(),
-            Command::Stop {
-                reason: "test".to_owned(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    for _ in 0..20 {
-        assert_eq!(
-            get(&http, &url, &[("x-canary", "always")])
-                .await
-                .upstream
-                .as_deref(),
-            Some("production"),
-            "after an emergency stop nothing reaches the canary"
-        );
-    }
+    app.stop_canary("test", "test").await;
+    assert_eq!(
+        on_canary(&app, &[("x-canary", "always")], 20).await,
+        0,
+        "after an emergency stop nothing reaches the canary"
+    );
 
     // Off, or from an untrusted network without the token, the header is
     // ignored: about 5 of 100 requests reach the canary, as the share says.
