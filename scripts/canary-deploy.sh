@@ -6,7 +6,9 @@
 #        deploy:   { command: ["scripts/canary-deploy.sh", "hook", "deploy", "{image_tag}"], timeout: 10m }
 #        rollback: { command: ["scripts/canary-deploy.sh", "hook", "rollback", "{image_tag}"] }
 #    It runs $DEPLOY_COMMAND (your real deployment, e.g. "ansible-playbook deploy.yml -e tag=")
-#    with the image tag appended, and its exit code tells canary whether it worked.
+#    with the image tag appended, and its exit code tells canary whether it worked. canary puts the
+#    upstream to deploy to in CANARY_CANARY_URL: after a promotion swaps the upstreams' roles
+#    (upstreams.on_promotion: swap_roles), the next canary goes to the former production upstream.
 #
 # 2. As the driver, reporting to canary through its webhooks (with hooks.wait_for_webhooks: true):
 #      scripts/canary-deploy.sh report started '{"image_tag":"v2.7.0"}'
@@ -47,7 +49,7 @@ run_deploy() { # hook-name image-tag
     echo "$hook $tag: no DEPLOY_COMMAND set; nothing to do"
     return 0
   fi
-  echo "$hook $tag: running $DEPLOY_COMMAND $tag"
+  echo "$hook $tag on ${CANARY_CANARY_URL:-the canary upstream}: running $DEPLOY_COMMAND $tag"
   # shellcheck disable=SC2086 # DEPLOY_COMMAND is a command line on purpose
   $DEPLOY_COMMAND "$tag"
 }

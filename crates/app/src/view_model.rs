@@ -124,7 +124,7 @@ pub fn check_class(status: CheckStatus) -> &'static str {
         CheckStatus::Safe => "badge badge--good",
         CheckStatus::Watch => "badge badge--warn",
         CheckStatus::Breach => "badge badge--bad",
-        CheckStatus::NoData => "badge badge--neutral",
+        CheckStatus::NoData | CheckStatus::NoSource => "badge badge--neutral",
     }
 }
 

@@ -497,6 +497,7 @@ pub fn status_text(state: &CanaryState) -> String {
             CheckStatus::Watch => "WATCH",
             CheckStatus::Breach => "BREACH",
             CheckStatus::NoData => "NO_DATA",
+            CheckStatus::NoSource => "NO_SOURCE",
         };
         lines.push(format!(
             "  check {:<24} {status:<8} {}",

@@ -7,10 +7,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
+
 use std::time::Duration;
 
-use canary_shared::{self as wire, AlertLevel, Comparator};
+use canary_shared::{AlertLevel, Comparator};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::analysis::BuiltInMetric;
@@ -32,6 +32,7 @@ mod locate;
 mod metrics;
 mod proxy;
 mod scalars;
+mod upstreams;
 
 pub use crate::config::locate::MAX_NESTING;
 use crate::config::locate::{PathSegment, check_nesting, locate};
@@ -47,6 +48,10 @@ pub use crate::config::scalars::{
 pub use crate::config::access::{
     AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyFormat, NotifyUrl,
     PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
+};
+pub use crate::config::upstreams::{
+    HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
+    UpstreamsConfig,
 };
 pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
@@ -117,141 +122,6 @@ impl Default for ServerConfig {
         }
     }
 }
-
-/// `upstreams:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamsConfig {
-    /// The version serving users today.
-    pub production: UpstreamConfig,
-    /// The new version.
-    pub canary: UpstreamConfig,
-}
-
-impl Default for UpstreamsConfig {
-    fn default() -> Self {
-        let upstream = |port: u16| UpstreamConfig {
-            url: UpstreamUrl::from_str(&format!("http://127.0.0.1:{port}"))
-                .expect("a loopback URL is valid"),
-            version: None,
-            health_check: HealthCheckConfig::default(),
-        };
-        UpstreamsConfig {
-            production: upstream(9001),
-            canary: upstream(9002),
-        }
-    }
-}
-
-impl UpstreamsConfig {
-    /// The upstream of `side`.
-    pub fn of(&self, side: wire::Side) -> &UpstreamConfig {
-        match side {
-            wire::Side::Production => &self.production,
-            wire::Side::Canary => &self.canary,
-        }
-    }
-}
-
-/// `upstreams.production:` or `upstreams.canary:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    /// Base URL, `http://host:port`.
-    pub url: UpstreamUrl,
-    /// Version label shown in the console.
-    #[serde(default)]
-    pub version: Option<String>,
-    /// Active health checks.
-    #[serde(default)]
-    pub health_check: HealthCheckConfig,
-}
-
-/// `upstreams.*.health_check:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HealthCheckConfig {
-    /// Path requested with `GET`; any 2xx is healthy.
-    pub path: HttpPath,
-    /// Time between checks.
-    pub interval: ConfigDuration,
-    /// Time a check may take before it counts as failed.
-    pub timeout: ConfigDuration,
-    /// Consecutive passes that make an upstream healthy.
-    pub healthy_threshold: Threshold,
-    /// Consecutive failures that make an upstream unhealthy.
-    pub unhealthy_threshold: Threshold,
-}
-
-impl Default for HealthCheckConfig {
-    fn default() -> Self {
-        HealthCheckConfig {
-            path: HttpPath("/healthz".to_owned()),
-            interval: ConfigDuration(Duration::from_secs(2)),
-            timeout: ConfigDuration(Duration::from_secs(1)),
-            healthy_threshold: Threshold(2),
-            unhealthy_threshold: Threshold(3),
-        }
-    }
-}
-
-/// `hooks:` — the team's own scripts, run at each stage. A hook left out is
-/// skipped (the health check then requests the canary's health path).
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HooksConfig {
-    /// Builds and deploys the canary version.
-    pub deploy: Option<HookConfig>,
-    /// Checks the new version before it gets traffic.
-    pub health_check: Option<HookConfig>,
-    /// Makes the canary version production.
-    pub promote: Option<HookConfig>,
-    /// Undoes the canary deployment.
-    pub rollback: Option<HookConfig>,
-    /// When the deploy or health-check hook is left out, wait for the deploy
-    /// script to report through `POST /admin/canary/webhook/{event}` instead
-    /// of using the default.
-    pub wait_for_webhooks: bool,
-}
-
-/// One hook: a program and its arguments (no shell), with a time limit.
-///
-/// Arguments may use `{image_tag}`, `{share}`, `{production_version}` and
-/// `{canary_version}`; the same values are in the environment as
-/// `CANARY_IMAGE_TAG`, `CANARY_SHARE`, `CANARY_PRODUCTION_VERSION`,
-/// `CANARY_CANARY_VERSION`, with `CANARY_HOOK` naming the hook.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HookConfig {
-    /// The program and its arguments.
-    pub command: HookCommand,
-    /// How long it may run before it is killed and counted as failed.
-    #[serde(default = "default_hook_timeout")]
-    pub timeout: ConfigDuration,
-}
-
-fn default_hook_timeout() -> ConfigDuration {
-    ConfigDuration(Duration::from_secs(600))
-}
-
-/// A non-empty argument vector.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Vec<String>")]
-pub struct HookCommand(pub Vec<String>);
-
-impl TryFrom<Vec<String>> for HookCommand {
-    type Error = String;
-
-    fn try_from(args: Vec<String>) -> Result<Self, Self::Error> {
-        match args.first() {
-            None => Err("a hook command needs at least the program, as a list: [\"scripts/deploy.sh\", \"{image_tag}\"]".to_owned()),
-            Some(program) if program.trim().is_empty() => Err("the hook's program is empty".to_owned()),
-            Some(_) => Ok(HookCommand(args)),
-        }
-    }
-}
-
-serialize_as!(HookCommand, |value| &value.0);
 
 /// `canary:` — the seed's block plus what the product adds.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -418,9 +288,14 @@ pub enum OnLongNoData {
 }
 
 impl CanaryConfig {
-    /// The rules the deployment state machine follows.
-    pub fn rules(&self) -> crate::domain::deployment::Rules {
+    /// The rules the deployment state machine follows, with what a
+    /// promotion does (which the upstreams and hooks decide).
+    pub fn rules(
+        &self,
+        promotion: crate::domain::roles::Promotion,
+    ) -> crate::domain::deployment::Rules {
         crate::domain::deployment::Rules {
+            promotion,
             traffic_steps: self.traffic_steps.shares().to_vec(),
             auto_progression: self.auto_progression.enabled,
             wait_ms: duration_ms(self.auto_progression.wait_time.0),
@@ -448,6 +323,8 @@ impl CanaryConfig {
                 comparator: check.comparator,
                 threshold: check.threshold,
                 alert_level: check.alert_level,
+                // Set by `Config::check_specs`, which sees metrics.custom.
+                has_source: true,
             })
             .collect();
         let thresholds = &self.auto_progression.thresholds;
@@ -480,14 +357,18 @@ impl CanaryConfig {
                     comparator,
                     threshold,
                     alert_level: AlertLevel::Critical,
+                    has_source: true,
                 }),
         );
         specs
     }
 
     /// The rules a rollout follows, as shown to anyone who may watch.
-    pub fn rollout_settings(&self, proxy: &ProxyConfig) -> canary_shared::RolloutSettings {
-        let rules = self.rules();
+    fn rollout_settings(
+        &self,
+        proxy: &ProxyConfig,
+        rules: crate::domain::deployment::Rules,
+    ) -> canary_shared::RolloutSettings {
         let stickiness = &proxy.stickiness;
         canary_shared::RolloutSettings {
             traffic_steps: rules.traffic_steps,
@@ -526,6 +407,9 @@ impl CanaryConfig {
                 .side_override
                 .as_ref()
                 .map(|side_override| side_override.header.0.clone()),
+            // Filled in by `Config::rollout_settings`, which sees the upstreams and hooks.
+            promotion: String::new(),
+            promotion_warning: None,
         }
     }
 
@@ -741,6 +625,85 @@ fn format_invalid(
 }
 
 impl Config {
+    /// The rules the deployment state machine follows.
+    pub fn rules(&self) -> crate::domain::deployment::Rules {
+        self.canary
+            .rules(self.upstreams.promotion(&self.hooks))
+    }
+
+    /// The rules a rollout follows, as shown to anyone who may watch.
+    pub fn rollout_settings(&self) -> canary_shared::RolloutSettings {
+        let mut settings = self.canary.rollout_settings(&self.proxy, self.rules());
+        settings.promotion = self.promotion_words();
+        settings.promotion_warning = self.promotion_warning();
+        settings
+    }
+
+    /// Every safety check, each knowing whether anything provides its metric.
+    pub fn check_specs(&self) -> Vec<crate::domain::analysis::CheckSpec> {
+        let mut specs = self.canary.check_specs();
+        for spec in &mut specs {
+            spec.has_source = BuiltInMetric::from_name(&spec.metric).is_some()
+                || self
+                    .metrics
+                    .custom
+                    .iter()
+                    .any(|metric| metric.name == spec.metric);
+        }
+        specs
+    }
+
+    /// What `canary check` warns about: things that load but will not do
+    /// what an operator expects.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .check_specs()
+            .iter()
+            .filter(|spec| !spec.has_source)
+            .map(|spec| {
+                format!(
+                    "safety check \"{}\" reads `{}`, which nothing provides: it shows NO SOURCE and is \
+                     not judged; define `{}` under metrics.custom (scrape, prometheus or push)",
+                    spec.name, spec.metric, spec.metric
+                )
+            })
+            .collect();
+        warnings.extend(self.promotion_warning());
+        warnings
+    }
+
+    /// What a promotion does, in words, for the console and the CLI.
+    pub fn promotion_words(&self) -> String {
+        use crate::domain::roles::Promotion;
+        match self.upstreams.promotion(&self.hooks) {
+            Promotion::SwapRoles => "the canary's upstream becomes production with the promoted \
+                version, and the next canary deploys to the other upstream"
+                .to_owned(),
+            Promotion::HookRedeploysProduction => "the promote hook redeploys production with \
+                the promoted version (a failed hook rolls back), and the canary's share goes to 0"
+                .to_owned(),
+        }
+    }
+
+    /// Why a promotion might not leave production on the new version, if
+    /// nothing in the config moves versions: no deploy hook puts the next
+    /// version on the slot that a swap frees, and no promote hook redeploys
+    /// production.
+    pub fn promotion_warning(&self) -> Option<String> {
+        use crate::domain::roles::Promotion;
+        let deploys = self.hooks.deploy.is_some() || self.hooks.wait_for_webhooks;
+        match self.upstreams.promotion(&self.hooks) {
+            Promotion::SwapRoles if !deploys => Some(
+                "no deploy hook: after a promotion the former production upstream becomes the \
+                 canary's, still running the old version; deploy each new version there \
+                 (`canary status` shows the canary's URL) before the next start, or set \
+                 hooks.deploy"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -813,25 +776,45 @@ impl Config {
     fn check_across_sections(&self, text: &str) -> Result<(), ConfigError> {
         let admin = self.server.admin_listen;
         if self.auth.is_none() && !admin.ip().is_loopback() {
-            let path = [
-                PathSegment::Key("server".to_owned()),
-                PathSegment::Key("admin_listen".to_owned()),
-            ];
-            let (line, column) = locate(text, &path, false)
-                .map_or((None, None), |(line, column)| (Some(line), Some(column)));
-            return Err(ConfigError::Invalid {
-                file: None,
-                line,
-                column,
-                field: Some("server.admin_listen".to_owned()),
-                message: format!(
+            return Err(invalid_at(
+                text,
+                &["server", "admin_listen"],
+                format!(
                     "{admin} is reachable from other machines, but there is no auth section: anyone who \
                      can reach it could start, stop or promote rollouts. Add an auth section with users \
                      or tokens (`canary hash-password`, `canary new-token`), or listen on 127.0.0.1"
                 ),
-            });
+            ));
+        }
+        if self.upstreams.on_promotion == Some(OnPromotion::PromoteHook)
+            && self.hooks.promote.is_none()
+        {
+            return Err(invalid_at(
+                text,
+                &["upstreams", "on_promotion"],
+                "promote_hook needs hooks.promote, the script that redeploys production with the \
+                 promoted version; without one use swap_roles"
+                    .to_owned(),
+            ));
         }
         Ok(())
+    }
+}
+
+/// A cross-section error at the value under `keys`, located in `text`.
+fn invalid_at(text: &str, keys: &[&str], message: String) -> ConfigError {
+    let path: Vec<PathSegment> = keys
+        .iter()
+        .map(|key| PathSegment::Key((*key).to_owned()))
+        .collect();
+    let (line, column) = locate(text, &path, false)
+        .map_or((None, None), |(line, column)| (Some(line), Some(column)));
+    ConfigError::Invalid {
+        file: None,
+        line,
+        column,
+        field: Some(keys.join(".")),
+        message,
     }
 }
 

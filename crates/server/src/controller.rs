@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::adapters::hooks::{self, HookVars};
 use crate::adapters::own_metrics::OwnMetrics;
-use crate::adapters::proxy::SharedShare;
+use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::Recorder;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
 use crate::config::JudgeMode;
@@ -28,6 +28,7 @@ use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker};
+use crate::domain::roles::UpstreamSlot;
 use crate::domain::judge::RolloutJudge;
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
@@ -118,9 +119,9 @@ struct Controller {
     /// Counts rollouts started since this process began; tags hook runs.
     rollout: u64,
     checks: Vec<SafetyCheck>,
-    production: HealthTracker,
-    canary: HealthTracker,
-    share: SharedShare,
+    /// Each upstream's health, by slot (whichever side it plays).
+    health: [HealthTracker; 2],
+    routing: SharedRouting,
     /// The proxy's measurements; a new rollout forgets the old canary's seconds.
     recorder: Arc<Recorder>,
     /// When the previous measurement arrived, for monotonic waits.
@@ -142,13 +143,13 @@ const JUDGE_SAVE_EVERY_SECS: u32 = 10;
 /// Starts the controller task from what the store saved; it ends when every
 /// event sender is dropped.
 ///
-/// The proxy's `share` is set from the saved deployment before this returns,
+/// The proxy's `routing` is set from the saved deployment before this returns,
 /// so no request is ever split by a share the store does not hold.
 pub fn spawn(
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     store: Arc<SqliteStore>,
-    share: SharedShare,
+    routing: SharedRouting,
     recorder: Arc<Recorder>,
     first_metrics: MetricsSnapshot,
 ) -> Result<(ControllerHandle, tokio::task::JoinHandle<()>), StoreError> {
@@ -158,25 +159,23 @@ pub fn spawn(
             unhealthy_after: upstream.health_check.unhealthy_threshold.0,
         })
     };
-    let rules = config.canary.rules();
+    let rules = config.rules();
     let saved = store.load()?;
     let (deployment, revision) = match &saved {
         Some(saved) => (saved.deployment.clone(), saved.revision),
         None => (Deployment::idle(&rules), 0),
     };
-    share.set(deployment.share);
+    routing.set(deployment.routing());
     let (events_tx, mut events_rx) = mpsc::channel(256);
     let first_metrics = Arc::new(first_metrics);
-    let production = tracker(&config.upstreams.production);
-    let canary = tracker(&config.upstreams.canary);
+    let health = UpstreamSlot::BOTH.map(|slot| tracker(config.upstreams.slot(slot)));
     let checks = judge(&config, &first_metrics).checks;
     let initial = StateParts {
         config: &config,
         rules: &rules,
         deployment: &deployment,
         checks: &checks,
-        production: &production,
-        canary: &canary,
+        health: &health,
         metrics: &first_metrics,
         judge: Vec::new(),
     }
@@ -192,10 +191,9 @@ pub fn spawn(
         deployment,
         rollout: 0,
         checks,
-        production,
-        canary,
+        health,
         config,
-        share,
+        routing,
         recorder,
         last_measured: None,
         events: events_tx.clone(),
@@ -232,19 +230,20 @@ struct StateParts<'a> {
     rules: &'a Rules,
     deployment: &'a Deployment,
     checks: &'a [SafetyCheck],
-    production: &'a HealthTracker,
-    canary: &'a HealthTracker,
+    health: &'a [HealthTracker; 2],
     metrics: &'a MetricsSnapshot,
     judge: Vec<canary_shared::JudgedMetric>,
 }
 
 impl StateParts<'_> {
     fn render(&self, revision: u64, now: UnixMillis) -> CanaryState {
-        let view = |upstream: &UpstreamConfig,
-                    tracker: &HealthTracker,
-                    measured: &canary_shared::SideMetrics| {
+        let roles = &self.deployment.roles;
+        let view = |side: Side, measured: &canary_shared::SideMetrics| {
+            let slot = roles.slot_of(side);
+            let upstream = self.config.upstreams.slot(slot);
+            let tracker = &self.health[slot.index()];
             UpstreamView {
-                version: upstream.version.clone(),
+                version: roles.version_of(side, upstream.version.as_deref()),
                 url: upstream.url.to_string(),
                 health: tracker.health(),
                 health_detail: tracker.detail().map(str::to_owned),
@@ -256,16 +255,8 @@ impl StateParts<'_> {
             deployment: self.deployment,
             rules: self.rules,
             checks: self.checks,
-            production: &view(
-                &self.config.upstreams.production,
-                self.production,
-                &self.metrics.production,
-            ),
-            canary: &view(
-                &self.config.upstreams.canary,
-                self.canary,
-                &self.metrics.canary,
-            ),
+            production: &view(Side::Production, &self.metrics.production),
+            canary: &view(Side::Canary, &self.metrics.canary),
             revision,
             now,
         });
@@ -277,7 +268,7 @@ impl StateParts<'_> {
 /// Every check judged on the canary's last minute.
 fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
     analysis::analyse(
-        &config.canary.check_specs(),
+        &config.check_specs(),
         &snapshot.canary.last_1m,
         &snapshot.canary.custom,
         config.canary.analysis_settings(),
@@ -287,17 +278,16 @@ fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
 impl Controller {
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Probed { side, outcome } => {
-                let path = &self.config.upstreams.of(side).health_check.path.0;
-                let tracker = match side {
-                    Side::Production => &mut self.production,
-                    Side::Canary => &mut self.canary,
-                };
+            Event::Probed { slot, outcome } => {
+                let path = &self.config.upstreams.slot(slot).health_check.path.0;
+                let side = self.deployment.roles.side_of(slot);
+                let tracker = &mut self.health[slot.index()];
                 let before = tracker.health();
                 tracker.observe(&outcome, path);
                 if tracker.health() != before {
                     tracing::info!(
                         side = side.as_str(),
+                        upstream = slot.config_key(),
                         from = before.label(),
                         to = tracker.health().label(),
                         detail = tracker.detail().unwrap_or_default(),
@@ -512,7 +502,8 @@ impl Controller {
         }
         let to_zero = transition
             .effects
-            .contains(&Effect::SetShare(CanaryShare::ZERO));
+            .iter()
+            .any(|effect| matches!(effect, Effect::Route(routing) if routing.share == CanaryShare::ZERO));
         let effects = transition.effects.clone();
         if let Err(err) = self.commit_and_run(transition.next.clone(), transition.effects, output) {
             tracing::error!(%err, "cannot record an automatic decision");
@@ -565,9 +556,13 @@ impl Controller {
     fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {
         for effect in effects {
             match effect {
-                Effect::SetShare(share) => {
-                    self.share.set(share);
-                    tracing::info!(%share, "canary share set");
+                Effect::Route(routing) => {
+                    self.routing.set(routing);
+                    tracing::info!(
+                        share = %routing.share,
+                        production = routing.production.config_key(),
+                        "routing set"
+                    );
                 }
                 Effect::RunHook { hook, image_tag } => self.start_hook(hook, image_tag),
                 Effect::Alert { message } => tracing::warn!(%message, "alert"),
@@ -600,23 +595,21 @@ impl Controller {
             );
             return;
         }
+        let roles = &self.deployment.roles;
+        let upstreams = &self.config.upstreams;
+        let listed = |side: Side| upstreams.slot(roles.slot_of(side));
         let vars = HookVars {
             image_tag,
             share: self.deployment.share.percent().to_string(),
-            production_version: self
-                .config
-                .upstreams
-                .production
-                .version
-                .clone()
+            production_version: roles
+                .version_of(Side::Production, listed(Side::Production).version.as_deref())
                 .unwrap_or_default(),
-            canary_version: self
-                .config
-                .upstreams
-                .canary
-                .version
-                .clone()
+            canary_version: roles
+                .version_of(Side::Canary, listed(Side::Canary).version.as_deref())
                 .unwrap_or_default(),
+            production_url: listed(Side::Production).url.to_string(),
+            canary_url: listed(Side::Canary).url.to_string(),
+            canary_slot: roles.slot_of(Side::Canary),
         };
         let config = Arc::clone(&self.config);
         let events = self.events.clone();
@@ -747,8 +740,7 @@ impl Controller {
             rules: &self.rules,
             deployment: &self.deployment,
             checks: &self.checks,
-            production: &self.production,
-            canary: &self.canary,
+            health: &self.health,
             metrics: &metrics,
             judge: self
                 .judge
@@ -797,7 +789,7 @@ mod tests {
     };
 
     use crate::adapters::clock::SystemClock;
-    use crate::adapters::proxy::SharedShare;
+    use crate::adapters::proxy::SharedRouting;
     use crate::adapters::store::SqliteStore;
     use crate::config::Config;
     use crate::controller::{CommandError, ControllerHandle, Event, spawn};
@@ -822,7 +814,7 @@ mod tests {
         }
     }
 
-    async fn running(store: Arc<SqliteStore>, share: SharedShare) -> ControllerHandle {
+    async fn running(store: Arc<SqliteStore>, share: SharedRouting) -> ControllerHandle {
         let config =
             Arc::new(Config::from_yaml(include_str!("../../../canary-config.yaml")).unwrap());
         let (handle, _task) = spawn(
@@ -858,9 +850,9 @@ mod tests {
     #[tokio::test]
     async fn a_failing_store_refuses_commands_and_changes_nothing() {
         let store = Arc::new(SqliteStore::in_memory().unwrap());
-        let share = SharedShare::new(CanaryShare::ZERO);
+        let share = SharedRouting::default();
         let handle = running(Arc::clone(&store), share.clone()).await;
-        assert_eq!(share.get().percent(), 25.0);
+        assert_eq!(share.share().percent(), 25.0);
         store.fail_writes();
         let refused = handle
             .command("ops".to_owned(), Command::Continue, None)
@@ -868,7 +860,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(refused, CommandError::Store(_)), "{refused}");
         assert_eq!(
-            share.get().percent(),
+            share.share().percent(),
             25.0,
             "the proxy keeps serving the current share"
         );
@@ -878,7 +870,7 @@ mod tests {
     #[tokio::test]
     async fn a_breach_rolls_back_within_one_evaluation_even_when_the_store_fails() {
         let store = Arc::new(SqliteStore::in_memory().unwrap());
-        let share = SharedShare::new(CanaryShare::ZERO);
+        let share = SharedRouting::default();
         let handle = running(Arc::clone(&store), share.clone()).await;
         store.fail_writes();
         handle
@@ -893,7 +885,7 @@ mod tests {
             .unwrap()
             .clone();
         assert_eq!(
-            share.get(),
+            share.share(),
             CanaryShare::ZERO,
             "traffic left the canary at the first breaching evaluation"
         );

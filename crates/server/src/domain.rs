@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod exposition;
 pub mod health;
 pub mod judge;
+pub mod roles;
 pub mod split;
 pub mod verdicts;
 pub mod view;

@@ -6,22 +6,23 @@
 
 use std::sync::Arc;
 
-use canary_shared::{AuditAction, CanaryState, Command, MetricsSnapshot, Side};
+use canary_shared::{AuditAction, CanaryState, Command, MetricsSnapshot};
 use tokio::sync::oneshot;
 
 use crate::adapters::hooks::HookOutcome;
 use crate::adapters::store::StoreError;
 use crate::domain::deployment::{Hook, Input, TransitionRejected};
 use crate::domain::health::ProbeOutcome;
+use crate::domain::roles::UpstreamSlot;
 use crate::domain::judge::JudgeSecond;
 
 /// Something that happened, for the controller to take into account.
 #[derive(Debug)]
 pub enum Event {
-    /// A health probe of `side` finished.
+    /// A health probe of one upstream finished.
     Probed {
         /// The probed upstream.
-        side: Side,
+        slot: UpstreamSlot,
         /// What it answered.
         outcome: ProbeOutcome,
     },

@@ -35,7 +35,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::adapters::proxy::{Proxy, SharedShare};
+use crate::adapters::proxy::{Proxy, SharedRouting};
 use crate::adapters::recorder::Recorder;
 
 /// How long notifications already announced may take to go out at shutdown.
@@ -153,9 +153,10 @@ pub fn start_with_demo(
     let store = Arc::new(adapters::store::SqliteStore::open(&config.server.data_dir)?);
     let recorder = Arc::new(Recorder::new());
     let custom = Arc::new(adapters::metric_sources::CustomReadings::new(&config));
-    // The share starts at zero and is set by the controller from its state
-    // before the proxy accepts its first connection.
-    let share = SharedShare::new(CanaryShare::ZERO);
+    // The routing starts at no canary share and the listed roles, and is set
+    // by the controller from its state before the proxy accepts its first
+    // connection.
+    let share = SharedRouting::default();
     let first_metrics = recorder.snapshot(UnixMillis(clock.now().0), CanaryShare::ZERO);
     let (controller, controller_task) = controller::spawn(
         Arc::clone(&config),
@@ -181,10 +182,10 @@ pub fn start_with_demo(
     let server = tokio::spawn(async move {
         // The JoinSet aborts every background task when it is dropped at the end.
         let mut tasks = JoinSet::new();
-        for side in canary_shared::Side::BOTH {
-            let upstream = config.upstreams.of(side).clone();
+        for slot in crate::domain::roles::UpstreamSlot::BOTH {
+            let upstream = config.upstreams.slot(slot).clone();
             tasks.spawn(adapters::health_probe::run(
-                side,
+                slot,
                 upstream,
                 controller.events.clone(),
             ));
@@ -192,6 +193,7 @@ pub fn start_with_demo(
         for side in canary_shared::Side::BOTH {
             tasks.spawn(adapters::metric_sources::run_scraper(
                 side,
+                share.clone(),
                 Arc::clone(&config),
                 Arc::clone(&custom),
                 Arc::clone(&clock),

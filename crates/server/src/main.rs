@@ -257,7 +257,11 @@ fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::print_stdout, reason = "the command's output")]
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the command's output and warnings"
+)]
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     let steps: Vec<String> = config
@@ -275,8 +279,11 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         config.upstreams.production.url,
         config.upstreams.canary.url,
         steps.join(" → "),
-        config.canary.check_specs().len()
+        config.check_specs().len()
     );
+    for warning in config.warnings() {
+        eprintln!("canary: warning: {warning}");
+    }
     Ok(())
 }
 

@@ -52,6 +52,11 @@ pub enum CheckStatus {
     Breach,
     /// Too little data to judge; never counts as a pass.
     NoData,
+    /// Nothing in the config provides the metric (no built-in metric and
+    /// no `metrics.custom` entry of that name): the check is shown but not
+    /// judged, so it can neither pass nor hold a rollout; `canary check`
+    /// warns about it.
+    NoSource,
 }
 
 impl CheckStatus {
@@ -62,6 +67,7 @@ impl CheckStatus {
             CheckStatus::Watch => "Watch",
             CheckStatus::Breach => "Breach",
             CheckStatus::NoData => "No data",
+            CheckStatus::NoSource => "No source",
         }
     }
 }

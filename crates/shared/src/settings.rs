@@ -42,4 +42,11 @@ pub struct RolloutSettings {
     /// How much more often the canary may be the slower of a pair (0.05: 55 %).
     #[serde(default)]
     pub judge_latency_tolerance: f64,
+    /// What a promotion does to the upstreams, in words.
+    #[serde(default)]
+    pub promotion: String,
+    /// Why a promotion might not leave production on the new version, when
+    /// nothing in the config moves versions.
+    #[serde(default)]
+    pub promotion_warning: Option<String>,
 }

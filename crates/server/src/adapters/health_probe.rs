@@ -4,7 +4,6 @@
 use std::error::Error as StdError;
 use std::time::Duration;
 
-use canary_shared::Side;
 use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -15,6 +14,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::config::UpstreamConfig;
 use crate::domain::health::ProbeOutcome;
+use crate::domain::roles::UpstreamSlot;
 use crate::events::Event;
 
 /// The HTTP client the probes share.
@@ -31,7 +31,7 @@ pub fn client(connect_timeout: Duration) -> ProbeClient {
 /// Probes `upstream` forever, sending every outcome as an [`Event::Probed`].
 ///
 /// Returns when the controller has gone away.
-pub async fn run(side: Side, upstream: UpstreamConfig, events: mpsc::Sender<Event>) {
+pub async fn run(slot: UpstreamSlot, upstream: UpstreamConfig, events: mpsc::Sender<Event>) {
     let check = &upstream.health_check;
     let client = client(check.timeout.0);
     let url = upstream.url.join(&check.path.0);
@@ -41,8 +41,8 @@ pub async fn run(side: Side, upstream: UpstreamConfig, events: mpsc::Sender<Even
     loop {
         interval.tick().await;
         let outcome = probe(&client, &url, check.timeout.0).await;
-        tracing::debug!(side = side.as_str(), %url, ?outcome, "health probe");
-        if events.send(Event::Probed { side, outcome }).await.is_err() {
+        tracing::debug!(upstream = slot.config_key(), %url, ?outcome, "health probe");
+        if events.send(Event::Probed { slot, outcome }).await.is_err() {
             return;
         }
     }

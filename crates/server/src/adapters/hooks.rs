@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::adapters::health_probe;
-use crate::config::{Config, HookConfig};
+use crate::config::{Config, HookConfig, UpstreamConfig};
 use crate::domain::deployment::Hook;
 use crate::domain::health::ProbeOutcome;
+use crate::domain::roles::UpstreamSlot;
 
 /// Output kept per hook run; the rest is cut with a note.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024;
@@ -23,8 +24,15 @@ pub struct HookVars {
     pub share: String,
     /// Production's version label.
     pub production_version: String,
-    /// The canary upstream's configured version label.
+    /// The canary upstream's version label, while the upstreams play the
+    /// roles they are listed under (empty after a promotion swapped them).
     pub canary_version: String,
+    /// The base URL of the upstream serving production now.
+    pub production_url: String,
+    /// The base URL of the upstream the canary runs on (and deploys to) now.
+    pub canary_url: String,
+    /// Which listed upstream that is.
+    pub canary_slot: UpstreamSlot,
 }
 
 /// How a hook run ended.
@@ -54,6 +62,8 @@ pub fn expand(arg: &str, vars: &HookVars) -> String {
         .replace("{share}", &vars.share)
         .replace("{production_version}", &vars.production_version)
         .replace("{canary_version}", &vars.canary_version)
+        .replace("{production_url}", &vars.production_url)
+        .replace("{canary_url}", &vars.canary_url)
 }
 
 /// Runs `hook` as configured, or its built-in default when none is configured.
@@ -66,7 +76,7 @@ pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
     };
     match (configured, hook) {
         (Some(spec), _) => run_command(hook, spec, &vars).await,
-        (None, Hook::HealthCheck) => http_health_check(config).await,
+        (None, Hook::HealthCheck) => http_health_check(config.upstreams.slot(vars.canary_slot)).await,
         (None, _) => HookOutcome {
             succeeded: true,
             detail: format!("no {} hook configured", hook_name(hook)),
@@ -77,8 +87,7 @@ pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
 
 /// Without a health-check hook, the canary's health path must answer 2xx,
 /// trying for up to the unhealthy threshold's worth of intervals.
-async fn http_health_check(config: &Config) -> HookOutcome {
-    let upstream = &config.upstreams.canary;
+async fn http_health_check(upstream: &UpstreamConfig) -> HookOutcome {
     let check = &upstream.health_check;
     let client = health_probe::client(check.timeout.0);
     let url = upstream.url.join(&check.path.0);
@@ -110,6 +119,8 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
         .env("CANARY_SHARE", &vars.share)
         .env("CANARY_PRODUCTION_VERSION", &vars.production_version)
         .env("CANARY_CANARY_VERSION", &vars.canary_version)
+        .env("CANARY_PRODUCTION_URL", &vars.production_url)
+        .env("CANARY_CANARY_URL", &vars.canary_url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -238,6 +249,9 @@ mod tests {
             share: "5".to_owned(),
             production_version: "v2.6.0".to_owned(),
             canary_version: "v2.7.0".to_owned(),
+            production_url: "http://10.0.0.1:9001".to_owned(),
+            canary_url: "http://10.0.0.2:9002".to_owned(),
+            canary_slot: crate::domain::roles::UpstreamSlot::ListedAsCanary,
         }
     }
 

@@ -19,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::adapters::proxy::SharedRouting;
 use crate::config::{Config, MetricSource};
 use crate::domain::custom_metrics::{ScrapeRule, Scraped};
 use crate::domain::exposition;
@@ -229,6 +230,7 @@ async fn fetch(client: &HttpClient, url: &str, timeout: Duration) -> Result<Stri
 /// `from: scrape` metric of that side.
 pub async fn run_scraper(
     side: Side,
+    routing: SharedRouting,
     config: Arc<Config>,
     readings: Arc<CustomReadings>,
     clock: Arc<dyn Clock>,
@@ -257,17 +259,29 @@ pub async fn run_scraper(
     if rules.is_empty() {
         return;
     }
-    let url = match (side, &scrape.production_url, &scrape.canary_url) {
-        (Side::Production, Some(url), _) | (Side::Canary, _, Some(url)) => url.to_string(),
-        _ => config.upstreams.of(side).url.join(&scrape.path.0),
+    let fixed_url = match (side, &scrape.production_url, &scrape.canary_url) {
+        (Side::Production, Some(url), _) | (Side::Canary, _, Some(url)) => Some(url.to_string()),
+        _ => None,
     };
     let client = client();
     let started = tokio::time::Instant::now();
     let mut previous: Option<Scraped> = None;
+    let mut previous_url: Option<String> = None;
     let mut ticker = tokio::time::interval(scrape.interval.0);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        // Without a URL of its own, a side is scraped on the upstream that
+        // plays it now (a promotion may have swapped them); a rate is never
+        // taken across two upstreams.
+        let url = fixed_url.clone().unwrap_or_else(|| {
+            let slot = routing.get().slot_of(side);
+            config.upstreams.slot(slot).url.join(&scrape.path.0)
+        });
+        if previous_url.as_ref() != Some(&url) {
+            previous = None;
+            previous_url = Some(url.clone());
+        }
         let at_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let fetched = fetch(&client, &url, scrape.timeout.0)
             .await

@@ -9,7 +9,7 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use canary_shared::{CanaryShare, Side};
 use http_body_util::combinators::BoxBody;
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
+use crate::domain::roles::{Routing, UpstreamSlot};
 use crate::domain::split::{self, Bucket, Override};
 
 mod client_io;
@@ -45,28 +46,54 @@ use upstream::{BodyWriter, Connection, ConnectionPool, RequestBody, UpstreamBody
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
 
-// === Shared share ===
+// === Shared routing ===
 
-/// The canary share every new request reads; changed atomically by the
-/// controller, so a change applies to the next request and never to one in flight.
+/// The canary share and which upstream serves production, read by every
+/// new request as one atomic value; changed by the controller, so a change
+/// applies to the next request and never to one in flight, and no request
+/// sees a new share with the old roles.
 #[derive(Clone, Debug, Default)]
-pub struct SharedShare(Arc<AtomicU16>);
+pub struct SharedRouting(Arc<AtomicU32>);
 
-impl SharedShare {
-    /// A share starting at `share`.
-    pub fn new(share: CanaryShare) -> SharedShare {
-        SharedShare(Arc::new(AtomicU16::new(share.basis_points())))
+/// The bit that says production is served by the upstream listed as canary.
+const SWAPPED: u32 = 1 << 16;
+
+impl SharedRouting {
+    /// Routing starting at `routing`.
+    pub fn new(routing: Routing) -> SharedRouting {
+        SharedRouting(Arc::new(AtomicU32::new(Self::encode(routing))))
     }
 
-    /// The current share.
-    pub fn get(&self) -> CanaryShare {
-        CanaryShare::from_basis_points(self.0.load(Ordering::Relaxed))
-            .expect("only valid shares are ever stored")
+    fn encode(routing: Routing) -> u32 {
+        let swapped = match routing.production {
+            UpstreamSlot::ListedAsProduction => 0,
+            UpstreamSlot::ListedAsCanary => SWAPPED,
+        };
+        u32::from(routing.share.basis_points()) | swapped
     }
 
-    /// Sets the share for every request from now on.
-    pub fn set(&self, share: CanaryShare) {
-        self.0.store(share.basis_points(), Ordering::Relaxed);
+    /// The routing in force.
+    pub fn get(&self) -> Routing {
+        let bits = self.0.load(Ordering::Relaxed);
+        Routing {
+            share: CanaryShare::from_basis_points((bits & 0xffff) as u16)
+                .expect("only valid shares are ever stored"),
+            production: if bits & SWAPPED == 0 {
+                UpstreamSlot::ListedAsProduction
+            } else {
+                UpstreamSlot::ListedAsCanary
+            },
+        }
+    }
+
+    /// The canary share in force.
+    pub fn share(&self) -> CanaryShare {
+        self.get().share
+    }
+
+    /// Sets the routing for every request from now on.
+    pub fn set(&self, routing: Routing) {
+        self.0.store(Self::encode(routing), Ordering::Relaxed);
     }
 }
 
@@ -89,19 +116,17 @@ struct Upstream {
 #[derive(Debug)]
 pub struct Proxy {
     config: ProxyConfig,
-    production: Upstream,
-    canary: Upstream,
-    /// Idle connections to production, owned by this proxy's thread.
-    production_pool: Arc<ConnectionPool>,
-    /// Idle connections to the canary, owned by this proxy's thread.
-    canary_pool: Arc<ConnectionPool>,
-    share: SharedShare,
+    /// The two upstreams, in the config's order (see [`UpstreamSlot`]).
+    slots: [Upstream; 2],
+    /// Idle connections to each upstream, owned by this proxy's thread.
+    pools: [Arc<ConnectionPool>; 2],
+    routing: SharedRouting,
     recorder: Arc<Recorder>,
 }
 
 impl Proxy {
     /// A proxy for the upstreams in `config`, reading `share` and recording into `recorder`.
-    pub fn new(config: &Config, share: SharedShare, recorder: Arc<Recorder>) -> Arc<Proxy> {
+    pub fn new(config: &Config, routing: SharedRouting, recorder: Arc<Recorder>) -> Arc<Proxy> {
         let upstream = |url: &UpstreamUrl| Upstream {
             url: url.clone(),
             authority: url
@@ -120,11 +145,9 @@ impl Proxy {
         };
         Arc::new(Proxy {
             config: config.proxy.clone(),
-            production: upstream(&config.upstreams.production.url),
-            canary: upstream(&config.upstreams.canary.url),
-            production_pool: Arc::default(),
-            canary_pool: Arc::default(),
-            share,
+            slots: UpstreamSlot::BOTH.map(|slot| upstream(&config.upstreams.slot(slot).url)),
+            pools: Default::default(),
+            routing,
             recorder,
         })
     }
@@ -134,27 +157,19 @@ impl Proxy {
     fn for_another_thread(&self) -> Arc<Proxy> {
         Arc::new(Proxy {
             config: self.config.clone(),
-            production: self.production.clone(),
-            canary: self.canary.clone(),
-            production_pool: Arc::default(),
-            canary_pool: Arc::default(),
-            share: self.share.clone(),
+            slots: self.slots.clone(),
+            pools: Default::default(),
+            routing: self.routing.clone(),
             recorder: Arc::clone(&self.recorder),
         })
     }
 
-    fn upstream(&self, side: Side) -> &Upstream {
-        match side {
-            Side::Production => &self.production,
-            Side::Canary => &self.canary,
-        }
+    fn upstream(&self, slot: UpstreamSlot) -> &Upstream {
+        &self.slots[slot.index()]
     }
 
-    fn pool(&self, side: Side) -> &Arc<ConnectionPool> {
-        match side {
-            Side::Production => &self.production_pool,
-            Side::Canary => &self.canary_pool,
-        }
+    fn pool(&self, slot: UpstreamSlot) -> &Arc<ConnectionPool> {
+        &self.pools[slot.index()]
     }
 }
 
@@ -222,7 +237,10 @@ async fn handle(
 
     let forced = forced_side(proxy, request.headers(), client);
     let (bucket, new_cookie) = bucket_for(proxy, request.headers());
-    let side = split::choose(proxy.share.get(), bucket, forced);
+    // One read: the side and the upstream serving it come from the same routing.
+    let routing = proxy.routing.get();
+    let side = split::choose(routing.share, bucket, forced);
+    let slot = routing.slot_of(side);
 
     // A chunked body is not at its end before it is read; an empty one is.
     let has_body =
@@ -235,8 +253,8 @@ async fn handle(
         return refusal;
     }
 
-    let upstream = proxy.upstream(side);
-    let Some(in_flight) = acquire(proxy, side) else {
+    let upstream = proxy.upstream(slot);
+    let Some(in_flight) = acquire(proxy, slot) else {
         proxy.recorder.record(
             side,
             Outcome::Transport(TransportFailure::Overloaded),
@@ -300,7 +318,7 @@ async fn handle(
         &parts.headers,
     );
 
-    match send(proxy, side, &parts.method, &head, request_body).await {
+    match send(proxy, slot, &parts.method, &head, request_body).await {
         // A canary that refused the connection got nothing, so production may
         // serve the request instead; the refusal still counts against the canary.
         Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
@@ -311,7 +329,8 @@ async fn handle(
             );
             drop(in_flight);
             let (method, uri, headers) = retry_parts.expect("checked by the guard");
-            retry_on_production(proxy, method, uri, headers, new_cookie, started).await
+            let production = routing.production;
+            retry_on_production(proxy, production, method, uri, headers, new_cookie, started).await
         }
         Err(failure) => {
             proxy
@@ -458,7 +477,7 @@ struct Sent {
 /// after a byte of a response).
 async fn send(
     proxy: &Proxy,
-    side: Side,
+    slot: UpstreamSlot,
     method: &Method,
     head: &[u8],
     body: RequestBody,
@@ -468,11 +487,11 @@ async fn send(
     let timeout = proxy.config.upstream_response_timeout.0;
     let mut body = Some(body);
     loop {
-        let (mut connection, reused) = match proxy.pool(side).take(started) {
+        let (mut connection, reused) = match proxy.pool(slot).take(started) {
             Some(connection) => (connection, true),
             None => {
                 let opened = Connection::open(
-                    &proxy.upstream(side).address,
+                    &proxy.upstream(slot).address,
                     proxy.config.upstream_connect_timeout.0,
                 )
                 .await
@@ -542,14 +561,15 @@ fn classify(err: &(dyn StdError + 'static)) -> Failure {
 /// Sends a body-less request to production after the canary refused it.
 async fn retry_on_production(
     proxy: &Arc<Proxy>,
+    production: UpstreamSlot,
     method: Method,
     uri: Uri,
     mut headers: HeaderMap,
     new_cookie: Option<HeaderValue>,
     started: Instant,
 ) -> Response<ProxyBody> {
-    let upstream = proxy.upstream(Side::Production);
-    let Some(in_flight) = acquire(proxy, Side::Production) else {
+    let upstream = proxy.upstream(production);
+    let Some(in_flight) = acquire(proxy, production) else {
         proxy.recorder.record(
             Side::Production,
             Outcome::Transport(TransportFailure::Overloaded),
@@ -570,7 +590,7 @@ async fn retry_on_production(
         &upstream_target(&upstream.url, &uri),
         &headers,
     );
-    match send(proxy, Side::Production, &method, &head, RequestBody::Empty).await {
+    match send(proxy, production, &method, &head, RequestBody::Empty).await {
         Err(failure) => {
             proxy
                 .recorder
@@ -606,7 +626,7 @@ fn finish(
         connection,
         writer,
     } = sent;
-    let pool = reusable.then(|| Arc::clone(proxy.pool(side)));
+    let pool = reusable.then(|| Arc::clone(proxy.pool(in_flight.slot)));
     let body = UpstreamBody::new(connection, &head, writer, pool);
     let mut headers = head.headers;
     strip_hop_by_hop(&mut headers);

@@ -519,6 +519,7 @@ mod tests {
             auto_rollback: true,
             no_data_timeout_ms: 1000,
             on_long_no_data: NoDataAction::Hold,
+            promotion: crate::domain::roles::Promotion::SwapRoles,
         }
     }
 

@@ -25,7 +25,7 @@ pub(crate) async fn get_config(State(app): State<AppState>) -> Json<crate::confi
 pub(crate) async fn get_settings(
     State(app): State<AppState>,
 ) -> Json<canary_shared::RolloutSettings> {
-    Json(app.config.canary.rollout_settings(&app.config.proxy))
+    Json(app.config.rollout_settings())
 }
 
 /// The OpenAPI document of this API.

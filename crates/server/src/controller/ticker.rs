@@ -12,7 +12,7 @@ use crate::events::Event;
 /// controller; returns when the controller has gone away.
 pub async fn run_ticker(
     recorder: std::sync::Arc<crate::adapters::recorder::Recorder>,
-    share: crate::adapters::proxy::SharedShare,
+    share: crate::adapters::proxy::SharedRouting,
     clock: std::sync::Arc<dyn crate::ports::Clock>,
     events: tokio::sync::mpsc::Sender<Event>,
     custom: std::sync::Arc<crate::adapters::metric_sources::CustomReadings>,
@@ -26,12 +26,12 @@ pub async fn run_ticker(
         let second = recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
         let observed = Event::Observed {
             second,
-            canary_share: share.get().percent() / 100.0,
+            canary_share: share.share().percent() / 100.0,
         };
         if events.send(observed).await.is_err() {
             return;
         }
-        let mut snapshot = recorder.snapshot(now, share.get());
+        let mut snapshot = recorder.snapshot(now, share.share());
         snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
         snapshot.canary.custom = custom.view(canary_shared::Side::Canary, now);
         let event = Event::Measured(std::sync::Arc::new(snapshot));

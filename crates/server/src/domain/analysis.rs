@@ -22,6 +22,9 @@ pub struct CheckSpec {
     pub threshold: f64,
     /// What a breach leads to.
     pub alert_level: AlertLevel,
+    /// Whether anything provides the metric (the proxy, or a source under
+    /// `metrics.custom`); a check without one is shown, never judged.
+    pub has_source: bool,
 }
 
 /// How checks are judged.
@@ -184,6 +187,16 @@ pub fn judge_check(
         status,
         reason: Some(reason),
     };
+    if !spec.has_source {
+        return reading(
+            None,
+            CheckStatus::NoSource,
+            format!(
+                "nothing provides `{}`: define it under metrics.custom; not judged until then",
+                spec.metric
+            ),
+        );
+    }
     let value = match read(&spec.metric, window, custom) {
         Err(reason) => return reading(None, CheckStatus::NoData, reason),
         Ok(value) => value,
@@ -319,6 +332,7 @@ mod tests {
             comparator: Comparator::Max,
             threshold: 1000.0,
             alert_level: level,
+            has_source: true,
         }
     }
 
@@ -348,6 +362,7 @@ mod tests {
             comparator: Comparator::Min,
             threshold: 0.85,
             alert_level: AlertLevel::Warning,
+            has_source: true,
         };
         let judged = judge_check(&check, &window(100, 10.0, 0.2), &[], SETTINGS);
         assert_eq!(judged.status, CheckStatus::Breach);
@@ -364,6 +379,7 @@ mod tests {
             comparator: Comparator::Min,
             threshold: 0.99,
             alert_level: AlertLevel::Critical,
+            has_source: true,
         };
         let judged =
             |error_rate| judge_check(&check, &window(1000, 10.0, error_rate), &[], SETTINGS).status;
@@ -407,6 +423,36 @@ mod tests {
         assert_eq!(
             judged.reason.as_deref(),
             Some("no source provides `memory_query_latency_ms`; define it under metrics.custom")
+        );
+    }
+
+    #[test]
+    fn a_check_nothing_provides_is_shown_as_no_source_and_holds_nothing() {
+        let orphan = CheckSpec {
+            name: "Memory Queries".to_owned(),
+            metric: "memory_query_latency_ms".to_owned(),
+            has_source: false,
+            ..latency_check(AlertLevel::Warning)
+        };
+        let analysis = analyse(
+            &[latency_check(AlertLevel::Critical), orphan],
+            &window(100, 20.0, 1.0),
+            &[],
+            SETTINGS,
+        );
+        assert_eq!(analysis.checks[1].status, CheckStatus::NoSource);
+        assert!(
+            analysis.checks[1]
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.contains("metrics.custom")),
+            "{:?}",
+            analysis.checks[1].reason
+        );
+        assert_eq!(
+            analysis.verdict,
+            Verdict::Green,
+            "the checks that can be judged decide"
         );
     }
 

@@ -23,6 +23,8 @@ use canary_shared::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::domain::roles::{Promotion, Roles, Routing};
+
 /// The rules a deployment follows, from the config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rules {
@@ -38,6 +40,8 @@ pub struct Rules {
     pub no_data_timeout_ms: u64,
     /// What a long stretch of missing data leads to.
     pub on_long_no_data: NoDataAction,
+    /// What a promotion does to the upstreams' roles.
+    pub promotion: Promotion,
 }
 
 /// What happens when checks have had no data for too long.
@@ -131,8 +135,9 @@ pub enum Input {
 /// What the controller must do, in the given order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// Set the proxy's canary share.
-    SetShare(CanaryShare),
+    /// Set the router's canary share and which upstream serves production
+    /// (together: a promotion moves both at once).
+    Route(Routing),
     /// Run a hook.
     RunHook {
         /// Which.
@@ -223,6 +228,12 @@ pub struct Deployment {
     /// once; after a person resumes, its finding holds like a warning).
     #[serde(default)]
     pub paused_by_judge: bool,
+    /// Which upstream serves production, at which version.
+    #[serde(default)]
+    pub roles: Roles,
+    /// The roles before the last promotion, kept for an undo.
+    #[serde(default)]
+    pub before_promotion: Option<Roles>,
 }
 
 /// Index of the first traffic step in `steps` (after build & deploy and health check).
@@ -244,6 +255,16 @@ impl Deployment {
             reason: None,
             auto_progression: None,
             paused_by_judge: false,
+            roles: Roles::default(),
+            before_promotion: None,
+        }
+    }
+
+    /// The share and roles a router must apply for this deployment.
+    pub fn routing(&self) -> Routing {
+        Routing {
+            share: self.share,
+            production: self.roles.production,
         }
     }
 
@@ -312,6 +333,8 @@ impl Deployment {
             ActionKind::Rollback | ActionKind::Stop => match phase {
                 Phase::RollingBack => Some("already rolling back".to_owned()),
                 _ if self.has_canary() || self.share > CanaryShare::ZERO => None,
+                // Undoing a promotion gives production back to the roles before it.
+                Phase::Promoted if self.before_promotion.is_some() => None,
                 _ => Some("no canary is running".to_owned()),
             },
         }
@@ -331,7 +354,7 @@ impl Deployment {
                 hook,
                 succeeded,
                 detail,
-            } => change.hook_finished(hook, succeeded, detail),
+            } => change.hook_finished(hook, succeeded, detail, rules),
             Input::Judged(verdict) => change.judged(verdict, rules),
             Input::Tick { elapsed_ms } => change.tick(elapsed_ms, rules),
         }
@@ -366,16 +389,34 @@ fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
     steps
 }
 
+/// What a promotion did, in words, for its audit entry.
+fn promotion_words(after: &Roles, promotion: Promotion) -> String {
+    let version = after.production_version.as_deref().unwrap_or("the canary");
+    let slot = after.production.config_key();
+    match promotion {
+        Promotion::SwapRoles => format!(
+            "production is now {version} on the upstream listed as {slot}; the next canary deploys to the upstream listed as {}",
+            after.production.other().config_key()
+        ),
+        Promotion::HookRedeploysProduction => format!(
+            "the promote hook put {version} on production (the upstream listed as {slot})"
+        ),
+    }
+}
+
 /// A transition being built: the deployment so far and the effects in order.
 struct Change {
     deployment: Deployment,
     effects: Vec<Effect>,
     now: UnixMillis,
+    /// The routing the effects so far leave in force.
+    routing: Routing,
 }
 
 impl Change {
     fn new(deployment: Deployment, now: UnixMillis) -> Change {
         Change {
+            routing: deployment.routing(),
             deployment,
             effects: Vec::new(),
             now,
@@ -412,11 +453,13 @@ impl Change {
     ) {
         let from_phase = self.deployment.phase;
         let from_share = self.deployment.share;
-        if share != from_share {
-            self.effects.push(Effect::SetShare(share));
-        }
         self.deployment.phase = phase;
         self.deployment.share = share;
+        let routing = self.deployment.routing();
+        if routing != self.routing {
+            self.routing = routing;
+            self.effects.push(Effect::Route(routing));
+        }
         self.effects.push(Effect::Audit(AuditRecord {
             at: self.now,
             actor: actor.to_owned(),
@@ -512,8 +555,11 @@ impl Change {
                     ..Deployment::idle(rules)
                 };
                 let from_phase = self.deployment.phase;
+                // A new rollout keeps who serves production.
                 self.deployment = Deployment {
                     phase: from_phase,
+                    roles: self.deployment.roles.clone(),
+                    before_promotion: self.deployment.before_promotion.clone(),
                     ..fresh
                 };
                 self.set_step(0, StepStatus::InProgress);
@@ -657,6 +703,14 @@ impl Change {
     /// Stop or rollback: the share goes to 0 first, then the decision is
     /// recorded, then the rollback hook runs. It beats a promotion in flight.
     fn roll_back(&mut self, actor: &str, action: AuditAction, reason: String) {
+        if self.deployment.phase == Phase::Promoted
+            && let Some(before) = self.deployment.before_promotion.take()
+        {
+            // An undone promotion: production goes back to the upstream and
+            // version it had (with a swap, in the same routing change that
+            // keeps the canary's share at 0).
+            self.deployment.roles = before;
+        }
         self.end_current(StepStatus::Failed);
         self.deployment.paused_from = None;
         self.deployment.reason = Some(reason.clone());
@@ -688,7 +742,7 @@ impl Change {
         });
     }
 
-    fn hook_finished(&mut self, hook: Hook, succeeded: bool, detail: String) {
+    fn hook_finished(&mut self, hook: Hook, succeeded: bool, detail: String, rules: &Rules) {
         match (self.deployment.phase, hook, succeeded) {
             (Phase::BuildDeploy, Hook::Deploy, true) => {
                 self.set_step(0, StepStatus::Complete);
@@ -729,12 +783,20 @@ impl Change {
             }
             (Phase::Promoting, Hook::Promote, true) => {
                 self.end_current(StepStatus::Complete);
+                let before = self.deployment.roles.clone();
+                let after = before.promoted(self.deployment.image_tag.clone(), rules.promotion);
+                let moved = promotion_words(&after, rules.promotion);
+                self.deployment.before_promotion = Some(before);
+                self.deployment.roles = after;
+                // Production now runs the promoted version (on the canary's
+                // slot, or redeployed by the hook): the whole of the traffic
+                // goes there as "production", in one routing change.
                 self.decide(
                     "controller",
                     AuditAction::Promoted,
                     Phase::Promoted,
-                    CanaryShare::FULL,
-                    Some(detail),
+                    CanaryShare::ZERO,
+                    Some(format!("{detail}; {moved}")),
                 );
             }
             (Phase::Promoting, Hook::Promote, false) => {

@@ -14,7 +14,9 @@ use crate::domain::deployment::{Deployment, Rules, human_duration};
 /// What is known about one upstream outside the deployment.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamView {
-    /// The version label from the config.
+    /// Its version label: for production what the last promotion put there
+    /// (else the config's); for the canary the config's, while the
+    /// upstreams play the roles they are listed under.
     pub version: Option<String>,
     /// Its base URL.
     pub url: String,
@@ -59,7 +61,9 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         now,
     } = input;
     let traffic = TrafficSplit::with_canary(deployment.share);
-    let canary_running = deployment.has_canary() || deployment.phase == Phase::Promoted;
+    // After a promotion the promoted version is production's: the canary's
+    // upstream holds no canary until the next start.
+    let canary_running = deployment.has_canary();
     let service = |side: Side, upstream: &UpstreamView| {
         let window = upstream.last_minute.as_ref();
         let mut health = upstream.health;
@@ -76,10 +80,11 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         ServiceHealth {
             side,
             version: match side {
-                Side::Canary => deployment
+                Side::Canary if canary_running => deployment
                     .image_tag
                     .clone()
                     .or_else(|| upstream.version.clone()),
+                Side::Canary => upstream.version.clone(),
                 Side::Production => upstream.version.clone(),
             },
             url: upstream.url.clone(),
@@ -171,7 +176,7 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
             None => format!("Paused with the canary at {share}"),
         },
         Phase::Promoting => format!("Promoting {tag}…"),
-        Phase::Promoted => format!("Promoted {tag} ({share})"),
+        Phase::Promoted => format!("Promoted {tag}: production serves it (100 %)"),
         Phase::RollingBack => format!("Rolling back: {reason}"),
         Phase::RolledBack => format!("Rolled back: {reason}"),
         Phase::Failed => format!("Failed: {reason}"),
@@ -234,7 +239,7 @@ mod tests {
     #[test]
     fn an_idle_deployment_shows_production_only_and_offers_start() {
         let config = shipped_config();
-        let rules = config.canary.rules();
+        let rules = config.rules();
         let state = rendered(&Deployment::idle(&rules), &rules, 1);
         assert_eq!(state.phase, Phase::Idle);
         assert_eq!(state.summary, "Production only (100 %)");
@@ -266,7 +271,7 @@ mod tests {
     #[test]
     fn a_progressing_deployment_says_where_it_is_and_when_it_moves_on() {
         let config = shipped_config();
-        let rules = config.canary.rules();
+        let rules = config.rules();
         let mut deployment = Deployment::idle(&rules);
         let start = Command::Start(StartRequest {
             image_tag: "v2.7.0".to_owned(),

@@ -9,6 +9,7 @@ mod docs;
 mod hooks;
 mod judge;
 mod metrics;
+mod promotion;
 mod proxy;
 mod security;
 mod stream;

@@ -260,6 +260,8 @@ pub(crate) struct TestApp {
     pub(crate) controller: ControllerHandle,
     shutdown: Option<oneshot::Sender<()>>,
     pub(crate) server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The config it runs with, for a restart.
+    config: Config,
 }
 
 impl TestApp {
@@ -294,7 +296,7 @@ impl TestApp {
         let proxy_addr = proxy.local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (controller, server) = canary_server::start(
-            config,
+            config.clone(),
             Listeners { admin, proxy },
             Arc::new(SystemClock),
             async {
@@ -312,7 +314,31 @@ impl TestApp {
             controller,
             shutdown: Some(shutdown_tx),
             server: Some(server),
+            config,
         }
+    }
+
+    /// Shuts the server down gracefully and starts it again on the same
+    /// store, upstreams and config (on new addresses).
+    pub(crate) async fn restart(&mut self) {
+        self.shut_down().await;
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = admin.local_addr().unwrap();
+        self.proxy_addr = proxy.local_addr().unwrap();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (controller, server) = canary_server::start(
+            self.config.clone(),
+            Listeners { admin, proxy },
+            Arc::new(SystemClock),
+            async {
+                let _ = shutdown_rx.await;
+            },
+        )
+        .expect("the server starts again");
+        self.controller = controller;
+        self.shutdown = Some(shutdown_tx);
+        self.server = Some(server);
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::adapters::proxy::upstream::UpstreamBody;
 use crate::adapters::proxy::{BoxError, Proxy, classify};
 use crate::adapters::recorder::{Outcome, TransportFailure};
+use crate::domain::roles::UpstreamSlot;
 
 /// Counts a request in flight for a side until dropped; a response body
 /// holds it, so a slow download still counts.
@@ -23,26 +24,27 @@ use crate::adapters::recorder::{Outcome, TransportFailure};
 #[derive(Debug)]
 pub(super) struct InFlight {
     pub(super) proxy: Arc<Proxy>,
-    pub(super) side: Side,
+    /// The upstream whose slot it holds.
+    pub(super) slot: UpstreamSlot,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.proxy
-            .upstream(self.side)
+            .upstream(self.slot)
             .in_flight
             .fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-pub(super) fn acquire(proxy: &Arc<Proxy>, side: Side) -> Option<InFlight> {
+pub(super) fn acquire(proxy: &Arc<Proxy>, slot: UpstreamSlot) -> Option<InFlight> {
     let previous = proxy
-        .upstream(side)
+        .upstream(slot)
         .in_flight
         .fetch_add(1, Ordering::AcqRel);
     let guard = InFlight {
         proxy: Arc::clone(proxy),
-        side,
+        slot,
     };
     (previous < proxy.config.max_in_flight_per_side).then_some(guard)
 }

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 use crate::domain::deployment::{
     Deployment, Effect, Hook, Input, NoDataAction, Rules, TransitionRejected, Verdict,
 };
+use crate::domain::roles::{Promotion, UpstreamSlot};
 
 fn share(percent: f64) -> CanaryShare {
     CanaryShare::from_percent(percent).unwrap()
@@ -20,6 +21,7 @@ fn rules() -> Rules {
         auto_rollback: true,
         no_data_timeout_ms: 30_000,
         on_long_no_data: NoDataAction::Hold,
+        promotion: Promotion::SwapRoles,
     }
 }
 
@@ -119,7 +121,14 @@ impl Sim {
 fn describe(effect: &Effect, now_ms: u64) -> String {
     let t = format!("t={}s", now_ms / 1000);
     match effect {
-        Effect::SetShare(share) => format!("{t} share {share}"),
+        Effect::Route(routing) if routing.production == UpstreamSlot::ListedAsProduction => {
+            format!("{t} share {}", routing.share)
+        }
+        Effect::Route(routing) => format!(
+            "{t} share {}, production on the upstream listed as {}",
+            routing.share,
+            routing.production.config_key()
+        ),
         Effect::RunHook { hook, image_tag } => format!("{t} hook {hook:?} {image_tag}"),
         Effect::Alert { message } => format!("{t} alert {message}"),
         Effect::Audit(record) => format!(
@@ -170,7 +179,8 @@ fn a_healthy_canary_walks_every_step_and_is_promoted() {
         t=30s audit controller auto_progress: Progressing -> Progressing, 50 % -> 100 % (checks green for 10 s)
         t=40s audit controller promote: Progressing -> Promoting, 100 % -> 100 % (checks green for 10 s)
         t=40s hook Promote v2.7.0
-        t=40s audit controller promoted: Promoting -> Promoted, 100 % -> 100 % (exit 0)"#]]);
+        t=40s share 0 %, production on the upstream listed as canary
+        t=40s audit controller promoted: Promoting -> Promoted, 100 % -> 0 % (exit 0; production is now v2.7.0 on the upstream listed as canary; the next canary deploys to the upstream listed as production)"#]]);
     assert_eq!(sim.deployment.phase, Phase::Promoted);
     assert_eq!(sim.statuses(), "+++++++");
 }
@@ -302,9 +312,76 @@ fn after_a_promotion_the_previous_version_is_restored_in_one_action() {
     .unwrap();
     sim.check(expect![[r#"
         t=0s share 0 %
-        t=0s audit ops rollback: Promoted -> RollingBack, 100 % -> 0 % (v2.7.0 leaks memory)
+        t=0s audit ops rollback: Promoted -> RollingBack, 0 % -> 0 % (v2.7.0 leaks memory)
         t=0s alert Rolling back: v2.7.0 leaks memory
         t=0s hook Rollback v2.7.0"#]]);
+    assert_eq!(sim.deployment.roles, crate::domain::roles::Roles::default());
+    assert!(
+        sim.command(Command::Rollback {
+            reason: "again".to_owned()
+        })
+        .is_err(),
+        "a promotion is undone once"
+    );
+}
+
+#[test]
+fn the_next_rollout_after_a_swap_keeps_production_on_the_promoted_upstream() {
+    let mut sim = Sim::progressing(50.0);
+    sim.command(Command::Promote).unwrap();
+    sim.hook(Hook::Promote, true);
+    let promoted = sim.deployment.roles.clone();
+    assert_eq!(promoted.production, UpstreamSlot::ListedAsCanary);
+    assert_eq!(promoted.production_version.as_deref(), Some("v2.7.0"));
+    sim.log.clear();
+    sim.command(Command::Start(StartRequest {
+        image_tag: "v2.8.0".to_owned(),
+        traffic_percent: share(5.0),
+    }))
+    .unwrap();
+    assert_eq!(sim.deployment.roles, promoted, "a start keeps the roles");
+    assert_eq!(
+        sim.deployment.routing().slot_of(canary_shared::Side::Canary),
+        UpstreamSlot::ListedAsProduction,
+        "the next canary runs on the upstream the promotion freed"
+    );
+    sim.check(expect![[r#"
+        t=0s audit ops start: Promoted -> BuildDeploy, 0 % -> 0 % (deploy v2.8.0 and start at 5 %)
+        t=0s hook Deploy v2.8.0"#]]);
+}
+
+#[test]
+fn a_promote_hook_that_redeploys_production_keeps_the_upstreams_roles() {
+    let mut sim = Sim::new(Rules {
+        promotion: Promotion::HookRedeploysProduction,
+        ..rules()
+    });
+    sim.start(5.0);
+    sim.hook(Hook::Deploy, true);
+    sim.hook(Hook::HealthCheck, true);
+    sim.command(Command::Promote).unwrap();
+    sim.log.clear();
+    sim.hook(Hook::Promote, true);
+    assert_eq!(sim.deployment.roles.production, UpstreamSlot::ListedAsProduction);
+    assert_eq!(
+        sim.deployment.roles.production_version.as_deref(),
+        Some("v2.7.0")
+    );
+    sim.check(expect![[r#"
+        t=0s share 0 %
+        t=0s audit controller promoted: Promoting -> Promoted, 100 % -> 0 % (exit 0; the promote hook put v2.7.0 on production (the upstream listed as production))"#]]);
+    sim.log.clear();
+    let mut failed = Sim::new(Rules {
+        promotion: Promotion::HookRedeploysProduction,
+        ..rules()
+    });
+    failed.start(5.0);
+    failed.hook(Hook::Deploy, true);
+    failed.hook(Hook::HealthCheck, true);
+    failed.command(Command::Promote).unwrap();
+    failed.hook(Hook::Promote, false);
+    assert_eq!(failed.deployment.phase, Phase::RollingBack, "its success is required");
+    assert_eq!(failed.deployment.roles, crate::domain::roles::Roles::default());
 }
 
 #[test]
@@ -659,7 +736,7 @@ proptest! {
             Ok(transition) => {
                 prop_assert_eq!(transition.next.share, CanaryShare::ZERO);
                 if deployment.share != CanaryShare::ZERO {
-                    prop_assert_eq!(&transition.effects[0], &Effect::SetShare(CanaryShare::ZERO), "the share moves first");
+                    prop_assert_eq!(&transition.effects[0], &Effect::Route(crate::domain::roles::Routing { share: CanaryShare::ZERO, production: deployment.roles.production }), "the share moves first");
                 }
                 let audited = transition.effects.iter().any(|effect| matches!(effect, Effect::Audit(record) if record.action == canary_shared::AuditAction::Stop));
                 prop_assert!(audited);
@@ -687,7 +764,7 @@ proptest! {
             if let (Some(before), Some(after)) = (before, after) && !excused && !rolled_back {
                 prop_assert!(after >= before, "step went from {} to {}", before, after);
             }
-            let moved = transition.effects.iter().filter(|effect| matches!(effect, Effect::SetShare(_))).count();
+            let moved = transition.effects.iter().filter(|effect| matches!(effect, Effect::Route(_))).count();
             prop_assert!(moved <= 1, "at most one share change per input");
             deployment = transition.next;
         }
