@@ -40,7 +40,10 @@ test('shows the rollout and follows upstream health live', async ({ dashboard, s
   // Only Start is possible before a canary runs; the others say why not.
   await expect(dashboard.action('start')).toBeEnabled();
   await expect(dashboard.action('stop')).toBeDisabled();
-  await expect(dashboard.actionsReason).toContainText('no canary is running');
+  // Each disabled control says why beside it.
+  await expect(dashboard.page.getByTestId('reason-stop')).toHaveText('no canary is running');
+  await expect(dashboard.page.getByTestId('reason-start')).toBeHidden();
+  await expect(dashboard.page.getByTestId('reason-steps')).toContainText('Promote: not possible while idle');
   await expect(dashboard.page).toHaveTitle('Production only (100 %) · canary');
   // Help is folded away until asked for.
   const help = dashboard.page.getByTestId('help');

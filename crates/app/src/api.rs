@@ -89,7 +89,7 @@ pub async fn command(command: Simple) -> Result<CanaryState, Error> {
     send_command(&command).await
 }
 
-/// `GET /admin/canary/demo`: the demo services (a 404 outside `canary demo`).
+/// `GET /admin/canary/demo`: the demo services (an empty 204 outside `canary demo`, read as an error here so the panel stays away).
 pub async fn demo() -> Result<canary_shared::demo::DemoStatus, Error> {
     send("GET", canary_shared::demo::DEMO_PATH, None).await
 }

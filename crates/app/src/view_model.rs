@@ -8,10 +8,13 @@ use canary_shared::{
 mod actions;
 mod audit;
 
-pub use actions::{ActionView, action_view, clamp_share, share_move_question};
+pub use actions::{
+    ActionView, PromotionReview, ReviewLine, action_view, clamp_share, promotion_review,
+    share_move_question,
+};
 pub use audit::{
     AuditKind, BrowserAlert, action_label, browser_alert, decision_figures, is_automatic_decision,
-    new_alerts,
+    new_alerts, rollout_decisions,
 };
 
 /// Where the live connection stands.
@@ -290,6 +293,14 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
         _ => "Off: only the safety checks decide.".to_owned(),
     };
     rows.push(("Statistical judge", judge));
+    if !settings.promotion.is_empty() {
+        let mut promotion = capitalised(&settings.promotion);
+        promotion.push('.');
+        if let Some(warning) = &settings.promotion_warning {
+            promotion.push_str(&format!(" Note: {warning}."));
+        }
+        rows.push(("Promotion", promotion));
+    }
     if let Some(header) = &settings.override_header {
         rows.push((
             "Forcing a side",
@@ -299,6 +310,15 @@ pub fn settings_rows(settings: &RolloutSettings) -> Vec<(&'static str, String)> 
         ));
     }
     rows
+}
+
+/// `text` with its first letter upper-case.
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// What the demo's canary service does now, in a few words:
@@ -472,6 +492,8 @@ mod tests {
             judge_alpha: 0.01,
             judge_failure_tolerance: 0.2,
             judge_latency_tolerance: 0.05,
+            promotion: "the canary's upstream becomes production".to_owned(),
+            promotion_warning: Some("no deploy hook".to_owned()),
         };
         let rows = super::settings_rows(&settings);
         let text: Vec<String> = rows
@@ -487,9 +509,31 @@ mod tests {
                 "How checks are judged: No data below 20 canary requests in a minute (never a pass). Watch within 10 % of a limit. After 10 min without data: keep holding.",
                 "Stickiness: Cookie canary_bucket for 24 h: each browser stays on its side.",
                 "Statistical judge: Enforce: a regression it finds rolls the canary back, and a step advances only once it has passed the canary (false alarms at most 1 %; failure rate within 1.2× production's, slower than concurrent production requests at most 55 % of the time).",
+                "Promotion: The canary's upstream becomes production. Note: no deploy hook.",
                 "Forcing a side: From a trusted network or with the token, a request with x-canary: canary (or production) goes to that side, while the canary has a share above 0 %."
             ]
         );
+    }
+
+    #[test]
+    fn the_safety_panel_explains_only_the_current_rollouts_decisions() {
+        let mut earlier = audit(2, "auto_rollback", 25.0, 0.0, Some("errors"));
+        earlier.at = UnixMillis(1_000);
+        let mut current = audit(5, "auto_progress", 5.0, 25.0, None);
+        current.at = UnixMillis(9_000);
+        let entries = vec![current.clone(), earlier.clone()];
+        let seqs = |started| {
+            super::rollout_decisions(&entries, started, 4)
+                .iter()
+                .map(|entry| entry.seq)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seqs(Some(UnixMillis(8_000))),
+            [5],
+            "a new rollout starts clean"
+        );
+        assert_eq!(seqs(None), [5, 2]);
     }
 
     #[test]

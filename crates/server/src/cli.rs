@@ -798,8 +798,8 @@ mod tests {
     #[test]
     fn the_countdown_is_not_a_change_worth_a_line() {
         assert_eq!(
-            lasting_part("Canary at 25 %, step 2 of 4, auto-progression in 23 h 11 min"),
-            "Canary at 25 %, step 2 of 4"
+            lasting_part("Canary at 25 %, step 4 of 7, auto-progression in 23 h 11 min"),
+            "Canary at 25 %, step 4 of 7"
         );
         assert_eq!(
             lasting_part("Paused with the canary at 25 %"),
@@ -808,9 +808,9 @@ mod tests {
         // The judge's evidence changes every second; its finding does not.
         assert_eq!(
             lasting_part(
-                "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet (slower in 48.5 % of 1,058 comparisons; evidence of worse 0.1 of 200 needed, of within 12 of 100)"
+                "Canary at 5 %, step 3 of 7, holding: waiting for the statistical judge: latency: not decided yet (slower in 48.5 % of 1,058 comparisons; evidence of worse 0.1 of 200 needed, of within 12 of 100)"
             ),
-            "Canary at 5 %, step 1 of 4, holding: waiting for the statistical judge: latency: not decided yet"
+            "Canary at 5 %, step 3 of 7, holding: waiting for the statistical judge: latency: not decided yet"
         );
     }
 

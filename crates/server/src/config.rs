@@ -49,12 +49,12 @@ pub use crate::config::access::{
     AllowedOrigin, AuthConfig, IdentityName, NotificationConfig, NotifyFormat, NotifyUrl,
     PasswordHash, SessionConfig, TlsConfig, TokenConfig, TokenHash, UserConfig,
 };
+pub use crate::config::metrics::{
+    CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
+};
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
     UpstreamsConfig,
-};
-pub use crate::config::metrics::{
-    CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
 
 /// The whole configuration file.
@@ -627,8 +627,7 @@ fn format_invalid(
 impl Config {
     /// The rules the deployment state machine follows.
     pub fn rules(&self) -> crate::domain::deployment::Rules {
-        self.canary
-            .rules(self.upstreams.promotion(&self.hooks))
+        self.canary.rules(self.upstreams.promotion(&self.hooks))
     }
 
     /// The rules a rollout follows, as shown to anyone who may watch.

@@ -28,8 +28,8 @@ use crate::domain::deployment::{
     AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
 };
 use crate::domain::health::{HealthThresholds, HealthTracker};
-use crate::domain::roles::UpstreamSlot;
 use crate::domain::judge::RolloutJudge;
+use crate::domain::roles::UpstreamSlot;
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::Clock;
 
@@ -500,10 +500,9 @@ impl Controller {
         if transition.next == self.deployment && transition.effects.is_empty() {
             return;
         }
-        let to_zero = transition
-            .effects
-            .iter()
-            .any(|effect| matches!(effect, Effect::Route(routing) if routing.share == CanaryShare::ZERO));
+        let to_zero = transition.effects.iter().any(
+            |effect| matches!(effect, Effect::Route(routing) if routing.share == CanaryShare::ZERO),
+        );
         let effects = transition.effects.clone();
         if let Err(err) = self.commit_and_run(transition.next.clone(), transition.effects, output) {
             tracing::error!(%err, "cannot record an automatic decision");
@@ -602,7 +601,10 @@ impl Controller {
             image_tag,
             share: self.deployment.share.percent().to_string(),
             production_version: roles
-                .version_of(Side::Production, listed(Side::Production).version.as_deref())
+                .version_of(
+                    Side::Production,
+                    listed(Side::Production).version.as_deref(),
+                )
                 .unwrap_or_default(),
             canary_version: roles
                 .version_of(Side::Canary, listed(Side::Canary).version.as_deref())

@@ -13,8 +13,8 @@ use crate::adapters::hooks::HookOutcome;
 use crate::adapters::store::StoreError;
 use crate::domain::deployment::{Hook, Input, TransitionRejected};
 use crate::domain::health::ProbeOutcome;
-use crate::domain::roles::UpstreamSlot;
 use crate::domain::judge::JudgeSecond;
+use crate::domain::roles::UpstreamSlot;
 
 /// Something that happened, for the controller to take into account.
 #[derive(Debug)]

@@ -1,10 +1,13 @@
 //! The Actions card: start a canary, move its share, walk it forward, and stop it.
 //!
 //! Each control is enabled only when the signed-in role may act and the
-//! server lists its action in `allowed_actions`; otherwise it is disabled and the server's reason is
-//! shown. Destructive actions (stop, rollback, promote) ask for a
-//! confirmation that states what will happen; a failed action shows the
-//! server's reason.
+//! server lists its action in `allowed_actions`; otherwise it is disabled and
+//! the server's reason is shown beside it (a viewer's reason, which is about
+//! who they are, once for the card). Destructive actions (stop, rollback,
+//! promote) ask for a confirmation that states what will happen; promote's
+//! also shows what the operator reviews first: the safety checks, the
+//! judge's verdicts, how long the canary has held its share, and what
+//! promotion does to the upstreams. A failed action shows the server's reason.
 
 use canary_shared::{ActionKind, CanaryState, Role, StepKind};
 use leptos::prelude::*;
@@ -12,7 +15,7 @@ use leptos::task::spawn_local;
 
 use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
-use crate::view_model::{action_view, clamp_share};
+use crate::view_model::{action_view, clamp_share, promotion_review};
 use crate::{ActionRequests, Viewer};
 
 /// What waits for the operator's confirmation.
@@ -23,6 +26,15 @@ enum Pending {
     Rollback,
     Stop,
 }
+
+/// The step buttons, in order, with their labels.
+const STEP_CONTROLS: [(ActionKind, &str); 5] = [
+    (ActionKind::Continue, "Continue"),
+    (ActionKind::Pause, "Pause"),
+    (ActionKind::Resume, "Resume"),
+    (ActionKind::Promote, "Promote"),
+    (ActionKind::Rollback, "Roll back"),
+];
 
 /// The operator's actions with their availability.
 #[component]
@@ -36,6 +48,8 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
     let image_tag = RwSignal::new(String::new());
     let start_percent = RwSignal::new(String::new());
     let reason = RwSignal::new(String::new());
+    // What promotion does to the upstreams, read when its confirmation opens.
+    let promotion_words = RwSignal::new(None::<(String, Option<String>)>);
 
     // Without a known identity, act as the least role; the server decides anyway.
     let role = use_context::<Viewer>().map_or(Role::Viewer, |viewer| viewer.me.role);
@@ -93,6 +107,13 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
         scale_open.set(false);
         if what == Pending::Start {
             start_percent.set(first_step());
+        }
+        if what == Pending::Promote && promotion_words.get_untracked().is_none() {
+            spawn_local(async move {
+                if let Ok(settings) = api::settings().await {
+                    promotion_words.set(Some((settings.promotion, settings.promotion_warning)));
+                }
+            });
         }
         pending.set(Some(what));
     };
@@ -167,18 +188,51 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
         Some(Pending::Stop) => send(Simple::Stop(reason.get_untracked())),
         None => {}
     };
-    // One line of reasons for the main controls instead of the same sentence three times.
-    let reasons = move || {
-        let mut reasons: Vec<String> = Vec::new();
-        for action in [ActionKind::Start, ActionKind::Scale, ActionKind::Stop] {
-            if let Some(reason) =
-                state.with(|state| action_view(state.as_ref(), action, role).reason)
-                && !reasons.contains(&reason)
-            {
-                reasons.push(reason);
+    // A viewer's controls are all disabled for one reason, which is about
+    // them, not the rollout: said once.
+    let role_reason = move || {
+        (!role.allows(Role::Operator))
+            .then(|| action_view(None, ActionKind::Start, role).reason)
+            .flatten()
+            .unwrap_or_default()
+    };
+    // Why `action` is disabled, beside its control (empty when enabled or
+    // when the role alone explains it).
+    let reason_for = move |action: ActionKind| {
+        if !role.allows(Role::Operator) {
+            return String::new();
+        }
+        state
+            .with(|state| action_view(state.as_ref(), action, role).reason)
+            .unwrap_or_default()
+    };
+    // The step buttons' reasons, beside their row: each reason once, with
+    // the controls it holds back.
+    let step_reasons = move || {
+        let mut grouped: Vec<(String, Vec<&'static str>)> = Vec::new();
+        for (action, label) in STEP_CONTROLS {
+            let reason = reason_for(action);
+            if reason.is_empty() {
+                continue;
+            }
+            match grouped.iter_mut().find(|(known, _)| *known == reason) {
+                Some((_, labels)) => labels.push(label),
+                None => grouped.push((reason, vec![label])),
             }
         }
-        reasons.join("; ")
+        grouped
+            .into_iter()
+            .map(|(reason, labels)| format!("{}: {reason}", labels.join(", ")))
+            .collect::<Vec<_>>()
+            .join(" · ")
+    };
+    let review = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .filter(|_| pending.get() == Some(Pending::Promote))
+                .map(promotion_review)
+        })
     };
     let step_button = move |action: ActionKind, label: &'static str, test_id: &'static str| {
         view! {
@@ -186,6 +240,7 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                 type="button"
                 class="button button--small"
                 data-testid=test_id
+                aria-describedby="reason-steps"
                 disabled=move || !allowed(action) || busy.get()
                 title=move || state.with(|state| action_view(state.as_ref(), action, role).reason).unwrap_or_default()
                 on:click=move |_| match action {
@@ -206,39 +261,52 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
             <header class="card__header">
                 <h2 class="card__title" id="actions-title">"Actions"</h2>
             </header>
+            <p class="actions__reason" data-testid="actions-reason">{role_reason}</p>
             <div class="actions">
-                <button
-                    type="button"
-                    class="button button--primary"
-                    data-testid="action-start"
-                    disabled=move || !allowed(ActionKind::Start)
-                    aria-expanded=move || (pending.get() == Some(Pending::Start)).to_string()
-                    on:click=move |_| open(Pending::Start)
-                >
-                    "Start canary"
-                </button>
-                <button
-                    type="button"
-                    class="button"
-                    data-testid="action-scale"
-                    disabled=move || !allowed(ActionKind::Scale)
-                    aria-expanded=move || scale_open.get().to_string()
-                    on:click=move |_| {
-                        pending.set(None);
-                        scale_open.update(|open| *open = !*open);
-                    }
-                >
-                    "Scale traffic"
-                </button>
-                <button
-                    type="button"
-                    class="button button--danger"
-                    data-testid="action-stop"
-                    disabled=move || !allowed(ActionKind::Stop)
-                    on:click=move |_| open(Pending::Stop)
-                >
-                    "Emergency stop"
-                </button>
+                <div class="control">
+                    <button
+                        type="button"
+                        class="button button--primary"
+                        data-testid="action-start"
+                        aria-describedby="reason-start"
+                        disabled=move || !allowed(ActionKind::Start)
+                        aria-expanded=move || (pending.get() == Some(Pending::Start)).to_string()
+                        on:click=move |_| open(Pending::Start)
+                    >
+                        "Start canary"
+                    </button>
+                    <span class="control__reason" id="reason-start" data-testid="reason-start">{move || reason_for(ActionKind::Start)}</span>
+                </div>
+                <div class="control">
+                    <button
+                        type="button"
+                        class="button"
+                        data-testid="action-scale"
+                        aria-describedby="reason-scale"
+                        disabled=move || !allowed(ActionKind::Scale)
+                        aria-expanded=move || scale_open.get().to_string()
+                        on:click=move |_| {
+                            pending.set(None);
+                            scale_open.update(|open| *open = !*open);
+                        }
+                    >
+                        "Scale traffic"
+                    </button>
+                    <span class="control__reason" id="reason-scale" data-testid="reason-scale">{move || reason_for(ActionKind::Scale)}</span>
+                </div>
+                <div class="control">
+                    <button
+                        type="button"
+                        class="button button--danger"
+                        data-testid="action-stop"
+                        aria-describedby="reason-stop"
+                        disabled=move || !allowed(ActionKind::Stop)
+                        on:click=move |_| open(Pending::Stop)
+                    >
+                        "Emergency stop"
+                    </button>
+                    <span class="control__reason" id="reason-stop" data-testid="reason-stop">{move || reason_for(ActionKind::Stop)}</span>
+                </div>
             </div>
             <div class="actions actions--steps">
                 {step_button(ActionKind::Continue, "Continue", "action-continue")}
@@ -247,6 +315,7 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                 {step_button(ActionKind::Promote, "Promote", "action-promote")}
                 {step_button(ActionKind::Rollback, "Roll back", "action-rollback")}
             </div>
+            <p class="control__reason" id="reason-steps" data-testid="reason-steps">{step_reasons}</p>
             <ScalePanel state=state open=scale_open />
             <div node_ref=confirm_panel class="confirm-panel" role="alertdialog" aria-live="assertive" data-testid="confirm-panel" hidden=move || pending.with(Option::is_none)>
                 <div class="confirm-panel__fields" hidden=move || pending.get() != Some(Pending::Start)>
@@ -290,6 +359,23 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                     />
                 </div>
                 <p class="confirm-panel__question" data-testid="confirm-question">{question}</p>
+                {move || review().map(|review| view! {
+                    <div class="review" data-testid="promote-review">
+                        <p class="review__share">{review.at_share}</p>
+                        <ul class="review__lines">
+                            {review.lines.into_iter().map(|line| view! {
+                                <li class="review__line">
+                                    <span class=line.class>{line.badge}</span>
+                                    <span>{line.words}</span>
+                                </li>
+                            }).collect_view()}
+                        </ul>
+                        {promotion_words.get().map(|(words, warning)| view! {
+                            <p class="review__promotion" data-testid="promote-effect">{format!("Promotion: {words}.")}</p>
+                            <p class="notice notice--warn" data-testid="promote-warning" hidden=warning.is_none()>{warning.clone().unwrap_or_default()}</p>
+                        })}
+                    </div>
+                })}
                 <div class="scale-panel__buttons">
                     <button
                         type="button"
@@ -308,7 +394,6 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
             <p class="notice notice--error" role="alert" data-testid="action-error" hidden=move || error.with(Option::is_none)>
                 {move || error.get().unwrap_or_default()}
             </p>
-            <p class="actions__reason" data-testid="actions-reason">{reasons}</p>
         </article>
     }
 }

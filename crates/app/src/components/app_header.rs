@@ -146,6 +146,8 @@ fn HeaderStop() -> impl IntoView {
                 type="button"
                 class="button button--danger header-stop"
                 data-testid="header-stop"
+                // The phone's label is the short "Stop"; its name stays the whole one.
+                aria-label="Emergency stop"
                 on:click=move |_| requests.request(ActionKind::Stop)
             >
                 <span class="header-stop__long">"Emergency stop"</span>

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use crate::chart_model::evidence_markup;
 use crate::view_model::{
-    action_label, check_class, clock_time, decision_figures, is_automatic_decision,
+    action_label, check_class, clock_time, decision_figures, rollout_decisions,
 };
 
 /// How many automatic decisions the panel explains (the audit trail has all).
@@ -44,14 +44,13 @@ pub fn SafetyCard(
         })
     };
     let decisions = move || {
-        audit.with(|entries| {
-            entries
-                .iter()
-                .filter(|entry| is_automatic_decision(entry))
-                .take(DECISIONS_SHOWN)
-                .cloned()
-                .collect::<Vec<_>>()
-        })
+        let started = state.with(|state| {
+            state
+                .as_ref()
+                .and_then(|state| state.steps.first())
+                .and_then(|step| step.started_at)
+        });
+        audit.with(|entries| rollout_decisions(entries, started, DECISIONS_SHOWN))
     };
     view! {
         <article class="card" aria-labelledby="safety-title">

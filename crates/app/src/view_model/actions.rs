@@ -60,3 +60,98 @@ pub fn clamp_share(percent: f64) -> CanaryShare {
 pub fn share_move_question(from: CanaryShare, to: CanaryShare) -> String {
     format!("Move canary from {from} to {to}?")
 }
+
+/// One line of what an operator reviews before promoting: a badge and words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewLine {
+    /// The badge's CSS classes.
+    pub class: &'static str,
+    /// The badge's text (`Safe`, `Breach`, `Pass`, …).
+    pub badge: &'static str,
+    /// What it concerns and why, in words.
+    pub words: String,
+}
+
+/// What the promote confirmation shows beside its question: how long the
+/// canary has been at its share, every safety check, and the judge's verdicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromotionReview {
+    /// `At 50 % for 12 min`.
+    pub at_share: String,
+    /// Each check, then each judged metric.
+    pub lines: Vec<ReviewLine>,
+}
+
+/// The review of `state` before a promotion.
+pub fn promotion_review(state: &CanaryState) -> PromotionReview {
+    use canary_shared::{JudgeConclusion, StepStatus};
+    let share = state.traffic.canary();
+    let since = state
+        .steps
+        .iter()
+        .find(|step| {
+            step.status == StepStatus::InProgress
+                && matches!(step.kind, canary_shared::StepKind::Traffic { .. })
+        })
+        .and_then(|step| step.started_at);
+    let at_share = match since {
+        Some(since) => format!(
+            "At {share} for {}",
+            canary_shared::words::duration(state.updated_at.0.saturating_sub(since.0))
+        ),
+        None => format!("At {share}"),
+    };
+    let mut lines: Vec<ReviewLine> = state
+        .safety_checks
+        .iter()
+        .map(|check| ReviewLine {
+            class: crate::view_model::check_class(check.status),
+            badge: check.status.label(),
+            words: match &check.reason {
+                Some(reason) => format!("{}: {reason}", check.name),
+                None => check.name.clone(),
+            },
+        })
+        .collect();
+    lines.extend(state.judge.iter().map(|judged| {
+        let (class, badge) = match judged.conclusion {
+            JudgeConclusion::Fail => ("badge badge--bad", "Fail"),
+            JudgeConclusion::Pass => ("badge badge--good", "Pass"),
+            JudgeConclusion::Inconclusive => ("badge badge--neutral", "Undecided"),
+        };
+        ReviewLine {
+            class,
+            badge,
+            words: format!("Statistical judge: {}", judged.words),
+        }
+    }));
+    PromotionReview { at_share, lines }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::promotion_review;
+
+    #[test]
+    fn the_promotion_review_says_how_long_at_which_share_and_every_verdict() {
+        // Progressing at 25 % since 30 s before the state was rendered.
+        let state: canary_shared::CanaryState = serde_json::from_str(include_str!(
+            "../../../shared/src/snapshots/canary_state.json"
+        ))
+        .unwrap();
+        let review = promotion_review(&state);
+        assert_eq!(review.at_share, "At 25 % for 30 s");
+        let words: Vec<String> = review
+            .lines
+            .iter()
+            .map(|line| format!("{} ({}): {}", line.badge, line.class, line.words))
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "Safe (badge badge--good): Total Latency",
+                "Undecided (badge badge--neutral): Statistical judge: failure rate: not decided yet"
+            ]
+        );
+    }
+}

@@ -19,6 +19,25 @@ pub fn action_label(action: &str) -> String {
 
 /// Whether the controller took this decision by itself about the rollout
 /// (the safety panel explains each of these).
+/// The latest `count` automatic decisions of the rollout that started at
+/// `rollout_started` (all when unknown), newest first from `entries`
+/// (which are newest first): a new rollout's panel does not show the last
+/// one's rollback.
+pub fn rollout_decisions(
+    entries: &[AuditEvent],
+    rollout_started: Option<canary_shared::UnixMillis>,
+    count: usize,
+) -> Vec<AuditEvent> {
+    entries
+        .iter()
+        .filter(|entry| is_automatic_decision(entry))
+        .filter(|entry| rollout_started.is_none_or(|started| entry.at >= started))
+        .take(count)
+        .cloned()
+        .collect()
+}
+
+/// Whether `entry` is a decision canary took by itself.
 pub fn is_automatic_decision(entry: &AuditEvent) -> bool {
     entry.actor == "controller"
         && matches!(

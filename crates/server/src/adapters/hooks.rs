@@ -76,7 +76,9 @@ pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
     };
     match (configured, hook) {
         (Some(spec), _) => run_command(hook, spec, &vars).await,
-        (None, Hook::HealthCheck) => http_health_check(config.upstreams.slot(vars.canary_slot)).await,
+        (None, Hook::HealthCheck) => {
+            http_health_check(config.upstreams.slot(vars.canary_slot)).await
+        }
         (None, _) => HookOutcome {
             succeeded: true,
             detail: format!("no {} hook configured", hook_name(hook)),

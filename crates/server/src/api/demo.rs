@@ -18,9 +18,15 @@ fn control(app: &AppState) -> Result<&DemoControl, ApiError> {
     })
 }
 
-/// `GET /admin/canary/demo`.
-pub(crate) async fn get_demo(State(app): State<AppState>) -> Result<Json<DemoStatus>, ApiError> {
-    Ok(Json(control(&app)?.status()))
+/// `GET /admin/canary/demo`: the demo's status, or `204 No Content`
+/// outside the demo (the console asks on every load; a 404 there would be
+/// an error in every operator's browser console for a normal answer).
+pub(crate) async fn get_demo(State(app): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match app.demo.as_deref() {
+        Some(control) => Json(control.status()).into_response(),
+        None => axum::http::StatusCode::NO_CONTENT.into_response(),
+    }
 }
 
 /// `POST /admin/canary/demo` with a [`DemoBehaviour`]: how the canary

@@ -95,19 +95,27 @@ fn the_shipped_config_loads() {
 fn check_warns_about_a_check_nothing_provides_and_a_promotion_nothing_follows() {
     let warnings = Config::from_yaml(SEED).unwrap().warnings();
     assert_eq!(warnings.len(), 2, "{warnings:#?}");
-    assert!(warnings[0].starts_with("safety check \"Memory Queries\" reads `memory_query_latency_ms`, which nothing provides"));
+    assert!(warnings[0].starts_with(
+        "safety check \"Memory Queries\" reads `memory_query_latency_ms`, which nothing provides"
+    ));
     assert!(warnings[1].starts_with("no deploy hook: after a promotion"));
     let provided = format!(
         "{SEED}metrics:\n  custom:\n    - {{ name: memory_query_latency_ms, from: push }}\n\
          hooks:\n  deploy: {{ command: [deploy.sh, \"{{image_tag}}\"] }}\n"
     );
-    assert_eq!(Config::from_yaml(&provided).unwrap().warnings(), Vec::<String>::new());
+    assert_eq!(
+        Config::from_yaml(&provided).unwrap().warnings(),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
 fn promotion_swaps_roles_unless_a_promote_hook_redeploys_production() {
     use crate::domain::roles::Promotion;
-    assert_eq!(Config::from_yaml(SEED).unwrap().rules().promotion, Promotion::SwapRoles);
+    assert_eq!(
+        Config::from_yaml(SEED).unwrap().rules().promotion,
+        Promotion::SwapRoles
+    );
     let hooked = format!("{SEED}hooks:\n  promote: {{ command: [promote.sh] }}\n");
     assert_eq!(
         Config::from_yaml(&hooked).unwrap().rules().promotion,
@@ -116,7 +124,10 @@ fn promotion_swaps_roles_unless_a_promote_hook_redeploys_production() {
     let swapped = format!(
         "upstreams:\n  production: {{ url: \"http://127.0.0.1:9001\" }}\n  canary: {{ url: \"http://127.0.0.1:9002\" }}\n  on_promotion: swap_roles\n{hooked}"
     );
-    assert_eq!(Config::from_yaml(&swapped).unwrap().rules().promotion, Promotion::SwapRoles);
+    assert_eq!(
+        Config::from_yaml(&swapped).unwrap().rules().promotion,
+        Promotion::SwapRoles
+    );
     let unhooked = format!(
         "upstreams:\n  production: {{ url: \"http://127.0.0.1:9001\" }}\n  canary: {{ url: \"http://127.0.0.1:9002\" }}\n  on_promotion: promote_hook\n{SEED}"
     );

@@ -181,4 +181,3 @@ impl TryFrom<Vec<String>> for HookCommand {
 }
 
 serialize_as!(HookCommand, |value| &value.0);
-

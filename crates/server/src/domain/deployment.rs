@@ -398,9 +398,9 @@ fn promotion_words(after: &Roles, promotion: Promotion) -> String {
             "production is now {version} on the upstream listed as {slot}; the next canary deploys to the upstream listed as {}",
             after.production.other().config_key()
         ),
-        Promotion::HookRedeploysProduction => format!(
-            "the promote hook put {version} on production (the upstream listed as {slot})"
-        ),
+        Promotion::HookRedeploysProduction => {
+            format!("the promote hook put {version} on production (the upstream listed as {slot})")
+        }
     }
 }
 

@@ -171,10 +171,8 @@ mod tests {
 
     #[test]
     fn a_promote_hook_keeps_the_slots_and_moves_the_version() {
-        let after = Roles::default().promoted(
-            Some("v2".to_owned()),
-            Promotion::HookRedeploysProduction,
-        );
+        let after =
+            Roles::default().promoted(Some("v2".to_owned()), Promotion::HookRedeploysProduction);
         assert_eq!(after.production, UpstreamSlot::ListedAsProduction);
         assert_eq!(after.production_version.as_deref(), Some("v2"));
     }

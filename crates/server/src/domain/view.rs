@@ -149,12 +149,11 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
         Phase::BuildDeploy => format!("Deploying {tag}…"),
         Phase::HealthCheck => format!("Health-checking {tag}…"),
         Phase::Progressing => {
-            let traffic_steps = rules.traffic_steps.len();
-            let step = deployment
-                .current_step()
-                .map(|index| index - 1)
-                .unwrap_or(0);
-            let mut line = format!("Canary at {share}, step {step} of {traffic_steps}");
+            // Numbered as the console's list of steps numbers them (deploy
+            // and health check first, promotion last), so both say the same.
+            let steps = deployment.steps.len();
+            let step = deployment.current_step().map_or(0, |index| index + 1);
+            let mut line = format!("Canary at {share}, step {step} of {steps}");
             if let Some(reason) = &deployment.reason {
                 line.push_str(&format!(", {reason}"));
             } else if deployment.auto_progresses(rules) {
@@ -299,7 +298,7 @@ mod tests {
         let state = rendered(&deployment, &rules, 3);
         assert_eq!(
             state.summary,
-            "Canary at 25 %, step 2 of 4, auto-progression in 23 h 11 min"
+            "Canary at 25 %, step 4 of 7, auto-progression in 23 h 11 min"
         );
         assert_eq!(state.canary.version.as_deref(), Some("v2.7.0"));
         assert_eq!(state.canary.health, Health::Healthy);

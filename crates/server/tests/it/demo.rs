@@ -137,7 +137,16 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
 #[tokio::test]
 async fn outside_the_demo_the_demo_panel_api_says_so() {
     let app = crate::support::TestApp::start().await;
+    // The console asks on every load: "no demo here" is a normal, empty answer.
     let (code, _, body) = http_get(&app.url("/admin/canary/demo"), "application/json").await;
-    assert_eq!(code.as_u16(), 404, "{body}");
+    assert_eq!(code.as_u16(), 204, "{body}");
+    assert!(body.is_empty(), "{body}");
+    let (code, body) = crate::support::post_json(
+        &crate::support::json_client(),
+        &app.url("/admin/canary/demo"),
+        r#"{"error_rate":0.1,"added_latency_ms":0,"hang":false}"#,
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
     assert!(body.contains("only `canary demo`"), "{body}");
 }

@@ -10,7 +10,10 @@ async fn answered_by(app: &TestApp, count: usize) -> (usize, usize) {
     let (mut listed_production, mut listed_canary) = (0, 0);
     for _ in 0..count {
         let (_, headers, _) = http_get(&app.proxy_url("/"), "*/*").await;
-        match headers.get("x-upstream").and_then(|name| name.to_str().ok()) {
+        match headers
+            .get("x-upstream")
+            .and_then(|name| name.to_str().ok())
+        {
             Some("production") => listed_production += 1,
             Some("canary") => listed_canary += 1,
             other => panic!("answered by {other:?}"),
@@ -44,7 +47,11 @@ async fn after_a_promotion_the_next_rollout_splits_between_the_promoted_version_
         .await
         .unwrap();
     let promoted = app.wait_for_phase(Phase::Promoted).await;
-    assert_eq!(promoted.production.url, app.canary.url(), "the canary's upstream serves production");
+    assert_eq!(
+        promoted.production.url,
+        app.canary.url(),
+        "the canary's upstream serves production"
+    );
     assert_eq!(promoted.production.version.as_deref(), Some("v2.7.0"));
     assert_eq!(promoted.traffic.canary(), CanaryShare::ZERO);
     assert_eq!(
@@ -81,7 +88,11 @@ async fn after_a_promotion_the_next_rollout_splits_between_the_promoted_version_
     );
     app.stop_canary("ops", "done").await;
     app.wait_for_phase(Phase::RolledBack).await;
-    assert_eq!(answered_by(&app, 20).await, (0, 20), "a stop leaves production where it was");
+    assert_eq!(
+        answered_by(&app, 20).await,
+        (0, 20),
+        "a stop leaves production where it was"
+    );
 }
 
 #[tokio::test]

@@ -341,7 +341,9 @@ fn the_next_rollout_after_a_swap_keeps_production_on_the_promoted_upstream() {
     .unwrap();
     assert_eq!(sim.deployment.roles, promoted, "a start keeps the roles");
     assert_eq!(
-        sim.deployment.routing().slot_of(canary_shared::Side::Canary),
+        sim.deployment
+            .routing()
+            .slot_of(canary_shared::Side::Canary),
         UpstreamSlot::ListedAsProduction,
         "the next canary runs on the upstream the promotion freed"
     );
@@ -362,7 +364,10 @@ fn a_promote_hook_that_redeploys_production_keeps_the_upstreams_roles() {
     sim.command(Command::Promote).unwrap();
     sim.log.clear();
     sim.hook(Hook::Promote, true);
-    assert_eq!(sim.deployment.roles.production, UpstreamSlot::ListedAsProduction);
+    assert_eq!(
+        sim.deployment.roles.production,
+        UpstreamSlot::ListedAsProduction
+    );
     assert_eq!(
         sim.deployment.roles.production_version.as_deref(),
         Some("v2.7.0")
@@ -380,8 +385,15 @@ fn a_promote_hook_that_redeploys_production_keeps_the_upstreams_roles() {
     failed.hook(Hook::HealthCheck, true);
     failed.command(Command::Promote).unwrap();
     failed.hook(Hook::Promote, false);
-    assert_eq!(failed.deployment.phase, Phase::RollingBack, "its success is required");
-    assert_eq!(failed.deployment.roles, crate::domain::roles::Roles::default());
+    assert_eq!(
+        failed.deployment.phase,
+        Phase::RollingBack,
+        "its success is required"
+    );
+    assert_eq!(
+        failed.deployment.roles,
+        crate::domain::roles::Roles::default()
+    );
 }
 
 #[test]
