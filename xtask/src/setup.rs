@@ -15,6 +15,8 @@ use crate::step;
 const TRUNK_VERSION: &str = "0.21.14";
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// The deployment guide makes its private CA with it, and a test runs those lines.
+const OPENSSL: &str = "/usr/bin/openssl";
 /// A real Prometheus server for the metric-source tests.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
@@ -26,6 +28,7 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     // Chromium with its recommended fonts, so screenshots read as users see them.
     debian_package(sh, CHROMIUM, "chromium", &[])?;
     debian_package(sh, PROMETHEUS, "prometheus", &["--no-install-recommends"])?;
+    debian_package(sh, OPENSSL, "openssl", &["--no-install-recommends"])?;
     node_packages(sh)?;
     Ok(())
 }

@@ -704,12 +704,19 @@ impl Config {
     }
 
     /// Reads and validates the file at `path`.
+    ///
+    /// Relative paths in it (`server.data_dir`, `server.assets_dir`, the
+    /// TLS files, a hook program given as a path) are taken from the
+    /// file's folder, so `canary serve --config /etc/canary/canary-config.yaml`
+    /// means the same from any working directory. The built-in default
+    /// `assets_dir` (the repository's build output) stays relative to the
+    /// working directory.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::from_yaml(&text).map_err(|err| match err {
+        let mut config = Config::from_yaml(&text).map_err(|err| match err {
             ConfigError::Invalid {
                 line,
                 column,
@@ -724,7 +731,61 @@ impl Config {
                 message,
             },
             other => other,
-        })
+        })?;
+        let folder = match path.parent() {
+            Some(folder) if !folder.as_os_str().is_empty() => folder,
+            _ => Path::new("."),
+        };
+        config.resolve_paths(folder);
+        Ok(config)
+    }
+
+    /// Makes the relative paths of the file relative to `folder`.
+    fn resolve_paths(&mut self, folder: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() && folder != Path::new(".") {
+                *path = folder.join(&*path);
+            }
+        };
+        resolve(&mut self.server.data_dir);
+        if self.server.assets_dir != Path::new(ServerConfig::DEFAULT_ASSETS_DIR) {
+            resolve(&mut self.server.assets_dir);
+        }
+        if let Some(tls) = &mut self.server.tls {
+            resolve(&mut tls.cert_file);
+            resolve(&mut tls.key_file);
+        }
+        for hook in [
+            &mut self.hooks.deploy,
+            &mut self.hooks.health_check,
+            &mut self.hooks.promote,
+            &mut self.hooks.rollback,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            // A bare name is looked up on PATH; only a path is resolved.
+            let program = &mut hook.command.0[0];
+            if program.contains('/') && Path::new(program.as_str()).is_relative() {
+                let mut path = PathBuf::from(program.as_str());
+                resolve(&mut path);
+                *program = path.to_string_lossy().into_owned();
+            }
+        }
+    }
+
+    /// An error at the value under `keys` of the config `file` (read again
+    /// to place it; without a file, or when the key is not written in it,
+    /// the error names the field only).
+    pub fn error_at(file: Option<&Path>, keys: &[&str], message: String) -> ConfigError {
+        let text = file
+            .and_then(|file| std::fs::read_to_string(file).ok())
+            .unwrap_or_default();
+        let mut error = invalid_at(&text, keys, message);
+        if let ConfigError::Invalid { file: at, .. } = &mut error {
+            *at = file.map(Path::to_owned);
+        }
+        error
     }
 
     /// Parses and validates configuration text. Pure: no I/O.

@@ -24,6 +24,7 @@ pub mod cookies;
 pub mod domain;
 pub mod events;
 pub mod ports;
+pub mod preflight;
 pub mod query;
 pub mod sampling;
 

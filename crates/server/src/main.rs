@@ -264,6 +264,9 @@ fn new_token(args: &NewTokenArgs) -> anyhow::Result<()> {
 )]
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
+    // What `serve` would refuse on this machine, in the same words.
+    let warnings = canary_server::preflight::check(&config, Some(&args.file.config))
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let steps: Vec<String> = config
         .canary
         .traffic_steps
@@ -281,7 +284,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         steps.join(" → "),
         config.check_specs().len()
     );
-    for warning in config.warnings() {
+    for warning in warnings {
         eprintln!("canary: warning: {warning}");
     }
     Ok(())
@@ -324,6 +327,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // A config error is printed as it is: it already names file, line, column and field.
     let mut config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     args.overrides.apply(&mut config);
+    let warnings = canary_server::preflight::check(&config, Some(&args.file.config))
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
@@ -349,6 +357,10 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let data_dir = args.data_dir;
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+        // The config written there names it absolutely: its relative paths
+        // would be taken from its own folder.
+        let data_dir = std::fs::canonicalize(&data_dir)
+            .with_context(|| format!("cannot resolve the data dir {}", data_dir.display()))?;
         // The deploy hook is a real script, written where the demo keeps its
         // data, so the demo runs from any working directory.
         let script = data_dir.join("demo-deploy.sh");

@@ -14,7 +14,7 @@ use crate::view_model::settings_rows;
 enum Loaded {
     NotYet,
     Loading,
-    Ready(RolloutSettings),
+    Ready(Box<RolloutSettings>),
     Failed(String),
 }
 
@@ -26,7 +26,7 @@ pub fn SettingsCard() -> impl IntoView {
         loaded.set(Loaded::Loading);
         spawn_local(async move {
             loaded.set(match api::settings().await {
-                Ok(settings) => Loaded::Ready(settings),
+                Ok(settings) => Loaded::Ready(Box::new(settings)),
                 Err(err) => Loaded::Failed(err.to_string()),
             });
         });

@@ -135,6 +135,45 @@ fn promotion_swaps_roles_unless_a_promote_hook_redeploys_production() {
 }
 
 #[test]
+fn relative_paths_are_taken_from_the_config_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("canary-config.yaml");
+    let head = "server:\n  data_dir: data\n  assets_dir: console\n  tls: { cert_file: tls/cert.pem, key_file: /etc/canary/key.pem }\n\
+                hooks:\n  deploy: { command: [scripts/deploy.sh, \"{image_tag}\"] }\n  rollback: { command: [sh, scripts/rollback.sh] }\n";
+    std::fs::write(&file, format!("{head}{SEED}")).unwrap();
+    let config = Config::load(&file).unwrap();
+    assert_eq!(config.server.data_dir, dir.path().join("data"));
+    assert_eq!(config.server.assets_dir, dir.path().join("console"));
+    let tls = config.server.tls.as_ref().unwrap();
+    assert_eq!(tls.cert_file, dir.path().join("tls/cert.pem"));
+    assert_eq!(
+        tls.key_file,
+        Path::new("/etc/canary/key.pem"),
+        "absolute stays"
+    );
+    let deploy = &config.hooks.deploy.as_ref().unwrap().command.0;
+    assert_eq!(Path::new(&deploy[0]), dir.path().join("scripts/deploy.sh"));
+    assert_eq!(
+        deploy[1], "{image_tag}",
+        "arguments are the script's business"
+    );
+    let rollback = &config.hooks.rollback.as_ref().unwrap().command.0;
+    assert_eq!(
+        rollback,
+        &["sh", "scripts/rollback.sh"],
+        "a bare name is found on PATH"
+    );
+
+    std::fs::write(&file, SEED).unwrap();
+    let defaults = Config::load(&file).unwrap();
+    assert_eq!(
+        defaults.server.assets_dir,
+        Path::new(crate::config::ServerConfig::DEFAULT_ASSETS_DIR),
+        "the repository's build output stays relative to the working directory"
+    );
+}
+
+#[test]
 fn errors_name_line_column_and_field() {
     check_error(
         "[5, 25, 50, 100]",

@@ -571,3 +571,99 @@ async fn a_backup_taken_while_serving_restores_the_rollout_and_its_audit_trail()
     let page: canary_shared::AuditPage = serde_json::from_str(&body).unwrap();
     assert_eq!(page.events.len(), 1, "the trail came along");
 }
+
+/// Runs `canary <args>` to its end (killed after 20 s), returning whether it
+/// succeeded and its stderr.
+fn finished(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let mut child = canary()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            return (status.success(), stderr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("canary {args:?} was still running after 20 s");
+}
+
+#[test]
+fn check_refuses_what_serve_refuses_in_the_same_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console");
+    std::fs::create_dir(&console).unwrap();
+    std::fs::write(console.join("index.html"), "<!doctype html>").unwrap();
+    std::fs::write(dir.path().join("not-executable.sh"), "#!/bin/sh\n").unwrap();
+    let seed = include_str!("../../../../canary-config.yaml");
+    let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
+    let server = |admin: &str, extra: &str| {
+        format!(
+            "server:\n  admin_listen: \"{admin}\"\n  proxy_listen: \"127.0.0.1:0\"\n  data_dir: data\n{extra}"
+        )
+    };
+    let cases = [
+        (
+            "a missing TLS key",
+            server(
+                "127.0.0.1:0",
+                "  assets_dir: console\n  tls: { cert_file: cert.pem, key_file: key.pem }\n",
+            ),
+            "server.tls",
+        ),
+        (
+            "an open admin address without auth",
+            server("0.0.0.0:0", "  assets_dir: console\n"),
+            "server.admin_listen: 0.0.0.0:0 is reachable from other machines",
+        ),
+        (
+            "a hook program that does not exist",
+            format!(
+                "{}hooks:\n  deploy: {{ command: [\"scripts/missing-deploy.sh\"] }}\n",
+                server("127.0.0.1:0", "  assets_dir: console\n")
+            ),
+            "hooks.deploy.command: ",
+        ),
+        (
+            "a hook program that may not be run",
+            format!(
+                "{}hooks:\n  rollback: {{ command: [\"./not-executable.sh\"] }}\n",
+                server("127.0.0.1:0", "  assets_dir: console\n")
+            ),
+            "is not executable (chmod +x)",
+        ),
+        (
+            "a console folder without a console",
+            server("127.0.0.1:0", "  assets_dir: empty\n"),
+            "server.assets_dir: ",
+        ),
+    ];
+    for (what, head, expected) in cases {
+        let config = dir.path().join("canary-config.yaml");
+        std::fs::write(&config, format!("{head}{seed}")).unwrap();
+        let (checked, check_err) =
+            finished(&["check".as_ref(), "--config".as_ref(), config.as_os_str()]);
+        let (served, serve_err) =
+            finished(&["serve".as_ref(), "--config".as_ref(), config.as_os_str()]);
+        assert!(
+            !checked && !served,
+            "{what}: check {check_err} / serve {serve_err}"
+        );
+        let check_line = check_err.lines().last().unwrap_or_default().to_owned();
+        assert!(check_line.contains(expected), "{what}: {check_line}");
+        assert!(
+            check_line.contains(&config.display().to_string()),
+            "{what}: names the file: {check_line}"
+        );
+        assert!(
+            serve_err.lines().any(|line| line == check_line),
+            "{what}: serve says the same as check ({check_line}):\n{serve_err}"
+        );
+    }
+}

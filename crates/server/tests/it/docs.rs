@@ -172,84 +172,165 @@ async fn the_cli_reference_session_runs_as_written() {
     }
 }
 
-/// Runs a documented shell line with the production paths moved into `root`.
-fn run_documented(line: &str, root: &std::path::Path) -> std::process::Output {
+/// The production paths of the guides, moved into `root`.
+fn moved(text: &str, root: &std::path::Path) -> String {
+    let mut text = text.replace("/usr/local/bin/canary", "canary");
+    for path in [
+        "/etc/canary",
+        "/var/lib/canary",
+        "/var/backups/canary",
+        "/usr/share/canary",
+        "/opt/deploy",
+    ] {
+        let inside = root.join(path.trim_start_matches('/'));
+        text = text.replace(path, &inside.to_string_lossy());
+    }
+    text
+}
+
+/// Runs a documented shell script with the production paths moved into
+/// `root`, the binary first on `PATH`, and `env` set.
+fn run_documented(
+    script: &str,
+    root: &std::path::Path,
+    env: &[(&str, String)],
+) -> std::process::Output {
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_canary"));
-    let line = line
-        .replace("/usr/local/bin/canary", "canary")
-        .replace("/etc/canary", &root.join("etc/canary").to_string_lossy())
-        .replace(
-            "/var/lib/canary",
-            &root.join("var/lib/canary").to_string_lossy(),
-        )
-        .replace(
-            "/var/backups/canary",
-            &root.join("var/backups/canary").to_string_lossy(),
-        );
     let path = format!(
         "{}:{}",
         binary.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
     std::process::Command::new("bash")
-        .args(["-euc", &line])
+        .args(["-euc", &moved(script, root)])
         .env("PATH", path)
+        .env_remove("CANARY_TOKEN")
+        .env_remove("CANARY_SERVER")
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
         .output()
         .unwrap()
 }
 
-#[test]
-fn the_deployment_guide_config_unit_check_and_backup_work_as_written() {
+fn succeeded(what: &str, output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "`{what}`: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The deployment guide, walked as an operator would on a fresh machine
+/// (its paths moved into a temporary root, its upstreams on loopback): the
+/// console installed, the config with a token, the private CA made with
+/// the guide's own openssl lines, `canary check`, the unit's `serve` over
+/// HTTPS, every command of the CLI reference's session against the HTTPS
+/// address with the CA and the token, and the backup while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployment_guide_walks_from_install_through_tls_to_a_rollout_and_a_backup() {
+    use std::io::BufRead;
+
     let text = doc("deployment.md");
     let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let production = crate::support::FakeUpstream::named("production").await;
+    let canary_side = crate::support::FakeUpstream::named("canary").await;
+
+    // Installed as the guide says: the console, and the deploy script the hooks name.
+    let console = root.join("usr/share/canary/console");
+    std::fs::create_dir_all(&console).unwrap();
+    std::fs::write(
+        console.join("index.html"),
+        "<!doctype html><title>canary</title>",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("opt/deploy")).unwrap();
+    let script = root.join("opt/deploy/canary-deploy.sh");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/canary-deploy.sh"
+        ),
+        &script,
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("var/backups/canary")).unwrap();
+
+    // The config, with a token of our own (the guide's hash is an example)
+    // and the upstreams on loopback.
+    let token = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(["new-token", "--name", "deploy-bot", "--role", "operator"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8_lossy(&token.stdout).into_owned();
+    let secret = token
+        .lines()
+        .find(|line| line.starts_with("cnry_"))
+        .unwrap()
+        .to_owned();
+    let hash = token
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("secret_hash: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     let config = blocks_after(&text, "## The config", "yaml")
         .into_iter()
         .next()
         .expect("a config");
     Config::from_yaml(&config).unwrap_or_else(|err| panic!("{err}"));
-    std::fs::create_dir_all(root.path().join("etc/canary")).unwrap();
-    std::fs::write(root.path().join("etc/canary/canary-config.yaml"), &config).unwrap();
-    // A store to back up, as a server leaves it.
-    drop(
-        canary_server::adapters::store::SqliteStore::open(&root.path().join("var/lib/canary"))
-            .unwrap(),
-    );
-    std::fs::create_dir_all(root.path().join("var/backups/canary")).unwrap();
+    let example_hash = config
+        .split("secret_hash: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let config = config
+        .replace(example_hash, &hash)
+        .replace("http://10.0.0.11:8080", &production.url())
+        .replace("http://10.0.0.12:8080", &canary_side.url());
+    std::fs::create_dir_all(root.join("etc/canary")).unwrap();
+    std::fs::write(
+        root.join("etc/canary/canary-config.yaml"),
+        moved(&config, root),
+    )
+    .unwrap();
 
-    let mut commands: Vec<String> = [
-        "## The config",
-        "## Where the data lives, and backing it up",
-    ]
-    .iter()
-    .flat_map(|heading| blocks_after(&text, heading, "sh"))
-    .flat_map(|block| block.lines().map(str::to_owned).collect::<Vec<_>>())
-    .filter(|line| line.starts_with("canary "))
-    .collect();
-    // The unit's own command lines, too.
+    // The private CA, by the guide's own lines (but the chown: the test has
+    // no `canary` user; it runs as the user that reads the key).
+    let tls = blocks_after(&text, "## TLS with a private CA", "sh");
+    let make_ca: String = tls[0]
+        .lines()
+        .filter(|line| !line.starts_with("chown"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    succeeded(
+        "the guide's openssl lines",
+        &run_documented(&make_ca, root, &[]),
+    );
+
+    // `canary check`, as the guide and the unit run it.
     let unit = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../deploy/canary.service"
     ))
     .unwrap();
-    commands.extend(
-        unit.lines()
-            .filter_map(|line| line.strip_prefix("ExecStartPre="))
-            .map(str::to_owned),
-    );
-    assert!(commands.len() >= 3, "{commands:?}");
-    for command in &commands {
-        let output = run_documented(command, root.path());
-        assert!(
-            output.status.success(),
-            "`{command}`: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let checks: Vec<String> = tls
+        .iter()
+        .flat_map(|block| block.lines())
+        .filter(|line| line.starts_with("canary check"))
+        .map(str::to_owned)
+        .chain(
+            unit.lines()
+                .filter_map(|line| line.strip_prefix("ExecStartPre="))
+                .map(str::to_owned),
+        )
+        .collect();
+    assert!(checks.len() >= 2, "{checks:?}");
+    for check in &checks {
+        succeeded(check, &run_documented(check, root, &[]));
     }
-    let backups = std::fs::read_dir(root.path().join("var/backups/canary"))
-        .unwrap()
-        .count();
-    assert_eq!(backups, 1, "the backup is written");
+
+    // The unit's `serve`, on loopback ports of the test's choosing.
     let serve = unit
         .lines()
         .find_map(|line| line.strip_prefix("ExecStart="))
@@ -258,6 +339,96 @@ fn the_deployment_guide_config_unit_check_and_backup_work_as_written() {
         serve.starts_with("/usr/local/bin/canary serve --config /etc/canary/canary-config.yaml"),
         "{serve}"
     );
+    let serve = moved(serve, root);
+    let mut args: Vec<&str> = serve.split_whitespace().skip(1).collect();
+    args.extend([
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--proxy-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut announced = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let console_line = announced.next().unwrap().unwrap();
+    let address = console_line
+        .strip_prefix("canary: console at ")
+        .and_then(|url| url.strip_suffix("/admin/canary/"))
+        .unwrap_or_else(|| panic!("{console_line}"))
+        .to_owned();
+    assert!(address.starts_with("https://127.0.0.1:"), "{address}");
+
+    // The guide's `canary status` with its environment, then the CLI
+    // reference's session, every line against the HTTPS address.
+    let environment = [
+        ("CANARY_SERVER", address.clone()),
+        (
+            "CANARY_CA_FILE",
+            root.join("etc/canary/ca.pem")
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        ("CANARY_TOKEN", secret),
+    ];
+    let status = tls
+        .iter()
+        .flat_map(|block| block.lines())
+        .find(|line| *line == "canary status")
+        .expect("the guide's status line");
+    succeeded(status, &run_documented(status, root, &environment));
+    let session = blocks_after(&doc("cli.md"), "## A whole rollout from a script", "sh")
+        .into_iter()
+        .next()
+        .expect("a session");
+    for line in session.lines().filter(|line| line.starts_with("canary ")) {
+        let (command, comment) = line.split_once('#').unwrap_or((line, ""));
+        let expected: i32 = comment
+            .trim()
+            .strip_prefix("exit ")
+            .and_then(|rest| rest.split(':').next())
+            .map_or(0, |code| code.trim().parse().unwrap());
+        let output = run_documented(command, root, &environment);
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "`{}` over HTTPS printed {}{}",
+            command.trim(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if command.starts_with("canary start") {
+            // The next line acts on the running canary: wait until it takes traffic.
+            crate::support::eventually("the canary to take traffic", async || {
+                let status = run_documented("canary status", root, &environment);
+                String::from_utf8_lossy(&status.stdout)
+                    .starts_with("Canary at")
+                    .then_some(())
+            })
+            .await;
+        }
+    }
+
+    // The backup, while the server runs.
+    let backups: Vec<String> =
+        blocks_after(&text, "## Where the data lives, and backing it up", "sh")
+            .iter()
+            .flat_map(|block| block.lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|line| line.starts_with("canary "))
+            .collect();
+    assert!(!backups.is_empty());
+    for backup in &backups {
+        succeeded(backup, &run_documented(backup, root, &[]));
+    }
+    let written = std::fs::read_dir(root.join("var/backups/canary"))
+        .unwrap()
+        .count();
+    assert_eq!(written, 1, "the backup is written");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }
 
 #[test]

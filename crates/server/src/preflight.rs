@@ -1,0 +1,152 @@
+//! What a loaded config needs from the machine, checked before `serve`
+//! binds anything and by `canary check` with the same words, so a unit's
+//! `ExecStartPre=canary check` catches it: the TLS certificate and key can
+//! be read and used (as the user running the check, who should be the user
+//! the server runs as), every hook's program exists and may be run, and a
+//! configured console folder holds a console.
+//!
+//! The config itself stays pure (`Config::from_yaml`); this is the part
+//! that looks at files.
+
+use std::path::{Path, PathBuf};
+
+use crate::adapters::tls::{self, TlsError};
+use crate::config::{Config, ConfigError, ServerConfig};
+
+/// Checks `config` (loaded from `file`, whose lines errors are placed at)
+/// against the machine. `Ok` carries warnings: what works but surprises.
+pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = config.warnings();
+    if let Some(settings) = &config.server.tls
+        && let Err(err) = tls::server_config(settings)
+    {
+        let (keys, message): (&[&str], String) = match err {
+            TlsError::File { path, message } if path == settings.key_file => (
+                &["server", "tls", "key_file"],
+                format!("{}: {message}", path.display()),
+            ),
+            TlsError::File { path, message } => (
+                &["server", "tls", "cert_file"],
+                format!("{}: {message}", path.display()),
+            ),
+            TlsError::Pair(message) => (
+                &["server", "tls"],
+                format!("the certificate and key cannot be used together: {message}"),
+            ),
+        };
+        return Err(Config::error_at(file, keys, message));
+    }
+    let hooks = [
+        ("deploy", &config.hooks.deploy),
+        ("health_check", &config.hooks.health_check),
+        ("promote", &config.hooks.promote),
+        ("rollback", &config.hooks.rollback),
+    ];
+    for (name, hook) in hooks {
+        let Some(hook) = hook else { continue };
+        let program = &hook.command.0[0];
+        if let Err(why) = runnable(program) {
+            return Err(Config::error_at(
+                file,
+                &["hooks", name, "command"],
+                format!("{program}: {why}"),
+            ));
+        }
+    }
+    let assets = &config.server.assets_dir;
+    if !assets.join("index.html").is_file() {
+        let missing = format!(
+            "{} holds no console (no index.html): the console would answer 503",
+            assets.display()
+        );
+        if assets == Path::new(ServerConfig::DEFAULT_ASSETS_DIR) {
+            // The repository's build output, for `cargo run`: built on demand.
+            warnings.push(format!(
+                "{missing}; run `cargo xtask build-app`, or set server.assets_dir"
+            ));
+        } else {
+            return Err(Config::error_at(
+                file,
+                &["server", "assets_dir"],
+                format!("{missing}; point it at a built console (trunk's dist folder)"),
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
+/// Whether `program` can be run: a path must be an executable file; a bare
+/// name must be found on `PATH`.
+fn runnable(program: &str) -> Result<(), String> {
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(program)]
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(program))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut reason = if program.contains('/') {
+        "does not exist".to_owned()
+    } else {
+        "is not on PATH".to_owned()
+    };
+    for candidate in candidates {
+        match std::fs::metadata(&candidate) {
+            Ok(metadata) if metadata.is_file() && executable(&metadata) => return Ok(()),
+            Ok(metadata) if metadata.is_file() => {
+                reason = format!("{} is not executable (chmod +x)", candidate.display());
+            }
+            Ok(_) => reason = format!("{} is not a file", candidate.display()),
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                reason = format!("{}: {err}", candidate.display());
+            }
+            Err(_) => {}
+        }
+    }
+    Err(reason)
+}
+
+#[cfg(unix)]
+fn executable(metadata: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    metadata.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn executable(_: &std::fs::Metadata) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runnable;
+
+    #[test]
+    fn a_hook_program_must_exist_and_be_executable() {
+        assert!(runnable("sh").is_ok(), "found on PATH");
+        assert_eq!(
+            runnable("no-such-program-here").unwrap_err(),
+            "is not on PATH"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("deploy.sh");
+        let path = script.to_str().unwrap().to_owned();
+        assert_eq!(runnable(&path).unwrap_err(), "does not exist");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert!(
+            runnable(&path)
+                .unwrap_err()
+                .ends_with("is not executable (chmod +x)")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            assert!(runnable(&path).is_ok());
+        }
+    }
+}
