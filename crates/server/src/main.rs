@@ -173,7 +173,7 @@ struct DemoArgs {
     log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines with key=value fields.
     Text,
@@ -186,13 +186,25 @@ enum LogFormat {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The log format chosen by `serve` or `demo`, once logging is set up:
+/// with JSON, everything the server writes is a JSON line, the fatal error too.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+fn json_logs() -> bool {
+    LOG_FORMAT.get() == Some(&LogFormat::Json)
+}
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // The message and its causes, without a backtrace: these are
             // errors a user fixes (a config key, a busy port), not bugs.
-            eprintln!("canary: {err:#}");
+            if json_logs() {
+                tracing::error!(error = %format!("{err:#}"), "canary stopped");
+            } else {
+                eprintln!("canary: {err:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }
@@ -320,6 +332,7 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    let _ = LOG_FORMAT.set(format);
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -453,23 +466,26 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
         .proxy
         .local_addr()
         .context("cannot read the bound address")?;
-    tracing::info!(%admin_addr, %proxy_addr, config = %source, "canary serving");
+    let scheme = if config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let console = format!("{scheme}://{admin_addr}/admin/canary/");
+    let proxy = format!("http://{proxy_addr}/");
+    tracing::info!(%console, %proxy, config = %source, "canary serving");
+    if json_logs() {
+        // The log line above says it, as JSON like every other line.
+        return Ok(());
+    }
     // Scripts and tests read these lines to find the ports when port 0 was asked for.
     #[allow(clippy::print_stdout, reason = "the lines a launcher reads")]
     {
-        let scheme = if config.server.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
         // Written, not `println!`: a server whose stdout has gone (a closed
         // pipe) must keep serving, not panic on its start-up lines.
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(
-            out,
-            "canary: console at {scheme}://{admin_addr}/admin/canary/"
-        );
-        let _ = writeln!(out, "canary: proxy at http://{proxy_addr}/");
+        let _ = writeln!(out, "canary: console at {console}");
+        let _ = writeln!(out, "canary: proxy at {proxy}");
         let _ = out.flush();
     }
     Ok(())

@@ -1,5 +1,8 @@
 //! `POST /admin/canary/webhook/{event}`: an external deploy script reports
-//! progress instead of being run as a hook.
+//! progress instead of being run as a hook. `started` and `health-check`
+//! are taken only with `hooks.wait_for_webhooks` on (otherwise canary runs
+//! those stages itself); `traffic-updated` and `failed` act like the scale
+//! and rollback commands, always.
 //!
 //! | event | body | meaning |
 //! |---|---|---|
@@ -70,6 +73,18 @@ pub(crate) async fn report(
     };
     let phase = app.state.borrow().phase;
     let controller = &app.controller;
+    // A stage canary runs itself (a deploy or health-check hook, or the
+    // built-in health check) is not completed by a report: as docs/api.md
+    // says, those reports are taken only with `hooks.wait_for_webhooks`.
+    if matches!(event.as_str(), "started" | "health-check") && !app.config.hooks.wait_for_webhooks {
+        return Err(ApiError::Conflict {
+            code: "not_allowed",
+            message: format!(
+                "`{event}` reports are taken only with hooks.wait_for_webhooks: true; \
+                 without it canary runs the deploy and health check itself"
+            ),
+        });
+    }
     let state = match event.as_str() {
         "started" => {
             let report: Started = json_body_or_empty(&headers, &body)?;

@@ -667,3 +667,26 @@ fn check_refuses_what_serve_refuses_in_the_same_words() {
         );
     }
 }
+
+#[test]
+fn with_json_logs_even_the_fatal_error_is_a_json_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("canary-config.yaml");
+    std::fs::write(&path, "canary:\n  traffic_steps: [5]\n").unwrap();
+    let output = canary()
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    let event: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(event["level"], "ERROR");
+    let error = event["fields"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("canary.traffic_steps: the last step must be 100"),
+        "{error}"
+    );
+}

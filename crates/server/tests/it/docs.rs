@@ -349,17 +349,22 @@ async fn the_deployment_guide_walks_from_install_through_tls_to_a_rollout_and_a_
     ]);
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
         .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut announced = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    let console_line = announced.next().unwrap().unwrap();
-    let address = console_line
-        .strip_prefix("canary: console at ")
-        .and_then(|url| url.strip_suffix("/admin/canary/"))
-        .unwrap_or_else(|| panic!("{console_line}"))
-        .to_owned();
+    // The unit logs JSON: every line is an object, the addresses in one of them.
+    let mut logged = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = logged.next().expect("a log line").unwrap();
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        if let Some(console) = event["fields"]["console"].as_str() {
+            break console.strip_suffix("/admin/canary/").unwrap().to_owned();
+        }
+    };
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in logged {});
     assert!(address.starts_with("https://127.0.0.1:"), "{address}");
 
     // The guide's `canary status` with its environment, then the CLI

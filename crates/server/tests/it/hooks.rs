@@ -137,6 +137,32 @@ async fn a_deploy_script_can_drive_the_rollout_through_webhooks() {
 }
 
 #[tokio::test]
+async fn without_wait_for_webhooks_a_report_cannot_skip_the_deploy_hook() {
+    let app = TestApp::start().await;
+    let client = json_client();
+    let (status, body) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/started"),
+        r#"{"image_tag":"v2.7.0"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT.as_u16(), "{body}");
+    assert!(body.contains("hooks.wait_for_webhooks"), "{body}");
+    assert_eq!(
+        app.controller.state.borrow().phase,
+        Phase::Idle,
+        "nothing started"
+    );
+    let (status, _) = post_json(
+        &client,
+        &app.url("/admin/canary/webhook/health-check"),
+        r#"{"passed":true}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT.as_u16());
+}
+
+#[tokio::test]
 async fn reports_that_do_not_fit_are_refused() {
     let app = TestApp::start_with(|config| config.hooks.wait_for_webhooks = true).await;
     let client = json_client();
