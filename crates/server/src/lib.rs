@@ -180,6 +180,7 @@ pub fn start_with_demo(
         controller.state.clone(),
     );
     let handle = controller.clone();
+    let (stop_store, stop_clock) = (Arc::clone(&store), Arc::clone(&clock));
     let server = tokio::spawn(async move {
         // The JoinSet aborts every background task when it is dropped at the end.
         let mut tasks = JoinSet::new();
@@ -258,6 +259,11 @@ pub fn start_with_demo(
         tasks.abort_all();
         drop(controller);
         controller_task.abort();
+        let _ = controller_task.await;
+        // The next start says the stop was clean (or, without this, a crash).
+        if let Err(err) = stop_store.mark_clean_stop(stop_clock.now()) {
+            tracing::warn!(%err, "cannot note the clean stop");
+        }
         // A decision taken just before the stop (a rollback, say) is still
         // announced: the notifications get a few seconds to go out.
         notifiers.finish(NOTIFY_GRACE).await;

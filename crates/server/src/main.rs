@@ -304,15 +304,15 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
 
 #[allow(clippy::print_stdout, reason = "the command's output")]
 fn backup(args: &BackupArgs) -> anyhow::Result<()> {
-    canary_server::adapters::store::SqliteStore::backup(&args.data_dir, &args.to).with_context(
-        || {
+    let now = canary_server::ports::Clock::now(&SystemClock);
+    canary_server::adapters::store::SqliteStore::backup(&args.data_dir, &args.to, now)
+        .with_context(|| {
             format!(
                 "cannot back up {} to {}",
                 args.data_dir.display(),
                 args.to.display()
             )
-        },
-    )?;
+        })?;
     println!(
         "canary: backed up {} to {}",
         args.data_dir.display(),

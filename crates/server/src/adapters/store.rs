@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_metrics_history.sql"),
     include_str!("../../migrations/0003_judge.sql"),
     include_str!("../../migrations/0004_sessions.sql"),
+    include_str!("../../migrations/0005_store_meta.sql"),
 ];
 
 /// Why the store failed.
@@ -68,6 +69,21 @@ pub struct AuditEntry {
     pub output: Option<String>,
 }
 
+/// How the store was found when it was opened: what the `recovered` audit
+/// entry tells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Opening {
+    /// The store is a backup put in place: when the backup was taken.
+    pub restored_from: Option<UnixMillis>,
+    /// The last server stopped gracefully (else it crashed or was killed,
+    /// or this is a restore).
+    pub clean_stop: bool,
+    /// Audit sequence numbers this data directory issued that the store
+    /// does not hold (after a restore from an older backup): never reused,
+    /// since an external log may already hold them.
+    pub missing_seqs: Option<(u64, u64)>,
+}
+
 /// What was saved: the deployment and the state revision it was shown at.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Saved {
@@ -95,8 +111,15 @@ pub struct AuditQuery {
 #[derive(Debug)]
 pub struct SqliteStore {
     connection: Mutex<Connection>,
-    /// Held open for the store's life: the OS lock on it is the single-writer guard.
-    _lock: Option<File>,
+    /// Held open for the store's life: the OS lock on it is the single-writer
+    /// guard. It also holds the highest audit sequence number ever issued in
+    /// this directory, which a restored `canary.db` cannot take back.
+    lock: Option<File>,
+    /// How the store was found.
+    opening: Opening,
+    /// The sequence number the next audit entry must take, when numbers
+    /// were issued that the store does not hold.
+    next_seq: Mutex<Option<u64>>,
 }
 
 impl SqliteStore {
@@ -112,6 +135,7 @@ impl SqliteStore {
         let lock = File::options()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&lock_path)
             .map_err(io)?;
@@ -125,19 +149,91 @@ impl SqliteStore {
             }
             Err(std::fs::TryLockError::Error(err)) => return Err(io(err)),
         }
+        let issued = {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut &lock, &mut text).map_err(io)?;
+            text.trim().parse::<u64>().unwrap_or(0)
+        };
         let connection = Connection::open(data_dir.join("canary.db"))?;
-        let store = SqliteStore {
+        let mut store = SqliteStore {
             connection: Mutex::new(connection),
-            _lock: Some(lock),
+            lock: Some(lock),
+            opening: Opening::default(),
+            next_seq: Mutex::new(None),
         };
         store.prepare()?;
+        store.opening = store.read_opening(issued)?;
+        if let Some((first_missing, _)) = store.opening.missing_seqs {
+            let highest = store
+                .opening
+                .missing_seqs
+                .map_or(first_missing, |(_, last)| last);
+            *store
+                .next_seq
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(highest + 1);
+        }
         Ok(store)
     }
 
+    /// How the store was found when it was opened.
+    pub fn opening(&self) -> &Opening {
+        &self.opening
+    }
+
+    /// Reads and clears the stamps a backup or a graceful stop left, and
+    /// compares the trail with the numbers this directory issued.
+    fn read_opening(&self, issued: u64) -> Result<Opening, StoreError> {
+        let connection = self.connection();
+        let (backup_taken_at, clean_stop_at): (Option<u64>, Option<u64>) = connection
+            .query_row(
+                "SELECT backup_taken_at, clean_stop_at FROM store_meta WHERE id = 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None));
+        connection.execute("DELETE FROM store_meta", [])?;
+        let held: u64 =
+            connection.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |row| {
+                row.get(0)
+            })?;
+        Ok(Opening {
+            restored_from: backup_taken_at.map(UnixMillis),
+            clean_stop: clean_stop_at.is_some(),
+            missing_seqs: (issued > held).then_some((held + 1, issued)),
+        })
+    }
+
+    /// Notes that the server stops gracefully, for the next start's
+    /// `recovered` entry.
+    pub fn mark_clean_stop(&self, now: UnixMillis) -> Result<(), StoreError> {
+        self.connection().execute(
+            "INSERT INTO store_meta (id, clean_stop_at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET clean_stop_at = excluded.clean_stop_at",
+            [now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Remembers `seq` as the highest number issued, in the lock file, so a
+    /// restored older store never hands it out again.
+    fn note_issued(&self, seq: u64) {
+        let Some(lock) = &self.lock else { return };
+        let text = format!("{seq:>20}\n");
+        let written = std::os::unix::fs::FileExt::write_all_at(lock, text.as_bytes(), 0)
+            .and_then(|()| lock.sync_data());
+        if let Err(err) = written {
+            tracing::warn!(%err, seq, "cannot note the highest audit sequence number issued");
+        }
+    }
+
     /// Writes a consistent copy of the store in `data_dir` to `to` (a new
-    /// file), while a server may be using it: SQLite's `VACUUM INTO` reads
-    /// one snapshot, so the copy is never half-written.
-    pub fn backup(data_dir: &Path, to: &Path) -> Result<(), StoreError> {
+    /// file; its folder is made if needed), while a server may be using it:
+    /// SQLite's `VACUUM INTO` reads one snapshot, so the copy is never
+    /// half-written. The copy is stamped with `now`, so a server started on
+    /// it knows it is a restore and from when.
+    pub fn backup(data_dir: &Path, to: &Path, now: UnixMillis) -> Result<(), StoreError> {
         let source = data_dir.join("canary.db");
         if !source.exists() {
             return Err(StoreError::Io {
@@ -162,7 +258,19 @@ impl SqliteStore {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        if let Some(folder) = to.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|source| StoreError::Io {
+                dir: folder.to_owned(),
+                source,
+            })?;
+        }
         connection.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
+        let copy = Connection::open(to)?;
+        copy.execute(
+            "INSERT INTO store_meta (id, backup_taken_at) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET backup_taken_at = excluded.backup_taken_at, clean_stop_at = NULL",
+            [now.0],
+        )?;
         Ok(())
     }
 
@@ -170,7 +278,9 @@ impl SqliteStore {
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
         let store = SqliteStore {
             connection: Mutex::new(Connection::open_in_memory()?),
-            _lock: None,
+            lock: None,
+            opening: Opening::default(),
+            next_seq: Mutex::new(None),
         };
         store.prepare()?;
         Ok(store)
@@ -253,9 +363,15 @@ impl SqliteStore {
                 .as_ref()
                 .map(serde_json::to_string)
                 .transpose()?;
+            // NULL lets SQLite number it (one past the highest); after a
+            // restore the first entry takes the number past those issued.
+            let seq = *self
+                .next_seq
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             transaction.execute(
-                "INSERT INTO audit (at, actor, action, from_phase, to_phase, from_basis_points, to_basis_points, reason, metrics, output)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO audit (seq, at, actor, action, from_phase, to_phase, from_basis_points, to_basis_points, reason, metrics, output)
+                 VALUES (?11, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     record.at.0,
                     record.actor,
@@ -267,6 +383,7 @@ impl SqliteStore {
                     record.reason,
                     metrics,
                     entry.output,
+                    seq.filter(|_| stored.is_empty()),
                 ],
             )?;
             stored.push(AuditEvent {
@@ -284,6 +401,13 @@ impl SqliteStore {
             });
         }
         transaction.commit()?;
+        if let Some(last) = stored.last() {
+            *self
+                .next_seq
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            self.note_issued(last.seq);
+        }
         Ok(stored)
     }
 

@@ -11,6 +11,7 @@ mod judge;
 mod metrics;
 mod promotion;
 mod proxy;
+mod recovery;
 mod security;
 mod stream;
 mod support;

@@ -22,7 +22,7 @@ async fn answered_by(app: &TestApp, count: usize) -> (usize, usize) {
     (listed_production, listed_canary)
 }
 
-async fn start(app: &TestApp, tag: &str, percent: f64) {
+pub(crate) async fn start(app: &TestApp, tag: &str, percent: f64) {
     let start = Command::Start(StartRequest {
         image_tag: tag.to_owned(),
         traffic_percent: CanaryShare::from_percent(percent).unwrap(),
@@ -34,7 +34,7 @@ async fn start(app: &TestApp, tag: &str, percent: f64) {
     app.wait_for_phase(Phase::Progressing).await;
 }
 
-fn status(app: &TestApp) -> CanaryState {
+pub(crate) fn status(app: &TestApp) -> CanaryState {
     app.controller.state.borrow().clone()
 }
 
