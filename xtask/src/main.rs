@@ -13,6 +13,7 @@
 
 mod app;
 mod bench;
+mod bench_restart;
 mod ci;
 mod e2e;
 mod run;
@@ -53,7 +54,7 @@ mod flags {
             /// The harness takes its options from the environment (RATE=20000 for
             /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
-                /// What to benchmark: proxy.
+                /// What to benchmark: proxy, judge or restart.
                 required what: String
             }
         }
@@ -76,8 +77,9 @@ fn main() -> anyhow::Result<()> {
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
             "proxy" => bench::proxy(&sh),
             "judge" => bench::judge(&sh),
+            "restart" => bench_restart::restart(&sh),
             other => anyhow::bail!(
-                "unknown benchmark {other:?}; try `cargo xtask bench proxy` or `cargo xtask bench judge`"
+                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge` or `restart`"
             ),
         },
         flags::XtaskCmd::E2e(_) => {

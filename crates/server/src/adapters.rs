@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod demo;
 pub mod health_probe;
 pub mod hooks;
+pub mod listeners;
 pub mod metric_sources;
 pub mod notify;
 pub mod own_metrics;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use canary_server::Listeners;
 use canary_server::adapters::clock::SystemClock;
+use canary_server::adapters::listeners::{self, Inherited};
 use canary_server::config::Config;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::net::TcpListener;
 
 use canary_server::cli;
 
@@ -195,7 +195,15 @@ fn json_logs() -> bool {
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
+    // Before any thread starts: it clears the variables it reads.
+    let inherited = match Inherited::take() {
+        Ok(inherited) => inherited,
+        Err(err) => {
+            eprintln!("canary: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(inherited) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             // The message and its causes, without a backtrace: these are
@@ -210,11 +218,11 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<()> {
+fn run(inherited: Inherited) -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Demo(args) => demo(args),
+        Command::Serve(args) => serve(args, inherited),
+        Command::Demo(args) => demo(args, inherited),
         Command::HashPassword(args) => hash_password(&args),
         Command::NewToken(args) => new_token(&args),
         Command::Backup(args) => backup(&args),
@@ -335,7 +343,7 @@ fn init_tracing(format: LogFormat) {
     let _ = LOG_FORMAT.set(format);
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve(args: ServeArgs, inherited: Inherited) -> anyhow::Result<()> {
     init_tracing(args.log_format);
     // A config error is printed as it is: it already names file, line, column and field.
     let mut config = Config::load(&args.file.config).map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -348,7 +356,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
-        let listeners = bind(&config).await?;
+        let listeners = listeners::bind(&config, inherited).await?;
         let source = args.file.config.display().to_string();
         announce(&config, &listeners, &source)?;
         canary_server::run(config, listeners, Arc::new(SystemClock), shutdown)
@@ -358,7 +366,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// `canary demo`: the demo services, their load, and the server in one process.
-fn demo(args: DemoArgs) -> anyhow::Result<()> {
+fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
     use canary_server::adapters::demo::{self, Demo};
     init_tracing(args.log_format);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
@@ -393,7 +401,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         if let Some(assets_dir) = args.assets_dir {
             config.server.assets_dir = assets_dir;
         }
-        let listeners = bind(&config).await?;
+        let listeners = listeners::bind(&config, inherited).await?;
         let proxy_addr = listeners
             .proxy
             .local_addr()
@@ -436,26 +444,6 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Binds both listeners, naming the config key of an address that cannot be used.
-async fn bind(config: &Config) -> anyhow::Result<Listeners> {
-    let admin = TcpListener::bind(config.server.admin_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (server.admin_listen or --admin-listen)",
-                config.server.admin_listen
-            )
-        })?;
-    let proxy = TcpListener::bind(config.server.proxy_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (server.proxy_listen or --proxy-listen)",
-                config.server.proxy_listen
-            )
-        })?;
-    Ok(Listeners { admin, proxy })
-}
-
 /// Logs and prints where the console and the proxy listen.
 fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Result<()> {
     let admin_addr = listeners

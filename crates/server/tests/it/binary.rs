@@ -690,3 +690,108 @@ fn with_json_logs_even_the_fatal_error_is_a_json_line() {
         "{error}"
     );
 }
+
+/// A copy of `socket` at fd `number` that a started program inherits.
+fn inheritable(socket: &std::net::TcpListener, number: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsFd, AsRawFd};
+    let copy = rustix::io::fcntl_dupfd_cloexec(socket.as_fd(), number).unwrap();
+    assert_eq!(copy.as_raw_fd(), number, "fd {number} is free in the test");
+    rustix::io::fcntl_setfd(&copy, rustix::io::FdFlags::empty()).unwrap();
+    copy
+}
+
+#[test]
+fn a_server_on_inherited_sockets_serves_a_connection_accepted_before_its_stop_and_the_next_takes_over()
+ {
+    use std::io::{Read, Write};
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    // A tiny upstream: every request gets "ok" and the connection closes.
+    std::thread::spawn(move || {
+        for stream in upstream.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buffer = [0; 4096];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("canary-config.yaml");
+    let seed = include_str!("../../../../canary-config.yaml");
+    let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  data_dir: data\nupstreams:\n  production: {{ url: \"http://{upstream_addr}\" }}\n  canary: {{ url: \"http://{upstream_addr}\" }}\n{seed}"
+        ),
+    )
+    .unwrap();
+    // The sockets a supervisor (systemd) keeps across restarts.
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let _handed = (inheritable(&proxy, 150), inheritable(&admin, 151));
+    let serve = || {
+        canary()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("LISTEN_FDS", "2")
+            .env("LISTEN_FDS_FIRST_FD", "150")
+            .env("LISTEN_FDNAMES", "proxy:admin")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // The answer is read until the server closes the connection.
+    let request = |stream: &mut std::net::TcpStream, connection: &str| {
+        let head = format!("GET / HTTP/1.1\r\nhost: test\r\nconnection: {connection}\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+
+    let mut first = serve();
+    let mut announced = BufReader::new(first.stdout.take().unwrap()).lines();
+    let console = announced.next().unwrap().unwrap();
+    assert!(
+        console.contains(&admin.local_addr().unwrap().to_string()),
+        "it serves the inherited admin socket, not the config's: {console}"
+    );
+    // A client connects, but sends its request only after the server was told to stop.
+    let mut early = std::net::TcpStream::connect(proxy_addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = request(&mut early, "keep-alive");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer:?}"
+    );
+    assert!(first.wait().unwrap().success());
+
+    // While no server runs, a new connection waits in the socket's queue
+    // (it is never refused), and the next server answers it.
+    let mut waiting = std::net::TcpStream::connect(proxy_addr).expect("not refused");
+    let mut second = serve();
+    let answer = request(&mut waiting, "close");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.ends_with("ok"), "{answer:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status();
+    second.wait().unwrap();
+}

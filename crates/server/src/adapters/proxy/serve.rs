@@ -86,6 +86,10 @@ pub async fn serve_on_threads(
     Ok(())
 }
 
+/// How long a connection that has sent no request yet may take to send its
+/// first one once the server stops.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 /// One proxy thread: serves the connections it is handed until `stopping`
 /// turns true, then lets open connections finish their requests for up to
 /// ten seconds.
@@ -121,6 +125,20 @@ pub(super) async fn serve_connections(
             stopping.clone(),
         );
     }
+    // Connections accepted before the stop but not yet taken up are served
+    // too (their clients are already waiting), until the accept loop has
+    // stopped and dropped its end.
+    while let Some((stream, client_addr)) = incoming.recv().await {
+        if let Ok(stream) = TcpStream::from_std(stream) {
+            spawn_connection(
+                &mut connections,
+                stream,
+                client_addr,
+                &proxy,
+                stopping.clone(),
+            );
+        }
+    }
     drain(&mut connections, "proxy").await;
 }
 
@@ -136,6 +154,7 @@ pub(super) fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let proxy = Arc::clone(proxy);
     let activity = Arc::new(ConnectionActivity::new(ClientInfo::new(client_addr)));
+    let seen = Arc::clone(&activity);
     let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
     let service = hyper::service::service_fn(move |request| {
         let proxy = Arc::clone(&proxy);
@@ -170,16 +189,32 @@ pub(super) fn spawn_connection(
         let watch = stopping.clone();
         let mut stop = std::pin::pin!(stopped(&mut stopping));
         let mut armed = false;
+        let mut stop_seen = false;
         let mut shutting_down = false;
+        // A connection accepted just before the stop may not have sent its
+        // request yet; closing it as idle would fail a client that did
+        // nothing wrong (the next server is already taking new ones). It
+        // gets its first request served, with `Connection: close`, or this
+        // long to send one.
+        let mut first_request_grace = std::pin::pin!(tokio::time::sleep(FIRST_REQUEST_GRACE));
         let result = std::future::poll_fn(|cx| {
-            if !shutting_down
+            if !stop_seen
                 && (!armed || watch.has_changed().unwrap_or(true))
                 && stop.as_mut().poll(cx).is_ready()
             {
-                connection.as_mut().graceful_shutdown();
-                shutting_down = true;
+                stop_seen = true;
+                first_request_grace
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + FIRST_REQUEST_GRACE);
             }
             armed = true;
+            if stop_seen && !shutting_down {
+                let fresh = seen.heads_read.load(std::sync::atomic::Ordering::Acquire) == 0;
+                if !fresh || first_request_grace.as_mut().poll(cx).is_ready() {
+                    connection.as_mut().graceful_shutdown();
+                    shutting_down = true;
+                }
+            }
             connection.as_mut().poll(cx)
         })
         .await;
