@@ -137,20 +137,33 @@ pub struct DemoControl {
 }
 
 impl DemoControl {
-    /// Both services and the load.
-    pub fn status(&self) -> DemoStatus {
+    /// The two services as the roles stand: the one at `canary_url` plays
+    /// the canary (after a promotion swapped the upstreams, that is the
+    /// service started as production).
+    fn by_role(&self, canary_url: &str) -> (&ServiceState, &ServiceState) {
+        if self.production.url == canary_url {
+            (&self.canary, &self.production)
+        } else {
+            (&self.production, &self.canary)
+        }
+    }
+
+    /// Both services, by the roles they play now, and the load.
+    pub fn status(&self, canary_url: &str) -> DemoStatus {
+        let (production, canary) = self.by_role(canary_url);
         DemoStatus {
-            production: self.production.status(),
-            canary: self.canary.status(),
+            production: production.status(),
+            canary: canary.status(),
             load_per_sec: self.load_per_sec,
         }
     }
 
-    /// Makes the canary service answer as `behaviour` says, from its next request.
-    pub fn set_canary(&self, behaviour: DemoBehaviour) {
+    /// Makes the service playing the canary (at `canary_url`) answer as
+    /// `behaviour` says, from its next request.
+    pub fn set_canary(&self, canary_url: &str, behaviour: DemoBehaviour) {
         tracing::info!(?behaviour, "demo: the canary service changes its behaviour");
-        *self
-            .canary
+        let (_, canary) = self.by_role(canary_url);
+        *canary
             .behaviour
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = behaviour;

@@ -23,8 +23,9 @@ fn control(app: &AppState) -> Result<&DemoControl, ApiError> {
 /// an error in every operator's browser console for a normal answer).
 pub(crate) async fn get_demo(State(app): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let canary_url = app.state.borrow().canary.url.clone();
     match app.demo.as_deref() {
-        Some(control) => Json(control.status()).into_response(),
+        Some(control) => Json(control.status(&canary_url)).into_response(),
         None => axum::http::StatusCode::NO_CONTENT.into_response(),
     }
 }
@@ -43,6 +44,7 @@ pub(crate) async fn set_demo(
         return Err(ApiError::UnprocessableField { field, message });
     }
     tracing::info!(actor = %identity.name, "demo: canary behaviour changed from the console");
-    control.set_canary(behaviour);
-    Ok(Json(control.status()))
+    let canary_url = app.state.borrow().canary.url.clone();
+    control.set_canary(&canary_url, behaviour);
+    Ok(Json(control.status(&canary_url)))
 }
