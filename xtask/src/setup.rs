@@ -17,6 +17,8 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The deployment guide makes its private CA with it, and a test runs those lines.
 const OPENSSL: &str = "/usr/bin/openssl";
+/// Real HAProxy for the router tests (Debian's 2.6).
+const HAPROXY: &str = "/usr/sbin/haproxy";
 /// A real Prometheus server for the metric-source tests.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
@@ -29,6 +31,7 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     debian_package(sh, CHROMIUM, "chromium", &[])?;
     debian_package(sh, PROMETHEUS, "prometheus", &["--no-install-recommends"])?;
     debian_package(sh, OPENSSL, "openssl", &["--no-install-recommends"])?;
+    debian_package(sh, HAPROXY, "haproxy", &["--no-install-recommends"])?;
     node_packages(sh)?;
     Ok(())
 }

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod own_metrics;
 pub mod proxy;
 pub mod recorder;
+pub mod router;
 pub mod serving;
 pub mod store;
 pub mod tls;

@@ -31,6 +31,7 @@ mod access;
 mod locate;
 mod metrics;
 mod proxy;
+mod router;
 mod scalars;
 mod upstreams;
 
@@ -52,6 +53,9 @@ pub use crate::config::access::{
 pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
+pub use crate::config::router::{
+    HaproxyConfig, HaproxyServers, LoopbackAddr, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
+};
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
     UpstreamsConfig,
@@ -70,6 +74,9 @@ pub struct Config {
     /// How the built-in proxy splits and forwards traffic.
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// What splits the traffic: the built-in proxy, or HAProxy.
+    #[serde(default)]
+    pub router: RouterConfig,
     /// Commands run at each stage of a rollout.
     #[serde(default)]
     pub hooks: HooksConfig,
@@ -845,6 +852,34 @@ impl Config {
                      or tokens (`canary hash-password`, `canary new-token`), or listen on 127.0.0.1"
                 ),
             ));
+        }
+        match (&self.router.kind, &self.router.haproxy) {
+            (RouterKind::Haproxy, None) => {
+                return Err(invalid_at(
+                    text,
+                    &["router", "kind"],
+                    "haproxy needs router.haproxy: the instances' sockets, the backend, its two \
+                     servers and the log listener"
+                        .to_owned(),
+                ));
+            }
+            (RouterKind::Haproxy, Some(haproxy)) if haproxy.instances.is_empty() => {
+                return Err(invalid_at(
+                    text,
+                    &["router", "haproxy", "instances"],
+                    "at least one HAProxy instance's stats socket is needed".to_owned(),
+                ));
+            }
+            (RouterKind::Haproxy, Some(haproxy))
+                if haproxy.servers.production == haproxy.servers.canary =>
+            {
+                return Err(invalid_at(
+                    text,
+                    &["router", "haproxy", "servers", "canary"],
+                    "production and canary must be two different servers".to_owned(),
+                ));
+            }
+            _ => {}
         }
         if self.upstreams.on_promotion == Some(OnPromotion::PromoteHook)
             && self.hooks.promote.is_none()

@@ -29,10 +29,12 @@ use crate::domain::deployment::{
 };
 use crate::domain::health::{HealthThresholds, HealthTracker};
 use crate::domain::judge::RolloutJudge;
+use crate::domain::roles::Routing;
 use crate::domain::roles::UpstreamSlot;
 use crate::domain::view::{self, RenderInput, UpstreamView};
-use crate::ports::Clock;
+use crate::ports::{Clock, Router};
 
+mod routing;
 mod ticker;
 
 pub use crate::events::{CommandError, Event};
@@ -121,7 +123,13 @@ struct Controller {
     checks: Vec<SafetyCheck>,
     /// Each upstream's health, by slot (whichever side it plays).
     health: [HealthTracker; 2],
+    /// The routing in force as the measurements count it (the share an
+    /// external router gives after its quantization).
     routing: SharedRouting,
+    /// What splits the traffic.
+    router: Arc<dyn Router>,
+    /// Where the routing asked of it stands.
+    router_progress: routing::RouterProgress,
     /// The proxy's measurements; a new rollout forgets the old canary's seconds.
     recorder: Arc<Recorder>,
     /// When the previous measurement arrived, for monotonic waits.
@@ -150,6 +158,7 @@ pub fn spawn(
     clock: Arc<dyn Clock>,
     store: Arc<SqliteStore>,
     routing: SharedRouting,
+    make_router: impl FnOnce(mpsc::Sender<Event>, Routing) -> Arc<dyn Router>,
     recorder: Arc<Recorder>,
     first_metrics: MetricsSnapshot,
 ) -> Result<(ControllerHandle, tokio::task::JoinHandle<()>), StoreError> {
@@ -165,8 +174,13 @@ pub fn spawn(
         Some(saved) => (saved.deployment.clone(), saved.revision),
         None => (Deployment::idle(&rules), 0),
     };
-    routing.set(deployment.routing());
     let (events_tx, mut events_rx) = mpsc::channel(256);
+    let router = make_router(events_tx.clone(), deployment.routing());
+    let router_progress = routing::RouterProgress::new(
+        deployment.routing(),
+        router.effective(deployment.routing()),
+        false,
+    );
     let first_metrics = Arc::new(first_metrics);
     let health = UpstreamSlot::BOTH.map(|slot| tracker(config.upstreams.slot(slot)));
     let checks = judge(&config, &first_metrics).checks;
@@ -194,6 +208,8 @@ pub fn spawn(
         health,
         config,
         routing,
+        router,
+        router_progress,
         recorder,
         last_measured: None,
         events: events_tx.clone(),
@@ -203,6 +219,11 @@ pub fn spawn(
         own: Arc::clone(&own),
         judge: None,
     };
+    // Before any listener accepts: the router gets the stored routing (an
+    // external one again after a restart of canary).
+    let stored = controller.deployment.routing();
+    controller.route(stored);
+    controller.publish();
     if saved.is_some() {
         controller.recover();
         controller.resume_judge();
@@ -337,12 +358,16 @@ impl Controller {
                 second,
                 canary_share,
             } => self.observe(&second, canary_share),
+            Event::RouterRead { routing, readings } => self.router_read(routing, readings),
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);
                 let mut analysis = judge(&self.config, &snapshot);
                 self.checks = analysis.checks;
-                analysis.verdict = self.with_judge(analysis.verdict);
+                analysis.verdict = crate::domain::router::with_router(
+                    &self.router_progress.assessment,
+                    self.with_judge(analysis.verdict),
+                );
                 let now = Instant::now();
                 let elapsed_ms = self.last_measured.map_or(0, |last| {
                     u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX)
@@ -592,14 +617,7 @@ impl Controller {
     fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {
         for effect in effects {
             match effect {
-                Effect::Route(routing) => {
-                    self.routing.set(routing);
-                    tracing::info!(
-                        share = %routing.share,
-                        production = routing.production.config_key(),
-                        "routing set"
-                    );
-                }
+                Effect::Route(routing) => self.route(routing),
                 Effect::RunHook { hook, image_tag } => self.start_hook(hook, image_tag),
                 Effect::Alert { message } => tracing::warn!(%message, "alert"),
                 Effect::Audit(record) => log_decision(&record),
@@ -776,7 +794,7 @@ impl Controller {
 
     fn render(&self, revision: u64) -> CanaryState {
         let metrics = Arc::clone(&*self.metrics.borrow());
-        StateParts {
+        let mut state = StateParts {
             config: &self.config,
             rules: &self.rules,
             deployment: &self.deployment,
@@ -789,7 +807,9 @@ impl Controller {
                 .map(|(_, judge)| judge.views())
                 .unwrap_or_default(),
         }
-        .render(revision, self.clock.now())
+        .render(revision, self.clock.now());
+        state.router = self.router_state();
+        state
     }
 
     /// Sends the state to every reader if anything in it changed.
@@ -862,7 +882,10 @@ mod tests {
             config,
             Arc::new(SystemClock),
             store,
-            share,
+            share.clone(),
+            move |_, _| -> Arc<dyn crate::ports::Router> {
+                Arc::new(crate::adapters::router::BuiltinRouter::new(share))
+            },
             Arc::new(crate::adapters::recorder::Recorder::new()),
             snapshot(0, 0.0),
         )

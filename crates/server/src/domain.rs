@@ -11,6 +11,7 @@ pub mod exposition;
 pub mod health;
 pub mod judge;
 pub mod roles;
+pub mod router;
 pub mod split;
 pub mod verdicts;
 pub mod view;

@@ -26,6 +26,14 @@ pub enum Event {
         /// What it answered.
         outcome: ProbeOutcome,
     },
+    /// What every instance of an external router has in force, read while
+    /// `routing` was the one asked for.
+    RouterRead {
+        /// The routing asked for when the instances were read.
+        routing: crate::domain::roles::Routing,
+        /// One reading per instance.
+        readings: Vec<crate::domain::router::InstanceReading>,
+    },
     /// A second of traffic was measured; the checks are judged on it.
     Measured(Arc<MetricsSnapshot>),
     /// A finished second as the statistical judge sees it (sent just before

@@ -93,6 +93,16 @@ pub enum StartError {
     /// `server.tls` names a certificate or key that cannot be used.
     #[error(transparent)]
     Tls(#[from] adapters::tls::TlsError),
+    /// The access log listener of an external router cannot listen.
+    #[error(
+        "cannot listen for the router's access log on {address} (router.haproxy.log_listen): {source}"
+    )]
+    AccessLog {
+        /// Where.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The system gave no random bytes for secrets.
     #[error(transparent)]
     Credentials(#[from] adapters::credentials::CredentialError),
@@ -159,11 +169,36 @@ pub fn start_with_demo(
     // connection.
     let share = SharedRouting::default();
     let first_metrics = recorder.snapshot(UnixMillis(clock.now().0), CanaryShare::ZERO);
+    // An external router's requests are measured from its access log.
+    let access_log = match (&config.router.kind, &config.router.haproxy) {
+        (config::RouterKind::Haproxy, Some(haproxy)) => {
+            let address = haproxy.log_listen.0;
+            let socket = std::net::UdpSocket::bind(address)
+                .and_then(|socket| {
+                    socket.set_nonblocking(true)?;
+                    tokio::net::UdpSocket::from_std(socket)
+                })
+                .map_err(|source| StartError::AccessLog { address, source })?;
+            Some((socket, Arc::new(haproxy.clone())))
+        }
+        _ => None,
+    };
+    let router_config = config.router.clone();
+    let builtin_routing = share.clone();
+    let make_router = move |events, initial| -> Arc<dyn ports::Router> {
+        match (&router_config.kind, &router_config.haproxy) {
+            (config::RouterKind::Haproxy, Some(haproxy)) => {
+                adapters::router::haproxy::HaproxyRouter::spawn(haproxy, initial, events)
+            }
+            _ => Arc::new(adapters::router::BuiltinRouter::new(builtin_routing)),
+        }
+    };
     let (controller, controller_task) = controller::spawn(
         Arc::clone(&config),
         Arc::clone(&clock),
         Arc::clone(&store),
         share.clone(),
+        make_router,
         Arc::clone(&recorder),
         first_metrics,
     )?;
@@ -214,14 +249,28 @@ pub fn start_with_demo(
             Arc::clone(&custom),
         ));
         let (stopping_tx, stopping_rx) = watch::channel(false);
-        let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
-        let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
-        let proxy_task = tokio::spawn(adapters::proxy::serve_on_threads(
-            listeners.proxy,
-            proxy,
-            proxy_threads,
-            stopping_rx.clone(),
-        ));
+        // The built-in proxy serves only as the router; an external router's
+        // requests are measured from its access log instead.
+        let proxy_task = if let Some((socket, haproxy)) = access_log {
+            tasks.spawn(adapters::router::access_log::run(
+                socket,
+                haproxy,
+                share.clone(),
+                Arc::clone(&recorder),
+                Arc::default(),
+            ));
+            drop(listeners.proxy);
+            None
+        } else {
+            let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
+            let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
+            Some(tokio::spawn(adapters::proxy::serve_on_threads(
+                listeners.proxy,
+                proxy,
+                proxy_threads,
+                stopping_rx.clone(),
+            )))
+        };
         let app_state = AppState {
             state: controller.state.clone(),
             metrics: controller.metrics.clone(),
@@ -255,7 +304,9 @@ pub fn start_with_demo(
                 .await
             }
         };
-        let _ = proxy_task.await;
+        if let Some(proxy_task) = proxy_task {
+            let _ = proxy_task.await;
+        }
         tasks.abort_all();
         drop(controller);
         controller_task.abort();

@@ -99,11 +99,15 @@ pub enum AuditAction {
     AccessDenied,
     /// `session_revoked`: an admin revoked a session.
     SessionRevoked,
+    /// `router_drift`: an external router had another split in force than
+    /// the one it had confirmed (changed behind canary's back); canary set
+    /// its own again.
+    RouterDrift,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 27] = [
+    pub const ALL: [AuditAction; 28] = [
         AuditAction::Start,
         AuditAction::Scale,
         AuditAction::Continue,
@@ -131,6 +135,7 @@ impl AuditAction {
         AuditAction::Logout,
         AuditAction::AccessDenied,
         AuditAction::SessionRevoked,
+        AuditAction::RouterDrift,
     ];
 
     /// The name in the audit trail and its API.
@@ -163,6 +168,7 @@ impl AuditAction {
             AuditAction::Logout => "logout",
             AuditAction::AccessDenied => "access_denied",
             AuditAction::SessionRevoked => "session_revoked",
+            AuditAction::RouterDrift => "router_drift",
         }
     }
 

@@ -463,6 +463,10 @@ pub struct CanaryState {
     /// The statistical judge's verdicts for this rollout (empty when it is off).
     #[serde(default)]
     pub judge: Vec<JudgedMetric>,
+    /// The router that splits the traffic, and whether the split asked for
+    /// is in force on it.
+    #[serde(default)]
+    pub router: RouterStatus,
     /// When this state was computed.
     pub updated_at: UnixMillis,
 }
@@ -504,4 +508,32 @@ mod tests {
         assert_eq!(readable(0.0), "0");
         assert_eq!(readable(-3.25), "-3.2");
     }
+}
+
+/// The router that splits the traffic, and whether the split asked for is
+/// in force on every instance of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    /// `builtin` or `haproxy`.
+    pub kind: String,
+    /// The canary's share as the router applies it (an external router
+    /// quantizes: HAProxy's weights make every whole percent exact).
+    pub effective_percent: CanaryShare,
+    /// Whether every instance has it in force (a step counts as done only then).
+    pub confirmed: bool,
+    /// Why not, in words.
+    pub detail: Option<String>,
+    /// Each instance, as last read back (none for the built-in proxy).
+    pub instances: Vec<RouterInstance>,
+}
+
+/// One instance of an external router, as last read back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterInstance {
+    /// Its stats socket or address.
+    pub name: String,
+    /// The canary's share it has in force, when it could be read.
+    pub canary_percent: Option<CanaryShare>,
+    /// Why it could not be read or written.
+    pub error: Option<String>,
 }

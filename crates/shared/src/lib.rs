@@ -43,8 +43,8 @@ pub use audit::{AuditAction, AuditEvent, AuditMetrics, AuditPage};
 pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,
-    DeploymentStep, EvidencePoint, Health, JudgeConclusion, JudgedMetric, Phase, ServiceHealth,
-    Side, StepKind, StepStatus, TrafficSplit, readable_number,
+    DeploymentStep, EvidencePoint, Health, JudgeConclusion, JudgedMetric, Phase, RouterInstance,
+    RouterStatus, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit, readable_number,
 };
 pub use metrics::{
     CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,

@@ -127,6 +127,24 @@ pub(crate) fn sample_state() -> CanaryState {
                 },
             ],
         }],
+        router: crate::RouterStatus {
+            kind: "haproxy".to_owned(),
+            effective_percent: share(25.0),
+            confirmed: false,
+            detail: Some("127.0.0.1:9999: cannot reach the stats socket".to_owned()),
+            instances: vec![
+                crate::RouterInstance {
+                    name: "/run/haproxy/admin.sock".to_owned(),
+                    canary_percent: Some(share(25.0)),
+                    error: None,
+                },
+                crate::RouterInstance {
+                    name: "127.0.0.1:9999".to_owned(),
+                    canary_percent: None,
+                    error: Some("cannot reach the stats socket".to_owned()),
+                },
+            ],
+        },
         updated_at: UnixMillis(1_700_000_090_000),
     }
 }

@@ -135,6 +135,8 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         blocked_actions,
         // Filled in by the controller, which runs the statistical judge.
         judge: Vec::new(),
+        // Filled in by the controller, which talks to the router.
+        router: canary_shared::RouterStatus::default(),
         updated_at: now,
     }
 }

@@ -12,6 +12,7 @@ mod metrics;
 mod promotion;
 mod proxy;
 mod recovery;
+mod router;
 mod security;
 mod stream;
 mod support;

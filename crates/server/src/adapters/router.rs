@@ -1,0 +1,45 @@
+//! The routers behind [`crate::ports::Router`]: the built-in proxy (here),
+//! and HAProxy through its Runtime API (`router/haproxy.rs`), whose
+//! requests are measured from its access log (`router/access_log.rs`).
+
+use canary_shared::CanaryShare;
+
+use crate::adapters::proxy::SharedRouting;
+use crate::domain::roles::Routing;
+use crate::domain::router::RouterCapabilities;
+use crate::ports::Router;
+
+pub mod access_log;
+pub mod haproxy;
+
+/// The built-in proxy: a routing is in force on the next request.
+#[derive(Clone, Debug)]
+pub struct BuiltinRouter {
+    routing: SharedRouting,
+}
+
+impl BuiltinRouter {
+    /// The router of the proxy that reads `routing`.
+    pub fn new(routing: SharedRouting) -> BuiltinRouter {
+        BuiltinRouter { routing }
+    }
+}
+
+impl Router for BuiltinRouter {
+    fn capabilities(&self) -> RouterCapabilities {
+        RouterCapabilities {
+            kind: "builtin",
+            applies_at_once: true,
+            exact_zero: true,
+            change: "at once, on the next request",
+        }
+    }
+
+    fn effective(&self, routing: Routing) -> CanaryShare {
+        routing.share
+    }
+
+    fn request(&self, routing: Routing) {
+        self.routing.set(routing);
+    }
+}

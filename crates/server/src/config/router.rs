@@ -1,0 +1,137 @@
+//! `router:` — what splits the traffic: the built-in proxy (the default), or
+//! HAProxy instances a team already runs, steered through their Runtime API
+//! and measured through their access log.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `router:`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// `builtin` or `haproxy`.
+    #[serde(default)]
+    pub kind: RouterKind,
+    /// The HAProxy instances, with `kind: haproxy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<HaproxyConfig>,
+}
+
+/// `router.kind:`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterKind {
+    /// canary's own proxy on `server.proxy_listen`.
+    #[default]
+    Builtin,
+    /// HAProxy, through its Runtime API.
+    Haproxy,
+}
+
+/// `router.haproxy:`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyConfig {
+    /// Each instance's admin-level stats socket: a path (`/run/haproxy/admin.sock`)
+    /// or a TCP address (`127.0.0.1:9999`).
+    pub instances: Vec<RuntimeSocket>,
+    /// The backend whose two servers carry the split.
+    pub backend: ProxyName,
+    /// The servers of that backend for the upstreams listed as production and canary.
+    pub servers: HaproxyServers,
+    /// Where canary listens (UDP, loopback) for the access log HAProxy
+    /// sends as syslog, one line per request, in canary's `log-format`.
+    pub log_listen: LoopbackAddr,
+}
+
+/// `router.haproxy.servers:`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyServers {
+    /// The server that is the upstream listed as `upstreams.production`.
+    pub production: ProxyName,
+    /// The server that is the upstream listed as `upstreams.canary`.
+    pub canary: ProxyName,
+}
+
+/// A Runtime API socket: a unix socket path or a TCP address.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum RuntimeSocket {
+    /// A unix socket.
+    Unix(PathBuf),
+    /// A TCP address.
+    Tcp(SocketAddr),
+}
+
+impl TryFrom<String> for RuntimeSocket {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.starts_with('/') || text.starts_with('.') {
+            return Ok(RuntimeSocket::Unix(PathBuf::from(text)));
+        }
+        text.parse::<SocketAddr>().map(RuntimeSocket::Tcp).map_err(|_| {
+            format!("{text:?} is neither a socket path (starting with /) nor an address like 127.0.0.1:9999")
+        })
+    }
+}
+
+impl fmt::Display for RuntimeSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuntimeSocket::Unix(path) => write!(f, "{}", path.display()),
+            RuntimeSocket::Tcp(address) => write!(f, "{address}"),
+        }
+    }
+}
+
+serialize_as!(RuntimeSocket, |socket| socket.to_string());
+
+/// A backend or server name as HAProxy takes it on its command line: no
+/// blanks, `/` or `;`, which would change what a command means.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct ProxyName(pub String);
+
+impl TryFrom<String> for ProxyName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+        if name.is_empty() || !name.chars().all(allowed) {
+            return Err(format!(
+                "{name:?} is not a backend or server name: letters, digits, '-', '_', '.' and ':' only"
+            ));
+        }
+        Ok(ProxyName(name))
+    }
+}
+
+/// An address on loopback: syslog over UDP carries no authentication, so
+/// only this machine may feed the measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LoopbackAddr(pub SocketAddr);
+
+impl TryFrom<String> for LoopbackAddr {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let address: SocketAddr = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not an address like 127.0.0.1:5140"))?;
+        if !address.ip().is_loopback() {
+            return Err(format!(
+                "{address} is not on loopback: syslog over UDP is unauthenticated, so anyone who \
+                 reaches it could forge the measurements; listen on 127.0.0.1"
+            ));
+        }
+        Ok(LoopbackAddr(address))
+    }
+}
+
+serialize_as!(LoopbackAddr, |address| address.0.to_string());

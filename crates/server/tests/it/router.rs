@@ -1,0 +1,256 @@
+//! HAProxy as the router, for real: Debian's HAProxy started on loopback
+//! in front of two fake upstreams, steered through its Runtime API and
+//! measured through its access log.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use canary_server::config::{RouterConfig, RouterKind, RuntimeSocket};
+use canary_shared::{CanaryShare, Command as Action, Phase, StartRequest};
+
+use crate::support::{FakeUpstream, TestApp, eventually, http_get};
+
+/// HAProxy in the foreground, stopped when dropped.
+struct Haproxy {
+    child: Child,
+    socket: std::path::PathBuf,
+    front: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The snippet of `docs/router-haproxy.md`, moved onto loopback: its
+/// stats socket into `dir`, its frontend on `front`, its servers at the
+/// fake upstreams, its log to `log_port`.
+fn haproxy_config(dir: &Path, front: u16, production: &str, canary: &str, log_port: u16) -> String {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/router-haproxy.md"
+    ))
+    .unwrap();
+    let snippet = page
+        .split("```haproxy\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the page has a haproxy snippet");
+    snippet
+        .replace(
+            "/run/haproxy/admin.sock",
+            &dir.join("admin.sock").to_string_lossy(),
+        )
+        .replace("127.0.0.1:5140", &format!("127.0.0.1:{log_port}"))
+        .replace("bind :80", &format!("bind 127.0.0.1:{front}"))
+        .replace("10.0.0.11:8080", production.trim_start_matches("http://"))
+        .replace("10.0.0.12:8080", canary.trim_start_matches("http://"))
+}
+
+fn start_haproxy(production: &FakeUpstream, canary: &FakeUpstream, log_port: u16) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let front = free_tcp_port();
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        haproxy_config(
+            dir.path(),
+            front,
+            &production.url(),
+            &canary.url(),
+            log_port,
+        ),
+    )
+    .unwrap();
+    let child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("HAProxy is installed (cargo xtask setup)");
+    let socket = dir.path().join("admin.sock");
+    for _ in 0..200 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(socket.exists(), "HAProxy did not start");
+    Haproxy {
+        child,
+        socket,
+        front: std::net::SocketAddr::from(([127, 0, 0, 1], front)),
+        _dir: dir,
+    }
+}
+
+/// The canary side of `docs/router-haproxy.md`, with the socket and the
+/// log listener moved like HAProxy's.
+fn router_config(haproxy: &Haproxy, log_port: u16) -> RouterConfig {
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/router-haproxy.md"
+    ))
+    .unwrap();
+    let yaml = page
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the page has the canary config");
+    let yaml = yaml
+        .replace("/run/haproxy/admin.sock", &haproxy.socket.to_string_lossy())
+        .replace("127.0.0.1:5140", &format!("127.0.0.1:{log_port}"));
+    let seed = include_str!("../../../../canary-config.yaml");
+    let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
+    let config = canary_server::config::Config::from_yaml(&format!("{yaml}{seed}"))
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(config.router.kind, RouterKind::Haproxy);
+    config.router
+}
+
+/// How many of `count` requests through HAProxy the canary answered.
+async fn canary_answers(front: std::net::SocketAddr, count: usize) -> usize {
+    let mut canary = 0;
+    for _ in 0..count {
+        let (_, headers, _) = http_get(&format!("http://{front}/"), "*/*").await;
+        if headers
+            .get("x-upstream")
+            .is_some_and(|name| name == "canary")
+        {
+            canary += 1;
+        }
+    }
+    canary
+}
+
+/// One Runtime API command, as an operator would send it behind canary's back.
+async fn runtime(haproxy: &Haproxy, command: &str) -> String {
+    canary_server::adapters::router::haproxy::exchange(
+        &RuntimeSocket::Unix(haproxy.socket.clone()),
+        command,
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_back() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let log_port = free_udp_port();
+    let haproxy = start_haproxy(&production, &canary, log_port);
+    let router = router_config(&haproxy, log_port);
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = production.url().parse().unwrap();
+        config.upstreams.canary.url = canary.url().parse().unwrap();
+        config.router = router;
+    })
+    .await;
+
+    let start = Action::Start(StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
+    });
+    app.controller
+        .command("ops".to_owned(), start, None)
+        .await
+        .unwrap();
+    app.wait_for_phase(Phase::Progressing).await;
+    let confirmed = eventually("HAProxy to confirm 25 %", async || {
+        let state = app.controller.state.borrow().clone();
+        state.router.confirmed.then_some(state)
+    })
+    .await;
+    assert_eq!(confirmed.router.kind, "haproxy");
+    assert_eq!(confirmed.router.effective_percent.percent(), 25.0);
+    assert_eq!(
+        runtime(&haproxy, "get weight app/canary")
+            .await
+            .split_whitespace()
+            .next(),
+        Some("1")
+    );
+    assert_eq!(
+        runtime(&haproxy, "get weight app/prod")
+            .await
+            .split_whitespace()
+            .next(),
+        Some("3")
+    );
+
+    // The split the backends see matches the effective share.
+    let requests = 4000;
+    let to_canary = canary_answers(haproxy.front, requests).await;
+    let measured = to_canary as f64 / requests as f64 * 100.0;
+    assert!((measured - 25.0).abs() <= 1.0, "{measured} % to the canary");
+
+    // Every request is measured through HAProxy's access log, per side.
+    let snapshot = app
+        .metrics_where(|metrics| {
+            metrics.canary.last_1m.requests >= to_canary as u64
+                && metrics.production.last_1m.requests >= (requests - to_canary) as u64
+        })
+        .await;
+    assert_eq!(snapshot.canary.last_1m.requests, to_canary as u64);
+
+    // Weights changed behind canary's back are found, audited and set again.
+    assert_eq!(
+        runtime(&haproxy, "set server app/canary weight 100")
+            .await
+            .trim(),
+        ""
+    );
+    let trail = eventually("the drift to be corrected", async || {
+        let (_, _, body) = http_get(
+            &app.url("/admin/canary/audit?action=router_drift"),
+            "application/json",
+        )
+        .await;
+        let page: canary_shared::AuditPage = serde_json::from_str(&body).unwrap();
+        let weight = runtime(&haproxy, "get weight app/canary").await;
+        (!page.events.is_empty() && weight.starts_with("1 ")).then_some(page)
+    })
+    .await;
+    let reason = trail.events[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("has 97.09 % to the canary (asked for 25 %)"),
+        "{reason}"
+    );
+
+    // A canary failing every request is rolled back through HAProxy.
+    canary.set_status(500);
+    let _ = canary_answers(haproxy.front, 1000).await;
+    app.wait_for_phase(Phase::RolledBack).await;
+    eventually("HAProxy to confirm 0 %", async || {
+        let state = app.controller.state.borrow().clone();
+        (state.router.confirmed && state.router.effective_percent == CanaryShare::ZERO)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        canary_answers(haproxy.front, 200).await,
+        0,
+        "the backends see 0 % afterwards"
+    );
+}
