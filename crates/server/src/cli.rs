@@ -477,6 +477,18 @@ pub fn status_text(state: &CanaryState) -> String {
             service.request_count,
         ));
     }
+    let router = &state.router;
+    if !router.kind.is_empty() && router.kind != "builtin" {
+        let standing = match (&router.detail, router.confirmed) {
+            (_, true) => "confirmed on every instance".to_owned(),
+            (Some(detail), false) => format!("not confirmed: {detail}"),
+            (None, false) => "not confirmed yet".to_owned(),
+        };
+        lines.push(format!(
+            "  router     {:<10} {} to the canary, {standing}",
+            router.kind, router.effective_percent
+        ));
+    }
     for service in [&state.production, &state.canary] {
         for metric in &service.custom_metrics {
             let value = match (metric.readable_value(), &metric.reason) {
@@ -789,10 +801,26 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
 mod tests {
     use canary_shared::{CanaryState, Phase};
 
-    use super::{Exit, finished, lasting_part, progress_bar};
+    use super::{Exit, finished, lasting_part, progress_bar, status_text};
 
     fn state() -> CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
+    }
+
+    #[test]
+    fn status_says_whether_an_external_router_has_the_split() {
+        let text = status_text(&state());
+        assert!(
+            text.lines().any(|line| line
+                == "  router     haproxy    25 % to the canary, not confirmed: 127.0.0.1:9999: cannot reach the stats socket"),
+            "{text}"
+        );
+        let mut builtin = state();
+        builtin.router.kind = "builtin".to_owned();
+        assert!(
+            !status_text(&builtin).contains("router"),
+            "nothing to say for the built-in proxy"
+        );
     }
 
     #[test]

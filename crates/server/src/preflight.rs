@@ -2,8 +2,9 @@
 //! binds anything and by `canary check` with the same words, so a unit's
 //! `ExecStartPre=canary check` catches it: the TLS certificate and key can
 //! be read and used (as the user running the check, who should be the user
-//! the server runs as), every hook's program exists and may be run, and a
-//! configured console folder holds a console.
+//! the server runs as), every hook's program exists and may be run, a
+//! configured console folder holds a console, and every HAProxy instance
+//! answers on its stats socket and knows the backend and both servers.
 //!
 //! The config itself stays pure (`Config::from_yaml`); this is the part
 //! that looks at files.
@@ -53,6 +54,19 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
             ));
         }
     }
+    if let (crate::config::RouterKind::Haproxy, Some(haproxy)) =
+        (&config.router.kind, &config.router.haproxy)
+    {
+        for socket in &haproxy.instances {
+            if let Err(why) = haproxy_reachable(haproxy, socket) {
+                return Err(Config::error_at(
+                    file,
+                    &["router", "haproxy", "instances"],
+                    format!("{socket}: {why}"),
+                ));
+            }
+        }
+    }
     let assets = &config.server.assets_dir;
     if !assets.join("index.html").is_file() {
         let missing = format!(
@@ -74,6 +88,74 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
     }
     Ok(warnings)
 }
+
+/// Whether `socket` is an HAProxy stats socket that knows the backend and
+/// both servers: `show info`, then `get weight` on each server.
+fn haproxy_reachable(
+    config: &crate::config::HaproxyConfig,
+    socket: &crate::config::RuntimeSocket,
+) -> Result<(), String> {
+    let ask = |command: &str| -> Result<String, String> {
+        let timeout = Some(std::time::Duration::from_secs(2));
+        let mut answer = String::new();
+        let line = format!("{command}\n");
+        let mut talk = |stream: &mut dyn ReadWrite| -> std::io::Result<()> {
+            stream.write_all(line.as_bytes())?;
+            match stream.read_to_string(&mut answer) {
+                // HAProxy closes after its answer; something else may not:
+                // what came within the time is judged below.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Ok(())
+                }
+                other => other.map(|_| ()),
+            }
+        };
+        let result = match socket {
+            crate::config::RuntimeSocket::Unix(path) => {
+                std::os::unix::net::UnixStream::connect(path).and_then(|mut stream| {
+                    stream.set_read_timeout(timeout)?;
+                    talk(&mut stream)
+                })
+            }
+            crate::config::RuntimeSocket::Tcp(address) => {
+                std::net::TcpStream::connect_timeout(address, std::time::Duration::from_secs(2))
+                    .and_then(|mut stream| {
+                        stream.set_read_timeout(timeout)?;
+                        talk(&mut stream)
+                    })
+            }
+        };
+        result.map_err(|err| format!("cannot reach the stats socket: {err}"))?;
+        Ok(answer)
+    };
+    let info = ask("show info")?;
+    if !info.lines().any(|line| line.starts_with("Name: HAProxy")) {
+        return Err(format!(
+            "not an HAProxy stats socket (its answer to `show info` began {:?})",
+            info.lines().next().unwrap_or("")
+        ));
+    }
+    for server in [&config.servers.production, &config.servers.canary] {
+        let target = format!("{}/{}", config.backend.0, server.0);
+        let answer = ask(&format!("get weight {target}"))?;
+        if !answer.contains("(initial") {
+            return Err(format!(
+                "HAProxy does not know the server {target}: {}",
+                answer.trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A stream to talk to, unix or TCP.
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 /// Whether `program` can be run: a path must be an executable file; a bare
 /// name must be found on `PATH`.

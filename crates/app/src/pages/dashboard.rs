@@ -9,6 +9,7 @@ use crate::components::audit_card::AuditCard;
 use crate::components::demo_card::DemoCard;
 use crate::components::help_card::HelpCard;
 use crate::components::metrics_card::MetricsCard;
+use crate::components::router_card::RouterCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
 use crate::components::settings_card::SettingsCard;
@@ -29,6 +30,7 @@ pub fn Dashboard() -> impl IntoView {
             <section class="cards" aria-label="Services and actions">
                 <ServiceCard side=Side::Production state=live.state />
                 <ServiceCard side=Side::Canary state=live.state />
+                <RouterCard state=live.state />
                 <ActionsCard state=live.state />
             </section>
             <DemoCard />

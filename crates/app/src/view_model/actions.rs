@@ -128,9 +128,108 @@ pub fn promotion_review(state: &CanaryState) -> PromotionReview {
     PromotionReview { at_share, lines }
 }
 
+/// What the router card shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouterView {
+    /// `HAProxy`.
+    pub title: String,
+    /// `Confirmed` or `Waiting` / `Not applied`.
+    pub badge: &'static str,
+    /// The badge's CSS classes.
+    pub badge_class: &'static str,
+    /// The share in force, and why not when it is not.
+    pub headline: String,
+    /// Each instance and its reading.
+    pub instances: Vec<(String, String)>,
+}
+
+/// The router card for `router`; nothing for the built-in proxy, which
+/// applies every change at once.
+pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
+    let title = match router.kind.as_str() {
+        "" | "builtin" => return None,
+        "haproxy" => "HAProxy".to_owned(),
+        other => other.to_owned(),
+    };
+    let (badge, badge_class) = match (router.confirmed, &router.detail) {
+        (true, _) => ("Confirmed", "badge badge--good"),
+        (false, Some(detail)) if detail.starts_with("waiting") => {
+            ("Waiting", "badge badge--neutral")
+        }
+        (false, _) => ("Not applied", "badge badge--bad"),
+    };
+    let instances = router.instances.len();
+    let headline = match (&router.detail, router.confirmed) {
+        (_, true) => format!(
+            "{} to the canary, in force on {} instance{}",
+            router.effective_percent,
+            instances,
+            if instances == 1 { "" } else { "s" }
+        ),
+        (Some(detail), false) => format!("{} asked for; {detail}", router.effective_percent),
+        (None, false) => format!("{} asked for", router.effective_percent),
+    };
+    Some(RouterView {
+        title,
+        badge,
+        badge_class,
+        headline,
+        instances: router
+            .instances
+            .iter()
+            .map(|instance| {
+                let reading = match (&instance.error, instance.canary_percent) {
+                    (Some(error), _) => error.clone(),
+                    (None, Some(share)) => format!("{share} to the canary"),
+                    (None, None) => "nothing read back".to_owned(),
+                };
+                (instance.name.clone(), reading)
+            })
+            .collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::promotion_review;
+    use super::{promotion_review, router_view};
+
+    #[test]
+    fn the_router_card_says_what_is_in_force_and_where_it_is_not() {
+        let state: canary_shared::CanaryState = serde_json::from_str(include_str!(
+            "../../../shared/src/snapshots/canary_state.json"
+        ))
+        .unwrap();
+        let view = router_view(&state.router).unwrap();
+        assert_eq!(view.title, "HAProxy");
+        assert_eq!(view.badge, "Not applied");
+        assert_eq!(
+            view.headline,
+            "25 % asked for; 127.0.0.1:9999: cannot reach the stats socket"
+        );
+        assert_eq!(
+            view.instances,
+            [
+                (
+                    "/run/haproxy/admin.sock".to_owned(),
+                    "25 % to the canary".to_owned()
+                ),
+                (
+                    "127.0.0.1:9999".to_owned(),
+                    "cannot reach the stats socket".to_owned()
+                )
+            ]
+        );
+        let mut confirmed = state.router.clone();
+        confirmed.confirmed = true;
+        confirmed.detail = None;
+        assert_eq!(
+            router_view(&confirmed).unwrap().headline,
+            "25 % to the canary, in force on 2 instances"
+        );
+        let mut builtin = state.router;
+        builtin.kind = "builtin".to_owned();
+        assert_eq!(router_view(&builtin), None);
+    }
 
     #[test]
     fn the_promotion_review_says_how_long_at_which_share_and_every_verdict() {

@@ -254,3 +254,133 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
         "the backends see 0 % afterwards"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_haproxy_gone_the_step_holds_and_says_why_then_the_split_is_set_again() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let log_port = free_udp_port();
+    let mut haproxy = start_haproxy(&production, &canary, log_port);
+    let router = router_config(&haproxy, log_port);
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = production.url().parse().unwrap();
+        config.upstreams.canary.url = canary.url().parse().unwrap();
+        config.router = router;
+    })
+    .await;
+    let start = Action::Start(StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: CanaryShare::from_percent(50.0).unwrap(),
+    });
+    app.controller
+        .command("ops".to_owned(), start, None)
+        .await
+        .unwrap();
+    app.wait_for_phase(Phase::Progressing).await;
+    eventually("HAProxy to confirm 50 %", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+
+    // The router goes away: the split is no longer confirmed, and the state says why.
+    let _ = haproxy.child.kill();
+    let _ = haproxy.child.wait();
+    let _ = std::fs::remove_file(&haproxy.socket);
+    let down = eventually("the router to be reported down", async || {
+        let state = app.controller.state.borrow().clone();
+        (!state.router.confirmed).then_some(state)
+    })
+    .await;
+    let detail = down.router.detail.unwrap_or_default();
+    assert!(detail.contains("cannot reach the stats socket"), "{detail}");
+    assert_eq!(
+        down.phase,
+        Phase::Progressing,
+        "the rollout holds; nothing rolls back"
+    );
+
+    // It comes back with the config's weights (a restart): canary sets the split again.
+    let config = haproxy._dir.path().join("haproxy.cfg");
+    haproxy.child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(
+        "the split to be set again on the restarted HAProxy",
+        async || {
+            let weight = canary_server::adapters::router::haproxy::exchange(
+                &RuntimeSocket::Unix(haproxy.socket.clone()),
+                "get weight app/canary",
+            )
+            .await
+            .ok()?;
+            (weight.starts_with("1 ") && app.controller.state.borrow().router.confirmed)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_refuses_a_socket_that_is_not_haproxy_and_a_server_haproxy_does_not_know() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let log_port = free_udp_port();
+    let haproxy = start_haproxy(&production, &canary, log_port);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("canary-config.yaml");
+    let page = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/router-haproxy.md"
+    ))
+    .unwrap();
+    let yaml = page
+        .split("```yaml\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let yaml = yaml
+        .replace("/run/haproxy/admin.sock", &haproxy.socket.to_string_lossy())
+        .replace("127.0.0.1:5140", &format!("127.0.0.1:{log_port}"));
+    let seed = include_str!("../../../../canary-config.yaml");
+    let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
+    let check = |text: String| {
+        std::fs::write(&file, text).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = check(format!("{yaml}{seed}"));
+    assert!(ok, "{stderr}");
+    let (ok, stderr) = check(format!(
+        "{}{seed}",
+        yaml.replace("canary: canary }", "canary: nosuch }")
+    ));
+    assert!(!ok);
+    assert!(stderr.contains("router.haproxy.instances"), "{stderr}");
+    assert!(
+        stderr.contains("HAProxy does not know the server app/nosuch"),
+        "{stderr}"
+    );
+    let not_haproxy = format!(
+        "{}{seed}",
+        yaml.replace(
+            &format!("\"{}\"", haproxy.socket.to_string_lossy()),
+            &format!("\"{}\"", production.addr)
+        )
+    );
+    let (ok, stderr) = check(not_haproxy);
+    assert!(!ok);
+    assert!(stderr.contains("not an HAProxy stats socket"), "{stderr}");
+}
