@@ -214,6 +214,28 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
         .await;
     assert_eq!(snapshot.canary.last_1m.requests, to_canary as u64);
 
+    // At 5 % and 50 % too, once HAProxy has confirmed each.
+    for percent in [5.0, 50.0, 25.0] {
+        let share = CanaryShare::from_percent(percent).unwrap();
+        app.controller
+            .command("ops".to_owned(), Action::Scale { percent: share }, None)
+            .await
+            .unwrap();
+        eventually("HAProxy to confirm the new share", async || {
+            let router = app.controller.state.borrow().router.clone();
+            (router.confirmed && router.effective_percent == share).then_some(())
+        })
+        .await;
+        if percent != 25.0 {
+            let to_canary = canary_answers(haproxy.front, requests).await;
+            let measured = to_canary as f64 / requests as f64 * 100.0;
+            assert!(
+                (measured - percent).abs() <= 1.0,
+                "{measured} % to the canary at {percent} %"
+            );
+        }
+    }
+
     // Weights changed behind canary's back are found, audited and set again.
     assert_eq!(
         runtime(&haproxy, "set server app/canary weight 100")
@@ -239,8 +261,14 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
     );
 
     // A canary failing every request is rolled back through HAProxy.
+    // (Until the failures outweigh the last minute's successes.)
     canary.set_status(500);
-    let _ = canary_answers(haproxy.front, 1000).await;
+    for _ in 0..40 {
+        if app.controller.state.borrow().phase == Phase::RolledBack {
+            break;
+        }
+        let _ = canary_answers(haproxy.front, 500).await;
+    }
     app.wait_for_phase(Phase::RolledBack).await;
     eventually("HAProxy to confirm 0 %", async || {
         let state = app.controller.state.borrow().clone();
