@@ -382,7 +382,19 @@ async fn execute(
         ClientCommand::Continue => send(Command::Continue).await?,
         ClientCommand::Pause => send(Command::Pause).await?,
         ClientCommand::Resume => send(Command::Resume).await?,
-        ClientCommand::Promote => send(Command::Promote).await?,
+        ClientCommand::Promote => {
+            let state = send(Command::Promote).await?;
+            // What promotion will not do for you, said where you asked for it.
+            let settings: Result<canary_shared::RolloutSettings, _> =
+                api.call(Method::GET, "/settings", None).await;
+            if let Ok(Some(warning)) = settings.map(|settings| settings.promotion_warning) {
+                #[allow(clippy::print_stderr, reason = "a warning beside the command's output")]
+                {
+                    eprintln!("canary: warning: {warning}");
+                }
+            }
+            state
+        }
         ClientCommand::Rollback { reason } => {
             send(Command::Rollback {
                 reason: reason.unwrap_or_default(),

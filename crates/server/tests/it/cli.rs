@@ -115,6 +115,14 @@ async fn a_script_runs_a_whole_rollout_with_the_cli_and_branches_on_exit_codes()
     assert_eq!(run.state().traffic.canary().percent(), 50.0);
     let run = canary(&app, &["promote"]).await;
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // No deploy hook: promotion swaps the upstreams, and nothing will put
+    // the next version on the one it frees; promote says so.
+    assert!(
+        run.stderr
+            .contains("canary: warning: no deploy hook: after a promotion"),
+        "{}",
+        run.stderr
+    );
     // The rollout ends promoted: the watcher prints each change and exits 0.
     let mut printed = Vec::new();
     while let Some(line) = lines.next_line().await.unwrap() {
