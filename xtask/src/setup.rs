@@ -17,8 +17,9 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// The deployment guide makes its private CA with it, and a test runs those lines.
 const OPENSSL: &str = "/usr/bin/openssl";
-/// Real HAProxy for the router tests (Debian's 2.6).
+/// Real HAProxy and nginx for the router tests (Debian's 2.6 and 1.22).
 const HAPROXY: &str = "/usr/sbin/haproxy";
+const NGINX: &str = "/usr/sbin/nginx";
 /// A real Prometheus server for the metric-source tests.
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 
@@ -32,6 +33,7 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     debian_package(sh, PROMETHEUS, "prometheus", &["--no-install-recommends"])?;
     debian_package(sh, OPENSSL, "openssl", &["--no-install-recommends"])?;
     debian_package(sh, HAPROXY, "haproxy", &["--no-install-recommends"])?;
+    debian_package(sh, NGINX, "nginx", &["--no-install-recommends"])?;
     node_packages(sh)?;
     Ok(())
 }

@@ -54,7 +54,8 @@ pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
 pub use crate::config::router::{
-    HaproxyConfig, HaproxyServers, LoopbackAddr, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
+    HaproxyConfig, HaproxyServers, LoopbackAddr, NginxConfig, ProxyName, RouterConfig, RouterKind,
+    RuntimeSocket,
 };
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
@@ -762,6 +763,9 @@ impl Config {
             resolve(&mut tls.cert_file);
             resolve(&mut tls.key_file);
         }
+        if let Some(nginx) = &mut self.router.nginx {
+            resolve(&mut nginx.include_file);
+        }
         for hook in [
             &mut self.hooks.deploy,
             &mut self.hooks.health_check,
@@ -868,6 +872,15 @@ impl Config {
                     text,
                     &["router", "haproxy", "instances"],
                     "at least one HAProxy instance's stats socket is needed".to_owned(),
+                ));
+            }
+            (RouterKind::Nginx, _) if self.router.nginx.is_none() => {
+                return Err(invalid_at(
+                    text,
+                    &["router", "kind"],
+                    "nginx needs router.nginx: the include file canary writes, where its split \
+                     answers, and the log listener"
+                        .to_owned(),
                 ));
             }
             (RouterKind::Haproxy, Some(haproxy))

@@ -170,25 +170,65 @@ pub fn start_with_demo(
     let share = SharedRouting::default();
     let first_metrics = recorder.snapshot(UnixMillis(clock.now().0), CanaryShare::ZERO);
     // An external router's requests are measured from its access log.
-    let access_log = match (&config.router.kind, &config.router.haproxy) {
-        (config::RouterKind::Haproxy, Some(haproxy)) => {
-            let address = haproxy.log_listen.0;
+    let log_source = match (
+        &config.router.kind,
+        &config.router.haproxy,
+        &config.router.nginx,
+    ) {
+        (config::RouterKind::Haproxy, Some(haproxy), _) => Some((
+            haproxy.log_listen.0,
+            adapters::router::access_log::LogNames {
+                backend: haproxy.backend.0.clone(),
+                production: haproxy.servers.production.0.clone(),
+                canary: haproxy.servers.canary.0.clone(),
+            },
+        )),
+        (config::RouterKind::Nginx, _, Some(nginx)) => Some((
+            nginx.log_listen.0,
+            adapters::router::access_log::LogNames {
+                backend: "nginx".to_owned(),
+                production: adapters::router::nginx::upstream_name(
+                    domain::roles::UpstreamSlot::ListedAsProduction,
+                )
+                .to_owned(),
+                canary: adapters::router::nginx::upstream_name(
+                    domain::roles::UpstreamSlot::ListedAsCanary,
+                )
+                .to_owned(),
+            },
+        )),
+        _ => None,
+    };
+    let access_log = match log_source {
+        Some((address, names)) => {
             let socket = std::net::UdpSocket::bind(address)
                 .and_then(|socket| {
                     socket.set_nonblocking(true)?;
                     tokio::net::UdpSocket::from_std(socket)
                 })
                 .map_err(|source| StartError::AccessLog { address, source })?;
-            Some((socket, Arc::new(haproxy.clone())))
+            Some((socket, names))
         }
-        _ => None,
+        None => None,
     };
     let router_config = config.router.clone();
+    let servers = domain::roles::UpstreamSlot::BOTH.map(|slot| {
+        let url = config.upstreams.slot(slot).url.uri();
+        let host = url.host().unwrap_or("localhost");
+        format!("{host}:{}", url.port_u16().unwrap_or(80))
+    });
     let builtin_routing = share.clone();
     let make_router = move |events, initial| -> Arc<dyn ports::Router> {
-        match (&router_config.kind, &router_config.haproxy) {
-            (config::RouterKind::Haproxy, Some(haproxy)) => {
+        match (
+            &router_config.kind,
+            &router_config.haproxy,
+            &router_config.nginx,
+        ) {
+            (config::RouterKind::Haproxy, Some(haproxy), _) => {
                 adapters::router::haproxy::HaproxyRouter::spawn(haproxy, initial, events)
+            }
+            (config::RouterKind::Nginx, _, Some(nginx)) => {
+                adapters::router::nginx::NginxRouter::spawn(nginx, servers, initial, events)
             }
             _ => Arc::new(adapters::router::BuiltinRouter::new(builtin_routing)),
         }
@@ -251,10 +291,10 @@ pub fn start_with_demo(
         let (stopping_tx, stopping_rx) = watch::channel(false);
         // The built-in proxy serves only as the router; an external router's
         // requests are measured from its access log instead.
-        let proxy_task = if let Some((socket, haproxy)) = access_log {
+        let proxy_task = if let Some((socket, names)) = access_log {
             tasks.spawn(adapters::router::access_log::run(
                 socket,
-                haproxy,
+                names,
                 share.clone(),
                 Arc::clone(&recorder),
                 Arc::default(),

@@ -67,6 +67,37 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
             }
         }
     }
+    if let (crate::config::RouterKind::Nginx, Some(nginx)) =
+        (&config.router.kind, &config.router.nginx)
+    {
+        for (key, command) in [
+            ("test_command", &nginx.test_command),
+            ("reload_command", &nginx.reload_command),
+        ] {
+            if let Err(why) = runnable(&command.0[0]) {
+                return Err(Config::error_at(
+                    file,
+                    &["router", "nginx", key],
+                    format!("{}: {why}", command.0[0]),
+                ));
+            }
+        }
+        let folder = nginx
+            .include_file
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !folder.is_dir() {
+            return Err(Config::error_at(
+                file,
+                &["router", "nginx", "include_file"],
+                format!(
+                    "{} does not exist: canary writes the file there",
+                    folder.display()
+                ),
+            ));
+        }
+    }
     let assets = &config.server.assets_dir;
     if !assets.join("index.html").is_file() {
         let missing = format!(

@@ -1,6 +1,7 @@
 //! The routers behind [`crate::ports::Router`]: the built-in proxy (here),
-//! and HAProxy through its Runtime API (`router/haproxy.rs`), whose
-//! requests are measured from its access log (`router/access_log.rs`).
+//! HAProxy through its Runtime API (`router/haproxy.rs`) and nginx through
+//! a config file canary writes (`router/nginx.rs`), whose requests are
+//! measured from their access logs (`router/access_log.rs`).
 
 use canary_shared::CanaryShare;
 
@@ -11,6 +12,7 @@ use crate::ports::Router;
 
 pub mod access_log;
 pub mod haproxy;
+pub mod nginx;
 
 /// The built-in proxy: a routing is in force on the next request.
 #[derive(Clone, Debug)]

@@ -18,6 +18,9 @@ pub struct RouterConfig {
     /// The HAProxy instances, with `kind: haproxy`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<HaproxyConfig>,
+    /// The nginx whose config canary writes a part of, with `kind: nginx`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nginx: Option<NginxConfig>,
 }
 
 /// `router.kind:`
@@ -29,6 +32,41 @@ pub enum RouterKind {
     Builtin,
     /// HAProxy, through its Runtime API.
     Haproxy,
+    /// nginx (open source: no runtime API), through a config file canary
+    /// writes, `nginx -t` and a reload, confirmed through the data plane.
+    Nginx,
+}
+
+/// `router.nginx:`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxConfig {
+    /// The file canary writes (and owns), which nginx includes inside `http { }`.
+    pub include_file: PathBuf,
+    /// Checks nginx's whole config with the new file before a reload.
+    #[serde(default = "default_nginx_test")]
+    pub test_command: crate::config::HookCommand,
+    /// Makes nginx load it.
+    #[serde(default = "default_nginx_reload")]
+    pub reload_command: crate::config::HookCommand,
+    /// Where the written config answers which split it carries (loopback):
+    /// canary reads it back there on a new connection, which only the
+    /// workers of the loaded config answer.
+    pub confirm_listen: LoopbackAddr,
+    /// Where canary receives nginx's access log (syslog over UDP, loopback).
+    pub log_listen: LoopbackAddr,
+}
+
+fn default_nginx_test() -> crate::config::HookCommand {
+    crate::config::HookCommand(vec!["nginx".to_owned(), "-t".to_owned()])
+}
+
+fn default_nginx_reload() -> crate::config::HookCommand {
+    crate::config::HookCommand(vec![
+        "nginx".to_owned(),
+        "-s".to_owned(),
+        "reload".to_owned(),
+    ])
 }
 
 /// `router.haproxy:`

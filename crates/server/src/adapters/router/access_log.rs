@@ -11,6 +11,13 @@
 //! log-format "canary1 %b %s %ST %Ta %tsc"
 //! ```
 //!
+//! and for nginx (`$request_time` in seconds, with a dot; 499 for a client
+//! that went away):
+//!
+//! ```text
+//! log_format canary1 'canary1 nginx $canary_upstream $status $request_time ----';
+//! ```
+//!
 //! backend, server, status (-1 when the client went away before an
 //! answer), the request's active time in milliseconds, and the termination
 //! state (its first letter says who ended the session: `C` the client, `s`
@@ -25,7 +32,6 @@ use tokio::net::UdpSocket;
 
 use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
-use crate::config::HaproxyConfig;
 use crate::domain::roles::UpstreamSlot;
 
 /// The marker that starts canary's part of a line.
@@ -38,6 +44,18 @@ pub struct LogCounts {
     pub recorded: AtomicU64,
     /// Lines that do not parse, or name another backend or server.
     pub unusable: AtomicU64,
+}
+
+/// The names a router's log lines use for the backend and the two
+/// upstreams' servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogNames {
+    /// The backend (HAProxy) or `nginx`.
+    pub backend: String,
+    /// The server that is the upstream listed as production.
+    pub production: String,
+    /// The server that is the upstream listed as canary.
+    pub canary: String,
 }
 
 /// One request as the log line tells it.
@@ -75,14 +93,22 @@ pub fn parse(datagram: &str) -> Result<LoggedRequest, String> {
         _ => return Err(format!("status {status:?} is not an HTTP status or -1")),
     };
     let active = next("active time")?;
-    let active_ms = match active.parse::<i64>() {
-        Ok(ms) if ms >= 0 => ms as u64,
-        // HAProxy writes -1 when the time is not known (an aborted request).
-        Ok(-1) => 0,
-        _ => {
-            return Err(format!(
-                "active time {active:?} is not a number of milliseconds"
-            ));
+    let active_ms = if active.contains('.') {
+        // nginx's `$request_time`: seconds with millisecond resolution.
+        match active.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => (secs * 1000.0).round() as u64,
+            _ => return Err(format!("active time {active:?} is not a number of seconds")),
+        }
+    } else {
+        match active.parse::<i64>() {
+            Ok(ms) if ms >= 0 => ms as u64,
+            // HAProxy writes -1 when the time is not known (an aborted request).
+            Ok(-1) => 0,
+            _ => {
+                return Err(format!(
+                    "active time {active:?} is not a number of milliseconds"
+                ));
+            }
         }
     };
     let termination = next("termination state")?.to_owned();
@@ -102,7 +128,8 @@ pub fn parse(datagram: &str) -> Result<LoggedRequest, String> {
 pub fn outcome(request: &LoggedRequest) -> Outcome {
     let ended_by = request.termination.chars().next().unwrap_or('-');
     match (ended_by, request.status) {
-        ('C' | 'c', _) => Outcome::ClientError,
+        // nginx logs a client that went away first as 499.
+        ('C' | 'c', _) | (_, Some(499)) => Outcome::ClientError,
         ('s', _) => Outcome::Transport(TransportFailure::Timeout),
         ('S', _) => Outcome::Transport(TransportFailure::Reset),
         (_, Some(status)) => Outcome::Status(status),
@@ -114,7 +141,7 @@ pub fn outcome(request: &LoggedRequest) -> Outcome {
 /// each request for the side its server plays under `routing`.
 pub async fn run(
     socket: UdpSocket,
-    config: Arc<HaproxyConfig>,
+    names: LogNames,
     routing: SharedRouting,
     recorder: Arc<Recorder>,
     counts: Arc<LogCounts>,
@@ -127,20 +154,20 @@ pub async fn run(
         };
         let text = String::from_utf8_lossy(&buffer[..length]);
         let parsed = parse(&text).and_then(|request| {
-            let slot = if request.server == config.servers.production.0 {
+            let slot = if request.server == names.production {
                 UpstreamSlot::ListedAsProduction
-            } else if request.server == config.servers.canary.0 {
+            } else if request.server == names.canary {
                 UpstreamSlot::ListedAsCanary
             } else {
                 return Err(format!(
                     "server {:?} is neither {} nor {}",
-                    request.server, config.servers.production.0, config.servers.canary.0
+                    request.server, names.production, names.canary
                 ));
             };
-            if request.backend != config.backend.0 {
+            if request.backend != names.backend {
                 return Err(format!(
                     "backend {:?} is not {}",
-                    request.backend, config.backend.0
+                    request.backend, names.backend
                 ));
             }
             Ok((slot, request))
@@ -194,5 +221,11 @@ mod tests {
         assert!(parse("canary1 app prod 999 4 ----").is_err());
         assert!(parse("canary1 app prod 200").is_err());
         assert!(parse("canary1 app prod 200 soon ----").is_err());
+        // nginx: seconds with a dot, and 499 for a client that left.
+        let nginx =
+            parse("<190>nginx: canary1 nginx canary_listed_as_canary 200 0.012 ----").unwrap();
+        assert_eq!(nginx.active_ms, 12);
+        let left = parse("canary1 nginx canary_listed_as_canary 499 0.100 ----").unwrap();
+        assert_eq!(outcome(&left), Outcome::ClientError);
     }
 }
