@@ -54,8 +54,8 @@ pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
 pub use crate::config::router::{
-    HaproxyConfig, HaproxyServers, LoopbackAddr, NginxConfig, ProxyName, RouterConfig, RouterKind,
-    RuntimeSocket,
+    HaproxyConfig, HaproxyServers, LoopbackAddr, NginxConfig, OnDrift, ProxyName, RouterConfig,
+    RouterKind, RuntimeSocket,
 };
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,

@@ -297,7 +297,7 @@ pub fn start_with_demo(
                 names,
                 share.clone(),
                 Arc::clone(&recorder),
-                Arc::default(),
+                Arc::clone(&controller.own_metrics),
             ));
             drop(listeners.proxy);
             None

@@ -25,6 +25,10 @@ pub struct OwnMetrics {
     store_errors: AtomicU64,
     /// Decisions recorded, by action.
     decisions: Mutex<BTreeMap<AuditAction, u64>>,
+    /// Access-log lines of an external router that were recorded.
+    log_lines_recorded: AtomicU64,
+    /// Access-log lines that did not parse or named another backend or server.
+    log_lines_unusable: AtomicU64,
 }
 
 impl OwnMetrics {
@@ -34,6 +38,16 @@ impl OwnMetrics {
         let entry = hooks.entry((name, succeeded)).or_insert((0, 0.0));
         entry.0 += 1;
         entry.1 += took.as_secs_f64();
+    }
+
+    /// An external router's access-log line was recorded, or could not be used.
+    pub fn log_line(&self, recorded: bool) -> u64 {
+        let counter = if recorded {
+            &self.log_lines_recorded
+        } else {
+            &self.log_lines_unusable
+        };
+        counter.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A write to the store failed.
@@ -79,6 +93,21 @@ impl OwnMetrics {
                     count as f64,
                 );
             }
+        }
+        out.metric(
+            "canary_router_log_lines_total",
+            MetricType::Counter,
+            "Access-log lines an external router (HAProxy, nginx) sent, by whether they were recorded or could not be used (unparsable, or another backend or server).",
+        );
+        for (result, counter) in [
+            ("recorded", &self.log_lines_recorded),
+            ("unusable", &self.log_lines_unusable),
+        ] {
+            out.sample(
+                "canary_router_log_lines_total",
+                &[("result", result)],
+                counter.load(Ordering::Relaxed) as f64,
+            );
         }
         out.metric(
             "canary_transport_errors_total",

@@ -21,6 +21,20 @@ pub struct RouterConfig {
     /// The nginx whose config canary writes a part of, with `kind: nginx`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxConfig>,
+    /// What a split changed behind canary's back leads to.
+    #[serde(default)]
+    pub on_drift: OnDrift,
+}
+
+/// `router.on_drift:`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDrift {
+    /// Audit it and set canary's split again.
+    #[default]
+    Correct,
+    /// The same, and pause the rollout for a person to look.
+    Pause,
 }
 
 /// `router.kind:`

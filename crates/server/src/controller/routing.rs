@@ -116,9 +116,22 @@ impl Controller {
             Assessment::Drifted { reason } => {
                 let reason = format!("{reason}; setting it again");
                 tracing::warn!(%reason, "router drift");
-                self.record_unchanged("controller".to_owned(), AuditAction::RouterDrift, reason);
+                self.record_unchanged(
+                    "controller".to_owned(),
+                    AuditAction::RouterDrift,
+                    reason.clone(),
+                );
                 let wanted = self.router_progress.wanted;
                 self.route(wanted);
+                if self.config.router.on_drift == crate::config::OnDrift::Pause
+                    && self.deployment.phase == canary_shared::Phase::Progressing
+                {
+                    let pause = crate::domain::deployment::Input::Command {
+                        actor: "controller".to_owned(),
+                        command: canary_shared::Command::Pause,
+                    };
+                    self.automatic(pause, None);
+                }
             }
             Assessment::Failed { reason } if before != assessment => {
                 tracing::warn!(%reason, "the router has not applied the split");

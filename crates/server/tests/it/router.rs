@@ -254,6 +254,11 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
         (!page.events.is_empty() && weight.starts_with("1 ")).then_some(page)
     })
     .await;
+    assert_eq!(
+        app.controller.state.borrow().phase,
+        Phase::Progressing,
+        "router.on_drift: correct sets it again and goes on"
+    );
     let reason = trail.events[0].reason.as_deref().unwrap();
     assert!(
         reason.contains("has 97.09 % to the canary (asked for 25 %)"),
@@ -653,6 +658,108 @@ async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measu
     eventually("nginx to serve 25 % after the fix", async || {
         let router = app.controller.state.borrow().router.clone();
         (router.confirmed && router.effective_percent.percent() == 25.0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_garbage_on_the_log_listener_is_counted_and_changes_nothing() {
+    let log_port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::start_with(|config| {
+        config.router = RouterConfig {
+            kind: RouterKind::Haproxy,
+            haproxy: Some(canary_server::config::HaproxyConfig {
+                instances: vec![RuntimeSocket::Unix(dir.path().join("absent.sock"))],
+                backend: canary_server::config::ProxyName("app".to_owned()),
+                servers: canary_server::config::HaproxyServers {
+                    production: canary_server::config::ProxyName("prod".to_owned()),
+                    canary: canary_server::config::ProxyName("canary".to_owned()),
+                },
+                log_listen: canary_server::config::LoopbackAddr(std::net::SocketAddr::from((
+                    [127, 0, 0, 1],
+                    log_port,
+                ))),
+            }),
+            nginx: None,
+            on_drift: canary_server::config::OnDrift::Correct,
+        };
+    })
+    .await;
+    let before = app.controller.state.borrow().clone();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for index in 0..3000 {
+        let line = match index % 3 {
+            0 => format!("<134>haproxy[1]: GET /{index} HTTP/1.1 garbage"),
+            1 => "<134>haproxy[1]: canary1 app someone-else 200 4 ----".to_owned(),
+            _ => "\u{0}\u{1}canary1 app prod two-hundred 4 ----".to_owned(),
+        };
+        sender
+            .send_to(line.as_bytes(), ("127.0.0.1", log_port))
+            .unwrap();
+        if index % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let exposition = eventually("the lines to be counted", async || {
+        let (_, _, body) = http_get(&app.url("/metrics"), "text/plain").await;
+        let unusable = body
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("canary_router_log_lines_total{result=\"unusable\"} ")
+            })
+            .and_then(|count| count.parse::<f64>().ok())?;
+        (unusable >= 2500.0).then_some(body)
+    })
+    .await;
+    assert!(
+        exposition.contains("canary_router_log_lines_total{result=\"recorded\"} 0"),
+        "nothing guessed"
+    );
+    let after = app.controller.state.borrow().clone();
+    assert_eq!(after.phase, before.phase);
+    assert_eq!(after.production.request_count, 0, "no request was made up");
+    assert_eq!(after.canary.request_count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_on_drift_pause_a_split_changed_behind_canarys_back_pauses_the_rollout() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let log_port = free_udp_port();
+    let haproxy = start_haproxy(&production, &canary, log_port);
+    let mut router = router_config(&haproxy, log_port);
+    router.on_drift = canary_server::config::OnDrift::Pause;
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = production.url().parse().unwrap();
+        config.upstreams.canary.url = canary.url().parse().unwrap();
+        config.router = router;
+    })
+    .await;
+    let start = Action::Start(StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
+    });
+    app.controller
+        .command("ops".to_owned(), start, None)
+        .await
+        .unwrap();
+    app.wait_for_phase(Phase::Progressing).await;
+    eventually("HAProxy to confirm 25 %", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+    assert_eq!(
+        runtime(&haproxy, "set server app/prod weight 0")
+            .await
+            .trim(),
+        ""
+    );
+    let paused = app.wait_for_phase(Phase::Paused).await;
+    assert_eq!(paused.traffic.canary().percent(), 25.0, "the share stays");
+    eventually("the split to be set again", async || {
+        let weight = runtime(&haproxy, "get weight app/prod").await;
+        weight.starts_with("3 ").then_some(())
     })
     .await;
 }

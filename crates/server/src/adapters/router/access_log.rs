@@ -2,8 +2,8 @@
 //! HAProxy sends one syslog datagram per request (UDP, to canary's listener
 //! on loopback) in the `log-format` canary ships, and each line feeds the
 //! same recorder as the built-in proxy, so the checks, the charts and the
-//! judge work unchanged. A line that does not parse is counted and logged,
-//! never guessed at.
+//! judge work unchanged. A line that does not parse is counted (in
+//! `/metrics`, `canary_router_log_lines_total`) and logged, never guessed at.
 //!
 //! The format, after the syslog header (`docs/router-haproxy.md`):
 //!
@@ -24,27 +24,18 @@
 //! or `S` the server side).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use canary_shared::Side;
 use tokio::net::UdpSocket;
 
+use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::domain::roles::UpstreamSlot;
 
 /// The marker that starts canary's part of a line.
 pub const MARKER: &str = "canary1";
-
-/// What the listener has seen that it could not use.
-#[derive(Debug, Default)]
-pub struct LogCounts {
-    /// Lines in canary's format, recorded.
-    pub recorded: AtomicU64,
-    /// Lines that do not parse, or name another backend or server.
-    pub unusable: AtomicU64,
-}
 
 /// The names a router's log lines use for the backend and the two
 /// upstreams' servers.
@@ -144,7 +135,7 @@ pub async fn run(
     names: LogNames,
     routing: SharedRouting,
     recorder: Arc<Recorder>,
-    counts: Arc<LogCounts>,
+    counts: Arc<OwnMetrics>,
 ) {
     let mut buffer = vec![0u8; 8192];
     loop {
@@ -184,10 +175,10 @@ pub async fn run(
                     outcome(&request),
                     Duration::from_millis(request.active_ms),
                 );
-                counts.recorded.fetch_add(1, Ordering::Relaxed);
+                counts.log_line(true);
             }
             Err(reason) => {
-                let unusable = counts.unusable.fetch_add(1, Ordering::Relaxed) + 1;
+                let unusable = counts.log_line(false);
                 // Logged, but not every one of a flood.
                 if unusable.is_power_of_two() {
                     tracing::warn!(%reason, unusable, line = %text.trim_end(), "access log: a line canary cannot use");
