@@ -14,6 +14,7 @@
 mod app;
 mod bench;
 mod bench_restart;
+mod bench_router;
 mod ci;
 mod e2e;
 mod run;
@@ -54,7 +55,7 @@ mod flags {
             /// The harness takes its options from the environment (RATE=20000 for
             /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
-                /// What to benchmark: proxy, judge or restart.
+                /// What to benchmark: proxy, judge, restart or router.
                 required what: String
             }
         }
@@ -78,8 +79,9 @@ fn main() -> anyhow::Result<()> {
             "proxy" => bench::proxy(&sh),
             "judge" => bench::judge(&sh),
             "restart" => bench_restart::restart(&sh),
+            "router" => bench_router::router(&sh),
             other => anyhow::bail!(
-                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge` or `restart`"
+                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge`, `restart` or `router`"
             ),
         },
         flags::XtaskCmd::E2e(_) => {
