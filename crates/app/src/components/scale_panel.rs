@@ -84,9 +84,26 @@ pub fn ScalePanel(state: ReadSignal<Option<CanaryState>>, open: RwSignal<bool>) 
             confirming.set(false);
         });
     };
+    // An external router applies a move after the answer: say so until it has.
+    let router_note = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .filter(|state| !state.router.confirmed && !state.router.kind.is_empty())
+                .map(|state| {
+                    format!(
+                        "The router has not confirmed {} yet: {}",
+                        state.router.effective_percent,
+                        state.router.detail.clone().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default()
+        })
+    };
     view! {
         <div class="scale-panel" data-testid="scale-panel" hidden=move || !open.get()>
             <label class="scale-panel__label" for="scale-range">"Canary share"</label>
+            <p class="control__reason" data-testid="scale-router-note">{router_note}</p>
             <div class="scale-panel__row">
                 <input
                     id="scale-range"

@@ -69,6 +69,13 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
             }
         })
     };
+    let unconfirmed = move || {
+        state.with(|state| {
+            state
+                .as_ref()
+                .is_some_and(|state| !state.router.confirmed && !state.router.kind.is_empty())
+        })
+    };
     view! {
         <article class="card" aria-labelledby="steps-title">
             <header class="card__header">
@@ -80,11 +87,18 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         .into_iter()
                         .map(|step| {
                             let current = step.status == StepStatus::InProgress;
+                            // A traffic step waits for an external router
+                            // to confirm its share before it counts.
+                            let label = if current && unconfirmed() {
+                                "Waiting for the router"
+                            } else {
+                                step_status_label(step.status)
+                            };
                             view! {
                                 <li class=step_class(step.status)>
                                     <span class="step__label">{step.kind.label()}</span>
                                     <span class="step__time">{step_time(&step)}</span>
-                                    <span class="step__status">{step_status_label(step.status)}</span>
+                                    <span class="step__status" data-testid=current.then_some("current-step-status")>{label}</span>
                                     {current.then(step_actions)}
                                 </li>
                             }
