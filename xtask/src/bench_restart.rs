@@ -29,13 +29,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::{step, workspace_root};
+use crate::bench_backends::{self, wait_for_port};
+use crate::step;
 
 /// How many restarts, and the load between them.
 const RESTARTS: usize = 3;
 const BETWEEN_RESTARTS: Duration = Duration::from_secs(3);
 const CLIENTS: usize = 16;
-const BACKEND_DELAY_MS: &str = "5";
+const BACKEND_DELAY_MS: u32 = 5;
 
 /// What the clients saw.
 #[derive(Debug, Default)]
@@ -49,42 +50,10 @@ struct Tally {
 
 pub(crate) fn restart(sh: &Shell) -> anyhow::Result<()> {
     step("bench restart: building the release binary and the benchmark backend");
-    cmd!(
-        sh,
-        "cargo build --locked --release --package canary-server --bin canary"
-    )
-    .run()?;
     let work = std::env::temp_dir().join(format!("canary-bench-restart-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let backend_target = work.join("backend-target");
-    let manifest = workspace_root().join("xtask/bench/backend/Cargo.toml");
-    cmd!(
-        sh,
-        "cargo build --release --quiet --manifest-path {manifest}"
-    )
-    .env("CARGO_TARGET_DIR", &backend_target)
-    .run()?;
-    let backend_bin = backend_target.join("release/perf-backend");
-
+    let (backend_guards, backends) = bench_backends::start(sh, &work, BACKEND_DELAY_MS)?;
     let mut children = Children::default();
-    let backends: Vec<SocketAddr> = ["production", "canary"]
-        .iter()
-        .map(|label| {
-            let port = free_port()?;
-            let child = Command::new(&backend_bin)
-                .args(["--port", &port.to_string(), "--label", label])
-                .args(["--delay-ms", BACKEND_DELAY_MS])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start the benchmark backend")?;
-            children.backends.push(child);
-            Ok(SocketAddr::from(([127, 0, 0, 1], port)))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    for backend in &backends {
-        wait_for_port(*backend)?;
-    }
 
     println!("canary restarted {RESTARTS} times under load, {CLIENTS} clients, 5 ms backends");
     println!(
@@ -96,6 +65,7 @@ pub(crate) fn restart(sh: &Shell) -> anyhow::Result<()> {
         println!("{row}");
     }
     drop(children);
+    drop(backend_guards);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -207,20 +177,6 @@ fn inheritable(socket: &TcpListener, number: i32) -> anyhow::Result<std::os::fd:
     Ok(copy)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for_port(address: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if TcpStream::connect(address).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    bail!("nothing listens on {address} after 5 s")
-}
-
 fn config_yaml(data: &Path, production: SocketAddr, canary: SocketAddr) -> String {
     format!(
         r#"server:
@@ -236,16 +192,15 @@ canary:
     )
 }
 
-/// Every process the benchmark started, stopped however it ends.
+/// The server the benchmark restarts, stopped however it ends.
 #[derive(Default)]
 struct Children {
-    backends: Vec<Child>,
     canary: Option<Child>,
 }
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for child in self.canary.iter_mut().chain(self.backends.iter_mut()) {
+        for child in self.canary.iter_mut() {
             let _ = Command::new("kill")
                 .args(["-TERM", &child.id().to_string()])
                 .status();
@@ -286,7 +241,7 @@ fn round(
     });
     let config = work.join("canary-config.yaml");
     std::fs::write(&config, config_yaml(&data, backends[0], backends[1]))?;
-    let binary = workspace_root().join("target/release/canary");
+    let binary = bench_backends::canary_binary();
     let serve = |log: &Path| -> anyhow::Result<Child> {
         let mut command = Command::new(&binary);
         command.args(["serve", "--config"]).arg(&config);

@@ -14,15 +14,16 @@
 )]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
-use crate::{step, workspace_root};
+use crate::bench_backends::{self, Guard, free_port, free_udp_port, wait_for_port};
+use crate::step;
 
 const MOVES: usize = 4;
 const SPLIT_REQUESTS: usize = 4000;
@@ -30,39 +31,9 @@ const SPLIT_REQUESTS: usize = 4000;
 pub(crate) fn router(sh: &Shell) -> anyhow::Result<()> {
     crate::setup::run(sh)?;
     step("bench router: building the release binary and the benchmark backend");
-    cmd!(
-        sh,
-        "cargo build --locked --release --package canary-server --bin canary"
-    )
-    .run()?;
     let work = std::env::temp_dir().join(format!("canary-bench-router-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
-    let backend_target = work.join("backend-target");
-    let manifest = workspace_root().join("xtask/bench/backend/Cargo.toml");
-    cmd!(
-        sh,
-        "cargo build --release --quiet --manifest-path {manifest}"
-    )
-    .env("CARGO_TARGET_DIR", &backend_target)
-    .run()?;
-    let backend_bin = backend_target.join("release/perf-backend");
-    let mut children = Vec::new();
-    let mut backends = Vec::new();
-    for label in ["production", "canary"] {
-        let port = free_port()?;
-        children.push(Guard(
-            Command::new(&backend_bin)
-                .args(["--port", &port.to_string(), "--label", label])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start the benchmark backend")?,
-        ));
-        backends.push(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    for backend in &backends {
-        wait_for_port(*backend)?;
-    }
+    let (backend_guards, backends) = bench_backends::start(sh, &work, 0)?;
     println!();
     println!(
         "| router | command answered → backends see it: median | max | split measured at 50 % ({SPLIT_REQUESTS} requests) | share canary reports |"
@@ -72,7 +43,7 @@ pub(crate) fn router(sh: &Shell) -> anyhow::Result<()> {
         let row = measure(sh, &work.join(kind), kind, &backends)?;
         println!("{row}");
     }
-    drop(children);
+    drop(backend_guards);
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
@@ -118,7 +89,7 @@ upstreams:
         ),
     )?;
     guards.push(Guard(
-        Command::new(workspace_root().join("target/release/canary"))
+        Command::new(bench_backends::canary_binary())
             .args(["serve", "--config"])
             .arg(&config)
             .env("CANARY_LOG", "warn")
@@ -329,35 +300,4 @@ fn answered_by_canary(front: SocketAddr) -> anyhow::Result<bool> {
     let mut rest = Vec::new();
     let _ = reader.read_to_end(&mut rest);
     Ok(canary)
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for_port(address: SocketAddr) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if TcpStream::connect(address).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    bail!("nothing listens on {address} after 5 s")
 }

@@ -13,6 +13,7 @@
 
 mod app;
 mod bench;
+mod bench_backends;
 mod bench_restart;
 mod bench_router;
 mod ci;

@@ -154,34 +154,58 @@ async fn runtime(haproxy: &Haproxy, command: &str) -> String {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_back() {
+/// A rollout at `percent` through HAProxy, confirmed, with the router's
+/// config adjusted by `adjust` first.
+struct ThroughHaproxy {
+    production: FakeUpstream,
+    canary: FakeUpstream,
+    haproxy: Haproxy,
+    app: TestApp,
+}
+
+async fn through_haproxy(percent: f64, adjust: impl FnOnce(&mut RouterConfig)) -> ThroughHaproxy {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;
     let log_port = free_udp_port();
     let haproxy = start_haproxy(&production, &canary, log_port);
-    let router = router_config(&haproxy, log_port);
+    let mut router = router_config(&haproxy, log_port);
+    adjust(&mut router);
     let app = TestApp::start_with(|config| {
         config.upstreams.production.url = production.url().parse().unwrap();
         config.upstreams.canary.url = canary.url().parse().unwrap();
         config.router = router;
     })
     .await;
-
     let start = Action::Start(StartRequest {
         image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
+        traffic_percent: CanaryShare::from_percent(percent).unwrap(),
     });
     app.controller
         .command("ops".to_owned(), start, None)
         .await
         .unwrap();
     app.wait_for_phase(Phase::Progressing).await;
-    let confirmed = eventually("HAProxy to confirm 25 %", async || {
-        let state = app.controller.state.borrow().clone();
-        state.router.confirmed.then_some(state)
+    eventually("HAProxy to confirm the split", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
     })
     .await;
+    ThroughHaproxy {
+        production,
+        canary,
+        haproxy,
+        app,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_back() {
+    let ThroughHaproxy {
+        production: _production,
+        canary,
+        haproxy,
+        app,
+    } = through_haproxy(25.0, |_| {}).await;
+    let confirmed = app.controller.state.borrow().clone();
     assert_eq!(confirmed.router.kind, "haproxy");
     assert_eq!(confirmed.router.effective_percent.percent(), 25.0);
     assert_eq!(
@@ -290,30 +314,12 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_haproxy_gone_the_step_holds_and_says_why_then_the_split_is_set_again() {
-    let production = FakeUpstream::named("production").await;
-    let canary = FakeUpstream::named("canary").await;
-    let log_port = free_udp_port();
-    let mut haproxy = start_haproxy(&production, &canary, log_port);
-    let router = router_config(&haproxy, log_port);
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(50.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Progressing).await;
-    eventually("HAProxy to confirm 50 %", async || {
-        app.controller.state.borrow().router.confirmed.then_some(())
-    })
-    .await;
+    let ThroughHaproxy {
+        production: _production,
+        canary: _canary,
+        mut haproxy,
+        app,
+    } = through_haproxy(50.0, |_| {}).await;
 
     // The router goes away: the split is no longer confirmed, and the state says why.
     let _ = haproxy.child.kill();
@@ -724,29 +730,13 @@ async fn a_flood_of_garbage_on_the_log_listener_is_counted_and_changes_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_on_drift_pause_a_split_changed_behind_canarys_back_pauses_the_rollout() {
-    let production = FakeUpstream::named("production").await;
-    let canary = FakeUpstream::named("canary").await;
-    let log_port = free_udp_port();
-    let haproxy = start_haproxy(&production, &canary, log_port);
-    let mut router = router_config(&haproxy, log_port);
-    router.on_drift = canary_server::config::OnDrift::Pause;
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Progressing).await;
-    eventually("HAProxy to confirm 25 %", async || {
-        app.controller.state.borrow().router.confirmed.then_some(())
+    let ThroughHaproxy {
+        production: _production,
+        canary: _canary,
+        haproxy,
+        app,
+    } = through_haproxy(25.0, |router| {
+        router.on_drift = canary_server::config::OnDrift::Pause
     })
     .await;
     assert_eq!(
