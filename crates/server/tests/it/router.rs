@@ -753,3 +753,83 @@ async fn with_on_drift_pause_a_split_changed_behind_canarys_back_pauses_the_roll
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_haproxy_instances_a_split_counts_only_when_both_have_it() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let log_port = free_udp_port();
+    let first = start_haproxy(&production, &canary, log_port);
+    let mut second = start_haproxy(&production, &canary, log_port);
+    let mut router = router_config(&first, log_port);
+    if let Some(haproxy) = router.haproxy.as_mut() {
+        haproxy
+            .instances
+            .push(RuntimeSocket::Unix(second.socket.clone()));
+    }
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = production.url().parse().unwrap();
+        config.upstreams.canary.url = canary.url().parse().unwrap();
+        config.router = router;
+    })
+    .await;
+    let start = Action::Start(StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: CanaryShare::from_percent(5.0).unwrap(),
+    });
+    app.controller
+        .command("ops".to_owned(), start, None)
+        .await
+        .unwrap();
+    let confirmed = eventually("both instances to confirm 5 %", async || {
+        let state = app.controller.state.borrow().clone();
+        state.router.confirmed.then_some(state)
+    })
+    .await;
+    assert_eq!(confirmed.router.instances.len(), 2);
+    for haproxy in [&first, &second] {
+        assert_eq!(
+            runtime(haproxy, "get weight app/canary")
+                .await
+                .split_whitespace()
+                .next(),
+            Some("1"),
+            "19:1 on every instance"
+        );
+    }
+
+    // One instance away: a scale is written to the other, but not confirmed.
+    let _ = second.child.kill();
+    let _ = second.child.wait();
+    let _ = std::fs::remove_file(&second.socket);
+    app.controller
+        .command(
+            "ops".to_owned(),
+            Action::Scale {
+                percent: CanaryShare::from_percent(50.0).unwrap(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let held = eventually("the missing instance to hold the change", async || {
+        let state = app.controller.state.borrow().clone();
+        (state.router.instances.len() == 2
+            && state.router.instances[1].error.is_some()
+            && state.router.instances[0]
+                .canary_percent
+                .map(|share| share.percent())
+                == Some(50.0))
+        .then_some(state)
+    })
+    .await;
+    assert!(!held.router.confirmed, "{:?}", held.router);
+    // The step holds, and the status line says why.
+    eventually("the status line to say why the step holds", async || {
+        let summary = app.controller.state.borrow().summary.clone();
+        summary
+            .contains("the router has not applied the split")
+            .then_some(())
+    })
+    .await;
+}
