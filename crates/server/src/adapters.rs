@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod credentials;
 pub mod demo;
+pub mod demo_router;
 pub mod health_probe;
 pub mod hooks;
 pub mod listeners;

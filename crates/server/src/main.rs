@@ -168,9 +168,23 @@ struct DemoArgs {
     /// Requests per second the load generator sends through the proxy.
     #[arg(long, default_value_t = 40)]
     load: u32,
+    /// What splits the demo's traffic: canary's own proxy, or a real HAProxy
+    /// or nginx (Debian's, installed) that canary steers.
+    #[arg(long, value_enum, default_value_t = DemoRouterArg::Builtin)]
+    router: DemoRouterArg,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DemoRouterArg {
+    /// canary's own proxy.
+    Builtin,
+    /// HAProxy, through its Runtime API.
+    Haproxy,
+    /// nginx, through a file canary writes.
+    Nginx,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -387,11 +401,32 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
         let script = data_dir.join("demo-deploy.sh");
         std::fs::write(&script, demo::DEPLOY_SCRIPT)
             .with_context(|| format!("cannot write {}", script.display()))?;
-        let yaml = demo::config_yaml(
+        let mut yaml = demo::config_yaml(
             &services,
             &data_dir.to_string_lossy(),
             &script.to_string_lossy(),
         );
+        // A real router in front of the services, when asked for.
+        let external = match args.router {
+            DemoRouterArg::Builtin => None,
+            DemoRouterArg::Haproxy | DemoRouterArg::Nginx => {
+                use canary_server::adapters::demo_router::{self, DemoRouter};
+                let kind = if args.router == DemoRouterArg::Haproxy {
+                    DemoRouter::Haproxy
+                } else {
+                    DemoRouter::Nginx
+                };
+                let router = demo_router::start(
+                    kind,
+                    &data_dir,
+                    services.production_url().trim_start_matches("http://"),
+                    services.canary_url().trim_start_matches("http://"),
+                )
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+                yaml.push_str(&router.config_yaml);
+                Some(router)
+            }
+        };
         let config_file = data_dir.join("canary-config.yaml");
         std::fs::write(&config_file, &yaml)
             .with_context(|| format!("cannot write {}", config_file.display()))?;
@@ -434,11 +469,27 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
             Some(control),
         )
         .context("server failed")?;
-        services.send_load(proxy_addr);
+        match &external {
+            Some(router) => {
+                #[allow(clippy::print_stdout, reason = "what the newcomer reads first")]
+                {
+                    let mut out = std::io::stdout().lock();
+                    let name = if args.router == DemoRouterArg::Haproxy { "HAProxy" } else { "nginx" };
+                    let _ = writeln!(
+                        out,
+                        "canary: the demo's traffic goes through {name} at http://{}/, which canary steers",
+                        router.front
+                    );
+                }
+                services.send_load(router.front);
+            }
+            None => services.send_load(proxy_addr),
+        }
         let result = server
             .await
             .unwrap_or_else(|join_error| Err(std::io::Error::other(join_error)));
         drop(services);
+        drop(external);
         result.context("server failed")
     })
 }

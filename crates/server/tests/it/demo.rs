@@ -16,13 +16,28 @@ struct DemoProcess {
 }
 
 impl Drop for DemoProcess {
+    /// SIGTERM first: the demo then stops what it started (a router in
+    /// front of its services); a kill after 10 s if it has not.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 fn start_demo(data_dir: &std::path::Path) -> DemoProcess {
+    start_demo_with(data_dir, &[])
+}
+
+fn start_demo_with(data_dir: &std::path::Path, extra: &[&str]) -> DemoProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_canary"))
         .args([
             "demo",
@@ -32,8 +47,9 @@ fn start_demo(data_dir: &std::path::Path) -> DemoProcess {
             "127.0.0.1:0",
             "--load",
             "60",
-            "--data-dir",
         ])
+        .args(extra)
+        .arg("--data-dir")
         .arg(data_dir)
         .env("CANARY_LOG", "warn")
         .stdout(Stdio::piped())
@@ -149,4 +165,36 @@ async fn outside_the_demo_the_demo_panel_api_says_so() {
     .await;
     assert_eq!(code, 404, "{body}");
     assert!(body.contains("only `canary demo`"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_its_traffic_through_a_real_haproxy_or_nginx_that_canary_steers() {
+    for router in ["haproxy", "nginx"] {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = start_demo_with(dir.path(), &["--router", router]);
+        let client = json_client();
+        let (code, body) = post_json(
+            &client,
+            &format!("{}/start", demo.console),
+            r#"{"image_tag":"v2.8.0","traffic_percent":25}"#,
+        )
+        .await;
+        assert_eq!(code, 200, "{router}: {body}");
+        // The demo's deploy script takes a few seconds.
+        eventually("the rollout to take traffic", async || {
+            (status(&demo).await.phase == Phase::Progressing).then_some(())
+        })
+        .await;
+        let state = eventually("the split to be confirmed and measured", async || {
+            let state = status(&demo).await;
+            (state.router.confirmed
+                && state.router.effective_percent.percent() == 25.0
+                && state.canary.request_count > 0
+                && state.production.request_count > 0)
+                .then_some(state)
+        })
+        .await;
+        assert_eq!(state.router.kind, router);
+        assert_eq!(state.phase, Phase::Progressing);
+    }
 }

@@ -169,28 +169,33 @@ async fn converge(
     let mut backoff = Duration::ZERO;
     loop {
         let routing = *wanted.borrow_and_update();
-        let mut error = None;
-        if pending {
+        let reading = if pending {
             generation += 1;
             match apply(&config, &servers, routing, generation).await {
-                Ok(()) => {
+                // Seen on the data plane with the new generation: what a
+                // second read might still get from a worker of the old
+                // config, on its way out, is not news.
+                Ok(in_force) => {
                     pending = false;
                     backoff = Duration::ZERO;
+                    InstanceReading {
+                        instance: instance.clone(),
+                        in_force: Some(in_force),
+                        error: None,
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(%err, "nginx: the split is not applied");
-                    error = Some(err);
                     backoff = (backoff * 2).clamp(Duration::from_millis(500), MAX_BACKOFF);
+                    InstanceReading {
+                        instance: instance.clone(),
+                        in_force: None,
+                        error: Some(err),
+                    }
                 }
             }
-        }
-        let reading = match error {
-            Some(error) => InstanceReading {
-                instance: instance.clone(),
-                in_force: None,
-                error: Some(error),
-            },
-            None => read(&config, &instance).await,
+        } else {
+            read(&config, &instance).await
         };
         if events
             .send(Event::RouterRead {
@@ -223,7 +228,7 @@ async fn apply(
     servers: &[String; 2],
     routing: Routing,
     generation: u64,
-) -> Result<(), String> {
+) -> Result<Routing, String> {
     let file = &config.include_file;
     let before: Option<Vec<u8>> = tokio::fs::read(file).await.ok();
     let text = render(routing, generation, servers, config.confirm_listen.0);
@@ -255,7 +260,7 @@ async fn apply(
     let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
     loop {
         match marker(config.confirm_listen.0).await {
-            Ok((loaded, _)) if loaded == generation => return Ok(()),
+            Ok((loaded, in_force)) if loaded == generation => return Ok(in_force),
             Ok((loaded, _)) if tokio::time::Instant::now() >= deadline => {
                 return Err(format!(
                     "nginx did not load the new split within {} s: it still serves generation {loaded}, not {generation} (its error log says why)",
