@@ -28,6 +28,7 @@ macro_rules! serialize_as {
 }
 
 mod access;
+mod derived;
 mod locate;
 mod metrics;
 mod proxy;
@@ -633,84 +634,6 @@ fn format_invalid(
 }
 
 impl Config {
-    /// The rules the deployment state machine follows.
-    pub fn rules(&self) -> crate::domain::deployment::Rules {
-        self.canary.rules(self.upstreams.promotion(&self.hooks))
-    }
-
-    /// The rules a rollout follows, as shown to anyone who may watch.
-    pub fn rollout_settings(&self) -> canary_shared::RolloutSettings {
-        let mut settings = self.canary.rollout_settings(&self.proxy, self.rules());
-        settings.promotion = self.promotion_words();
-        settings.promotion_warning = self.promotion_warning();
-        settings
-    }
-
-    /// Every safety check, each knowing whether anything provides its metric.
-    pub fn check_specs(&self) -> Vec<crate::domain::analysis::CheckSpec> {
-        let mut specs = self.canary.check_specs();
-        for spec in &mut specs {
-            spec.has_source = BuiltInMetric::from_name(&spec.metric).is_some()
-                || self
-                    .metrics
-                    .custom
-                    .iter()
-                    .any(|metric| metric.name == spec.metric);
-        }
-        specs
-    }
-
-    /// What `canary check` warns about: things that load but will not do
-    /// what an operator expects.
-    pub fn warnings(&self) -> Vec<String> {
-        let mut warnings: Vec<String> = self
-            .check_specs()
-            .iter()
-            .filter(|spec| !spec.has_source)
-            .map(|spec| {
-                format!(
-                    "safety check \"{}\" reads `{}`, which nothing provides: it shows NO SOURCE and is \
-                     not judged; define `{}` under metrics.custom (scrape, prometheus or push)",
-                    spec.name, spec.metric, spec.metric
-                )
-            })
-            .collect();
-        warnings.extend(self.promotion_warning());
-        warnings
-    }
-
-    /// What a promotion does, in words, for the console and the CLI.
-    pub fn promotion_words(&self) -> String {
-        use crate::domain::roles::Promotion;
-        match self.upstreams.promotion(&self.hooks) {
-            Promotion::SwapRoles => "the canary's upstream becomes production with the promoted \
-                version, and the next canary deploys to the other upstream"
-                .to_owned(),
-            Promotion::HookRedeploysProduction => "the promote hook redeploys production with \
-                the promoted version (a failed hook rolls back), and the canary's share goes to 0"
-                .to_owned(),
-        }
-    }
-
-    /// Why a promotion might not leave production on the new version, if
-    /// nothing in the config moves versions: no deploy hook puts the next
-    /// version on the slot that a swap frees, and no promote hook redeploys
-    /// production.
-    pub fn promotion_warning(&self) -> Option<String> {
-        use crate::domain::roles::Promotion;
-        let deploys = self.hooks.deploy.is_some() || self.hooks.wait_for_webhooks;
-        match self.upstreams.promotion(&self.hooks) {
-            Promotion::SwapRoles if !deploys => Some(
-                "no deploy hook: after a promotion the former production upstream becomes the \
-                 canary's, still running the old version; deploy each new version there \
-                 (`canary status` shows the canary's URL) before the next start, or set \
-                 hooks.deploy"
-                    .to_owned(),
-            ),
-            _ => None,
-        }
-    }
-
     /// Reads and validates the file at `path`.
     ///
     /// Relative paths in it (`server.data_dir`, `server.assets_dir`, the

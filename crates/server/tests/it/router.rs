@@ -26,7 +26,7 @@ impl Drop for Haproxy {
     }
 }
 
-fn free_tcp_port() -> u16 {
+pub(crate) fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,7 +34,7 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-fn free_udp_port() -> u16 {
+pub(crate) fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -130,7 +130,7 @@ fn router_config(haproxy: &Haproxy, log_port: u16) -> RouterConfig {
 }
 
 /// How many of `count` requests through HAProxy the canary answered.
-async fn canary_answers(front: std::net::SocketAddr, count: usize) -> usize {
+pub(crate) async fn canary_answers(front: std::net::SocketAddr, count: usize) -> usize {
     let mut canary = 0;
     for _ in 0..count {
         let (_, headers, _) = http_get(&format!("http://{front}/"), "*/*").await;
@@ -422,250 +422,6 @@ async fn check_refuses_a_socket_that_is_not_haproxy_and_a_server_haproxy_does_no
     let (ok, stderr) = check(not_haproxy);
     assert!(!ok);
     assert!(stderr.contains("not an HAProxy stats socket"), "{stderr}");
-}
-
-/// nginx in the foreground with the snippet of `docs/router-nginx.md` in its
-/// `http` block, stopped when dropped.
-struct Nginx {
-    child: Child,
-    dir: tempfile::TempDir,
-    front: std::net::SocketAddr,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Nginx {
-    fn command(&self, extra: &[&str]) -> Vec<String> {
-        let dir = self.dir.path().to_string_lossy().into_owned();
-        let conf = self
-            .dir
-            .path()
-            .join("nginx.conf")
-            .to_string_lossy()
-            .into_owned();
-        let mut command: Vec<String> = ["nginx", "-p", &dir, "-c", &conf]
-            .iter()
-            .map(|part| (*part).to_owned())
-            .collect();
-        command.extend(extra.iter().map(|part| (*part).to_owned()));
-        command
-    }
-}
-
-/// The canary side of `docs/router-nginx.md`, moved into the test's folder
-/// and ports, with nginx's commands given its prefix.
-fn nginx_router(nginx: &Nginx, confirm: u16, log_port: u16) -> RouterConfig {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-nginx.md"
-    ))
-    .unwrap();
-    let yaml = page
-        .split("```yaml\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let yaml = yaml
-        .replace(
-            "/etc/nginx/canary/split.conf",
-            &nginx.dir.path().join("split.conf").to_string_lossy(),
-        )
-        .replace("127.0.0.1:8099", &format!("127.0.0.1:{confirm}"))
-        .replace("127.0.0.1:5141", &format!("127.0.0.1:{log_port}"));
-    let seed = include_str!("../../../../canary-config.yaml");
-    let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
-    let mut config = canary_server::config::Config::from_yaml(&format!("{yaml}{seed}"))
-        .unwrap_or_else(|err| panic!("{err}"));
-    let nginx_config = config.router.nginx.as_mut().unwrap();
-    nginx_config.test_command = canary_server::config::HookCommand(nginx.command(&["-t"]));
-    nginx_config.reload_command =
-        canary_server::config::HookCommand(nginx.command(&["-s", "reload"]));
-    config.router
-}
-
-fn start_nginx(
-    production: &FakeUpstream,
-    canary: &FakeUpstream,
-    confirm: u16,
-    log_port: u16,
-) -> Nginx {
-    use canary_server::adapters::router::nginx::render;
-    use canary_server::domain::roles::{Routing, UpstreamSlot};
-    let dir = tempfile::tempdir().unwrap();
-    let front = free_tcp_port();
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-nginx.md"
-    ))
-    .unwrap();
-    let snippet = page
-        .split("```nginx\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let snippet = snippet
-        .replace(
-            "/etc/nginx/canary/split.conf",
-            &dir.path().join("split.conf").to_string_lossy(),
-        )
-        .replace("listen 80;", &format!("listen 127.0.0.1:{front};"))
-        .replace("127.0.0.1:5141", &format!("127.0.0.1:{log_port}"));
-    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "worker_processes 1;\npid {pid};\nerror_log {log};\nevents {{}}\nhttp {{\n\
-             client_body_temp_path {tmp}/body;\nproxy_temp_path {tmp}/proxy;\nfastcgi_temp_path {tmp}/fastcgi;\n\
-             uwsgi_temp_path {tmp}/uwsgi;\nscgi_temp_path {tmp}/scgi;\naccess_log off;\n{snippet}}}\n",
-            pid = path("nginx.pid"),
-            log = path("error.log"),
-            tmp = path("tmp"),
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-    // The first file, as canary would write it at 0 %, so nginx can start.
-    let servers = [
-        production.url().trim_start_matches("http://").to_owned(),
-        canary.url().trim_start_matches("http://").to_owned(),
-    ];
-    let routing = Routing {
-        share: CanaryShare::ZERO,
-        production: UpstreamSlot::ListedAsProduction,
-    };
-    std::fs::write(
-        dir.path().join("split.conf"),
-        render(
-            routing,
-            1,
-            &servers,
-            std::net::SocketAddr::from(([127, 0, 0, 1], confirm)),
-        ),
-    )
-    .unwrap();
-    let mut nginx = Nginx {
-        child: Command::new("true").spawn().unwrap(),
-        dir,
-        front: std::net::SocketAddr::from(([127, 0, 0, 1], front)),
-    };
-    let command = nginx.command(&["-g", "daemon off;"]);
-    nginx.child = Command::new(&command[0])
-        .args(&command[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed (cargo xtask setup)");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(nginx.front).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    nginx
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measured() {
-    let production = FakeUpstream::named("production").await;
-    let canary = FakeUpstream::named("canary").await;
-    let (confirm, log_port) = (free_tcp_port(), free_udp_port());
-    let nginx = start_nginx(&production, &canary, confirm, log_port);
-    let router = nginx_router(&nginx, confirm, log_port);
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Progressing).await;
-    for percent in [25.0, 5.0, 50.0] {
-        let share = CanaryShare::from_percent(percent).unwrap();
-        if percent != 25.0 {
-            app.controller
-                .command("ops".to_owned(), Action::Scale { percent: share }, None)
-                .await
-                .unwrap();
-        }
-        eventually("nginx to serve the new split", async || {
-            let router = app.controller.state.borrow().router.clone();
-            (router.confirmed && router.effective_percent == share).then_some(())
-        })
-        .await;
-        let requests = 4000;
-        let to_canary = canary_answers(nginx.front, requests).await;
-        let measured = to_canary as f64 / requests as f64 * 100.0;
-        // `split_clients` draws each request (a hash of its id), so the
-        // split is binomial: within four standard deviations (2.7 points at
-        // 25 % over 4,000 requests); HAProxy's round robin is exact.
-        let p = percent / 100.0;
-        let bound = 400.0 * (p * (1.0 - p) / requests as f64).sqrt();
-        assert!(
-            (measured - percent).abs() <= bound.max(1.0),
-            "{measured} % to the canary at {percent} %"
-        );
-    }
-    // Measured through nginx's access log.
-    app.metrics_where(|metrics| metrics.canary.last_1m.requests > 1000)
-        .await;
-
-    // A file nginx refuses (a broken upstream address) holds the step,
-    // says why, and leaves the last good file in place.
-    let split = nginx.dir.path().join("split.conf");
-    let good = std::fs::read_to_string(&split).unwrap();
-    let conf = nginx.dir.path().join("nginx.conf");
-    let text = std::fs::read_to_string(&conf).unwrap();
-    std::fs::write(
-        &conf,
-        text.replace("events {}", "events {}\nno_such_directive on;"),
-    )
-    .unwrap();
-    app.controller
-        .command(
-            "ops".to_owned(),
-            Action::Scale {
-                percent: CanaryShare::from_percent(25.0).unwrap(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    let refused = eventually("the refused change to show", async || {
-        let router = app.controller.state.borrow().router.clone();
-        router
-            .detail
-            .filter(|detail| detail.contains("nginx refused the new split"))
-    })
-    .await;
-    assert!(refused.contains("no_such_directive"), "{refused}");
-    assert_eq!(
-        std::fs::read_to_string(&split).unwrap(),
-        good,
-        "the last good file is back"
-    );
-    // Fixed: canary's retries get it through.
-    std::fs::write(&conf, text).unwrap();
-    eventually("nginx to serve 25 % after the fix", async || {
-        let router = app.controller.state.borrow().router.clone();
-        (router.confirmed && router.effective_percent.percent() == 25.0).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
