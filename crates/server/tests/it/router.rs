@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use canary_server::config::{RouterConfig, RouterKind, RuntimeSocket};
-use canary_shared::{CanaryShare, Command as Action, Phase, StartRequest};
+use canary_shared::{CanaryShare, Command as Action, Phase};
 
 use crate::support::{FakeUpstream, TestApp, eventually, http_get};
 
@@ -163,6 +163,20 @@ struct ThroughHaproxy {
     app: TestApp,
 }
 
+/// The test server with its upstreams at the fake ones and `router` as its router.
+pub(crate) async fn app_with_router(
+    production: &FakeUpstream,
+    canary: &FakeUpstream,
+    router: RouterConfig,
+) -> TestApp {
+    TestApp::start_with(|config| {
+        config.upstreams.production.url = production.url().parse().unwrap();
+        config.upstreams.canary.url = canary.url().parse().unwrap();
+        config.router = router;
+    })
+    .await
+}
+
 async fn through_haproxy(percent: f64, adjust: impl FnOnce(&mut RouterConfig)) -> ThroughHaproxy {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;
@@ -170,21 +184,8 @@ async fn through_haproxy(percent: f64, adjust: impl FnOnce(&mut RouterConfig)) -
     let haproxy = start_haproxy(&production, &canary, log_port);
     let mut router = router_config(&haproxy, log_port);
     adjust(&mut router);
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(percent).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Progressing).await;
+    let app = app_with_router(&production, &canary, router).await;
+    crate::promotion::start(&app, "v2.7.0", percent).await;
     eventually("HAProxy to confirm the split", async || {
         app.controller.state.borrow().router.confirmed.then_some(())
     })
@@ -523,20 +524,8 @@ async fn with_two_haproxy_instances_a_split_counts_only_when_both_have_it() {
             .instances
             .push(RuntimeSocket::Unix(second.socket.clone()));
     }
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(5.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
+    let app = app_with_router(&production, &canary, router).await;
+    crate::promotion::start(&app, "v2.7.0", 5.0).await;
     let confirmed = eventually("both instances to confirm 5 %", async || {
         let state = app.controller.state.borrow().clone();
         state.router.confirmed.then_some(state)

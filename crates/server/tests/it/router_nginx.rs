@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use canary_server::config::RouterConfig;
-use canary_shared::{CanaryShare, Command as Action, Phase, StartRequest};
+use canary_shared::{CanaryShare, Command as Action};
 
-use crate::router::{canary_answers, free_tcp_port, free_udp_port};
-use crate::support::{FakeUpstream, TestApp, eventually};
+use crate::router::{app_with_router, canary_answers, free_tcp_port, free_udp_port};
+use crate::support::{FakeUpstream, eventually};
 
 /// nginx in the foreground with the snippet of `docs/router-nginx.md` in its
 /// `http` block, stopped when dropped.
@@ -167,21 +167,8 @@ async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measu
     let (confirm, log_port) = (free_tcp_port(), free_udp_port());
     let nginx = start_nginx(&production, &canary, confirm, log_port);
     let router = nginx_router(&nginx, confirm, log_port);
-    let app = TestApp::start_with(|config| {
-        config.upstreams.production.url = production.url().parse().unwrap();
-        config.upstreams.canary.url = canary.url().parse().unwrap();
-        config.router = router;
-    })
-    .await;
-    let start = Action::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Progressing).await;
+    let app = app_with_router(&production, &canary, router).await;
+    crate::promotion::start(&app, "v2.7.0", 25.0).await;
     for percent in [25.0, 5.0, 50.0] {
         let share = CanaryShare::from_percent(percent).unwrap();
         if percent != 25.0 {
