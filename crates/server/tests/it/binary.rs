@@ -691,6 +691,16 @@ fn with_json_logs_even_the_fatal_error_is_a_json_line() {
     );
 }
 
+/// A child killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A copy of `socket` at fd `number` that a started program inherits.
 fn inheritable(socket: &std::net::TcpListener, number: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsFd, AsRawFd};
@@ -759,8 +769,9 @@ fn a_server_on_inherited_sockets_serves_a_connection_accepted_before_its_stop_an
         answer
     };
 
-    let mut first = serve();
-    let mut announced = BufReader::new(first.stdout.take().unwrap()).lines();
+    // Killed however the test ends (the happy path stops each with SIGTERM).
+    let mut first = Killed(serve());
+    let mut announced = BufReader::new(first.0.stdout.take().unwrap()).lines();
     let console = announced.next().unwrap().unwrap();
     assert!(
         console.contains(&admin.local_addr().unwrap().to_string()),
@@ -770,7 +781,7 @@ fn a_server_on_inherited_sockets_serves_a_connection_accepted_before_its_stop_an
     let mut early = std::net::TcpStream::connect(proxy_addr).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
-        .args(["-TERM", &first.id().to_string()])
+        .args(["-TERM", &first.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -781,17 +792,17 @@ fn a_server_on_inherited_sockets_serves_a_connection_accepted_before_its_stop_an
         answer.to_ascii_lowercase().contains("connection: close"),
         "{answer:?}"
     );
-    assert!(first.wait().unwrap().success());
+    assert!(first.0.wait().unwrap().success());
 
     // While no server runs, a new connection waits in the socket's queue
     // (it is never refused), and the next server answers it.
     let mut waiting = std::net::TcpStream::connect(proxy_addr).expect("not refused");
-    let mut second = serve();
+    let mut second = Killed(serve());
     let answer = request(&mut waiting, "close");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
     assert!(answer.ends_with("ok"), "{answer:?}");
     let _ = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &second.0.id().to_string()])
         .status();
-    second.wait().unwrap();
+    second.0.wait().unwrap();
 }

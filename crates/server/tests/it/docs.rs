@@ -347,14 +347,16 @@ async fn the_deployment_guide_walks_from_install_through_tls_to_a_rollout_and_a_
         "--proxy-listen",
         "127.0.0.1:0",
     ]);
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = Stopped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     // The unit logs JSON: every line is an object, the addresses in one of them.
-    let mut logged = std::io::BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut logged = std::io::BufReader::new(server.0.stderr.take().unwrap()).lines();
     let address = loop {
         let line = logged.next().expect("a log line").unwrap();
         let event: serde_json::Value =
@@ -432,8 +434,16 @@ async fn the_deployment_guide_walks_from_install_through_tls_to_a_rollout_and_a_
         .unwrap()
         .count();
     assert_eq!(written, 1, "the backup is written");
-    server.kill().unwrap();
-    server.wait().unwrap();
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -96,13 +96,15 @@ fn start_haproxy(production: &FakeUpstream, canary: &FakeUpstream, log_port: u16
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    assert!(socket.exists(), "HAProxy did not start");
-    Haproxy {
+    // Built first, so HAProxy is stopped even when it did not start right.
+    let haproxy = Haproxy {
         child,
         socket,
         front: std::net::SocketAddr::from(([127, 0, 0, 1], front)),
         _dir: dir,
-    }
+    };
+    assert!(haproxy.socket.exists(), "HAProxy did not start");
+    haproxy
 }
 
 /// The canary side of `docs/router-haproxy.md`, with the socket and the
