@@ -42,20 +42,23 @@ pub(crate) fn free_udp_port() -> u16 {
         .port()
 }
 
+/// The first fenced block of `lang` in `docs/<page>`: what the tests run
+/// is what the page says.
+pub(crate) fn doc_block(page: &str, lang: &str) -> String {
+    let path = format!("{}/../../docs/{page}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    text.split(&format!("```{lang}\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("{path} has no {lang} block"))
+        .to_owned()
+}
+
 /// The snippet of `docs/router-haproxy.md`, moved onto loopback: its
 /// stats socket into `dir`, its frontend on `front`, its servers at the
 /// fake upstreams, its log to `log_port`.
 fn haproxy_config(dir: &Path, front: u16, production: &str, canary: &str, log_port: u16) -> String {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-haproxy.md"
-    ))
-    .unwrap();
-    let snippet = page
-        .split("```haproxy\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the page has a haproxy snippet");
+    let snippet = doc_block("router-haproxy.md", "haproxy");
     snippet
         .replace(
             "/run/haproxy/admin.sock",
@@ -110,16 +113,7 @@ fn start_haproxy(production: &FakeUpstream, canary: &FakeUpstream, log_port: u16
 /// The canary side of `docs/router-haproxy.md`, with the socket and the
 /// log listener moved like HAProxy's.
 fn router_config(haproxy: &Haproxy, log_port: u16) -> RouterConfig {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-haproxy.md"
-    ))
-    .unwrap();
-    let yaml = page
-        .split("```yaml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the page has the canary config");
+    let yaml = doc_block("router-haproxy.md", "yaml");
     let yaml = yaml
         .replace("/run/haproxy/admin.sock", &haproxy.socket.to_string_lossy())
         .replace("127.0.0.1:5140", &format!("127.0.0.1:{log_port}"));
@@ -374,18 +368,7 @@ async fn check_refuses_a_socket_that_is_not_haproxy_and_a_server_haproxy_does_no
     let haproxy = start_haproxy(&production, &canary, log_port);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("canary-config.yaml");
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-haproxy.md"
-    ))
-    .unwrap();
-    let yaml = page
-        .split("```yaml\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let yaml = doc_block("router-haproxy.md", "yaml");
     let yaml = yaml
         .replace("/run/haproxy/admin.sock", &haproxy.socket.to_string_lossy())
         .replace("127.0.0.1:5140", &format!("127.0.0.1:{log_port}"));

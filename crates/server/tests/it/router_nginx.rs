@@ -8,7 +8,7 @@ use std::time::Duration;
 use canary_server::config::RouterConfig;
 use canary_shared::{CanaryShare, Command as Action};
 
-use crate::router::{app_with_router, canary_answers, free_tcp_port, free_udp_port};
+use crate::router::{app_with_router, canary_answers, doc_block, free_tcp_port, free_udp_port};
 use crate::support::{FakeUpstream, eventually};
 
 /// nginx in the foreground with the snippet of `docs/router-nginx.md` in its
@@ -47,18 +47,7 @@ impl Nginx {
 /// The canary side of `docs/router-nginx.md`, moved into the test's folder
 /// and ports, with nginx's commands given its prefix.
 fn nginx_router(nginx: &Nginx, confirm: u16, log_port: u16) -> RouterConfig {
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-nginx.md"
-    ))
-    .unwrap();
-    let yaml = page
-        .split("```yaml\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let yaml = doc_block("router-nginx.md", "yaml");
     let yaml = yaml
         .replace(
             "/etc/nginx/canary/split.conf",
@@ -87,18 +76,7 @@ fn start_nginx(
     use canary_server::domain::roles::{Routing, UpstreamSlot};
     let dir = tempfile::tempdir().unwrap();
     let front = free_tcp_port();
-    let page = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/router-nginx.md"
-    ))
-    .unwrap();
-    let snippet = page
-        .split("```nginx\n")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
+    let snippet = doc_block("router-nginx.md", "nginx");
     let snippet = snippet
         .replace(
             "/etc/nginx/canary/split.conf",
