@@ -100,3 +100,25 @@ pub(crate) fn wait_for_port(address: SocketAddr) -> anyhow::Result<()> {
     }
     bail!("nothing listens on {address} after 5 s")
 }
+
+/// Starts a rollout at 50 % through the API at `console` and waits (up to
+/// 10 s) until it progresses with its split confirmed by the router.
+pub(crate) fn start_rollout_at_half(sh: &Shell, console: &str) -> anyhow::Result<()> {
+    let json = "Content-Type: application/json";
+    let start = r#"{"image_tag":"bench","traffic_percent":50}"#;
+    let start_url = format!("{console}/start");
+    cmd!(sh, "curl -sf -X POST -H {json} --data {start} {start_url}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("cannot start the rollout")?;
+    let status_url = format!("{console}/status");
+    for _ in 0..200 {
+        let status = cmd!(sh, "curl -sf {status_url}").quiet().read()?;
+        if status.contains("\"phase\":\"progressing\"") && status.contains("\"confirmed\":true") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the rollout did not reach a confirmed 50 % within 10 s (see {status_url})")
+}

@@ -273,30 +273,8 @@ fn round(
     children.canary = Some(serve(&work.join("canary-0.log"))?);
     wait_for_port(admin)?;
     let console = format!("http://{admin}/admin/canary");
-    let json = "Content-Type: application/json";
-    let start = r#"{"image_tag":"bench","traffic_percent":50}"#;
-    let start_url = format!("{console}/start");
-    cmd!(sh, "curl -sf -X POST -H {json} --data {start} {start_url}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("cannot start the rollout")?;
+    bench_backends::start_rollout_at_half(sh, &console)?;
     let status_url = format!("{console}/status");
-    let mut progressing = false;
-    for _ in 0..100 {
-        if cmd!(sh, "curl -sf {status_url}")
-            .quiet()
-            .read()?
-            .contains("\"phase\":\"progressing\"")
-        {
-            progressing = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    if !progressing {
-        bail!("the rollout did not reach 50 % within 10 s (see {status_url})");
-    }
 
     step(&format!(
         "bench restart: {CLIENTS} clients through the proxy, {RESTARTS} restarts {} s apart",

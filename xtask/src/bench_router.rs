@@ -100,29 +100,9 @@ upstreams:
     ));
     wait_for_port(admin)?;
     let console = format!("http://{admin}/admin/canary");
-    let json = "Content-Type: application/json";
-    let start = r#"{"image_tag":"bench","traffic_percent":50}"#;
-    let start_url = format!("{console}/start");
-    cmd!(sh, "curl -sf -X POST -H {json} --data {start} {start_url}")
-        .quiet()
-        .ignore_stdout()
-        .run()?;
+    bench_backends::start_rollout_at_half(sh, &console)
+        .with_context(|| format!("{kind} (its log: {})", dir.join("canary.log").display()))?;
     let status_url = format!("{console}/status");
-    let mut ready = false;
-    for _ in 0..200 {
-        let status = cmd!(sh, "curl -sf {status_url}").quiet().read()?;
-        if status.contains("\"phase\":\"progressing\"") && status.contains("\"confirmed\":true") {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    if !ready {
-        bail!(
-            "{kind}: the rollout did not reach a confirmed 50 % within 10 s (see {})",
-            dir.join("canary.log").display()
-        );
-    }
     let mut delays = Vec::new();
     for _ in 0..MOVES {
         for (percent, canary_expected) in [(0, false), (50, true)] {

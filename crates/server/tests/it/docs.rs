@@ -134,21 +134,32 @@ fn the_cli_reference_names_every_command_the_binary_has() {
     );
 }
 
-#[tokio::test]
-async fn the_cli_reference_session_runs_as_written() {
-    let text = doc("cli.md");
-    let session = blocks_after(&text, "## A whole rollout from a script", "sh")
+/// The CLI reference's session: each `canary` line of it with the exit code
+/// its comment promises (0 without one).
+fn cli_session() -> Vec<(String, i32)> {
+    let session = blocks_after(&doc("cli.md"), "## A whole rollout from a script", "sh")
         .into_iter()
         .next()
         .expect("a session");
+    session
+        .lines()
+        .filter(|line| line.starts_with("canary "))
+        .map(|line| {
+            let (command, comment) = line.split_once('#').unwrap_or((line, ""));
+            let expected = comment
+                .trim()
+                .strip_prefix("exit ")
+                .and_then(|rest| rest.split(':').next())
+                .map_or(0, |code| code.trim().parse().unwrap());
+            (command.trim().to_owned(), expected)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_cli_reference_session_runs_as_written() {
     let app = crate::support::TestApp::start().await;
-    for line in session.lines().filter(|line| line.starts_with("canary ")) {
-        let (command, comment) = line.split_once('#').unwrap_or((line, ""));
-        let expected: i32 = comment
-            .trim()
-            .strip_prefix("exit ")
-            .and_then(|rest| rest.split(':').next())
-            .map_or(0, |code| code.trim().parse().unwrap());
+    for (command, expected) in cli_session() {
         let args: Vec<&str> = command.split_whitespace().skip(1).collect();
         let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_canary"))
             .args(&args)
@@ -160,8 +171,7 @@ async fn the_cli_reference_session_runs_as_written() {
         assert_eq!(
             output.status.code(),
             Some(expected),
-            "`{}` printed {}{}",
-            command.trim(),
+            "`{command}` printed {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -387,23 +397,12 @@ async fn the_deployment_guide_walks_from_install_through_tls_to_a_rollout_and_a_
         .find(|line| *line == "canary status")
         .expect("the guide's status line");
     succeeded(status, &run_documented(status, root, &environment));
-    let session = blocks_after(&doc("cli.md"), "## A whole rollout from a script", "sh")
-        .into_iter()
-        .next()
-        .expect("a session");
-    for line in session.lines().filter(|line| line.starts_with("canary ")) {
-        let (command, comment) = line.split_once('#').unwrap_or((line, ""));
-        let expected: i32 = comment
-            .trim()
-            .strip_prefix("exit ")
-            .and_then(|rest| rest.split(':').next())
-            .map_or(0, |code| code.trim().parse().unwrap());
-        let output = run_documented(command, root, &environment);
+    for (command, expected) in cli_session() {
+        let output = run_documented(&command, root, &environment);
         assert_eq!(
             output.status.code(),
             Some(expected),
-            "`{}` over HTTPS printed {}{}",
-            command.trim(),
+            "`{command}` over HTTPS printed {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );

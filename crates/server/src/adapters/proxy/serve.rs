@@ -110,36 +110,29 @@ pub(super) async fn serve_connections(
             Some(_) = connections.join_next() => continue,
             () = stopped(&mut stop_signal) => break,
         };
-        let stream = match TcpStream::from_std(stream) {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(%err, "cannot register a proxy connection");
-                continue;
-            }
-        };
-        spawn_connection(
-            &mut connections,
-            stream,
-            client_addr,
-            &proxy,
-            stopping.clone(),
-        );
+        take_up(&mut connections, stream, client_addr, &proxy, &stopping);
     }
     // Connections accepted before the stop but not yet taken up are served
     // too (their clients are already waiting), until the accept loop has
     // stopped and dropped its end.
     while let Some((stream, client_addr)) = incoming.recv().await {
-        if let Ok(stream) = TcpStream::from_std(stream) {
-            spawn_connection(
-                &mut connections,
-                stream,
-                client_addr,
-                &proxy,
-                stopping.clone(),
-            );
-        }
+        take_up(&mut connections, stream, client_addr, &proxy, &stopping);
     }
     drain(&mut connections, "proxy").await;
+}
+
+/// Registers an accepted connection with this thread's runtime and serves it.
+fn take_up(
+    connections: &mut tokio::task::JoinSet<()>,
+    stream: std::net::TcpStream,
+    client_addr: SocketAddr,
+    proxy: &Arc<Proxy>,
+    stopping: &tokio::sync::watch::Receiver<bool>,
+) {
+    match TcpStream::from_std(stream) {
+        Ok(stream) => spawn_connection(connections, stream, client_addr, proxy, stopping.clone()),
+        Err(err) => tracing::warn!(%err, "cannot register a proxy connection"),
+    }
 }
 
 /// Serves one client connection: HTTP/1.1 keep-alive with upgrades, and a
