@@ -30,8 +30,10 @@ pub fn Dashboard() -> impl IntoView {
             <section class="cards" aria-label="Services and actions">
                 <ServiceCard side=Side::Production state=live.state />
                 <ServiceCard side=Side::Canary state=live.state />
-                <RouterCard state=live.state />
                 <ActionsCard state=live.state />
+                // After the actions: on a desktop the services and the
+                // actions share the first row; the router spans the next.
+                <RouterCard state=live.state />
             </section>
             <DemoCard />
             <MetricsCard metrics=live.metrics />
