@@ -55,8 +55,8 @@ pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
 pub use crate::config::router::{
-    HaproxyConfig, HaproxyServers, LoopbackAddr, NginxConfig, OnDrift, ProxyName, RouterConfig,
-    RouterKind, RuntimeSocket,
+    GatewayApiConfig, GatewayServices, HaproxyConfig, HaproxyServers, KubeName, LoopbackAddr,
+    NginxConfig, OnDrift, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
 };
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
@@ -689,6 +689,14 @@ impl Config {
         if let Some(nginx) = &mut self.router.nginx {
             resolve(&mut nginx.include_file);
         }
+        if let Some(kubeconfig) = self
+            .router
+            .gateway_api
+            .as_mut()
+            .and_then(|gateway| gateway.kubeconfig.as_mut())
+        {
+            resolve(kubeconfig);
+        }
         for hook in [
             &mut self.hooks.deploy,
             &mut self.hooks.health_check,
@@ -804,6 +812,26 @@ impl Config {
                     "nginx needs router.nginx: the include file canary writes, where its split \
                      answers, and the log listener"
                         .to_owned(),
+                ));
+            }
+            (RouterKind::GatewayApi, _) if self.router.gateway_api.is_none() => {
+                return Err(invalid_at(
+                    text,
+                    &["router", "kind"],
+                    "gateway_api needs router.gateway_api: the HTTPRoute and the two Services \
+                     whose weights canary sets"
+                        .to_owned(),
+                ));
+            }
+            (RouterKind::GatewayApi, _)
+                if self.router.gateway_api.as_ref().is_some_and(|gateway| {
+                    gateway.services.production == gateway.services.canary
+                }) =>
+            {
+                return Err(invalid_at(
+                    text,
+                    &["router", "gateway_api", "services", "canary"],
+                    "production and canary must be two different Services".to_owned(),
                 ));
             }
             (RouterKind::Haproxy, Some(haproxy))

@@ -175,6 +175,19 @@ pub fn start_with_demo(
         &config.router.haproxy,
         &config.router.nginx,
     ) {
+        (config::RouterKind::GatewayApi, _, _) => {
+            config.router.gateway_api.as_ref().and_then(|gateway| {
+                let address = gateway.log_listen?;
+                Some((
+                    address.0,
+                    adapters::router::access_log::LogNames {
+                        backend: gateway.route.0.clone(),
+                        production: gateway.services.production.0.clone(),
+                        canary: gateway.services.canary.0.clone(),
+                    },
+                ))
+            })
+        }
         (config::RouterKind::Haproxy, Some(haproxy), _) => Some((
             haproxy.log_listen.0,
             adapters::router::access_log::LogNames {
@@ -229,6 +242,10 @@ pub fn start_with_demo(
             }
             (config::RouterKind::Nginx, _, Some(nginx)) => {
                 adapters::router::nginx::NginxRouter::spawn(nginx, servers, initial, events)
+            }
+            (config::RouterKind::GatewayApi, _, _) if router_config.gateway_api.is_some() => {
+                let gateway = router_config.gateway_api.as_ref().expect("checked above");
+                adapters::router::gateway_api::GatewayRouter::spawn(gateway, initial, events)
             }
             _ => Arc::new(adapters::router::BuiltinRouter::new(builtin_routing)),
         }

@@ -3,8 +3,9 @@
 //! `ExecStartPre=canary check` catches it: the TLS certificate and key can
 //! be read and used (as the user running the check, who should be the user
 //! the server runs as), every hook's program exists and may be run, a
-//! configured console folder holds a console, and every HAProxy instance
-//! answers on its stats socket and knows the backend and both servers.
+//! configured console folder holds a console, every HAProxy instance
+//! answers on its stats socket and knows the backend and both servers, and
+//! a Gateway API route exists, sends to both Services and may be written.
 //!
 //! The config itself stays pure (`Config::from_yaml`); this is the part
 //! that looks at files.
@@ -98,6 +99,20 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
             ));
         }
     }
+    if let (crate::config::RouterKind::GatewayApi, Some(gateway)) =
+        (&config.router.kind, &config.router.gateway_api)
+    {
+        gateway_reachable(gateway)
+            .map_err(|why| Config::error_at(file, &["router", "gateway_api", "route"], why))?;
+        if gateway.log_listen.is_none() {
+            warnings.push(
+                "router.gateway_api has no log_listen: no request through the Gateway is \
+                 measured, so the built-in checks read NO_DATA and never pass; send the \
+                 Gateway's access log to canary (docs/router-gateway-api.md)"
+                    .to_owned(),
+            );
+        }
+    }
     let assets = &config.server.assets_dir;
     if !assets.join("index.html").is_file() {
         let missing = format!(
@@ -122,6 +137,17 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
 
 /// Whether `socket` is an HAProxy stats socket that knows the backend and
 /// both servers: `show info`, then `get weight` on each server.
+/// The route exists, canary can split it and may write it, asked of the
+/// API server with a runtime of its own (the check runs before `serve`
+/// starts one).
+fn gateway_reachable(gateway: &crate::config::GatewayApiConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| format!("cannot start a runtime to ask the Kubernetes API: {err}"))?;
+    runtime.block_on(crate::adapters::router::gateway_api::check_route(gateway))
+}
+
 fn haproxy_reachable(
     config: &crate::config::HaproxyConfig,
     socket: &crate::config::RuntimeSocket,

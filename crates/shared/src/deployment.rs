@@ -514,7 +514,7 @@ mod tests {
 /// in force on every instance of it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RouterStatus {
-    /// `builtin` or `haproxy`.
+    /// `builtin`, `haproxy`, `nginx` or `gateway_api`.
     pub kind: String,
     /// The canary's share as the router applies it (an external router
     /// quantizes: HAProxy's weights make every whole percent exact).
@@ -530,10 +530,14 @@ pub struct RouterStatus {
 /// One instance of an external router, as last read back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RouterInstance {
-    /// Its stats socket or address.
+    /// Its stats socket or address (a Gateway, for the Gateway API).
     pub name: String,
     /// The canary's share it has in force, when it could be read.
     pub canary_percent: Option<CanaryShare>,
     /// Why it could not be read or written.
     pub error: Option<String>,
+    /// What it has yet to do before the split counts as in force there (a
+    /// Gateway that has not accepted the route's new generation yet).
+    #[serde(default)]
+    pub waiting: Option<String>,
 }

@@ -137,11 +137,13 @@ pub(crate) fn sample_state() -> CanaryState {
                     name: "/run/haproxy/admin.sock".to_owned(),
                     canary_percent: Some(share(25.0)),
                     error: None,
+                    waiting: None,
                 },
                 crate::RouterInstance {
                     name: "127.0.0.1:9999".to_owned(),
                     canary_percent: None,
                     error: Some("cannot reach the stats socket".to_owned()),
+                    waiting: None,
                 },
             ],
         },

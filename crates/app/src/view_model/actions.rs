@@ -149,6 +149,7 @@ pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
     let title = match router.kind.as_str() {
         "" | "builtin" => return None,
         "haproxy" => "HAProxy".to_owned(),
+        "gateway_api" => "Gateway API".to_owned(),
         other => other.to_owned(),
     };
     let (badge, badge_class) = match (router.confirmed, &router.detail) {
@@ -180,6 +181,9 @@ pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
             .map(|instance| {
                 let reading = match (&instance.error, instance.canary_percent) {
                     (Some(error), _) => error.clone(),
+                    (None, _) if instance.waiting.is_some() => {
+                        instance.waiting.clone().unwrap_or_default()
+                    }
                     (None, Some(share)) => format!("{share} to the canary"),
                     (None, None) => "nothing read back".to_owned(),
                 };
@@ -225,6 +229,21 @@ mod tests {
         assert_eq!(
             router_view(&confirmed).unwrap().headline,
             "25 % to the canary, in force on 2 instances"
+        );
+        let mut gateway = state.router.clone();
+        gateway.kind = "gateway_api".to_owned();
+        gateway.detail = Some("waiting for the router to confirm the split".to_owned());
+        gateway.instances = vec![canary_shared::RouterInstance {
+            name: "Gateway web/edge".to_owned(),
+            canary_percent: None,
+            error: None,
+            waiting: Some("accepting the route's generation 5 (it has 4)".to_owned()),
+        }];
+        let view = router_view(&gateway).unwrap();
+        assert_eq!((view.title.as_str(), view.badge), ("Gateway API", "Waiting"));
+        assert_eq!(
+            view.instances[0].1,
+            "accepting the route's generation 5 (it has 4)"
         );
         let mut builtin = state.router;
         builtin.kind = "builtin".to_owned();

@@ -1,7 +1,9 @@
 //! The routers behind [`crate::ports::Router`]: the built-in proxy (here),
 //! HAProxy through its Runtime API (`router/haproxy.rs`) and nginx through
 //! a config file canary writes (`router/nginx.rs`), whose requests are
-//! measured from their access logs (`router/access_log.rs`).
+//! measured from their access logs (`router/access_log.rs`), and a
+//! Kubernetes Gateway API `HTTPRoute` through the API server
+//! (`router/gateway_api.rs`).
 
 use canary_shared::CanaryShare;
 
@@ -11,6 +13,7 @@ use crate::domain::router::RouterCapabilities;
 use crate::ports::Router;
 
 pub mod access_log;
+pub mod gateway_api;
 pub mod haproxy;
 pub mod nginx;
 

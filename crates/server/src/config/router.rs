@@ -1,6 +1,7 @@
-//! `router:` — what splits the traffic: the built-in proxy (the default), or
-//! HAProxy instances a team already runs, steered through their Runtime API
-//! and measured through their access log.
+//! `router:` — what splits the traffic: the built-in proxy (the default),
+//! HAProxy instances a team already runs (steered through their Runtime API),
+//! an nginx (through a config file canary writes), both measured through
+//! their access log, or a Kubernetes Gateway API `HTTPRoute`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -21,6 +22,9 @@ pub struct RouterConfig {
     /// The nginx whose config canary writes a part of, with `kind: nginx`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nginx: Option<NginxConfig>,
+    /// The `HTTPRoute` whose weights canary sets, with `kind: gateway_api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiConfig>,
     /// What a split changed behind canary's back leads to.
     #[serde(default)]
     pub on_drift: OnDrift,
@@ -49,6 +53,81 @@ pub enum RouterKind {
     /// nginx (open source: no runtime API), through a config file canary
     /// writes, `nginx -t` and a reload, confirmed through the data plane.
     Nginx,
+    /// A Kubernetes Gateway API `HTTPRoute`'s `backendRefs` weights, through
+    /// the API server, confirmed by the Gateways' `Accepted` condition.
+    GatewayApi,
+}
+
+/// `router.gateway_api:`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayApiConfig {
+    /// The `HTTPRoute`'s name.
+    pub route: KubeName,
+    /// Its namespace (and the Services'); by default the kubeconfig
+    /// context's namespace, or the pod's own when canary runs in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<KubeName>,
+    /// The Services that are the upstreams listed as production and canary.
+    pub services: GatewayServices,
+    /// The kubeconfig file to use; by default `KUBECONFIG`, `~/.kube/config`,
+    /// or the service account's when canary runs in a pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use; by default its current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// How long a Gateway may take to accept a change before it counts as
+    /// failed (and alerts); until then the step waits.
+    #[serde(default = "default_accept_timeout")]
+    pub accept_timeout: crate::config::ConfigDuration,
+    /// Where canary receives the Gateway's access log, in canary's format
+    /// (syslog over UDP, loopback), when its data plane or a log shipper
+    /// beside canary can send it. Without it, no request is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_listen: Option<LoopbackAddr>,
+}
+
+fn default_accept_timeout() -> crate::config::ConfigDuration {
+    crate::config::ConfigDuration(std::time::Duration::from_secs(60))
+}
+
+/// `router.gateway_api.services:`
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayServices {
+    /// The Service that is the upstream listed as `upstreams.production`.
+    pub production: KubeName,
+    /// The Service that is the upstream listed as `upstreams.canary`.
+    pub canary: KubeName,
+}
+
+/// A Kubernetes object name: lowercase letters, digits, `-` and `.`,
+/// starting and ending with a letter or digit, at most 253 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct KubeName(pub String);
+
+impl TryFrom<String> for KubeName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        let allowed =
+            |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.');
+        let edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if name.len() > 253
+            || !name.chars().all(allowed)
+            || !edge(name.chars().next())
+            || !edge(name.chars().last())
+        {
+            return Err(format!(
+                "{name:?} is not a Kubernetes name: lowercase letters, digits, '-' and '.', \
+                 starting and ending with a letter or digit"
+            ));
+        }
+        Ok(KubeName(name))
+    }
 }
 
 /// `router.nginx:`

@@ -482,3 +482,43 @@ fn check_refuses_an_open_admin_address_without_logins_as_serve_does() {
     let open = format!("server:\n  admin_listen: \"0.0.0.0:8000\"\n{SEED}");
     expect!["<config>:2:17: server.admin_listen: 0.0.0.0:8000 is reachable from other machines, but there is no auth section: anyone who can reach it could start, stop or promote rollouts. Add an auth section with users or tokens (`canary hash-password`, `canary new-token`), or listen on 127.0.0.1"].assert_eq(&Config::from_yaml(&open).unwrap_err().to_string());
 }
+
+#[test]
+fn gateway_api_router_errors_name_the_field() {
+    let router = |body: &str| format!("router:\n  kind: gateway_api\n{body}canary:\n");
+    check_error(
+        "canary:\n",
+        &router(""),
+        expect![[
+            r#"<config>:3:9: router.kind: gateway_api needs router.gateway_api: the HTTPRoute and the two Services whose weights canary sets"#
+        ]],
+    );
+    check_error(
+        "canary:\n",
+        &router("  gateway_api:\n    route: Shop\n    services: { production: a, canary: b }\n"),
+        expect![[
+            r#"<config>:5:12: router.gateway_api.route: "Shop" is not a Kubernetes name: lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"#
+        ]],
+    );
+    check_error(
+        "canary:\n",
+        &router("  gateway_api:\n    route: shop\n    services: { production: a, canary: a }\n"),
+        expect!["<config>:6:40: router.gateway_api.services.canary: production and canary must be two different Services"],
+    );
+    check_error(
+        "canary:\n",
+        &router(
+            "  gateway_api:\n    route: shop\n    services: { production: a, canary: b }\n    log_listen: \"0.0.0.0:5140\"\n",
+        ),
+        expect!["<config>:7:17: router.gateway_api.log_listen: 0.0.0.0:5140 is not on loopback: syslog over UDP is unauthenticated, so anyone who reaches it could forge the measurements; listen on 127.0.0.1"],
+    );
+    let text = SEED.replacen(
+        "canary:\n",
+        &router("  gateway_api:\n    route: shop\n    services: { production: shop-stable, canary: shop-canary }\n"),
+        1,
+    );
+    let config = Config::from_yaml(&text).unwrap();
+    let gateway = config.router.gateway_api.unwrap();
+    assert_eq!(gateway.accept_timeout.0, Duration::from_secs(60));
+    assert_eq!(gateway.namespace, None, "the kubeconfig's namespace");
+}

@@ -88,6 +88,7 @@ impl Controller {
                     name: reading.instance.clone(),
                     canary_percent: reading.in_force.map(|routing| routing.share),
                     error: reading.error.clone(),
+                    waiting: reading.waiting.clone(),
                 })
                 .collect(),
         }

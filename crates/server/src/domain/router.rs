@@ -10,6 +10,8 @@ use canary_shared::CanaryShare;
 use crate::domain::deployment::Verdict;
 use crate::domain::roles::{Routing, UpstreamSlot};
 
+pub mod httproute;
+
 /// What a kind of router can do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouterCapabilities {
@@ -34,6 +36,41 @@ pub struct InstanceReading {
     pub in_force: Option<Routing>,
     /// Why it could not be read or written, in words.
     pub error: Option<String>,
+    /// What it has yet to do before it counts (a Gateway that has not
+    /// accepted the route's new generation yet), in words.
+    pub waiting: Option<String>,
+}
+
+impl InstanceReading {
+    /// `instance` has `in_force` (`None`: nothing it serves, both weights 0).
+    pub fn in_force(instance: impl Into<String>, in_force: Option<Routing>) -> InstanceReading {
+        InstanceReading {
+            instance: instance.into(),
+            in_force,
+            error: None,
+            waiting: None,
+        }
+    }
+
+    /// `instance` could not be read or written.
+    pub fn failed(instance: impl Into<String>, error: impl Into<String>) -> InstanceReading {
+        InstanceReading {
+            instance: instance.into(),
+            in_force: None,
+            error: Some(error.into()),
+            waiting: None,
+        }
+    }
+
+    /// `instance` is still taking the change.
+    pub fn waiting(instance: impl Into<String>, what: impl Into<String>) -> InstanceReading {
+        InstanceReading {
+            instance: instance.into(),
+            in_force: None,
+            error: None,
+            waiting: Some(what.into()),
+        }
+    }
 }
 
 /// What the instances' readings mean for the routing asked for.
@@ -72,7 +109,10 @@ pub fn assess(
     for reading in readings {
         match (&reading.error, reading.in_force) {
             (Some(error), _) => failed.push(format!("{}: {error}", reading.instance)),
-            (None, None) => failed.push(format!("{}: nothing read back", reading.instance)),
+            (None, None) if reading.waiting.is_none() => {
+                failed.push(format!("{}: nothing read back", reading.instance));
+            }
+            (None, None) => {}
             (None, Some(in_force))
                 if in_force.share != effective || in_force.production != wanted.production =>
             {
@@ -97,6 +137,9 @@ pub fn assess(
         return Assessment::Failed {
             reason: failed.join("; "),
         };
+    }
+    if readings.iter().any(|reading| reading.waiting.is_some()) {
+        return Assessment::Waiting;
     }
     if different.is_empty() {
         return Assessment::Confirmed;
@@ -234,21 +277,10 @@ mod tests {
     fn a_routing_is_confirmed_only_when_every_instance_has_it() {
         let wanted = routing(25.0);
         let effective = wanted.share;
-        let good = InstanceReading {
-            instance: "a".to_owned(),
-            in_force: Some(wanted),
-            error: None,
-        };
-        let stale = InstanceReading {
-            instance: "b".to_owned(),
-            in_force: Some(routing(5.0)),
-            error: None,
-        };
-        let down = InstanceReading {
-            instance: "c".to_owned(),
-            in_force: None,
-            error: Some("connection refused".to_owned()),
-        };
+        let good = InstanceReading::in_force("a", Some(wanted));
+        let stale = InstanceReading::in_force("b", Some(routing(5.0)));
+        let down = InstanceReading::failed("c", "connection refused");
+        let behind = InstanceReading::waiting("d", "generation 5 not accepted yet");
         assert_eq!(assess(wanted, effective, &[], false), Assessment::Waiting);
         assert_eq!(
             assess(wanted, effective, std::slice::from_ref(&good), false),
@@ -262,8 +294,13 @@ mod tests {
             assess(wanted, effective, &[good.clone(), stale], true),
             Assessment::Drifted { .. }
         ));
+        assert_eq!(
+            assess(wanted, effective, &[good.clone(), behind.clone()], true),
+            Assessment::Waiting,
+            "an instance still taking the change holds it without alerting"
+        );
         assert!(matches!(
-            assess(wanted, effective, &[good, down], true),
+            assess(wanted, effective, &[good, down, behind], true),
             Assessment::Failed { reason } if reason == "c: connection refused"
         ));
     }

@@ -13,6 +13,7 @@ mod promotion;
 mod proxy;
 mod recovery;
 mod router;
+mod router_gateway;
 mod router_nginx;
 mod security;
 mod stream;

@@ -45,12 +45,18 @@ pub(crate) fn free_udp_port() -> u16 {
 /// The first fenced block of `lang` in `docs/<page>`: what the tests run
 /// is what the page says.
 pub(crate) fn doc_block(page: &str, lang: &str) -> String {
+    doc_block_with(page, lang, "")
+}
+
+/// The first fenced block of `lang` in `docs/<page>` that holds `needle`.
+pub(crate) fn doc_block_with(page: &str, lang: &str, needle: &str) -> String {
     let path = format!("{}/../../docs/{page}", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
     text.split(&format!("```{lang}\n"))
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .unwrap_or_else(|| panic!("{path} has no {lang} block"))
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("{path} has no {lang} block with {needle:?}"))
         .to_owned()
 }
 
@@ -430,6 +436,7 @@ async fn a_flood_of_garbage_on_the_log_listener_is_counted_and_changes_nothing()
                 ))),
             }),
             nginx: None,
+            gateway_api: None,
             on_drift: canary_server::config::OnDrift::Correct,
         };
     })

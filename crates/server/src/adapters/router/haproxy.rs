@@ -180,20 +180,16 @@ async fn read(
         "get weight {backend}/{};get weight {backend}/{}",
         config.servers.production.0, config.servers.canary.0
     );
-    let reading = |in_force, error| InstanceReading {
-        instance: socket.to_string(),
-        in_force,
-        error,
-    };
+    let instance = socket.to_string();
     match exchange(socket, &command).await {
         Ok(answer) => match parse_weights(&answer) {
-            Ok((listed_production, listed_canary)) => reading(
+            Ok((listed_production, listed_canary)) => InstanceReading::in_force(
+                instance,
                 haproxy_routing(listed_production, listed_canary, production),
-                None,
             ),
-            Err(err) => reading(None, Some(err)),
+            Err(err) => InstanceReading::failed(instance, err),
         },
-        Err(err) => reading(None, Some(err)),
+        Err(err) => InstanceReading::failed(instance, err),
     }
 }
 

@@ -178,20 +178,12 @@ async fn converge(
                 Ok(in_force) => {
                     pending = false;
                     backoff = Duration::ZERO;
-                    InstanceReading {
-                        instance: instance.clone(),
-                        in_force: Some(in_force),
-                        error: None,
-                    }
+                    InstanceReading::in_force(instance.clone(), Some(in_force))
                 }
                 Err(err) => {
                     tracing::warn!(%err, "nginx: the split is not applied");
                     backoff = (backoff * 2).clamp(Duration::from_millis(500), MAX_BACKOFF);
-                    InstanceReading {
-                        instance: instance.clone(),
-                        in_force: None,
-                        error: Some(err),
-                    }
+                    InstanceReading::failed(instance.clone(), err)
                 }
             }
         } else {
@@ -276,16 +268,8 @@ async fn apply(
 /// What the data plane serves now.
 async fn read(config: &NginxConfig, instance: &str) -> InstanceReading {
     match marker(config.confirm_listen.0).await {
-        Ok((_, routing)) => InstanceReading {
-            instance: instance.to_owned(),
-            in_force: Some(routing),
-            error: None,
-        },
-        Err(err) => InstanceReading {
-            instance: instance.to_owned(),
-            in_force: None,
-            error: Some(err),
-        },
+        Ok((_, routing)) => InstanceReading::in_force(instance, Some(routing)),
+        Err(err) => InstanceReading::failed(instance, err),
     }
 }
 
