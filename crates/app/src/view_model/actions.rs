@@ -240,7 +240,10 @@ mod tests {
             waiting: Some("accepting the route's generation 5 (it has 4)".to_owned()),
         }];
         let view = router_view(&gateway).unwrap();
-        assert_eq!((view.title.as_str(), view.badge), ("Gateway API", "Waiting"));
+        assert_eq!(
+            (view.title.as_str(), view.badge),
+            ("Gateway API", "Waiting")
+        );
         assert_eq!(
             view.instances[0].1,
             "accepting the route's generation 5 (it has 4)"

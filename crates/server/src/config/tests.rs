@@ -503,14 +503,18 @@ fn gateway_api_router_errors_name_the_field() {
     check_error(
         "canary:\n",
         &router("  gateway_api:\n    route: shop\n    services: { production: a, canary: a }\n"),
-        expect!["<config>:6:40: router.gateway_api.services.canary: production and canary must be two different Services"],
+        expect![
+            "<config>:6:40: router.gateway_api.services.canary: production and canary must be two different Services"
+        ],
     );
     check_error(
         "canary:\n",
         &router(
             "  gateway_api:\n    route: shop\n    services: { production: a, canary: b }\n    log_listen: \"0.0.0.0:5140\"\n",
         ),
-        expect!["<config>:7:17: router.gateway_api.log_listen: 0.0.0.0:5140 is not on loopback: syslog over UDP is unauthenticated, so anyone who reaches it could forge the measurements; listen on 127.0.0.1"],
+        expect![
+            "<config>:7:17: router.gateway_api.log_listen: 0.0.0.0:5140 is not on loopback: syslog over UDP is unauthenticated, so anyone who reaches it could forge the measurements; listen on 127.0.0.1"
+        ],
     );
     let text = SEED.replacen(
         "canary:\n",

@@ -367,6 +367,51 @@ async fn with_haproxy_gone_the_step_holds_and_says_why_then_the_split_is_set_aga
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_of_canary_mid_rollout_sets_the_stored_share_again() {
+    let ThroughHaproxy {
+        production: _production,
+        canary: _canary,
+        haproxy,
+        mut app,
+    } = through_haproxy(25.0, |_| {}).await;
+    app.shut_down().await;
+    // While canary is down, someone puts the canary's weight up.
+    assert_eq!(
+        runtime(&haproxy, "set server app/canary weight 100")
+            .await
+            .trim(),
+        ""
+    );
+    wait_until_free(app.config.router.haproxy.as_ref().unwrap().log_listen.0).await;
+    app.restart().await;
+    eventually("the stored 25 % to be set again", async || {
+        let state = app.controller.state.borrow().clone();
+        let weight = runtime(&haproxy, "get weight app/canary").await;
+        (state.phase == Phase::Progressing
+            && state.router.confirmed
+            && state.router.effective_percent.percent() == 25.0
+            && weight.starts_with("1 "))
+        .then_some(())
+    })
+    .await;
+    let requests = 400;
+    let to_canary = canary_answers(haproxy.front, requests).await;
+    let measured = to_canary as f64 / requests as f64 * 100.0;
+    assert!(
+        (measured - 25.0).abs() <= 1.0,
+        "{measured} % to the canary after the restart"
+    );
+}
+
+/// Waits until the stopped server's log listener is free for the next one.
+pub(crate) async fn wait_until_free(address: std::net::SocketAddr) {
+    eventually("the log listener to be released", async || {
+        std::net::UdpSocket::bind(address).ok().map(drop)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_refuses_a_socket_that_is_not_haproxy_and_a_server_haproxy_does_not_know() {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use canary_server::config::RouterConfig;
-use canary_shared::{CanaryShare, Command as Action};
+use canary_shared::{CanaryShare, Command as Action, Phase};
 
 use crate::router::{app_with_router, canary_answers, doc_block, free_tcp_port, free_udp_port};
 use crate::support::{FakeUpstream, eventually};
@@ -218,4 +218,37 @@ async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measu
         (router.confirmed && router.effective_percent.percent() == 25.0).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_failing_through_nginx_is_rolled_back_and_then_sent_nothing() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let (confirm, log_port) = (free_tcp_port(), free_udp_port());
+    let nginx = start_nginx(&production, &canary, confirm, log_port);
+    let router = nginx_router(&nginx, confirm, log_port);
+    let app = app_with_router(&production, &canary, router).await;
+    crate::promotion::start(&app, "v2.7.0", 50.0).await;
+    eventually("nginx to serve 50 %", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+    canary.set_status(500);
+    for _ in 0..40 {
+        if app.controller.state.borrow().phase == Phase::RolledBack {
+            break;
+        }
+        let _ = canary_answers(nginx.front, 200).await;
+    }
+    app.wait_for_phase(Phase::RolledBack).await;
+    eventually("nginx to serve 0 %", async || {
+        let router = app.controller.state.borrow().router.clone();
+        (router.confirmed && router.effective_percent == CanaryShare::ZERO).then_some(())
+    })
+    .await;
+    assert_eq!(
+        canary_answers(nginx.front, 400).await,
+        0,
+        "a 0 % side is `down` in the written file: nothing reaches it"
+    );
 }

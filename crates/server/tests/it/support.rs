@@ -261,7 +261,7 @@ pub(crate) struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     pub(crate) server: Option<JoinHandle<std::io::Result<()>>>,
     /// The config it runs with, for a restart.
-    config: Config,
+    pub(crate) config: Config,
 }
 
 impl TestApp {

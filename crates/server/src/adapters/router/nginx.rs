@@ -67,7 +67,7 @@ pub fn render(
          split_clients \"${{request_id}}\" $canary_upstream {{\n{split}}}\n\
          log_format canary1 'canary1 nginx $canary_upstream $status $request_time ----';\n\
          server {{\n    listen {confirm_listen};\n    access_log off;\n    \
-         location = /__canary {{ return 200 \"canary generation={generation} share={points} production={slot}\\n\"; }}\n}}\n",
+         location = /__canary {{ return 200 \"canary generation={generation} share={points} production={slot} pid=$pid\\n\"; }}\n}}\n",
         listed_production = upstream_name(UpstreamSlot::ListedAsProduction),
         listed_canary = upstream_name(UpstreamSlot::ListedAsCanary),
         production_server = servers[0],
@@ -76,13 +76,27 @@ pub fn render(
     )
 }
 
-/// The generation and routing the marker answer names.
-pub fn parse_marker(body: &str) -> Option<(u64, Routing)> {
+/// What the marker answers: the generation of the file the answering
+/// worker loaded, the routing it carries, and the worker's pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marker {
+    /// Which file it loaded.
+    pub generation: u64,
+    /// The routing that file carries.
+    pub routing: Routing,
+    /// The worker process that answered (absent in files written before it was added).
+    pub pid: Option<u32>,
+}
+
+/// The generation, routing and worker the marker answer names.
+pub fn parse_marker(body: &str) -> Option<Marker> {
     let mut generation = None;
     let mut share = None;
     let mut production = None;
+    let mut pid = None;
     for field in body.split_whitespace() {
         match field.split_once('=') {
+            Some(("pid", value)) => pid = value.parse::<u32>().ok(),
             Some(("generation", value)) => generation = value.parse::<u64>().ok(),
             Some(("share", value)) => {
                 share = value
@@ -97,13 +111,14 @@ pub fn parse_marker(body: &str) -> Option<(u64, Routing)> {
             _ => {}
         }
     }
-    Some((
-        generation?,
-        Routing {
+    Some(Marker {
+        generation: generation?,
+        routing: Routing {
             share: share?,
             production: production?,
         },
-    ))
+        pid,
+    })
 }
 
 /// nginx steered through a file it includes.
@@ -223,6 +238,14 @@ async fn apply(
 ) -> Result<Routing, String> {
     let file = &config.include_file;
     let before: Option<Vec<u8>> = tokio::fs::read(file).await.ok();
+    // The workers accepting connections now: after the reload, a change
+    // counts only once each of them has stopped accepting (the new
+    // workers answer the marker while an old one, not yet told to quit,
+    // may still take a new connection on the same socket).
+    let old_workers = match marker(config.confirm_listen.0).await {
+        Ok(Marker { pid: Some(pid), .. }) => accepting_workers(pid),
+        _ => Vec::new(),
+    };
     let text = render(routing, generation, servers, config.confirm_listen.0);
     write_atomically(file, text.as_bytes())
         .await
@@ -251,30 +274,49 @@ async fn apply(
     })?;
     let deadline = tokio::time::Instant::now() + RELOAD_DEADLINE;
     loop {
+        let past_deadline = tokio::time::Instant::now() >= deadline;
         match marker(config.confirm_listen.0).await {
-            Ok((loaded, in_force)) if loaded == generation => return Ok(in_force),
-            Ok((loaded, _)) if tokio::time::Instant::now() >= deadline => {
+            Ok(marker) if marker.generation == generation => {
+                let still_accepting: Vec<u32> = old_workers
+                    .iter()
+                    .copied()
+                    .filter(|pid| worker_accepts(*pid))
+                    .collect();
+                if still_accepting.is_empty() {
+                    return Ok(marker.routing);
+                }
+                if past_deadline {
+                    return Err(format!(
+                        "nginx serves generation {generation}, but worker processes of the old \
+                         config ({still_accepting:?}) still accept connections after {} s",
+                        RELOAD_DEADLINE.as_secs()
+                    ));
+                }
+            }
+            Ok(marker) if past_deadline => {
                 return Err(format!(
-                    "nginx did not load the new split within {} s: it still serves generation {loaded}, not {generation} (its error log says why)",
-                    RELOAD_DEADLINE.as_secs()
+                    "nginx did not load the new split within {} s: it still serves generation {}, not {generation} (its error log says why)",
+                    RELOAD_DEADLINE.as_secs(),
+                    marker.generation
                 ));
             }
-            Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(err) if past_deadline => return Err(err),
+            _ => {}
         }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// What the data plane serves now.
 async fn read(config: &NginxConfig, instance: &str) -> InstanceReading {
     match marker(config.confirm_listen.0).await {
-        Ok((_, routing)) => InstanceReading::in_force(instance, Some(routing)),
+        Ok(marker) => InstanceReading::in_force(instance, Some(marker.routing)),
         Err(err) => InstanceReading::failed(instance, err),
     }
 }
 
 /// `GET /__canary` on a new connection: the generation and split served.
-async fn marker(address: std::net::SocketAddr) -> Result<(u64, Routing), String> {
+async fn marker(address: std::net::SocketAddr) -> Result<Marker, String> {
     let ask = async {
         let mut stream = tokio::net::TcpStream::connect(address).await?;
         stream
@@ -294,6 +336,52 @@ async fn marker(address: std::net::SocketAddr) -> Result<(u64, Routing), String>
             "{address} does not answer with canary's marker (is router.nginx.include_file included in nginx's http block?)"
         )
     })
+}
+
+/// The worker processes of the nginx whose worker `pid` is that accept
+/// connections: its master's children titled `nginx: worker process`
+/// (a worker told to quit retitles itself `… is shutting down` as it
+/// closes its listening sockets). Empty where `/proc` cannot tell.
+fn accepting_workers(pid: u32) -> Vec<u32> {
+    let Some(master) = proc_stat(pid).map(|stat| stat.parent) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| proc_stat(*child).is_some_and(|stat| stat.parent == master))
+        .filter(|child| worker_accepts(*child))
+        .collect()
+}
+
+/// Whether process `pid` is an nginx worker that still accepts connections.
+fn worker_accepts(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|title| is_accepting_worker_title(&String::from_utf8_lossy(&title)))
+}
+
+/// `nginx: worker process` (with the padding nginx leaves), not `… is shutting down`.
+fn is_accepting_worker_title(title: &str) -> bool {
+    title.trim_end_matches(['\0', ' ']) == "nginx: worker process"
+}
+
+struct ProcStat {
+    parent: u32,
+}
+
+/// A process's parent, from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_parent(&text).map(|parent| ProcStat { parent })
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line: the second field after
+/// the command name, which is in parentheses and may hold anything.
+fn parse_parent(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
 }
 
 async fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -355,7 +443,9 @@ mod tests {
         );
         assert!(text.contains("upstream canary_listed_as_canary { server 10.0.0.12:8080; }"));
         assert!(
-            text.contains("return 200 \"canary generation=7 share=1250 production=production\\n\""),
+            text.contains(
+                "return 200 \"canary generation=7 share=1250 production=production pid=$pid\\n\""
+            ),
             "{text}"
         );
         let zero = render(
@@ -376,9 +466,35 @@ mod tests {
             "{swapped}"
         );
         assert_eq!(
-            parse_marker("canary generation=9 share=500 production=canary\n"),
-            Some((9, at(5.0, UpstreamSlot::ListedAsCanary)))
+            parse_marker("canary generation=9 share=500 production=canary pid=4242\n"),
+            Some(Marker {
+                generation: 9,
+                routing: at(5.0, UpstreamSlot::ListedAsCanary),
+                pid: Some(4242)
+            })
         );
         assert_eq!(parse_marker("<html>welcome to nginx</html>"), None);
+    }
+
+    #[test]
+    fn old_workers_are_told_from_new_ones_by_their_title_and_parent() {
+        assert!(is_accepting_worker_title("nginx: worker process\0\0\0\0"));
+        assert!(!is_accepting_worker_title(
+            "nginx: worker process is shutting down\0"
+        ));
+        assert!(!is_accepting_worker_title(
+            "nginx: master process nginx -c /etc/nginx/nginx.conf\0"
+        ));
+        assert_eq!(
+            parse_parent("24685 (nginx) S 24684 24684 24684 0 -1 4194624 263 0"),
+            Some(24684)
+        );
+        assert_eq!(
+            parse_parent("7 (a) b (c)) S 1 7 7 0 -1"),
+            Some(1),
+            "a name with parentheses and blanks"
+        );
+        // This very process is not an nginx worker.
+        assert!(!worker_accepts(std::process::id()));
     }
 }
