@@ -500,6 +500,9 @@ pub fn status_text(state: &CanaryState) -> String {
             "  router     {:<10} {} to the canary, {standing}",
             router.kind, router.effective_percent
         ));
+        if let Some(note) = &router.measurement {
+            lines.push(format!("  router log {note}"));
+        }
     }
     for service in [&state.production, &state.canary] {
         for metric in &service.custom_metrics {

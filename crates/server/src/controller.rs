@@ -323,6 +323,7 @@ impl Controller {
                 canary_share,
             } => self.observe(&second, canary_share),
             Event::RouterRead { routing, readings } => self.router_read(routing, readings),
+            Event::RouterMeasurement { note } => self.router_measurement(note),
             Event::Measured(snapshot) => {
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);

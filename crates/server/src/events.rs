@@ -34,6 +34,12 @@ pub enum Event {
         /// One reading per instance.
         readings: Vec<crate::domain::router::InstanceReading>,
     },
+    /// What an external router's own counters say of its access log:
+    /// `None` when the log brings every request it counts.
+    RouterMeasurement {
+        /// What is missing, in words.
+        note: Option<String>,
+    },
     /// A second of traffic was measured; the checks are judged on it.
     Measured(Arc<MetricsSnapshot>),
     /// A finished second as the statistical judge sees it (sent just before

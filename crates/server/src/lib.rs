@@ -231,6 +231,8 @@ pub fn start_with_demo(
         format!("{host}:{}", url.port_u16().unwrap_or(80))
     });
     let builtin_routing = share.clone();
+    let log_tally = Arc::new(adapters::router::access_log::LogTally::default());
+    let router_tally = Arc::clone(&log_tally);
     let make_router = move |events, initial| -> Arc<dyn ports::Router> {
         match (
             &router_config.kind,
@@ -238,7 +240,12 @@ pub fn start_with_demo(
             &router_config.nginx,
         ) {
             (config::RouterKind::Haproxy, Some(haproxy), _) => {
-                adapters::router::haproxy::HaproxyRouter::spawn(haproxy, initial, events)
+                adapters::router::haproxy::HaproxyRouter::spawn(
+                    haproxy,
+                    initial,
+                    events,
+                    Arc::clone(&router_tally),
+                )
             }
             (config::RouterKind::Nginx, _, Some(nginx)) => {
                 adapters::router::nginx::NginxRouter::spawn(nginx, servers, initial, events)
@@ -315,6 +322,7 @@ pub fn start_with_demo(
                 share.clone(),
                 Arc::clone(&recorder),
                 Arc::clone(&controller.own_metrics),
+                log_tally,
             ));
             drop(listeners.proxy);
             None

@@ -525,6 +525,11 @@ pub struct RouterStatus {
     pub detail: Option<String>,
     /// Each instance, as last read back (none for the built-in proxy).
     pub instances: Vec<RouterInstance>,
+    /// What the router's own counters say its access log misses (HAProxy
+    /// answered more requests than log lines arrived): the checks then see
+    /// only part of the traffic.
+    #[serde(default)]
+    pub measurement: Option<String>,
 }
 
 /// One instance of an external router, as last read back.

@@ -132,6 +132,7 @@ pub(crate) fn sample_state() -> CanaryState {
             effective_percent: share(25.0),
             confirmed: false,
             detail: Some("127.0.0.1:9999: cannot reach the stats socket".to_owned()),
+            measurement: None,
             instances: vec![
                 crate::RouterInstance {
                     name: "/run/haproxy/admin.sock".to_owned(),

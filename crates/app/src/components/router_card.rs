@@ -1,6 +1,7 @@
-//! The router card, shown when an external router (HAProxy) splits the
-//! traffic: the share it applies, whether every instance has it, and each
-//! instance's reading or error.
+//! The router card, shown when an external router (HAProxy, nginx, a
+//! Gateway API route) splits the traffic: the share it applies, whether
+//! every instance has it, each instance's reading or error, and a warning
+//! when the router counted requests its access log did not bring.
 
 use canary_shared::CanaryState;
 use leptos::prelude::*;
@@ -21,6 +22,9 @@ pub fn RouterCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         <span class=view.badge_class data-testid="router-state">{view.badge}</span>
                     </header>
                     <p class="router__headline" data-testid="router-headline">{view.headline}</p>
+                    {view.measurement.map(|note| view! {
+                        <p class="router__measurement" role="status" data-testid="router-measurement">{note}</p>
+                    })}
                     <ul class="router__instances">
                         {view.instances.into_iter().map(|(name, reading)| view! {
                             <li class="router__instance">

@@ -141,6 +141,8 @@ pub struct RouterView {
     pub headline: String,
     /// Each instance and its reading.
     pub instances: Vec<(String, String)>,
+    /// What the router's counters say its access log misses.
+    pub measurement: Option<String>,
 }
 
 /// The router card for `router`; nothing for the built-in proxy, which
@@ -175,6 +177,7 @@ pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
         badge,
         badge_class,
         headline,
+        measurement: router.measurement.clone(),
         instances: router
             .instances
             .iter()
@@ -247,6 +250,13 @@ mod tests {
         assert_eq!(
             view.instances[0].1,
             "accepting the route's generation 5 (it has 4)"
+        );
+        let mut lossy = state.router.clone();
+        lossy.measurement =
+            Some("server canary answered 1000 requests, its access log brought 700".to_owned());
+        assert_eq!(
+            router_view(&lossy).unwrap().measurement.as_deref(),
+            Some("server canary answered 1000 requests, its access log brought 700")
         );
         let mut builtin = state.router;
         builtin.kind = "builtin".to_owned();

@@ -24,6 +24,8 @@ pub(super) struct RouterProgress {
     pub(super) confirmed_once: bool,
     /// The last readings, one per instance.
     pub(super) readings: Vec<InstanceReading>,
+    /// What the router's own counters say the access log misses.
+    pub(super) measurement: Option<String>,
 }
 
 impl RouterProgress {
@@ -39,6 +41,7 @@ impl RouterProgress {
             },
             confirmed_once: at_once,
             readings: Vec::new(),
+            measurement: None,
         }
     }
 }
@@ -54,8 +57,11 @@ impl Controller {
             ..routing
         });
         self.router.request(routing);
-        self.router_progress =
-            RouterProgress::new(routing, effective, capabilities.applies_at_once);
+        let measurement = self.router_progress.measurement.take();
+        self.router_progress = RouterProgress {
+            measurement,
+            ..RouterProgress::new(routing, effective, capabilities.applies_at_once)
+        };
         tracing::info!(
             router = capabilities.kind,
             share = %routing.share,
@@ -81,6 +87,7 @@ impl Controller {
                     Some(reason.clone())
                 }
             },
+            measurement: progress.measurement.clone(),
             instances: progress
                 .readings
                 .iter()
@@ -91,6 +98,17 @@ impl Controller {
                     waiting: reading.waiting.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// Takes what an external router's counters say of its access log.
+    pub(super) fn router_measurement(&mut self, note: Option<String>) {
+        if let Some(note) = &note {
+            tracing::warn!(%note, "the router's access log misses requests");
+        }
+        if self.router_progress.measurement != note {
+            self.router_progress.measurement = note;
+            self.publish();
         }
     }
 

@@ -169,6 +169,46 @@ pub fn with_router(assessment: &Assessment, verdict: Verdict) -> Verdict {
     }
 }
 
+/// Requests a router counted on one server, next to the lines its access
+/// log brought for it, over the same stretch of time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogCoverage {
+    /// Requests the router says the server answered (HAProxy: its HTTP
+    /// responses and response errors).
+    pub counted: u64,
+    /// Lines its access log brought for the server.
+    pub logged: u64,
+}
+
+/// Too few requests to tell a lost line from a line still in flight.
+const COVERAGE_MIN_COUNTED: u64 = 50;
+
+/// Whether the access log brought (nearly) every request the router
+/// counted, per server; `None` when it did, or in words what is missing:
+/// the checks then see only part of the traffic (UDP lines lost, or an
+/// instance that logs elsewhere).
+pub fn log_coverage(servers: &[(&str, LogCoverage)]) -> Option<String> {
+    let short: Vec<String> = servers
+        .iter()
+        .filter(|(_, coverage)| {
+            coverage.counted >= COVERAGE_MIN_COUNTED && coverage.logged * 10 < coverage.counted * 9
+        })
+        .map(|(server, coverage)| {
+            format!(
+                "server {server} answered {} requests, its access log brought {}",
+                coverage.counted, coverage.logged
+            )
+        })
+        .collect();
+    (!short.is_empty()).then(|| {
+        format!(
+            "{}: log lines are being lost (UDP drops, or an instance that logs elsewhere), so the \
+             checks see only part of the traffic",
+            short.join("; ")
+        )
+    })
+}
+
 /// HAProxy weights (0–256 each) for `routing`, as (production's server,
 /// canary's server) by slot, and the share they give: the representable
 /// share nearest to the one asked for (every whole percent is exact).
@@ -303,6 +343,31 @@ mod tests {
             assess(wanted, effective, &[good, down, behind], true),
             Assessment::Failed { reason } if reason == "c: connection refused"
         ));
+    }
+
+    #[test]
+    fn lost_log_lines_are_named_once_there_are_enough_requests_to_tell() {
+        let full = LogCoverage {
+            counted: 1000,
+            logged: 998,
+        };
+        let lossy = LogCoverage {
+            counted: 1000,
+            logged: 700,
+        };
+        let few = LogCoverage {
+            counted: 20,
+            logged: 0,
+        };
+        assert_eq!(log_coverage(&[("prod", full), ("canary", few)]), None);
+        assert_eq!(
+            log_coverage(&[("prod", full), ("canary", lossy)]).as_deref(),
+            Some(
+                "server canary answered 1000 requests, its access log brought 700: log lines are \
+                 being lost (UDP drops, or an instance that logs elsewhere), so the checks see \
+                 only part of the traffic"
+            )
+        );
     }
 
     #[test]

@@ -412,6 +412,91 @@ pub(crate) async fn wait_until_free(address: std::net::SocketAddr) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_stat_finds_a_server_haproxy_sends_nothing_and_log_lines_that_go_missing() {
+    let ThroughHaproxy {
+        production: _production,
+        canary: _canary,
+        mut haproxy,
+        app,
+    } = through_haproxy(50.0, |_| {}).await;
+
+    // The canary's server in maintenance takes none of its share: the
+    // weights are right, but the split is not in force.
+    assert_eq!(
+        runtime(&haproxy, "set server app/canary state maint")
+            .await
+            .trim(),
+        ""
+    );
+    let waiting = eventually("the server's state to show", async || {
+        let router = app.controller.state.borrow().router.clone();
+        router
+            .instances
+            .first()?
+            .waiting
+            .clone()
+            .filter(|_| !router.confirmed)
+    })
+    .await;
+    assert_eq!(
+        waiting,
+        "server app/canary is MAINT in HAProxy: it gets none of its share"
+    );
+    assert_eq!(
+        runtime(&haproxy, "set server app/canary state ready")
+            .await
+            .trim(),
+        ""
+    );
+    eventually("the split to count again", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+    assert_eq!(app.controller.state.borrow().router.measurement, None);
+
+    // HAProxy restarted logging one request in two: its counters show
+    // what the log misses.
+    let _ = haproxy.child.kill();
+    let _ = haproxy.child.wait();
+    let config = haproxy._dir.path().join("haproxy.cfg");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains(" local0"), "{text}");
+    std::fs::write(&config, text.replacen(" local0", " sample 1:2 local0", 1)).unwrap();
+    haproxy.child = Command::new("haproxy")
+        .args(["-db", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the restarted HAProxy to have canary's split", async || {
+        let weight = canary_server::adapters::router::haproxy::exchange(
+            &RuntimeSocket::Unix(haproxy.socket.clone()),
+            "get weight app/canary",
+        )
+        .await
+        .ok()?;
+        (weight.starts_with("1 ") && app.controller.state.borrow().router.confirmed).then_some(())
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let note = loop {
+        let state = app.controller.state.borrow().clone();
+        if let Some(note) = state.router.measurement {
+            break note;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no note: {:?}",
+            state.router
+        );
+        let _ = canary_answers(haproxy.front, 100).await;
+    };
+    assert!(note.contains("its access log brought"), "{note}");
+    assert!(note.contains("log lines are being lost"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_refuses_a_socket_that_is_not_haproxy_and_a_server_haproxy_does_not_know() {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;

@@ -24,6 +24,7 @@
 //! or `S` the server side).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use canary_shared::Side;
@@ -33,6 +34,35 @@ use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::domain::roles::UpstreamSlot;
+
+/// Lines recorded per server, for a router that counts its requests too
+/// (HAProxy's `show stat`) to tell whether lines go missing.
+#[derive(Debug, Default)]
+pub struct LogTally {
+    /// By slot: the server listed as production, then as canary.
+    lines: [AtomicU64; 2],
+}
+
+impl LogTally {
+    fn count(&self, slot: UpstreamSlot) {
+        self.lines[slot_index(slot)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Lines recorded so far, by slot (listed as production, as canary).
+    pub fn lines(&self) -> [u64; 2] {
+        [
+            self.lines[0].load(Ordering::Relaxed),
+            self.lines[1].load(Ordering::Relaxed),
+        ]
+    }
+}
+
+fn slot_index(slot: UpstreamSlot) -> usize {
+    match slot {
+        UpstreamSlot::ListedAsProduction => 0,
+        UpstreamSlot::ListedAsCanary => 1,
+    }
+}
 
 /// The marker that starts canary's part of a line.
 pub const MARKER: &str = "canary1";
@@ -136,6 +166,7 @@ pub async fn run(
     routing: SharedRouting,
     recorder: Arc<Recorder>,
     counts: Arc<OwnMetrics>,
+    tally: Arc<LogTally>,
 ) {
     let mut buffer = vec![0u8; 8192];
     loop {
@@ -176,6 +207,7 @@ pub async fn run(
                     Duration::from_millis(request.active_ms),
                 );
                 counts.log_line(true);
+                tally.count(slot);
             }
             Err(reason) => {
                 let unusable = counts.log_line(false);
