@@ -56,7 +56,7 @@ pub use crate::config::metrics::{
 };
 pub use crate::config::router::{
     GatewayApiConfig, GatewayServices, HaproxyConfig, HaproxyServers, KubeName, LoopbackAddr,
-    NginxConfig, OnDrift, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
+    NginxConfig, NginxVariable, OnDrift, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
 };
 pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,

@@ -516,6 +516,10 @@ mod tests {
 pub struct RouterStatus {
     /// `builtin`, `haproxy`, `nginx` or `gateway_api`.
     pub kind: String,
+    /// How it changes the split, which shares it gives exactly and whether
+    /// a client stays on one side, in words.
+    #[serde(default)]
+    pub about: String,
     /// The canary's share as the router applies it (an external router
     /// quantizes: HAProxy's weights make every whole percent exact).
     pub effective_percent: CanaryShare,

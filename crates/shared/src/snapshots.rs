@@ -129,6 +129,7 @@ pub(crate) fn sample_state() -> CanaryState {
         }],
         router: crate::RouterStatus {
             kind: "haproxy".to_owned(),
+            about: "Changes by the Runtime API. Shares: every whole percent exact.".to_owned(),
             effective_percent: share(25.0),
             confirmed: false,
             detail: Some("127.0.0.1:9999: cannot reach the stats socket".to_owned()),

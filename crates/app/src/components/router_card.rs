@@ -33,6 +33,7 @@ pub fn RouterCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                             </li>
                         }).collect_view()}
                     </ul>
+                    <p class="router__about">{view.about}</p>
                 </article>
             }
         })

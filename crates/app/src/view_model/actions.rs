@@ -143,6 +143,8 @@ pub struct RouterView {
     pub instances: Vec<(String, String)>,
     /// What the router's counters say its access log misses.
     pub measurement: Option<String>,
+    /// How it changes the split, its granularity and stickiness.
+    pub about: String,
 }
 
 /// The router card for `router`; nothing for the built-in proxy, which
@@ -178,6 +180,7 @@ pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
         badge_class,
         headline,
         measurement: router.measurement.clone(),
+        about: router.about.clone(),
         instances: router
             .instances
             .iter()

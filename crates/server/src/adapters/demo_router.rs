@@ -96,7 +96,11 @@ pub fn start(
                 production: UpstreamSlot::ListedAsProduction,
             };
             let servers = [production.to_owned(), canary.to_owned()];
-            std::fs::write(&split, nginx::render(routing, 1, &servers, confirm)).map_err(io)?;
+            std::fs::write(
+                &split,
+                nginx::render(routing, 1, &servers, "$request_id", confirm),
+            )
+            .map_err(io)?;
             let p = prefix.display();
             let conf = prefix.join("nginx.conf");
             std::fs::write(

@@ -36,7 +36,9 @@ impl Router for BuiltinRouter {
             kind: "builtin",
             applies_at_once: true,
             exact_zero: true,
-            change: "at once, on the next request",
+            change: "the proxy itself, on the next request",
+            granularity: "every 0.01 %",
+            stickiness: "each request drawn afresh, unless proxy.stickiness keeps a client on its side",
         }
     }
 

@@ -148,6 +148,39 @@ pub struct NginxConfig {
     pub confirm_listen: LoopbackAddr,
     /// Where canary receives nginx's access log (syslog over UDP, loopback).
     pub log_listen: LoopbackAddr,
+    /// What `split_clients` hashes to choose a side: `$request_id` (each
+    /// request drawn afresh), or a variable that stays the same for a
+    /// client (`$cookie_session`, `$http_x_user_id`, a `map` of your own)
+    /// to keep each client on one side.
+    #[serde(default)]
+    pub split_by: NginxVariable,
+}
+
+/// An nginx variable, or several run together (`$cookie_id$remote_addr`):
+/// `$`, letters, digits and `_` only, so it cannot change what the written
+/// file means.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String")]
+pub struct NginxVariable(pub String);
+
+impl Default for NginxVariable {
+    fn default() -> Self {
+        NginxVariable("$request_id".to_owned())
+    }
+}
+
+impl TryFrom<String> for NginxVariable {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+        if !text.starts_with('$') || text.len() < 2 || !text.chars().all(allowed) {
+            return Err(format!(
+                "{text:?} is not an nginx variable such as $request_id or $cookie_session"
+            ));
+        }
+        Ok(NginxVariable(text))
+    }
 }
 
 fn default_nginx_test() -> crate::config::HookCommand {

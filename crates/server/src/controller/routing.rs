@@ -76,6 +76,7 @@ impl Controller {
         let progress = &self.router_progress;
         RouterStatus {
             kind: self.router.capabilities().kind.to_owned(),
+            about: self.router.capabilities().describe(),
             effective_percent: progress.effective,
             confirmed: progress.assessment == Assessment::Confirmed,
             detail: match &progress.assessment {

@@ -25,6 +25,20 @@ pub struct RouterCapabilities {
     pub exact_zero: bool,
     /// How a change is made, in words (`at once`, `runtime API`, `reload`).
     pub change: &'static str,
+    /// Which shares it can give exactly, in words.
+    pub granularity: &'static str,
+    /// Whether a client stays on one side, in words.
+    pub stickiness: &'static str,
+}
+
+impl RouterCapabilities {
+    /// All of it in one line, for people.
+    pub fn describe(&self) -> String {
+        format!(
+            "Changes by {}. Shares: {}. Clients: {}.",
+            self.change, self.granularity, self.stickiness
+        )
+    }
 }
 
 /// What one instance of a router reports having in force.

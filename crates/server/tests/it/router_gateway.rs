@@ -390,6 +390,14 @@ async fn a_rollout_through_an_httproute_is_written_accepted_measured_kept_and_ro
     let state = app.controller.state.borrow().clone();
     assert_eq!(state.router.kind, "gateway_api");
     assert_eq!(state.router.instances[0].name, "Gateway web/edge");
+    assert!(
+        state
+            .router
+            .about
+            .contains("Shares: every 0.01 % (one weight per basis point)"),
+        "{}",
+        state.router.about
+    );
     assert_eq!(
         state.router.instances[0].canary_percent,
         Some(CanaryShare::from_percent(5.0).unwrap())

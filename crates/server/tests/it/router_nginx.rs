@@ -113,6 +113,7 @@ fn start_nginx(
             routing,
             1,
             &servers,
+            "$request_id",
             std::net::SocketAddr::from(([127, 0, 0, 1], confirm)),
         ),
     )
@@ -250,5 +251,56 @@ async fn a_canary_failing_through_nginx_is_rolled_back_and_then_sent_nothing() {
         canary_answers(nginx.front, 400).await,
         0,
         "a 0 % side is `down` in the written file: nothing reaches it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_split_by_a_client_variable_each_client_stays_on_one_side() {
+    let production = FakeUpstream::named("production").await;
+    let canary = FakeUpstream::named("canary").await;
+    let (confirm, log_port) = (free_tcp_port(), free_udp_port());
+    let nginx = start_nginx(&production, &canary, confirm, log_port);
+    let mut router = nginx_router(&nginx, confirm, log_port);
+    router.nginx.as_mut().unwrap().split_by =
+        canary_server::config::NginxVariable("$http_x_user".to_owned());
+    let app = app_with_router(&production, &canary, router).await;
+    crate::promotion::start(&app, "v2.7.0", 50.0).await;
+    eventually("nginx to serve 50 %", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+    let about = app.controller.state.borrow().router.about.clone();
+    assert!(
+        about.contains("each keeps its side while the share stays"),
+        "{about}"
+    );
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let mut users_on_canary = 0;
+    for user in 0..100 {
+        let mut sides = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let request = hyper::Request::get(format!("http://{}/", nginx.front))
+                .header("x-user", format!("user-{user}"))
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let (_, headers, _) = crate::support::send(client.clone(), request).await;
+            sides.insert(
+                headers
+                    .get("x-upstream")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(sides.len(), 1, "user-{user} was sent to {sides:?}");
+        if sides.contains("canary") {
+            users_on_canary += 1;
+        }
+    }
+    assert!(
+        (30..=70).contains(&users_on_canary),
+        "{users_on_canary} of 100 users on the canary at 50 %"
     );
 }

@@ -83,7 +83,9 @@ impl Router for GatewayRouter {
             // Weight 0 is "no traffic should be forwarded" (Gateway API);
             // session persistence, where implemented, is the Gateway's.
             exact_zero: true,
-            change: "HTTPRoute backendRefs weights, confirmed by the Gateways' Accepted condition",
+            change: "the HTTPRoute's backendRefs weights, confirmed by the Gateways' Accepted condition",
+            granularity: "every 0.01 % (one weight per basis point)",
+            stickiness: "as the Gateway's session persistence says, where it has it",
         }
     }
 

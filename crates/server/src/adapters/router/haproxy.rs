@@ -77,7 +77,9 @@ impl Router for HaproxyRouter {
             applies_at_once: false,
             // Weight 0 still admits clients that stick to the server by cookie.
             exact_zero: false,
-            change: "Runtime API (set server … weight), read back with get weight",
+            change: "the Runtime API (set server … weight), read back with get weight",
+            granularity: "every whole percent exact, others to the nearest HAProxy's weights 0–256 give",
+            stickiness: "as HAProxy's balance and cookie settings say; weight 0 still admits clients that stick to the server",
         }
     }
 

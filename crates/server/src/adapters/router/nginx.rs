@@ -45,6 +45,7 @@ pub fn render(
     routing: Routing,
     generation: u64,
     servers: &[String; 2],
+    split_by: &str,
     confirm_listen: std::net::SocketAddr,
 ) -> String {
     let canary = upstream_name(routing.production.other());
@@ -64,7 +65,7 @@ pub fn render(
         "# Written by canary (router.nginx.include_file): every change overwrites it.\n\
          upstream {listed_production} {{ server {production_server}; }}\n\
          upstream {listed_canary} {{ server {canary_server}; }}\n\
-         split_clients \"${{request_id}}\" $canary_upstream {{\n{split}}}\n\
+         split_clients \"{split_by}\" $canary_upstream {{\n{split}}}\n\
          log_format canary1 'canary1 nginx $canary_upstream $status $request_time ----';\n\
          server {{\n    listen {confirm_listen};\n    access_log off;\n    \
          location = /__canary {{ return 200 \"canary generation={generation} share={points} production={slot} pid=$pid\\n\"; }}\n}}\n",
@@ -125,6 +126,8 @@ pub fn parse_marker(body: &str) -> Option<Marker> {
 #[derive(Debug)]
 pub struct NginxRouter {
     wanted: watch::Sender<Routing>,
+    /// Whether `split_clients` hashes something a client keeps.
+    sticky: bool,
 }
 
 impl NginxRouter {
@@ -142,7 +145,10 @@ impl NginxRouter {
             wanted_rx,
             events,
         ));
-        Arc::new(NginxRouter { wanted })
+        Arc::new(NginxRouter {
+            wanted,
+            sticky: config.split_by != crate::config::NginxVariable::default(),
+        })
     }
 }
 
@@ -152,7 +158,13 @@ impl Router for NginxRouter {
             kind: "nginx",
             applies_at_once: false,
             exact_zero: true,
-            change: "config file, nginx -t, reload; confirmed through the data plane",
+            change: "a config file, nginx -t and a reload, confirmed through the data plane",
+            granularity: "every 0.01 % (split_clients)",
+            stickiness: if self.sticky {
+                "each keeps its side while the share stays (split_by), and moves only towards the canary as it grows"
+            } else {
+                "each request drawn afresh ($request_id); set router.nginx.split_by to keep clients on a side"
+            },
         }
     }
 
@@ -246,7 +258,13 @@ async fn apply(
         Ok(Marker { pid: Some(pid), .. }) => accepting_workers(pid),
         _ => Vec::new(),
     };
-    let text = render(routing, generation, servers, config.confirm_listen.0);
+    let text = render(
+        routing,
+        generation,
+        servers,
+        &config.split_by.0,
+        config.confirm_listen.0,
+    );
     write_atomically(file, text.as_bytes())
         .await
         .map_err(|err| format!("cannot write {}: {err}", file.display()))?;
@@ -433,7 +451,23 @@ mod tests {
             at(12.5, UpstreamSlot::ListedAsProduction),
             7,
             &servers,
+            "$request_id",
             confirm,
+        );
+        assert!(
+            text.contains("split_clients \"$request_id\" $canary_upstream {"),
+            "{text}"
+        );
+        let sticky = render(
+            at(12.5, UpstreamSlot::ListedAsProduction),
+            7,
+            &servers,
+            "$cookie_session",
+            confirm,
+        );
+        assert!(
+            sticky.contains("split_clients \"$cookie_session\" $canary_upstream {"),
+            "{sticky}"
         );
         assert!(
             text.contains(
@@ -452,13 +486,20 @@ mod tests {
             at(0.0, UpstreamSlot::ListedAsProduction),
             8,
             &servers,
+            "$request_id",
             confirm,
         );
         assert!(
             zero.contains("    * canary_listed_as_production;\n}"),
             "no 0 % entry: {zero}"
         );
-        let swapped = render(at(5.0, UpstreamSlot::ListedAsCanary), 9, &servers, confirm);
+        let swapped = render(
+            at(5.0, UpstreamSlot::ListedAsCanary),
+            9,
+            &servers,
+            "$request_id",
+            confirm,
+        );
         assert!(
             swapped.contains(
                 "    5.00% canary_listed_as_production;\n    * canary_listed_as_canary;\n"
