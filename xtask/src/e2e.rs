@@ -13,11 +13,13 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
 /// Runs Playwright against an already built console.
 pub(crate) fn run_built(sh: &Shell) -> anyhow::Result<()> {
     step("e2e: building the server");
-    cmd!(
-        sh,
-        "cargo build --locked --package canary-server --bin canary"
-    )
-    .run()?;
+    // Built as `cargo test --workspace` builds it for the integration
+    // tests (test dependencies in the feature set), so in CI nothing is
+    // compiled again; `cargo build --bin canary` alone resolves other
+    // features and rebuilds much of the tree.
+    cmd!(sh, "cargo test --locked --workspace --no-run")
+        .quiet()
+        .run()?;
     step("e2e: playwright (Debian's chromium)");
     let root = workspace_root();
     let _dir = sh.push_dir("e2e");

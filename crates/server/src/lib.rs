@@ -53,8 +53,9 @@ pub use crate::api::router;
 pub struct Listeners {
     /// Console, REST API and WebSocket.
     pub admin: TcpListener,
-    /// The traffic-splitting proxy.
-    pub proxy: TcpListener,
+    /// The traffic-splitting proxy; none when an external router splits
+    /// the traffic (`router.kind` other than `builtin`).
+    pub proxy: Option<TcpListener>,
 }
 
 /// Serves the admin API, the console and the proxy until `shutdown`
@@ -95,11 +96,13 @@ pub enum StartError {
     Tls(#[from] adapters::tls::TlsError),
     /// The access log listener of an external router cannot listen.
     #[error(
-        "cannot listen for the router's access log on {address} (router.haproxy.log_listen): {source}"
+        "cannot listen for the router's access log on {address} (router.{field}.log_listen): {source}"
     )]
     AccessLog {
         /// Where.
         address: std::net::SocketAddr,
+        /// The router kind whose `log_listen` names it.
+        field: &'static str,
         /// Why.
         source: std::io::Error,
     },
@@ -219,7 +222,11 @@ pub fn start_with_demo(
                     socket.set_nonblocking(true)?;
                     tokio::net::UdpSocket::from_std(socket)
                 })
-                .map_err(|source| StartError::AccessLog { address, source })?;
+                .map_err(|source| StartError::AccessLog {
+                    address,
+                    field: config.router.kind.config_name(),
+                    source,
+                })?;
             Some((socket, names))
         }
         None => None,
@@ -315,7 +322,7 @@ pub fn start_with_demo(
         let (stopping_tx, stopping_rx) = watch::channel(false);
         // The built-in proxy serves only as the router; an external router's
         // requests are measured from its access log instead.
-        let proxy_task = if let Some((socket, names)) = access_log {
+        if let Some((socket, names)) = access_log {
             tasks.spawn(adapters::router::access_log::run(
                 socket,
                 names,
@@ -324,17 +331,20 @@ pub fn start_with_demo(
                 Arc::clone(&controller.own_metrics),
                 log_tally,
             ));
-            drop(listeners.proxy);
-            None
-        } else {
-            let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
-            let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
-            Some(tokio::spawn(adapters::proxy::serve_on_threads(
-                listeners.proxy,
-                proxy,
-                proxy_threads,
-                stopping_rx.clone(),
-            )))
+        }
+        let proxy_task = match listeners.proxy {
+            Some(listener) if config.router.kind == config::RouterKind::Builtin => {
+                let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
+                let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
+                Some(tokio::spawn(adapters::proxy::serve_on_threads(
+                    listener,
+                    proxy,
+                    proxy_threads,
+                    stopping_rx.clone(),
+                )))
+            }
+            // An external router carries the traffic: the proxy serves nothing.
+            _ => None,
         };
         let app_state = AppState {
             state: controller.state.clone(),

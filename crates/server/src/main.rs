@@ -439,7 +439,9 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
         let listeners = listeners::bind(&config, inherited).await?;
         let proxy_addr = listeners
             .proxy
-            .local_addr()
+            .as_ref()
+            .map(|proxy| proxy.local_addr())
+            .transpose()
             .context("cannot read the bound address")?;
         announce(&config, &listeners, &config_file.display().to_string())?;
         #[allow(clippy::print_stdout, reason = "what the newcomer reads first")]
@@ -483,7 +485,7 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
                 }
                 services.send_load(router.front);
             }
-            None => services.send_load(proxy_addr),
+            None => services.send_load(proxy_addr.context("the demo's built-in proxy has no listener")?),
         }
         let result = server
             .await
@@ -503,7 +505,9 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
         .context("cannot read the bound address")?;
     let proxy_addr = listeners
         .proxy
-        .local_addr()
+        .as_ref()
+        .map(|proxy| proxy.local_addr())
+        .transpose()
         .context("cannot read the bound address")?;
     let scheme = if config.server.tls.is_some() {
         "https"
@@ -511,7 +515,13 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
         "http"
     };
     let console = format!("{scheme}://{admin_addr}/admin/canary/");
-    let proxy = format!("http://{proxy_addr}/");
+    let proxy = match proxy_addr {
+        Some(address) => format!("http://{address}/"),
+        None => format!(
+            "none: the traffic goes through the router (router.kind {})",
+            config.router.kind.config_name()
+        ),
+    };
     tracing::info!(%console, %proxy, config = %source, "canary serving");
     if json_logs() {
         // The log line above says it, as JSON like every other line.
@@ -524,7 +534,14 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
         // pipe) must keep serving, not panic on its start-up lines.
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "canary: console at {console}");
-        let _ = writeln!(out, "canary: proxy at {proxy}");
+        match proxy_addr {
+            Some(_) => {
+                let _ = writeln!(out, "canary: proxy at {proxy}");
+            }
+            None => {
+                let _ = writeln!(out, "canary: proxy {proxy}");
+            }
+        }
         let _ = out.flush();
     }
     Ok(())

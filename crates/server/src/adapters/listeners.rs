@@ -82,15 +82,20 @@ pub async fn bind(config: &Config, inherited: Inherited) -> anyhow::Result<Liste
             })?,
     };
     let proxy = match inherited.proxy {
-        Some(listener) => adopt(listener, "proxy")?,
-        None => TcpListener::bind(config.server.proxy_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (server.proxy_listen or --proxy-listen)",
-                    config.server.proxy_listen
-                )
-            })?,
+        Some(listener) => Some(adopt(listener, "proxy")?),
+        // An external router carries the traffic: the proxy's address is
+        // left to whoever wants it.
+        None if config.router.kind != crate::config::RouterKind::Builtin => None,
+        None => Some(
+            TcpListener::bind(config.server.proxy_listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} (server.proxy_listen or --proxy-listen)",
+                        config.server.proxy_listen
+                    )
+                })?,
+        ),
     };
     Ok(Listeners { admin, proxy })
 }
@@ -105,4 +110,31 @@ fn adopt(listener: std::net::TcpListener, name: &str) -> anyhow::Result<TcpListe
         tracing::info!(%address, "{name}: listening on an inherited socket");
     }
     Ok(listener)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn with_an_external_router_the_proxy_address_is_left_alone() {
+        let seed = include_str!("../../../../canary-config.yaml");
+        let seed = &seed[seed.find("\ncanary:\n").unwrap() + 1..];
+        // The proxy's address is taken by something else.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let text = format!(
+            "server:\n  admin_listen: \"127.0.0.1:0\"\n  proxy_listen: \"{}\"\nrouter:\n  kind: haproxy\n  haproxy:\n    instances: [\"/run/haproxy/admin.sock\"]\n    backend: app\n    servers: {{ production: prod, canary: canary }}\n    log_listen: \"127.0.0.1:5140\"\n{seed}",
+            taken.local_addr().unwrap()
+        );
+        let config = Config::from_yaml(&text).unwrap();
+        let listeners = bind(&config, Inherited::default()).await.unwrap();
+        assert!(listeners.proxy.is_none());
+        let mut builtin = config;
+        builtin.router.kind = crate::config::RouterKind::Builtin;
+        let err = bind(&builtin, Inherited::default()).await.err().unwrap();
+        assert!(
+            format!("{err:#}").contains("server.proxy_listen"),
+            "{err:#}"
+        );
+    }
 }

@@ -58,6 +58,18 @@ pub enum RouterKind {
     GatewayApi,
 }
 
+impl RouterKind {
+    /// As the config spells it.
+    pub fn config_name(self) -> &'static str {
+        match self {
+            RouterKind::Builtin => "builtin",
+            RouterKind::Haproxy => "haproxy",
+            RouterKind::Nginx => "nginx",
+            RouterKind::GatewayApi => "gateway_api",
+        }
+    }
+}
+
 /// `router.gateway_api:`
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

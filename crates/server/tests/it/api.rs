@@ -755,7 +755,10 @@ async fn an_admin_listener_reachable_from_other_machines_is_refused() {
     config.server.data_dir = dir.path().join("data");
     let refused = canary_server::start(
         config,
-        canary_server::Listeners { admin, proxy },
+        canary_server::Listeners {
+            admin,
+            proxy: Some(proxy),
+        },
         std::sync::Arc::new(canary_server::adapters::clock::SystemClock),
         std::future::pending(),
     )

@@ -297,7 +297,10 @@ impl TestApp {
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (controller, server) = canary_server::start(
             config.clone(),
-            Listeners { admin, proxy },
+            Listeners {
+                admin,
+                proxy: Some(proxy),
+            },
             Arc::new(SystemClock),
             async {
                 let _ = shutdown_rx.await;
@@ -329,7 +332,10 @@ impl TestApp {
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let (controller, server) = canary_server::start(
             self.config.clone(),
-            Listeners { admin, proxy },
+            Listeners {
+                admin,
+                proxy: Some(proxy),
+            },
             Arc::new(SystemClock),
             async {
                 let _ = shutdown_rx.await;
