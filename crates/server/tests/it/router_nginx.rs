@@ -222,7 +222,8 @@ async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measu
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_canary_failing_through_nginx_is_rolled_back_and_then_sent_nothing() {
+async fn through_nginx_a_split_changed_by_hand_is_corrected_and_a_failing_canary_rolled_back_to_nothing()
+ {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;
     let (confirm, log_port) = (free_tcp_port(), free_udp_port());
@@ -234,6 +235,47 @@ async fn a_canary_failing_through_nginx_is_rolled_back_and_then_sent_nothing() {
         app.controller.state.borrow().router.confirmed.then_some(())
     })
     .await;
+
+    // Someone writes canary's file by hand (25 %) and reloads: found,
+    // audited and written again.
+    let split = nginx.dir.path().join("split.conf");
+    let by_hand = std::fs::read_to_string(&split)
+        .unwrap()
+        .replace(
+            "50.00% canary_listed_as_canary",
+            "25.00% canary_listed_as_canary",
+        )
+        .replace("share=5000", "share=2500");
+    std::fs::write(&split, by_hand).unwrap();
+    let reload = nginx.command(&["-s", "reload"]);
+    assert!(
+        Command::new(&reload[0])
+            .args(&reload[1..])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let trail = eventually("the drift to be corrected", async || {
+        let (_, _, body) = crate::support::http_get(
+            &app.url("/admin/canary/audit?action=router_drift"),
+            "application/json",
+        )
+        .await;
+        let page: canary_shared::AuditPage = serde_json::from_str(&body).unwrap();
+        let file = std::fs::read_to_string(&split).unwrap();
+        (!page.events.is_empty() && file.contains("share=5000")).then_some(page)
+    })
+    .await;
+    let reason = trail.events[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("has 25 % to the canary (asked for 50 %)"),
+        "{reason}"
+    );
+    eventually("nginx to serve 50 % again", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+
     canary.set_status(500);
     for _ in 0..40 {
         if app.controller.state.borrow().phase == Phase::RolledBack {
