@@ -449,12 +449,17 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,
-                "canary: demo services: production {} at {}, canary {} at {}; {} requests/s of load through the proxy",
+                "canary: demo services: production {} at {}, canary {} at {}; {} requests/s of load through {}",
                 demo::PRODUCTION_VERSION,
                 services.production_url(),
                 demo::CANARY_VERSION,
                 services.canary_url(),
-                args.load
+                args.load,
+                match args.router {
+                    DemoRouterArg::Builtin => "the proxy",
+                    DemoRouterArg::Haproxy => "HAProxy",
+                    DemoRouterArg::Nginx => "nginx",
+                }
             );
             let _ = writeln!(
                 out,

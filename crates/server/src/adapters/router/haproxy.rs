@@ -78,7 +78,7 @@ impl Router for HaproxyRouter {
             // Weight 0 still admits clients that stick to the server by cookie.
             exact_zero: false,
             change: "the Runtime API (set server … weight), read back with get weight",
-            granularity: "every whole percent exact, others to the nearest HAProxy's weights 0–256 give",
+            granularity: "every whole percent exact, others to the nearest share HAProxy's weights (0–256) can give",
             stickiness: "as HAProxy's balance and cookie settings say; weight 0 still admits clients that stick to the server",
         }
     }
