@@ -682,7 +682,10 @@ impl Config {
         if self.server.assets_dir != Path::new(ServerConfig::DEFAULT_ASSETS_DIR) {
             resolve(&mut self.server.assets_dir);
         }
-        if let Some(tls) = &mut self.server.tls {
+        for tls in [&mut self.server.tls, &mut self.proxy.tls]
+            .into_iter()
+            .flatten()
+        {
             resolve(&mut tls.cert_file);
             resolve(&mut tls.key_file);
         }
@@ -844,6 +847,30 @@ impl Config {
                 ));
             }
             _ => {}
+        }
+        let http2 = &self.proxy.http2;
+        for (key, size, least) in [
+            ("stream_window", http2.stream_window.0, 65_535),
+            ("connection_window", http2.connection_window.0, 65_535),
+            ("max_header_list_size", http2.max_header_list_size.0, 1_024),
+        ] {
+            // HTTP/2's windows and sizes are 31-bit numbers (RFC 9113 §6.9.2).
+            if size < least || size > 2_147_483_647 {
+                return Err(invalid_at(
+                    text,
+                    &["proxy", "http2", key],
+                    format!(
+                        "{size} bytes is outside {least} bytes to 2 GiB - 1, what HTTP/2 allows"
+                    ),
+                ));
+            }
+        }
+        if http2.max_concurrent_streams == 0 {
+            return Err(invalid_at(
+                text,
+                &["proxy", "http2", "max_concurrent_streams"],
+                "0 streams would refuse every HTTP/2 request".to_owned(),
+            ));
         }
         if self.upstreams.on_promotion == Some(OnPromotion::PromoteHook)
             && self.hooks.promote.is_none()

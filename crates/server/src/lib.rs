@@ -161,6 +161,12 @@ pub fn start_with_demo(
         .as_ref()
         .map(adapters::tls::server_config)
         .transpose()?;
+    let proxy_tls = config
+        .proxy
+        .tls
+        .as_ref()
+        .map(adapters::tls::proxy_config)
+        .transpose()?;
     let config = Arc::new(config);
     // The store is opened, and the deployment restored from it, before any
     // listener accepts a connection.
@@ -332,9 +338,38 @@ pub fn start_with_demo(
                 log_tally,
             ));
         }
+        // SIGHUP reloads the proxy's certificate: new handshakes get the
+        // files' current one, open connections keep theirs.
+        if let Some((_, certificate)) = &proxy_tls {
+            let certificate = Arc::clone(certificate);
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(mut hangups) => {
+                    tasks.spawn(async move {
+                        while hangups.recv().await.is_some() {
+                            match certificate.reload() {
+                                Ok(()) => tracing::info!("proxy.tls: certificate reloaded"),
+                                Err(err) => tracing::warn!(
+                                    %err,
+                                    "proxy.tls: cannot reload; the certificate in use stays"
+                                ),
+                            }
+                        }
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "cannot listen for SIGHUP: proxy.tls will not reload")
+                }
+            }
+        }
         let proxy_task = match listeners.proxy {
             Some(listener) if config.router.kind == config::RouterKind::Builtin => {
-                let proxy = Proxy::new(&config, share, Arc::clone(&recorder));
+                let proxy = Proxy::new(
+                    &config,
+                    share,
+                    Arc::clone(&recorder),
+                    proxy_tls.as_ref().map(|(tls, _)| Arc::clone(tls)),
+                    Arc::clone(&controller.own_metrics),
+                );
                 let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
                 Some(tokio::spawn(adapters::proxy::serve_on_threads(
                     listener,

@@ -19,24 +19,32 @@ use crate::config::{Config, ConfigError, ServerConfig};
 /// against the machine. `Ok` carries warnings: what works but surprises.
 pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, ConfigError> {
     let mut warnings = config.warnings();
-    if let Some(settings) = &config.server.tls
-        && let Err(err) = tls::server_config(settings)
-    {
-        let (keys, message): (&[&str], String) = match err {
-            TlsError::File { path, message } if path == settings.key_file => (
-                &["server", "tls", "key_file"],
-                format!("{}: {message}", path.display()),
-            ),
-            TlsError::File { path, message } => (
-                &["server", "tls", "cert_file"],
-                format!("{}: {message}", path.display()),
-            ),
-            TlsError::Pair(message) => (
-                &["server", "tls"],
-                format!("the certificate and key cannot be used together: {message}"),
-            ),
+    for (section, settings) in [("server", &config.server.tls), ("proxy", &config.proxy.tls)] {
+        let Some(settings) = settings else { continue };
+        let checked = if section == "server" {
+            tls::server_config(settings).map(drop)
+        } else {
+            tls::proxy_config(settings).map(drop)
         };
-        return Err(Config::error_at(file, keys, message));
+        if let Err(err) = checked {
+            let (key, message): (&str, String) = match err {
+                TlsError::File { path, message, .. } if path == settings.key_file => {
+                    ("key_file", format!("{}: {message}", path.display()))
+                }
+                TlsError::File { path, message, .. } => {
+                    ("cert_file", format!("{}: {message}", path.display()))
+                }
+                TlsError::Pair { message, .. } => (
+                    "",
+                    format!("the certificate and key cannot be used together: {message}"),
+                ),
+            };
+            let keys: Vec<&str> = [section, "tls", key]
+                .into_iter()
+                .filter(|key| !key.is_empty())
+                .collect();
+            return Err(Config::error_at(file, &keys, message));
+        }
     }
     let hooks = [
         ("deploy", &config.hooks.deploy),

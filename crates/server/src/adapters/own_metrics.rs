@@ -29,6 +29,43 @@ pub struct OwnMetrics {
     log_lines_recorded: AtomicU64,
     /// Access-log lines that did not parse or named another backend or server.
     log_lines_unusable: AtomicU64,
+    /// Client connections to the proxy, by protocol.
+    proxy_connections: [AtomicU64; ProxyConnection::ALL.len()],
+}
+
+/// How a client connection to the proxy went, for `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyConnection {
+    /// HTTP/1.1 in clear text.
+    Http1,
+    /// HTTP/2 with prior knowledge, in clear text.
+    H2c,
+    /// HTTP/1.1 over TLS.
+    Http1Tls,
+    /// HTTP/2 over TLS (ALPN `h2`).
+    H2Tls,
+    /// A TLS handshake that failed (no shared protocol or cipher, not TLS, too slow).
+    TlsHandshakeFailed,
+}
+
+impl ProxyConnection {
+    const ALL: [ProxyConnection; 5] = [
+        ProxyConnection::Http1,
+        ProxyConnection::H2c,
+        ProxyConnection::Http1Tls,
+        ProxyConnection::H2Tls,
+        ProxyConnection::TlsHandshakeFailed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ProxyConnection::Http1 => "http1",
+            ProxyConnection::H2c => "h2c",
+            ProxyConnection::Http1Tls => "http1_tls",
+            ProxyConnection::H2Tls => "h2_tls",
+            ProxyConnection::TlsHandshakeFailed => "tls_handshake_failed",
+        }
+    }
 }
 
 impl OwnMetrics {
@@ -48,6 +85,15 @@ impl OwnMetrics {
             &self.log_lines_unusable
         };
         counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A client connection to the proxy went `how`.
+    pub fn proxy_connection(&self, how: ProxyConnection) {
+        let index = ProxyConnection::ALL
+            .iter()
+            .position(|kind| *kind == how)
+            .unwrap_or_default();
+        self.proxy_connections[index].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A write to the store failed.
@@ -106,6 +152,18 @@ impl OwnMetrics {
             out.sample(
                 "canary_router_log_lines_total",
                 &[("result", result)],
+                counter.load(Ordering::Relaxed) as f64,
+            );
+        }
+        out.metric(
+            "canary_proxy_connections_total",
+            MetricType::Counter,
+            "Client connections to the built-in proxy, by protocol, and TLS handshakes that failed.",
+        );
+        for (kind, counter) in ProxyConnection::ALL.iter().zip(&self.proxy_connections) {
+            out.sample(
+                "canary_proxy_connections_total",
+                &[("protocol", kind.label())],
                 counter.load(Ordering::Relaxed) as f64,
             );
         }

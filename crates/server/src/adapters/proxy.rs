@@ -1,9 +1,10 @@
 //! The built-in traffic-splitting reverse proxy.
 //!
-//! HTTP/1.1 with keep-alive on both sides (hyper's server towards clients;
-//! towards upstreams, our own HTTP/1.1 client in `proxy/upstream.rs` over
-//! connections pooled per proxy thread), bodies streamed both ways,
-//! WebSocket upgrades passed through.
+//! Towards clients, hyper's server: HTTP/1.1 with keep-alive and HTTP/2
+//! (with prior knowledge in clear text, or chosen by ALPN over TLS with
+//! `proxy.tls`); towards upstreams, our own HTTP/1.1 client in
+//! `proxy/upstream.rs` over connections pooled per proxy thread. Bodies
+//! are streamed both ways, WebSocket upgrades passed through.
 //! Each request goes to the side [`crate::domain::split::choose`] picks from
 //! the current share; each is recorded for that side when its response ends.
 
@@ -21,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use sha2::Digest as _;
 use tokio::time::Instant;
 
+use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::roles::{Routing, UpstreamSlot};
@@ -122,11 +124,22 @@ pub struct Proxy {
     pools: [Arc<ConnectionPool>; 2],
     routing: SharedRouting,
     recorder: Arc<Recorder>,
+    /// TLS towards clients (`proxy.tls`), when configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where connections are counted, by protocol.
+    metrics: Arc<OwnMetrics>,
 }
 
 impl Proxy {
-    /// A proxy for the upstreams in `config`, reading `share` and recording into `recorder`.
-    pub fn new(config: &Config, routing: SharedRouting, recorder: Arc<Recorder>) -> Arc<Proxy> {
+    /// A proxy for the upstreams in `config`, reading `share` and recording
+    /// into `recorder`; over TLS with `tls` (`adapters::tls::proxy_config`).
+    pub fn new(
+        config: &Config,
+        routing: SharedRouting,
+        recorder: Arc<Recorder>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        metrics: Arc<OwnMetrics>,
+    ) -> Arc<Proxy> {
         let upstream = |url: &UpstreamUrl| Upstream {
             url: url.clone(),
             authority: url
@@ -149,6 +162,8 @@ impl Proxy {
             pools: Default::default(),
             routing,
             recorder,
+            tls,
+            metrics,
         })
     }
 
@@ -161,6 +176,8 @@ impl Proxy {
             pools: Default::default(),
             routing: self.routing.clone(),
             recorder: Arc::clone(&self.recorder),
+            tls: self.tls.clone(),
+            metrics: Arc::clone(&self.metrics),
         })
     }
 
@@ -268,6 +285,14 @@ async fn handle(
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
+    // HTTP/2 carries the host in `:authority`; the upstream's HTTP/1.1
+    // request needs it as `Host`.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
     rewrite_request(
         &mut parts.headers,
         &RequestRewrite {

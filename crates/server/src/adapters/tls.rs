@@ -1,5 +1,6 @@
-//! HTTPS for the admin listener: the certificate and key from
-//! `server.tls`, and a serving loop for the admin router over rustls.
+//! TLS: for the admin listener, the certificate and key from `server.tls`
+//! and a serving loop for the admin router over rustls; for the proxy, the
+//! ones from `proxy.tls`, with ALPN and a certificate that reloads.
 //!
 //! rustls with the `ring` provider: no system OpenSSL, and it builds from
 //! crates.io alone on a machine without internet.
@@ -25,21 +26,36 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file cannot be read or holds nothing usable.
-    #[error("server.tls: {path}: {message}")]
+    #[error("{field}: {path}: {message}")]
     File {
+        /// `server.tls` or `proxy.tls`.
+        field: &'static str,
         /// The file at fault.
         path: PathBuf,
         /// What is wrong with it.
         message: String,
     },
     /// rustls refused the pair (for example, the key does not match).
-    #[error("server.tls: the certificate and key cannot be used together: {0}")]
-    Pair(String),
+    #[error("{field}: the certificate and key cannot be used together: {message}")]
+    Pair {
+        /// `server.tls` or `proxy.tls`.
+        field: &'static str,
+        /// rustls's words.
+        message: String,
+    },
 }
 
-/// The rustls configuration for `tls`: HTTP/1.1 only, like the proxy.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificate chain and key of `tls`, checked against each other.
+fn certified_key(
+    tls: &TlsConfig,
+    field: &'static str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     let file_error = |path: &Path, message: String| TlsError::File {
+        field,
         path: path.to_owned(),
         message,
     };
@@ -55,16 +71,83 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsEr
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key_file)
         .map_err(|err| file_error(&tls.key_file, format!("no usable PEM private key: {err}")))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|err| TlsError::Pair(err.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certificates, key)
-    .map_err(|err| TlsError::Pair(err.to_string()))?;
+    let pair = |message: String| TlsError::Pair { field, message };
+    let key = rustls::sign::CertifiedKey::from_der(certificates, key, &provider())
+        .map_err(|err| pair(err.to_string()))?;
+    Ok(Arc::new(key))
+}
+
+/// The rustls configuration for the admin listener's `server.tls`: HTTP/1.1.
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let key = certified_key(tls, "server.tls")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Pair {
+            field: "server.tls",
+            message: err.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+            Arc::unwrap_or_clone(key),
+        )));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The proxy's certificate, which a reload swaps for the files' current
+/// contents: handshakes from then on use the new one, connections already
+/// open keep theirs.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    settings: TlsConfig,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    /// Reads the files again; on an error the certificate in use stays.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let key = certified_key(&self.settings, "proxy.tls")?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = key;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ))
+    }
+}
+
+/// The rustls configuration for the proxy's `proxy.tls`: ALPN offers `h2`
+/// and `http/1.1`, and the certificate can be reloaded.
+pub fn proxy_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), TlsError> {
+    let reloadable = Arc::new(ReloadableCert {
+        current: std::sync::RwLock::new(certified_key(tls, "proxy.tls")?),
+        settings: tls.clone(),
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| TlsError::Pair {
+            field: "proxy.tls",
+            message: err.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&reloadable) as Arc<dyn rustls::server::ResolvesServerCert>);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(config), reloadable))
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` resolves, then

@@ -35,6 +35,44 @@ pub struct ProxyConfig {
     /// Retry a request without a body on production when the canary refuses
     /// the connection (nothing was sent, so the retry cannot repeat an effect).
     pub retry_refused_canary: bool,
+    /// TLS towards clients: the certificate and key (PEM), offered with
+    /// ALPN `h2` and `http/1.1`, reloaded on SIGHUP. Without it the listener
+    /// speaks clear text: HTTP/1.1, and HTTP/2 with prior knowledge (h2c).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::config::TlsConfig>,
+    /// HTTP/2 limits towards clients.
+    pub http2: Http2Config,
+}
+
+/// `proxy.http2:` — what one HTTP/2 client connection may ask of the proxy.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Config {
+    /// Streams (requests) open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Largest request header list (decoded, as HTTP/2 counts it); beyond it
+    /// the request is refused and a client that keeps sending is cut off.
+    pub max_header_list_size: ByteSize,
+    /// Flow-control window per stream: how much of a request body the proxy
+    /// takes before the upstream has read it.
+    pub stream_window: ByteSize,
+    /// Flow-control window per connection.
+    pub connection_window: ByteSize,
+    /// Streams a client may open and reset before the proxy has taken them
+    /// up; more, and the connection is closed (the rapid-reset attack).
+    pub max_pending_resets: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: 100,
+            max_header_list_size: ByteSize(64 * 1024),
+            stream_window: ByteSize(1024 * 1024),
+            connection_window: ByteSize(4 * 1024 * 1024),
+            max_pending_resets: 20,
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -50,6 +88,8 @@ impl Default for ProxyConfig {
             max_request_body: ByteSize(10 * 1024 * 1024),
             max_in_flight_per_side: 1024,
             retry_refused_canary: true,
+            tls: None,
+            http2: Http2Config::default(),
         }
     }
 }

@@ -526,3 +526,30 @@ fn gateway_api_router_errors_name_the_field() {
     assert_eq!(gateway.accept_timeout.0, Duration::from_secs(60));
     assert_eq!(gateway.namespace, None, "the kubeconfig's namespace");
 }
+
+#[test]
+fn http2_limits_outside_what_http2_allows_name_the_field() {
+    let proxy = |body: &str| format!("proxy:\n  http2:\n{body}canary:\n");
+    check_error(
+        "canary:\n",
+        &proxy("    stream_window: \"4GiB\"\n"),
+        expect![
+            "<config>:4:20: proxy.http2.stream_window: 4294967296 bytes is outside 65535 bytes to 2 GiB - 1, what HTTP/2 allows"
+        ],
+    );
+    check_error(
+        "canary:\n",
+        &proxy("    max_concurrent_streams: 0\n"),
+        expect![
+            "<config>:4:29: proxy.http2.max_concurrent_streams: 0 streams would refuse every HTTP/2 request"
+        ],
+    );
+    let text = SEED.replacen(
+        "canary:\n",
+        &proxy("    max_header_list_size: \"16KiB\"\n"),
+        1,
+    );
+    let config = Config::from_yaml(&text).unwrap();
+    assert_eq!(config.proxy.http2.max_header_list_size.0, 16 * 1024);
+    assert_eq!(config.proxy.http2.max_concurrent_streams, 100);
+}

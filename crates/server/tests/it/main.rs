@@ -11,6 +11,7 @@ mod judge;
 mod metrics;
 mod promotion;
 mod proxy;
+mod proxy_h2;
 mod recovery;
 mod router;
 mod router_gateway;

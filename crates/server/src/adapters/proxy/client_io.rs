@@ -26,6 +26,9 @@ pub(super) struct ConnectionActivity {
     pub(super) open_requests: AtomicU32,
     /// Increases with every request head read; lets a stale header timer be spotted.
     pub(super) heads_read: std::sync::atomic::AtomicU64,
+    /// HTTP/2: bytes between requests are frames (pings, settings), not the
+    /// start of a head, so there is no head deadline; the idle one stays.
+    multiplexed: std::sync::atomic::AtomicBool,
 }
 
 impl ConnectionActivity {
@@ -34,7 +37,17 @@ impl ConnectionActivity {
             client,
             open_requests: AtomicU32::new(0),
             heads_read: std::sync::atomic::AtomicU64::new(0),
+            multiplexed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The connection speaks HTTP/2.
+    pub(super) fn multiplexed(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
+    }
+
+    fn is_multiplexed(&self) -> bool {
+        self.multiplexed.load(Ordering::Relaxed)
     }
 
     pub(super) fn request_started(&self) {
@@ -162,6 +175,9 @@ impl ClientIo {
                 ));
             }
             self.forget_finished_head();
+            if self.activity.is_multiplexed() {
+                self.head_started = None;
+            }
             if let Some((started, _)) = self.head_started
                 && now >= started + self.header_timeout
             {
@@ -193,8 +209,13 @@ impl AsyncRead for ClientIo {
                 if buf.filled().len() > before {
                     self.moved_bytes();
                     self.forget_finished_head();
-                    // Bytes while no request is open are the start of a head.
-                    if !self.activity.busy() && self.head_started.is_none() {
+                    // Bytes while no request is open are the start of a head
+                    // (on HTTP/1.1, and before a TLS handshake or HTTP/2
+                    // preface has shown what the connection speaks).
+                    if !self.activity.busy()
+                        && self.head_started.is_none()
+                        && !self.activity.is_multiplexed()
+                    {
                         let heads_read = self.activity.heads_read.load(Ordering::Acquire);
                         self.head_started = Some((self.last_activity, heads_read));
                     }

@@ -82,6 +82,8 @@ pub(super) struct ClientInfo {
     pub(super) ip: std::net::IpAddr,
     pub(super) ip_text: String,
     pub(super) ip_header: HeaderValue,
+    /// Whether it reached the proxy over TLS (`X-Forwarded-Proto: https`).
+    pub(super) over_tls: bool,
 }
 
 impl ClientInfo {
@@ -93,6 +95,15 @@ impl ClientInfo {
             ip: addr.ip(),
             ip_text,
             ip_header,
+            over_tls: false,
+        }
+    }
+
+    /// The same client, over TLS.
+    pub(super) fn over_tls(self) -> ClientInfo {
+        ClientInfo {
+            over_tls: true,
+            ..self
         }
     }
 }
@@ -120,7 +131,10 @@ pub(super) fn add_forwarded(
     if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(if client.over_tls { "https" } else { "http" }),
+    );
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST, host.clone());
     }

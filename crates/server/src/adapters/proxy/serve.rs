@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Response;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::adapters::own_metrics::ProxyConnection;
 use crate::adapters::proxy::client_io::{ActivityBody, ClientIo, ConnectionActivity};
 use crate::adapters::proxy::headers::ClientInfo;
 use crate::adapters::proxy::{Proxy, handle};
@@ -135,84 +136,157 @@ fn take_up(
     }
 }
 
-/// Serves one client connection: HTTP/1.1 keep-alive with upgrades, and a
-/// graceful close when `stopping` turns true.
+/// Serves one client connection: over TLS when the proxy has `proxy.tls`
+/// (ALPN picks HTTP/2 or HTTP/1.1), else in clear text (HTTP/1.1, or
+/// HTTP/2 when the client starts with its preface); HTTP/1.1 with
+/// keep-alive and upgrades; a graceful close when `stopping` turns true.
 pub(super) fn spawn_connection(
     connections: &mut tokio::task::JoinSet<()>,
     stream: TcpStream,
     client_addr: SocketAddr,
     proxy: &Arc<Proxy>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let proxy = Arc::clone(proxy);
-    let activity = Arc::new(ConnectionActivity::new(ClientInfo::new(client_addr)));
-    let seen = Arc::clone(&activity);
+    let client = ClientInfo::new(client_addr);
+    let client = if proxy.tls.is_some() {
+        client.over_tls()
+    } else {
+        client
+    };
+    let activity = Arc::new(ConnectionActivity::new(client));
+    // The deadlines count raw bytes, under TLS: a handshake that stalls is
+    // a head that does not arrive.
     let io = ClientIo::new(stream, Arc::clone(&activity), &proxy.config);
-    let service = hyper::service::service_fn(move |request| {
-        let proxy = Arc::clone(&proxy);
-        let activity = Arc::clone(&activity);
-        async move {
-            // The head has been read in full: the header timer stops, and
-            // the connection counts as busy until the response body ends.
-            activity.request_started();
-            let response = handle(&proxy, request, &activity.client).await;
-            let (parts, body) = response.into_parts();
-            let body = ActivityBody {
-                inner: body,
-                activity: Some(activity),
-            };
-            Ok::<_, Infallible>(Response::from_parts(parts, body))
-        }
-    });
     connections.spawn(async move {
-        // Header and idle timeouts are enforced by `ClientIo`: hyper's own
-        // header timer also runs while a keep-alive connection waits for its
-        // next request, which would cut idle connections short.
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(io), service)
-            .with_upgrades();
-        let mut connection = std::pin::pin!(connection);
-        // Not a `select!`: that would poll the stop signal on every wake-up of
-        // the connection, a lock and a waker registration per request. The
-        // signal is polled once to register, then only after the watch changed.
-        let watch = stopping.clone();
-        let mut stop = std::pin::pin!(stopped(&mut stopping));
-        let mut armed = false;
-        let mut stop_seen = false;
-        let mut shutting_down = false;
-        // A connection accepted just before the stop may not have sent its
-        // request yet; closing it as idle would fail a client that did
-        // nothing wrong (the next server is already taking new ones). It
-        // gets its first request served, with `Connection: close`, or this
-        // long to send one.
-        let mut first_request_grace = std::pin::pin!(tokio::time::sleep(FIRST_REQUEST_GRACE));
-        let result = std::future::poll_fn(|cx| {
-            if !stop_seen
-                && (!armed || watch.has_changed().unwrap_or(true))
-                && stop.as_mut().poll(cx).is_ready()
-            {
-                stop_seen = true;
-                first_request_grace
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + FIRST_REQUEST_GRACE);
-            }
-            armed = true;
-            if stop_seen && !shutting_down {
-                let fresh = seen.heads_read.load(std::sync::atomic::Ordering::Acquire) == 0;
-                if !fresh || first_request_grace.as_mut().poll(cx).is_ready() {
-                    connection.as_mut().graceful_shutdown();
-                    shutting_down = true;
+        match proxy.tls.clone() {
+            None => serve_http(io, activity, proxy, stopping, client_addr).await,
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                let stream = match acceptor.accept(io).await {
+                    Ok(stream) => stream,
+                    Err(err) => {
+                        proxy
+                            .metrics
+                            .proxy_connection(ProxyConnection::TlsHandshakeFailed);
+                        tracing::debug!(%err, %client_addr, "proxy: TLS handshake failed");
+                        return;
+                    }
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    activity.multiplexed();
                 }
+                serve_http(stream, activity, proxy, stopping, client_addr).await;
             }
-            connection.as_mut().poll(cx)
-        })
-        .await;
-        if let Err(err) = result {
-            tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
         }
     });
+}
+
+/// hyper's server on one connection, HTTP/1.1 or HTTP/2.
+async fn serve_http<I>(
+    io: I,
+    activity: Arc<ConnectionActivity>,
+    proxy: Arc<Proxy>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    client_addr: SocketAddr,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let seen = Arc::clone(&activity);
+    let over_tls = proxy.tls.is_some();
+    let counted = std::sync::atomic::AtomicBool::new(false);
+    let metrics = Arc::clone(&proxy.metrics);
+    let limits = proxy.config.http2.clone();
+    let service =
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let proxy = Arc::clone(&proxy);
+            let activity = Arc::clone(&activity);
+            let http2 = request.version() == hyper::Version::HTTP_2;
+            if http2 {
+                // No head deadline between a multiplexed connection's streams.
+                activity.multiplexed();
+            }
+            if !counted.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                metrics.proxy_connection(match (http2, over_tls) {
+                    (false, false) => ProxyConnection::Http1,
+                    (true, false) => ProxyConnection::H2c,
+                    (false, true) => ProxyConnection::Http1Tls,
+                    (true, true) => ProxyConnection::H2Tls,
+                });
+            }
+            async move {
+                // The head has been read in full: the header timer stops, and
+                // the connection counts as busy until the response body ends.
+                activity.request_started();
+                let response = handle(&proxy, request, &activity.client).await;
+                let (parts, body) = response.into_parts();
+                let body = ActivityBody {
+                    inner: body,
+                    activity: Some(activity),
+                };
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
+        });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Header and idle timeouts are enforced by `ClientIo`: hyper's own
+    // header timer also runs while a keep-alive connection waits for its
+    // next request, which would cut idle connections short.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_list_size.0).unwrap_or(u32::MAX))
+        .initial_stream_window_size(u32::try_from(limits.stream_window.0).unwrap_or(u32::MAX))
+        .initial_connection_window_size(
+            u32::try_from(limits.connection_window.0).unwrap_or(u32::MAX),
+        )
+        .max_pending_accept_reset_streams(limits.max_pending_resets as usize)
+        .max_local_error_reset_streams(limits.max_pending_resets as usize)
+        .max_send_buf_size(limits.stream_window.0.min(1 << 20) as usize);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    // Not a `select!`: that would poll the stop signal on every wake-up of
+    // the connection, a lock and a waker registration per request. The
+    // signal is polled once to register, then only after the watch changed.
+    let watch = stopping.clone();
+    let mut stop = std::pin::pin!(stopped(&mut stopping));
+    let mut armed = false;
+    let mut stop_seen = false;
+    let mut shutting_down = false;
+    // A connection accepted just before the stop may not have sent its
+    // request yet; closing it as idle would fail a client that did
+    // nothing wrong (the next server is already taking new ones). It
+    // gets its first request served, with `Connection: close`, or this
+    // long to send one.
+    let mut first_request_grace = std::pin::pin!(tokio::time::sleep(FIRST_REQUEST_GRACE));
+    let result = std::future::poll_fn(|cx| {
+        if !stop_seen
+            && (!armed || watch.has_changed().unwrap_or(true))
+            && stop.as_mut().poll(cx).is_ready()
+        {
+            stop_seen = true;
+            first_request_grace
+                .as_mut()
+                .reset(tokio::time::Instant::now() + FIRST_REQUEST_GRACE);
+        }
+        armed = true;
+        if stop_seen && !shutting_down {
+            let fresh = seen.heads_read.load(std::sync::atomic::Ordering::Acquire) == 0;
+            if !fresh || first_request_grace.as_mut().poll(cx).is_ready() {
+                connection.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+        }
+        connection.as_mut().poll(cx)
+    })
+    .await;
+    if let Err(err) = result {
+        tracing::debug!(%err, %client_addr, "proxy connection ended with an error");
+    }
 }
