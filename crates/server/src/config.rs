@@ -860,7 +860,7 @@ impl Config {
                     text,
                     &["proxy", "http2", key],
                     format!(
-                        "{size} bytes is outside {least} bytes to 2 GiB - 1, what HTTP/2 allows"
+                        "must be from {least} to 2147483647 bytes (HTTP/2 counts them in 31 bits), not {size}"
                     ),
                 ));
             }
