@@ -533,9 +533,9 @@ fn http2_limits_outside_what_http2_allows_name_the_field() {
     check_error(
         "canary:\n",
         &proxy("    stream_window: \"4GiB\"\n"),
-        expect![
-            "<config>:4:20: proxy.http2.stream_window: 4294967296 bytes is outside 65535 bytes to 2 GiB - 1, what HTTP/2 allows"
-        ],
+        expect![[
+            r#"<config>:4:20: proxy.http2.stream_window: must be from 65535 to 2147483647 bytes (HTTP/2 counts them in 31 bits), not 4294967296"#
+        ]],
     );
     check_error(
         "canary:\n",
