@@ -8,6 +8,10 @@
 //! release `canary` in front of the same backends at a 5 % canary share and
 //! runs `bench-proxy.sh`, which prints throughput, latency percentiles, the
 //! observed canary share and the ratios. Timings are printed, never asserted.
+//!
+//! `CANARY_BENCH_BASELINE=<path to another canary binary>` adds that binary
+//! as a target of its own (`canary-baseline`) in the same interleaved run:
+//! the way to show a change to the proxy costs nothing, or what it costs.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,12 +26,12 @@ use crate::{step, workspace_root};
 struct Cleanup<'a> {
     sh: &'a Shell,
     anchors: PathBuf,
-    canary: Option<Child>,
+    canaries: Vec<Child>,
 }
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        if let Some(mut canary) = self.canary.take() {
+        for mut canary in self.canaries.drain(..) {
             let pid = canary.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let _ = canary.wait();
@@ -61,16 +65,58 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     let mut cleanup = Cleanup {
         sh,
         anchors: anchors.clone(),
-        canary: None,
+        canaries: Vec::new(),
     };
     cmd!(sh, "bash {anchors} start").run()?;
 
     step("bench: starting canary in front of the same backends");
     let dir = std::env::temp_dir().join(format!("canary-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let mut binaries = vec![("canary", workspace_root().join("target/release/canary"))];
+    if let Some(baseline) = std::env::var_os("CANARY_BENCH_BASELINE") {
+        binaries.push(("canary-baseline", PathBuf::from(baseline)));
+    }
+    let mut targets = Vec::new();
+    let mut canary_pids = Vec::new();
+    for (name, binary) in binaries {
+        let (child, proxy) = start_canary(sh, &binary, &dir.join(name))
+            .with_context(|| format!("{name} ({})", binary.display()))?;
+        canary_pids.push(format!("{name}={}", child.id()));
+        cleanup.canaries.push(child);
+        targets.push(format!("{name}={proxy}"));
+    }
+
+    step("bench: running the harness (interleaved rounds; several minutes)");
+    let known = cmd!(sh, "bash {anchors} known").read()?;
+    let urls = cmd!(sh, "bash {anchors} urls").read()?;
+    let urls: Vec<&str> = urls.split_whitespace().collect();
+    // Every proxy's CPU counts as the setup's own, not as foreign load.
+    let anchor_pids = cmd!(sh, "bash {anchors} pids").read()?;
+    let mut pid_args = Vec::new();
+    for name_and_pid in anchor_pids
+        .split_whitespace()
+        .chain(canary_pids.iter().map(String::as_str))
+    {
+        pid_args.push("-p".to_owned());
+        pid_args.push(name_and_pid.to_owned());
+    }
+    let title = "canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
+    cmd!(
+        sh,
+        "bash {harness} -k {known} {pid_args...} -T {title} {urls...} {targets...}"
+    )
+    .run()?;
+    drop(cleanup);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Starts `binary` in front of the backends with its data in `dir`, and a
+/// rollout at 5 %: the process and its proxy's URL.
+fn start_canary(sh: &Shell, binary: &Path, dir: &Path) -> anyhow::Result<(Child, String)> {
+    std::fs::create_dir_all(dir)?;
     let config = dir.join("canary-config.yaml");
-    std::fs::write(&config, bench_config(&dir))?;
-    let mut child = Command::new(workspace_root().join("target/release/canary"))
+    std::fs::write(&config, bench_config(dir))?;
+    let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
         .env("CANARY_LOG", "warn")
@@ -78,12 +124,25 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot start canary")?;
-    let (console, proxy) = read_addresses(&mut child)?;
-    let pid = child.id().to_string();
-    cleanup.canary = Some(child);
-    // A share other than 0 % exists only during a rollout: start one (no
-    // hooks are configured, so the controller health-checks the canary
-    // backend) and wait until it serves its first step.
+    let (console, proxy) = match read_addresses(&mut child) {
+        Ok(addresses) => addresses,
+        Err(err) => {
+            let _ = child.kill();
+            return Err(err);
+        }
+    };
+    if let Err(err) = start_rollout(sh, &console) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(err);
+    }
+    Ok((child, proxy))
+}
+
+/// A share other than 0 % exists only during a rollout: starts one (no
+/// hooks are configured, so the controller health-checks the canary
+/// backend) and waits until it serves its first step.
+fn start_rollout(sh: &Shell, console: &str) -> anyhow::Result<()> {
     let base = console.trim_end_matches('/');
     let start_url = format!("{base}/start");
     let start_body = r#"{"image_tag":"bench-canary","traffic_percent":5}"#;
@@ -97,41 +156,14 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     .run()
     .context("cannot start the canary rollout")?;
     let status_url = format!("{base}/status");
-    let mut progressing = false;
     for _ in 0..100 {
         let status = cmd!(sh, "curl -sf {status_url}").quiet().read()?;
         if status.contains("\"phase\":\"progressing\"") {
-            progressing = true;
-            break;
+            return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    if !progressing {
-        bail!("the canary did not reach 5 % within 10 s (see {status_url})");
-    }
-
-    step("bench: running the harness (interleaved rounds; several minutes)");
-    let known = cmd!(sh, "bash {anchors} known").read()?;
-    let urls = cmd!(sh, "bash {anchors} urls").read()?;
-    let urls: Vec<&str> = urls.split_whitespace().collect();
-    let target = format!("canary={proxy}");
-    // Every proxy's CPU counts as the setup's own, not as foreign load.
-    let anchor_pids = cmd!(sh, "bash {anchors} pids").read()?;
-    let canary_pid = format!("canary={pid}");
-    let mut pid_args = Vec::new();
-    for name_and_pid in anchor_pids.split_whitespace().chain([canary_pid.as_str()]) {
-        pid_args.push("-p".to_owned());
-        pid_args.push(name_and_pid.to_owned());
-    }
-    let title = "canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
-    cmd!(
-        sh,
-        "bash {harness} -k {known} {pid_args...} -T {title} {urls...} {target}"
-    )
-    .run()?;
-    drop(cleanup);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    bail!("the canary did not reach 5 % within 10 s (see {status_url})")
 }
 
 fn bench_config(dir: &Path) -> String {

@@ -339,27 +339,30 @@ pub fn start_with_demo(
             ));
         }
         // SIGHUP reloads the proxy's certificate: new handshakes get the
-        // files' current one, open connections keep theirs.
-        if let Some((_, certificate)) = &proxy_tls {
-            let certificate = Arc::clone(certificate);
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(mut hangups) => {
-                    tasks.spawn(async move {
-                        while hangups.recv().await.is_some() {
-                            match certificate.reload() {
-                                Ok(()) => tracing::info!("proxy.tls: certificate reloaded"),
-                                Err(err) => tracing::warn!(
-                                    %err,
-                                    "proxy.tls: cannot reload; the certificate in use stays"
-                                ),
+        // files' current one, open connections keep theirs. Listened for
+        // even without one, so `systemctl reload` never ends the server
+        // (SIGHUP's default action).
+        let certificate = proxy_tls
+            .as_ref()
+            .map(|(_, certificate)| Arc::clone(certificate));
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hangups) => {
+                tasks.spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        match certificate.as_ref().map(|certificate| certificate.reload()) {
+                            Some(Ok(())) => {
+                                tracing::info!("SIGHUP: proxy.tls certificate reloaded")
                             }
+                            Some(Err(err)) => tracing::warn!(
+                                %err,
+                                "SIGHUP: cannot reload proxy.tls; the certificate in use stays"
+                            ),
+                            None => tracing::info!("SIGHUP: nothing to reload (no proxy.tls)"),
                         }
-                    });
-                }
-                Err(err) => {
-                    tracing::warn!(%err, "cannot listen for SIGHUP: proxy.tls will not reload")
-                }
+                    }
+                });
             }
+            Err(err) => tracing::warn!(%err, "cannot listen for SIGHUP: proxy.tls will not reload"),
         }
         let proxy_task = match listeners.proxy {
             Some(listener) if config.router.kind == config::RouterKind::Builtin => {

@@ -553,14 +553,19 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from now on and resolves on the
-/// first. The handlers are installed before this returns, so a signal that
+/// first (and for SIGHUP, so that it never ends the process). The handlers are installed before this returns, so a signal that
 /// arrives while the server is still starting is not lost to the default
 /// action (which would end the process without a graceful shutdown).
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    // SIGHUP reloads `proxy.tls` (the server's own listener does that);
+    // listening from here on keeps its default action, ending the process,
+    // from taking a `systemctl reload` sent while the server starts.
+    let hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     Ok(async move {
+        let _hangup = hangup;
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}

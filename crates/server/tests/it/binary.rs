@@ -39,7 +39,7 @@ fn a_broken_config_stops_start_up_with_file_line_column_and_field() {
 }
 
 #[test]
-fn serve_prints_its_addresses_and_stops_cleanly_on_sigterm() {
+fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("canary-config.yaml");
     std::fs::write(&config, include_str!("../../../../canary-config.yaml")).unwrap();
@@ -70,6 +70,19 @@ fn serve_prints_its_addresses_and_stops_cleanly_on_sigterm() {
     assert!(
         proxy.starts_with("canary: proxy at http://127.0.0.1:"),
         "{proxy}"
+    );
+
+    // `systemctl reload` sends SIGHUP: without proxy.tls there is nothing
+    // to reload, and the server must not take it as its end.
+    let status = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the server"
     );
 
     let status = Command::new("kill")
