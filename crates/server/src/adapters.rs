@@ -17,3 +17,4 @@ pub mod router;
 pub mod serving;
 pub mod store;
 pub mod tls;
+pub mod upstream_client;

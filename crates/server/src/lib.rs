@@ -94,6 +94,14 @@ pub enum StartError {
     /// `server.tls` names a certificate or key that cannot be used.
     #[error(transparent)]
     Tls(#[from] adapters::tls::TlsError),
+    /// An upstream's TLS settings cannot be used (its `ca_file`, the system's roots).
+    #[error("{field}: {message}")]
+    UpstreamTls {
+        /// `upstreams.production` or `upstreams.canary`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The access log listener of an external router cannot listen.
     #[error(
         "cannot listen for the router's access log on {address} (router.{field}.log_listen): {source}"
@@ -167,6 +175,22 @@ pub fn start_with_demo(
         .as_ref()
         .map(adapters::tls::proxy_config)
         .transpose()?;
+    let upstream_tls = {
+        let tls_for = |slot: domain::roles::UpstreamSlot| {
+            let upstream = config.upstreams.slot(slot);
+            adapters::upstream_client::needs_client(upstream)
+                .then(|| adapters::upstream_client::tls_config(upstream))
+                .transpose()
+                .map_err(|message| StartError::UpstreamTls {
+                    field: format!("upstreams.{}", slot.config_key()),
+                    message,
+                })
+        };
+        [
+            tls_for(domain::roles::UpstreamSlot::ListedAsProduction)?,
+            tls_for(domain::roles::UpstreamSlot::ListedAsCanary)?,
+        ]
+    };
     let config = Arc::new(config);
     // The store is opened, and the deployment restored from it, before any
     // listener accepts a connection.
@@ -371,6 +395,7 @@ pub fn start_with_demo(
                     share,
                     Arc::clone(&recorder),
                     proxy_tls.as_ref().map(|(tls, _)| Arc::clone(tls)),
+                    upstream_tls.clone(),
                     Arc::clone(&controller.own_metrics),
                 );
                 let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);

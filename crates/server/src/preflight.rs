@@ -46,6 +46,23 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
             return Err(Config::error_at(file, &keys, message));
         }
     }
+    for slot in crate::domain::roles::UpstreamSlot::BOTH {
+        let upstream = config.upstreams.slot(slot);
+        if crate::adapters::upstream_client::needs_client(upstream)
+            && let Err(why) = crate::adapters::upstream_client::tls_config(upstream)
+        {
+            let field = if upstream.ca_file.is_some() {
+                "ca_file"
+            } else {
+                "url"
+            };
+            return Err(Config::error_at(
+                file,
+                &["upstreams", slot.config_key(), field],
+                why,
+            ));
+        }
+    }
     let hooks = [
         ("deploy", &config.hooks.deploy),
         ("health_check", &config.hooks.health_check),

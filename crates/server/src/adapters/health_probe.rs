@@ -6,26 +6,24 @@ use std::time::Duration;
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use crate::adapters::upstream_client::{self, UpstreamClient};
 use crate::config::UpstreamConfig;
 use crate::domain::health::ProbeOutcome;
 use crate::domain::roles::UpstreamSlot;
 use crate::events::Event;
 
-/// The HTTP client the probes share.
-pub type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+/// The HTTP client of one upstream's probes: in the upstream's protocol
+/// (HTTP/1.1 or HTTP/2, over TLS for an `https` URL).
+pub type ProbeClient = UpstreamClient<Empty<Bytes>>;
 
-/// A keep-alive client whose connects give up after `connect_timeout`.
-pub fn client(connect_timeout: Duration) -> ProbeClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
+/// A keep-alive client for `upstream` whose connects give up after
+/// `connect_timeout`; the reason when its TLS settings cannot be used.
+pub fn client(upstream: &UpstreamConfig, connect_timeout: Duration) -> Result<ProbeClient, String> {
+    let tls = upstream_client::tls_config(upstream)?;
+    Ok(upstream_client::client(upstream, &tls, connect_timeout))
 }
 
 /// Probes `upstream` forever, sending every outcome as an [`Event::Probed`].
@@ -33,14 +31,19 @@ pub fn client(connect_timeout: Duration) -> ProbeClient {
 /// Returns when the controller has gone away.
 pub async fn run(slot: UpstreamSlot, upstream: UpstreamConfig, events: mpsc::Sender<Event>) {
     let check = &upstream.health_check;
-    let client = client(check.timeout.0);
+    let client = client(&upstream, check.timeout.0);
     let url = upstream.url.join(&check.path.0);
     let mut interval = tokio::time::interval(check.interval.0);
     // A slow upstream must not cause a burst of catch-up probes.
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let outcome = probe(&client, &url, check.timeout.0).await;
+        let outcome = match &client {
+            Ok(client) => probe(client, &url, check.timeout.0).await,
+            Err(reason) => ProbeOutcome::Unreachable {
+                reason: reason.clone(),
+            },
+        };
         tracing::debug!(upstream = slot.config_key(), %url, ?outcome, "health probe");
         if events.send(Event::Probed { slot, outcome }).await.is_err() {
             return;
@@ -84,6 +87,11 @@ fn root_cause(err: &(dyn StdError + 'static)) -> String {
     let text = cause.to_string();
     if text.contains("os error 111") || text.to_ascii_lowercase().contains("connection refused") {
         "connection refused".to_owned()
+    } else if text.contains("invalid peer certificate") {
+        // rustls: "invalid peer certificate: UnknownIssuer", "… NotValidForName", ….
+        format!(
+            "the upstream's certificate is not trusted ({text}): give the CA that signed it as ca_file, or fix the certificate"
+        )
     } else {
         text
     }

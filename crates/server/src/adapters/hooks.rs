@@ -91,7 +91,16 @@ pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
 /// trying for up to the unhealthy threshold's worth of intervals.
 async fn http_health_check(upstream: &UpstreamConfig) -> HookOutcome {
     let check = &upstream.health_check;
-    let client = health_probe::client(check.timeout.0);
+    let client = match health_probe::client(upstream, check.timeout.0) {
+        Ok(client) => client,
+        Err(reason) => {
+            return HookOutcome {
+                succeeded: false,
+                detail: reason,
+                output: None,
+            };
+        }
+    };
     let url = upstream.url.join(&check.path.0);
     let attempts = check.unhealthy_threshold.0.max(1);
     let mut last = ProbeOutcome::TimedOut;

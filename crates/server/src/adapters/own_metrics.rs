@@ -118,18 +118,19 @@ impl OwnMetrics {
         out.metric(
             "canary_requests_total",
             MetricType::Counter,
-            "Requests the proxy finished, by side and outcome (ok is any status below 400; transport_error is refused, reset, timed out or overloaded; client_error is the client's own fault, answered by the proxy and never counted against the side).",
+            "Requests the proxy finished, by side and outcome (ok is any status below 400; grpc_error is a gRPC call whose grpc-status counts as a failure; transport_error is refused, reset, timed out or overloaded; client_error is the client's own fault, answered by the proxy and never counted against the side).",
         );
         for (side, totals) in totals {
             let side = side.as_str();
             let errors = totals.transport.total();
-            let ok = totals
-                .requests
-                .saturating_sub(totals.errors_4xx + totals.errors_5xx + errors);
+            let ok = totals.requests.saturating_sub(
+                totals.errors_4xx + totals.errors_5xx + totals.grpc_failures + errors,
+            );
             for (outcome, count) in [
                 ("ok", ok),
                 ("4xx", totals.errors_4xx),
                 ("5xx", totals.errors_5xx),
+                ("grpc_error", totals.grpc_failures),
                 ("transport_error", errors),
                 ("client_error", totals.client_errors),
             ] {

@@ -2,9 +2,11 @@
 //!
 //! Towards clients, hyper's server: HTTP/1.1 with keep-alive and HTTP/2
 //! (with prior knowledge in clear text, or chosen by ALPN over TLS with
-//! `proxy.tls`); towards upstreams, our own HTTP/1.1 client in
-//! `proxy/upstream.rs` over connections pooled per proxy thread. Bodies
-//! are streamed both ways, WebSocket upgrades passed through.
+//! `proxy.tls`); towards a plain HTTP/1.1 upstream, our own client in
+//! `proxy/upstream.rs` over connections pooled per proxy thread, and
+//! towards h2c, h2 and https upstreams hyper's (`proxy/via_client.rs`).
+//! Bodies and trailers are streamed both ways, WebSocket upgrades passed
+//! through to plain HTTP/1.1 upstreams.
 //! Each request goes to the side [`crate::domain::split::choose`] picks from
 //! the current share; each is recorded for that side when its response ends.
 
@@ -24,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
+use crate::adapters::upstream_client::{self, UpstreamClient};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::roles::{Routing, UpstreamSlot};
 use crate::domain::split::{self, Bucket, Override};
@@ -34,6 +37,7 @@ mod http1;
 mod recorded;
 mod serve;
 mod upstream;
+mod via_client;
 
 pub use serve::serve_on_threads;
 
@@ -112,6 +116,28 @@ struct Upstream {
     address: String,
     /// Requests in flight; a slot is held until the response body ends.
     in_flight: Arc<AtomicU32>,
+    /// hyper's client, for an upstream that is not plain HTTP/1.1 (h2c, h2,
+    /// https); one per proxy thread, like the HTTP/1.1 pool.
+    via_client: Option<ViaClient>,
+}
+
+/// An upstream reached through hyper's client.
+#[derive(Clone, Debug)]
+struct ViaClient {
+    settings: crate::config::UpstreamConfig,
+    tls: Arc<rustls::ClientConfig>,
+    client: UpstreamClient<ProxyBody>,
+    connect_timeout: std::time::Duration,
+}
+
+impl ViaClient {
+    /// The same upstream with a client (and so a pool) of its own.
+    fn fresh(&self) -> ViaClient {
+        ViaClient {
+            client: upstream_client::client(&self.settings, &self.tls, self.connect_timeout),
+            ..self.clone()
+        }
+    }
 }
 
 /// Everything a proxied request needs; shared by all connections.
@@ -138,27 +164,35 @@ impl Proxy {
         routing: SharedRouting,
         recorder: Arc<Recorder>,
         tls: Option<Arc<rustls::ServerConfig>>,
+        upstream_tls: [Option<Arc<rustls::ClientConfig>>; 2],
         metrics: Arc<OwnMetrics>,
     ) -> Arc<Proxy> {
-        let upstream = |url: &UpstreamUrl| Upstream {
-            url: url.clone(),
-            authority: url
-                .uri()
-                .authority()
-                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
-                .unwrap_or_else(|| HeaderValue::from_static("localhost")),
+        let connect_timeout = config.proxy.upstream_connect_timeout.0;
+        let upstream = |settings: &crate::config::UpstreamConfig,
+                        tls: Option<Arc<rustls::ClientConfig>>| Upstream {
+            via_client: tls.map(|tls| ViaClient {
+                client: upstream_client::client(settings, &tls, connect_timeout),
+                settings: settings.clone(),
+                tls,
+                connect_timeout,
+            }),
+            url: settings.url.clone(),
+            authority: upstream_authority(&settings.url),
             address: {
-                let uri = url.uri();
+                let uri = settings.url.uri();
                 let host = uri.host().unwrap_or("localhost");
-                let port = uri.port_u16().unwrap_or(80);
                 // An IPv6 literal keeps its brackets in `host()`.
-                format!("{host}:{port}")
+                format!("{host}:{}", settings.url.port())
             },
             in_flight: Arc::new(AtomicU32::new(0)),
         };
+        let [production_tls, canary_tls] = upstream_tls;
         Arc::new(Proxy {
             config: config.proxy.clone(),
-            slots: UpstreamSlot::BOTH.map(|slot| upstream(&config.upstreams.slot(slot).url)),
+            slots: [
+                upstream(&config.upstreams.production, production_tls),
+                upstream(&config.upstreams.canary, canary_tls),
+            ],
             pools: Default::default(),
             routing,
             recorder,
@@ -170,9 +204,13 @@ impl Proxy {
     /// The same proxy (shares, limits, recorder) with a connection pool of
     /// its own, for a thread that runs its own runtime.
     fn for_another_thread(&self) -> Arc<Proxy> {
+        let fresh = |upstream: &Upstream| Upstream {
+            via_client: upstream.via_client.as_ref().map(ViaClient::fresh),
+            ..upstream.clone()
+        };
         Arc::new(Proxy {
             config: self.config.clone(),
-            slots: self.slots.clone(),
+            slots: [fresh(&self.slots[0]), fresh(&self.slots[1])],
             pools: Default::default(),
             routing: self.routing.clone(),
             recorder: Arc::clone(&self.recorder),
@@ -188,6 +226,14 @@ impl Proxy {
     fn pool(&self, slot: UpstreamSlot) -> &Arc<ConnectionPool> {
         &self.pools[slot.index()]
     }
+}
+
+/// `host[:port]` of `url`, for the `Host` header.
+fn upstream_authority(url: &UpstreamUrl) -> HeaderValue {
+    url.uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("localhost"))
 }
 
 /// A short plain-text response from the proxy itself.
@@ -285,6 +331,11 @@ async fn handle(
 
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
+    let wants_trailers = parts
+        .headers
+        .get(header::TE)
+        .and_then(|te| te.to_str().ok())
+        .is_some_and(|te| te.contains("trailers"));
     // HTTP/2 carries the host in `:authority`; the upstream's HTTP/1.1
     // request needs it as `Host`.
     if !parts.headers.contains_key(header::HOST)
@@ -330,6 +381,34 @@ async fn handle(
         )
         .boxed()
     };
+    if let Some(via) = &upstream.via_client {
+        if upgrade {
+            // Not passed through hyper's client yet (WebSocket to an https
+            // or HTTP/2 upstream): said plainly, not half-done.
+            proxy
+                .recorder
+                .record(side, Outcome::ClientError, started.elapsed());
+            return plain(
+                StatusCode::NOT_IMPLEMENTED,
+                "connection upgrades (WebSocket) are not passed to https or HTTP/2 upstreams\n",
+            );
+        }
+        let body = if has_body {
+            limited()
+        } else {
+            Empty::new().map_err(|never| match never {}).boxed()
+        };
+        let forward = via_client::Forward {
+            side,
+            parts,
+            body,
+            wants_trailers,
+            new_cookie,
+            started,
+            in_flight,
+        };
+        return via_client::forward(proxy, via, forward).await;
+    }
     let request_body = match framing {
         BodyFraming::None | BodyFraming::EmptyWithLength => RequestBody::Empty,
         BodyFraming::Length(_) => RequestBody::Length(limited()),
@@ -671,14 +750,10 @@ fn finish(
     if let Some(cookie) = new_cookie {
         headers.append(header::SET_COOKIE, cookie);
     }
+    let recording = Recording::new(proxy, side, head.status.as_u16(), &headers, started);
     let body = RecordedBody {
         inner: body,
-        recording: Some(Recording {
-            proxy: Arc::clone(proxy),
-            side,
-            status: head.status.as_u16(),
-            started,
-        }),
+        recording: Some(recording),
         _in_flight: in_flight,
     };
     let mut response = Response::new(body.boxed());

@@ -26,6 +26,10 @@ pub enum Outcome {
     Status(u16),
     /// It failed in transport.
     Transport(TransportFailure),
+    /// A gRPC call answered with a `grpc-status` that counts as a failure
+    /// (`proxy.grpc.failure_codes`): an error like a 5xx, although its HTTP
+    /// status was 200.
+    GrpcFailure(u8),
     /// The client's own fault (a malformed, aborted, too slow or too large
     /// request body, or an upgrade with a body): answered 4xx by the proxy,
     /// counted apart, and never a request of the side, so it feeds neither
@@ -67,6 +71,8 @@ struct Counts {
     latency_sum_micros: u64,
     errors_4xx: u64,
     errors_5xx: u64,
+    /// gRPC calls whose `grpc-status` counts as a failure.
+    grpc_failures: u64,
     transport: TransportErrors,
     /// Client faults; not in `requests`.
     client_errors: u64,
@@ -80,6 +86,7 @@ impl Counts {
             latency_sum_micros: 0,
             errors_4xx: 0,
             errors_5xx: 0,
+            grpc_failures: 0,
             transport: TransportErrors::default(),
             client_errors: 0,
         }
@@ -100,6 +107,7 @@ impl Counts {
             Outcome::Status(status) if (400..500).contains(&status) => self.errors_4xx += 1,
             Outcome::Status(status) if status >= 500 => self.errors_5xx += 1,
             Outcome::Status(_) | Outcome::ClientError => {}
+            Outcome::GrpcFailure(_) => self.grpc_failures += 1,
             Outcome::Transport(failure) => {
                 let counter = match failure {
                     TransportFailure::Refused => &mut self.transport.refused,
@@ -122,6 +130,7 @@ impl Counts {
             .saturating_add(other.latency_sum_micros);
         self.errors_4xx += other.errors_4xx;
         self.errors_5xx += other.errors_5xx;
+        self.grpc_failures += other.grpc_failures;
         self.transport.refused += other.transport.refused;
         self.transport.reset += other.transport.reset;
         self.transport.timeout += other.transport.timeout;
@@ -131,7 +140,7 @@ impl Counts {
     }
 
     fn errors(&self) -> u64 {
-        self.errors_5xx + self.transport.total()
+        self.errors_5xx + self.grpc_failures + self.transport.total()
     }
 
     fn quantile_ms(&self, quantile: f64) -> Option<f64> {
@@ -182,6 +191,8 @@ pub struct Totals {
     pub errors_4xx: u64,
     /// Of which answered 5xx.
     pub errors_5xx: u64,
+    /// Of which were gRPC calls that failed by their `grpc-status`.
+    pub grpc_failures: u64,
     /// Of which failed in transport, by kind.
     pub transport: TransportErrors,
     /// Client faults answered by the proxy itself; not counted in `requests`.
@@ -197,6 +208,7 @@ impl Totals {
         self.requests += second.requests;
         self.errors_4xx += second.errors_4xx;
         self.errors_5xx += second.errors_5xx;
+        self.grpc_failures += second.grpc_failures;
         self.transport.refused += second.transport.refused;
         self.transport.reset += second.transport.reset;
         self.transport.timeout += second.transport.timeout;

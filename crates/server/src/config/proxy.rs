@@ -42,7 +42,94 @@ pub struct ProxyConfig {
     pub tls: Option<crate::config::TlsConfig>,
     /// HTTP/2 limits towards clients.
     pub http2: Http2Config,
+    /// How gRPC calls are judged.
+    pub grpc: GrpcConfig,
 }
+
+/// `proxy.grpc:` — a gRPC call (`content-type: application/grpc…`) ends
+/// with its outcome in `grpc-status` (a trailer, or a header when there is
+/// no body), and its HTTP status is 200 for most failures.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// The `grpc-status` codes that count as a failure of the side, like a
+    /// 5xx; any other code is a success (the caller's own errors, such as
+    /// `NOT_FOUND` or `INVALID_ARGUMENT`, are not the server's fault).
+    pub failure_codes: Vec<GrpcCode>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            failure_codes: [2, 4, 8, 13, 14, 15].map(GrpcCode).to_vec(),
+        }
+    }
+}
+
+/// A gRPC status code, written as its name (`UNAVAILABLE`) or number (14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "GrpcCodeInput")]
+pub struct GrpcCode(pub u8);
+
+/// The codes' names, by number (grpc/doc/statuscodes.md).
+const GRPC_CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+impl GrpcCode {
+    /// Its name, as gRPC spells it.
+    pub fn name(self) -> &'static str {
+        GRPC_CODE_NAMES
+            .get(usize::from(self.0))
+            .copied()
+            .unwrap_or("UNKNOWN")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum GrpcCodeInput {
+    Number(u64),
+    Name(String),
+}
+
+impl TryFrom<GrpcCodeInput> for GrpcCode {
+    type Error = String;
+
+    fn try_from(input: GrpcCodeInput) -> Result<Self, Self::Error> {
+        match input {
+            GrpcCodeInput::Number(number) if number <= 16 => Ok(GrpcCode(number as u8)),
+            GrpcCodeInput::Number(number) => {
+                Err(format!("{number} is not a gRPC status code (0 to 16)"))
+            }
+            GrpcCodeInput::Name(name) => GRPC_CODE_NAMES
+                .iter()
+                .position(|known| known.eq_ignore_ascii_case(&name))
+                .map(|at| GrpcCode(at as u8))
+                .ok_or_else(|| {
+                    format!("{name:?} is not a gRPC status code such as UNAVAILABLE or INTERNAL")
+                }),
+        }
+    }
+}
+
+serialize_as!(GrpcCode, |code| code.name());
 
 /// `proxy.http2:` — what one HTTP/2 client connection may ask of the proxy.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -90,6 +177,7 @@ impl Default for ProxyConfig {
             retry_refused_canary: true,
             tls: None,
             http2: Http2Config::default(),
+            grpc: GrpcConfig::default(),
         }
     }
 }

@@ -211,7 +211,8 @@ impl TryFrom<String> for HttpPath {
     }
 }
 
-/// An upstream's base URL: `http://host:port`, with an optional path prefix.
+/// An upstream's base URL: `http://host:port` or `https://host:port`, with
+/// an optional path prefix.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct UpstreamUrl(hyper::Uri);
@@ -220,6 +221,18 @@ impl UpstreamUrl {
     /// The URL as parsed.
     pub fn uri(&self) -> &hyper::Uri {
         &self.0
+    }
+
+    /// Whether it is an `https` URL.
+    pub fn is_https(&self) -> bool {
+        self.0.scheme_str() == Some("https")
+    }
+
+    /// The port, said or implied by the scheme.
+    pub fn port(&self) -> u16 {
+        self.0
+            .port_u16()
+            .unwrap_or(if self.is_https() { 443 } else { 80 })
     }
 
     /// This URL with `path` appended to its own path.
@@ -242,9 +255,9 @@ impl FromStr for UpstreamUrl {
         let uri: hyper::Uri = text
             .parse()
             .map_err(|err| format!("invalid URL {text:?}: {err}"))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(format!(
-                "invalid URL {text:?}: write it as http://host:port (https upstreams are not supported yet)"
+                "invalid URL {text:?}: write it as http://host:port or https://host:port"
             ));
         }
         if uri.host().is_none_or(str::is_empty) {

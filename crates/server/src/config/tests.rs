@@ -270,7 +270,7 @@ fn server_and_upstream_errors_name_the_field() {
         .assert_eq(&with("server:\n  admin_listen: nope\n"));
     expect!["<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`, `metrics_retention`, `tls`"]
         .assert_eq(&with("server:\n  color: blue\n"));
-    expect![[r#"<config>:5:10: upstreams.canary.url: invalid URL "ftp://x": write it as http://host:port (https upstreams are not supported yet)"#]]
+    expect![[r#"<config>:5:10: upstreams.canary.url: invalid URL "ftp://x": write it as http://host:port or https://host:port"#]]
         .assert_eq(&with(
             "upstreams:\n  production:\n    url: http://127.0.0.1:1\n  canary:\n    url: ftp://x\n",
         ));
@@ -552,4 +552,53 @@ fn http2_limits_outside_what_http2_allows_name_the_field() {
     let config = Config::from_yaml(&text).unwrap();
     assert_eq!(config.proxy.http2.max_header_list_size.0, 16 * 1024);
     assert_eq!(config.proxy.http2.max_concurrent_streams, 100);
+}
+
+#[test]
+fn an_upstream_s_protocol_must_fit_its_url_and_grpc_codes_are_names_or_numbers() {
+    let with = |upstream: &str| {
+        format!(
+            "upstreams:\n  production:\n    url: \"http://10.0.0.11:8080\"\n  canary:\n{upstream}canary:\n"
+        )
+    };
+    check_error(
+        "canary:\n",
+        &with("    url: \"http://10.0.0.12:8080\"\n    protocol: h2\n"),
+        expect![
+            "<config>:7:15: upstreams.canary.protocol: h2 is HTTP/2 over TLS: give an https:// URL, or use h2c for HTTP/2 in clear text"
+        ],
+    );
+    check_error(
+        "canary:\n",
+        &with("    url: \"https://shop.internal\"\n    protocol: h2c\n"),
+        expect![
+            "<config>:7:15: upstreams.canary.protocol: h2c is HTTP/2 in clear text: give an http:// URL, or use h2 for HTTP/2 over TLS"
+        ],
+    );
+    check_error(
+        "canary:\n",
+        &with("    url: \"http://10.0.0.12:8080\"\n    ca_file: ca.pem\n"),
+        expect!["<config>:7:14: upstreams.canary.ca_file: a CA file is for an https:// URL"],
+    );
+    check_error(
+        "canary:\n",
+        "proxy:\n  grpc: { failure_codes: [UNAVAILABLE, TEAPOT] }\ncanary:\n",
+        expect![[
+            r#"<config>:3:40: proxy.grpc.failure_codes[1]: "TEAPOT" is not a gRPC status code such as UNAVAILABLE or INTERNAL"#
+        ]],
+    );
+    let text = SEED.replacen(
+        "canary:\n",
+        "proxy:\n  grpc: { failure_codes: [unavailable, 13] }\ncanary:\n",
+        1,
+    );
+    let config = Config::from_yaml(&text).unwrap();
+    let codes: Vec<u8> = config
+        .proxy
+        .grpc
+        .failure_codes
+        .iter()
+        .map(|code| code.0)
+        .collect();
+    assert_eq!(codes, [14, 13]);
 }

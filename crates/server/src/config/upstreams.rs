@@ -44,6 +44,8 @@ impl Default for UpstreamsConfig {
                 .expect("a loopback URL is valid"),
             version: None,
             health_check: HealthCheckConfig::default(),
+            protocol: UpstreamProtocol::Http1,
+            ca_file: None,
         };
         UpstreamsConfig {
             production: upstream(9001),
@@ -94,6 +96,28 @@ pub struct UpstreamConfig {
     /// Active health checks.
     #[serde(default)]
     pub health_check: HealthCheckConfig,
+    /// What the proxy speaks to it: `http1` (the default; over TLS for an
+    /// `https` URL), `h2c` (HTTP/2 in clear text, prior knowledge: most gRPC
+    /// servers) or `h2` (HTTP/2 over TLS, by ALPN).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// The CA that signed an `https` upstream's certificate, when it is not
+    /// one the system trusts (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// `upstreams.*.protocol:`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    #[default]
+    Http1,
+    /// HTTP/2 with prior knowledge, in clear text.
+    H2c,
+    /// HTTP/2 over TLS.
+    H2,
 }
 
 /// `upstreams.*.health_check:`

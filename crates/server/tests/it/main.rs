@@ -12,6 +12,7 @@ mod metrics;
 mod promotion;
 mod proxy;
 mod proxy_h2;
+mod proxy_upstream_h2;
 mod recovery;
 mod router;
 mod router_gateway;

@@ -57,9 +57,66 @@ pub(super) struct Recording {
     pub(super) side: Side,
     pub(super) status: u16,
     pub(super) started: Instant,
+    /// For a gRPC response (`content-type: application/grpc…`): its
+    /// `grpc-status` once seen (a header of a trailers-only response, or a
+    /// trailer); `Some(None)` until then.
+    pub(super) grpc: Option<Option<u8>>,
 }
 
 impl Recording {
+    /// What to record for a response with `status` and `headers`.
+    pub(super) fn new(
+        proxy: &Arc<Proxy>,
+        side: Side,
+        status: u16,
+        headers: &hyper::HeaderMap,
+        started: Instant,
+    ) -> Recording {
+        let is_grpc = headers
+            .get(hyper::header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+        Recording {
+            proxy: Arc::clone(proxy),
+            side,
+            status,
+            started,
+            grpc: is_grpc.then(|| grpc_status(headers)),
+        }
+    }
+
+    /// Notes a gRPC call's status from its trailers.
+    fn trailers(&mut self, trailers: &hyper::HeaderMap) {
+        if let Some(code) = &mut self.grpc
+            && let Some(found) = grpc_status(trailers)
+        {
+            *code = Some(found);
+        }
+    }
+
+    /// Records the response, its body having ended.
+    fn ended(self) {
+        let outcome = match self.grpc {
+            // A call that ended without a status is, to its client, UNKNOWN.
+            Some(code) if self.status == 200 => {
+                let code = code.unwrap_or(2);
+                if self
+                    .proxy
+                    .config
+                    .grpc
+                    .failure_codes
+                    .iter()
+                    .any(|failure| failure.0 == code)
+                {
+                    Outcome::GrpcFailure(code)
+                } else {
+                    Outcome::Status(self.status)
+                }
+            }
+            _ => Outcome::Status(self.status),
+        };
+        self.record(outcome);
+    }
+
     pub(super) fn record(self, outcome: Outcome) {
         self.proxy
             .recorder
@@ -67,16 +124,27 @@ impl Recording {
     }
 }
 
+/// The `grpc-status` in `headers`, if there is a valid one.
+fn grpc_status(headers: &hyper::HeaderMap) -> Option<u8> {
+    headers
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u8>().ok())
+}
+
 /// The upstream's response body on its way to the client; records the
 /// request when the body ends (a reset mid-body counts as a reset) and holds
 /// the side's in-flight slot until then.
-pub(super) struct RecordedBody {
-    pub(super) inner: UpstreamBody,
+pub(super) struct RecordedBody<B = UpstreamBody> {
+    pub(super) inner: B,
     pub(super) recording: Option<Recording>,
     pub(super) _in_flight: InFlight,
 }
 
-impl Body for RecordedBody {
+impl<B> Body for RecordedBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -86,10 +154,16 @@ impl Body for RecordedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Some(recording)) =
+                    (frame.trailers_ref(), &mut self.recording)
+                {
+                    recording.trailers(trailers);
+                }
+            }
             Poll::Ready(None) => {
                 if let Some(recording) = self.recording.take() {
-                    let status = recording.status;
-                    recording.record(Outcome::Status(status));
+                    recording.ended();
                 }
             }
             Poll::Ready(Some(Err(err))) => {
@@ -101,7 +175,7 @@ impl Body for RecordedBody {
                     recording.record(Outcome::Transport(kind));
                 }
             }
-            _ => {}
+            Poll::Pending => {}
         }
         polled
     }
@@ -115,13 +189,12 @@ impl Body for RecordedBody {
     }
 }
 
-impl Drop for RecordedBody {
+impl<B> Drop for RecordedBody<B> {
     fn drop(&mut self) {
         // The client went away before the body ended (or hyper never polled an
         // empty body to its end): the upstream answered, so its status counts.
         if let Some(recording) = self.recording.take() {
-            let status = recording.status;
-            recording.record(Outcome::Status(status));
+            recording.ended();
         }
     }
 }

@@ -1,0 +1,136 @@
+//! Forwarding to an upstream that is not plain HTTP/1.1 (h2c, h2, https)
+//! through hyper's client: the request as rewritten by `handle`, the
+//! response streamed back with its trailers (gRPC's `grpc-status` rides in
+//! them), and recorded for its side when its body ends.
+
+use std::sync::Arc;
+
+use canary_shared::Side;
+use http_body_util::BodyExt;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, Version};
+use tokio::time::Instant;
+
+use crate::adapters::proxy::headers::{strip_hop_by_hop, upstream_target};
+use crate::adapters::proxy::recorded::{InFlight, RecordedBody, Recording};
+use crate::adapters::proxy::{BoxError, Proxy, ProxyBody, ViaClient, classify};
+use crate::config::UpstreamProtocol;
+
+/// What `handle` has decided for a request going through hyper's client.
+pub(super) struct Forward {
+    pub(super) side: Side,
+    /// The request head, rewritten for the upstream.
+    pub(super) parts: hyper::http::request::Parts,
+    pub(super) body: ProxyBody,
+    /// The client asked for trailers (`TE: trailers`, as gRPC clients do).
+    pub(super) wants_trailers: bool,
+    pub(super) new_cookie: Option<HeaderValue>,
+    pub(super) started: Instant,
+    pub(super) in_flight: InFlight,
+}
+
+/// Sends the request to the upstream of `via` and streams its answer back.
+pub(super) async fn forward(
+    proxy: &Arc<Proxy>,
+    via: &ViaClient,
+    request: Forward,
+) -> Response<ProxyBody> {
+    let Forward {
+        side,
+        mut parts,
+        body,
+        wants_trailers,
+        new_cookie,
+        started,
+        in_flight,
+    } = request;
+    let url = &via.settings.url;
+    let target = upstream_target(url, &parts.uri);
+    let uri = format!(
+        "{}://{}{target}",
+        url.uri().scheme_str().unwrap_or("http"),
+        url.uri()
+            .authority()
+            .map_or("localhost", |authority| authority.as_str())
+    );
+    parts.uri = match uri.parse() {
+        Ok(uri) => uri,
+        Err(_) => {
+            proxy.recorder.record(
+                side,
+                crate::adapters::recorder::Outcome::ClientError,
+                started.elapsed(),
+            );
+            return super::plain(
+                hyper::StatusCode::BAD_REQUEST,
+                "request target not forwardable\n",
+            );
+        }
+    };
+    if via.settings.protocol == UpstreamProtocol::Http1 {
+        parts.version = Version::HTTP_11;
+    } else {
+        parts.version = Version::HTTP_2;
+        // HTTP/2 names the host in `:authority` (the upstream's, from the
+        // URI); the client's is in `X-Forwarded-Host`.
+        parts.headers.remove(header::HOST);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        if wants_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    let request = Request::from_parts(parts, body);
+    let timeout = proxy.config.upstream_response_timeout.0;
+    let answered = tokio::time::timeout(timeout, via.client.request(request)).await;
+    let response = match answered {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            let failure = classify(&err);
+            tracing::debug!(error = %error_chain(&err), ?side, "upstream request failed");
+            proxy
+                .recorder
+                .record(side, failure.outcome(), started.elapsed());
+            return failure.response();
+        }
+        Err(_) => {
+            let failure = super::Failure {
+                kind: crate::adapters::recorder::TransportFailure::Timeout,
+                client_fault: None,
+            };
+            proxy
+                .recorder
+                .record(side, failure.outcome(), started.elapsed());
+            return failure.response();
+        }
+    };
+    let (mut head, body) = response.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    let recording = Recording::new(proxy, side, head.status.as_u16(), &head.headers, started);
+    if let Some(cookie) = new_cookie {
+        head.headers.append(header::SET_COOKIE, cookie);
+    }
+    // hyper's client speaks HTTP/2 or HTTP/1.1 to the upstream; the client
+    // gets whatever its own connection speaks.
+    head.version = Version::HTTP_11;
+    let body = RecordedBody {
+        inner: body.map_err(|err| Box::new(err) as BoxError).boxed(),
+        recording: Some(recording),
+        _in_flight: in_flight,
+    };
+    Response::from_parts(head, body.boxed())
+}
+
+/// An error and its causes, for the log (hyper's client says "client
+/// error (Connect)" on top, and why below).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
+}

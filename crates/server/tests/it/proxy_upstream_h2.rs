@@ -1,0 +1,318 @@
+//! The proxy towards upstreams that are not plain HTTP/1.1: gRPC servers
+//! over h2c (a call's outcome from `grpc-status` in its trailers, streamed
+//! messages passed through as they come), and an HTTPS upstream verified
+//! against a configured CA, or refused with the reason when not trusted.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use canary_server::config::{UpstreamProtocol, UpstreamUrl};
+use canary_shared::Phase;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::{Request, Response};
+
+use crate::support::TestApp;
+
+/// A gRPC message on the wire: uncompressed flag, length, bytes.
+fn grpc_message(payload: &[u8]) -> Bytes {
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    framed.extend_from_slice(payload);
+    Bytes::from(framed)
+}
+
+/// An HTTP/2 (h2c) gRPC server on loopback answering every call with
+/// `messages` messages, 50 ms apart, then `grpc-status: status`.
+async fn grpc_server(name: &'static str, status: u8, messages: usize) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: Request<hyper::body::Incoming>| async move {
+                        let is_grpc = request
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+                        let te = request.headers().get("te").cloned();
+                        let (send, mut receive) =
+                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+                        tokio::spawn(async move {
+                            for index in 0..messages {
+                                if index > 0 {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                                let message = grpc_message(format!("{name} {index}").as_bytes());
+                                if send.send(Ok(Frame::data(message))).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let mut trailers = hyper::HeaderMap::new();
+                            trailers.insert("grpc-status", status.to_string().parse().unwrap());
+                            let _ = send.send(Ok(Frame::trailers(trailers))).await;
+                        });
+                        let frames = futures_util::stream::poll_fn(move |cx| receive.poll_recv(cx));
+                        let mut response = Response::new(StreamBody::new(frames));
+                        response
+                            .headers_mut()
+                            .insert("content-type", "application/grpc".parse().unwrap());
+                        response
+                            .headers_mut()
+                            .insert("x-upstream", name.parse().unwrap());
+                        response.headers_mut().insert(
+                            "x-saw-grpc",
+                            (if is_grpc { "yes" } else { "no" }).parse().unwrap(),
+                        );
+                        if let Some(te) = te {
+                            response.headers_mut().insert("x-saw-te", te);
+                        }
+                        Ok::<_, Infallible>(response)
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
+    });
+    address
+}
+
+/// One gRPC call through the proxy over h2c: (upstream, the messages as
+/// they arrived with their arrival time, the grpc-status trailer).
+async fn call(
+    sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    proxy: SocketAddr,
+) -> (
+    String,
+    Vec<(Duration, Bytes)>,
+    Option<String>,
+    hyper::HeaderMap,
+) {
+    let request = Request::post(format!("http://{proxy}/shop.Cart/Watch"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(grpc_message(b"cart-1")))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let response = sender.send_request(request).await.unwrap();
+    let headers = response.headers().clone();
+    let upstream = headers
+        .get("x-upstream")
+        .map(|value| value.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let mut body = response.into_body();
+    let mut messages = Vec::new();
+    let mut status = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap();
+        if let Some(data) = frame.data_ref() {
+            messages.push((started.elapsed(), data.clone()));
+        }
+        if let Some(trailers) = frame.trailers_ref() {
+            status = trailers
+                .get("grpc-status")
+                .map(|value| value.to_str().unwrap().to_owned());
+        }
+    }
+    (upstream, messages, status, headers)
+}
+
+async fn h2c(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    sender
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_back() {
+    // Production answers OK; the canary UNAVAILABLE (14) after its messages.
+    let production = grpc_server("production", 0, 3).await;
+    let canary = grpc_server("canary", 14, 3).await;
+    let app = TestApp::start_with(|config| {
+        for (upstream, address) in [
+            (&mut config.upstreams.production, production),
+            (&mut config.upstreams.canary, canary),
+        ] {
+            upstream.url = format!("http://{address}").parse::<UpstreamUrl>().unwrap();
+            upstream.protocol = UpstreamProtocol::H2c;
+        }
+        TestApp::pass_health_checks_blindly(config);
+    })
+    .await;
+    app.start_canary_at(50.0).await;
+    let mut sender = h2c(app.proxy_addr).await;
+
+    // Streamed: the first message arrives before the server sent the last.
+    let (upstream, messages, status, headers) = call(&mut sender, app.proxy_addr).await;
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(
+        messages[0].0 + Duration::from_millis(80) < messages[2].0,
+        "messages were held back: {messages:?}"
+    );
+    assert_eq!(headers["x-saw-grpc"], "yes");
+    assert_eq!(
+        headers["x-saw-te"], "trailers",
+        "TE: trailers reaches the upstream"
+    );
+    let expected = if upstream == "canary" { "14" } else { "0" };
+    assert_eq!(
+        status.as_deref(),
+        Some(expected),
+        "the trailers are forwarded"
+    );
+
+    // Calls until the canary's UNAVAILABLE answers, HTTP 200 each, breach
+    // the error-rate check and roll it back.
+    for _ in 0..60 {
+        if app.controller.state.borrow().phase == Phase::RolledBack {
+            break;
+        }
+        let mut calls = Vec::new();
+        let proxy = app.proxy_addr;
+        for _ in 0..10 {
+            let mut sender = sender.clone();
+            calls.push(tokio::spawn(async move { call(&mut sender, proxy).await }));
+        }
+        for call in calls {
+            let _ = call.await;
+        }
+    }
+    app.wait_for_phase(Phase::RolledBack).await;
+    let snapshot = app
+        .metrics_where(|metrics| metrics.canary.last_1m.requests > 0)
+        .await;
+    assert!(
+        snapshot.canary.last_1m.error_rate.unwrap_or(0.0) > 0.9,
+        "UNAVAILABLE counts as a failure: {:?}",
+        snapshot.canary.last_1m
+    );
+    assert_eq!(
+        snapshot.production.last_1m.error_rate,
+        Some(0.0),
+        "OK does not: {:?}",
+        snapshot.production.last_1m
+    );
+}
+
+/// An HTTPS (HTTP/1.1) server on loopback with a certificate for
+/// `localhost` that a fresh CA signed: its address and the CA's PEM file.
+async fn https_server(
+    dir: &std::path::Path,
+    name: &'static str,
+) -> (SocketAddr, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |request: Request<hyper::body::Incoming>| async move {
+                        let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
+                        response
+                            .headers_mut()
+                            .insert("x-upstream", name.parse().unwrap());
+                        if let Some(proto) = request.headers().get("x-forwarded-proto") {
+                            response.headers_mut().insert("x-saw-proto", proto.clone());
+                        }
+                        Ok::<_, Infallible>(response)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, ca_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_is_verified_against_its_ca_and_an_untrusted_one_is_refused_with_the_reason()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (production, production_ca) = https_server(dir.path(), "production").await;
+    let (canary, _canary_ca) = https_server(dir.path(), "canary").await;
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = format!("https://localhost:{}", production.port())
+            .parse()
+            .unwrap();
+        config.upstreams.production.ca_file = Some(production_ca.clone());
+        // The canary's CA is not given: the system does not trust it.
+        config.upstreams.canary.url = format!("https://localhost:{}", canary.port())
+            .parse()
+            .unwrap();
+    })
+    .await;
+
+    // Production, trusted through its CA: served over TLS, health checked.
+    let (status, headers, body) = crate::support::http_get(&app.proxy_url("/work"), "*/*").await;
+    assert_eq!((status.as_u16(), body.as_str()), (200, "ok\n"));
+    assert_eq!(headers["x-upstream"], "production");
+    assert_eq!(
+        headers["x-saw-proto"], "http",
+        "the client reached canary in clear text"
+    );
+
+    // The canary's certificate is not trusted: its health check says why,
+    // and the rollout does not start.
+    let start = canary_shared::Command::Start(canary_shared::StartRequest {
+        image_tag: "v2.7.0".to_owned(),
+        traffic_percent: canary_shared::CanaryShare::from_percent(50.0).unwrap(),
+    });
+    app.controller
+        .command("test".to_owned(), start, None)
+        .await
+        .unwrap();
+    let failed = app.wait_for_phase(Phase::Failed).await;
+    let summary = serde_json::to_string(&failed).unwrap();
+    assert!(
+        summary.contains("certificate is not trusted") && summary.contains("ca_file"),
+        "{summary}"
+    );
+}
