@@ -316,3 +316,53 @@ async fn an_https_upstream_is_verified_against_its_ca_and_an_untrusted_one_is_re
         "{summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stickiness_by_header_keeps_a_grpc_caller_on_one_side_by_its_metadata() {
+    let production = grpc_server("production", 0, 1).await;
+    let canary = grpc_server("canary", 0, 1).await;
+    let app = TestApp::start_with(|config| {
+        for (upstream, address) in [
+            (&mut config.upstreams.production, production),
+            (&mut config.upstreams.canary, canary),
+        ] {
+            upstream.url = format!("http://{address}").parse::<UpstreamUrl>().unwrap();
+            upstream.protocol = UpstreamProtocol::H2c;
+        }
+        config.proxy.stickiness.mode = canary_server::config::StickinessMode::Header;
+        config.proxy.stickiness.header = canary_server::config::HeaderName("x-user-id".to_owned());
+        TestApp::pass_health_checks_blindly(config);
+    })
+    .await;
+    app.start_canary_at(50.0).await;
+    let sender = h2c(app.proxy_addr).await;
+    let mut users_on_canary = 0;
+    for user in 0..60 {
+        let mut sides = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            // gRPC metadata travel as HTTP/2 headers.
+            let request = Request::post(format!("http://{}/shop.Cart/Get", app.proxy_addr))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .header("x-user-id", format!("user-{user}"))
+                .body(Full::new(grpc_message(b"cart")))
+                .unwrap();
+            let response = sender.clone().send_request(request).await.unwrap();
+            sides.insert(
+                response.headers()["x-upstream"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+            response.into_body().collect().await.unwrap();
+        }
+        assert_eq!(sides.len(), 1, "user-{user} went to {sides:?}");
+        if sides.contains("canary") {
+            users_on_canary += 1;
+        }
+    }
+    assert!(
+        (15..=45).contains(&users_on_canary),
+        "{users_on_canary} of 60 callers on the canary at 50 %"
+    );
+}
