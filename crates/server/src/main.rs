@@ -172,6 +172,10 @@ struct DemoArgs {
     /// or nginx (Debian's, installed) that canary steers.
     #[arg(long, value_enum, default_value_t = DemoRouterArg::Builtin)]
     router: DemoRouterArg,
+    /// The demo services speak gRPC (over h2c, through the built-in proxy),
+    /// and the load is gRPC calls; a failing canary answers UNAVAILABLE.
+    #[arg(long, conflicts_with = "router")]
+    grpc: bool,
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "CANARY_LOG_FORMAT")]
     log_format: LogFormat,
@@ -386,7 +390,7 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
-        let mut services = Demo::start(args.load)
+        let mut services = Demo::start(args.load, args.grpc)
             .await
             .context("cannot start the demo services")?;
         let data_dir = args.data_dir;
@@ -456,6 +460,7 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
                 services.canary_url(),
                 args.load,
                 match args.router {
+                    DemoRouterArg::Builtin if args.grpc => "the proxy (gRPC calls over h2c)",
                     DemoRouterArg::Builtin => "the proxy",
                     DemoRouterArg::Haproxy => "HAProxy",
                     DemoRouterArg::Nginx => "nginx",

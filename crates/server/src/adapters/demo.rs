@@ -6,6 +6,12 @@
 //! latency around 12 ms, JSON bodies, `/healthz` always healthy. The canary's
 //! behaviour (error rate, added latency, hang) is changed live through
 //! [`DemoControl`], which the console's demo panel drives.
+//!
+//! With `--grpc` the services are gRPC servers too (HTTP/2 with prior
+//! knowledge on the same port, beside HTTP/1.1 for `/healthz` and
+//! `/metrics`), the upstreams are `h2c`, and the load is gRPC calls: a
+//! failing canary answers `UNAVAILABLE` in its trailers with HTTP 200, and
+//! the proxy counts it from `grpc-status`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -126,6 +132,15 @@ impl ServiceState {
 pub struct Demo {
     control: Arc<DemoControl>,
     tasks: JoinSet<()>,
+    /// The load is gRPC calls, and the upstreams are h2c.
+    grpc: bool,
+}
+
+/// A demo answer's body: whole, or a gRPC message and its trailers.
+type DemoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn whole(body: impl Into<Bytes>) -> DemoBody {
+    Full::new(body.into()).boxed()
 }
 
 /// What the admin API sees of the demo: read its status, change the canary.
@@ -171,8 +186,9 @@ impl DemoControl {
 }
 
 impl Demo {
-    /// Starts both services on loopback ports chosen by the system.
-    pub async fn start(load_per_sec: u32) -> std::io::Result<Demo> {
+    /// Starts both services on loopback ports chosen by the system; with
+    /// `grpc`, the load will be gRPC calls.
+    pub async fn start(load_per_sec: u32, grpc: bool) -> std::io::Result<Demo> {
         let mut tasks = JoinSet::new();
         let production = serve_service(PRODUCTION_VERSION, &mut tasks).await?;
         let canary = serve_service(CANARY_VERSION, &mut tasks).await?;
@@ -183,7 +199,13 @@ impl Demo {
                 load_per_sec,
             }),
             tasks,
+            grpc,
         })
+    }
+
+    /// Whether the demo speaks gRPC.
+    pub fn grpc(&self) -> bool {
+        self.grpc
     }
 
     /// The production service's base URL.
@@ -204,7 +226,7 @@ impl Demo {
     /// Starts sending `load_per_sec` requests a second to the proxy at `proxy`.
     pub fn send_load(&mut self, proxy: SocketAddr) {
         let rate = self.control.load_per_sec;
-        self.tasks.spawn(generate_load(proxy, rate));
+        self.tasks.spawn(generate_load(proxy, rate, self.grpc));
     }
 }
 
@@ -230,7 +252,8 @@ async fn serve_service(
             let state = Arc::clone(&serving);
             connections.spawn(async move {
                 let service = service_fn(move |request| answer(Arc::clone(&state), request));
-                let _ = hyper::server::conn::http1::Builder::new()
+                // HTTP/1.1, and HTTP/2 with prior knowledge for gRPC.
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
@@ -249,13 +272,13 @@ fn log_normal_ms(median_ms: f64) -> f64 {
 async fn answer(
     state: Arc<ServiceState>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<DemoBody>, Infallible> {
     let path = request.uri().path().to_owned();
     if path == "/healthz" {
-        return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
+        return Ok(Response::new(whole(Bytes::from_static(b"ok"))));
     }
     if path == "/metrics" {
-        let mut response = Response::new(Full::new(Bytes::from(state.exposition())));
+        let mut response = Response::new(whole(state.exposition()));
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -273,6 +296,13 @@ async fn answer(
     state.observe_memory_query(memory_ms / 1000.0);
     tokio::time::sleep(Duration::from_secs_f64(latency_ms / 1000.0)).await;
     let failed = fastrand::f64() < behaviour.error_rate;
+    let is_grpc = request
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        return Ok(grpc_answer(&state, &path, failed));
+    }
     let (status, body) = if failed {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -291,7 +321,7 @@ async fn answer(
             ),
         )
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let mut response = Response::new(whole(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -304,11 +334,98 @@ async fn answer(
     Ok(response)
 }
 
+/// A gRPC answer, as gRPC servers send one: HTTP 200, one message, and the
+/// outcome in the trailers (`UNAVAILABLE` for a failure).
+fn grpc_answer(state: &ServiceState, method: &str, failed: bool) -> Response<DemoBody> {
+    let mut trailers = hyper::HeaderMap::new();
+    let mut frames = Vec::new();
+    if failed {
+        trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("14"));
+        trailers.insert(
+            "grpc-message",
+            hyper::header::HeaderValue::from_static("demo canary unavailable"),
+        );
+    } else {
+        let reply = format!("{} answered {method}", state.version);
+        frames.push(Ok(hyper::body::Frame::data(grpc_message(reply.as_bytes()))));
+        trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+    }
+    frames.push(Ok(hyper::body::Frame::trailers(trailers)));
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed();
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/grpc"),
+    );
+    if let Ok(version) = hyper::header::HeaderValue::from_str(state.version) {
+        headers.insert("x-upstream-version", version);
+    }
+    response
+}
+
+/// A gRPC message on the wire: not compressed, its length, its bytes (the
+/// demo's messages are plain text; gRPC does not look inside).
+fn grpc_message(payload: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(payload.len() + 5);
+    framed.push(0);
+    framed.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    framed.extend_from_slice(payload);
+    Bytes::from(framed)
+}
+
+/// The gRPC methods the load generator calls.
+const GRPC_METHODS: [&str; 3] = [
+    "/demo.Shop/GetCart",
+    "/demo.Shop/ListItems",
+    "/demo.Shop/Search",
+];
+
+/// Sends `rate` gRPC calls a second to `proxy` over one HTTP/2 connection
+/// (h2c), as a gRPC client does.
+async fn generate_grpc_load(proxy: SocketAddr, rate: u32) {
+    let mut client = Client::builder(TokioExecutor::new());
+    client.http2_only(true);
+    let client = client.build_http::<Full<Bytes>>();
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+            continue;
+        };
+        let method = GRPC_METHODS[fastrand::usize(..GRPC_METHODS.len())];
+        let Ok(request) = Request::post(format!("http://{proxy}{method}"))
+            .header(hyper::header::CONTENT_TYPE, "application/grpc")
+            .header(hyper::header::TE, "trailers")
+            .body(Full::new(grpc_message(b"demo")))
+        else {
+            continue;
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Ok(response) = client.request(request).await {
+                let _ = response.into_body().collect().await;
+            }
+            drop(permit);
+        });
+    }
+}
+
 /// Sends `rate` requests a second to `proxy`, each from a new client (no
-/// stickiness cookie), so every request is split by the current share.
-async fn generate_load(proxy: SocketAddr, rate: u32) {
+/// stickiness cookie), so every request is split by the current share; with
+/// `grpc`, gRPC calls instead.
+async fn generate_load(proxy: SocketAddr, rate: u32, grpc: bool) {
     if rate == 0 {
         return;
+    }
+    if grpc {
+        return generate_grpc_load(proxy, rate).await;
     }
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
@@ -342,6 +459,8 @@ async fn generate_load(proxy: SocketAddr, rate: u32) {
 /// demo's deploy script as the deploy hook.
 pub fn config_yaml(demo: &Demo, data_dir: &str, deploy_script: &str) -> String {
     let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    // gRPC servers listen with HTTP/2 in clear text.
+    let protocol = if demo.grpc { "h2c" } else { "http1" };
     format!(
         r#"# Written by `canary demo`.
 server:
@@ -350,10 +469,12 @@ upstreams:
   production:
     url: {production}
     version: {production_version}
+    protocol: {protocol}
     health_check: {{ path: /healthz, interval: 1s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2 }}
   canary:
     url: {canary}
     version: {canary_version}
+    protocol: {protocol}
     health_check: {{ path: /healthz, interval: 1s, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2 }}
 proxy:
   # A hanging canary is given up on (and counted as an error) after 3 s.

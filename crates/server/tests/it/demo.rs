@@ -150,6 +150,60 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
     assert!(state.summary.contains("rate"), "{}", state.summary);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_demo_rolls_back_a_canary_that_answers_unavailable_with_http_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo_with(&dir.path().join("demo-data"), &["--grpc"]);
+    eventually("production gRPC traffic", async || {
+        let state = status(&demo).await;
+        (state.production.request_count > 10).then_some(())
+    })
+    .await;
+    let client = json_client();
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/start", demo.console),
+        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    eventually("canary gRPC traffic", async || {
+        let state = status(&demo).await;
+        (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
+    })
+    .await;
+    let healthy = status(&demo).await;
+    assert_eq!(healthy.canary.error_rate, Some(0.0), "{:?}", healthy.canary);
+
+    // Every failing call is HTTP 200 with grpc-status 14 in its trailers.
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/demo", demo.console),
+        r#"{"error_rate":1.0}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let state = eventually("an automatic rollback", async || {
+        let state = status(&demo).await;
+        (state.phase == Phase::RolledBack).then_some(state)
+    })
+    .await;
+    assert!(state.summary.contains("rate"), "{}", state.summary);
+    let (_, _, metrics) = http_get(
+        &format!("{}/metrics", demo.console.trim_end_matches("/admin/canary")),
+        "text/plain",
+    )
+    .await;
+    let grpc_errors = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("canary_requests_total{side=\"canary\",outcome=\"grpc_error\"} ")
+        })
+        .and_then(|value| value.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(grpc_errors > 0.0, "{metrics}");
+}
+
 #[tokio::test]
 async fn outside_the_demo_the_demo_panel_api_says_so() {
     let app = crate::support::TestApp::start().await;
