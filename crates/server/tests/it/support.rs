@@ -330,6 +330,18 @@ impl TestApp {
         self.addr = admin.local_addr().unwrap();
         self.proxy_addr = proxy.local_addr().unwrap();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        // The stopped server's last tasks (the console-session writer) let go
+        // of the store a moment after it returned; a process that exits has
+        // no such moment, so only an in-process restart waits for it.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let lock = self.config.server.data_dir.join("canary.lock");
+        while tokio::time::Instant::now() < deadline {
+            let free = std::fs::File::open(&lock).is_ok_and(|file| file.try_lock().is_ok());
+            if free {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let (controller, server) = canary_server::start(
             self.config.clone(),
             Listeners {
