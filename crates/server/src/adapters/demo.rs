@@ -385,12 +385,14 @@ const GRPC_METHODS: [&str; 3] = [
     "/demo.Shop/Search",
 ];
 
-/// Sends `rate` gRPC calls a second to `proxy` over one HTTP/2 connection
-/// (h2c), as a gRPC client does.
-async fn generate_grpc_load(proxy: SocketAddr, rate: u32) {
-    let mut client = Client::builder(TokioExecutor::new());
-    client.http2_only(true);
-    let client = client.build_http::<Full<Bytes>>();
+/// Starts `send()` `rate` times a second, each on a task of its own, with
+/// at most [`MAX_IN_FLIGHT`] unfinished: a tick while they are all stuck (a
+/// hanging canary) is skipped.
+async fn at_rate<F, Call>(rate: u32, mut send: F)
+where
+    F: FnMut() -> Call,
+    Call: std::future::Future<Output = ()> + Send + 'static,
+{
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -399,19 +401,9 @@ async fn generate_grpc_load(proxy: SocketAddr, rate: u32) {
         let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
             continue;
         };
-        let method = GRPC_METHODS[fastrand::usize(..GRPC_METHODS.len())];
-        let Ok(request) = Request::post(format!("http://{proxy}{method}"))
-            .header(hyper::header::CONTENT_TYPE, "application/grpc")
-            .header(hyper::header::TE, "trailers")
-            .body(Full::new(grpc_message(b"demo")))
-        else {
-            continue;
-        };
-        let client = client.clone();
+        let call = send();
         tokio::spawn(async move {
-            if let Ok(response) = client.request(request).await {
-                let _ = response.into_body().collect().await;
-            }
+            call.await;
             drop(permit);
         });
     }
@@ -419,39 +411,50 @@ async fn generate_grpc_load(proxy: SocketAddr, rate: u32) {
 
 /// Sends `rate` requests a second to `proxy`, each from a new client (no
 /// stickiness cookie), so every request is split by the current share; with
-/// `grpc`, gRPC calls instead.
+/// `grpc`, gRPC calls over one HTTP/2 connection (h2c), as a gRPC client
+/// makes them.
 async fn generate_load(proxy: SocketAddr, rate: u32, grpc: bool) {
     if rate == 0 {
         return;
     }
     if grpc {
-        return generate_grpc_load(proxy, rate).await;
+        let mut client = Client::builder(TokioExecutor::new());
+        client.http2_only(true);
+        let client = client.build_http::<Full<Bytes>>();
+        return at_rate(rate, move || {
+            let client = client.clone();
+            let method = GRPC_METHODS[fastrand::usize(..GRPC_METHODS.len())];
+            let request = Request::post(format!("http://{proxy}{method}"))
+                .header(hyper::header::CONTENT_TYPE, "application/grpc")
+                .header(hyper::header::TE, "trailers")
+                .body(Full::new(grpc_message(b"demo")));
+            async move {
+                if let Ok(request) = request
+                    && let Ok(response) = client.request(request).await
+                {
+                    let _ = response.into_body().collect().await;
+                }
+            }
+        })
+        .await;
     }
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http::<Empty<Bytes>>();
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
-            // Everything in flight is stuck (a hanging canary): skip this tick.
-            continue;
-        };
-        let path = PATHS[fastrand::usize(..PATHS.len())];
-        let Ok(uri) = format!("http://{proxy}{path}").parse::<hyper::Uri>() else {
-            continue;
-        };
+    at_rate(rate, move || {
         let client = client.clone();
-        tokio::spawn(async move {
-            if let Ok(response) = client.get(uri).await {
+        let path = PATHS[fastrand::usize(..PATHS.len())];
+        let uri = format!("http://{proxy}{path}").parse::<hyper::Uri>();
+        async move {
+            if let Ok(uri) = uri
+                && let Ok(response) = client.get(uri).await
+            {
                 // Read the body so the connection goes back to the pool.
                 let _ = response.into_body().collect().await;
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// The demo's configuration: the shipped rules with the demo services as

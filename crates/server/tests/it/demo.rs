@@ -73,6 +73,32 @@ async fn status(demo: &DemoProcess) -> CanaryState {
     serde_json::from_str(&body).unwrap()
 }
 
+/// Starts a rollout at 50 % through the demo's REST API.
+async fn start_at_half(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+    demo: &DemoProcess,
+) {
+    let (code, body) = post_json(
+        client,
+        &format!("{}/start", demo.console),
+        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Waits until the rollout progresses and the canary has served requests.
+async fn canary_traffic(demo: &DemoProcess) {
+    eventually("canary traffic", async || {
+        let state = status(demo).await;
+        (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -92,13 +118,7 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
 
     // Start: the demo's deploy script runs as the deploy hook, then traffic splits.
     let client = json_client();
-    let (code, body) = post_json(
-        &client,
-        &format!("{}/start", demo.console),
-        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    start_at_half(&client, &demo).await;
     let deployed = eventually("the deploy script to finish", async || {
         let (_, _, body) = http_get(
             &format!("{}/audit?action=deployed", demo.console),
@@ -111,11 +131,7 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
     .await;
     let output = deployed.output.unwrap_or_default();
     assert!(output.contains("deployed app:v2.7.0"), "{output}");
-    eventually("canary traffic", async || {
-        let state = status(&demo).await;
-        (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
-    })
-    .await;
+    canary_traffic(&demo).await;
 
     // A bad field is refused by name and changes nothing.
     let (code, body) = post_json(
@@ -160,18 +176,8 @@ async fn the_grpc_demo_rolls_back_a_canary_that_answers_unavailable_with_http_20
     })
     .await;
     let client = json_client();
-    let (code, body) = post_json(
-        &client,
-        &format!("{}/start", demo.console),
-        r#"{"image_tag":"v2.7.0","traffic_percent":50}"#,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
-    eventually("canary gRPC traffic", async || {
-        let state = status(&demo).await;
-        (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
-    })
-    .await;
+    start_at_half(&client, &demo).await;
+    canary_traffic(&demo).await;
     let healthy = status(&demo).await;
     assert_eq!(healthy.canary.error_rate, Some(0.0), "{:?}", healthy.canary);
 

@@ -333,6 +333,17 @@ async fn send_until_cut_off(stream: &mut tokio::net::TcpStream, bytes: &[u8]) ->
         .map_or(true, |written| written.is_err())
 }
 
+/// A raw connection to the proxy, and the bytes an HTTP/2 client starts
+/// with: the preface and an empty SETTINGS frame.
+async fn attacker(app: &TestApp) -> (tokio::net::TcpStream, Vec<u8>) {
+    let stream = tokio::net::TcpStream::connect(app.proxy_addr)
+        .await
+        .unwrap();
+    let mut opening = PREFACE.to_vec();
+    opening.extend(frame(SETTINGS, 0, 0, &[]));
+    (stream, opening)
+}
+
 /// The proxy still serves an ordinary HTTP/2 client.
 async fn still_serves(app: &TestApp) {
     let tcp = tokio::net::TcpStream::connect(app.proxy_addr)
@@ -348,11 +359,7 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 async fn a_rapid_reset_storm_is_cut_off_and_others_are_served() {
     let app = TestApp::start().await;
     app.start_canary_at(50.0).await;
-    let mut attacker = tokio::net::TcpStream::connect(app.proxy_addr)
-        .await
-        .unwrap();
-    let mut storm = PREFACE.to_vec();
-    storm.extend(frame(SETTINGS, 0, 0, &[]));
+    let (mut attacker, mut storm) = attacker(&app).await;
     let block = request_block();
     for stream in (1..20_000u32).step_by(2) {
         storm.extend(frame(HEADERS, END_HEADERS | END_STREAM, stream, &block));
@@ -370,11 +377,7 @@ async fn a_rapid_reset_storm_is_cut_off_and_others_are_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_flood_is_cut_off_before_it_grows_without_bound() {
     let app = TestApp::start().await;
-    let mut attacker = tokio::net::TcpStream::connect(app.proxy_addr)
-        .await
-        .unwrap();
-    let mut flood = PREFACE.to_vec();
-    flood.extend(frame(SETTINGS, 0, 0, &[]));
+    let (mut attacker, mut flood) = attacker(&app).await;
     flood.extend(frame(HEADERS, END_STREAM, 1, &request_block()));
     // 64 MiB of header block that never ends: far past the 64 KiB limit.
     let continuation = frame(CONTINUATION, 0, 1, &literal("x-junk", &"j".repeat(15_000)));
@@ -393,10 +396,7 @@ async fn a_continuation_flood_is_cut_off_before_it_grows_without_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settings_flood_from_a_client_that_reads_nothing_is_bounded() {
     let app = TestApp::start().await;
-    let mut attacker = tokio::net::TcpStream::connect(app.proxy_addr)
-        .await
-        .unwrap();
-    let mut flood = PREFACE.to_vec();
+    let (mut attacker, mut flood) = attacker(&app).await;
     // Each SETTINGS asks for an ACK; the attacker never reads them.
     let settings = frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]);
     for _ in 0..2_000_000 {

@@ -138,12 +138,14 @@ async fn h2c(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<
     sender
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_back() {
-    // Production answers OK; the canary UNAVAILABLE (14) after its messages.
-    let production = grpc_server("production", 0, 3).await;
-    let canary = grpc_server("canary", 14, 3).await;
-    let app = TestApp::start_with(|config| {
+/// The test server with the two gRPC servers as h2c upstreams, and the
+/// config adjusted by `adjust`.
+async fn grpc_app(
+    production: SocketAddr,
+    canary: SocketAddr,
+    adjust: impl FnOnce(&mut canary_server::config::Config),
+) -> TestApp {
+    TestApp::start_with(|config| {
         for (upstream, address) in [
             (&mut config.upstreams.production, production),
             (&mut config.upstreams.canary, canary),
@@ -152,8 +154,17 @@ async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_
             upstream.protocol = UpstreamProtocol::H2c;
         }
         TestApp::pass_health_checks_blindly(config);
+        adjust(config);
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_back() {
+    // Production answers OK; the canary UNAVAILABLE (14) after its messages.
+    let production = grpc_server("production", 0, 3).await;
+    let canary = grpc_server("canary", 14, 3).await;
+    let app = grpc_app(production, canary, |_| {}).await;
     app.start_canary_at(50.0).await;
     let mut sender = h2c(app.proxy_addr).await;
 
@@ -321,17 +332,9 @@ async fn an_https_upstream_is_verified_against_its_ca_and_an_untrusted_one_is_re
 async fn stickiness_by_header_keeps_a_grpc_caller_on_one_side_by_its_metadata() {
     let production = grpc_server("production", 0, 1).await;
     let canary = grpc_server("canary", 0, 1).await;
-    let app = TestApp::start_with(|config| {
-        for (upstream, address) in [
-            (&mut config.upstreams.production, production),
-            (&mut config.upstreams.canary, canary),
-        ] {
-            upstream.url = format!("http://{address}").parse::<UpstreamUrl>().unwrap();
-            upstream.protocol = UpstreamProtocol::H2c;
-        }
+    let app = grpc_app(production, canary, |config| {
         config.proxy.stickiness.mode = canary_server::config::StickinessMode::Header;
         config.proxy.stickiness.header = canary_server::config::HeaderName("x-user-id".to_owned());
-        TestApp::pass_health_checks_blindly(config);
     })
     .await;
     app.start_canary_at(50.0).await;
