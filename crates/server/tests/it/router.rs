@@ -342,28 +342,37 @@ async fn with_haproxy_gone_the_step_holds_and_says_why_then_the_split_is_set_aga
     );
 
     // It comes back with the config's weights (a restart): canary sets the split again.
-    let config = haproxy._dir.path().join("haproxy.cfg");
-    haproxy.child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually(
-        "the split to be set again on the restarted HAProxy",
-        async || {
-            let weight = canary_server::adapters::router::haproxy::exchange(
-                &RuntimeSocket::Unix(haproxy.socket.clone()),
-                "get weight app/canary",
-            )
-            .await
-            .ok()?;
-            (weight.starts_with("1 ") && app.controller.state.borrow().router.confirmed)
-                .then_some(())
-        },
-    )
-    .await;
+    haproxy.start_again(&app).await;
+}
+
+impl Haproxy {
+    /// Starts this HAProxy again on its config file (after a kill), and
+    /// waits until canary has set its split (1:1 or 1:3) there again.
+    async fn start_again(&mut self, app: &TestApp) {
+        let config = self._dir.path().join("haproxy.cfg");
+        self.child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let socket = RuntimeSocket::Unix(self.socket.clone());
+        eventually(
+            "the split to be set again on the restarted HAProxy",
+            async || {
+                let weight = canary_server::adapters::router::haproxy::exchange(
+                    &socket,
+                    "get weight app/canary",
+                )
+                .await
+                .ok()?;
+                (weight.starts_with("1 ") && app.controller.state.borrow().router.confirmed)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,23 +471,7 @@ async fn show_stat_finds_a_server_haproxy_sends_nothing_and_log_lines_that_go_mi
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.contains(" local0"), "{text}");
     std::fs::write(&config, text.replacen(" local0", " sample 1:2 local0", 1)).unwrap();
-    haproxy.child = Command::new("haproxy")
-        .args(["-db", "-f"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    eventually("the restarted HAProxy to have canary's split", async || {
-        let weight = canary_server::adapters::router::haproxy::exchange(
-            &RuntimeSocket::Unix(haproxy.socket.clone()),
-            "get weight app/canary",
-        )
-        .await
-        .ok()?;
-        (weight.starts_with("1 ") && app.controller.state.borrow().router.confirmed).then_some(())
-    })
-    .await;
+    haproxy.start_again(&app).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let note = loop {
         let state = app.controller.state.borrow().clone();
