@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,9 +25,24 @@ fn grpc_message(payload: &[u8]) -> Bytes {
     Bytes::from(framed)
 }
 
+/// Holds back the last message of the first call that reaches it until
+/// the caller has its first message: a proxy that buffered the answer
+/// would never pass that first message on.
+#[derive(Clone, Default)]
+struct Gate(Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>);
+
+impl Gate {
+    fn armed() -> Gate {
+        let gate = Gate::default();
+        gate.0.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        gate
+    }
+}
+
 /// An HTTP/2 (h2c) gRPC server on loopback answering every call with
-/// `messages` messages, 50 ms apart, then `grpc-status: status`.
-async fn grpc_server(name: &'static str, status: u8, messages: usize) -> SocketAddr {
+/// `messages` messages, 50 ms apart, then `grpc-status: status`; the last
+/// message of the first call waits for `gate`.
+async fn grpc_server(name: &'static str, status: u8, messages: usize, gate: Gate) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -34,48 +50,59 @@ async fn grpc_server(name: &'static str, status: u8, messages: usize) -> SocketA
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            let gate = gate.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |request: Request<hyper::body::Incoming>| async move {
-                        let is_grpc = request
-                            .headers()
-                            .get("content-type")
-                            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-                        let te = request.headers().get("te").cloned();
-                        let (send, mut receive) =
-                            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
-                        tokio::spawn(async move {
-                            for index in 0..messages {
-                                if index > 0 {
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                let service =
+                    hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                        let gate = gate.clone();
+                        async move {
+                            let is_grpc =
+                                request.headers().get("content-type").is_some_and(|value| {
+                                    value.as_bytes().starts_with(b"application/grpc")
+                                });
+                            let te = request.headers().get("te").cloned();
+                            let (send, mut receive) =
+                                tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
+                            tokio::spawn(async move {
+                                for index in 0..messages {
+                                    if index > 0 {
+                                        tokio::time::sleep(Duration::from_millis(50)).await;
+                                    }
+                                    if index + 1 == messages
+                                        && index > 0
+                                        && gate.0.0.swap(false, std::sync::atomic::Ordering::SeqCst)
+                                    {
+                                        gate.0.1.notified().await;
+                                    }
+                                    let message =
+                                        grpc_message(format!("{name} {index}").as_bytes());
+                                    if send.send(Ok(Frame::data(message))).await.is_err() {
+                                        return;
+                                    }
                                 }
-                                let message = grpc_message(format!("{name} {index}").as_bytes());
-                                if send.send(Ok(Frame::data(message))).await.is_err() {
-                                    return;
-                                }
+                                let mut trailers = hyper::HeaderMap::new();
+                                trailers.insert("grpc-status", status.to_string().parse().unwrap());
+                                let _ = send.send(Ok(Frame::trailers(trailers))).await;
+                            });
+                            let frames =
+                                futures_util::stream::poll_fn(move |cx| receive.poll_recv(cx));
+                            let mut response = Response::new(StreamBody::new(frames));
+                            response
+                                .headers_mut()
+                                .insert("content-type", "application/grpc".parse().unwrap());
+                            response
+                                .headers_mut()
+                                .insert("x-upstream", name.parse().unwrap());
+                            response.headers_mut().insert(
+                                "x-saw-grpc",
+                                (if is_grpc { "yes" } else { "no" }).parse().unwrap(),
+                            );
+                            if let Some(te) = te {
+                                response.headers_mut().insert("x-saw-te", te);
                             }
-                            let mut trailers = hyper::HeaderMap::new();
-                            trailers.insert("grpc-status", status.to_string().parse().unwrap());
-                            let _ = send.send(Ok(Frame::trailers(trailers))).await;
-                        });
-                        let frames = futures_util::stream::poll_fn(move |cx| receive.poll_recv(cx));
-                        let mut response = Response::new(StreamBody::new(frames));
-                        response
-                            .headers_mut()
-                            .insert("content-type", "application/grpc".parse().unwrap());
-                        response
-                            .headers_mut()
-                            .insert("x-upstream", name.parse().unwrap());
-                        response.headers_mut().insert(
-                            "x-saw-grpc",
-                            (if is_grpc { "yes" } else { "no" }).parse().unwrap(),
-                        );
-                        if let Some(te) = te {
-                            response.headers_mut().insert("x-saw-te", te);
+                            Ok::<_, Infallible>(response)
                         }
-                        Ok::<_, Infallible>(response)
-                    },
-                );
+                    });
                 let _ =
                     hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -86,23 +113,19 @@ async fn grpc_server(name: &'static str, status: u8, messages: usize) -> SocketA
     address
 }
 
-/// One gRPC call through the proxy over h2c: (upstream, the messages as
-/// they arrived with their arrival time, the grpc-status trailer).
+/// One gRPC call through the proxy over h2c: (upstream, the messages, the
+/// grpc-status trailer, the response headers); each message received
+/// opens `gate`.
 async fn call(
     sender: &mut hyper::client::conn::http2::SendRequest<Full<Bytes>>,
     proxy: SocketAddr,
-) -> (
-    String,
-    Vec<(Duration, Bytes)>,
-    Option<String>,
-    hyper::HeaderMap,
-) {
+    gate: &Gate,
+) -> (String, Vec<Bytes>, Option<String>, hyper::HeaderMap) {
     let request = Request::post(format!("http://{proxy}/shop.Cart/Watch"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(Full::new(grpc_message(b"cart-1")))
         .unwrap();
-    let started = tokio::time::Instant::now();
     let response = sender.send_request(request).await.unwrap();
     let headers = response.headers().clone();
     let upstream = headers
@@ -115,7 +138,9 @@ async fn call(
     while let Some(frame) = body.frame().await {
         let frame = frame.unwrap();
         if let Some(data) = frame.data_ref() {
-            messages.push((started.elapsed(), data.clone()));
+            messages.push(data.clone());
+            // The server holds its last message back until this one arrived.
+            gate.0.1.notify_one();
         }
         if let Some(trailers) = frame.trailers_ref() {
             status = trailers
@@ -162,19 +187,22 @@ async fn grpc_app(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_back() {
     // Production answers OK; the canary UNAVAILABLE (14) after its messages.
-    let production = grpc_server("production", 0, 3).await;
-    let canary = grpc_server("canary", 14, 3).await;
+    let gate = Gate::armed();
+    let production = grpc_server("production", 0, 3, gate.clone()).await;
+    let canary = grpc_server("canary", 14, 3, gate.clone()).await;
     let app = grpc_app(production, canary, |_| {}).await;
     app.start_canary_at(50.0).await;
     let mut sender = h2c(app.proxy_addr).await;
 
-    // Streamed: the first message arrives before the server sent the last.
-    let (upstream, messages, status, headers) = call(&mut sender, app.proxy_addr).await;
+    // Streamed: the server sends its last message only once the first has
+    // reached the caller, so a proxy that held the answer back would hang.
+    let (upstream, messages, status, headers) = tokio::time::timeout(
+        Duration::from_secs(10),
+        call(&mut sender, app.proxy_addr, &gate),
+    )
+    .await
+    .expect("the first message passed through before the answer ended");
     assert_eq!(messages.len(), 3, "{messages:?}");
-    assert!(
-        messages[0].0 + Duration::from_millis(80) < messages[2].0,
-        "messages were held back: {messages:?}"
-    );
     assert_eq!(headers["x-saw-grpc"], "yes");
     assert_eq!(
         headers["x-saw-te"], "trailers",
@@ -197,7 +225,10 @@ async fn grpc_calls_stream_through_and_unavailable_in_trailers_rolls_the_canary_
         let proxy = app.proxy_addr;
         for _ in 0..10 {
             let mut sender = sender.clone();
-            calls.push(tokio::spawn(async move { call(&mut sender, proxy).await }));
+            let gate = Gate::default();
+            calls.push(tokio::spawn(async move {
+                call(&mut sender, proxy, &gate).await
+            }));
         }
         for call in calls {
             let _ = call.await;
@@ -330,8 +361,8 @@ async fn an_https_upstream_is_verified_against_its_ca_and_an_untrusted_one_is_re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stickiness_by_header_keeps_a_grpc_caller_on_one_side_by_its_metadata() {
-    let production = grpc_server("production", 0, 1).await;
-    let canary = grpc_server("canary", 0, 1).await;
+    let production = grpc_server("production", 0, 1, Gate::default()).await;
+    let canary = grpc_server("canary", 0, 1, Gate::default()).await;
     let app = grpc_app(production, canary, |config| {
         config.proxy.stickiness.mode = canary_server::config::StickinessMode::Header;
         config.proxy.stickiness.header = canary_server::config::HeaderName("x-user-id".to_owned());
