@@ -400,3 +400,47 @@ async fn stickiness_by_header_keeps_a_grpc_caller_on_one_side_by_its_metadata() 
         "{users_on_canary} of 60 callers on the canary at 50 %"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_the_caller_cancels_is_not_a_failure_of_the_server() {
+    // Each server holds its last message until told: the caller stops
+    // watching after the first, as a client of a server stream does.
+    let production = grpc_server("production", 0, 3, Gate::armed()).await;
+    let canary = grpc_server("canary", 0, 3, Gate::armed()).await;
+    let app = grpc_app(production, canary, |_| {}).await;
+    app.start_canary_at(50.0).await;
+    let sender = h2c(app.proxy_addr).await;
+    let request = Request::post(format!("http://{}/shop.Cart/Watch", app.proxy_addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(grpc_message(b"cart-1")))
+        .unwrap();
+    let response = sender.clone().send_request(request).await.unwrap();
+    let side = response.headers()["x-upstream"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.is_data());
+    drop(body);
+    let snapshot = app
+        .metrics_where(|metrics| {
+            metrics.production.last_1m.requests + metrics.canary.last_1m.requests >= 1
+        })
+        .await;
+    let window = if side == "canary" {
+        &snapshot.canary.last_1m
+    } else {
+        &snapshot.production.last_1m
+    };
+    assert_eq!(
+        (window.requests, window.error_rate),
+        (1, Some(0.0)),
+        "{side}: {window:?}"
+    );
+}

@@ -193,8 +193,15 @@ impl<B> Drop for RecordedBody<B> {
     fn drop(&mut self) {
         // The client went away before the body ended (or hyper never polled an
         // empty body to its end): the upstream answered, so its status counts.
+        // A gRPC call the client cancelled (a stream it stopped watching) has
+        // no status yet, which is not the server's failure.
         if let Some(recording) = self.recording.take() {
-            recording.ended();
+            if recording.grpc == Some(None) {
+                let status = recording.status;
+                recording.record(Outcome::Status(status));
+            } else {
+                recording.ended();
+            }
         }
     }
 }
