@@ -90,6 +90,31 @@ async fn start_at_half(
     assert_eq!(code, 200, "{body}");
 }
 
+/// Makes every canary request fail through the demo panel's API, and
+/// waits for the automatic rollback; the state then.
+async fn break_canary(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<hyper::body::Bytes>,
+    >,
+    demo: &DemoProcess,
+) -> CanaryState {
+    let (code, body) = post_json(
+        client,
+        &format!("{}/demo", demo.console),
+        r#"{"error_rate":1.0}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    eventually("an automatic rollback", async || {
+        let state = status(demo).await;
+        // Rolling back is published first; rolled back follows once the
+        // (absent) rollback hook is done.
+        (state.phase == Phase::RolledBack).then_some(state)
+    })
+    .await
+}
+
 /// Waits until the rollout progresses and the canary has served requests.
 async fn canary_traffic(demo: &DemoProcess) {
     eventually("canary traffic", async || {
@@ -144,20 +169,7 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
     assert!(body.contains("\"field\":\"error_rate\""), "{body}");
 
     // Break the canary: the safety checks roll it back without a human.
-    let (code, body) = post_json(
-        &client,
-        &format!("{}/demo", demo.console),
-        r#"{"error_rate":1.0}"#,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
-    let state = eventually("an automatic rollback", async || {
-        let state = status(&demo).await;
-        // Rolling back is published first; rolled back follows once the
-        // (absent) rollback hook is done.
-        (state.phase == Phase::RolledBack).then_some(state)
-    })
-    .await;
+    let state = break_canary(&client, &demo).await;
     assert!(
         state.summary.starts_with("Rolled back: "),
         "{}",
@@ -182,18 +194,7 @@ async fn the_grpc_demo_rolls_back_a_canary_that_answers_unavailable_with_http_20
     assert_eq!(healthy.canary.error_rate, Some(0.0), "{:?}", healthy.canary);
 
     // Every failing call is HTTP 200 with grpc-status 14 in its trailers.
-    let (code, body) = post_json(
-        &client,
-        &format!("{}/demo", demo.console),
-        r#"{"error_rate":1.0}"#,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
-    let state = eventually("an automatic rollback", async || {
-        let state = status(&demo).await;
-        (state.phase == Phase::RolledBack).then_some(state)
-    })
-    .await;
+    let state = break_canary(&client, &demo).await;
     assert!(state.summary.contains("rate"), "{}", state.summary);
     let (_, _, metrics) = http_get(
         &format!("{}/metrics", demo.console.trim_end_matches("/admin/canary")),

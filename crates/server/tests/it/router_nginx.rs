@@ -139,15 +139,45 @@ fn start_nginx(
     nginx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measured() {
+/// A rollout at `percent` through a real nginx, confirmed, with the
+/// router's config adjusted by `adjust` first.
+struct ThroughNginx {
+    _production: FakeUpstream,
+    canary: FakeUpstream,
+    nginx: Nginx,
+    app: crate::support::TestApp,
+}
+
+async fn through_nginx(percent: f64, adjust: impl FnOnce(&mut RouterConfig)) -> ThroughNginx {
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;
     let (confirm, log_port) = (free_tcp_port(), free_udp_port());
     let nginx = start_nginx(&production, &canary, confirm, log_port);
-    let router = nginx_router(&nginx, confirm, log_port);
+    let mut router = nginx_router(&nginx, confirm, log_port);
+    adjust(&mut router);
     let app = app_with_router(&production, &canary, router).await;
-    crate::promotion::start(&app, "v2.7.0", 25.0).await;
+    crate::promotion::start(&app, "v2.7.0", percent).await;
+    eventually("nginx to serve the first split", async || {
+        app.controller.state.borrow().router.confirmed.then_some(())
+    })
+    .await;
+    ThroughNginx {
+        _production: production,
+        canary,
+        nginx,
+        app,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measured() {
+    // Every field bound: the fake upstreams must outlive the test's requests.
+    let ThroughNginx {
+        _production,
+        canary: _canary,
+        nginx,
+        app,
+    } = through_nginx(25.0, |_| {}).await;
     for percent in [25.0, 5.0, 50.0] {
         let share = CanaryShare::from_percent(percent).unwrap();
         if percent != 25.0 {
@@ -224,17 +254,12 @@ async fn a_rollout_through_nginx_is_written_checked_reloaded_confirmed_and_measu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_nginx_a_split_changed_by_hand_is_corrected_and_a_failing_canary_rolled_back_to_nothing()
  {
-    let production = FakeUpstream::named("production").await;
-    let canary = FakeUpstream::named("canary").await;
-    let (confirm, log_port) = (free_tcp_port(), free_udp_port());
-    let nginx = start_nginx(&production, &canary, confirm, log_port);
-    let router = nginx_router(&nginx, confirm, log_port);
-    let app = app_with_router(&production, &canary, router).await;
-    crate::promotion::start(&app, "v2.7.0", 50.0).await;
-    eventually("nginx to serve 50 %", async || {
-        app.controller.state.borrow().router.confirmed.then_some(())
-    })
-    .await;
+    let ThroughNginx {
+        _production,
+        canary,
+        nginx,
+        app,
+    } = through_nginx(50.0, |_| {}).await;
 
     // Someone writes canary's file by hand (25 %) and reloads: found,
     // audited and written again.
@@ -298,17 +323,14 @@ async fn through_nginx_a_split_changed_by_hand_is_corrected_and_a_failing_canary
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_split_by_a_client_variable_each_client_stays_on_one_side() {
-    let production = FakeUpstream::named("production").await;
-    let canary = FakeUpstream::named("canary").await;
-    let (confirm, log_port) = (free_tcp_port(), free_udp_port());
-    let nginx = start_nginx(&production, &canary, confirm, log_port);
-    let mut router = nginx_router(&nginx, confirm, log_port);
-    router.nginx.as_mut().unwrap().split_by =
-        canary_server::config::NginxVariable("$http_x_user".to_owned());
-    let app = app_with_router(&production, &canary, router).await;
-    crate::promotion::start(&app, "v2.7.0", 50.0).await;
-    eventually("nginx to serve 50 %", async || {
-        app.controller.state.borrow().router.confirmed.then_some(())
+    let ThroughNginx {
+        _production,
+        canary: _canary,
+        nginx,
+        app,
+    } = through_nginx(50.0, |router| {
+        router.nginx.as_mut().unwrap().split_by =
+            canary_server::config::NginxVariable("$http_x_user".to_owned());
     })
     .await;
     let about = app.controller.state.borrow().router.about.clone();
