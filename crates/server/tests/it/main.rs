@@ -11,6 +11,7 @@ mod judge;
 mod metrics;
 mod promotion;
 mod proxy;
+mod proxy_grpc;
 mod proxy_h2;
 mod proxy_upstream_h2;
 mod recovery;

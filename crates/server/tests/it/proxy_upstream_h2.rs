@@ -165,7 +165,7 @@ async fn h2c(proxy: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<
 
 /// The test server with the two gRPC servers as h2c upstreams, and the
 /// config adjusted by `adjust`.
-async fn grpc_app(
+pub(crate) async fn grpc_app(
     production: SocketAddr,
     canary: SocketAddr,
     adjust: impl FnOnce(&mut canary_server::config::Config),
