@@ -6,7 +6,7 @@
 
 use xshell::{Shell, cmd};
 
-use crate::{app, e2e, setup, step};
+use crate::{app, conformance, e2e, setup, step};
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     setup::run(sh)?;
@@ -18,6 +18,7 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         .run()?;
 
     tests(sh)?;
+    conformance::run(sh)?;
 
     step("docs");
     cmd!(sh, "cargo doc --locked --workspace --no-deps")

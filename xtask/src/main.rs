@@ -8,6 +8,7 @@
 //! - `ci`: every check and test; what `.ci/run` runs.
 //! - `check`: the fast lane: fmt, clippy and the cargo tests, nothing installed.
 //! - `e2e`: the browser tests alone.
+//! - `conformance`: schemathesis against the served OpenAPI document, logins off and on.
 //! - `bench proxy`: the proxy against nginx and HAProxy (the harness in `xtask/bench/`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
@@ -17,6 +18,7 @@ mod bench_backends;
 mod bench_restart;
 mod bench_router;
 mod ci;
+mod conformance;
 mod e2e;
 mod run;
 mod setup;
@@ -51,6 +53,9 @@ mod flags {
             cmd check {}
             /// Run the browser tests alone (builds the console and the server first).
             cmd e2e {}
+            /// Check the API against its served OpenAPI document with schemathesis
+            /// (pinned, installed into target/), with logins off and on.
+            cmd conformance {}
             /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy;
             /// `judge` simulates rollouts for the statistical judge (RUNS=1000).
             /// The harness takes its options from the environment (RATE=20000 for
@@ -75,6 +80,7 @@ fn main() -> anyhow::Result<()> {
         }
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
+        flags::XtaskCmd::Conformance(_) => conformance::run(&sh),
         flags::XtaskCmd::Check(_) => ci::check(&sh),
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
             "proxy" => bench::proxy(&sh),

@@ -45,6 +45,17 @@ pub(crate) fn check_store_millis(parameter: &str, value: Option<u64>) -> Result<
     }
 }
 
+/// A query's `limit` outside `1..=max` is refused, naming the bounds,
+/// rather than quietly clamped: the caller asked for something else.
+pub(crate) fn check_limit(limit: Option<u32>, max: u32) -> Result<(), ApiError> {
+    match limit {
+        Some(limit) if !(1..=max).contains(&limit) => Err(ApiError::BadQuery(format!(
+            "limit: must be from 1 to {max}, got {limit}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub use crate::api::error::ApiError;
 
 /// What every handler can reach.

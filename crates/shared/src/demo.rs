@@ -15,7 +15,7 @@ pub struct DemoBehaviour {
     #[serde(default)]
     pub error_rate: f64,
     /// Milliseconds added to every answer, on top of the usual latency.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::number::whole_u64")]
     pub added_latency_ms: u64,
     /// Never answer (until the proxy's response timeout gives up).
     #[serde(default)]

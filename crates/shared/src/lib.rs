@@ -31,6 +31,7 @@ pub mod auth;
 pub mod demo;
 pub mod deployment;
 pub mod metrics;
+pub mod number;
 pub mod safety;
 pub mod settings;
 pub mod share;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// timeouts are measured with a monotonic clock on the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct UnixMillis(pub u64);
+pub struct UnixMillis(#[serde(deserialize_with = "crate::number::whole_u64")] pub u64);
 
 impl UnixMillis {
     /// Milliseconds from `earlier` to `self`, or zero if `earlier` is later.

@@ -93,12 +93,15 @@ pub struct Saved {
     pub revision: u64,
 }
 
+/// The most audit entries one page holds.
+pub const MAX_AUDIT_PAGE: u32 = 500;
+
 /// Filters for reading the audit trail, newest first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditQuery {
     /// Only entries with a sequence number below this.
     pub before: Option<u64>,
-    /// At most this many (capped at 500).
+    /// At most this many (capped at [`MAX_AUDIT_PAGE`]).
     pub limit: u32,
     /// Only this actor's entries.
     pub actor: Option<String>,
@@ -476,7 +479,7 @@ impl SqliteStore {
 
     /// A page of the audit trail, newest first.
     pub fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        let limit = query.limit.clamp(1, 500);
+        let limit = query.limit.clamp(1, MAX_AUDIT_PAGE);
         let connection = self.connection();
         let mut statement = connection.prepare(
             "SELECT seq, at, actor, action, from_phase, to_phase, from_basis_points, to_basis_points, reason, metrics, output

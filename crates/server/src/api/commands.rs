@@ -356,6 +356,7 @@ pub(crate) async fn audit(
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(params) = params.map_err(|rejection| ApiError::BadQuery(rejection.body_text()))?;
     crate::api::check_store_millis("before", params.before)?;
+    crate::api::check_limit(params.limit, crate::adapters::store::MAX_AUDIT_PAGE)?;
     let query = AuditQuery {
         before: params.before,
         limit: params.limit.unwrap_or(50),

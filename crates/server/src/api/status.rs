@@ -31,13 +31,37 @@ pub(crate) async fn get_settings(
 /// The OpenAPI document of this API.
 pub(crate) const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
-/// `GET /admin/canary/openapi.yaml`.
-pub(crate) async fn get_openapi() -> impl axum::response::IntoResponse {
+/// `GET /admin/canary/openapi.yaml`: the document as this server behaves.
+/// Without logins no operation asks for credentials, so that version of
+/// the document declares none (a client generated from it, or a
+/// conformance checker, then expects what the server does).
+pub(crate) async fn get_openapi(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    let document = if app.access.enabled() {
+        std::borrow::Cow::Borrowed(OPENAPI_YAML)
+    } else {
+        std::borrow::Cow::Owned(openapi_without_logins())
+    };
     (
         [(axum::http::header::CONTENT_TYPE, "application/yaml")],
-        OPENAPI_YAML,
+        document,
     )
 }
+
+/// The top-level requirement the document declares for a server with logins.
+const SECURITY_WITH_LOGINS: &str = "security:\n  - bearer: []\n  - session: []\n";
+
+/// [`OPENAPI_YAML`] for a server without logins: no credentials required.
+pub(crate) fn openapi_without_logins() -> String {
+    debug_assert!(OPENAPI_YAML.contains(SECURITY_WITH_LOGINS));
+    OPENAPI_YAML.replacen(
+        SECURITY_WITH_LOGINS,
+        "# This server has no logins: no operation needs credentials.\nsecurity: []\n",
+        1,
+    )
+}
+
+/// The most samples one history request returns: a day of seconds.
+const MAX_HISTORY_SAMPLES: u32 = 86_400;
 
 /// The query of `GET /admin/canary/metrics/history`.
 #[derive(Debug, serde::Deserialize)]
@@ -61,7 +85,8 @@ pub(crate) async fn get_history(
     crate::api::check_store_millis("since", params.since)?;
     let store = std::sync::Arc::clone(&app.store);
     let since = canary_shared::UnixMillis(params.since.unwrap_or(0));
-    let limit = params.limit.unwrap_or(3600).clamp(1, 86_400);
+    crate::api::check_limit(params.limit, MAX_HISTORY_SAMPLES)?;
+    let limit = params.limit.unwrap_or(3600);
     let samples = tokio::task::spawn_blocking(move || store.seconds(params.side, since, limit))
         .await
         .map_err(|err| crate::api::ApiError::Internal(err.to_string()))?

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use axum::Extension;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use std::sync::Arc;
 
@@ -36,10 +38,24 @@ const SESSION_ENDED: u16 = 4401;
 
 /// Upgrades the request and streams until the client or the server goes away.
 pub(crate) async fn upgrade(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     State(app): State<AppState>,
     Extension(identity): Extension<Identity>,
 ) -> Response {
+    // A plain GET (or a malformed upgrade) gets the API's JSON error, not axum's text.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            return ApiError::InvalidField {
+                field: "Upgrade",
+                message: format!(
+                    "this is a WebSocket endpoint; open it with a WebSocket upgrade ({})",
+                    rejection.body_text()
+                ),
+            }
+            .into_response();
+        }
+    };
     ws.max_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| serve(socket, app, identity))

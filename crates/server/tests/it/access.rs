@@ -779,3 +779,41 @@ async fn a_decision_just_before_shutdown_is_still_announced() {
     );
     receiver_task.abort();
 }
+
+/// The served OpenAPI document declares the credentials this server asks
+/// for: bearer token or session with logins, none without (where every
+/// caller on loopback acts as `local`), so a generated client or a
+/// conformance checker expects what the server does.
+#[tokio::test]
+async fn the_served_document_declares_credentials_only_when_the_server_asks_for_them() {
+    let mut secrets = None;
+    let with_logins = TestApp::start_with(|config| secrets = Some(with_auth(config, ""))).await;
+    let secrets = secrets.unwrap();
+    let without = TestApp::start().await;
+    for (app, credentials, expected) in [
+        (
+            &with_logins,
+            vec![bearer(&secrets.viewer)],
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[{bearer: []}, {session: []}]")
+                .unwrap(),
+        ),
+        (
+            &without,
+            Vec::new(),
+            serde_yaml_ng::Value::Sequence(Vec::new()),
+        ),
+    ] {
+        let (status, _, body) = call(
+            app,
+            Method::GET,
+            "/admin/canary/openapi.yaml",
+            &credentials,
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body).unwrap();
+        assert_eq!(document["security"], expected);
+        assert!(document["paths"].as_mapping().unwrap().len() > 20);
+    }
+}

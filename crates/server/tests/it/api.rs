@@ -592,6 +592,53 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
     }
 }
 
+/// A page size outside what a query allows is refused, naming the bounds,
+/// not quietly clamped to something the caller did not ask for.
+#[tokio::test]
+async fn a_limit_out_of_range_is_refused_with_its_bounds() {
+    let app = TestApp::start().await;
+    for (path, bounds) in [
+        ("/admin/canary/audit?limit=501", "from 1 to 500, got 501"),
+        ("/admin/canary/audit?limit=0", "from 1 to 500, got 0"),
+        (
+            "/admin/canary/metrics/history?side=canary&limit=86401",
+            "from 1 to 86400, got 86401",
+        ),
+    ] {
+        let (code, _, body) = http_get(&app.url(path), "application/json").await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body.contains("limit") && body.contains(bounds),
+            "{path}: {body}"
+        );
+    }
+    let (code, _, body) = http_get(
+        &app.url("/admin/canary/audit?limit=500"),
+        "application/json",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+}
+
+/// A plain GET of the WebSocket route is told, in the API's JSON error,
+/// that it needs an upgrade.
+#[tokio::test]
+async fn a_plain_get_of_the_websocket_route_gets_a_json_error_naming_the_upgrade() {
+    let app = TestApp::start().await;
+    let (code, headers, body) = http_get(&app.url("/admin/canary/ws"), "application/json").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["field"], "Upgrade", "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket upgrade"),
+        "{body}"
+    );
+}
+
 /// The document and the access table name the same routes with the same
 /// roles, so a script's author can trust it (the console's own files and the
 /// bare `scale` forms, which only answer with an error, are left out).
@@ -607,9 +654,15 @@ fn the_openapi_document_names_every_route_with_its_role() {
             let role = operation["x-canary-role"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{method:?} {path:?} has no x-canary-role"));
+            // The document names each webhook event apart, for its body.
+            let path = path.as_str().unwrap();
+            let path = match path.strip_prefix("/admin/canary/webhook/") {
+                Some(_) => "/admin/canary/webhook/{event}",
+                None => path,
+            };
             documented.insert((
                 method.as_str().unwrap().to_uppercase(),
-                path.as_str().unwrap().to_owned(),
+                path.to_owned(),
                 role.to_owned(),
             ));
         }
