@@ -4,6 +4,7 @@ mod access;
 mod api;
 mod binary;
 mod cli;
+mod clock;
 mod demo;
 mod docs;
 mod hooks;

@@ -272,6 +272,14 @@ impl TestApp {
 
     /// Like [`TestApp::start`], with the config adjusted by `adjust` first.
     pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::start_with_clock(adjust, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`TestApp::start_with`], with `clock` as the server's wall clock.
+    pub(crate) async fn start_with_clock(
+        adjust: impl FnOnce(&mut Config),
+        clock: Arc<dyn canary_server::ports::Clock>,
+    ) -> TestApp {
         let production = FakeUpstream::named("production").await;
         let canary = FakeUpstream::named("canary").await;
         let assets = tempfile::tempdir().unwrap();
@@ -301,7 +309,7 @@ impl TestApp {
                 admin,
                 proxy: Some(proxy),
             },
-            Arc::new(SystemClock),
+            clock,
             async {
                 let _ = shutdown_rx.await;
             },
