@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod demo;
 mod docs;
+mod faults;
 mod hooks;
 mod judge;
 mod metrics;
