@@ -9,6 +9,12 @@
 //! runs `bench-proxy.sh`, which prints throughput, latency percentiles, the
 //! observed canary share and the ratios. Timings are printed, never asserted.
 //!
+//! Two runs, each interleaved: HTTP/1.1 clients (wrk) against the backends
+//! direct, nginx, HAProxy and canary, then HTTP/2 clients (h2load, cleartext
+//! with prior knowledge) against nginx's and HAProxy's HTTP/2 listeners and
+//! the same canary listener, which serves both. `CANARY_BENCH_HTTP=1` or `=2`
+//! runs only one of them. Every proxy speaks HTTP/1.1 to the backends.
+//!
 //! `CANARY_BENCH_BASELINE=<path to another canary binary>` adds that binary
 //! as a target of its own (`canary-baseline`) in the same interleaved run:
 //! the way to show a change to the proxy costs nothing, or what it costs.
@@ -85,10 +91,7 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
         targets.push(format!("{name}={proxy}"));
     }
 
-    step("bench: running the harness (interleaved rounds; several minutes)");
     let known = cmd!(sh, "bash {anchors} known").read()?;
-    let urls = cmd!(sh, "bash {anchors} urls").read()?;
-    let urls: Vec<&str> = urls.split_whitespace().collect();
     // Every proxy's CPU counts as the setup's own, not as foreign load.
     let anchor_pids = cmd!(sh, "bash {anchors} pids").read()?;
     let mut pid_args = Vec::new();
@@ -99,12 +102,34 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
         pid_args.push("-p".to_owned());
         pid_args.push(name_and_pid.to_owned());
     }
-    let title = "canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
-    cmd!(
-        sh,
-        "bash {harness} -k {known} {pid_args...} -T {title} {urls...} {targets...}"
-    )
-    .run()?;
+    let (pid_args, targets) = (&pid_args, &targets);
+    let protocols = std::env::var("CANARY_BENCH_HTTP").unwrap_or_default();
+    if protocols.is_empty() || protocols == "1" {
+        step("bench: HTTP/1.1 clients (wrk; interleaved rounds, several minutes)");
+        let urls = cmd!(sh, "bash {anchors} urls").read()?;
+        let urls: Vec<&str> = urls.split_whitespace().collect();
+        let title =
+            "HTTP/1.1: canary proxy vs nginx vs HAProxy, 5 % canary, per-request recording on";
+        cmd!(
+            sh,
+            "bash {harness} -k {known} {pid_args...} -T {title} {urls...} {targets...}"
+        )
+        .run()?;
+    }
+    if protocols.is_empty() || protocols == "2" {
+        step("bench: HTTP/2 clients (h2load, h2c; interleaved rounds, several minutes)");
+        // No direct row: the backend speaks HTTP/1.1 only, like every proxy's upstream side.
+        // 16 connections with 10 streams each: HTTP/2 clients multiplex
+        // rather than open a connection per request in flight.
+        let urls = cmd!(sh, "bash {anchors} urls-h2").read()?;
+        let urls: Vec<&str> = urls.split_whitespace().collect();
+        let title = "HTTP/2 (h2c) clients: canary proxy vs nginx vs HAProxy, HTTP/1.1 to the backends, 5 % canary, per-request recording on";
+        cmd!(
+            sh,
+            "bash {harness} -l h2load -c 16 -m 10 -k {known} {pid_args...} -T {title} {urls...} {targets...}"
+        )
+        .run()?;
+    }
     drop(cleanup);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -209,7 +234,7 @@ fn read_addresses(child: &mut Child) -> anyhow::Result<(String, String)> {
     Ok((console.unwrap_or_default(), proxy.unwrap_or_default()))
 }
 
-/// nginx, HAProxy, wrk and the harness's helpers from Debian, and oha from
+/// nginx, HAProxy, wrk, h2load and the harness's helpers from Debian, and oha from
 /// crates.io for fixed-rate runs, installed when missing (as root).
 fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
     let found = |tool: &str| {
@@ -227,6 +252,7 @@ fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
         ("curl", "curl"),
         ("ss", "iproute2"),
         ("python3", "python3"),
+        ("h2load", "nghttp2-client"),
     ]
     .into_iter()
     .filter(|(tool, _)| !found(tool))
@@ -245,6 +271,22 @@ fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
         );
         cmd!(sh, "cargo install --locked oha").run()?;
     }
+    Ok(())
+}
+
+/// `cargo xtask bench stream`: `CLIENTS` (1,000) live dashboards on one
+/// release `canary demo`: memory per dashboard, CPU for the steady stream,
+/// and how long a state change takes to reach all of them
+/// (`crates/server/examples/stream_bench.rs`).
+pub(crate) fn stream(sh: &Shell) -> anyhow::Result<()> {
+    step("bench stream: building the release binary and the bench");
+    cmd!(
+        sh,
+        "cargo build --locked --release --package canary-server --bin canary --example stream_bench"
+    )
+    .run()?;
+    step("bench stream: connecting the dashboards (about a minute)");
+    cmd!(sh, "target/release/examples/stream_bench").run()?;
     Ok(())
 }
 
