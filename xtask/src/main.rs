@@ -61,7 +61,7 @@ mod flags {
             /// The harness takes its options from the environment (RATE=20000 for
             /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
-                /// What to benchmark: proxy, judge, restart or router.
+                /// What to benchmark: proxy, judge, restart, router or stream.
                 required what: String
             }
         }
@@ -87,8 +87,9 @@ fn main() -> anyhow::Result<()> {
             "judge" => bench::judge(&sh),
             "restart" => bench_restart::restart(&sh),
             "router" => bench_router::router(&sh),
+            "stream" => bench::stream(&sh),
             other => anyhow::bail!(
-                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge`, `restart` or `router`"
+                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge`, `restart`, `router` or `stream`"
             ),
         },
         flags::XtaskCmd::E2e(_) => {

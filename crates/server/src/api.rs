@@ -10,7 +10,7 @@ mod commands;
 mod demo;
 mod error;
 mod status;
-mod stream;
+pub mod stream;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -83,6 +83,8 @@ pub struct AppState {
     pub custom: Arc<crate::adapters::metric_sources::CustomReadings>,
     /// The demo's services, when the server runs `canary demo`.
     pub demo: Option<Arc<crate::adapters::demo::DemoControl>>,
+    /// What WebSocket streams send, encoded once for all of them.
+    pub stream: stream::StreamFeed,
     /// Flips to `true` when the server shuts down. Sender: [`crate::run`];
     /// receivers: WebSocket streams, which then close with "going away".
     pub shutdown: watch::Receiver<bool>,

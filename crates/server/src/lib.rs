@@ -410,6 +410,11 @@ pub fn start_with_demo(
             _ => None,
         };
         let app_state = AppState {
+            stream: api::stream::StreamFeed::spawn(
+                controller.state.clone(),
+                controller.metrics.clone(),
+                &controller.audit,
+            ),
             state: controller.state.clone(),
             metrics: controller.metrics.clone(),
             controller: controller.clone(),
