@@ -37,6 +37,7 @@ use crate::ports::{Clock, Router};
 mod recovery;
 mod routing;
 mod ticker;
+mod unrecorded;
 
 pub use crate::events::{CommandError, Event};
 pub use ticker::run_ticker;
@@ -143,6 +144,9 @@ struct Controller {
     /// The statistical judge of the current rollout, with the start of the
     /// rollout it belongs to; started afresh for every rollout.
     judge: Option<(UnixMillis, RolloutJudge)>,
+    /// Rollbacks carried out while the store refused writes, with their
+    /// audit entries: recorded, in order, as soon as it takes writes again.
+    unrecorded: Vec<Vec<AuditEntry>>,
 }
 
 /// How often the statistical judge is saved, in judged seconds: a restart
@@ -219,6 +223,7 @@ pub fn spawn(
         audit: audit_tx.clone(),
         own: Arc::clone(&own),
         judge: None,
+        unrecorded: Vec::new(),
     };
     // Before any listener accepts: the router gets the stored routing (an
     // external one again after a restart of canary).
@@ -325,6 +330,7 @@ impl Controller {
             Event::RouterRead { routing, readings } => self.router_read(routing, readings),
             Event::RouterMeasurement { note } => self.router_measurement(note),
             Event::Measured(snapshot) => {
+                self.record_unrecorded_quietly();
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);
                 let mut analysis = judge(&self.config, &snapshot);
@@ -530,14 +536,28 @@ impl Controller {
         let to_zero = transition.effects.iter().any(
             |effect| matches!(effect, Effect::Route(routing) if routing.share == CanaryShare::ZERO),
         );
+        // Finishing a rollback (its hook done, or failed) sends no traffic
+        // anywhere new either; it too goes ahead and is recorded later.
+        let ends_rollback = matches!(
+            transition.next.phase,
+            Phase::RollingBack | Phase::RolledBack | Phase::Failed
+        ) && !transition.effects.iter().any(
+            |effect| matches!(effect, Effect::Route(routing) if routing.share != CanaryShare::ZERO),
+        );
         let effects = transition.effects.clone();
+        let entries = self.audit_entries(&effects, output.clone());
         if let Err(err) = self.commit_and_run(transition.next.clone(), transition.effects, output) {
             tracing::error!(%err, "cannot record an automatic decision");
-            if to_zero {
+            if to_zero || ends_rollback {
                 // Taking traffic off a failing canary must not wait for the
-                // disk: the rollback goes ahead unrecorded and says so.
-                tracing::error!("rolling back without an audit entry because the store is failing");
+                // disk: the rollback goes ahead now and is recorded (state
+                // and audit entries) as soon as the store takes writes.
+                tracing::error!(
+                    "rolling back before it is recorded because the store is failing; \
+                     it will be recorded when the store takes writes again"
+                );
                 self.deployment = transition.next;
+                self.unrecorded.push(entries);
                 self.run_effects(effects, &[]);
             }
         }
@@ -551,6 +571,21 @@ impl Controller {
         effects: Vec<Effect>,
         output: Option<String>,
     ) -> Result<(), StoreError> {
+        // Decisions waiting to be recorded go first, so the trail keeps their order.
+        self.record_unrecorded()?;
+        let entries = self.audit_entries(&effects, output);
+        let revision = self.state.borrow().revision + 1;
+        let stored = self
+            .store
+            .commit(&next, revision, &entries, self.clock.now())
+            .inspect_err(|_| self.own.store_error())?;
+        self.deployment = next;
+        self.run_effects(effects, &stored);
+        Ok(())
+    }
+
+    /// The audit entries among `effects`, with the metrics of this moment.
+    fn audit_entries(&self, effects: &[Effect], output: Option<String>) -> Vec<AuditEntry> {
         let metrics = {
             let snapshot = self.metrics.borrow();
             AuditMetrics {
@@ -558,7 +593,7 @@ impl Controller {
                 canary: snapshot.canary.last_1m.clone(),
             }
         };
-        let entries: Vec<AuditEntry> = effects
+        effects
             .iter()
             .filter_map(|effect| match effect {
                 Effect::Audit(record) => Some(AuditEntry {
@@ -568,15 +603,7 @@ impl Controller {
                 }),
                 _ => None,
             })
-            .collect();
-        let revision = self.state.borrow().revision + 1;
-        let stored = self
-            .store
-            .commit(&next, revision, &entries, self.clock.now())
-            .inspect_err(|_| self.own.store_error())?;
-        self.deployment = next;
-        self.run_effects(effects, &stored);
-        Ok(())
+            .collect()
     }
 
     fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {

@@ -322,6 +322,15 @@ impl SqliteStore {
             .expect("query_only is a plain pragma");
     }
 
+    /// Takes writes again after [`SqliteStore::fail_writes`], as a disk
+    /// with space again would.
+    #[cfg(test)]
+    pub(crate) fn allow_writes(&self) {
+        self.connection()
+            .pragma_update(None, "query_only", false)
+            .expect("query_only is a plain pragma");
+    }
+
     /// The saved deployment, if any was saved.
     pub fn load(&self) -> Result<Option<Saved>, StoreError> {
         let row: Option<(u64, String)> = self

@@ -117,3 +117,82 @@ async fn a_breach_rolls_back_within_one_evaluation_even_when_the_store_fails() {
         state.summary
     );
 }
+
+#[tokio::test]
+async fn a_rollback_decided_while_the_store_fails_is_recorded_once_it_takes_writes_again() {
+    use crate::adapters::store::AuditQuery;
+
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let share = SharedRouting::default();
+    let handle = running(Arc::clone(&store), share.clone()).await;
+    let auto_rollbacks = |store: &SqliteStore| {
+        store
+            .audit(&AuditQuery {
+                action: Some("auto_rollback".to_owned()),
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .unwrap()
+            .events
+    };
+    store.fail_writes();
+    let decided_at = crate::ports::Clock::now(&SystemClock);
+    handle
+        .events
+        .send(Event::Measured(Arc::new(snapshot(500, 1340.0))))
+        .await
+        .unwrap();
+    let mut state = handle.state.clone();
+    state
+        .wait_for(|state| matches!(state.phase, Phase::RollingBack | Phase::RolledBack))
+        .await
+        .unwrap();
+    assert_eq!(share.share(), CanaryShare::ZERO, "traffic left at once");
+    // The rollback hook ends while the store still fails: that too goes ahead.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.wait_for(|state| matches!(state.phase, Phase::RolledBack | Phase::Failed)),
+    )
+    .await
+    .expect("the rollback finishes without the store")
+    .unwrap();
+    assert!(
+        auto_rollbacks(&store).is_empty(),
+        "nothing could be written yet"
+    );
+    let saved = store.load().unwrap().unwrap();
+    assert_eq!(
+        saved.deployment.phase,
+        Phase::Progressing,
+        "the store still holds the rollout"
+    );
+
+    // Space again: the next measurement records the rollback, with the
+    // time it was decided, and the deployment as it stands.
+    store.allow_writes();
+    handle
+        .events
+        .send(Event::Measured(Arc::new(snapshot(500, 20.0))))
+        .await
+        .unwrap();
+    let mut recorded = Vec::new();
+    for _ in 0..100 {
+        recorded = auto_rollbacks(&store);
+        if !recorded.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(recorded.len(), 1, "recorded once: {recorded:?}");
+    assert!(
+        recorded[0].at.0.abs_diff(decided_at.0) < 5_000,
+        "recorded with the time it was decided: {:?} against {decided_at:?}",
+        recorded[0].at
+    );
+    let saved = store.load().unwrap().unwrap();
+    assert_ne!(
+        saved.deployment.phase,
+        Phase::Progressing,
+        "a restart finds it rolled back"
+    );
+}
