@@ -8,6 +8,7 @@ mod clock;
 mod demo;
 mod docs;
 mod faults;
+mod full_disk;
 mod hooks;
 mod judge;
 mod metrics;
