@@ -9,6 +9,8 @@
 //! - `check`: the fast lane: fmt, clippy and the cargo tests, nothing installed.
 //! - `e2e`: the browser tests alone.
 //! - `conformance`: schemathesis against the served OpenAPI document, logins off and on.
+//! - `fuzz`: the coverage-guided fuzz targets in `fuzz/`, each for a bounded time.
+//! - `chaos`: the crash loop (`tests/it/chaos.rs`) with 50 rounds.
 //! - `bench proxy`: the proxy against nginx and HAProxy (the harness in `xtask/bench/`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
@@ -20,6 +22,7 @@ mod bench_router;
 mod ci;
 mod conformance;
 mod e2e;
+mod fuzz;
 mod run;
 mod setup;
 #[cfg(test)]
@@ -56,6 +59,18 @@ mod flags {
             /// Check the API against its served OpenAPI document with schemathesis
             /// (pinned, installed into target/), with logins off and on.
             cmd conformance {}
+            /// A crash loop: the server killed with SIGKILL at random moments of
+            /// scripted rollouts, checked after every restart (50 rounds; CI runs 8).
+            cmd chaos {
+                /// Rounds (default 50).
+                optional --rounds rounds: u32
+            }
+            /// Run the coverage-guided fuzz targets in fuzz/ (cargo fuzz), each for
+            /// a bounded time (CI runs them for 10 s each).
+            cmd fuzz {
+                /// Seconds per target (default 60).
+                optional --secs secs: u32
+            }
             /// Benchmarks; `proxy` compares canary's proxy with nginx and HAProxy;
             /// `judge` simulates rollouts for the statistical judge (RUNS=1000).
             /// The harness takes its options from the environment (RATE=20000 for
@@ -81,6 +96,20 @@ fn main() -> anyhow::Result<()> {
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
         flags::XtaskCmd::Conformance(_) => conformance::run(&sh),
+        flags::XtaskCmd::Chaos(chaos) => {
+            let rounds = chaos.rounds.unwrap_or(50).to_string();
+            step(&format!(
+                "chaos: {rounds} rounds of SIGKILL at random moments"
+            ));
+            xshell::cmd!(
+                sh,
+                "cargo test --locked --package canary-server --test it -- chaos:: --nocapture"
+            )
+            .env("CANARY_CHAOS_ROUNDS", rounds)
+            .run()?;
+            Ok(())
+        }
+        flags::XtaskCmd::Fuzz(fuzz) => fuzz::run(&sh, fuzz.secs.unwrap_or(60)),
         flags::XtaskCmd::Check(_) => ci::check(&sh),
         flags::XtaskCmd::Bench(bench) => match bench.what.as_str() {
             "proxy" => bench::proxy(&sh),

@@ -3,12 +3,14 @@
 mod access;
 mod api;
 mod binary;
+mod chaos;
 mod cli;
 mod clock;
 mod demo;
 mod docs;
 mod faults;
 mod full_disk;
+mod fuzz_corpus;
 mod hooks;
 mod judge;
 mod metrics;
