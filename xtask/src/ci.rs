@@ -6,7 +6,7 @@
 
 use xshell::{Shell, cmd};
 
-use crate::{app, conformance, e2e, setup, step};
+use crate::{app, conformance, e2e, fuzz, setup, step};
 
 pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
     setup::run(sh)?;
@@ -19,6 +19,7 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
 
     tests(sh)?;
     conformance::run(sh)?;
+    fuzz::run(sh, 10)?;
 
     step("docs");
     cmd!(sh, "cargo doc --locked --workspace --no-deps")

@@ -11,6 +11,7 @@
 //! - `conformance`: schemathesis against the served OpenAPI document, logins off and on.
 //! - `fuzz`: the coverage-guided fuzz targets in `fuzz/`, each for a bounded time.
 //! - `chaos`: the crash loop (`tests/it/chaos.rs`) with 50 rounds.
+//! - `soak`: 30 minutes of steady load with dashboards and rollouts (`examples/soak.rs`).
 //! - `bench proxy`: the proxy against nginx and HAProxy (the harness in `xtask/bench/`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
@@ -59,6 +60,12 @@ mod flags {
             /// Check the API against its served OpenAPI document with schemathesis
             /// (pinned, installed into target/), with logins off and on.
             cmd conformance {}
+            /// A soak: the release demo at a fixed rate with 50 dashboards and a
+            /// rollout cycling; RSS, descriptors and threads every minute.
+            cmd soak {
+                /// Minutes (default 30).
+                optional --minutes minutes: u32
+            }
             /// A crash loop: the server killed with SIGKILL at random moments of
             /// scripted rollouts, checked after every restart (50 rounds; CI runs 8).
             cmd chaos {
@@ -96,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         flags::XtaskCmd::Run(run) => run::run(&sh, run.config.as_deref()),
         flags::XtaskCmd::Ci(_) => ci::run(&sh),
         flags::XtaskCmd::Conformance(_) => conformance::run(&sh),
+        flags::XtaskCmd::Soak(soak) => bench::soak(&sh, soak.minutes.unwrap_or(30)),
         flags::XtaskCmd::Chaos(chaos) => {
             let rounds = chaos.rounds.unwrap_or(50).to_string();
             step(&format!(

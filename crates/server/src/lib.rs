@@ -23,6 +23,8 @@ pub mod controller;
 pub mod cookies;
 pub mod domain;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ports;
 pub mod preflight;
 pub mod query;

@@ -32,6 +32,8 @@ use crate::domain::roles::{Routing, UpstreamSlot};
 use crate::domain::split::{self, Bucket, Override};
 
 mod client_io;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod http1;
 mod recorded;
