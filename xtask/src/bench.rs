@@ -290,6 +290,23 @@ pub(crate) fn stream(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask soak [--minutes N]`: the release `canary demo` under a
+/// fixed load with dashboards and a rollout cycling; RSS, descriptors and
+/// threads every minute and their slopes (`crates/server/examples/soak.rs`).
+pub(crate) fn soak(sh: &Shell, minutes: u32) -> anyhow::Result<()> {
+    step("soak: building the release binary and the soak");
+    cmd!(
+        sh,
+        "cargo build --locked --release --package canary-server --bin canary --example soak"
+    )
+    .run()?;
+    step(&format!("soak: {minutes} minutes"));
+    cmd!(sh, "target/release/examples/soak")
+        .env("SOAK_MINUTES", minutes.to_string())
+        .run()?;
+    Ok(())
+}
+
 /// `cargo xtask bench judge`: synthetic rollouts judged by the statistical
 /// judge, the seed's fixed thresholds and repeated Mann–Whitney checks.
 pub(crate) fn judge(sh: &Shell) -> anyhow::Result<()> {

@@ -13,8 +13,6 @@
 //! Figures are printed, never asserted. The clients run in this process on
 //! the same machine, so the latencies include their own scheduling.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,122 +20,10 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "support/bench.rs"]
+mod bench_support;
 
-/// The server under test, stopped when dropped.
-struct Server {
-    child: Child,
-    console: String,
-    data: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
-
-fn start_server(binary: &str) -> anyhow::Result<Server> {
-    let data = std::env::temp_dir().join(format!("canary-stream-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut child = Command::new(binary)
-        .args(["demo", "--admin-listen", "127.0.0.1:0"])
-        .args([
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--load",
-            "40",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("CANARY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut lines = BufReader::new(stdout).lines();
-    let console = loop {
-        let Some(Ok(line)) = lines.next() else {
-            anyhow::bail!("canary demo exited before it served");
-        };
-        if let Some(url) = line.strip_prefix("canary: console at ") {
-            break url.trim().trim_end_matches('/').to_owned();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(Server {
-        child,
-        console,
-        data,
-    })
-}
-
-/// One plain HTTP/1.1 request to the console's listener: (status, body).
-fn http(console: &str, method: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let authority = console
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_default();
-    let mut stream = std::net::TcpStream::connect(authority)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let status = answer
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// Resident memory of `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// User and system CPU of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field =
-        |index: usize| -> u64 { fields.get(index).and_then(|v| v.parse().ok()).unwrap_or(0) };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    field(11) + field(12)
-}
-
-fn ticks_per_second() -> u64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100)
-}
+use bench_support::{cpu_ticks, env_number, http, rss_kib, start_server, ticks_per_second};
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
@@ -166,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let changes = env_number("CHANGES", 20);
     let steady_secs = env_number("STEADY_SECS", 30);
     let binary = std::env::var("CANARY_BINARY").unwrap_or_else(|_| "target/release/canary".into());
-    let server = start_server(&binary)?;
+    let server = start_server(&binary, 40)?;
     let pid = server.child.id();
     let console = server.console.clone();
 
