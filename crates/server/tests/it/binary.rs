@@ -4,6 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::support::Served;
+
 fn canary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canary"))
 }
@@ -104,20 +106,6 @@ fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
     }
 }
 
-/// A `canary serve` child with its addresses.
-struct Served {
-    child: std::process::Child,
-    console: String,
-    proxy: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Starts a canary at `percent` through the REST API of a served binary.
 async fn start_served(
     client: &hyper_util::client::legacy::Client<
@@ -134,31 +122,7 @@ async fn start_served(
 }
 
 fn serve(config: &std::path::Path) -> Served {
-    let mut child = canary()
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let console = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .trim_start_matches("canary: console at ")
-        .to_owned();
-    let proxy = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .trim_start_matches("canary: proxy at ")
-        .to_owned();
-    Served {
-        child,
-        console,
-        proxy,
-    }
+    crate::support::serve_binary(config)
 }
 
 fn crash_config(dir: &std::path::Path, production: &str, canary: &str) -> std::path::PathBuf {

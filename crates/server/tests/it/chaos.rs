@@ -13,7 +13,6 @@
 //! runs 50 and prints what it saw).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -41,44 +40,6 @@ async fn try_send(client: &Client, method: &str, url: &str, body: &str) -> Optio
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-struct Server {
-    child: std::process::Child,
-    console: String,
-    proxy: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(config: &std::path::Path) -> Server {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = |prefix: &str| {
-        let line = lines
-            .next()
-            .expect("the server printed its addresses")
-            .unwrap();
-        line.trim_start_matches(prefix).to_owned()
-    };
-    let console = next("canary: console at ");
-    let proxy = next("canary: proxy at ");
-    Server {
-        child,
-        console,
-        proxy,
-    }
 }
 
 /// The audit actions a command of each kind records: `continue` after the
@@ -260,7 +221,7 @@ canary:
     let mut commands_sent = 0;
     let mut splits_checked = 0;
     for round in 0..rounds {
-        let server = start_server(&config);
+        let server = crate::support::serve_binary(&config);
 
         // Before anything else: the stored state, the share served, the trail.
         let state = get_state(&client, &server.console).await;

@@ -18,7 +18,7 @@ use hyper::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::support::{FakeUpstream, json_client, post_json};
+use crate::support::{FakeUpstream, Served, json_client, post_json, serve_binary};
 
 /// What the relay does to the upstream's answers.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -181,22 +181,7 @@ async fn relay(mut client: TcpStream, target: SocketAddr, fault: Fault) {
 /// production directly and of the canary through `relay`; faults are
 /// aimed at the canary with the override header, so no request of the
 /// test reaches production and its counts must stay at zero errors.
-struct Served {
-    child: std::process::Child,
-    console: String,
-    proxy: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn serve(production: &FakeUpstream, relay: &FaultRelay) -> Served {
-    use std::io::BufRead;
+async fn serve(production: &FakeUpstream, relay: &FaultRelay) -> (Served, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("canary-config.yaml");
     std::fs::write(
@@ -223,30 +208,7 @@ canary:
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut address = |prefix: &str| {
-        lines
-            .next()
-            .unwrap()
-            .unwrap()
-            .trim_start_matches(prefix)
-            .to_owned()
-    };
-    let console = address("canary: console at ");
-    let proxy = address("canary: proxy at ");
-    let served = Served {
-        child,
-        console,
-        proxy,
-        _dir: dir,
-    };
+    let served = serve_binary(&config);
     let client = json_client();
     let started = post_json(
         &client,
@@ -260,7 +222,7 @@ canary:
         (state["phase"] == "progressing").then_some(())
     })
     .await;
-    served
+    (served, dir)
 }
 
 async fn get_json(url: &str) -> serde_json::Value {
@@ -325,7 +287,7 @@ async fn every_upstream_fault_gets_its_documented_answer_is_counted_against_the_
     let canary = FakeUpstream::named("canary").await;
     let relay =
         FaultRelay::start(canary.url().trim_start_matches("http://").parse().unwrap()).await;
-    let served = serve(&production, &relay).await;
+    let (served, _dir) = serve(&production, &relay).await;
     let pid = served.child.id();
 
     // Warm up: the pools and the runtime's threads as a normal load leaves them.

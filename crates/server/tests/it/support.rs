@@ -575,3 +575,46 @@ pub(crate) fn background_traffic(app: &TestApp) -> JoinHandle<()> {
         }
     })
 }
+
+/// A `canary serve` child process with its addresses; killed when dropped.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub(crate) child: std::process::Child,
+    pub(crate) console: String,
+    pub(crate) proxy: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the `canary` binary on `config` and reads the console's and the
+/// proxy's addresses from its first two lines.
+pub(crate) fn serve_binary(config: &Path) -> Served {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = |prefix: &str| {
+        let line = lines
+            .next()
+            .expect("the server printed its addresses")
+            .unwrap();
+        line.trim_start_matches(prefix).to_owned()
+    };
+    let console = next("canary: console at ");
+    let proxy = next("canary: proxy at ");
+    Served {
+        child,
+        console,
+        proxy,
+    }
+}
