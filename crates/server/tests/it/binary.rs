@@ -126,22 +126,16 @@ fn serve(config: &std::path::Path) -> Served {
 }
 
 fn crash_config(dir: &std::path::Path, production: &str, canary: &str) -> std::path::PathBuf {
-    let path = dir.join("canary-config.yaml");
-    let text = format!(
-        r#"
-server: {{ admin_listen: "127.0.0.1:0", proxy_listen: "127.0.0.1:0", data_dir: "{data}" }}
-upstreams:
-  production: {{ url: "{production}", health_check: {{ interval: 100ms }} }}
-  canary: {{ url: "{canary}", health_check: {{ interval: 100ms }} }}
-proxy: {{ stickiness: {{ mode: none }} }}
+    crate::support::binary_config(
+        dir,
+        production,
+        canary,
+        r#"proxy: { stickiness: { mode: none } }
 canary:
-  auto_progression: {{ enabled: true, wait_time: "24h", thresholds: {{ max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 }} }}
+  auto_progression: { enabled: true, wait_time: "24h", thresholds: { max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 } }
   traffic_steps: [5, 25, 50, 100]
 "#,
-        data = dir.join("data").display()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    )
 }
 
 /// Both upstreams and a data directory holding `crash_config` with `extra`

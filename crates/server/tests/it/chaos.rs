@@ -189,29 +189,19 @@ async fn killed_at_random_moments_the_server_loses_no_acknowledged_command_and_s
     let production = FakeUpstream::named("production").await;
     let canary = FakeUpstream::named("canary").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("canary-config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-server: {{ admin_listen: "127.0.0.1:0", proxy_listen: "127.0.0.1:0", data_dir: "{data}" }}
-upstreams:
-  production: {{ url: "{production}", health_check: {{ interval: 100ms }} }}
-  canary: {{ url: "{canary}", health_check: {{ interval: 100ms }} }}
-proxy: {{ stickiness: {{ mode: none }} }}
+    let config = crate::support::binary_config(
+        dir.path(),
+        &production.url(),
+        &canary.url(),
+        r#"proxy: { stickiness: { mode: none } }
 hooks:
-  health_check: {{ command: ["true"] }}
+  health_check: { command: ["true"] }
 canary:
   # Only the script moves the share, so the check after a restart is exact.
-  auto_progression: {{ enabled: false, wait_time: "1h", thresholds: {{ max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 }} }}
+  auto_progression: { enabled: false, wait_time: "1h", thresholds: { max_latency: "1000ms", min_success_rate: 0.85, max_error_rate: 0.15 } }
   traffic_steps: [5, 25, 50, 100]
 "#,
-            data = dir.path().join("data").display(),
-            production = production.url(),
-            canary = canary.url(),
-        ),
-    )
-    .unwrap();
+    );
     let client: Client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();

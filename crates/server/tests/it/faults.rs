@@ -183,31 +183,21 @@ async fn relay(mut client: TcpStream, target: SocketAddr, fault: Fault) {
 /// test reaches production and its counts must stay at zero errors.
 async fn serve(production: &FakeUpstream, relay: &FaultRelay) -> (Served, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("canary-config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-server: {{ admin_listen: "127.0.0.1:0", proxy_listen: "127.0.0.1:0", data_dir: "{data}" }}
-upstreams:
-  production: {{ url: "{production}", health_check: {{ interval: 100ms }} }}
-  canary: {{ url: "{canary}", health_check: {{ interval: 100ms }} }}
-proxy:
-  stickiness: {{ mode: none }}
-  override: {{ trusted_networks: ["127.0.0.0/8"] }}
+    let config = crate::support::binary_config(
+        dir.path(),
+        &production.url(),
+        &relay.url(),
+        r#"proxy:
+  stickiness: { mode: none }
+  override: { trusted_networks: ["127.0.0.0/8"] }
   upstream_connect_timeout: 1s
   upstream_response_timeout: 1s
 canary:
-  auto_progression: {{ enabled: false, wait_time: "24h", thresholds: {{ max_latency: "10000ms", min_success_rate: 0.0, max_error_rate: 1.0 }} }}
-  auto_rollback: {{ enabled: false }}
+  auto_progression: { enabled: false, wait_time: "24h", thresholds: { max_latency: "10000ms", min_success_rate: 0.0, max_error_rate: 1.0 } }
+  auto_rollback: { enabled: false }
   traffic_steps: [50, 100]
 "#,
-            data = dir.path().join("data").display(),
-            production = production.url(),
-            canary = relay.url(),
-        ),
-    )
-    .unwrap();
+    );
     let served = serve_binary(&config);
     let client = json_client();
     let started = post_json(

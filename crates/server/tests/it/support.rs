@@ -618,3 +618,26 @@ pub(crate) fn serve_binary(config: &Path) -> Served {
         proxy,
     }
 }
+
+/// Writes `dir/canary-config.yaml` for the `canary` binary: both listeners
+/// on ephemeral loopback ports, its data in `dir/data`, the two upstreams
+/// probed every 100 ms, then `rest` (the proxy, hooks and canary sections
+/// the test needs).
+pub(crate) fn binary_config(
+    dir: &Path,
+    production: &str,
+    canary: &str,
+    rest: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("canary-config.yaml");
+    let text = format!(
+        r#"server: {{ admin_listen: "127.0.0.1:0", proxy_listen: "127.0.0.1:0", data_dir: "{data}" }}
+upstreams:
+  production: {{ url: "{production}", health_check: {{ interval: 100ms }} }}
+  canary: {{ url: "{canary}", health_check: {{ interval: 100ms }} }}
+{rest}"#,
+        data = dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
