@@ -58,6 +58,12 @@ pub struct WindowStats {
     pub errors_4xx: u64,
     /// Responses with a 5xx status.
     pub errors_5xx: u64,
+    /// gRPC calls answered with a `grpc-status` that counts as a failure
+    /// (`proxy.grpc.failure_codes`); their HTTP status is usually 200, so
+    /// they are in neither `errors_4xx` nor `errors_5xx`. Absent from
+    /// messages of servers older than the field, hence the default.
+    #[serde(default)]
+    pub grpc_failures: u64,
     /// Requests that failed in transport, by kind.
     pub transport_errors: TransportErrors,
 }

@@ -167,6 +167,7 @@ fn sample_metrics() -> MetricsSnapshot {
         error_rate: Some(0.01),
         errors_4xx: 2,
         errors_5xx: 3,
+        grpc_failures: 4,
         transport_errors: TransportErrors {
             refused: 1,
             reset: 0,

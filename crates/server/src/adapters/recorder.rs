@@ -165,6 +165,7 @@ impl Counts {
             error_rate,
             errors_4xx: self.errors_4xx,
             errors_5xx: self.errors_5xx,
+            grpc_failures: self.grpc_failures,
             transport_errors: self.transport,
         }
     }

@@ -261,5 +261,11 @@ async fn a_tonic_canary_answering_unavailable_fails_its_calls_and_is_rolled_back
         "tonic's trailers-only UNAVAILABLE counts as a failure: {:?}",
         snapshot.canary.last_1m
     );
+    let canary = &snapshot.canary.last_1m;
+    assert_eq!(
+        (canary.grpc_failures, canary.errors_5xx),
+        (canary.requests, 0),
+        "every canary call is a gRPC failure, none a 5xx: {canary:?}"
+    );
     assert_eq!(snapshot.production.last_1m.error_rate, Some(0.0));
 }
