@@ -364,31 +364,36 @@ pub fn start_with_demo(
                 log_tally,
             ));
         }
-        // SIGHUP reloads the proxy's certificate: new handshakes get the
-        // files' current one, open connections keep theirs. Listened for
-        // even without one, so `systemctl reload` never ends the server
+        // SIGHUP reloads the listeners' certificates: new handshakes get
+        // the files' current ones, open connections keep theirs. Listened
+        // for even without one, so `systemctl reload` never ends the server
         // (SIGHUP's default action).
-        let certificate = proxy_tls
-            .as_ref()
-            .map(|(_, certificate)| Arc::clone(certificate));
+        let certificates: Vec<Arc<adapters::tls::ReloadableCert>> = [&tls, &proxy_tls]
+            .into_iter()
+            .flatten()
+            .map(|(_, certificate)| Arc::clone(certificate))
+            .collect();
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(mut hangups) => {
                 tasks.spawn(async move {
                     while hangups.recv().await.is_some() {
-                        match certificate.as_ref().map(|certificate| certificate.reload()) {
-                            Some(Ok(())) => {
-                                tracing::info!("SIGHUP: proxy.tls certificate reloaded")
+                        if certificates.is_empty() {
+                            tracing::info!("SIGHUP: nothing to reload (no server.tls or proxy.tls)");
+                        }
+                        for certificate in &certificates {
+                            let field = certificate.field;
+                            match certificate.reload() {
+                                Ok(()) => tracing::info!("SIGHUP: {field} certificate reloaded"),
+                                Err(err) => tracing::warn!(
+                                    %err,
+                                    "SIGHUP: cannot reload {field}; the certificate in use stays"
+                                ),
                             }
-                            Some(Err(err)) => tracing::warn!(
-                                %err,
-                                "SIGHUP: cannot reload proxy.tls; the certificate in use stays"
-                            ),
-                            None => tracing::info!("SIGHUP: nothing to reload (no proxy.tls)"),
                         }
                     }
                 });
             }
-            Err(err) => tracing::warn!(%err, "cannot listen for SIGHUP: proxy.tls will not reload"),
+            Err(err) => tracing::warn!(%err, "cannot listen for SIGHUP: certificates will not reload"),
         }
         let proxy_task = match listeners.proxy {
             Some(listener) if config.router.kind == config::RouterKind::Builtin => {
@@ -439,7 +444,7 @@ pub fn start_with_demo(
         };
         let router = router(app_state);
         let result = match tls {
-            Some(tls) => adapters::tls::serve(listeners.admin, tls, router, shutdown).await,
+            Some((tls, _)) => adapters::tls::serve(listeners.admin, tls, router, shutdown).await,
             None => {
                 axum::serve(
                     listeners.admin,

@@ -565,7 +565,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    // SIGHUP reloads `proxy.tls` (the server's own listener does that);
+    // SIGHUP reloads the certificates (the server's own task does that);
     // listening from here on keeps its default action, ending the process,
     // from taking a `systemctl reload` sent while the server starts.
     let hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;

@@ -77,28 +77,29 @@ fn certified_key(
     Ok(Arc::new(key))
 }
 
-/// The rustls configuration for the admin listener's `server.tls`: HTTP/1.1.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let key = certified_key(tls, "server.tls")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|err| TlsError::Pair {
-            field: "server.tls",
-            message: err.to_string(),
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
-            Arc::unwrap_or_clone(key),
-        )));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+/// The rustls configuration for the admin listener's `server.tls`
+/// (HTTP/1.1), and its certificate, which SIGHUP reloads.
+pub fn server_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), TlsError> {
+    reloadable_config(tls, "server.tls", &[b"http/1.1"])
 }
 
-/// The proxy's certificate, which a reload swaps for the files' current
+/// The rustls configuration for the proxy's `proxy.tls` (ALPN offers `h2`
+/// and `http/1.1`), and its certificate, which SIGHUP reloads.
+pub fn proxy_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), TlsError> {
+    reloadable_config(tls, "proxy.tls", &[b"h2", b"http/1.1"])
+}
+
+/// A listener's certificate, which a reload swaps for the files' current
 /// contents: handshakes from then on use the new one, connections already
 /// open keep theirs.
 #[derive(Debug)]
 pub struct ReloadableCert {
+    /// The config field the files come from, for errors and the log.
+    pub field: &'static str,
     settings: TlsConfig,
     current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
 }
@@ -106,7 +107,7 @@ pub struct ReloadableCert {
 impl ReloadableCert {
     /// Reads the files again; on an error the certificate in use stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let key = certified_key(&self.settings, "proxy.tls")?;
+        let key = certified_key(&self.settings, self.field)?;
         *self
             .current
             .write()
@@ -129,24 +130,25 @@ impl rustls::server::ResolvesServerCert for ReloadableCert {
     }
 }
 
-/// The rustls configuration for the proxy's `proxy.tls`: ALPN offers `h2`
-/// and `http/1.1`, and the certificate can be reloaded.
-pub fn proxy_config(
+fn reloadable_config(
     tls: &TlsConfig,
+    field: &'static str,
+    alpn: &[&[u8]],
 ) -> Result<(Arc<rustls::ServerConfig>, Arc<ReloadableCert>), TlsError> {
     let reloadable = Arc::new(ReloadableCert {
-        current: std::sync::RwLock::new(certified_key(tls, "proxy.tls")?),
+        field,
+        current: std::sync::RwLock::new(certified_key(tls, field)?),
         settings: tls.clone(),
     });
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|err| TlsError::Pair {
-            field: "proxy.tls",
+            field,
             message: err.to_string(),
         })?
         .with_no_client_auth()
         .with_cert_resolver(Arc::clone(&reloadable) as Arc<dyn rustls::server::ResolvesServerCert>);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok((Arc::new(config), reloadable))
 }
 

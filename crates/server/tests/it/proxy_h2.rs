@@ -240,6 +240,59 @@ async fn over_tls_alpn_picks_http2_or_http1_and_a_reloaded_certificate_serves_ne
     assert!(connections(&metrics, "http1_tls") >= 1, "{metrics}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_listener_reloads_its_certificate_on_sighup_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first_ca, cert_file, key_file) = certificate(dir.path(), "first");
+    let app = TestApp::start_with(|config| {
+        config.server.tls = Some(canary_server::config::TlsConfig {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        });
+    })
+    .await;
+    let connect = async |ca: &CertificateDer<'static>| {
+        let tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        tls_client(ca, &[b"http/1.1"])
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    };
+    let kept = connect(&first_ca).await.unwrap();
+
+    let (second_ca, second_cert, second_key) = certificate(dir.path(), "second");
+    std::fs::copy(&second_cert, &cert_file).unwrap();
+    std::fs::copy(&second_key, &key_file).unwrap();
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    eventually("new handshakes to get the new certificate", async || {
+        connect(&second_ca).await.ok().map(drop)
+    })
+    .await;
+    assert!(
+        connect(&first_ca).await.is_err(),
+        "the old certificate is gone"
+    );
+    // The connection opened before the reload still answers.
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(kept))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            hyper::Request::get("/admin/canary/status")
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
 // === Attacks, with hand-made HTTP/2 frames (RFC 9113 §4) ===
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
