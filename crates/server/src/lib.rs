@@ -378,7 +378,9 @@ pub fn start_with_demo(
                 tasks.spawn(async move {
                     while hangups.recv().await.is_some() {
                         if certificates.is_empty() {
-                            tracing::info!("SIGHUP: nothing to reload (no server.tls or proxy.tls)");
+                            tracing::info!(
+                                "SIGHUP: nothing to reload (no server.tls or proxy.tls)"
+                            );
                         }
                         for certificate in &certificates {
                             let field = certificate.field;
@@ -393,7 +395,9 @@ pub fn start_with_demo(
                     }
                 });
             }
-            Err(err) => tracing::warn!(%err, "cannot listen for SIGHUP: certificates will not reload"),
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGHUP: certificates will not reload")
+            }
         }
         let proxy_task = match listeners.proxy {
             Some(listener) if config.router.kind == config::RouterKind::Builtin => {

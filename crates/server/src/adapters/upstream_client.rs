@@ -18,7 +18,37 @@ use rustls::pki_types::pem::PemObject;
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 
 /// A client for one upstream, sending bodies of type `B`.
-pub type UpstreamClient<B> = Client<HttpsConnector<HttpConnector>, B>;
+pub type UpstreamClient<B> = Client<ToUpstream<HttpsConnector<HttpConnector>>, B>;
+
+/// A connector that always reaches the configured upstream, whatever
+/// authority the request's URI names. HTTP/2 carries the host in
+/// `:authority`, taken from the URI, and hyper's client connects to the
+/// URI's authority; with `host_header: preserve` the URI names the
+/// client's host, and this keeps the connection (and TLS's server name and
+/// verification) on the upstream's. hyper keeps one pool per authority,
+/// so each host clients use gets its own connection to the upstream.
+#[derive(Clone, Debug)]
+pub struct ToUpstream<C> {
+    inner: C,
+    destination: hyper::Uri,
+}
+
+impl<C: tower::Service<hyper::Uri>> tower::Service<hyper::Uri> for ToUpstream<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _named: hyper::Uri) -> Self::Future {
+        self.inner.call(self.destination.clone())
+    }
+}
 
 /// Whether `upstream` is reached through hyper's client rather than the
 /// proxy's own HTTP/1.1 one.
@@ -92,6 +122,10 @@ where
     let connector = match upstream.protocol {
         UpstreamProtocol::Http1 => builder.enable_http1().wrap_connector(http),
         UpstreamProtocol::H2c | UpstreamProtocol::H2 => builder.enable_http2().wrap_connector(http),
+    };
+    let connector = ToUpstream {
+        inner: connector,
+        destination: upstream.url.uri().clone(),
     };
     let mut client = Client::builder(hyper_util::rt::TokioExecutor::new());
     client.pool_idle_timeout(Duration::from_secs(90));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use canary_server::config::{UpstreamProtocol, UpstreamUrl};
+use canary_server::config::{HostHeader, UpstreamProtocol, UpstreamUrl};
 use canary_shared::Phase;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
@@ -61,6 +61,8 @@ async fn grpc_server(name: &'static str, status: u8, messages: usize, gate: Gate
                                     value.as_bytes().starts_with(b"application/grpc")
                                 });
                             let te = request.headers().get("te").cloned();
+                            let authority = request.uri().authority().map(|a| a.to_string());
+                            let saw_host = request.headers().contains_key("host");
                             let (send, mut receive) =
                                 tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(8);
                             tokio::spawn(async move {
@@ -100,6 +102,15 @@ async fn grpc_server(name: &'static str, status: u8, messages: usize, gate: Gate
                             if let Some(te) = te {
                                 response.headers_mut().insert("x-saw-te", te);
                             }
+                            if let Some(authority) = authority {
+                                response
+                                    .headers_mut()
+                                    .insert("x-saw-authority", authority.parse().unwrap());
+                            }
+                            response.headers_mut().insert(
+                                "x-saw-host-header",
+                                (if saw_host { "yes" } else { "no" }).parse().unwrap(),
+                            );
                             Ok::<_, Infallible>(response)
                         }
                     });
@@ -443,4 +454,66 @@ async fn a_stream_the_caller_cancels_is_not_a_failure_of_the_server() {
         (1, Some(0.0)),
         "{side}: {window:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_upstream_sees_the_clients_host_or_its_own_as_host_header_says() {
+    let production = grpc_server("production", 0, 1, Gate::default()).await;
+    let canary = grpc_server("canary", 0, 1, Gate::default()).await;
+    for (host_header, expected) in [
+        (HostHeader::Preserve, "shop.example:8443".to_owned()),
+        (HostHeader::Upstream, production.to_string()),
+    ] {
+        let app = grpc_app(production, canary, |config| {
+            config.proxy.host_header = host_header;
+        })
+        .await;
+        for client_speaks_http2 in [true, false] {
+            let request = Request::post("/shop.Cart/Watch")
+                .header("content-type", "application/grpc")
+                .header("te", "trailers");
+            let headers = if client_speaks_http2 {
+                let mut sender = h2c(app.proxy_addr).await;
+                let request = request
+                    .uri("http://shop.example:8443/shop.Cart/Watch")
+                    .body(Full::new(grpc_message(b"cart-1")))
+                    .unwrap();
+                sender
+                    .send_request(request)
+                    .await
+                    .unwrap()
+                    .headers()
+                    .clone()
+            } else {
+                let stream = tokio::net::TcpStream::connect(app.proxy_addr)
+                    .await
+                    .unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
+                let request = request
+                    .header("host", "shop.example:8443")
+                    .body(Full::new(grpc_message(b"cart-1")))
+                    .unwrap();
+                sender
+                    .send_request(request)
+                    .await
+                    .unwrap()
+                    .headers()
+                    .clone()
+            };
+            assert_eq!(headers["x-upstream"], "production");
+            assert_eq!(
+                headers["x-saw-authority"],
+                expected.as_str(),
+                "{host_header:?}, the client speaking HTTP/2: {client_speaks_http2}"
+            );
+            assert_eq!(
+                headers["x-saw-host-header"], "no",
+                "HTTP/2 carries the host in :authority only"
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use crate::adapters::proxy::headers::{strip_hop_by_hop, upstream_target};
 use crate::adapters::proxy::recorded::{InFlight, RecordedBody, Recording};
 use crate::adapters::proxy::{BoxError, Proxy, ProxyBody, ViaClient, classify};
-use crate::config::UpstreamProtocol;
+use crate::config::{HostHeader, UpstreamProtocol};
 
 /// What `handle` has decided for a request going through hyper's client.
 pub(super) struct Forward {
@@ -46,11 +46,24 @@ pub(super) async fn forward(
     } = request;
     let url = &via.settings.url;
     let target = upstream_target(url, &parts.uri);
+    let http2 = via.settings.protocol != UpstreamProtocol::Http1;
+    // HTTP/2 names the host in `:authority`, which hyper takes from the
+    // URI: the client's host when `host_header: preserve` (already in
+    // `Host`, see `rewrite_request`), the upstream's otherwise. The
+    // connection goes to the upstream either way (`ToUpstream`).
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) if http2 && proxy.config.host_header == HostHeader::Preserve => host
+            .to_str()
+            .ok()
+            .and_then(|host| host.parse::<hyper::http::uri::Authority>().ok()),
+        _ => None,
+    }
+    .or_else(|| url.uri().authority().cloned());
     let uri = format!(
         "{}://{}{target}",
         url.uri().scheme_str().unwrap_or("http"),
-        url.uri()
-            .authority()
+        authority
+            .as_ref()
             .map_or("localhost", |authority| authority.as_str())
     );
     parts.uri = match uri.parse() {
@@ -67,12 +80,12 @@ pub(super) async fn forward(
             );
         }
     };
-    if via.settings.protocol == UpstreamProtocol::Http1 {
+    if !http2 {
         parts.version = Version::HTTP_11;
     } else {
         parts.version = Version::HTTP_2;
-        // HTTP/2 names the host in `:authority` (the upstream's, from the
-        // URI); the client's is in `X-Forwarded-Host`.
+        // The host is in `:authority` now (RFC 9113 §8.3.1: a `Host` that
+        // differs from it must not be sent).
         parts.headers.remove(header::HOST);
         parts.headers.remove(header::TRANSFER_ENCODING);
         if wants_trailers {
