@@ -384,15 +384,16 @@ async fn handle(
         .boxed()
     };
     if let Some(via) = &upstream.via_client {
-        if upgrade {
-            // Not passed through hyper's client yet (WebSocket to an https
-            // or HTTP/2 upstream): said plainly, not half-done.
+        if upgrade && via.settings.protocol != crate::config::UpstreamProtocol::Http1 {
+            // HTTP/2 carries WebSocket only as an extended CONNECT (RFC
+            // 8441), which few servers take: said plainly, not half-done.
             proxy
                 .recorder
                 .record(side, Outcome::ClientError, started.elapsed());
             return plain(
                 StatusCode::NOT_IMPLEMENTED,
-                "connection upgrades (WebSocket) are not passed to https or HTTP/2 upstreams\n",
+                "connection upgrades (WebSocket) are not passed to HTTP/2 upstreams; \
+                 give the upstream protocol: http1\n",
             );
         }
         let body = if has_body {
@@ -408,6 +409,7 @@ async fn handle(
             new_cookie,
             started,
             in_flight,
+            client_upgrade,
         };
         return via_client::forward(proxy, via, forward).await;
     }

@@ -305,7 +305,10 @@ async fn https_server(
                     return;
                 };
                 let service = hyper::service::service_fn(
-                    move |request: Request<hyper::body::Incoming>| async move {
+                    move |mut request: Request<hyper::body::Incoming>| async move {
+                        if let Some(key) = request.headers().get("sec-websocket-key").cloned() {
+                            return Ok::<_, Infallible>(websocket_echo(&mut request, &key, name));
+                        }
                         let mut response = Response::new(Full::new(Bytes::from_static(b"ok\n")));
                         response
                             .headers_mut()
@@ -318,11 +321,42 @@ async fn https_server(
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
             });
         }
     });
     (address, ca_file)
+}
+
+/// Accepts a WebSocket and answers each text message with "echo: " and it.
+fn websocket_echo(
+    request: &mut Request<hyper::body::Incoming>,
+    key: &hyper::header::HeaderValue,
+    name: &'static str,
+) -> Response<Full<Bytes>> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, handshake::derive_accept_key, protocol::Role};
+    let upgrade = hyper::upgrade::on(request);
+    tokio::spawn(async move {
+        let upgraded = hyper_util::rt::TokioIo::new(upgrade.await.unwrap());
+        let mut socket =
+            tokio_tungstenite::WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
+        while let Some(Ok(Message::Text(text))) = socket.next().await {
+            let reply = format!("echo: {}", text.as_str());
+            if socket.send(Message::Text(reply.into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    Response::builder()
+        .status(101)
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-accept", derive_accept_key(key.as_bytes()))
+        .header("x-upstream", name)
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,4 +550,55 @@ async fn an_http2_upstream_sees_the_clients_host_or_its_own_as_host_header_says(
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_passes_through_to_an_https_upstream_and_not_to_an_http2_one() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let (production, production_ca) = https_server(dir.path(), "production").await;
+    let grpc_canary = grpc_server("canary", 0, 1, Gate::default()).await;
+    let app = TestApp::start_with(|config| {
+        config.upstreams.production.url = format!("https://localhost:{}", production.port())
+            .parse()
+            .unwrap();
+        config.upstreams.production.ca_file = Some(production_ca.clone());
+        config.upstreams.canary.url = format!("http://{grpc_canary}").parse().unwrap();
+        config.upstreams.canary.protocol = UpstreamProtocol::H2c;
+        TestApp::pass_health_checks_blindly(config);
+    })
+    .await;
+
+    // Production over TLS: the upgrade and the messages pass both ways.
+    let url = format!("ws://{}/ws", app.proxy_addr);
+    let (mut socket, response) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-upstream"], "production");
+    for text in ["hi", "again"] {
+        socket.send(Message::Text(text.into())).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.into_text().unwrap().as_str(), format!("echo: {text}"));
+    }
+
+    // The canary speaks HTTP/2: refused with the reason, counted as the
+    // client's (no fault of the canary's).
+    app.start_canary_at(100.0).await;
+    let refused = tokio_tungstenite::connect_async(url.as_str()).await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(response)) = refused else {
+        panic!("a WebSocket to an HTTP/2 upstream is refused: {refused:?}");
+    };
+    assert_eq!(response.status().as_u16(), 501);
+    let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned();
+    assert!(body.contains("protocol: http1"), "{body}");
+
+    // The first socket still works after the split moved.
+    socket.send(Message::Text("still".into())).await.unwrap();
+    let reply = socket.next().await.unwrap().unwrap();
+    assert_eq!(reply.into_text().unwrap().as_str(), "echo: still");
 }

@@ -1,14 +1,16 @@
 //! Forwarding to an upstream that is not plain HTTP/1.1 (h2c, h2, https)
 //! through hyper's client: the request as rewritten by `handle`, the
 //! response streamed back with its trailers (gRPC's `grpc-status` rides in
-//! them), and recorded for its side when its body ends.
+//! them), and recorded for its side when its body ends; a WebSocket to an
+//! https (HTTP/1.1) upstream is spliced once both sides upgraded.
 
 use std::sync::Arc;
 
 use canary_shared::Side;
 use http_body_util::BodyExt;
 use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, Version};
+use hyper::{Request, Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use crate::adapters::proxy::headers::{strip_hop_by_hop, upstream_target};
@@ -27,6 +29,8 @@ pub(super) struct Forward {
     pub(super) new_cookie: Option<HeaderValue>,
     pub(super) started: Instant,
     pub(super) in_flight: InFlight,
+    /// The client's side of a connection upgrade (WebSocket), when asked.
+    pub(super) client_upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 /// Sends the request to the upstream of `via` and streams its answer back.
@@ -43,6 +47,7 @@ pub(super) async fn forward(
         new_cookie,
         started,
         in_flight,
+        client_upgrade,
     } = request;
     let url = &via.settings.url;
     let target = upstream_target(url, &parts.uri);
@@ -118,6 +123,16 @@ pub(super) async fn forward(
             return failure.response();
         }
     };
+    if let Some(client_upgrade) = client_upgrade
+        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        proxy.recorder.record(
+            side,
+            crate::adapters::recorder::Outcome::Status(101),
+            started.elapsed(),
+        );
+        return splice_upgrade(response, client_upgrade);
+    }
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let recording = Recording::new(proxy, side, head.status.as_u16(), &head.headers, started);
@@ -133,6 +148,39 @@ pub(super) async fn forward(
         _in_flight: in_flight,
     };
     Response::from_parts(head, body.boxed())
+}
+
+/// Passes an upgraded connection (WebSocket over TLS) through in both
+/// directions; the client gets the upstream's 101 with its `Upgrade`.
+fn splice_upgrade(
+    mut response: Response<hyper::body::Incoming>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Response<ProxyBody> {
+    let upstream_upgrade = hyper::upgrade::on(&mut response);
+    tokio::spawn(async move {
+        match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            Ok((client, upstream)) => {
+                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            Err(err) => tracing::debug!(%err, "upgrade failed"),
+        }
+    });
+    let (mut head, _) = response.into_parts();
+    let protocol = head.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut head.headers);
+    if let Some(protocol) = protocol {
+        head.headers.insert(header::UPGRADE, protocol);
+        head.headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    head.version = Version::HTTP_11;
+    Response::from_parts(
+        head,
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    )
 }
 
 /// An error and its causes, for the log (hyper's client says "client
