@@ -29,6 +29,7 @@ macro_rules! serialize_as {
 
 mod access;
 mod across;
+mod checks;
 mod derived;
 mod locate;
 mod metrics;
@@ -38,6 +39,9 @@ mod scalars;
 mod upstreams;
 
 use crate::config::across::invalid_at;
+pub use crate::config::checks::{
+    AutoProgressionConfig, AutoRollbackConfig, SafetyCheckConfig, ThresholdsConfig,
+};
 pub use crate::config::locate::MAX_NESTING;
 use crate::config::locate::{PathSegment, check_nesting, locate};
 pub use crate::config::proxy::{
@@ -45,8 +49,8 @@ pub use crate::config::proxy::{
     StickinessConfig, StickinessMode, TokenDigest,
 };
 pub use crate::config::scalars::{
-    ByteSize, ConfigDuration, HeaderName, HttpPath, Rate, Threshold, TrafficSteps, UpstreamUrl,
-    format_duration, parse_duration,
+    ByteSize, ConfigDuration, FastWindow, HeaderName, HttpPath, Rate, Threshold, TrafficSteps,
+    UpstreamUrl, format_duration, parse_duration,
 };
 
 pub use crate::config::access::{
@@ -336,6 +340,7 @@ impl CanaryConfig {
                 alert_level: check.alert_level,
                 // Set by `Config::check_specs`, which sees metrics.custom.
                 has_source: true,
+                fast_window_secs: check.fast_window.map(|window| window.0),
             })
             .collect();
         let thresholds = &self.auto_progression.thresholds;
@@ -369,6 +374,7 @@ impl CanaryConfig {
                     threshold,
                     alert_level: AlertLevel::Critical,
                     has_source: true,
+                    fast_window_secs: thresholds.fast_window.map(|window| window.0),
                 }),
         );
         specs
@@ -436,155 +442,6 @@ impl CanaryConfig {
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
-
-/// `canary.auto_progression:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoProgressionConfig {
-    /// Whether green metrics advance the rollout.
-    pub enabled: bool,
-    /// How long checks must stay green before the next step.
-    pub wait_time: ConfigDuration,
-    /// Implicit checks that apply to every rollout.
-    pub thresholds: ThresholdsConfig,
-}
-
-/// `canary.auto_progression.thresholds:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThresholdsConfig {
-    /// Highest acceptable p95 latency.
-    pub max_latency: ConfigDuration,
-    /// Lowest acceptable success rate, `0..=1`.
-    pub min_success_rate: Rate,
-    /// Highest acceptable error rate, `0..=1`.
-    pub max_error_rate: Rate,
-}
-
-/// `canary.auto_rollback:`
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoRollbackConfig {
-    /// Whether a critical breach rolls back without a human.
-    #[serde(default = "default_true")]
-    pub enabled: bool,
-}
-
-impl Default for AutoRollbackConfig {
-    fn default() -> Self {
-        AutoRollbackConfig { enabled: true }
-    }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-/// One entry of `canary.safety_checks:`, validated.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
-#[serde(try_from = "SafetyCheckInput")]
-pub struct SafetyCheckConfig {
-    /// Shown to people.
-    pub name: String,
-    /// The metric read.
-    pub metric: String,
-    /// Upper or lower limit, given or implied by the metric.
-    pub comparator: Comparator,
-    /// The limit.
-    pub threshold: f64,
-    /// What a breach leads to.
-    pub alert_level: AlertLevel,
-}
-
-/// A safety check as written, before its comparator is settled.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SafetyCheckInput {
-    name: String,
-    metric: String,
-    threshold: f64,
-    alert_level: AlertLevel,
-    #[serde(default)]
-    comparator: Option<Comparator>,
-}
-
-impl TryFrom<SafetyCheckInput> for SafetyCheckConfig {
-    type Error = String;
-
-    fn try_from(input: SafetyCheckInput) -> Result<Self, Self::Error> {
-        if input.name.trim().is_empty() {
-            return Err("a safety check needs a non-empty `name`".to_owned());
-        }
-        if !input.threshold.is_finite() {
-            return Err(format!(
-                "check {:?}: `threshold` must be a finite number",
-                input.name
-            ));
-        }
-        let implied = implied_comparator(&input.metric);
-        let comparator = match (implied, input.comparator) {
-            (Some((implied, true)), Some(given)) if given != implied => {
-                return Err(format!(
-                    "check {:?}: metric `{}` is always a {}imum, so `comparator: {}` cannot apply",
-                    input.name,
-                    input.metric,
-                    comparator_name(implied),
-                    comparator_name(given),
-                ));
-            }
-            (_, Some(given)) => given,
-            (Some((implied, _)), None) => implied,
-            (None, None) => {
-                return Err(format!(
-                    "check {:?}: metric `{}` does not say whether the threshold is a maximum \
-                     or a minimum; add `comparator: max` or `comparator: min`",
-                    input.name, input.metric
-                ));
-            }
-        };
-        if matches!(input.metric.as_str(), "success_rate" | "error_rate")
-            && !(0.0..=1.0).contains(&input.threshold)
-        {
-            return Err(format!(
-                "check {:?}: `{}` is a rate between 0 and 1, so `threshold: {}` cannot be reached",
-                input.name, input.metric, input.threshold
-            ));
-        }
-        Ok(SafetyCheckConfig {
-            name: input.name,
-            metric: input.metric,
-            comparator,
-            threshold: input.threshold,
-            alert_level: input.alert_level,
-        })
-    }
-}
-
-fn comparator_name(comparator: Comparator) -> &'static str {
-    match comparator {
-        Comparator::Max => "max",
-        Comparator::Min => "min",
-    }
-}
-
-/// The comparator a metric's name implies, and whether it is fixed (a
-/// built-in metric) or only a default (a custom metric named by convention).
-fn implied_comparator(metric: &str) -> Option<(Comparator, bool)> {
-    let built_in = BuiltInMetric::from_name(metric).is_some();
-    if metric.ends_with("success_rate") {
-        Some((Comparator::Min, built_in))
-    } else if metric.ends_with("error_rate")
-        || metric.ends_with("_latency_ms")
-        || metric.ends_with("_ms")
-        || metric.ends_with("_seconds")
-    {
-        Some((Comparator::Max, built_in))
-    } else {
-        None
-    }
-}
-
-// === Loading ===
 
 /// A configuration that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]

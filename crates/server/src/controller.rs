@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use canary_shared::{
-    AuditAction, AuditEvent, AuditMetrics, CanaryShare, CanaryState, Command, MetricsSnapshot,
-    Phase, SafetyCheck, Side, UnixMillis,
+    AuditAction, AuditEvent, CanaryShare, CanaryState, Command, MetricsSnapshot, SafetyCheck, Side,
+    UnixMillis,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -20,13 +20,9 @@ use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::Recorder;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
-use crate::config::JudgeMode;
 use crate::config::{Config, UpstreamConfig};
 use crate::domain::analysis;
-use crate::domain::deployment::Verdict;
-use crate::domain::deployment::{
-    AuditRecord, Deployment, Effect, Hook, Input, Rules, TransitionRejected,
-};
+use crate::domain::deployment::{AuditRecord, Deployment, Hook, Input, Rules};
 use crate::domain::health::{HealthThresholds, HealthTracker};
 use crate::domain::judge::RolloutJudge;
 use crate::domain::roles::Routing;
@@ -34,6 +30,9 @@ use crate::domain::roles::UpstreamSlot;
 use crate::domain::view::{self, RenderInput, UpstreamView};
 use crate::ports::{Clock, Router};
 
+mod decisions;
+mod fast_path;
+mod judging;
 mod recovery;
 mod routing;
 mod ticker;
@@ -147,11 +146,11 @@ struct Controller {
     /// Rollbacks carried out while the store refused writes, with their
     /// audit entries: recorded, in order, as soon as it takes writes again.
     unrecorded: Vec<Vec<AuditEntry>>,
+    /// The short windows the checks are also judged on, in seconds.
+    fast_windows: Vec<u32>,
+    /// The critical checks the fast path judges between ticks.
+    fast_specs: Vec<analysis::CheckSpec>,
 }
-
-/// How often the statistical judge is saved, in judged seconds: a restart
-/// loses at most this much of its evidence.
-const JUDGE_SAVE_EVERY_SECS: u32 = 10;
 
 /// Starts the controller task from what the store saved; it ends when every
 /// event sender is dropped.
@@ -188,7 +187,7 @@ pub fn spawn(
     );
     let first_metrics = Arc::new(first_metrics);
     let health = UpstreamSlot::BOTH.map(|slot| tracker(config.upstreams.slot(slot)));
-    let checks = judge(&config, &first_metrics).checks;
+    let checks = judge(&config, &first_metrics, &[]).checks;
     let initial = StateParts {
         config: &config,
         rules: &rules,
@@ -224,19 +223,41 @@ pub fn spawn(
         own: Arc::clone(&own),
         judge: None,
         unrecorded: Vec::new(),
+        fast_windows: Vec::new(),
+        fast_specs: Vec::new(),
     };
+    controller.fast_windows = fast_path::windows(&controller.config.check_specs());
+    controller.fast_specs = fast_path::specs(&controller.config.check_specs());
     // Before any listener accepts: the router gets the stored routing (an
     // external one again after a restart of canary).
     let stored = controller.deployment.routing();
-    controller.route(stored);
+    controller.route(match controller.pulled_before_stop() {
+        // The last server took the canary's traffic away and died before
+        // recording why: it stays away (recorded by `recover`).
+        Some(_) => Routing {
+            share: CanaryShare::ZERO,
+            ..stored
+        },
+        None => stored,
+    });
     controller.publish();
     if saved.is_some() {
         controller.recover();
         controller.resume_judge();
     }
+    let recorder = Arc::clone(&controller.recorder);
     let task = tokio::spawn(async move {
-        while let Some(event) = events_rx.recv().await {
-            controller.handle(event);
+        loop {
+            // Failures first: taking traffic off a failing canary must not
+            // wait behind a queue of other events.
+            tokio::select! {
+                biased;
+                () = recorder.failure_seen() => controller.failures_seen(),
+                event = events_rx.recv() => match event {
+                    Some(event) => controller.handle(event),
+                    None => break,
+                },
+            }
         }
     });
     Ok((
@@ -292,11 +313,17 @@ impl StateParts<'_> {
     }
 }
 
-/// Every check judged on the canary's last minute.
-fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
+/// Every check judged on the canary's last minute, and those with a fast
+/// window on `short` too (the canary's windows of those lengths).
+fn judge(
+    config: &Config,
+    snapshot: &MetricsSnapshot,
+    short: &[canary_shared::WindowStats],
+) -> analysis::Analysis {
     analysis::analyse(
         &config.check_specs(),
         &snapshot.canary.last_1m,
+        short,
         &snapshot.canary.custom,
         config.canary.analysis_settings(),
     )
@@ -304,6 +331,9 @@ fn judge(config: &Config, snapshot: &MetricsSnapshot) -> analysis::Analysis {
 
 impl Controller {
     fn handle(&mut self, event: Event) {
+        // Failures recorded so far belong to the share in force before this
+        // event, which may change it.
+        self.failures_seen();
         match event {
             Event::Probed { slot, outcome } => {
                 let path = &self.config.upstreams.slot(slot).health_check.path.0;
@@ -323,17 +353,19 @@ impl Controller {
                 }
                 self.publish();
             }
-            Event::Observed {
-                second,
-                canary_share,
-            } => self.observe(&second, canary_share),
+            Event::Observed { second } => self.observe(&second),
             Event::RouterRead { routing, readings } => self.router_read(routing, readings),
             Event::RouterMeasurement { note } => self.router_measurement(note),
             Event::Measured(snapshot) => {
                 self.record_unrecorded_quietly();
                 self.metrics.send_replace(Arc::clone(&snapshot));
                 self.keep_second(&snapshot);
-                let mut analysis = judge(&self.config, &snapshot);
+                let short: Vec<_> = self
+                    .fast_windows
+                    .iter()
+                    .map(|&secs| self.recorder.window(Side::Canary, secs as usize))
+                    .collect();
+                let mut analysis = judge(&self.config, &snapshot, &short);
                 self.checks = analysis.checks;
                 analysis.verdict = crate::domain::router::with_router(
                     &self.router_progress.assessment,
@@ -457,172 +489,6 @@ impl Controller {
         }
     }
 
-    fn command(
-        &mut self,
-        actor: String,
-        command: Command,
-        expected_revision: Option<u64>,
-    ) -> Result<CanaryState, CommandError> {
-        let current = self.state.borrow().revision;
-        if let Some(expected) = expected_revision
-            && expected != current
-        {
-            return Err(CommandError::StaleRevision { expected, current });
-        }
-        let starts = matches!(command, Command::Start(_));
-        let transition = self.deployment.apply(
-            Input::Command { actor, command },
-            self.clock.now(),
-            &self.rules,
-        )?;
-        if starts {
-            self.rollout += 1;
-            // The previous canary's last minute must not judge the new one.
-            self.recorder.forget_canary_seconds();
-        }
-        self.commit_and_run(transition.next, transition.effects, None)?;
-        self.publish();
-        Ok(self.state.borrow().clone())
-    }
-
-    /// A webhook's report: applied like a command, refused when it changes nothing.
-    fn reported(&mut self, actor: String, input: Input) -> Result<CanaryState, CommandError> {
-        let input = match input {
-            Input::Command { command, .. } => Input::Command {
-                actor: actor.clone(),
-                command,
-            },
-            other => other,
-        };
-        let phase = self.deployment.phase;
-        let mut transition = self
-            .deployment
-            .apply(input, self.clock.now(), &self.rules)?;
-        // The decision follows the script's report, so the report is its author.
-        for effect in &mut transition.effects {
-            if let Effect::Audit(record) = effect
-                && record.actor == "controller"
-            {
-                record.actor.clone_from(&actor);
-            }
-        }
-        if transition.effects.is_empty() {
-            return Err(CommandError::Rejected(TransitionRejected {
-                phase,
-                action: canary_shared::ActionKind::Continue,
-                reason: format!(
-                    "the report does not apply while {}",
-                    phase.label().to_lowercase()
-                ),
-            }));
-        }
-        self.commit_and_run(transition.next, transition.effects, None)?;
-        self.publish();
-        Ok(self.state.borrow().clone())
-    }
-
-    /// Applies an input that no one waits for (a verdict, a tick, a hook).
-    fn automatic(&mut self, input: Input, output: Option<String>) {
-        let transition = match self.deployment.apply(input, self.clock.now(), &self.rules) {
-            Ok(transition) => transition,
-            Err(rejected) => {
-                tracing::warn!(%rejected, "automatic input rejected");
-                return;
-            }
-        };
-        if transition.next == self.deployment && transition.effects.is_empty() {
-            return;
-        }
-        let to_zero = transition.effects.iter().any(
-            |effect| matches!(effect, Effect::Route(routing) if routing.share == CanaryShare::ZERO),
-        );
-        // Finishing a rollback (its hook done, or failed) sends no traffic
-        // anywhere new either; it too goes ahead and is recorded later.
-        let ends_rollback = matches!(
-            transition.next.phase,
-            Phase::RollingBack | Phase::RolledBack | Phase::Failed
-        ) && !transition.effects.iter().any(
-            |effect| matches!(effect, Effect::Route(routing) if routing.share != CanaryShare::ZERO),
-        );
-        let effects = transition.effects.clone();
-        let entries = self.audit_entries(&effects, output.clone());
-        if let Err(err) = self.commit_and_run(transition.next.clone(), transition.effects, output) {
-            tracing::error!(%err, "cannot record an automatic decision");
-            if to_zero || ends_rollback {
-                // Taking traffic off a failing canary must not wait for the
-                // disk: the rollback goes ahead now and is recorded (state
-                // and audit entries) as soon as the store takes writes.
-                tracing::error!(
-                    "rolling back before it is recorded because the store is failing; \
-                     it will be recorded when the store takes writes again"
-                );
-                self.deployment = transition.next;
-                self.unrecorded.push(entries);
-                self.run_effects(effects, &[]);
-            }
-        }
-    }
-
-    /// Commits `next` and the audit entries among `effects`, then carries the
-    /// effects out. Nothing happens if the commit fails.
-    fn commit_and_run(
-        &mut self,
-        next: Deployment,
-        effects: Vec<Effect>,
-        output: Option<String>,
-    ) -> Result<(), StoreError> {
-        // Decisions waiting to be recorded go first, so the trail keeps their order.
-        self.record_unrecorded()?;
-        let entries = self.audit_entries(&effects, output);
-        let revision = self.state.borrow().revision + 1;
-        let stored = self
-            .store
-            .commit(&next, revision, &entries, self.clock.now())
-            .inspect_err(|_| self.own.store_error())?;
-        self.deployment = next;
-        self.run_effects(effects, &stored);
-        Ok(())
-    }
-
-    /// The audit entries among `effects`, with the metrics of this moment.
-    fn audit_entries(&self, effects: &[Effect], output: Option<String>) -> Vec<AuditEntry> {
-        let metrics = {
-            let snapshot = self.metrics.borrow();
-            AuditMetrics {
-                production: snapshot.production.last_1m.clone(),
-                canary: snapshot.canary.last_1m.clone(),
-            }
-        };
-        effects
-            .iter()
-            .filter_map(|effect| match effect {
-                Effect::Audit(record) => Some(AuditEntry {
-                    record: record.clone(),
-                    metrics: Some(metrics.clone()),
-                    output: output.clone(),
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {
-        for effect in effects {
-            match effect {
-                Effect::Route(routing) => self.route(routing),
-                Effect::RunHook { hook, image_tag } => self.start_hook(hook, image_tag),
-                Effect::Alert { message } => tracing::warn!(%message, "alert"),
-                Effect::Audit(record) => log_decision(&record),
-            }
-        }
-        for event in stored {
-            if let Some(action) = event.kind() {
-                self.own.decided(action);
-            }
-            let _ = self.audit.send(event.clone());
-        }
-    }
-
     fn start_hook(&self, hook: Hook, image_tag: String) {
         let hooks = &self.config.hooks;
         let configured = match hook {
@@ -677,85 +543,6 @@ impl Controller {
                 })
                 .await;
         });
-    }
-
-    /// When the current rollout started: it names the rollout a judge belongs to.
-    fn rollout_started_at(&self) -> Option<UnixMillis> {
-        self.deployment
-            .steps
-            .first()
-            .and_then(|step| step.started_at)
-    }
-
-    /// Feeds the statistical judge one second of a rollout that is taking
-    /// traffic (a new rollout gets a new judge), and saves it every
-    /// [`JUDGE_SAVE_EVERY_SECS`] seconds.
-    fn observe(&mut self, second: &crate::domain::judge::JudgeSecond, canary_share: f64) {
-        let config = &self.config.canary.judge;
-        let Some(rollout) = self.rollout_started_at() else {
-            return;
-        };
-        if config.mode == JudgeMode::Off
-            || !matches!(self.deployment.phase, Phase::Progressing | Phase::Paused)
-        {
-            return;
-        }
-        let settings = config.settings();
-        let judge = match &mut self.judge {
-            Some((of, judge)) if *of == rollout => judge,
-            slot => &mut slot.insert((rollout, RolloutJudge::new(settings))).1,
-        };
-        judge.observe_second(
-            (second.canary_requests, second.canary_failures),
-            (second.production_requests, second.production_failures),
-            canary_share,
-            &second.comparisons,
-        );
-        if judge.seconds().is_multiple_of(JUDGE_SAVE_EVERY_SECS)
-            && let Err(err) = self.store.save_judge(rollout, judge, self.clock.now())
-        {
-            self.own.store_error();
-            tracing::error!(%err, "cannot save the statistical judge; a restart would start it afresh");
-        }
-    }
-
-    /// After a restart: the running rollout's judge, as last saved, if it was
-    /// saved for this rollout under the same settings.
-    fn resume_judge(&mut self) {
-        let Some(rollout) = self.rollout_started_at() else {
-            return;
-        };
-        match self.store.load_judge() {
-            Ok(Some((of, judge)))
-                if of == rollout && judge.settings() == self.config.canary.judge.settings() =>
-            {
-                tracing::info!(
-                    seconds = judge.seconds(),
-                    "resumed the statistical judge's evidence"
-                );
-                self.judge = Some((rollout, judge));
-            }
-            Ok(_) => {}
-            Err(err) => {
-                tracing::warn!(%err, "cannot read the saved statistical judge; it starts afresh");
-            }
-        }
-    }
-
-    /// The checks' verdict, with the statistical judge's say in `advisory`
-    /// and `enforce` modes.
-    fn with_judge(&self, verdict: Verdict) -> Verdict {
-        let judged = self
-            .judge
-            .as_ref()
-            .filter(|(rollout, _)| Some(*rollout) == self.rollout_started_at())
-            .map(|(_, judge)| judge.overall());
-        crate::domain::verdicts::with_judge(
-            self.config.canary.judge.mode,
-            judged,
-            verdict,
-            self.deployment.share,
-        )
     }
 
     fn render(&self, revision: u64) -> CanaryState {

@@ -43,12 +43,10 @@ pub enum Event {
     /// A second of traffic was measured; the checks are judged on it.
     Measured(Arc<MetricsSnapshot>),
     /// A finished second as the statistical judge sees it (sent just before
-    /// its `Measured`).
+    /// its `Measured`); its failures reached the judge as they happened.
     Observed {
-        /// Failures per side and the latency comparisons.
+        /// Requests per side and the latency comparisons.
         second: JudgeSecond,
-        /// The canary's share during it, from 0 to 1.
-        canary_share: f64,
     },
     /// An operator's or script's command; the reply comes once it is durable.
     Command {

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use canary_shared::{
@@ -35,6 +35,18 @@ pub enum Outcome {
     /// counted apart, and never a request of the side, so it feeds neither
     /// the checks nor the judge.
     ClientError,
+}
+
+impl Outcome {
+    /// Whether it counts against its side: a 5xx, a gRPC failure, or a
+    /// transport failure (what the error rate and the judge count).
+    pub fn is_failure(self) -> bool {
+        match self {
+            Outcome::Status(status) => status >= 500,
+            Outcome::Transport(_) | Outcome::GrpcFailure(_) => true,
+            Outcome::ClientError => false,
+        }
+    }
 }
 
 /// The kinds of transport failure, counted separately.
@@ -237,6 +249,9 @@ struct SideRecorder {
     history: Mutex<VecDeque<Second>>,
     /// Everything since the start. Written by `tick`, read by `/metrics`.
     totals: Mutex<Totals>,
+    /// Failures recorded since the controller last took them
+    /// ([`Recorder::take_failures`]): its fast path sees them as they happen.
+    unseen_failures: AtomicU64,
 }
 
 /// One shard, on cache lines of its own: two threads recording into
@@ -253,6 +268,7 @@ impl SideRecorder {
                 .collect(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS + 1)),
             totals: Mutex::new(Totals::default()),
+            unseen_failures: AtomicU64::new(0),
         }
     }
 }
@@ -264,6 +280,9 @@ pub struct Recorder {
     canary: SideRecorder,
     /// Shuffles each second's latencies before the judge's comparisons.
     rng: Mutex<fastrand::Rng>,
+    /// Woken by every failure, for the controller's fast path. A failure
+    /// costs an atomic add and a wake-up; a success nothing more.
+    failure_seen: tokio::sync::Notify,
 }
 
 thread_local! {
@@ -288,7 +307,65 @@ impl Recorder {
             production: SideRecorder::new(n_shards),
             canary: SideRecorder::new(n_shards),
             rng: Mutex::new(fastrand::Rng::new()),
+            failure_seen: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Resolves once a failure was recorded since the last call's
+    /// resolution (a failure while nobody waits is remembered).
+    pub async fn failure_seen(&self) {
+        self.failure_seen.notified().await;
+    }
+
+    /// The failures recorded since the last call, `(canary, production)`.
+    pub fn take_failures(&self) -> (u64, u64) {
+        let take = |side: Side| self.side(side).unseen_failures.swap(0, Ordering::AcqRel);
+        (take(Side::Canary), take(Side::Production))
+    }
+
+    /// `side`'s requests and failures in the last `secs` seconds, counting
+    /// the second under way: the finished `secs - 1` and the current one so
+    /// far. For the fast path, between ticks.
+    pub fn live_counts(&self, side: Side, secs: usize) -> (u64, u64) {
+        let recorder = self.side(side);
+        let (mut requests, mut failures) = {
+            let history = recorder
+                .history
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            history.iter().rev().take(secs.saturating_sub(1)).fold(
+                (0, 0),
+                |(requests, failures), second| {
+                    (
+                        requests + second.counts.requests,
+                        failures + second.counts.errors(),
+                    )
+                },
+            )
+        };
+        for shard in recorder.shards.iter() {
+            let counts = shard
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            requests += counts.requests;
+            failures += counts.errors();
+        }
+        (requests, failures)
+    }
+
+    /// `side`'s window over its last `secs` finished seconds.
+    pub fn window(&self, side: Side, secs: usize) -> WindowStats {
+        let history = self
+            .side(side)
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = Counts::new();
+        for second in history.iter().rev().take(secs) {
+            counts.add(&second.counts);
+        }
+        counts.window(secs)
     }
 
     /// Forgets the canary's finished seconds (its windows and series), for a
@@ -320,6 +397,13 @@ impl Recorder {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         counts.record(outcome, latency);
+        drop(counts);
+        if outcome.is_failure() {
+            self.side(side)
+                .unseen_failures
+                .fetch_add(1, Ordering::AcqRel);
+            self.failure_seen.notify_one();
+        }
     }
 
     /// Closes the second that started at `second_start`: moves the shards'

@@ -5,7 +5,6 @@
 //! in one transaction; a command is acknowledged only after that commit. A
 //! lock file keeps a second server off the same data directory.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,6 +16,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::domain::access::Session;
 use crate::domain::deployment::{AuditRecord, Deployment};
 use crate::domain::judge::RolloutJudge;
+
+mod lock_file;
+
+pub use lock_file::Pulled;
+use lock_file::{LockError, LockFile};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -82,6 +86,9 @@ pub struct Opening {
     /// does not hold (after a restore from an older backup): never reused,
     /// since an external log may already hold them.
     pub missing_seqs: Option<(u64, u64)>,
+    /// A canary the last server pulled (its share dropped to 0 %) without
+    /// recording the decision before it stopped.
+    pub pulled: Option<Pulled>,
 }
 
 /// What was saved: the deployment and the state revision it was shown at.
@@ -117,7 +124,7 @@ pub struct SqliteStore {
     /// Held open for the store's life: the OS lock on it is the single-writer
     /// guard. It also holds the highest audit sequence number ever issued in
     /// this directory, which a restored `canary.db` cannot take back.
-    lock: Option<File>,
+    lock: Option<LockFile>,
     /// How the store was found.
     opening: Opening,
     /// The sequence number the next audit entry must take, when numbers
@@ -135,28 +142,17 @@ impl SqliteStore {
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
         let lock_path = data_dir.join("canary.lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+        let lock = match LockFile::open(&lock_path) {
+            Ok(lock) => lock,
+            Err(LockError::Held) => {
                 return Err(StoreError::Locked {
                     dir: data_dir.to_owned(),
                     lock: lock_path,
                 });
             }
-            Err(std::fs::TryLockError::Error(err)) => return Err(io(err)),
-        }
-        let issued = {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut &lock, &mut text).map_err(io)?;
-            text.trim().parse::<u64>().unwrap_or(0)
+            Err(LockError::Io(err)) => return Err(io(err)),
         };
+        let (issued, pulled) = lock.read().map_err(io)?;
         let connection = Connection::open(data_dir.join("canary.db"))?;
         let mut store = SqliteStore {
             connection: Mutex::new(connection),
@@ -166,6 +162,7 @@ impl SqliteStore {
         };
         store.prepare()?;
         store.opening = store.read_opening(issued)?;
+        store.opening.pulled = pulled;
         if let Some((first_missing, _)) = store.opening.missing_seqs {
             let highest = store
                 .opening
@@ -205,6 +202,7 @@ impl SqliteStore {
             restored_from: backup_taken_at.map(UnixMillis),
             clean_stop: clean_stop_at.is_some(),
             missing_seqs: (issued > held).then_some((held + 1, issued)),
+            pulled: None,
         })
     }
 
@@ -223,11 +221,28 @@ impl SqliteStore {
     /// restored older store never hands it out again.
     fn note_issued(&self, seq: u64) {
         let Some(lock) = &self.lock else { return };
-        let text = format!("{seq:>20}\n");
-        let written = std::os::unix::fs::FileExt::write_all_at(lock, text.as_bytes(), 0)
-            .and_then(|()| lock.sync_data());
-        if let Err(err) = written {
+        if let Err(err) = lock.write_issued(seq) {
             tracing::warn!(%err, seq, "cannot note the highest audit sequence number issued");
+        }
+    }
+
+    /// Notes, before the proxy's share drops to 0 %, that the running
+    /// rollout's canary is being pulled and why: a server that dies before
+    /// the decision is committed leaves it for the next start, which ends
+    /// the rollout at 0 % instead of resuming it. Cleared by
+    /// [`SqliteStore::clear_pulled`] once the decision is recorded.
+    pub fn note_pulled(&self, pulled: &Pulled) {
+        let Some(lock) = &self.lock else { return };
+        if let Err(err) = lock.write_pulled(Some(pulled)) {
+            tracing::warn!(%err, "cannot note the canary pulled before its decision is recorded");
+        }
+    }
+
+    /// Forgets the pulled canary once its decision is recorded.
+    pub fn clear_pulled(&self) {
+        let Some(lock) = &self.lock else { return };
+        if let Err(err) = lock.write_pulled(None) {
+            tracing::warn!(%err, "cannot clear the pulled canary's note");
         }
     }
 
@@ -641,200 +656,4 @@ fn parse_phase(text: &str) -> Result<Phase, serde_json::Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use canary_shared::{CanaryShare, Phase, UnixMillis};
-
-    use crate::adapters::store::{AuditEntry, AuditQuery, SqliteStore, StoreError};
-    use crate::domain::deployment::{AuditRecord, Deployment, NoDataAction, Rules};
-
-    fn rules() -> Rules {
-        Rules {
-            traffic_steps: vec![CanaryShare::from_percent(5.0).unwrap(), CanaryShare::FULL],
-            auto_progression: true,
-            wait_ms: 1000,
-            auto_rollback: true,
-            no_data_timeout_ms: 1000,
-            on_long_no_data: NoDataAction::Hold,
-            promotion: crate::domain::roles::Promotion::SwapRoles,
-        }
-    }
-
-    fn entry(actor: &str, action: &str) -> AuditEntry {
-        AuditEntry {
-            record: AuditRecord {
-                at: UnixMillis(7),
-                actor: actor.to_owned(),
-                action: canary_shared::AuditAction::parse(action).expect("a known action"),
-                from_phase: Phase::Idle,
-                to_phase: Phase::BuildDeploy,
-                from_share: CanaryShare::ZERO,
-                to_share: CanaryShare::from_percent(5.0).unwrap(),
-                reason: Some("because".to_owned()),
-            },
-            metrics: None,
-            output: Some("exit 0".to_owned()),
-        }
-    }
-
-    #[test]
-    fn what_is_committed_reads_back_after_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let deployment = Deployment {
-            image_tag: Some("v2".to_owned()),
-            ..Deployment::idle(&rules())
-        };
-        {
-            let store = SqliteStore::open(dir.path()).unwrap();
-            assert_eq!(store.load().unwrap(), None);
-            let stored = store
-                .commit(
-                    &deployment,
-                    4,
-                    &[entry("ops", "start"), entry("controller", "deployed")],
-                    UnixMillis(9),
-                )
-                .unwrap();
-            assert_eq!(
-                stored.iter().map(|event| event.seq).collect::<Vec<_>>(),
-                [1, 2]
-            );
-        }
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let saved = store.load().unwrap().unwrap();
-        assert_eq!(saved.deployment, deployment);
-        assert_eq!(saved.revision, 4);
-        let page = store
-            .audit(&AuditQuery {
-                limit: 10,
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(page.events.len(), 2);
-        assert_eq!(page.events[0].seq, 2, "newest first");
-        assert_eq!(page.events[1].to_phase, Phase::BuildDeploy);
-        assert_eq!(page.events[1].output.as_deref(), Some("exit 0"));
-    }
-
-    #[test]
-    fn a_second_server_on_the_same_data_dir_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = SqliteStore::open(dir.path()).unwrap();
-        let second = SqliteStore::open(dir.path()).unwrap_err();
-        assert!(matches!(second, StoreError::Locked { .. }));
-        assert!(
-            second
-                .to_string()
-                .contains("another canary server is using the data directory"),
-            "{second}"
-        );
-    }
-
-    #[test]
-    fn the_audit_trail_pages_and_filters() {
-        let store = SqliteStore::in_memory().unwrap();
-        let deployment = Deployment::idle(&rules());
-        for index in 0..25 {
-            let actor = if index % 5 == 0 {
-                "alice"
-            } else {
-                "controller"
-            };
-            store
-                .commit(
-                    &deployment,
-                    index,
-                    &[entry(actor, "scale")],
-                    UnixMillis(index),
-                )
-                .unwrap();
-        }
-        let first = store
-            .audit(&AuditQuery {
-                limit: 10,
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(first.events.first().unwrap().seq, 25);
-        assert_eq!(first.next_before, Some(16));
-        let second = store
-            .audit(&AuditQuery {
-                limit: 10,
-                before: first.next_before,
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(second.events.first().unwrap().seq, 15);
-        let last = store
-            .audit(&AuditQuery {
-                limit: 10,
-                before: Some(6),
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(last.events.len(), 5);
-        assert_eq!(last.next_before, None);
-        let alice = store
-            .audit(&AuditQuery {
-                limit: 100,
-                actor: Some("alice".to_owned()),
-                ..AuditQuery::default()
-            })
-            .unwrap();
-        assert_eq!(alice.events.len(), 5);
-    }
-
-    #[test]
-    fn seconds_are_kept_for_the_retention_and_read_back_in_order() {
-        use canary_shared::{SecondSample, Side};
-        let store = SqliteStore::in_memory().unwrap();
-        let sample = |at: u64, requests| SecondSample {
-            at: UnixMillis(at),
-            requests,
-            errors: 0,
-            p50_latency_ms: Some(1.0),
-            p95_latency_ms: None,
-            p99_latency_ms: None,
-        };
-        for second in 0..10u64 {
-            store
-                .record_second(
-                    &sample(second * 1000, 100),
-                    &sample(second * 1000, second),
-                    UnixMillis(second.saturating_sub(4) * 1000),
-                )
-                .unwrap();
-        }
-        let canary = store.seconds(Side::Canary, UnixMillis(0), 100).unwrap();
-        assert_eq!(
-            canary
-                .iter()
-                .map(|sample| sample.requests)
-                .collect::<Vec<_>>(),
-            [5, 6, 7, 8, 9],
-            "older seconds were forgotten"
-        );
-        assert_eq!(
-            store
-                .seconds(Side::Production, UnixMillis(8000), 100)
-                .unwrap()
-                .len(),
-            2
-        );
-    }
-
-    #[test]
-    fn an_idempotency_key_keeps_its_first_answer() {
-        let store = SqliteStore::in_memory().unwrap();
-        assert_eq!(store.idempotent_answer("k").unwrap(), None);
-        store
-            .remember_answer("k", 200, "first", UnixMillis(1))
-            .unwrap();
-        store
-            .remember_answer("k", 409, "second", UnixMillis(2))
-            .unwrap();
-        assert_eq!(
-            store.idempotent_answer("k").unwrap(),
-            Some((200, "first".to_owned()))
-        );
-    }
-}
+mod tests;

@@ -66,6 +66,29 @@ impl TryFrom<SizeInput> for ByteSize {
 }
 
 serialize_as!(ConfigDuration, |value| format_duration(value.0));
+serialize_as!(FastWindow, |value| format!("{}s", value.0));
+
+/// A check's short window (`fast_window`), in whole seconds from 2 to 59:
+/// shorter than the minute every check is judged on, and long enough to
+/// hold more than the second under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct FastWindow(pub u32);
+
+impl TryFrom<String> for FastWindow {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        let duration = parse_duration(&text)?;
+        let secs = duration.as_secs();
+        if duration.subsec_nanos() != 0 || !(2..60).contains(&secs) {
+            return Err(format!(
+                "fast_window {text:?} must be whole seconds from 2s to 59s (the minute is always judged; 10s is usual)"
+            ));
+        }
+        Ok(FastWindow(u32::try_from(secs).unwrap_or(59)))
+    }
+}
 serialize_as!(Rate, |value| value.0);
 serialize_as!(Threshold, |value| value.0);
 serialize_as!(HttpPath, |value| value.0.as_str());

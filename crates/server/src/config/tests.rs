@@ -602,3 +602,42 @@ fn an_upstream_s_protocol_must_fit_its_url_and_grpc_codes_are_names_or_numbers()
         .collect();
     assert_eq!(codes, [14, 13]);
 }
+
+#[test]
+fn a_fast_window_is_whole_seconds_under_the_minute_on_a_metric_the_proxy_measures() {
+    let with_window = SEED.replacen(
+        "      max_error_rate: 0.15",
+        "      max_error_rate: 0.15\n      fast_window: 10s",
+        1,
+    );
+    let config = Config::from_yaml(&with_window).unwrap();
+    let specs = config.canary.check_specs();
+    let windows: Vec<_> = specs
+        .iter()
+        .map(|spec| (spec.name.as_str(), spec.fast_window_secs))
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            ("Total Latency", None),
+            ("Memory Queries", None),
+            ("Latency threshold", Some(10)),
+            ("Success rate threshold", Some(10)),
+            ("Error rate threshold", Some(10)),
+        ]
+    );
+    check_error(
+        "      max_error_rate: 0.15",
+        "      max_error_rate: 0.15\n      fast_window: 60s",
+        expect![[
+            r#"<config>:10:20: canary.auto_progression.thresholds.fast_window: fast_window "60s" must be whole seconds from 2s to 59s (the minute is always judged; 10s is usual)"#
+        ]],
+    );
+    check_error(
+        "      threshold: 50\n",
+        "      threshold: 50\n      fast_window: 5s\n",
+        expect![[
+            r#"<config>:16:7: canary.safety_checks[1]: check "Memory Queries": `fast_window` applies to the metrics the proxy measures (such as error_rate); `memory_query_latency_ms` comes from a source on its own schedule"#
+        ]],
+    );
+}

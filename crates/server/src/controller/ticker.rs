@@ -24,10 +24,7 @@ pub async fn run_ticker(
         interval.tick().await;
         let now = clock.now();
         let second = recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
-        let observed = Event::Observed {
-            second,
-            canary_share: share.share().percent() / 100.0,
-        };
+        let observed = Event::Observed { second };
         if events.send(observed).await.is_err() {
             return;
         }

@@ -31,6 +31,10 @@ impl Controller {
                 }
                 let _ = self.audit.send(event);
             }
+            if self.unrecorded.is_empty() {
+                // The pulled canary's decision is on record now.
+                self.store.clear_pulled();
+            }
         }
         Ok(())
     }

@@ -25,6 +25,9 @@ pub struct CheckSpec {
     /// Whether anything provides the metric (the proxy, or a source under
     /// `metrics.custom`); a check without one is shown, never judged.
     pub has_source: bool,
+    /// Also judged on the canary's last this many seconds (a metric the
+    /// proxy measures): a breach there counts as the check's breach.
+    pub fast_window_secs: Option<u32>,
 }
 
 /// How checks are judged.
@@ -252,16 +255,44 @@ pub fn judge_check(
     reading(Some(value), status, reason)
 }
 
-/// Judges every check and combines them into one verdict.
+/// `spec` judged on its short window (among `short`, by length), when it
+/// has one and breaches there. Not breaching on a short window says
+/// nothing: its few requests are the minute's to judge.
+pub fn fast_breach(
+    spec: &CheckSpec,
+    short: &[WindowStats],
+    settings: AnalysisSettings,
+) -> Option<SafetyCheck> {
+    let secs = spec.fast_window_secs?;
+    if !is_built_in(&spec.metric) {
+        return None;
+    }
+    let window = short.iter().find(|window| window.window_secs == secs)?;
+    let mut check = judge_check(spec, window, &[], settings);
+    (check.status == CheckStatus::Breach).then(|| {
+        check.reason = check
+            .reason
+            .map(|reason| format!("{reason} in the last {secs} s"));
+        check
+    })
+}
+
+/// Judges every check and combines them into one verdict; a check with a
+/// fast window breaches when either its minute (`window`) or its short
+/// window (among `short`) does.
 pub fn analyse(
     specs: &[CheckSpec],
     window: &WindowStats,
+    short: &[WindowStats],
     custom: &[CustomMetric],
     settings: AnalysisSettings,
 ) -> Analysis {
     let checks: Vec<SafetyCheck> = specs
         .iter()
-        .map(|spec| judge_check(spec, window, custom, settings))
+        .map(|spec| {
+            fast_breach(spec, short, settings)
+                .unwrap_or_else(|| judge_check(spec, window, custom, settings))
+        })
         .collect();
     let first = |wanted: CheckStatus, level: Option<AlertLevel>| {
         checks
@@ -333,6 +364,7 @@ mod tests {
             threshold: 1000.0,
             alert_level: level,
             has_source: true,
+            fast_window_secs: None,
         }
     }
 
@@ -363,6 +395,7 @@ mod tests {
             threshold: 0.85,
             alert_level: AlertLevel::Warning,
             has_source: true,
+            fast_window_secs: None,
         };
         let judged = judge_check(&check, &window(100, 10.0, 0.2), &[], SETTINGS);
         assert_eq!(judged.status, CheckStatus::Breach);
@@ -380,6 +413,7 @@ mod tests {
             threshold: 0.99,
             alert_level: AlertLevel::Critical,
             has_source: true,
+            fast_window_secs: None,
         };
         let judged =
             |error_rate| judge_check(&check, &window(1000, 10.0, error_rate), &[], SETTINGS).status;
@@ -437,6 +471,7 @@ mod tests {
         let analysis = analyse(
             &[latency_check(AlertLevel::Critical), orphan],
             &window(100, 20.0, 1.0),
+            &[],
             &[],
             SETTINGS,
         );
@@ -498,16 +533,16 @@ mod tests {
             latency_check(AlertLevel::Warning),
             latency_check(AlertLevel::Critical),
         ];
-        let analysis = analyse(&specs, &window(100, 2000.0, 0.0), &[], SETTINGS);
+        let analysis = analyse(&specs, &window(100, 2000.0, 0.0), &[], &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::Critical {
                 reason: "Total Latency: p95 latency 2,000 ms > 1,000 ms".to_owned()
             }
         );
-        let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), &[], SETTINGS);
+        let analysis = analyse(&specs[..1], &window(100, 2000.0, 0.0), &[], &[], SETTINGS);
         assert!(matches!(analysis.verdict, Verdict::Warning { .. }));
-        let analysis = analyse(&specs, &window(5, 10.0, 0.0), &[], SETTINGS);
+        let analysis = analyse(&specs, &window(5, 10.0, 0.0), &[], &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::NoData {
@@ -520,7 +555,7 @@ mod tests {
             metric: "memory_query_latency_ms".to_owned(),
             ..latency_check(AlertLevel::Warning)
         };
-        let analysis = analyse(&[custom], &window(100, 10.0, 0.0), &[], SETTINGS);
+        let analysis = analyse(&[custom], &window(100, 10.0, 0.0), &[], &[], SETTINGS);
         assert_eq!(
             analysis.verdict,
             Verdict::NoData {
@@ -528,10 +563,10 @@ mod tests {
                     .to_owned()
             }
         );
-        let analysis = analyse(&specs, &window(100, 10.0, 0.0), &[], SETTINGS);
+        let analysis = analyse(&specs, &window(100, 10.0, 0.0), &[], &[], SETTINGS);
         assert_eq!(analysis.verdict, Verdict::Green);
         assert_eq!(
-            analyse(&[], &window(0, 0.0, 0.0), &[], SETTINGS).verdict,
+            analyse(&[], &window(0, 0.0, 0.0), &[], &[], SETTINGS).verdict,
             Verdict::Green
         );
     }

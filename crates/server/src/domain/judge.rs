@@ -381,17 +381,33 @@ impl FailureRateJudge {
     /// Within a second the order of failures does not matter: the evidence
     /// is a product over them.
     pub fn observe_second(&mut self, canary: (u64, u64), production: (u64, u64), share: f64) {
-        self.requests[1] += canary.0;
-        self.requests[0] += production.0;
+        self.observe_requests(canary.0, production.0);
+        self.observe_failures(canary.1, production.1, share);
+    }
+
+    /// Finished requests per side, failed or not (their failures are
+    /// observed apart, as they happen: [`FailureRateJudge::observe_failures`]).
+    pub fn observe_requests(&mut self, canary: u64, production: u64) {
+        self.requests[1] += canary;
+        self.requests[0] += production;
+    }
+
+    /// Failures per side since the last call, while the canary's share was
+    /// `share`. Failures are the only evidence about the ratio of failure
+    /// rates, so the evidence can be brought up to date after every one:
+    /// an e-process may be looked at after every observation, and a batch
+    /// gives the same product as its failures one by one.
+    pub fn observe_failures(&mut self, canary: u64, production: u64, share: f64) {
         if !(share > 0.0 && share < 1.0) {
+            // Only while both sides get traffic.
             return;
         }
-        self.failures[1] += canary.1;
-        self.failures[0] += production.1;
-        for _ in 0..canary.1 {
+        self.failures[1] += canary;
+        self.failures[0] += production;
+        for _ in 0..canary {
             self.test.observe(share, coin(true));
         }
-        for _ in 0..production.1 {
+        for _ in 0..production {
             self.test.observe(share, coin(false));
         }
     }
@@ -719,7 +735,26 @@ impl RolloutJudge {
         share: f64,
         comparisons: &[Comparison],
     ) {
-        self.failures.observe_second(canary, production, share);
+        self.observe_failures(canary.1, production.1, share);
+        self.observe_traffic(canary.0, production.0, comparisons);
+    }
+
+    /// Failures per side as they happen, at `share` (the controller's fast
+    /// path); the requests they belong to come with their second.
+    pub fn observe_failures(&mut self, canary: u64, production: u64, share: f64) {
+        self.failures.observe_failures(canary, production, share);
+    }
+
+    /// A finished second's requests per side and its latency comparisons;
+    /// its failures were observed as they happened.
+    pub fn observe_traffic(
+        &mut self,
+        canary_requests: u64,
+        production_requests: u64,
+        comparisons: &[Comparison],
+    ) {
+        self.failures
+            .observe_requests(canary_requests, production_requests);
         for comparison in comparisons {
             self.latency.observe(*comparison);
         }

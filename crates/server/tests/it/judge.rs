@@ -204,3 +204,51 @@ async fn at_a_full_share_the_judge_says_it_has_nothing_to_compare_with() {
         state.summary
     );
 }
+
+/// Through the real proxy, one request at a time: a canary that fails every
+/// request at 5 % is out after the judge's third failure, without waiting
+/// for the once-a-second evaluation (at the ~100s of requests a second this
+/// loop sends, a second's wait would cost a dozen failed users or more).
+#[tokio::test]
+async fn a_canary_failing_every_request_is_out_within_a_handful_of_failed_requests() {
+    let app = TestApp::start_with(|config| {
+        let yaml = "canary:\n  auto_progression: { enabled: false, wait_time: 1h, thresholds: { max_latency: 5s, min_success_rate: 0.5, max_error_rate: 0.5 } }\n  traffic_steps: [5, 100]\n  judge: { mode: enforce, alpha: 0.01 }\n";
+        config.canary = Config::from_yaml(yaml).unwrap().canary;
+    })
+    .await;
+    app.start_canary_at(5.0).await;
+    app.canary.set_status(500);
+    let client = crate::support::json_client();
+    let mut failed_on_the_canary = 0;
+    for _ in 0..10_000 {
+        let response = client
+            .get(app.proxy_url("/work").parse().unwrap())
+            .await
+            .unwrap();
+        if response.headers()["x-upstream"] == "canary" {
+            assert_eq!(response.status(), 500);
+            failed_on_the_canary += 1;
+        }
+        if app.controller.state.borrow().traffic.canary().percent() == 0.0 {
+            break;
+        }
+    }
+    let state = app.wait_for_phase(Phase::RolledBack).await;
+    assert!(
+        failed_on_the_canary <= 5,
+        "{failed_on_the_canary} users got the canary's failure before it was out"
+    );
+    assert!(
+        state.summary.contains("statistical judge"),
+        "{}",
+        state.summary
+    );
+    let rollback = &decisions(&app, "auto_rollback").await.events[0];
+    assert!(
+        rollback
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.contains("failure rate: the canary fails more than")),
+        "{rollback:?}"
+    );
+}

@@ -3,7 +3,8 @@
 
 use crate::domain::judge::{
     ALTERNATIVES, COMPARED_PER_SECOND, Comparison, Conclusion, EVIDENCE_POINTS, EvidenceHistory,
-    FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest, PARTNERS, compare_concurrent,
+    FailureRateJudge, JudgeSettings, LatencyJudge, OddsTest, PARTNERS, RolloutJudge,
+    compare_concurrent,
 };
 
 /// One canary request against one production request.
@@ -497,4 +498,68 @@ fn a_pass_stays_a_pass_when_the_evidence_wanders_back_but_a_fail_still_wins() {
             "a worse canary was never failed after a pass"
         );
     }
+}
+
+/// The controller's fast path: failures observed as they happen, in
+/// batches of whatever size the proxy recorded between two looks, with the
+/// verdict looked at after each batch, and requests once a second.
+#[test]
+fn the_fast_path_checking_after_every_batch_of_failures_keeps_the_promise() {
+    let alpha = 0.05;
+    let runs = 400;
+    let mut rng = fastrand::Rng::with_seed(21);
+    let mut wrongly_failed = 0;
+    for _ in 0..runs {
+        let mut judge = RolloutJudge::new(settings(alpha));
+        'rollout: for _second in 0..120 {
+            // 200 requests a second at 5 %, both sides failing 2 %.
+            let (mut canary_requests, mut production_requests) = (0, 0);
+            let mut batch = (0, 0);
+            for _ in 0..200 {
+                let canary = rng.f64() < 0.05;
+                if canary {
+                    canary_requests += 1;
+                } else {
+                    production_requests += 1;
+                }
+                if rng.f64() < 0.02 {
+                    if canary {
+                        batch.0 += 1;
+                    } else {
+                        batch.1 += 1;
+                    }
+                }
+                // The controller takes what was recorded at random moments.
+                if rng.f64() < 0.3 {
+                    judge.observe_failures(batch.0, batch.1, 0.05);
+                    batch = (0, 0);
+                    if judge.overall().0 == Conclusion::Fail {
+                        wrongly_failed += 1;
+                        break 'rollout;
+                    }
+                }
+            }
+            judge.observe_failures(batch.0, batch.1, 0.05);
+            judge.observe_traffic(canary_requests, production_requests, &[]);
+        }
+    }
+    assert!(
+        f64::from(wrongly_failed) / f64::from(runs) <= alpha,
+        "{wrongly_failed} of {runs} identical canaries wrongly failed"
+    );
+}
+
+/// How many failures, one at a time, a canary failing every request at a
+/// 5 % share needs before the judge fails it, production not failing: the
+/// floor under the fast path's "failed requests before the rollback".
+#[test]
+fn a_canary_failing_everything_is_failed_by_its_third_failure() {
+    let mut judge = RolloutJudge::new(JudgeSettings::default());
+    let mut failures = 0;
+    while judge.overall().0 != Conclusion::Fail {
+        failures += 1;
+        judge.observe_failures(1, 0, 0.05);
+        assert!(failures < 100, "never failed");
+    }
+    assert_eq!(failures, 3, "at α = 0.01 with the default alternatives");
 }
