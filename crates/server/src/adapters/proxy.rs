@@ -426,7 +426,7 @@ async fn handle(
         &parts.headers,
     );
 
-    match send(proxy, slot, &parts.method, &head, request_body).await {
+    match send(proxy, (side, slot), &parts.method, &head, request_body).await {
         // A canary that refused the connection got nothing, so production may
         // serve the request instead; the refusal still counts against the canary.
         Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
@@ -585,14 +585,14 @@ struct Sent {
 /// after a byte of a response).
 async fn send(
     proxy: &Proxy,
-    slot: UpstreamSlot,
+    (side, slot): (Side, UpstreamSlot),
     method: &Method,
     head: &[u8],
     body: RequestBody,
 ) -> Result<Sent, Failure> {
     let replayable = matches!(body, RequestBody::Empty) && method.is_idempotent();
     let started = Instant::now();
-    let timeout = proxy.config.upstream_response_timeout.0;
+    let timeout = proxy.config.response_timeout(side);
     let mut body = Some(body);
     loop {
         let (mut connection, reused) = match proxy.pool(slot).take(started) {
@@ -698,7 +698,15 @@ async fn retry_on_production(
         &upstream_target(&upstream.url, &uri),
         &headers,
     );
-    match send(proxy, production, &method, &head, RequestBody::Empty).await {
+    match send(
+        proxy,
+        (Side::Production, production),
+        &method,
+        &head,
+        RequestBody::Empty,
+    )
+    .await
+    {
         Err(failure) => {
             proxy
                 .recorder

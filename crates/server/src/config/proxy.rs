@@ -28,6 +28,11 @@ pub struct ProxyConfig {
     pub upstream_connect_timeout: ConfigDuration,
     /// Time from sending a request to an upstream until its response head.
     pub upstream_response_timeout: ConfigDuration,
+    /// The same for the side playing the canary, when tighter: a canary
+    /// that stops answering then fails its requests (and is rolled back)
+    /// that much sooner, while production keeps the longer allowance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_response_timeout: Option<ConfigDuration>,
     /// Largest request body accepted; larger ones get 413.
     pub max_request_body: ByteSize,
     /// Requests in flight per side beyond which new ones get 503 at once.
@@ -162,6 +167,16 @@ impl Default for Http2Config {
     }
 }
 
+impl ProxyConfig {
+    /// How long `side`'s upstream has to start its answer.
+    pub fn response_timeout(&self, side: canary_shared::Side) -> Duration {
+        match (side, self.canary_response_timeout) {
+            (canary_shared::Side::Canary, Some(canary)) => canary.0,
+            _ => self.upstream_response_timeout.0,
+        }
+    }
+}
+
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
@@ -172,6 +187,7 @@ impl Default for ProxyConfig {
             client_idle_timeout: ClientTimeout(Duration::from_secs(60)),
             upstream_connect_timeout: ConfigDuration(Duration::from_secs(2)),
             upstream_response_timeout: ConfigDuration(Duration::from_secs(30)),
+            canary_response_timeout: None,
             max_request_body: ByteSize(10 * 1024 * 1024),
             max_in_flight_per_side: 1024,
             retry_refused_canary: true,

@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod demo;
 mod docs;
+mod fast_rollback;
 mod faults;
 mod full_disk;
 mod fuzz_corpus;

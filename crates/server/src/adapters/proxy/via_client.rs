@@ -100,7 +100,7 @@ pub(super) async fn forward(
         }
     }
     let request = Request::from_parts(parts, body);
-    let timeout = proxy.config.upstream_response_timeout.0;
+    let timeout = proxy.config.response_timeout(side);
     let answered = tokio::time::timeout(timeout, via.client.request(request)).await;
     let response = match answered {
         Ok(Ok(response)) => response,
