@@ -274,37 +274,53 @@ fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the release binary and the benchmark example `example`, then
+/// runs the example (its options come from the environment).
+fn release_example(sh: &Shell, example: &str, doing: &str) -> anyhow::Result<()> {
+    step(&format!(
+        "{doing}: building the release binary and {example}"
+    ));
+    cmd!(
+        sh,
+        "cargo build --locked --release --package canary-server --bin canary --example {example}"
+    )
+    .run()?;
+    step(doing);
+    cmd!(sh, "target/release/examples/{example}").run()?;
+    Ok(())
+}
+
 /// `cargo xtask bench stream`: `CLIENTS` (1,000) live dashboards on one
 /// release `canary demo`: memory per dashboard, CPU for the steady stream,
 /// and how long a state change takes to reach all of them
 /// (`crates/server/examples/stream_bench.rs`).
 pub(crate) fn stream(sh: &Shell) -> anyhow::Result<()> {
-    step("bench stream: building the release binary and the bench");
-    cmd!(
+    release_example(
         sh,
-        "cargo build --locked --release --package canary-server --bin canary --example stream_bench"
+        "stream_bench",
+        "bench stream: connecting the dashboards (about a minute)",
     )
-    .run()?;
-    step("bench stream: connecting the dashboards (about a minute)");
-    cmd!(sh, "target/release/examples/stream_bench").run()?;
-    Ok(())
+}
+
+/// `cargo xtask bench rollback`: a canary at 5 % that starts answering
+/// 500, resetting or hanging, at 20 and 200 requests a second, judged by
+/// the statistical judge, the thresholds alone, or with a fast window: how
+/// long until 0 % and how many users got its failure
+/// (`crates/server/examples/rollback_bench.rs`).
+pub(crate) fn rollback(sh: &Shell) -> anyhow::Result<()> {
+    release_example(
+        sh,
+        "rollback_bench",
+        "bench rollback: breaking canaries (about ten minutes with RUNS=3)",
+    )
 }
 
 /// `cargo xtask soak [--minutes N]`: the release `canary demo` under a
 /// fixed load with dashboards and a rollout cycling; RSS, descriptors and
 /// threads every minute and their slopes (`crates/server/examples/soak.rs`).
 pub(crate) fn soak(sh: &Shell, minutes: u32) -> anyhow::Result<()> {
-    step("soak: building the release binary and the soak");
-    cmd!(
-        sh,
-        "cargo build --locked --release --package canary-server --bin canary --example soak"
-    )
-    .run()?;
-    step(&format!("soak: {minutes} minutes"));
-    cmd!(sh, "target/release/examples/soak")
-        .env("SOAK_MINUTES", minutes.to_string())
-        .run()?;
-    Ok(())
+    let _minutes = sh.push_env("SOAK_MINUTES", minutes.to_string());
+    release_example(sh, "soak", &format!("soak: {minutes} minutes"))
 }
 
 /// `cargo xtask bench judge`: synthetic rollouts judged by the statistical

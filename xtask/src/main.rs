@@ -13,6 +13,7 @@
 //! - `chaos`: the crash loop (`tests/it/chaos.rs`) with 50 rounds.
 //! - `soak`: 30 minutes of steady load with dashboards and rollouts (`examples/soak.rs`).
 //! - `bench proxy`: the proxy against nginx and HAProxy (the harness in `xtask/bench/`).
+//! - `bench rollback`: how fast a broken canary is out (`examples/rollback_bench.rs`).
 //! - `tidy`: repository rules, as tests (`cargo test -p xtask`).
 
 mod app;
@@ -83,7 +84,7 @@ mod flags {
             /// The harness takes its options from the environment (RATE=20000 for
             /// fixed rate, ROUNDS, DURATION, CONNS; see bench-proxy.sh -h).
             cmd bench {
-                /// What to benchmark: proxy, judge, restart, router or stream.
+                /// What to benchmark: proxy, judge, restart, rollback, router or stream.
                 required what: String
             }
         }
@@ -125,8 +126,9 @@ fn main() -> anyhow::Result<()> {
             "restart" => bench_restart::restart(&sh),
             "router" => bench_router::router(&sh),
             "stream" => bench::stream(&sh),
+            "rollback" => bench::rollback(&sh),
             other => anyhow::bail!(
-                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge`, `restart`, `router` or `stream`"
+                "unknown benchmark {other:?}; try `cargo xtask bench proxy`, `judge`, `restart`, `rollback`, `router` or `stream`"
             ),
         },
         flags::XtaskCmd::E2e(_) => {

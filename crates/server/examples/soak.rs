@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
                 every.tick().await;
                 let (client, answered, failed) =
                     (client.clone(), Arc::clone(&answered), Arc::clone(&failed));
-                let request = hyper::Request::get(format!("{proxy}soak"))
+                let request = hyper::Request::get(format!("{proxy}/soak"))
                     .body(Empty::new())
                     .expect("a valid request");
                 tokio::spawn(async move {

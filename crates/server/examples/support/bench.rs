@@ -43,26 +43,34 @@ pub(crate) fn start_server(binary: &str, load_per_sec: u32) -> anyhow::Result<Se
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
+    let (console, proxy) = read_addresses(&mut child)?;
+    Ok(Server {
+        child,
+        console,
+        proxy,
+        data,
+    })
+}
+
+/// The console's and the proxy's addresses from a starting `canary`'s
+/// start-up lines (its stdout, piped), without a trailing slash; the rest
+/// of its output is read and dropped so it never blocks on a full pipe.
+pub(crate) fn read_addresses(child: &mut Child) -> anyhow::Result<(String, String)> {
     let stdout = child.stdout.take().expect("piped");
     let mut lines = BufReader::new(stdout).lines();
     let (mut console, mut proxy) = (None, None);
     while console.is_none() || proxy.is_none() {
         let Some(Ok(line)) = lines.next() else {
-            anyhow::bail!("canary demo exited before it served");
+            anyhow::bail!("canary exited before it served");
         };
         if let Some(url) = line.strip_prefix("canary: console at ") {
             console = Some(url.trim().trim_end_matches('/').to_owned());
         } else if let Some(url) = line.strip_prefix("canary: proxy at ") {
-            proxy = Some(url.trim().to_owned());
+            proxy = Some(url.trim().trim_end_matches('/').to_owned());
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    Ok(Server {
-        child,
-        console: console.unwrap_or_default(),
-        proxy: proxy.unwrap_or_default(),
-        data,
-    })
+    Ok((console.unwrap_or_default(), proxy.unwrap_or_default()))
 }
 
 /// One plain HTTP/1.1 request to the console's listener: (status, body).

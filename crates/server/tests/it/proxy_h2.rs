@@ -44,6 +44,47 @@ fn certificate(
 }
 
 /// A TLS client trusting `ca` that offers `alpn`.
+/// Puts a certificate from a new CA in place of `cert_file` and `key_file`,
+/// then sends this process SIGHUP (the test servers run in it); returns
+/// the new CA.
+fn renew_and_hang_up(
+    dir: &std::path::Path,
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> CertificateDer<'static> {
+    let (second_ca, second_cert, second_key) = certificate(dir, "second");
+    std::fs::copy(&second_cert, cert_file).unwrap();
+    std::fs::copy(&second_key, key_file).unwrap();
+    let hangup = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hangup.success());
+    second_ca
+}
+
+/// One HTTP/1.1 GET of `path` over `io` (a TLS stream): version and status.
+async fn http1_get_over<IO>(io: IO, path: &str) -> (Version, u16)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(
+            hyper::Request::get(path)
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    (response.version(), response.status().as_u16())
+}
+
 fn tls_client(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
@@ -171,35 +212,11 @@ async fn over_tls_alpn_picks_http2_or_http1_and_a_reloaded_certificate_serves_ne
 
     // ALPN http/1.1 (or none): HTTP/1.1 on the same listener.
     let tls = connect(&first_ca, &[b"http/1.1"]).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(
-            hyper::Request::get("/work")
-                .header("host", "localhost")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (response.version(), response.status().as_u16()),
-        (Version::HTTP_11, 200)
-    );
+    assert_eq!(http1_get_over(tls, "/work").await, (Version::HTTP_11, 200));
 
     // A new certificate from another CA, and SIGHUP: new clients get it,
     // the HTTP/2 connection opened before keeps working.
-    let (second_ca, second_cert, second_key) = certificate(dir.path(), "second");
-    std::fs::copy(&second_cert, &cert_file).unwrap();
-    std::fs::copy(&second_key, &key_file).unwrap();
-    let hangup = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hangup.success());
+    let second_ca = renew_and_hang_up(dir.path(), &cert_file, &key_file);
     eventually("new handshakes to get the new certificate", async || {
         connect(&second_ca, &[b"h2"]).await.ok().map(drop)
     })
@@ -259,14 +276,7 @@ async fn the_consoles_listener_reloads_its_certificate_on_sighup_too() {
     };
     let kept = connect(&first_ca).await.unwrap();
 
-    let (second_ca, second_cert, second_key) = certificate(dir.path(), "second");
-    std::fs::copy(&second_cert, &cert_file).unwrap();
-    std::fs::copy(&second_key, &key_file).unwrap();
-    let hangup = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(hangup.success());
+    let second_ca = renew_and_hang_up(dir.path(), &cert_file, &key_file);
     eventually("new handshakes to get the new certificate", async || {
         connect(&second_ca).await.ok().map(drop)
     })
@@ -276,21 +286,7 @@ async fn the_consoles_listener_reloads_its_certificate_on_sighup_too() {
         "the old certificate is gone"
     );
     // The connection opened before the reload still answers.
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(kept))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(
-            hyper::Request::get("/admin/canary/status")
-                .header("host", "localhost")
-                .body(Empty::<Bytes>::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(http1_get_over(kept, "/admin/canary/status").await.1, 200);
 }
 
 // === Attacks, with hand-made HTTP/2 frames (RFC 9113 §4) ===

@@ -506,18 +506,14 @@ async fn an_http2_upstream_sees_the_clients_host_or_its_own_as_host_header_says(
             let request = Request::post("/shop.Cart/Watch")
                 .header("content-type", "application/grpc")
                 .header("te", "trailers");
-            let headers = if client_speaks_http2 {
-                let mut sender = h2c(app.proxy_addr).await;
-                let request = request
-                    .uri("http://shop.example:8443/shop.Cart/Watch")
-                    .body(Full::new(grpc_message(b"cart-1")))
-                    .unwrap();
-                sender
-                    .send_request(request)
+            // The host as each protocol carries it: `:authority`, or `Host`.
+            let body = Full::new(grpc_message(b"cart-1"));
+            let response = if client_speaks_http2 {
+                let request = request.uri("http://shop.example:8443/shop.Cart/Watch");
+                h2c(app.proxy_addr)
                     .await
-                    .unwrap()
-                    .headers()
-                    .clone()
+                    .send_request(request.body(body).unwrap())
+                    .await
             } else {
                 let stream = tokio::net::TcpStream::connect(app.proxy_addr)
                     .await
@@ -527,17 +523,10 @@ async fn an_http2_upstream_sees_the_clients_host_or_its_own_as_host_header_says(
                         .await
                         .unwrap();
                 tokio::spawn(connection);
-                let request = request
-                    .header("host", "shop.example:8443")
-                    .body(Full::new(grpc_message(b"cart-1")))
-                    .unwrap();
-                sender
-                    .send_request(request)
-                    .await
-                    .unwrap()
-                    .headers()
-                    .clone()
+                let request = request.header("host", "shop.example:8443");
+                sender.send_request(request.body(body).unwrap()).await
             };
+            let headers = response.unwrap().headers().clone();
             assert_eq!(headers["x-upstream"], "production");
             assert_eq!(
                 headers["x-saw-authority"],
