@@ -25,11 +25,12 @@ use crate::{step, workspace_root};
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// The targets, as `fuzz/Cargo.toml` names them.
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "upstream_response",
     "exposition",
     "config",
     "api_json",
+    "api_query",
     "access_log",
     "override_header",
 ];

@@ -6,10 +6,10 @@
 pub mod access;
 mod assets;
 mod body;
-mod commands;
+pub(crate) mod commands;
 mod demo;
 mod error;
-mod status;
+pub(crate) mod status;
 pub mod stream;
 mod webhooks;
 
@@ -43,6 +43,15 @@ pub(crate) fn check_store_millis(parameter: &str, value: Option<u64>) -> Result<
         ))),
         _ => Ok(()),
     }
+}
+
+/// A query string read into `T` as axum's `Query` would (the same parser,
+/// the same words when it fails), from a raw query that may be absent.
+pub(crate) fn parse_query<T: serde::de::DeserializeOwned>(
+    raw: Option<&str>,
+) -> Result<T, ApiError> {
+    serde_urlencoded::from_str(raw.unwrap_or_default())
+        .map_err(|err| ApiError::BadQuery(format!("Failed to deserialize query string: {err}")))
 }
 
 /// A query's `limit` outside `1..=max` is refused, naming the bounds,

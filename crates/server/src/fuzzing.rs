@@ -66,3 +66,36 @@ pub fn access_log(data: &[u8]) {
 pub fn override_header(data: &[u8]) {
     let _ = crate::domain::split::Override::parse(data);
 }
+
+/// The API's query strings (`GET /admin/canary/audit`, `…/metrics/history`):
+/// any string is a checked query or a `400` naming what is wrong, and what
+/// is accepted stays within the store's and the page's bounds.
+pub fn api_query(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let refused = |err: crate::api::ApiError| {
+        let crate::api::ApiError::BadQuery(message) = err else {
+            panic!("a query is refused as a bad query: {err:?}");
+        };
+        assert!(!message.is_empty());
+    };
+    match crate::api::commands::audit_query(Some(text)) {
+        Ok(query) => {
+            assert!(
+                query
+                    .before
+                    .is_none_or(|before| i64::try_from(before).is_ok())
+            );
+            assert!((1..=crate::adapters::store::MAX_AUDIT_PAGE).contains(&query.limit));
+        }
+        Err(err) => refused(err),
+    }
+    match crate::api::status::history_query(Some(text)) {
+        Ok(query) => {
+            assert!(i64::try_from(query.since.0).is_ok());
+            assert!((1..=86_400).contains(&query.limit));
+        }
+        Err(err) => refused(err),
+    }
+}

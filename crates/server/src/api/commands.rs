@@ -7,7 +7,7 @@
 //! answer again.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -349,20 +349,26 @@ pub(crate) struct AuditParams {
     action: Option<String>,
 }
 
-/// `GET /admin/canary/audit?before=&limit=&actor=&action=`: newest first.
-pub(crate) async fn audit(
-    State(app): State<AppState>,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let Query(params) = params.map_err(|rejection| ApiError::BadQuery(rejection.body_text()))?;
+/// The audit query from the raw query string, checked: a `before` the
+/// store can hold, a `limit` within a page.
+pub(crate) fn audit_query(raw: Option<&str>) -> Result<AuditQuery, ApiError> {
+    let params: AuditParams = crate::api::parse_query(raw)?;
     crate::api::check_store_millis("before", params.before)?;
     crate::api::check_limit(params.limit, crate::adapters::store::MAX_AUDIT_PAGE)?;
-    let query = AuditQuery {
+    Ok(AuditQuery {
         before: params.before,
         limit: params.limit.unwrap_or(50),
         actor: params.actor,
         action: params.action,
-    };
+    })
+}
+
+/// `GET /admin/canary/audit?before=&limit=&actor=&action=`: newest first.
+pub(crate) async fn audit(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<AuditPage>, ApiError> {
+    let query = audit_query(raw.as_deref())?;
     let store = std::sync::Arc::clone(&app.store);
     let page = tokio::task::spawn_blocking(move || store.audit(&query))
         .await

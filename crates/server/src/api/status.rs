@@ -74,20 +74,36 @@ pub(crate) struct HistoryParams {
     limit: Option<u32>,
 }
 
+/// A history query, checked: which side, from when, how many samples.
+#[derive(Debug, PartialEq)]
+pub(crate) struct HistoryQuery {
+    pub(crate) side: canary_shared::Side,
+    pub(crate) since: canary_shared::UnixMillis,
+    pub(crate) limit: u32,
+}
+
+/// The history query from the raw query string: a `since` the store can
+/// hold, a `limit` of at most a day of seconds.
+pub(crate) fn history_query(raw: Option<&str>) -> Result<HistoryQuery, crate::api::ApiError> {
+    let params: HistoryParams = crate::api::parse_query(raw)?;
+    crate::api::check_store_millis("since", params.since)?;
+    crate::api::check_limit(params.limit, MAX_HISTORY_SAMPLES)?;
+    Ok(HistoryQuery {
+        side: params.side,
+        since: canary_shared::UnixMillis(params.since.unwrap_or(0)),
+        limit: params.limit.unwrap_or(3600),
+    })
+}
+
 /// `GET /admin/canary/metrics/history?side=canary&since=<unix ms>&limit=`:
 /// stored per-second samples, oldest first, kept across restarts.
 pub(crate) async fn get_history(
     State(app): State<AppState>,
-    params: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Result<Json<Vec<canary_shared::SecondSample>>, crate::api::ApiError> {
-    let axum::extract::Query(params) =
-        params.map_err(|rejection| crate::api::ApiError::BadQuery(rejection.body_text()))?;
-    crate::api::check_store_millis("since", params.since)?;
+    let HistoryQuery { side, since, limit } = history_query(raw.as_deref())?;
     let store = std::sync::Arc::clone(&app.store);
-    let since = canary_shared::UnixMillis(params.since.unwrap_or(0));
-    crate::api::check_limit(params.limit, MAX_HISTORY_SAMPLES)?;
-    let limit = params.limit.unwrap_or(3600);
-    let samples = tokio::task::spawn_blocking(move || store.seconds(params.side, since, limit))
+    let samples = tokio::task::spawn_blocking(move || store.seconds(side, since, limit))
         .await
         .map_err(|err| crate::api::ApiError::Internal(err.to_string()))?
         .map_err(|err| crate::api::ApiError::Unavailable(err.to_string()))?;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 6] = [
+const TARGETS: [(&str, Target); 7] = [
     (
         "upstream_response",
         canary_server::fuzzing::upstream_response,
@@ -15,6 +15,7 @@ const TARGETS: [(&str, Target); 6] = [
     ("exposition", canary_server::fuzzing::exposition),
     ("config", canary_server::fuzzing::config),
     ("api_json", canary_server::fuzzing::api_json),
+    ("api_query", canary_server::fuzzing::api_query),
     ("access_log", canary_server::fuzzing::access_log),
     ("override_header", canary_server::fuzzing::override_header),
 ];
