@@ -60,12 +60,20 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     }
     ensure_tools(sh)?;
 
-    step("bench: building the release binary");
-    cmd!(
-        sh,
-        "cargo build --locked --release --package canary-server --bin canary"
-    )
-    .run()?;
+    // CANARY_BENCH_BINARY runs a canary built elsewhere (another profile,
+    // another commit) as the `canary` target, without building this tree.
+    let canary = match std::env::var_os("CANARY_BENCH_BINARY") {
+        Some(binary) => PathBuf::from(binary),
+        None => {
+            step("bench: building the release binary");
+            cmd!(
+                sh,
+                "cargo build --locked --release --package canary-server --bin canary"
+            )
+            .run()?;
+            workspace_root().join("target/release/canary")
+        }
+    };
 
     step("bench: starting the backends, nginx and HAProxy");
     let mut cleanup = Cleanup {
@@ -77,7 +85,7 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
 
     step("bench: starting canary in front of the same backends");
     let dir = std::env::temp_dir().join(format!("canary-bench-{}", std::process::id()));
-    let mut binaries = vec![("canary", workspace_root().join("target/release/canary"))];
+    let mut binaries = vec![("canary", canary)];
     if let Some(baseline) = std::env::var_os("CANARY_BENCH_BASELINE") {
         binaries.push(("canary-baseline", PathBuf::from(baseline)));
     }

@@ -32,9 +32,28 @@ pub struct ExternalRouter {
 
 impl Drop for ExternalRouter {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
+}
+
+/// Stops a router started in the foreground: SIGTERM, so an nginx master
+/// stops its workers first (SIGKILL would leave them running, orphaned),
+/// then SIGKILL if it has not exited within three seconds.
+pub fn terminate(child: &mut Child) {
+    let pid = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        for _ in 0..60 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn free_tcp() -> std::io::Result<SocketAddr> {

@@ -21,8 +21,8 @@ struct Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SIGTERM, so the master stops its workers (SIGKILL left them running).
+        canary_server::adapters::demo_router::terminate(&mut self.child);
     }
 }
 
