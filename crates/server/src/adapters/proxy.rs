@@ -20,7 +20,6 @@ use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
 use sha2::Digest as _;
 use tokio::time::Instant;
 
@@ -38,6 +37,7 @@ mod headers;
 mod http1;
 mod recorded;
 mod serve;
+mod upgrade;
 mod upstream;
 mod via_client;
 
@@ -451,7 +451,7 @@ async fn handle(
                 proxy
                     .recorder
                     .record(side, Outcome::Status(101), started.elapsed());
-                splice_upgrade(sent, client_upgrade)
+                upgrade::splice_own(sent, client_upgrade)
             }
             // An upgrade the upstream declined leaves it unclear what it
             // expects next on that connection, so it is not pooled.
@@ -769,39 +769,6 @@ fn finish(
         _in_flight: in_flight,
     };
     let mut response = Response::new(body.boxed());
-    *response.status_mut() = head.status;
-    *response.headers_mut() = headers;
-    response
-}
-
-/// Passes an upgraded connection through in both directions.
-fn splice_upgrade(sent: Sent, client_upgrade: hyper::upgrade::OnUpgrade) -> Response<ProxyBody> {
-    let Sent {
-        head, connection, ..
-    } = sent;
-    tokio::spawn(async move {
-        let Some((mut upstream, early)) = connection.into_tunnel() else {
-            return;
-        };
-        match client_upgrade.await {
-            Ok(client) => {
-                let mut client = TokioIo::new(client);
-                // What the upstream sent right behind its 101 goes first.
-                if !early.is_empty()
-                    && tokio::io::AsyncWriteExt::write_all(&mut client, &early)
-                        .await
-                        .is_err()
-                {
-                    return;
-                }
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            }
-            Err(err) => tracing::debug!(%err, "upgrade failed"),
-        }
-    });
-    let mut headers = head.headers;
-    headers.remove(header::TRANSFER_ENCODING);
-    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *response.status_mut() = head.status;
     *response.headers_mut() = headers;
     response

@@ -10,7 +10,6 @@ use canary_shared::Side;
 use http_body_util::BodyExt;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 
 use crate::adapters::proxy::headers::{strip_hop_by_hop, upstream_target};
@@ -131,7 +130,7 @@ pub(super) async fn forward(
             crate::adapters::recorder::Outcome::Status(101),
             started.elapsed(),
         );
-        return splice_upgrade(response, client_upgrade);
+        return super::upgrade::splice_via_client(response, client_upgrade);
     }
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
@@ -148,39 +147,6 @@ pub(super) async fn forward(
         _in_flight: in_flight,
     };
     Response::from_parts(head, body.boxed())
-}
-
-/// Passes an upgraded connection (WebSocket over TLS) through in both
-/// directions; the client gets the upstream's 101 with its `Upgrade`.
-fn splice_upgrade(
-    mut response: Response<hyper::body::Incoming>,
-    client_upgrade: hyper::upgrade::OnUpgrade,
-) -> Response<ProxyBody> {
-    let upstream_upgrade = hyper::upgrade::on(&mut response);
-    tokio::spawn(async move {
-        match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok((client, upstream)) => {
-                let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            }
-            Err(err) => tracing::debug!(%err, "upgrade failed"),
-        }
-    });
-    let (mut head, _) = response.into_parts();
-    let protocol = head.headers.get(header::UPGRADE).cloned();
-    strip_hop_by_hop(&mut head.headers);
-    if let Some(protocol) = protocol {
-        head.headers.insert(header::UPGRADE, protocol);
-        head.headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    head.version = Version::HTTP_11;
-    Response::from_parts(
-        head,
-        http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed(),
-    )
 }
 
 /// An error and its causes, for the log (hyper's client says "client
