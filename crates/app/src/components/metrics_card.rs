@@ -274,21 +274,22 @@ fn draw(
         ))
         .map_err(|err| err.to_string())?;
     }
-    // Production a little wider, so where both sides agree (they often do)
-    // its line still shows around the canary's.
-    for (runs, colour, width) in [
-        (production, theme.production, 3.5),
-        (canary, theme.canary, 2.0),
+    // Production wider, so where both sides agree (they often do: 100 %
+    // success, 0 errors) its line still shows a clear band on each side of
+    // the canary's, not a sliver lost to anti-aliasing.
+    for (runs, colour, width, radius) in [
+        (production, theme.production, 4.5, 6.0),
+        (canary, theme.canary, 2.0, 3.0),
     ] {
         for run in runs {
             if let [point] = run.as_slice() {
                 // A second on its own (traffic in bursts) has no line to draw:
-                // a dot, production's larger like its line, so two equal
-                // values still show both colours.
+                // a dot, production's twice the canary's, so two equal values
+                // show as a canary dot in a production ring.
                 chart
                     .draw_series(std::iter::once(Circle::new(
                         *point,
-                        scaled(width + 1.0),
+                        scaled(radius),
                         colour.filled(),
                     )))
                     .map_err(|err| err.to_string())?;
