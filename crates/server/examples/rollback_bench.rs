@@ -20,12 +20,11 @@ mod bench_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bench_support::{env_number, http, read_addresses};
+use bench_support::{Server, env_number, http, spawn_canary};
 
 /// How the canary upstream behaves.
 const HEALTHY: u8 = 0;
@@ -117,44 +116,22 @@ fn serve_connection(stream: TcpStream, mode: &AtomicU8, hits: &AtomicU64) {
     }
 }
 
-/// A `canary serve` with `config`, stopped when dropped.
-struct Server {
-    child: Child,
-    console: String,
-    proxy: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
+/// A `canary serve` with `config` (its data in a folder of its own).
 fn serve(binary: &str, config: &str) -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("canary-config.yaml");
+    static SERVED: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "canary-rollback-bench-{}-{}",
+        std::process::id(),
+        SERVED.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("canary-config.yaml");
     std::fs::write(
         &path,
-        config.replace("{data}", &dir.path().display().to_string()),
+        config.replace("{data}", &dir.join("data").display().to_string()),
     )?;
-    let mut child = Command::new(binary)
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("CANARY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let (console, proxy) = read_addresses(&mut child)?;
-    Ok(Server {
-        child,
-        console,
-        proxy,
-        _dir: dir,
-    })
+    let path = path.to_string_lossy().into_owned();
+    spawn_canary(binary, &["serve", "--config", &path], dir)
 }
 
 /// The config for one way of judging.

@@ -33,12 +33,34 @@ impl Drop for Server {
 pub(crate) fn start_server(binary: &str, load_per_sec: u32) -> anyhow::Result<Server> {
     let data = std::env::temp_dir().join(format!("canary-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
+    let load = load_per_sec.to_string();
+    let data_dir = data.to_string_lossy().into_owned();
+    spawn_canary(
+        binary,
+        &[
+            "demo",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--load",
+            &load,
+            "--data-dir",
+            &data_dir,
+        ],
+        data,
+    )
+}
+
+/// Runs `binary` with `args` and reads its addresses; `data` (its data
+/// folder, or one that holds it) is removed when the server is dropped.
+pub(crate) fn spawn_canary(
+    binary: &str,
+    args: &[&str],
+    data: std::path::PathBuf,
+) -> anyhow::Result<Server> {
     let mut child = Command::new(binary)
-        .args(["demo", "--admin-listen", "127.0.0.1:0"])
-        .args(["--proxy-listen", "127.0.0.1:0", "--load"])
-        .arg(load_per_sec.to_string())
-        .arg("--data-dir")
-        .arg(&data)
+        .args(args)
         .env("CANARY_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
