@@ -119,6 +119,18 @@ fn canary_outcomes(recorder: &Recorder, outcome: Outcome, count: usize) {
     }
 }
 
+/// The store's audit entries of `action`, newest first (at most ten).
+fn decisions(store: &SqliteStore, action: &str) -> Vec<canary_shared::AuditEvent> {
+    store
+        .audit(&crate::adapters::store::AuditQuery {
+            action: Some(action.to_owned()),
+            limit: 10,
+            ..crate::adapters::store::AuditQuery::default()
+        })
+        .unwrap()
+        .events
+}
+
 /// Closes `seconds` seconds in the recorder, as the ticker would.
 fn tick(recorder: &Recorder, seconds: u64) {
     for second in 0..seconds {
@@ -200,8 +212,6 @@ async fn the_judge_rolls_a_failing_canary_back_at_its_third_failure_without_wait
 
 #[tokio::test]
 async fn a_canary_pulled_before_its_rollback_was_recorded_stays_out_after_a_crash() {
-    use crate::adapters::store::AuditQuery;
-
     let dir = tempfile::tempdir().unwrap();
     let config = shipped_config(|config| {
         config.canary.judge.mode = crate::config::JudgeMode::Enforce;
@@ -251,14 +261,7 @@ async fn a_canary_pulled_before_its_rollback_was_recorded_stays_out_after_a_cras
         "{:?}",
         state.phase
     );
-    let rollbacks = store
-        .audit(&AuditQuery {
-            action: Some("rollback".to_owned()),
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .unwrap()
-        .events;
+    let rollbacks = decisions(&store, "rollback");
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
     let reason = rollbacks[0].reason.clone().unwrap_or_default();
     assert!(
@@ -328,21 +331,9 @@ async fn a_breach_rolls_back_within_one_evaluation_even_when_the_store_fails() {
 
 #[tokio::test]
 async fn a_rollback_decided_while_the_store_fails_is_recorded_once_it_takes_writes_again() {
-    use crate::adapters::store::AuditQuery;
-
     let store = Arc::new(SqliteStore::in_memory().unwrap());
     let share = SharedRouting::default();
     let handle = running(Arc::clone(&store), share.clone()).await;
-    let auto_rollbacks = |store: &SqliteStore| {
-        store
-            .audit(&AuditQuery {
-                action: Some("auto_rollback".to_owned()),
-                limit: 10,
-                ..AuditQuery::default()
-            })
-            .unwrap()
-            .events
-    };
     store.fail_writes();
     let decided_at = crate::ports::Clock::now(&SystemClock);
     handle
@@ -365,7 +356,7 @@ async fn a_rollback_decided_while_the_store_fails_is_recorded_once_it_takes_writ
     .expect("the rollback finishes without the store")
     .unwrap();
     assert!(
-        auto_rollbacks(&store).is_empty(),
+        decisions(&store, "auto_rollback").is_empty(),
         "nothing could be written yet"
     );
     let saved = store.load().unwrap().unwrap();
@@ -385,7 +376,7 @@ async fn a_rollback_decided_while_the_store_fails_is_recorded_once_it_takes_writ
         .unwrap();
     let mut recorded = Vec::new();
     for _ in 0..100 {
-        recorded = auto_rollbacks(&store);
+        recorded = decisions(&store, "auto_rollback");
         if !recorded.is_empty() {
             break;
         }
