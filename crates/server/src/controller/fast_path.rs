@@ -73,17 +73,8 @@ impl Controller {
     /// Why the canary fails now, if it does: the judge's failure-rate
     /// evidence, or a fast check's window up to this moment.
     fn fast_breach(&self) -> Option<String> {
-        let judged = self
-            .judge
-            .as_ref()
-            .filter(|(rollout, _)| Some(*rollout) == self.rollout_started_at())
-            .map(|(_, judge)| judge.overall());
-        if let Verdict::Critical { reason } = crate::domain::verdicts::with_judge(
-            self.config.canary.judge.mode,
-            judged,
-            Verdict::Green,
-            self.deployment.share,
-        ) {
+        // The judge's say on a verdict that is otherwise green.
+        if let Verdict::Critical { reason } = self.with_judge(Verdict::Green) {
             return Some(reason);
         }
         let settings = self.config.canary.analysis_settings();
