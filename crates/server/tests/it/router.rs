@@ -313,6 +313,14 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
         0,
         "the backends see 0 % afterwards"
     );
+    // At 0 % the canary's server is in maintenance, so not even a client
+    // that persistence sends there is admitted.
+    let stat = runtime(&haproxy, "show stat app 4 -1").await;
+    let canary_line = stat
+        .lines()
+        .find(|line| line.starts_with("app,canary,"))
+        .unwrap_or_else(|| panic!("{stat}"));
+    assert!(canary_line.contains(",MAINT,"), "{canary_line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! HAProxy as the router, through its Runtime API (the stats socket at
 //! level `admin`): `set server <backend>/<server> weight <0-256>` on both
-//! servers of every instance, and `get weight` to read back what is in
-//! force. A task writes a requested routing until every instance has taken
+//! servers of every instance (and, at 0 %, `state maint` for the canary's
+//! server, so no persistent client is kept there), and `get weight` to
+//! read back what is in force. A task writes a requested routing until every instance has taken
 //! it (retrying with backoff when one is down or refuses), and reads every
 //! instance back every second; the readings go to the controller, which
 //! decides whether the change is done and whether someone changed the
@@ -198,7 +199,7 @@ async fn write(
 ) -> Result<(), String> {
     let (weights, _) = haproxy_weights(routing);
     let backend = &config.backend.0;
-    let command = weights
+    let mut commands: Vec<String> = weights
         .iter()
         .map(|(slot, weight)| {
             format!(
@@ -206,8 +207,20 @@ async fn write(
                 server_of(config, *slot)
             )
         })
-        .collect::<Vec<_>>()
-        .join(";");
+        .collect();
+    // At 0 % the canary's server goes into maintenance too: weight 0 still
+    // admits clients a persistence cookie or stick table sends there, MAINT
+    // does not. Any other share takes it out again.
+    let canary_server = server_of(config, routing.slot_of(canary_shared::Side::Canary));
+    let state = if routing.share == CanaryShare::ZERO {
+        "maint"
+    } else {
+        "ready"
+    };
+    commands.push(format!(
+        "set server {backend}/{canary_server} state {state}"
+    ));
+    let command = commands.join(";");
     let answer = exchange(socket, &command).await?;
     let answer = answer.trim();
     if answer.is_empty() {
