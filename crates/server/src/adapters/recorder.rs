@@ -372,8 +372,30 @@ impl Recorder {
     /// new rollout: the checks then judge the new version on its own
     /// requests, not on the last minute of the one before. The totals at
     /// `/metrics` keep counting.
+    ///
+    /// The second under way goes too: a rollout started right after a
+    /// rollback would otherwise inherit the old canary's last failures in
+    /// its first second (and a fast window would roll a healthy canary
+    /// back on them). Its counts still reach the totals.
     pub fn forget_canary_seconds(&self) {
-        self.canary
+        let recorder = &self.canary;
+        let mut under_way = Counts::new();
+        for shard in recorder.shards.iter() {
+            let taken = std::mem::replace(
+                &mut *shard
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Counts::new(),
+            );
+            under_way.add(&taken);
+        }
+        recorder
+            .totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(&under_way);
+        recorder
             .history
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -585,6 +607,30 @@ mod tests {
         );
         assert_eq!(snapshot.canary.series.len(), 1);
         assert_eq!(snapshot.canary.series[0].errors, 2);
+    }
+
+    #[test]
+    fn a_new_rollout_forgets_the_old_canary_s_second_under_way_but_the_totals_keep_it() {
+        let recorder = Recorder::new();
+        recorder.record(Side::Canary, Outcome::Status(500), ms(5));
+        recorder.tick(UnixMillis(0));
+        // The old canary's last failure, in the second a new rollout starts.
+        recorder.record(Side::Canary, Outcome::Status(500), ms(5));
+        recorder.forget_canary_seconds();
+        assert_eq!(recorder.live_counts(Side::Canary, 10), (0, 0));
+        recorder.record(Side::Canary, Outcome::Status(200), ms(5));
+        recorder.tick(UnixMillis(1_000));
+        let snapshot = recorder.snapshot(UnixMillis(1_000), CanaryShare::ZERO);
+        assert_eq!(
+            (
+                snapshot.canary.last_1m.requests,
+                snapshot.canary.last_1m.error_rate
+            ),
+            (1, Some(0.0)),
+            "the new rollout is judged on its own requests"
+        );
+        let totals = recorder.totals(Side::Canary);
+        assert_eq!((totals.requests, totals.errors_5xx), (3, 2));
     }
 
     #[test]
