@@ -103,9 +103,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // The rollout cycling: start; after about two minutes, roll back or promote.
+    // A thread of its own, not the runtime's blocking pool: the runtime
+    // waits for those at shutdown, and this one never ends, so the soak
+    // would not exit after its report.
     {
         let console = console.clone();
-        tokio::task::spawn_blocking(move || {
+        std::thread::spawn(move || {
             let mut cycle = 0u64;
             loop {
                 let _ = http(
