@@ -254,6 +254,29 @@ struct SideRecorder {
     unseen_failures: AtomicU64,
 }
 
+impl SideRecorder {
+    /// Takes the second under way out of the shards (they start afresh)
+    /// and adds it to the totals; returns it.
+    fn close_second(&self) -> Counts {
+        let mut total = Counts::new();
+        for shard in self.shards.iter() {
+            let taken = std::mem::replace(
+                &mut *shard
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Counts::new(),
+            );
+            total.add(&taken);
+        }
+        self.totals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(&total);
+        total
+    }
+}
+
 /// One shard, on cache lines of its own: two threads recording into
 /// neighbouring shards must not bounce a shared line between their cores.
 #[derive(Debug)]
@@ -379,22 +402,7 @@ impl Recorder {
     /// back on them). Its counts still reach the totals.
     pub fn forget_canary_seconds(&self) {
         let recorder = &self.canary;
-        let mut under_way = Counts::new();
-        for shard in recorder.shards.iter() {
-            let taken = std::mem::replace(
-                &mut *shard
-                    .0
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-                Counts::new(),
-            );
-            under_way.add(&taken);
-        }
-        recorder
-            .totals
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(&under_way);
+        recorder.close_second();
         recorder
             .history
             .lock()
@@ -435,23 +443,7 @@ impl Recorder {
         let mut finished: Vec<Counts> = Vec::with_capacity(2);
         for side in Side::BOTH {
             let recorder = self.side(side);
-            let mut total = Counts::new();
-            for shard in recorder.shards.iter() {
-                let fresh = Counts::new();
-                let taken = {
-                    let mut counts = shard
-                        .0
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    std::mem::replace(&mut *counts, fresh)
-                };
-                total.add(&taken);
-            }
-            recorder
-                .totals
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(&total);
+            let total = recorder.close_second();
             let sample = SecondSample {
                 at: second_start,
                 requests: total.requests,
