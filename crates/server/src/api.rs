@@ -142,6 +142,10 @@ pub fn router(app_state: AppState) -> Router {
         )
         .route(command_paths::ROLLBACK, post(commands::rollback))
         .route(command_paths::STOP, post(commands::stop))
+        .route(
+            command_paths::UNDO_PROMOTION,
+            post(commands::undo_promotion),
+        )
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
         .route(SETTINGS_PATH, get(status::get_settings))

@@ -155,6 +155,13 @@ pub enum ClientCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// Within the undo window after a promotion: all traffic back to the
+    /// previous version, which stood by; the promoted one is rolled back.
+    UndoPromotion {
+        /// Why, for the audit trail.
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Turn auto-progression on or off for the rollout in progress.
     AutoProgression {
         /// `on` or `off`.
@@ -403,6 +410,12 @@ async fn execute(
         }
         ClientCommand::Stop { reason } => {
             send(Command::Stop {
+                reason: reason.unwrap_or_default(),
+            })
+            .await?
+        }
+        ClientCommand::UndoPromotion { reason } => {
+            send(Command::UndoPromotion {
                 reason: reason.unwrap_or_default(),
             })
             .await?

@@ -308,9 +308,11 @@ impl CanaryConfig {
     pub fn rules(
         &self,
         promotion: crate::domain::roles::Promotion,
+        undo_window: Duration,
     ) -> crate::domain::deployment::Rules {
         crate::domain::deployment::Rules {
             promotion,
+            undo_window_ms: duration_ms(undo_window),
             traffic_steps: self.traffic_steps.shares().to_vec(),
             auto_progression: self.auto_progression.enabled,
             wait_ms: duration_ms(self.auto_progression.wait_time.0),

@@ -299,7 +299,16 @@ impl StateParts<'_> {
                 custom: measured.custom.clone(),
             }
         };
+        let standby_version = self
+            .deployment
+            .before_promotion
+            .as_ref()
+            .and_then(|before| {
+                let listed = self.config.upstreams.slot(before.production);
+                before.version_of(Side::Production, listed.version.as_deref())
+            });
         let mut state = view::render(RenderInput {
+            standby_version: standby_version.as_deref(),
             deployment: self.deployment,
             rules: self.rules,
             checks: self.checks,
@@ -489,6 +498,22 @@ impl Controller {
         }
     }
 
+    /// The roles whose production a hook must know as the standby: the
+    /// promote hook's (kept for an undo, so it must stay running) and the
+    /// retire hook's (the one to retire).
+    fn standby_for(&self, hook: Hook) -> Option<crate::domain::roles::Roles> {
+        match hook {
+            Hook::Promote
+                if self.rules.promotion == crate::domain::roles::Promotion::SwapRoles
+                    && self.rules.undo_window_ms > 0 =>
+            {
+                Some(self.deployment.roles.clone())
+            }
+            Hook::Retire => self.deployment.before_promotion.clone(),
+            _ => None,
+        }
+    }
+
     fn start_hook(&self, hook: Hook, image_tag: String) {
         let hooks = &self.config.hooks;
         let configured = match hook {
@@ -496,6 +521,7 @@ impl Controller {
             Hook::HealthCheck => hooks.health_check.is_some(),
             Hook::Promote => hooks.promote.is_some(),
             Hook::Rollback => hooks.rollback.is_some(),
+            Hook::Retire => hooks.retire.is_some(),
         };
         // Scripts report deploys and health checks (`started`, `health-check`);
         // promotion and rollback have no report, so they never wait.
@@ -510,7 +536,7 @@ impl Controller {
         let roles = &self.deployment.roles;
         let upstreams = &self.config.upstreams;
         let listed = |side: Side| upstreams.slot(roles.slot_of(side));
-        let vars = HookVars {
+        let mut vars = HookVars {
             image_tag,
             share: self.deployment.share.percent().to_string(),
             production_version: roles
@@ -525,7 +551,18 @@ impl Controller {
             production_url: listed(Side::Production).url.to_string(),
             canary_url: listed(Side::Canary).url.to_string(),
             canary_slot: roles.slot_of(Side::Canary),
+            standby_version: String::new(),
+            standby_url: String::new(),
+            undo_window_secs: "0".to_owned(),
         };
+        if let Some(standby) = self.standby_for(hook) {
+            vars.undo_window_secs = (self.rules.undo_window_ms / 1000).to_string();
+            let upstream = upstreams.slot(standby.production);
+            vars.standby_version = standby
+                .version_of(Side::Production, upstream.version.as_deref())
+                .unwrap_or_default();
+            vars.standby_url = upstream.url.to_string();
+        }
         let config = Arc::clone(&self.config);
         let events = self.events.clone();
         let rollout = self.rollout;

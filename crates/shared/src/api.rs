@@ -67,6 +67,12 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// Within the undo window after a promotion: send all traffic back to
+    /// the previous production version, kept deployed as a warm standby.
+    UndoPromotion {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The REST paths of the commands: one list for the server's router, the
@@ -91,6 +97,8 @@ pub mod command_paths {
     pub const ROLLBACK: &str = "/admin/canary/rollback";
     /// [`super::Command::Stop`], with an optional `{"reason": …}`.
     pub const STOP: &str = "/admin/canary/stop";
+    /// [`super::Command::UndoPromotion`], with an optional `{"reason": …}`.
+    pub const UNDO_PROMOTION: &str = "/admin/canary/undo-promotion";
 }
 
 /// The JSON body a command's REST request carries.
@@ -137,6 +145,10 @@ impl Command {
                 (command_paths::ROLLBACK.to_owned(), reason_body(reason))
             }
             Command::Stop { reason } => (command_paths::STOP.to_owned(), reason_body(reason)),
+            Command::UndoPromotion { reason } => (
+                command_paths::UNDO_PROMOTION.to_owned(),
+                reason_body(reason),
+            ),
         }
     }
 }
@@ -184,6 +196,9 @@ mod tests {
             Command::Stop {
                 reason: "  ".to_owned(),
             },
+            Command::UndoPromotion {
+                reason: "v2.7.0 leaks memory".to_owned(),
+            },
         ]
         .iter()
         .map(|command| {
@@ -204,6 +219,7 @@ mod tests {
                 r#"POST /admin/canary/auto-progression {"enabled":false}"#,
                 r#"POST /admin/canary/rollback {"reason":"p99 too high"}"#,
                 "POST /admin/canary/stop ",
+                r#"POST /admin/canary/undo-promotion {"reason":"v2.7.0 leaks memory"}"#,
             ]
         );
     }

@@ -103,11 +103,20 @@ pub enum AuditAction {
     /// the one it had confirmed (changed behind canary's back); canary set
     /// its own again.
     RouterDrift,
+    /// `undo_promotion`: an operator sent all traffic back to the version
+    /// the last promotion replaced (its standby).
+    UndoPromotion,
+    /// `undo_window_ended`: the time to undo the last promotion is up; the
+    /// previous version is retired.
+    UndoWindowEnded,
+    /// `retired`: the retire hook finished (or failed) for the previous
+    /// version.
+    Retired,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 28] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::Start,
         AuditAction::Scale,
         AuditAction::Continue,
@@ -136,6 +145,9 @@ impl AuditAction {
         AuditAction::AccessDenied,
         AuditAction::SessionRevoked,
         AuditAction::RouterDrift,
+        AuditAction::UndoPromotion,
+        AuditAction::UndoWindowEnded,
+        AuditAction::Retired,
     ];
 
     /// The name in the audit trail and its API.
@@ -169,6 +181,9 @@ impl AuditAction {
             AuditAction::AccessDenied => "access_denied",
             AuditAction::SessionRevoked => "session_revoked",
             AuditAction::RouterDrift => "router_drift",
+            AuditAction::UndoPromotion => "undo_promotion",
+            AuditAction::UndoWindowEnded => "undo_window_ended",
+            AuditAction::Retired => "retired",
         }
     }
 
@@ -188,6 +203,7 @@ impl AuditAction {
                 | AuditAction::AutoRollback
                 | AuditAction::NoDataRollback
                 | AuditAction::PromoteFailed
+                | AuditAction::UndoPromotion
         )
     }
 }
@@ -228,7 +244,8 @@ pub enum NotifyEvent {
     /// A critical safety check failed, or the statistical judge found a
     /// regression (in advisory mode, which pauses the rollout).
     Breach,
-    /// Traffic went back to production (rollback or emergency stop).
+    /// Traffic went back to production (rollback, emergency stop, or an
+    /// undone promotion).
     RolledBack,
     /// The canary became production.
     Promoted,
@@ -277,7 +294,8 @@ impl AuditEvent {
             | AuditAction::NoDataRollback
             | AuditAction::DeployFailed
             | AuditAction::HealthCheckFailed
-            | AuditAction::PromoteFailed => vec![NotifyEvent::RolledBack],
+            | AuditAction::PromoteFailed
+            | AuditAction::UndoPromotion => vec![NotifyEvent::RolledBack],
             AuditAction::Promoted => vec![NotifyEvent::Promoted],
             AuditAction::Scale
             | AuditAction::Continue

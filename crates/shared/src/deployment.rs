@@ -417,6 +417,22 @@ pub enum ActionKind {
     Rollback,
     /// Emergency stop: 0 % canary at once.
     Stop,
+    /// Send all traffic back to the version a promotion replaced, while it
+    /// stays deployed as a standby.
+    UndoPromotion,
+}
+
+/// The time left to undo the last promotion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoWindow {
+    /// The version an undo goes back to (production's before the promotion).
+    pub standby_version: Option<String>,
+    /// The upstream it still runs on.
+    pub standby_url: String,
+    /// How long the undo stays possible, in milliseconds.
+    pub left_ms: u64,
+    /// The whole window (`upstreams.undo_window`), in milliseconds.
+    pub window_ms: u64,
 }
 
 /// An action that is not possible now, with the reason shown beside its control.
@@ -467,6 +483,10 @@ pub struct CanaryState {
     /// is in force on it.
     #[serde(default)]
     pub router: RouterStatus,
+    /// After a promotion, while the version it replaced stays deployed as a
+    /// standby that *Undo promotion* sends all traffic back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo_promotion: Option<UndoWindow>,
     /// When this state was computed.
     pub updated_at: UnixMillis,
 }

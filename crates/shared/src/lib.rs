@@ -45,7 +45,8 @@ pub use auth::{CredentialKind, LoginRequest, Me, Role};
 pub use deployment::{
     ActionKind, AutoProgression, AutoRollback, BlockedAction, CanaryState, CustomValue,
     DeploymentStep, EvidencePoint, Health, JudgeConclusion, JudgedMetric, Phase, RouterInstance,
-    RouterStatus, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit, readable_number,
+    RouterStatus, ServiceHealth, Side, StepKind, StepStatus, TrafficSplit, UndoWindow,
+    readable_number,
 };
 pub use metrics::{
     CustomMetric, CustomMetricPush, CustomPoint, MetricsSnapshot, SecondSample, SideMetrics,

@@ -149,6 +149,7 @@ pub(crate) fn sample_state() -> CanaryState {
                 },
             ],
         },
+        undo_promotion: None,
         updated_at: UnixMillis(1_700_000_090_000),
     }
 }
@@ -215,6 +216,27 @@ fn canary_state() {
 }
 
 #[test]
+fn promoted_state_with_an_undo_window() {
+    let promoted = CanaryState {
+        phase: Phase::Promoted,
+        allowed_actions: vec![ActionKind::Start, ActionKind::UndoPromotion],
+        blocked_actions: Vec::new(),
+        judge: Vec::new(),
+        undo_promotion: Some(crate::UndoWindow {
+            standby_version: Some("v2.6.0".to_owned()),
+            standby_url: "http://127.0.0.1:9001".to_owned(),
+            left_ms: 3_540_000,
+            window_ms: 3_600_000,
+        }),
+        ..sample_state()
+    };
+    check(
+        &promoted,
+        expect_file!["snapshots/canary_state_promoted.json"],
+    );
+}
+
+#[test]
 fn metrics_snapshot() {
     check(
         &sample_metrics(),
@@ -242,6 +264,9 @@ fn commands() {
         },
         Command::Stop {
             reason: "pager went off".to_owned(),
+        },
+        Command::UndoPromotion {
+            reason: "v2.7.0 leaks memory".to_owned(),
         },
     ];
     check(&commands, expect_file!["snapshots/commands.json"]);

@@ -33,6 +33,14 @@ pub struct HookVars {
     pub canary_url: String,
     /// Which listed upstream that is.
     pub canary_slot: UpstreamSlot,
+    /// The version a promotion keeps as a standby for an undo (told to the
+    /// promote hook, which must leave it running) or retires (the retire
+    /// hook); empty when there is none.
+    pub standby_version: String,
+    /// The base URL of the upstream it runs on; empty when there is none.
+    pub standby_url: String,
+    /// How long it stands by after a promotion, in seconds (`0`: none).
+    pub undo_window_secs: String,
 }
 
 /// How a hook run ended.
@@ -53,6 +61,7 @@ pub fn hook_name(hook: Hook) -> &'static str {
         Hook::HealthCheck => "health_check",
         Hook::Promote => "promote",
         Hook::Rollback => "rollback",
+        Hook::Retire => "retire",
     }
 }
 
@@ -64,6 +73,9 @@ pub fn expand(arg: &str, vars: &HookVars) -> String {
         .replace("{canary_version}", &vars.canary_version)
         .replace("{production_url}", &vars.production_url)
         .replace("{canary_url}", &vars.canary_url)
+        .replace("{standby_version}", &vars.standby_version)
+        .replace("{standby_url}", &vars.standby_url)
+        .replace("{undo_window_secs}", &vars.undo_window_secs)
 }
 
 /// Runs `hook` as configured, or its built-in default when none is configured.
@@ -73,6 +85,7 @@ pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
         Hook::HealthCheck => &config.hooks.health_check,
         Hook::Promote => &config.hooks.promote,
         Hook::Rollback => &config.hooks.rollback,
+        Hook::Retire => &config.hooks.retire,
     };
     match (configured, hook) {
         (Some(spec), _) => run_command(hook, spec, &vars).await,
@@ -132,6 +145,9 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
         .env("CANARY_CANARY_VERSION", &vars.canary_version)
         .env("CANARY_PRODUCTION_URL", &vars.production_url)
         .env("CANARY_CANARY_URL", &vars.canary_url)
+        .env("CANARY_STANDBY_VERSION", &vars.standby_version)
+        .env("CANARY_STANDBY_URL", &vars.standby_url)
+        .env("CANARY_UNDO_WINDOW_SECS", &vars.undo_window_secs)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -263,6 +279,9 @@ mod tests {
             production_url: "http://10.0.0.1:9001".to_owned(),
             canary_url: "http://10.0.0.2:9002".to_owned(),
             canary_slot: crate::domain::roles::UpstreamSlot::ListedAsCanary,
+            standby_version: "v2.6.0".to_owned(),
+            standby_url: "http://10.0.0.1:9001".to_owned(),
+            undo_window_secs: "3600".to_owned(),
         }
     }
 
@@ -278,6 +297,13 @@ mod tests {
         assert_eq!(
             expand("deploy {image_tag} at {share}%", &vars()),
             "deploy v2.7.0 at 5%"
+        );
+        assert_eq!(
+            expand(
+                "keep {standby_version} at {standby_url} for {undo_window_secs}s",
+                &vars()
+            ),
+            "keep v2.6.0 at http://10.0.0.1:9001 for 3600s"
         );
     }
 

@@ -100,6 +100,7 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         (Method::POST, command_paths::PROMOTE, Needs(Operator)),
         (Method::POST, command_paths::ROLLBACK, Needs(Operator)),
         (Method::POST, command_paths::STOP, Needs(Operator)),
+        (Method::POST, command_paths::UNDO_PROMOTION, Needs(Operator)),
         (
             Method::POST,
             "/admin/canary/webhook/{event}",

@@ -169,7 +169,9 @@ pub(crate) fn validate(command: &Command) -> Result<(), ApiError> {
         Command::Start(request) => {
             check_text("image_tag", &request.image_tag, MAX_IMAGE_TAG_CHARS)?
         }
-        Command::Rollback { reason } | Command::Stop { reason } => {
+        Command::Rollback { reason }
+        | Command::Stop { reason }
+        | Command::UndoPromotion { reason } => {
             check_text("reason", reason, MAX_REASON_CHARS)?;
         }
         _ => {}
@@ -181,7 +183,11 @@ pub(crate) fn validate(command: &Command) -> Result<(), ApiError> {
                 message: "image_tag: must not be empty".to_owned(),
             })
         }
-        Command::Rollback { reason } | Command::Stop { reason } if reason.trim().is_empty() => {
+        Command::Rollback { reason }
+        | Command::Stop { reason }
+        | Command::UndoPromotion { reason }
+            if reason.trim().is_empty() =>
+        {
             Err(ApiError::UnprocessableBody {
                 field: Some("reason".to_owned()),
                 message: "reason: must not be empty".to_owned(),
@@ -337,6 +343,22 @@ pub(crate) async fn stop(
 ) -> Result<Response, ApiError> {
     let reason = reason(&headers, &body.map_err(ApiError::from)?, "emergency stop")?;
     run(&app, &identity, &headers, Command::Stop { reason }).await
+}
+
+/// `POST /admin/canary/undo-promotion` with an optional `{"reason": "…"}`:
+/// within the undo window, all traffic back to the previous version.
+pub(crate) async fn undo_promotion(
+    State(app): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
+    body: BodyBytes,
+) -> Result<Response, ApiError> {
+    let reason = reason(
+        &headers,
+        &body.map_err(ApiError::from)?,
+        "promotion undone by an operator",
+    )?;
+    run(&app, &identity, &headers, Command::UndoPromotion { reason }).await
 }
 
 /// The query of `GET /admin/canary/audit`.

@@ -8,7 +8,10 @@ use crate::config::{BuiltInMetric, Config};
 impl Config {
     /// The rules the deployment state machine follows.
     pub fn rules(&self) -> crate::domain::deployment::Rules {
-        self.canary.rules(self.upstreams.promotion(&self.hooks))
+        self.canary.rules(
+            self.upstreams.promotion(&self.hooks),
+            self.upstreams.undo_window.0,
+        )
     }
 
     /// The rules a rollout follows, as shown to anyone who may watch.
@@ -49,6 +52,17 @@ impl Config {
             })
             .collect();
         warnings.extend(self.promotion_warning());
+        if self.hooks.retire.is_some()
+            && self.upstreams.promotion(&self.hooks)
+                == crate::domain::roles::Promotion::HookRedeploysProduction
+        {
+            warnings.push(
+                "hooks.retire never runs: the promote hook redeploys production in place, so no \
+                 previous version stands by to retire (set upstreams.on_promotion: swap_roles to \
+                 keep one for an undo)"
+                    .to_owned(),
+            );
+        }
         warnings
     }
 
@@ -56,9 +70,22 @@ impl Config {
     pub fn promotion_words(&self) -> String {
         use crate::domain::roles::Promotion;
         match self.upstreams.promotion(&self.hooks) {
-            Promotion::SwapRoles => "the canary's upstream becomes production with the promoted \
-                version, and the next canary deploys to the other upstream"
-                .to_owned(),
+            Promotion::SwapRoles => {
+                let standby = match self.rules().undo_window_ms {
+                    0 => {
+                        "the previous version is retired at once (the retire hook runs)".to_owned()
+                    }
+                    window => format!(
+                        "the previous version stands by there for {} (Undo promotion sends all \
+                         traffic back to it; then the retire hook runs)",
+                        crate::domain::deployment::human_duration(window)
+                    ),
+                };
+                format!(
+                    "the canary's upstream becomes production with the promoted version, and the \
+                     next canary deploys to the other upstream; {standby}"
+                )
+            }
             Promotion::HookRedeploysProduction => "the promote hook redeploys production with \
                 the promoted version (a failed hook rolls back), and the canary's share goes to 0"
                 .to_owned(),

@@ -25,6 +25,17 @@ pub struct UpstreamsConfig {
     /// hook is configured, else `swap_roles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_promotion: Option<OnPromotion>,
+    /// How long after a promotion that swapped the roles the previous
+    /// production version stays deployed as a warm standby, which *Undo
+    /// promotion* sends all traffic back to; then the retire hook runs.
+    /// `0s`: retired at once. Not used with `promote_hook`, which
+    /// redeploys production in place.
+    #[serde(default = "default_undo_window")]
+    pub undo_window: ConfigDuration,
+}
+
+fn default_undo_window() -> ConfigDuration {
+    ConfigDuration(Duration::from_secs(3600))
 }
 
 /// `upstreams.on_promotion:`
@@ -51,6 +62,7 @@ impl Default for UpstreamsConfig {
             production: upstream(9001),
             canary: upstream(9002),
             on_promotion: None,
+            undo_window: default_undo_window(),
         }
     }
 }
@@ -161,6 +173,9 @@ pub struct HooksConfig {
     pub promote: Option<HookConfig>,
     /// Undoes the canary deployment.
     pub rollback: Option<HookConfig>,
+    /// Retires the previous production version when the undo window after
+    /// a promotion is over (`{standby_version}`, `{standby_url}`).
+    pub retire: Option<HookConfig>,
     /// When the deploy or health-check hook is left out, wait for the deploy
     /// script to report through `POST /admin/canary/webhook/{event}` instead
     /// of using the default.
@@ -169,10 +184,14 @@ pub struct HooksConfig {
 
 /// One hook: a program and its arguments (no shell), with a time limit.
 ///
-/// Arguments may use `{image_tag}`, `{share}`, `{production_version}` and
-/// `{canary_version}`; the same values are in the environment as
-/// `CANARY_IMAGE_TAG`, `CANARY_SHARE`, `CANARY_PRODUCTION_VERSION`,
-/// `CANARY_CANARY_VERSION`, with `CANARY_HOOK` naming the hook.
+/// Arguments may use `{image_tag}`, `{share}`, `{production_version}`,
+/// `{canary_version}`, `{production_url}`, `{canary_url}`,
+/// `{standby_version}`, `{standby_url}` and `{undo_window_secs}`; the same
+/// values are in the environment as `CANARY_IMAGE_TAG`, `CANARY_SHARE`,
+/// `CANARY_PRODUCTION_VERSION`, `CANARY_CANARY_VERSION`,
+/// `CANARY_PRODUCTION_URL`, `CANARY_CANARY_URL`, `CANARY_STANDBY_VERSION`,
+/// `CANARY_STANDBY_URL` and `CANARY_UNDO_WINDOW_SECS`, with `CANARY_HOOK`
+/// naming the hook.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {

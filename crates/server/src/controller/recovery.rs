@@ -8,7 +8,6 @@ use canary_shared::{AuditAction, CanaryShare, Phase, UnixMillis};
 use crate::adapters::hooks;
 use crate::adapters::store::Pulled;
 use crate::controller::Controller;
-use crate::domain::deployment::Hook;
 
 impl Controller {
     /// After a restart: a hook that was running is gone, so the one of the
@@ -17,13 +16,7 @@ impl Controller {
     pub(super) fn recover(&mut self) {
         let phase = self.deployment.phase;
         let share = self.deployment.share;
-        let pending_hook = match phase {
-            Phase::BuildDeploy => Some(Hook::Deploy),
-            Phase::HealthCheck => Some(Hook::HealthCheck),
-            Phase::Promoting => Some(Hook::Promote),
-            Phase::RollingBack => Some(Hook::Rollback),
-            _ => None,
-        };
+        let pending_hook = self.deployment.hook_under_way();
         let reason = recovery_words(
             self.store.opening(),
             self.clock.now(),

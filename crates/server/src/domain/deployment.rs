@@ -42,6 +42,10 @@ pub struct Rules {
     pub on_long_no_data: NoDataAction,
     /// What a promotion does to the upstreams' roles.
     pub promotion: Promotion,
+    /// How long, after a promotion that swapped the roles, the previous
+    /// version stays deployed as a standby an undo sends traffic back to,
+    /// in milliseconds (0: it is retired at once).
+    pub undo_window_ms: u64,
 }
 
 /// What happens when checks have had no data for too long.
@@ -64,6 +68,8 @@ pub enum Hook {
     Promote,
     /// Undo the canary deployment.
     Rollback,
+    /// Retire the version a promotion replaced, once its undo window is over.
+    Retire,
 }
 
 /// The combined judgement of the safety checks at one evaluation.
@@ -234,6 +240,16 @@ pub struct Deployment {
     /// The roles before the last promotion, kept for an undo.
     #[serde(default)]
     pub before_promotion: Option<Roles>,
+    /// After a promotion that kept the previous version as a standby: how
+    /// long an undo stays possible, in milliseconds (counted down by ticks,
+    /// so the time a server is down does not count; 0 once it is over).
+    /// `None`: no standby was kept.
+    #[serde(default)]
+    pub undo_left_ms: Option<u64>,
+    /// Whether the retire hook is running for the standby (the next canary
+    /// deploys to its upstream, so a start waits for it).
+    #[serde(default)]
+    pub retiring: bool,
 }
 
 /// Index of the first traffic step in `steps` (after build & deploy and health check).
@@ -257,6 +273,28 @@ impl Deployment {
             paused_by_judge: false,
             roles: Roles::default(),
             before_promotion: None,
+            undo_left_ms: None,
+            retiring: false,
+        }
+    }
+
+    /// Whether *Undo promotion* is possible: right after a promotion, while
+    /// the previous version stands by.
+    pub fn can_undo_promotion(&self) -> bool {
+        self.phase == Phase::Promoted
+            && self.before_promotion.is_some()
+            && self.undo_left_ms.is_some_and(|left| left > 0)
+    }
+
+    /// The hook this deployment waits on, which a restart runs again.
+    pub fn hook_under_way(&self) -> Option<Hook> {
+        match self.phase {
+            Phase::BuildDeploy => Some(Hook::Deploy),
+            Phase::HealthCheck => Some(Hook::HealthCheck),
+            Phase::Promoting => Some(Hook::Promote),
+            Phase::RollingBack => Some(Hook::Rollback),
+            Phase::Promoted if self.retiring => Some(Hook::Retire),
+            _ => None,
         }
     }
 
@@ -305,6 +343,10 @@ impl Deployment {
         let phase = self.phase;
         let busy = || format!("not possible while {}", phase.label().to_lowercase());
         match action {
+            ActionKind::Start if self.retiring => Some(
+                "the retire hook is still running on the upstream the next canary deploys to"
+                    .to_owned(),
+            ),
             ActionKind::Start => self
                 .has_canary()
                 .then(|| "a canary is already running; stop it first".to_owned()),
@@ -333,9 +375,22 @@ impl Deployment {
             ActionKind::Rollback | ActionKind::Stop => match phase {
                 Phase::RollingBack => Some("already rolling back".to_owned()),
                 _ if self.has_canary() || self.share > CanaryShare::ZERO => None,
-                // Undoing a promotion gives production back to the roles before it.
-                Phase::Promoted if self.before_promotion.is_some() => None,
+                _ if self.can_undo_promotion() => Some(
+                    "no canary is running; Undo promotion sends the traffic back to the previous version"
+                        .to_owned(),
+                ),
                 _ => Some("no canary is running".to_owned()),
+            },
+            ActionKind::UndoPromotion => match (phase, self.undo_left_ms) {
+                _ if self.can_undo_promotion() => None,
+                (Phase::Promoted, Some(_)) => {
+                    Some("the undo window is over: the previous version was retired".to_owned())
+                }
+                (Phase::Promoted, None) => Some(
+                    "no previous version stands by: the promote hook redeployed production in place"
+                        .to_owned(),
+                ),
+                _ => Some("only right after a promotion".to_owned()),
             },
         }
     }
@@ -362,7 +417,7 @@ impl Deployment {
     }
 }
 
-const ALL_ACTIONS: [ActionKind; 9] = [
+const ALL_ACTIONS: [ActionKind; 10] = [
     ActionKind::Start,
     ActionKind::Scale,
     ActionKind::Continue,
@@ -372,6 +427,7 @@ const ALL_ACTIONS: [ActionKind; 9] = [
     ActionKind::SetAutoProgression,
     ActionKind::Rollback,
     ActionKind::Stop,
+    ActionKind::UndoPromotion,
 ];
 
 fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
@@ -387,21 +443,6 @@ fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
     );
     steps.push(DeploymentStep::pending(StepKind::Promoted));
     steps
-}
-
-/// What a promotion did, in words, for its audit entry.
-fn promotion_words(after: &Roles, promotion: Promotion) -> String {
-    let version = after.production_version.as_deref().unwrap_or("the canary");
-    let slot = after.production.config_key();
-    match promotion {
-        Promotion::SwapRoles => format!(
-            "production is now {version} on the upstream listed as {slot}; the next canary deploys to the upstream listed as {}",
-            after.production.other().config_key()
-        ),
-        Promotion::HookRedeploysProduction => {
-            format!("the promote hook put {version} on production (the upstream listed as {slot})")
-        }
-    }
 }
 
 /// A transition being built: the deployment so far and the effects in order.
@@ -550,37 +591,9 @@ impl Change {
         self.decide(actor, action, Phase::Progressing, share, reason);
     }
 
-    fn promote(&mut self, actor: &str, reason: Option<String>) {
-        self.end_current(StepStatus::Complete);
-        for index in FIRST_TRAFFIC_STEP..=self.last_traffic_step() {
-            if self.deployment.steps[index].status == StepStatus::Pending {
-                self.set_step(index, StepStatus::Skipped);
-            }
-        }
-        let promoted = self.deployment.steps.len() - 1;
-        self.set_step(promoted, StepStatus::InProgress);
-        self.deployment.paused_from = None;
-        self.decide(
-            actor,
-            AuditAction::Promote,
-            Phase::Promoting,
-            CanaryShare::FULL,
-            reason,
-        );
-        self.run_hook(Hook::Promote);
-    }
-
     /// Stop or rollback: the share goes to 0 first, then the decision is
     /// recorded, then the rollback hook runs. It beats a promotion in flight.
     fn roll_back(&mut self, actor: &str, action: AuditAction, reason: String) {
-        if self.deployment.phase == Phase::Promoted
-            && let Some(before) = self.deployment.before_promotion.take()
-        {
-            // An undone promotion: production goes back to the upstream and
-            // version it had (with a swap, in the same routing change that
-            // keeps the canary's share at 0).
-            self.deployment.roles = before;
-        }
         self.end_current(StepStatus::Failed);
         self.deployment.paused_from = None;
         self.deployment.reason = Some(reason.clone());
@@ -591,8 +604,12 @@ impl Change {
             CanaryShare::ZERO,
             Some(reason.clone()),
         );
+        let doing = match action {
+            AuditAction::UndoPromotion => "Undoing the promotion",
+            _ => "Rolling back",
+        };
         self.effects.push(Effect::Alert {
-            message: format!("Rolling back: {reason}"),
+            message: format!("{doing}: {reason}"),
         });
         self.run_hook(Hook::Rollback);
     }
@@ -651,24 +668,7 @@ impl Change {
                     format!("health check failed: {detail}"),
                 );
             }
-            (Phase::Promoting, Hook::Promote, true) => {
-                self.end_current(StepStatus::Complete);
-                let before = self.deployment.roles.clone();
-                let after = before.promoted(self.deployment.image_tag.clone(), rules.promotion);
-                let moved = promotion_words(&after, rules.promotion);
-                self.deployment.before_promotion = Some(before);
-                self.deployment.roles = after;
-                // Production now runs the promoted version (on the canary's
-                // slot, or redeployed by the hook): the whole of the traffic
-                // goes there as "production", in one routing change.
-                self.decide(
-                    "controller",
-                    AuditAction::Promoted,
-                    Phase::Promoted,
-                    CanaryShare::ZERO,
-                    Some(format!("{detail}; {moved}")),
-                );
-            }
+            (Phase::Promoting, Hook::Promote, true) => self.promoted(detail, rules),
             (Phase::Promoting, Hook::Promote, false) => {
                 self.roll_back(
                     "controller",
@@ -690,117 +690,11 @@ impl Change {
                     Some(reason),
                 );
             }
+            (_, Hook::Retire, succeeded) if self.deployment.retiring => {
+                self.retired(succeeded, detail);
+            }
             // A hook that finishes after the deployment moved on (say, a deploy
             // hook after an emergency stop) changes nothing.
-            _ => {}
-        }
-    }
-
-    fn judged(&mut self, verdict: Verdict, rules: &Rules) {
-        let watching = matches!(self.deployment.phase, Phase::Progressing | Phase::Paused);
-        self.deployment.last_verdict = Some(verdict.clone());
-        if !watching {
-            return;
-        }
-        match verdict {
-            Verdict::Green => {
-                self.deployment.no_data_for_ms = 0;
-                if self.deployment.reason.is_some() && self.deployment.phase == Phase::Progressing {
-                    self.deployment.reason = None;
-                }
-            }
-            Verdict::Critical { reason } if rules.auto_rollback => {
-                self.roll_back("controller", AuditAction::AutoRollback, reason);
-            }
-            Verdict::Suspect { reason }
-                if self.deployment.phase == Phase::Progressing
-                    && !self.deployment.paused_by_judge =>
-            {
-                self.deployment.paused_by_judge = true;
-                self.deployment.paused_from = Some(Phase::Progressing);
-                self.deployment.green_for_ms = 0;
-                let share = self.deployment.share;
-                self.decide(
-                    "controller",
-                    AuditAction::AutoPause,
-                    Phase::Paused,
-                    share,
-                    Some(reason.clone()),
-                );
-                self.effects.push(Effect::Alert {
-                    message: format!("paused: {reason}"),
-                });
-                self.deployment.reason = Some(reason);
-            }
-            Verdict::Critical { reason }
-            | Verdict::Warning { reason }
-            | Verdict::Suspect { reason } => {
-                self.deployment.green_for_ms = 0;
-                // The figures in parentheses (the judge's evidence) change
-                // every second: a new alert only when the finding does.
-                let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
-                let known = self.deployment.reason.as_deref().map(finding);
-                if known.as_deref() != Some(finding(&reason).as_str()) {
-                    self.effects.push(Effect::Alert {
-                        message: reason.clone(),
-                    });
-                }
-                self.deployment.reason = Some(reason);
-            }
-            Verdict::NoData { reason } => {
-                self.deployment.green_for_ms = 0;
-                if self.deployment.phase == Phase::Progressing {
-                    self.deployment.reason = Some(format!("holding: {reason}"));
-                }
-            }
-            Verdict::Undecided { reason } => {
-                self.deployment.no_data_for_ms = 0;
-                if self.deployment.phase == Phase::Progressing {
-                    self.deployment.reason = Some(format!("holding: {reason}"));
-                }
-            }
-        }
-    }
-
-    fn tick(&mut self, elapsed_ms: u64, rules: &Rules) {
-        if self.deployment.phase != Phase::Progressing {
-            return;
-        }
-        match &self.deployment.last_verdict {
-            Some(Verdict::Green) => {
-                if !self.deployment.auto_progresses(rules) {
-                    return;
-                }
-                self.deployment.green_for_ms =
-                    self.deployment.green_for_ms.saturating_add(elapsed_ms);
-                if self.deployment.green_for_ms >= rules.wait_ms {
-                    let waited = format!("checks green for {}", human_duration(rules.wait_ms));
-                    self.advance("controller", AuditAction::AutoProgress, Some(waited));
-                }
-            }
-            // The wait runs while the judge gathers evidence; the step
-            // advances at the first green verdict once both are done.
-            Some(Verdict::Undecided { .. }) if self.deployment.auto_progresses(rules) => {
-                self.deployment.green_for_ms = self
-                    .deployment
-                    .green_for_ms
-                    .saturating_add(elapsed_ms)
-                    .min(rules.wait_ms);
-            }
-            Some(Verdict::NoData { reason }) => {
-                let reason = reason.clone();
-                self.deployment.no_data_for_ms =
-                    self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
-                if self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
-                    && rules.on_long_no_data == NoDataAction::Rollback
-                {
-                    let why = format!(
-                        "no data for {}: {reason}",
-                        human_duration(self.deployment.no_data_for_ms)
-                    );
-                    self.roll_back("controller", AuditAction::NoDataRollback, why);
-                }
-            }
             _ => {}
         }
     }
@@ -808,7 +702,9 @@ impl Change {
 
 pub use canary_shared::words::duration as human_duration;
 
+mod automatic;
 mod commands;
+mod promotion;
 
 #[cfg(test)]
 mod tests;

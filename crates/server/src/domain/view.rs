@@ -43,6 +43,9 @@ pub struct RenderInput<'a> {
     pub production: &'a UpstreamView,
     /// The canary's upstream.
     pub canary: &'a UpstreamView,
+    /// The version the last promotion replaced (production's before it),
+    /// which stands by on the canary's upstream while an undo is possible.
+    pub standby_version: Option<&'a str>,
     /// The revision the state gets.
     pub revision: u64,
     /// When.
@@ -57,6 +60,7 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         checks,
         production,
         canary,
+        standby_version,
         revision,
         now,
     } = input;
@@ -64,11 +68,19 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
     // After a promotion the promoted version is production's: the canary's
     // upstream holds no canary until the next start.
     let canary_running = deployment.has_canary();
+    let standing_by = deployment.can_undo_promotion();
     let service = |side: Side, upstream: &UpstreamView| {
         let window = upstream.last_minute.as_ref();
         let mut health = upstream.health;
         let mut health_detail = upstream.health_detail.clone();
-        if side == Side::Canary && !canary_running {
+        if side == Side::Canary && standing_by {
+            // The version the promotion replaced still runs there, and its
+            // health is what an undo depends on.
+            health_detail = Some(match &upstream.health_detail {
+                Some(probe) => format!("previous version, standing by for an undo ({probe})"),
+                None => "previous version, standing by for an undo".to_owned(),
+            });
+        } else if side == Side::Canary && !canary_running {
             // The canary upstream may answer, but no canary version is deployed
             // there; say so instead of showing a healthy card without a rollout.
             health = Health::Stopped;
@@ -84,6 +96,7 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
                     .image_tag
                     .clone()
                     .or_else(|| upstream.version.clone()),
+                Side::Canary if standing_by => standby_version.map(str::to_owned),
                 Side::Canary => upstream.version.clone(),
                 Side::Production => upstream.version.clone(),
             },
@@ -133,6 +146,12 @@ pub fn render(input: RenderInput<'_>) -> CanaryState {
         },
         allowed_actions,
         blocked_actions,
+        undo_promotion: standing_by.then(|| canary_shared::UndoWindow {
+            standby_version: standby_version.map(str::to_owned),
+            standby_url: canary.url.clone(),
+            left_ms: deployment.undo_left_ms.unwrap_or(0),
+            window_ms: rules.undo_window_ms,
+        }),
         // Filled in by the controller, which runs the statistical judge.
         judge: Vec::new(),
         // Filled in by the controller, which talks to the router.
@@ -177,7 +196,13 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
             None => format!("Paused with the canary at {share}"),
         },
         Phase::Promoting => format!("Promoting {tag}…"),
-        Phase::Promoted => format!("Promoted {tag}: production serves it (100 %)"),
+        Phase::Promoted => match deployment.undo_left_ms {
+            Some(left) if deployment.can_undo_promotion() => format!(
+                "Promoted {tag}: production serves it (100 %); undo possible for {}",
+                human_duration(left)
+            ),
+            _ => format!("Promoted {tag}: production serves it (100 %)"),
+        },
         Phase::RollingBack => format!("Rolling back: {reason}"),
         Phase::RolledBack => format!("Rolled back: {reason}"),
         Phase::Failed => format!("Failed: {reason}"),
@@ -232,6 +257,7 @@ mod tests {
             checks: &[],
             production: &healthy,
             canary: &healthy,
+            standby_version: Some("v2.6.0"),
             revision,
             now: UnixMillis(5),
         })

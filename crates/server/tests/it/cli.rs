@@ -142,7 +142,7 @@ async fn a_script_runs_a_whole_rollout_with_the_cli_and_branches_on_exit_codes()
     );
     assert_eq!(
         printed.last().map(String::as_str),
-        Some("Promoted v2.7.0: production serves it (100 %)")
+        Some("Promoted v2.7.0: production serves it (100 %); undo possible for 1 h")
     );
 
     let run = canary(&app, &["audit", "--json", "--limit", "50"]).await;

@@ -27,3 +27,4 @@ mod router_nginx;
 mod security;
 mod stream;
 mod support;
+mod undo_promotion;

@@ -94,28 +94,3 @@ async fn after_a_promotion_the_next_rollout_splits_between_the_promoted_version_
         "a stop leaves production where it was"
     );
 }
-
-#[tokio::test]
-async fn undoing_a_promotion_gives_production_back_to_the_previous_upstream_and_version() {
-    let app = TestApp::start().await;
-    start(&app, "v2.7.0", 50.0).await;
-    app.controller
-        .command("ops".to_owned(), Command::Promote, None)
-        .await
-        .unwrap();
-    app.wait_for_phase(Phase::Promoted).await;
-    app.controller
-        .command(
-            "ops".to_owned(),
-            Command::Rollback {
-                reason: "v2.7.0 leaks memory".to_owned(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    let undone = app.wait_for_phase(Phase::RolledBack).await;
-    assert_eq!(undone.production.url, app.production.url());
-    assert_eq!(undone.production.version.as_deref(), Some("v2.6.0"));
-    assert_eq!(answered_by(&app, 20).await, (20, 0));
-}

@@ -15,6 +15,7 @@ fn rules() -> Rules {
         no_data_timeout_ms: 1000,
         on_long_no_data: NoDataAction::Hold,
         promotion: crate::domain::roles::Promotion::SwapRoles,
+        undo_window_ms: 3_600_000,
     }
 }
 

@@ -27,6 +27,9 @@ impl Change {
                     ..Deployment::idle(rules)
                 };
                 let from_phase = self.deployment.phase;
+                // The next canary deploys where the standby runs: its undo
+                // window ends (the deploy hook replaces it, no retire hook).
+                let ends_undo = self.deployment.can_undo_promotion();
                 // A new rollout keeps who serves production.
                 self.deployment = Deployment {
                     phase: from_phase,
@@ -35,10 +38,15 @@ impl Change {
                     ..fresh
                 };
                 self.set_step(0, StepStatus::InProgress);
-                let reason = format!(
+                let mut reason = format!(
                     "deploy {} and start at {}",
                     request.image_tag, request.traffic_percent
                 );
+                if ends_undo {
+                    reason.push_str(
+                        "; this ends the last promotion's undo window (the new canary deploys over the previous version)",
+                    );
+                }
                 self.decide(
                     &actor,
                     AuditAction::Start,
@@ -134,6 +142,10 @@ impl Change {
             Command::Stop { reason } => {
                 self.reject(ActionKind::Stop)?;
                 self.roll_back(&actor, AuditAction::Stop, reason);
+            }
+            Command::UndoPromotion { reason } => {
+                self.reject(ActionKind::UndoPromotion)?;
+                self.undo_promotion(&actor, reason);
             }
         }
         Ok(())

@@ -9,6 +9,8 @@ use crate::domain::deployment::{
 };
 use crate::domain::roles::{Promotion, UpstreamSlot};
 
+mod undo;
+
 fn share(percent: f64) -> CanaryShare {
     CanaryShare::from_percent(percent).unwrap()
 }
@@ -22,6 +24,7 @@ fn rules() -> Rules {
         no_data_timeout_ms: 30_000,
         on_long_no_data: NoDataAction::Hold,
         promotion: Promotion::SwapRoles,
+        undo_window_ms: 3_600_000,
     }
 }
 
@@ -180,7 +183,7 @@ fn a_healthy_canary_walks_every_step_and_is_promoted() {
         t=40s audit controller promote: Progressing -> Promoting, 100 % -> 100 % (checks green for 10 s)
         t=40s hook Promote v2.7.0
         t=40s share 0 %, production on the upstream listed as canary
-        t=40s audit controller promoted: Promoting -> Promoted, 100 % -> 0 % (exit 0; production is now v2.7.0 on the upstream listed as canary; the next canary deploys to the upstream listed as production)"#]]);
+        t=40s audit controller promoted: Promoting -> Promoted, 100 % -> 0 % (exit 0; production is now v2.7.0 on the upstream listed as canary; the next canary deploys to the upstream listed as production; the previous version stands by for 1 h (Undo promotion sends the traffic back to it))"#]]);
     assert_eq!(sim.deployment.phase, Phase::Promoted);
     assert_eq!(sim.statuses(), "+++++++");
 }
@@ -300,32 +303,6 @@ fn stop_beats_a_promotion_in_flight_and_a_late_hook_changes_nothing() {
 }
 
 #[test]
-fn after_a_promotion_the_previous_version_is_restored_in_one_action() {
-    let mut sim = Sim::progressing(50.0);
-    sim.command(Command::Promote).unwrap();
-    sim.hook(Hook::Promote, true);
-    assert_eq!(sim.deployment.phase, Phase::Promoted);
-    sim.log.clear();
-    sim.command(Command::Rollback {
-        reason: "v2.7.0 leaks memory".to_owned(),
-    })
-    .unwrap();
-    sim.check(expect![[r#"
-        t=0s share 0 %
-        t=0s audit ops rollback: Promoted -> RollingBack, 0 % -> 0 % (v2.7.0 leaks memory)
-        t=0s alert Rolling back: v2.7.0 leaks memory
-        t=0s hook Rollback v2.7.0"#]]);
-    assert_eq!(sim.deployment.roles, crate::domain::roles::Roles::default());
-    assert!(
-        sim.command(Command::Rollback {
-            reason: "again".to_owned()
-        })
-        .is_err(),
-        "a promotion is undone once"
-    );
-}
-
-#[test]
 fn the_next_rollout_after_a_swap_keeps_production_on_the_promoted_upstream() {
     let mut sim = Sim::progressing(50.0);
     sim.command(Command::Promote).unwrap();
@@ -348,7 +325,7 @@ fn the_next_rollout_after_a_swap_keeps_production_on_the_promoted_upstream() {
         "the next canary runs on the upstream the promotion freed"
     );
     sim.check(expect![[r#"
-        t=0s audit ops start: Promoted -> BuildDeploy, 0 % -> 0 % (deploy v2.8.0 and start at 5 %)
+        t=0s audit ops start: Promoted -> BuildDeploy, 0 % -> 0 % (deploy v2.8.0 and start at 5 %; this ends the last promotion's undo window (the new canary deploys over the previous version))
         t=0s hook Deploy v2.8.0"#]]);
 }
 
@@ -694,12 +671,16 @@ fn any_input() -> impl Strategy<Value = Input> {
         Just(Command::Stop {
             reason: "s".to_owned()
         }),
+        Just(Command::UndoPromotion {
+            reason: "u".to_owned()
+        }),
     ];
     let hook = prop_oneof![
         Just(Hook::Deploy),
         Just(Hook::HealthCheck),
         Just(Hook::Promote),
-        Just(Hook::Rollback)
+        Just(Hook::Rollback),
+        Just(Hook::Retire)
     ];
     let verdict = prop_oneof![
         Just(Verdict::Green),
@@ -767,7 +748,7 @@ proptest! {
         for (tick, input) in inputs.into_iter().enumerate() {
             let excused = matches!(
                 &input,
-                Input::Command { command: Command::Scale { .. } | Command::Start(_) | Command::Stop { .. } | Command::Rollback { .. }, .. }
+                Input::Command { command: Command::Scale { .. } | Command::Start(_) | Command::Stop { .. } | Command::Rollback { .. } | Command::UndoPromotion { .. }, .. }
             );
             let before = deployment.current_step();
             let Ok(transition) = deployment.apply(input, UnixMillis(tick as u64), &rules) else { continue };
