@@ -222,6 +222,37 @@ test('a failing canary is rolled back by itself, with the reason, the audit entr
   expect(after['v2.7.0'] ?? 0).toBe(0);
 });
 
+test('a promotion is undone from the console while the previous version stands by', async ({ dashboard, setup }, testInfo) => {
+  await expect(dashboard.connection).toHaveText('Live');
+  await dashboard.startCanary('v2.7.0', '50');
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+  const undo = dashboard.page.getByTestId('action-undo-promotion');
+  await expect(undo).toBeHidden();
+  await dashboard.action('promote').click();
+  await dashboard.page.getByTestId('confirm-yes').click();
+  await expect(dashboard.statusLine).toContainText(/Promoted v2.7.0: .*undo possible for/, { timeout: 20_000 });
+  const promoted = await setup.server.sendTraffic(40);
+  expect(promoted['v2.7.0']).toBe(40);
+
+  // The previous version still runs, and the console says for how long.
+  await expect(undo).toBeEnabled();
+  await expect(dashboard.page.getByTestId('undo-standby')).toHaveText(/^v2.6.0 stands by on http:\/\/127.0.0.1:\d+ for (1 h|59 min) more$/);
+  await expect(dashboard.version('canary')).toHaveText('v2.6.0');
+  await dashboard.screenshot(testInfo, 'promoted-undo-offered');
+  await undo.click();
+  await expect(dashboard.page.getByTestId('confirm-question')).toHaveText(
+    'Undo the promotion of v2.7.0: send all traffic back to v2.6.0 now? v2.7.0 is then rolled back.',
+  );
+  await dashboard.page.getByTestId('stop-reason').fill('memory grows after an hour');
+  await dashboard.page.getByTestId('confirm-yes').click();
+  await expect(dashboard.statusLine).toHaveText('Rolled back: memory grows after an hour', { timeout: 15_000 });
+  await expect(undo).toBeHidden();
+  await expect(dashboard.version('production')).toHaveText('v2.6.0');
+  await expect(dashboard.auditEntries.filter({ hasText: 'memory grows after an hour' }).first()).toContainText('Undo promotion');
+  const after = await setup.server.sendTraffic(40);
+  expect(after['v2.6.0']).toBe(40);
+});
+
 test('auto-progression is switched off and on for one rollout, and the settings behind it are one fold away', async ({ dashboard }, testInfo) => {
   await expect(dashboard.connection).toHaveText('Live');
   const words = dashboard.page.getByTestId('auto-progression-words');

@@ -71,6 +71,8 @@ pub enum Simple {
     Rollback(String),
     /// Emergency stop, with a reason.
     Stop(String),
+    /// All traffic back to the version the promotion replaced, with a reason.
+    UndoPromotion(String),
     /// Auto-progression on or off for this rollout.
     AutoProgression(bool),
 }
@@ -84,6 +86,7 @@ pub async fn command(command: Simple) -> Result<CanaryState, Error> {
         Simple::Promote => Command::Promote,
         Simple::Rollback(reason) => Command::Rollback { reason },
         Simple::Stop(reason) => Command::Stop { reason },
+        Simple::UndoPromotion(reason) => Command::UndoPromotion { reason },
         Simple::AutoProgression(enabled) => Command::SetAutoProgression { enabled },
     };
     send_command(&command).await

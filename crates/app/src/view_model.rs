@@ -9,8 +9,8 @@ mod actions;
 mod audit;
 
 pub use actions::{
-    ActionView, PromotionReview, ReviewLine, RouterView, action_view, clamp_share,
-    promotion_review, router_view, share_move_question,
+    ActionView, PromotionReview, ReviewLine, RouterView, UndoOffer, action_view, clamp_share,
+    promotion_review, router_view, share_move_question, undo_offer,
 };
 pub use audit::{
     AuditKind, BrowserAlert, action_label, browser_alert, decision_figures, is_automatic_decision,

@@ -4,7 +4,7 @@
 //! server lists its action in `allowed_actions`; otherwise it is disabled and
 //! the server's reason is shown beside it (a viewer's reason, which is about
 //! who they are, once for the card). Destructive actions (stop, rollback,
-//! promote) ask for a confirmation that states what will happen; promote's
+//! promote, undo a promotion) ask for a confirmation that states what will happen; promote's
 //! also shows what the operator reviews first: the safety checks, the
 //! judge's verdicts, how long the canary has held its share, and what
 //! promotion does to the upstreams. A failed action shows the server's reason.
@@ -15,7 +15,7 @@ use leptos::task::spawn_local;
 
 use crate::api::{self, Simple};
 use crate::components::scale_panel::ScalePanel;
-use crate::view_model::{action_view, clamp_share, promotion_review};
+use crate::view_model::{action_view, clamp_share, promotion_review, undo_offer};
 use crate::{ActionRequests, Viewer};
 
 /// What waits for the operator's confirmation.
@@ -25,6 +25,7 @@ enum Pending {
     Promote,
     Rollback,
     Stop,
+    Undo,
 }
 
 /// The step buttons, in order, with their labels.
@@ -178,6 +179,10 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
             Some(Pending::Stop) => {
                 format!("Emergency stop: move the canary from {share} to 0 % now?")
             }
+            Some(Pending::Undo) => state
+                .with(|state| state.as_ref().and_then(undo_offer))
+                .map(|offer| offer.question)
+                .unwrap_or_default(),
             None => String::new(),
         }
     };
@@ -186,6 +191,7 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
         Some(Pending::Promote) => send(Simple::Promote),
         Some(Pending::Rollback) => send(Simple::Rollback(reason.get_untracked())),
         Some(Pending::Stop) => send(Simple::Stop(reason.get_untracked())),
+        Some(Pending::Undo) => send(Simple::UndoPromotion(reason.get_untracked())),
         None => {}
     };
     // A viewer's controls are all disabled for one reason, which is about
@@ -307,6 +313,23 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                     </button>
                     <span class="control__reason" id="reason-stop" data-testid="reason-stop">{move || reason_for(ActionKind::Stop)}</span>
                 </div>
+                // Only while the previous version stands by: a control that
+                // is disabled for most of a product's life would be noise.
+                <div class="control" hidden=move || state.with(|state| state.as_ref().and_then(undo_offer).is_none())>
+                    <button
+                        type="button"
+                        class="button button--danger"
+                        data-testid="action-undo-promotion"
+                        aria-describedby="undo-standby"
+                        disabled=move || !allowed(ActionKind::UndoPromotion) || busy.get()
+                        on:click=move |_| open(Pending::Undo)
+                    >
+                        "Undo promotion"
+                    </button>
+                    <span class="control__reason" id="undo-standby" data-testid="undo-standby">
+                        {move || state.with(|state| state.as_ref().and_then(undo_offer)).map(|offer| offer.standing_by).unwrap_or_default()}
+                    </span>
+                </div>
             </div>
             <div class="actions actions--steps">
                 {step_button(ActionKind::Continue, "Continue", "action-continue")}
@@ -344,7 +367,7 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                 </div>
                 <div
                     class="confirm-panel__fields"
-                    hidden=move || !matches!(pending.get(), Some(Pending::Stop | Pending::Rollback))
+                    hidden=move || !matches!(pending.get(), Some(Pending::Stop | Pending::Rollback | Pending::Undo))
                 >
                     <label for="stop-reason">"Reason (for the audit trail)"</label>
                     <input
@@ -379,7 +402,7 @@ pub fn ActionsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                 <div class="scale-panel__buttons">
                     <button
                         type="button"
-                        class=move || if matches!(pending.get(), Some(Pending::Stop | Pending::Rollback)) { "button button--danger" } else { "button button--primary" }
+                        class=move || if matches!(pending.get(), Some(Pending::Stop | Pending::Rollback | Pending::Undo)) { "button button--danger" } else { "button button--primary" }
                         data-testid="confirm-yes"
                         disabled=move || busy.get() || (pending.get() == Some(Pending::Start) && image_tag.get().trim().is_empty())
                         on:click=confirm

@@ -199,9 +199,65 @@ pub fn router_view(router: &canary_shared::RouterStatus) -> Option<RouterView> {
     })
 }
 
+/// What the console offers after a promotion while the previous version
+/// stands by: the words beside *Undo promotion* and its confirmation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UndoOffer {
+    /// `v2.6.0 stands by on http://…:9001 for 59 min more`.
+    pub standing_by: String,
+    /// `Undo the promotion of v2.7.0: send all traffic back to v2.6.0 now?`
+    pub question: String,
+}
+
+/// The undo offer of `state`, while the server has an undo window open.
+pub fn undo_offer(state: &CanaryState) -> Option<UndoOffer> {
+    let window = state.undo_promotion.as_ref()?;
+    let previous = window
+        .standby_version
+        .as_deref()
+        .unwrap_or("the previous version");
+    let promoted = state
+        .image_tag
+        .as_deref()
+        .or(state.production.version.as_deref())
+        .unwrap_or("the promoted version");
+    Some(UndoOffer {
+        standing_by: format!(
+            "{previous} stands by on {} for {} more",
+            window.standby_url,
+            canary_shared::words::duration(window.left_ms)
+        ),
+        question: format!(
+            "Undo the promotion of {promoted}: send all traffic back to {previous} now? {promoted} is then rolled back."
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{promotion_review, router_view};
+    use super::{promotion_review, router_view, undo_offer};
+
+    #[test]
+    fn the_undo_offer_names_both_versions_and_the_time_left() {
+        let state: canary_shared::CanaryState = serde_json::from_str(include_str!(
+            "../../../shared/src/snapshots/canary_state_promoted.json"
+        ))
+        .unwrap();
+        let offer = undo_offer(&state).unwrap();
+        assert_eq!(
+            offer.standing_by,
+            "v2.6.0 stands by on http://127.0.0.1:9001 for 59 min more"
+        );
+        assert_eq!(
+            offer.question,
+            "Undo the promotion of v2.7.0: send all traffic back to v2.6.0 now? v2.7.0 is then rolled back."
+        );
+        let plain: canary_shared::CanaryState = serde_json::from_str(include_str!(
+            "../../../shared/src/snapshots/canary_state.json"
+        ))
+        .unwrap();
+        assert_eq!(undo_offer(&plain), None, "no window, no offer");
+    }
 
     #[test]
     fn the_router_card_says_what_is_in_force_and_where_it_is_not() {
