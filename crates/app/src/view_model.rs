@@ -223,7 +223,7 @@ pub fn auto_progression_words(state: &CanaryState) -> String {
             Phase::Paused => {
                 format!("On, held by the pause: after Resume, {wait} of green checks.")
             }
-            Phase::BuildDeploy | Phase::HealthCheck => {
+            Phase::BuildDeploy | Phase::HealthCheck | Phase::Validating => {
                 format!("On: each step moves on after {wait} of green checks.")
             }
             _ => format!("On: each step of a rollout moves on after {wait} of green checks."),

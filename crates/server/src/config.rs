@@ -37,6 +37,7 @@ mod proxy;
 mod router;
 mod scalars;
 mod upstreams;
+mod validation;
 
 use crate::config::across::invalid_at;
 pub use crate::config::checks::{
@@ -68,6 +69,9 @@ pub use crate::config::upstreams::{
     HealthCheckConfig, HookCommand, HookConfig, HooksConfig, OnPromotion, UpstreamConfig,
     UpstreamProtocol, UpstreamsConfig,
 };
+pub use crate::config::validation::{
+    MAX_TEST_RUNS, TestRunConfig, TestRunName, TestRuns, ValidationConfig,
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
@@ -88,6 +92,9 @@ pub struct Config {
     /// Commands run at each stage of a rollout.
     #[serde(default)]
     pub hooks: HooksConfig,
+    /// What checks the canary before it gets any traffic.
+    #[serde(default)]
+    pub validation: ValidationConfig,
     /// The rollout rules (the seed's block).
     pub canary: CanaryConfig,
     /// Logins and API tokens; without this section the admin API has no
@@ -309,8 +316,10 @@ impl CanaryConfig {
         &self,
         promotion: crate::domain::roles::Promotion,
         undo_window: Duration,
+        test_runs: Vec<String>,
     ) -> crate::domain::deployment::Rules {
         crate::domain::deployment::Rules {
+            test_runs,
             promotion,
             undo_window_ms: duration_ms(undo_window),
             traffic_steps: self.traffic_steps.shares().to_vec(),

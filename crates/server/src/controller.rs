@@ -522,6 +522,7 @@ impl Controller {
             Hook::Promote => hooks.promote.is_some(),
             Hook::Rollback => hooks.rollback.is_some(),
             Hook::Retire => hooks.retire.is_some(),
+            Hook::TestRun(index) => usize::from(index) < self.config.validation.test_runs.0.len(),
         };
         // Scripts report deploys and health checks (`started`, `health-check`);
         // promotion and rollback have no report, so they never wait.

@@ -2,7 +2,7 @@
 //! binds anything and by `canary check` with the same words, so a unit's
 //! `ExecStartPre=canary check` catches it: the TLS certificate and key can
 //! be read and used (as the user running the check, who should be the user
-//! the server runs as), every hook's program exists and may be run, a
+//! the server runs as), every hook's and test run's program exists and may be run, a
 //! configured console folder holds a console, every HAProxy instance
 //! answers on its stats socket and knows the backend and both servers, and
 //! a Gateway API route exists, sends to both Services and may be written.
@@ -68,6 +68,7 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
         ("health_check", &config.hooks.health_check),
         ("promote", &config.hooks.promote),
         ("rollback", &config.hooks.rollback),
+        ("retire", &config.hooks.retire),
     ];
     for (name, hook) in hooks {
         let Some(hook) = hook else { continue };
@@ -77,6 +78,17 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
                 file,
                 &["hooks", name, "command"],
                 format!("{program}: {why}"),
+            ));
+        }
+    }
+    for (index, run) in config.validation.test_runs.0.iter().enumerate() {
+        let program = &run.command.0[0];
+        if let Err(why) = runnable(program) {
+            let index = index.to_string();
+            return Err(Config::error_at(
+                file,
+                &["validation", "test_runs", &index, "command"],
+                format!("test run {}: {program}: {why}", run.name.0),
             ));
         }
     }

@@ -112,11 +112,17 @@ pub enum AuditAction {
     /// `retired`: the retire hook finished (or failed) for the previous
     /// version.
     Retired,
+    /// `test_run_passed`: one of the team's test runs passed against the
+    /// canary.
+    TestRunPassed,
+    /// `test_run_failed`: a test run failed; the rollout failed before any
+    /// traffic.
+    TestRunFailed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 33] = [
         AuditAction::Start,
         AuditAction::Scale,
         AuditAction::Continue,
@@ -148,6 +154,8 @@ impl AuditAction {
         AuditAction::UndoPromotion,
         AuditAction::UndoWindowEnded,
         AuditAction::Retired,
+        AuditAction::TestRunPassed,
+        AuditAction::TestRunFailed,
     ];
 
     /// The name in the audit trail and its API.
@@ -184,6 +192,8 @@ impl AuditAction {
             AuditAction::UndoPromotion => "undo_promotion",
             AuditAction::UndoWindowEnded => "undo_window_ended",
             AuditAction::Retired => "retired",
+            AuditAction::TestRunPassed => "test_run_passed",
+            AuditAction::TestRunFailed => "test_run_failed",
         }
     }
 
@@ -294,6 +304,7 @@ impl AuditEvent {
             | AuditAction::NoDataRollback
             | AuditAction::DeployFailed
             | AuditAction::HealthCheckFailed
+            | AuditAction::TestRunFailed
             | AuditAction::PromoteFailed
             | AuditAction::UndoPromotion => vec![NotifyEvent::RolledBack],
             AuditAction::Promoted => vec![NotifyEvent::Promoted],

@@ -16,6 +16,8 @@ pub enum Phase {
     BuildDeploy,
     /// The new version is deployed and being health-checked.
     HealthCheck,
+    /// The team's test runs check the canary before it gets any traffic.
+    Validating,
     /// The canary serves a traffic step.
     Progressing,
     /// The rollout is held by an operator or by missing data.
@@ -39,6 +41,7 @@ impl Phase {
             Phase::Idle => "Idle",
             Phase::BuildDeploy => "Build & deploy",
             Phase::HealthCheck => "Health check",
+            Phase::Validating => "Validating",
             Phase::Progressing => "Progressing",
             Phase::Paused => "Paused",
             Phase::Promoting => "Promoting",
@@ -238,6 +241,12 @@ pub enum StepKind {
     BuildDeploy,
     /// Health-check the new version before it gets traffic.
     HealthCheck,
+    /// Run one of the team's test runs (`validation.test_runs`, in order)
+    /// against the canary before it gets traffic; the step's `name` says which.
+    TestRun {
+        /// Its place in `validation.test_runs`, from 0.
+        index: u8,
+    },
     /// Serve the given share from the canary.
     Traffic {
         /// The canary's share during this step.
@@ -253,6 +262,7 @@ impl StepKind {
         match self {
             StepKind::BuildDeploy => "Build & deploy".to_owned(),
             StepKind::HealthCheck => "Health check".to_owned(),
+            StepKind::TestRun { index } => format!("Test run {}", u16::from(index) + 1),
             StepKind::Traffic { percent } => format!("Traffic {percent}"),
             StepKind::Promoted => "Promoted".to_owned(),
         }
@@ -286,6 +296,13 @@ pub struct DeploymentStep {
     pub started_at: Option<UnixMillis>,
     /// When it ended, if it has.
     pub ended_at: Option<UnixMillis>,
+    /// A test run's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How it ended, in words, when there is more to say than its status
+    /// (a test run's exit status and last line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl DeploymentStep {
@@ -296,6 +313,16 @@ impl DeploymentStep {
             status: StepStatus::Pending,
             started_at: None,
             ended_at: None,
+            name: None,
+            detail: None,
+        }
+    }
+
+    /// A short label for people: a test run by its name.
+    pub fn label(&self) -> String {
+        match (&self.kind, &self.name) {
+            (StepKind::TestRun { .. }, Some(name)) => format!("Test: {name}"),
+            (kind, _) => kind.label(),
         }
     }
 }

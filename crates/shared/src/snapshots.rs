@@ -82,6 +82,16 @@ pub(crate) fn sample_state() -> CanaryState {
                 status: StepStatus::Complete,
                 started_at: Some(UnixMillis(1_700_000_000_000)),
                 ended_at: Some(UnixMillis(1_700_000_030_000)),
+                name: None,
+                detail: None,
+            },
+            DeploymentStep {
+                kind: StepKind::TestRun { index: 0 },
+                status: StepStatus::Complete,
+                started_at: Some(UnixMillis(1_700_000_030_000)),
+                ended_at: Some(UnixMillis(1_700_000_055_000)),
+                name: Some("smoke".to_owned()),
+                detail: Some("exit 0: 42 passed".to_owned()),
             },
             DeploymentStep {
                 kind: StepKind::Traffic {
@@ -90,6 +100,8 @@ pub(crate) fn sample_state() -> CanaryState {
                 status: StepStatus::InProgress,
                 started_at: Some(UnixMillis(1_700_000_060_000)),
                 ended_at: None,
+                name: None,
+                detail: None,
             },
             DeploymentStep::pending(StepKind::Promoted),
         ],

@@ -2,7 +2,7 @@
 //! Stop & roll back beside the step in progress, and where auto-progression
 //! stands with a switch to turn it off (or on) for this rollout.
 
-use canary_shared::{ActionKind, CanaryState, Role, StepStatus};
+use canary_shared::{ActionKind, CanaryState, Role, StepKind, StepStatus};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -41,8 +41,9 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
     let allowed = move |action: ActionKind| {
         state.with(|state| action_view(state.as_ref(), action, role).enabled)
     };
-    // Continue and Stop & roll back, beside the step in progress.
-    let step_actions = move || {
+    // Continue and Stop & roll back, beside the step in progress (during
+    // the test runs, Continue skips those left).
+    let step_actions = move |testing: bool| {
         let requests = requests?;
         (allowed(ActionKind::Continue) || allowed(ActionKind::Rollback)).then(|| {
             view! {
@@ -54,7 +55,7 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         disabled=move || !allowed(ActionKind::Continue)
                         on:click=move |_| requests.request(ActionKind::Continue)
                     >
-                        "Continue"
+                        {if testing { "Skip the tests" } else { "Continue" }}
                     </button>
                     <button
                         type="button"
@@ -87,6 +88,7 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         .into_iter()
                         .map(|step| {
                             let current = step.status == StepStatus::InProgress;
+                            let testing = matches!(step.kind, StepKind::TestRun { .. });
                             // A traffic step waits for an external router
                             // to confirm its share before it counts.
                             let label = if current && unconfirmed() {
@@ -96,10 +98,11 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                             };
                             view! {
                                 <li class=step_class(step.status)>
-                                    <span class="step__label">{step.kind.label()}</span>
+                                    <span class="step__label">{step.label()}</span>
                                     <span class="step__time">{step_time(&step)}</span>
                                     <span class="step__status" data-testid=current.then_some("current-step-status")>{label}</span>
-                                    {current.then(step_actions)}
+                                    {step.detail.clone().map(|detail| view! { <span class="step__detail" data-testid="step-detail">{detail}</span> })}
+                                    {current.then(move || step_actions(testing))}
                                 </li>
                             }
                         })

@@ -62,6 +62,7 @@ pub fn hook_name(hook: Hook) -> &'static str {
         Hook::Promote => "promote",
         Hook::Rollback => "rollback",
         Hook::Retire => "retire",
+        Hook::TestRun(_) => "test_run",
     }
 }
 
@@ -81,14 +82,24 @@ pub fn expand(arg: &str, vars: &HookVars) -> String {
 /// Runs `hook` as configured, or its built-in default when none is configured.
 pub async fn run(hook: Hook, config: &Config, vars: HookVars) -> HookOutcome {
     let configured = match hook {
-        Hook::Deploy => &config.hooks.deploy,
-        Hook::HealthCheck => &config.hooks.health_check,
-        Hook::Promote => &config.hooks.promote,
-        Hook::Rollback => &config.hooks.rollback,
-        Hook::Retire => &config.hooks.retire,
+        Hook::Deploy => config.hooks.deploy.clone(),
+        Hook::HealthCheck => config.hooks.health_check.clone(),
+        Hook::Promote => config.hooks.promote.clone(),
+        Hook::Rollback => config.hooks.rollback.clone(),
+        Hook::Retire => config.hooks.retire.clone(),
+        // A test run is run like a hook, with the same templating and limits.
+        Hook::TestRun(index) => config
+            .validation
+            .test_runs
+            .0
+            .get(usize::from(index))
+            .map(|run| HookConfig {
+                command: run.command.clone(),
+                timeout: run.timeout,
+            }),
     };
     match (configured, hook) {
-        (Some(spec), _) => run_command(hook, spec, &vars).await,
+        (Some(spec), _) => run_command(hook, &spec, &vars).await,
         (None, Hook::HealthCheck) => {
             http_health_check(config.upstreams.slot(vars.canary_slot)).await
         }
@@ -205,9 +216,14 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
                 .as_deref()
                 .and_then(|text| text.lines().rev().find(|line| !line.trim().is_empty()));
             match status {
+                // A test suite's last line is its summary ("42 passed"),
+                // worth showing in the stepper even when it passed.
                 Ok(status) if status.success() => HookOutcome {
                     succeeded: true,
-                    detail: "exit 0".to_owned(),
+                    detail: match (hook, last_line) {
+                        (Hook::TestRun(_), Some(line)) => format!("exit 0: {}", line.trim()),
+                        _ => "exit 0".to_owned(),
+                    },
                     output,
                 },
                 Ok(status) => {

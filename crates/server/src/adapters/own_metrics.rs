@@ -339,10 +339,11 @@ impl OwnMetrics {
     }
 }
 
-const ALL_PHASES: [Phase; 10] = [
+const ALL_PHASES: [Phase; 11] = [
     Phase::Idle,
     Phase::BuildDeploy,
     Phase::HealthCheck,
+    Phase::Validating,
     Phase::Progressing,
     Phase::Paused,
     Phase::Promoting,

@@ -148,7 +148,11 @@ impl Config {
 pub(super) fn invalid_at(text: &str, keys: &[&str], message: String) -> ConfigError {
     let path: Vec<PathSegment> = keys
         .iter()
-        .map(|key| PathSegment::Key((*key).to_owned()))
+        .map(|key| match key.parse::<usize>() {
+            // A list's item, such as `validation.test_runs.0`.
+            Ok(index) => PathSegment::Index(index),
+            Err(_) => PathSegment::Key((*key).to_owned()),
+        })
         .collect();
     let (line, column) = locate(text, &path, false)
         .map_or((None, None), |(line, column)| (Some(line), Some(column)));

@@ -11,6 +11,12 @@ impl Config {
         self.canary.rules(
             self.upstreams.promotion(&self.hooks),
             self.upstreams.undo_window.0,
+            self.validation
+                .test_runs
+                .0
+                .iter()
+                .map(|run| run.name.0.clone())
+                .collect(),
         )
     }
 

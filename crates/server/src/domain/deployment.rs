@@ -46,6 +46,9 @@ pub struct Rules {
     /// version stays deployed as a standby an undo sends traffic back to,
     /// in milliseconds (0: it is retired at once).
     pub undo_window_ms: u64,
+    /// The names of the test runs that check the canary, in order, after
+    /// its health check and before any traffic.
+    pub test_runs: Vec<String>,
 }
 
 /// What happens when checks have had no data for too long.
@@ -70,6 +73,8 @@ pub enum Hook {
     Rollback,
     /// Retire the version a promotion replaced, once its undo window is over.
     Retire,
+    /// Run the test run at this place of `validation.test_runs` against the canary.
+    TestRun(u8),
 }
 
 /// The combined judgement of the safety checks at one evaluation.
@@ -252,8 +257,9 @@ pub struct Deployment {
     pub retiring: bool,
 }
 
-/// Index of the first traffic step in `steps` (after build & deploy and health check).
-const FIRST_TRAFFIC_STEP: usize = 2;
+/// Index of the first step after build & deploy and health check: the
+/// first test run, or the first traffic step.
+const FIRST_TEST_STEP: usize = 2;
 
 impl Deployment {
     /// No canary: production serves everything, every step pending.
@@ -291,6 +297,7 @@ impl Deployment {
         match self.phase {
             Phase::BuildDeploy => Some(Hook::Deploy),
             Phase::HealthCheck => Some(Hook::HealthCheck),
+            Phase::Validating => self.current_test_run().map(Hook::TestRun),
             Phase::Promoting => Some(Hook::Promote),
             Phase::RollingBack => Some(Hook::Rollback),
             Phase::Promoted if self.retiring => Some(Hook::Retire),
@@ -357,7 +364,7 @@ impl Deployment {
                 _ => Some(busy()),
             },
             ActionKind::Continue => match phase {
-                Phase::Progressing | Phase::Paused => None,
+                Phase::Progressing | Phase::Paused | Phase::Validating => None,
                 _ => Some(busy()),
             },
             ActionKind::Resume => (phase != Phase::Paused).then(|| "not paused".to_owned()),
@@ -366,9 +373,11 @@ impl Deployment {
                 _ => Some(busy()),
             },
             ActionKind::SetAutoProgression => match phase {
-                Phase::BuildDeploy | Phase::HealthCheck | Phase::Progressing | Phase::Paused => {
-                    None
-                }
+                Phase::BuildDeploy
+                | Phase::HealthCheck
+                | Phase::Validating
+                | Phase::Progressing
+                | Phase::Paused => None,
                 _ if self.has_canary() => Some(busy()),
                 _ => Some("no canary is running".to_owned()),
             },
@@ -435,6 +444,18 @@ fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
         DeploymentStep::pending(StepKind::BuildDeploy),
         DeploymentStep::pending(StepKind::HealthCheck),
     ];
+    steps.extend(
+        rules
+            .test_runs
+            .iter()
+            .enumerate()
+            .map(|(index, name)| DeploymentStep {
+                name: Some(name.clone()),
+                ..DeploymentStep::pending(StepKind::TestRun {
+                    index: u8::try_from(index).unwrap_or(u8::MAX),
+                })
+            }),
+    );
     steps.extend(
         rules
             .traffic_steps
@@ -556,7 +577,7 @@ impl Change {
     /// Makes traffic step `index` the current one, marking the ones jumped over.
     fn enter_traffic_step(&mut self, index: usize) {
         self.end_current(StepStatus::Complete);
-        for jumped in FIRST_TRAFFIC_STEP..index {
+        for jumped in self.first_traffic_step()..index {
             if self.deployment.steps[jumped].status == StepStatus::Pending {
                 self.set_step(jumped, StepStatus::Skipped);
             }
@@ -573,6 +594,15 @@ impl Change {
         }
     }
 
+    /// The index of the first traffic step (after any test runs).
+    fn first_traffic_step(&self) -> usize {
+        self.deployment
+            .steps
+            .iter()
+            .position(|step| matches!(step.kind, StepKind::Traffic { .. }))
+            .unwrap_or(FIRST_TEST_STEP)
+    }
+
     /// The index of the last traffic step.
     fn last_traffic_step(&self) -> usize {
         self.deployment.steps.len() - 2
@@ -583,7 +613,7 @@ impl Change {
         let next = match self.deployment.current_step() {
             Some(current) if current < self.last_traffic_step() => current + 1,
             Some(_) => return self.promote(actor, reason),
-            None => FIRST_TRAFFIC_STEP,
+            None => self.first_traffic_step(),
         };
         self.deployment.paused_from = None;
         self.enter_traffic_step(next);
@@ -647,20 +677,11 @@ impl Change {
                 AuditAction::DeployFailed,
                 format!("deploy hook failed: {detail}"),
             ),
-            (Phase::HealthCheck, Hook::HealthCheck, true) => {
-                let starting = self.deployment.starting_share;
-                let index = (FIRST_TRAFFIC_STEP..=self.last_traffic_step())
-                    .rev()
-                    .find(|&index| self.traffic_share(index) <= starting)
-                    .unwrap_or(FIRST_TRAFFIC_STEP);
-                self.enter_traffic_step(index);
-                self.decide(
-                    "controller",
-                    AuditAction::Healthy,
-                    Phase::Progressing,
-                    starting,
-                    Some(detail),
-                );
+            (Phase::HealthCheck, Hook::HealthCheck, true) => self.healthy(detail),
+            (Phase::Validating, Hook::TestRun(index), succeeded)
+                if self.deployment.current_test_run() == Some(index) =>
+            {
+                self.test_run_finished(index, succeeded, detail);
             }
             (Phase::HealthCheck, Hook::HealthCheck, false) => {
                 self.fail(
@@ -705,6 +726,7 @@ pub use canary_shared::words::duration as human_duration;
 mod automatic;
 mod commands;
 mod promotion;
+mod validation;
 
 #[cfg(test)]
 mod tests;

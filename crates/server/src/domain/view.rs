@@ -169,6 +169,25 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
         Phase::Idle => format!("Production only ({})", share.complement()),
         Phase::BuildDeploy => format!("Deploying {tag}…"),
         Phase::HealthCheck => format!("Health-checking {tag}…"),
+        Phase::Validating => {
+            let runs: Vec<&canary_shared::DeploymentStep> = deployment
+                .steps
+                .iter()
+                .filter(|step| matches!(step.kind, canary_shared::StepKind::TestRun { .. }))
+                .collect();
+            match runs
+                .iter()
+                .position(|step| step.status == canary_shared::StepStatus::InProgress)
+            {
+                Some(at) => format!(
+                    "Validating {tag}: test run {} ({} of {}), no traffic yet…",
+                    runs[at].name.as_deref().unwrap_or("unnamed"),
+                    at + 1,
+                    runs.len()
+                ),
+                None => format!("Validating {tag}, no traffic yet…"),
+            }
+        }
         Phase::Progressing => {
             // Numbered as the console's list of steps numbers them (deploy
             // and health check first, promotion last), so both say the same.

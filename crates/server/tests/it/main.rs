@@ -28,3 +28,4 @@ mod security;
 mod stream;
 mod support;
 mod undo_promotion;
+mod validation;

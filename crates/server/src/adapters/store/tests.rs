@@ -16,6 +16,7 @@ fn rules() -> Rules {
         on_long_no_data: NoDataAction::Hold,
         promotion: crate::domain::roles::Promotion::SwapRoles,
         undo_window_ms: 3_600_000,
+        test_runs: Vec::new(),
     }
 }
 

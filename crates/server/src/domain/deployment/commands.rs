@@ -4,8 +4,7 @@
 use canary_shared::{ActionKind, AuditAction, CanaryShare, Command, Phase, StepStatus};
 
 use crate::domain::deployment::{
-    Change, Deployment, FIRST_TRAFFIC_STEP, Hook, Rules, TransitionRejected, fresh_steps,
-    human_duration,
+    Change, Deployment, Hook, Rules, TransitionRejected, fresh_steps, human_duration,
 };
 
 impl Change {
@@ -59,10 +58,11 @@ impl Change {
             Command::Scale { percent } => {
                 self.reject(ActionKind::Scale)?;
                 // The current step becomes the highest one the new share reaches.
-                let reached = (FIRST_TRAFFIC_STEP..=self.last_traffic_step())
+                let first = self.first_traffic_step();
+                let reached = (first..=self.last_traffic_step())
                     .rev()
                     .find(|&index| self.traffic_share(index) <= percent)
-                    .unwrap_or(FIRST_TRAFFIC_STEP);
+                    .unwrap_or(first);
                 let current = self.deployment.current_step();
                 if current != Some(reached) {
                     if current.is_some_and(|current| reached < current) {
@@ -82,7 +82,11 @@ impl Change {
             }
             Command::Continue => {
                 self.reject(ActionKind::Continue)?;
-                self.advance(&actor, AuditAction::Continue, None);
+                if self.deployment.phase == Phase::Validating {
+                    self.skip_validation(&actor);
+                } else {
+                    self.advance(&actor, AuditAction::Continue, None);
+                }
             }
             Command::Pause => {
                 self.reject(ActionKind::Pause)?;

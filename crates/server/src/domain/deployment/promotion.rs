@@ -4,7 +4,7 @@
 
 use canary_shared::{AuditAction, CanaryShare, Phase, StepStatus};
 
-use crate::domain::deployment::{Change, FIRST_TRAFFIC_STEP, Hook, Rules, human_duration};
+use crate::domain::deployment::{Change, Hook, Rules, human_duration};
 use crate::domain::roles::{Promotion, Roles};
 
 /// What a promotion did, in words, for its audit entry.
@@ -25,7 +25,7 @@ fn promotion_words(after: &Roles, promotion: Promotion) -> String {
 impl Change {
     pub(super) fn promote(&mut self, actor: &str, reason: Option<String>) {
         self.end_current(StepStatus::Complete);
-        for index in FIRST_TRAFFIC_STEP..=self.last_traffic_step() {
+        for index in self.first_traffic_step()..=self.last_traffic_step() {
             if self.deployment.steps[index].status == StepStatus::Pending {
                 self.set_step(index, StepStatus::Skipped);
             }

@@ -10,6 +10,7 @@ use crate::domain::deployment::{
 use crate::domain::roles::{Promotion, UpstreamSlot};
 
 mod undo;
+mod validation;
 
 fn share(percent: f64) -> CanaryShare {
     CanaryShare::from_percent(percent).unwrap()
@@ -25,6 +26,7 @@ fn rules() -> Rules {
         on_long_no_data: NoDataAction::Hold,
         promotion: Promotion::SwapRoles,
         undo_window_ms: 3_600_000,
+        test_runs: Vec::new(),
     }
 }
 
