@@ -20,5 +20,119 @@ pub(crate) fn build(sh: &Shell) -> anyhow::Result<()> {
     cmd!(sh, "trunk build --release")
         .env("PATH", format!("{}:{path}", node_bin.display()))
         .run()?;
+    step("build-app: precompressing (brotli, gzip)");
+    for (name, size, brotli, gzip) in precompress(&dist_dir())? {
+        #[allow(clippy::print_stdout, reason = "the build's own report")]
+        {
+            println!("  {name}: {size} B, brotli {brotli} B, gzip {gzip} B");
+        }
+    }
     Ok(())
+}
+
+/// The built files worth sending compressed (text and WASM; images in the
+/// console are SVG, also text).
+const COMPRESSED_EXTENSIONS: [&str; 4] = ["wasm", "js", "css", "svg"];
+
+/// Writes `<file>.br` and `<file>.gz` beside every compressible file of
+/// `dist`, which the server sends to a browser that accepts them (a file
+/// whose compressed form would not be smaller is left alone). Returns
+/// `(name, size, brotli size, gzip size)` of each.
+pub(crate) fn precompress(dist: &std::path::Path) -> anyhow::Result<Vec<(String, u64, u64, u64)>> {
+    use std::io::Write;
+    let mut sizes = Vec::new();
+    for entry in std::fs::read_dir(dist)? {
+        let path = entry?.path();
+        let compressible = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| COMPRESSED_EXTENSIONS.contains(&extension));
+        if !path.is_file() || !compressible {
+            continue;
+        }
+        let original = std::fs::read(&path)?;
+        let mut brotli_bytes = Vec::new();
+        {
+            // Quality 11 and a 4 MiB window: slow, but done once per build.
+            let mut writer = brotli::CompressorWriter::new(&mut brotli_bytes, 64 * 1024, 11, 22);
+            writer.write_all(&original)?;
+        }
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(&original)?;
+        let gzip_bytes = gzip.finish()?;
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        for (suffix, bytes) in [("br", &brotli_bytes), ("gz", &gzip_bytes)] {
+            let target = dist.join(format!("{name}.{suffix}"));
+            if bytes.len() < original.len() {
+                std::fs::write(&target, bytes)?;
+            } else if target.exists() {
+                std::fs::remove_file(&target)?;
+            }
+        }
+        sizes.push((
+            name,
+            original.len() as u64,
+            brotli_bytes.len() as u64,
+            gzip_bytes.len() as u64,
+        ));
+    }
+    sizes.sort();
+    Ok(sizes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::precompress;
+
+    #[test]
+    fn each_compressed_file_decompresses_to_the_original() {
+        let dist = tempfile_dir();
+        let wasm: Vec<u8> = (0..200_000u32).map(|n| (n % 251 / 7) as u8).collect();
+        std::fs::write(dist.join("canary-app-0123456789abcdef_bg.wasm"), &wasm).unwrap();
+        std::fs::write(dist.join("tiny.css"), "a{}").unwrap();
+        std::fs::write(dist.join("icon.png"), [0u8; 4096]).unwrap();
+        let sizes = precompress(&dist).unwrap();
+        let name = "canary-app-0123456789abcdef_bg.wasm";
+        let mut brotli_out = Vec::new();
+        brotli::Decompressor::new(
+            std::fs::File::open(dist.join(format!("{name}.br"))).unwrap(),
+            4096,
+        )
+        .read_to_end(&mut brotli_out)
+        .unwrap();
+        assert_eq!(brotli_out, wasm);
+        let mut gzip_out = Vec::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(dist.join(format!("{name}.gz"))).unwrap())
+            .read_to_end(&mut gzip_out)
+            .unwrap();
+        assert_eq!(gzip_out, wasm);
+        assert!(
+            !dist.join("tiny.css.br").exists() && !dist.join("tiny.css.gz").exists(),
+            "three bytes gain nothing from compression"
+        );
+        assert!(
+            !dist.join("icon.png.gz").exists(),
+            "not a compressible kind"
+        );
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        std::fs::remove_dir_all(&dist).unwrap();
+    }
+
+    /// A fresh directory under the system's temporary one.
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "canary-precompress-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }

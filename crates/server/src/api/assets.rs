@@ -1,5 +1,7 @@
-//! The built console: hashed assets cached for a year, `index.html` never
-//! cached, and client-side routes answered with `index.html`.
+//! The built console: hashed assets cached for a year and sent
+//! precompressed (brotli or gzip, made at build time) to a browser that
+//! accepts it, `index.html` never cached, and client-side routes answered
+//! with `index.html`.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -75,7 +77,12 @@ pub(crate) async fn asset(State(app): State<AppState>, request: Request) -> Resp
         Ok(uri) => uri,
         Err(_) => return ApiError::NotFound { path: relative }.into_response(),
     };
+    // `cargo xtask build-app` writes `.br` and `.gz` beside each file:
+    // sent as they are to a browser that accepts them (`Content-Encoding`,
+    // `Vary: Accept-Encoding`), the file itself to any other.
     let served = ServeDir::new(&app.assets_dir)
+        .precompressed_br()
+        .precompressed_gzip()
         .oneshot(Request::from_parts(parts, body))
         .await;
     let mut response = match served {
@@ -100,9 +107,11 @@ pub(crate) async fn asset(State(app): State<AppState>, request: Request) -> Resp
     } else {
         "no-cache"
     };
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // Which encoding was sent depends on the request's Accept-Encoding: a
+    // shared cache must not hand brotli to a client that asked for gzip.
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     response
 }
 

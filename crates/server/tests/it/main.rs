@@ -2,6 +2,7 @@
 
 mod access;
 mod api;
+mod assets;
 mod binary;
 mod chaos;
 mod cli;
