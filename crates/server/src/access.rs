@@ -3,6 +3,8 @@
 //! bound on password checks, and the pacing of denial records. The HTTP
 //! layer (`api/access.rs`) only calls it.
 
+pub(crate) mod proxy_sign_in;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -63,6 +65,9 @@ pub struct AccessControl {
     /// When each session's use was last saved: it is saved at most once a
     /// minute, not on every request.
     saved_use: Mutex<HashMap<String, u64>>,
+    /// Who the authenticating proxy has signed in since this server
+    /// started, with which role (each recorded once).
+    proxy_seen: Mutex<std::collections::HashSet<(String, Role)>>,
     /// Access decisions go into the audit trail through the controller.
     controller: ControllerHandle,
 }
@@ -143,6 +148,8 @@ pub(crate) struct Identities {
     /// By `sha256:` hash of the secret: name and role.
     pub(crate) tokens: HashMap<String, (String, Role)>,
     pub(crate) allowed_origins: Vec<String>,
+    /// Sign-in by an authenticating reverse proxy, when configured.
+    pub(crate) proxy: Option<proxy_sign_in::ProxySignIn>,
     /// Verified when the user name is unknown, so a wrong name takes as long
     /// as a wrong password and does not reveal which names exist.
     decoy_hash: String,
@@ -185,6 +192,7 @@ impl AccessControl {
             epoch_wall_ms: wall_now.0,
             saves: spawn_session_writer(store),
             saved_use: Mutex::new(HashMap::new()),
+            proxy_seen: Mutex::new(std::collections::HashSet::new()),
             controller,
         })
     }
@@ -352,6 +360,10 @@ impl Identities {
                 .iter()
                 .map(|origin| origin.0.clone())
                 .collect(),
+            proxy: auth
+                .proxy
+                .as_ref()
+                .map(proxy_sign_in::ProxySignIn::from_config),
             decoy_hash: credentials::hash_password("decoy password for unknown user names")?,
         })
     }
@@ -518,6 +530,22 @@ impl AccessControl {
             format!("ended {}'s session {handle}", session.user),
         );
         true
+    }
+
+    /// Someone the authenticating proxy signed in: recorded as a `login` the
+    /// first time this server sees them with this role (every request
+    /// carries the headers; a login per request would drown the trail).
+    pub(crate) fn proxy_signed_in(&self, name: &str, role: Role, groups: &str, source: IpAddr) {
+        let first = lock(&self.proxy_seen).insert((name.to_owned(), role));
+        if first {
+            self.audit(
+                name,
+                AuditAction::Login,
+                format!(
+                    "signed in through the authenticating proxy at {source} as {role} (groups: {groups})"
+                ),
+            );
+        }
     }
 
     /// Whether the console should mark its cookie `Secure` (it is served over TLS).

@@ -34,6 +34,7 @@ mod derived;
 mod locate;
 mod metrics;
 mod proxy;
+mod proxy_auth;
 mod router;
 mod scalars;
 mod upstreams;
@@ -61,6 +62,7 @@ pub use crate::config::access::{
 pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
+pub use crate::config::proxy_auth::{GroupRolesConfig, ProxyAuthConfig, Unmapped};
 pub use crate::config::router::{
     GatewayApiConfig, GatewayServices, HaproxyConfig, HaproxyServers, KubeName, LoopbackAddr,
     NginxConfig, NginxVariable, OnDrift, ProxyName, RouterConfig, RouterKind, RuntimeSocket,

@@ -108,6 +108,9 @@ pub enum CredentialKind {
     Token,
     /// Logins are disabled and the server listens on loopback only.
     Local,
+    /// Signed in by an authenticating reverse proxy in front of canary
+    /// (oauth2-proxy and the like), believed for its peer address.
+    Proxy,
 }
 
 /// Who is asking, as the server sees it (`GET /admin/canary/me`, and the
@@ -122,4 +125,8 @@ pub struct Me {
     pub kind: CredentialKind,
     /// Whether the server asks for logins at all.
     pub auth_enabled: bool,
+    /// Where signing out goes when the authenticating proxy signed this
+    /// person in (the proxy's own sign-out), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_out_url: Option<String>,
 }

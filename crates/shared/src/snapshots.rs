@@ -418,8 +418,15 @@ fn access_bodies() {
         role: Role::Operator,
         kind: CredentialKind::Session,
         auth_enabled: true,
+        sign_out_url: None,
     };
     check(&me, expect_file!["snapshots/me.json"]);
+    let through_proxy = Me {
+        kind: CredentialKind::Proxy,
+        sign_out_url: Some("/oauth2/sign_out".to_owned()),
+        ..me
+    };
+    check(&through_proxy, expect_file!["snapshots/me_proxy.json"]);
 }
 
 #[test]

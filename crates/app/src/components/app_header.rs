@@ -15,6 +15,11 @@ pub fn AppHeader(connection: ReadSignal<Connection>) -> impl IntoView {
     let viewer = use_context::<Viewer>();
     let identity = viewer.map(|viewer| {
         let can_sign_out = viewer.me.kind == CredentialKind::Session;
+        let proxy_sign_out = viewer
+            .me
+            .sign_out_url
+            .clone()
+            .filter(|_| viewer.me.kind == CredentialKind::Proxy);
         let sign_out = viewer.sign_out;
         view! {
             <div class="identity" data-testid="identity">
@@ -25,6 +30,11 @@ pub fn AppHeader(connection: ReadSignal<Connection>) -> impl IntoView {
                         "Sign out"
                     </button>
                 </Show>
+                // Signed in by the company's authenticating proxy: signing
+                // out is the proxy's business, at the address it gave.
+                {proxy_sign_out.map(|url| view! {
+                    <a class="button button--quiet" href=url data-testid="sign-out">"Sign out"</a>
+                })}
             </div>
         }
     });

@@ -21,6 +21,7 @@ use canary_shared::{CredentialKind, LoginRequest, Me, Role};
 use serde::Serialize;
 
 use crate::access::SignInError;
+use crate::access::proxy_sign_in::ProxyIdentity;
 use crate::api::body::Body;
 use crate::api::{ApiError, AppState};
 
@@ -42,12 +43,15 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn me(&self, auth_enabled: bool) -> Me {
+    fn me(&self, auth_enabled: bool, proxy_sign_out: Option<&str>) -> Me {
         Me {
             name: self.name.clone(),
             role: self.role,
             kind: self.kind,
             auth_enabled,
+            sign_out_url: (self.kind == CredentialKind::Proxy)
+                .then(|| proxy_sign_out.map(str::to_owned))
+                .flatten(),
         }
     }
 }
@@ -309,7 +313,39 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
     };
 
     let identity = match presented(headers) {
-        Presented::None => None,
+        Presented::None => match identities.proxy.as_ref().map(|proxy| {
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip());
+            proxy.identify(peer, headers)
+        }) {
+            None | Some(ProxyIdentity::NotFromProxy) => None,
+            Some(ProxyIdentity::WrongSecret { claimed }) => {
+                access.record_denial(
+                    source,
+                    &claimed,
+                    "the authenticating proxy's secret header is missing or wrong",
+                );
+                return ApiError::Unauthorized(
+                    "the authenticating proxy's secret header is missing or wrong".to_owned(),
+                )
+                .into_response();
+            }
+            Some(ProxyIdentity::Refused { name, why }) => {
+                access.record_denial(source, &name, &why);
+                return ApiError::Forbidden(why).into_response();
+            }
+            Some(ProxyIdentity::Known { name, role, groups }) => {
+                access.proxy_signed_in(&name, role, &groups, source);
+                Some(Identity {
+                    name,
+                    role,
+                    kind: CredentialKind::Proxy,
+                    session: None,
+                })
+            }
+        },
         Presented::Malformed => {
             access.record_denial(source, "unknown", "malformed Authorization header");
             return ApiError::Unauthorized(
@@ -422,6 +458,7 @@ pub(crate) async fn login(
         role: signed_in.role,
         kind: CredentialKind::Session,
         auth_enabled: true,
+        sign_out_url: None,
     };
     let cookie = session_cookie_header(&signed_in.secret, access.secure_cookie(), None);
     Ok(([(header::SET_COOKIE, cookie)], Json(me)).into_response())
@@ -472,7 +509,13 @@ pub(crate) async fn me(
     State(app): State<AppState>,
     axum::Extension(identity): axum::Extension<Identity>,
 ) -> Json<Me> {
-    Json(identity.me(app.access.enabled()))
+    let sign_out = app
+        .access
+        .identities
+        .as_ref()
+        .and_then(|identities| identities.proxy.as_ref())
+        .and_then(|proxy| proxy.sign_out_url.as_deref());
+    Json(identity.me(app.access.enabled(), sign_out))
 }
 
 /// One live session, as an admin sees it.

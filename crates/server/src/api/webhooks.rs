@@ -69,7 +69,7 @@ pub(crate) async fn report(
     // A token's reports carry its name; without logins they say "webhook".
     let actor = match identity.kind {
         CredentialKind::Local => LOCAL_WEBHOOK_ACTOR.to_owned(),
-        CredentialKind::Session | CredentialKind::Token => identity.name,
+        CredentialKind::Session | CredentialKind::Token | CredentialKind::Proxy => identity.name,
     };
     let phase = app.state.borrow().phase;
     let controller = &app.controller;

@@ -30,6 +30,8 @@ pub struct AuthConfig {
     /// cookie, besides the address the console is served on. Exact matches
     /// only: no wildcards, no suffixes.
     pub allowed_origins: Vec<AllowedOrigin>,
+    /// Sign-in through an authenticating reverse proxy, off when left out.
+    pub proxy: Option<crate::config::ProxyAuthConfig>,
 }
 
 #[derive(Deserialize)]
@@ -43,19 +45,47 @@ struct AuthInput {
     session: SessionConfig,
     #[serde(default)]
     allowed_origins: Vec<AllowedOrigin>,
+    #[serde(default)]
+    proxy: Option<crate::config::ProxyAuthConfig>,
 }
 
 impl TryFrom<AuthInput> for AuthConfig {
     type Error = String;
 
     fn try_from(input: AuthInput) -> Result<Self, Self::Error> {
-        if input.users.is_empty() && input.tokens.is_empty() {
+        if input.users.is_empty() && input.tokens.is_empty() && input.proxy.is_none() {
             return Err(
-                "auth names no users and no tokens, so nobody could sign in: add one \
-                 (create a hash with `canary hash-password` or `canary new-token`), or leave \
-                 the auth section out to serve without logins on loopback only"
+                "auth names no users, no tokens and no authenticating proxy, so nobody could \
+                 sign in: add one (create a hash with `canary hash-password` or `canary \
+                 new-token`), or leave the auth section out to serve without logins on \
+                 loopback only"
                     .to_owned(),
             );
+        }
+        if let Some(proxy) = &input.proxy {
+            if proxy.trusted_networks.is_empty() {
+                return Err(
+                    "proxy.trusted_networks is empty: name the authenticating proxy's \
+                            own addresses, the only peers whose user headers are believed"
+                        .to_owned(),
+                );
+            }
+            if let Some(url) = &proxy.sign_out_url
+                && !(url.starts_with('/')
+                    || url.starts_with("https://")
+                    || url.starts_with("http://"))
+            {
+                return Err(format!(
+                    "proxy.sign_out_url {url:?} must be a path (\"/oauth2/sign_out\") or an http(s) URL"
+                ));
+            }
+            if proxy.secret_header.is_some() != proxy.secret_hash.is_some() {
+                return Err(
+                    "proxy.secret_header and proxy.secret_hash go together: the header \
+                            the proxy adds, and the sha256 of the secret it carries"
+                        .to_owned(),
+                );
+            }
         }
         let mut names = HashSet::new();
         for name in input
@@ -83,6 +113,7 @@ impl TryFrom<AuthInput> for AuthConfig {
             tokens: input.tokens,
             session: input.session,
             allowed_origins: input.allowed_origins,
+            proxy: input.proxy,
         })
     }
 }

@@ -357,5 +357,40 @@ impl DenialPacer {
     }
 }
 
+/// Which role an authenticating proxy's groups give (`auth.proxy.roles`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupRoles {
+    /// Each role with the groups that give it.
+    pub by_role: Vec<(Role, Vec<String>)>,
+    /// The role of a person in none of them; `None` refuses them.
+    pub unmapped: Option<Role>,
+}
+
+impl GroupRoles {
+    /// The highest role any of `groups` gives (names compared exactly,
+    /// after trimming spaces), else the unmapped role.
+    pub fn role_for<'a>(&self, groups: impl IntoIterator<Item = &'a str>) -> Option<Role> {
+        let groups: Vec<&str> = groups
+            .into_iter()
+            .map(str::trim)
+            .filter(|group| !group.is_empty())
+            .collect();
+        self.by_role
+            .iter()
+            .filter(|(_, mapped)| mapped.iter().any(|group| groups.contains(&group.as_str())))
+            .map(|(role, _)| *role)
+            .max_by_key(|role| rank(*role))
+            .or(self.unmapped)
+    }
+}
+
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Viewer => 0,
+        Role::Operator => 1,
+        Role::Admin => 2,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ mod promotion;
 mod proxy;
 mod proxy_grpc;
 mod proxy_h2;
+mod proxy_sign_in;
 mod proxy_upstream_h2;
 mod recovery;
 mod router;

@@ -228,3 +228,31 @@ fn denials_reach_the_trail_once_a_minute_per_source_with_a_count() {
     assert_eq!(pacer.admit(source, 60_000), Some(2));
     assert_eq!(pacer.admit(source, 60_001), None);
 }
+
+#[test]
+fn the_highest_role_among_a_persons_groups_applies_and_others_are_refused_or_defaulted() {
+    use canary_shared::Role;
+
+    use crate::domain::access::GroupRoles;
+    let mut roles = GroupRoles {
+        by_role: vec![
+            (Role::Admin, vec!["canary-admins".to_owned()]),
+            (Role::Operator, vec!["sre".to_owned(), "release".to_owned()]),
+            (Role::Viewer, vec!["engineering".to_owned()]),
+        ],
+        unmapped: None,
+    };
+    assert_eq!(
+        roles.role_for(["engineering", " sre "]),
+        Some(Role::Operator)
+    );
+    assert_eq!(
+        roles.role_for(["canary-admins", "engineering"]),
+        Some(Role::Admin)
+    );
+    assert_eq!(roles.role_for(["marketing"]), None, "refused");
+    assert_eq!(roles.role_for(["SRE"]), None, "group names are exact");
+    assert_eq!(roles.role_for([""]), None);
+    roles.unmapped = Some(Role::Viewer);
+    assert_eq!(roles.role_for(["marketing"]), Some(Role::Viewer));
+}
