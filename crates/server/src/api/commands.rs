@@ -319,6 +319,20 @@ fn reason(headers: &HeaderMap, body: &Bytes, default: &str) -> Result<String, Ap
         .unwrap_or_else(|| default.to_owned()))
 }
 
+/// Runs the command `make` builds from the body's optional reason
+/// (`default` when it gives none): rollback, stop and undo-promotion.
+async fn with_reason(
+    app: &AppState,
+    identity: &Identity,
+    headers: &HeaderMap,
+    body: BodyBytes,
+    default: &str,
+    make: fn(String) -> Command,
+) -> Result<Response, ApiError> {
+    let reason = reason(headers, &body.map_err(ApiError::from)?, default)?;
+    run(app, identity, headers, make(reason)).await
+}
+
 /// `POST /admin/canary/rollback` with an optional `{"reason": "…"}`.
 pub(crate) async fn rollback(
     State(app): State<AppState>,
@@ -326,12 +340,15 @@ pub(crate) async fn rollback(
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
-    let reason = reason(
+    with_reason(
+        &app,
+        &identity,
         &headers,
-        &body.map_err(ApiError::from)?,
+        body,
         "rolled back by an operator",
-    )?;
-    run(&app, &identity, &headers, Command::Rollback { reason }).await
+        |reason| Command::Rollback { reason },
+    )
+    .await
 }
 
 /// `POST /admin/canary/stop` with an optional `{"reason": "…"}`: emergency stop.
@@ -341,8 +358,15 @@ pub(crate) async fn stop(
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
-    let reason = reason(&headers, &body.map_err(ApiError::from)?, "emergency stop")?;
-    run(&app, &identity, &headers, Command::Stop { reason }).await
+    with_reason(
+        &app,
+        &identity,
+        &headers,
+        body,
+        "emergency stop",
+        |reason| Command::Stop { reason },
+    )
+    .await
 }
 
 /// `POST /admin/canary/undo-promotion` with an optional `{"reason": "…"}`:
@@ -353,12 +377,11 @@ pub(crate) async fn undo_promotion(
     headers: HeaderMap,
     body: BodyBytes,
 ) -> Result<Response, ApiError> {
-    let reason = reason(
-        &headers,
-        &body.map_err(ApiError::from)?,
-        "promotion undone by an operator",
-    )?;
-    run(&app, &identity, &headers, Command::UndoPromotion { reason }).await
+    let default = "promotion undone by an operator";
+    with_reason(&app, &identity, &headers, body, default, |reason| {
+        Command::UndoPromotion { reason }
+    })
+    .await
 }
 
 /// The query of `GET /admin/canary/audit`.

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use axum::http::StatusCode;
 use canary_server::config::{ConfigDuration, HookCommand, HookConfig};
-use canary_shared::{AuditPage, Phase};
+use canary_shared::Phase;
 
-use crate::support::{TestApp, http_get, json_client, post_json};
+use crate::support::{TestApp, audit_page, json_client, post_json};
 
 fn script() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,15 +23,6 @@ fn hook(args: &[&str]) -> Option<HookConfig> {
     })
 }
 
-async fn audit(app: &TestApp) -> AuditPage {
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?limit=100"),
-        "application/json",
-    )
-    .await;
-    serde_json::from_str(&body).unwrap()
-}
-
 #[tokio::test]
 async fn the_example_script_runs_as_a_hook_and_its_output_is_audited() {
     let script = script();
@@ -40,7 +31,7 @@ async fn the_example_script_runs_as_a_hook_and_its_output_is_audited() {
     })
     .await;
     app.start_canary().await;
-    let page = audit(&app).await;
+    let page = audit_page(&app).await;
     let deployed = page
         .events
         .iter()
@@ -116,7 +107,7 @@ async fn a_deploy_script_can_drive_the_rollout_through_webhooks() {
     assert_eq!(status, 200, "{body}");
     let state = app.wait_for_phase(Phase::RolledBack).await;
     assert_eq!(state.summary, "Rolled back: smoke test failed");
-    let actors: Vec<String> = audit(&app)
+    let actors: Vec<String> = audit_page(&app)
         .await
         .events
         .iter()

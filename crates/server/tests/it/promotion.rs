@@ -34,6 +34,15 @@ pub(crate) async fn start(app: &TestApp, tag: &str, percent: f64) {
     app.wait_for_phase(Phase::Progressing).await;
 }
 
+/// Promotes the rollout and waits until it is promoted.
+pub(crate) async fn promote(app: &TestApp) -> CanaryState {
+    app.controller
+        .command("ops".to_owned(), Command::Promote, None)
+        .await
+        .unwrap();
+    app.wait_for_phase(Phase::Promoted).await
+}
+
 pub(crate) fn status(app: &TestApp) -> CanaryState {
     app.controller.state.borrow().clone()
 }
@@ -42,11 +51,7 @@ pub(crate) fn status(app: &TestApp) -> CanaryState {
 async fn after_a_promotion_the_next_rollout_splits_between_the_promoted_version_and_the_next() {
     let mut app = TestApp::start().await;
     start(&app, "v2.7.0", 50.0).await;
-    app.controller
-        .command("ops".to_owned(), Command::Promote, None)
-        .await
-        .unwrap();
-    let promoted = app.wait_for_phase(Phase::Promoted).await;
+    let promoted = promote(&app).await;
     assert_eq!(
         promoted.production.url,
         app.canary.url(),

@@ -500,6 +500,16 @@ pub(crate) async fn http_get(
     send(client, request).await
 }
 
+/// The newest 100 entries of the audit trail, newest first.
+pub(crate) async fn audit_page(app: &TestApp) -> canary_shared::AuditPage {
+    let (_, _, body) = http_get(
+        &app.url("/admin/canary/audit?limit=100"),
+        "application/json",
+    )
+    .await;
+    serde_json::from_str(&body).unwrap()
+}
+
 /// A client for JSON bodies.
 pub(crate) fn json_client() -> hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use canary_server::config::{ConfigDuration, HookCommand, HookConfig, OnPromotion};
-use canary_shared::{ActionKind, AuditPage, Command, Phase};
+use canary_shared::{ActionKind, Command, Phase};
 
-use crate::promotion::{start, status};
-use crate::support::{TestApp, eventually, http_get, json_client, post_json};
+use crate::promotion::{promote, start, status};
+use crate::support::{TestApp, audit_page, eventually, http_get, json_client, post_json};
 
 /// One request through the proxy: its status, who answered, and whether it
 /// was sent before the undo was answered and ended after.
@@ -58,13 +58,9 @@ fn load(
 }
 
 async fn audit_actions(app: &TestApp) -> Vec<String> {
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?limit=100"),
-        "application/json",
-    )
-    .await;
-    let page: AuditPage = serde_json::from_str(&body).unwrap();
-    page.events
+    audit_page(app)
+        .await
+        .events
         .into_iter()
         .rev()
         .map(|event| event.action)
@@ -78,11 +74,7 @@ async fn an_undo_within_the_window_sends_everything_back_with_no_failed_request_
     app.production.set_delay_ms(30);
     app.canary.set_delay_ms(30);
     start(&app, "v2.7.0", 50.0).await;
-    app.controller
-        .command("ops".to_owned(), Command::Promote, None)
-        .await
-        .unwrap();
-    let promoted = app.wait_for_phase(Phase::Promoted).await;
+    let promoted = promote(&app).await;
     let window = promoted
         .undo_promotion
         .clone()
@@ -181,11 +173,7 @@ async fn after_the_window_the_undo_is_gone_and_the_retire_hook_has_run() {
     })
     .await;
     start(&app, "v2.7.0", 50.0).await;
-    app.controller
-        .command("ops".to_owned(), Command::Promote, None)
-        .await
-        .unwrap();
-    let promoted = app.wait_for_phase(Phase::Promoted).await;
+    let promoted = promote(&app).await;
     assert!(promoted.allows(ActionKind::UndoPromotion));
     assert!(
         promoted.summary.contains("undo possible for"),

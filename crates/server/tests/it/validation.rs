@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use canary_server::config::{ConfigDuration, HookCommand, TestRunConfig, TestRunName, TestRuns};
-use canary_shared::{AuditPage, CanaryShare, Command, Phase, StartRequest, StepStatus};
+use canary_shared::{CanaryShare, Command, Phase, StartRequest, StepStatus};
 
 use crate::promotion::status;
-use crate::support::{TestApp, background_traffic, eventually, http_get};
+use crate::support::{TestApp, audit_page, background_traffic, eventually};
 
 /// A smoke test in bash alone (no curl needed): `GET /work` on the canary's
 /// URL must answer 200.
@@ -48,12 +48,7 @@ async fn start(app: &TestApp) {
 }
 
 async fn audit(app: &TestApp) -> Vec<(String, String)> {
-    let (_, _, body) = http_get(
-        &app.url("/admin/canary/audit?limit=100"),
-        "application/json",
-    )
-    .await;
-    let page: AuditPage = serde_json::from_str(&body).unwrap();
+    let page = audit_page(app).await;
     page.events
         .into_iter()
         .rev()

@@ -9,16 +9,24 @@ use super::{Sim, rules, share};
 use crate::domain::deployment::{Hook, Input};
 use crate::domain::roles::{Promotion, Roles, UpstreamSlot};
 
-/// A rollout promoted at 50 % with the roles swapped, its log cleared.
-fn promoted(undo_window_ms: u64) -> Sim {
-    let mut sim = Sim::new(super::Rules {
-        undo_window_ms,
-        ..rules()
-    });
+/// A rollout at 50 % under `rules`, promoted and waiting for its promote
+/// hook, its log cleared.
+fn promoting(rules: super::Rules) -> Sim {
+    let mut sim = Sim::new(rules);
     sim.start(50.0);
     sim.hook(Hook::Deploy, true);
     sim.hook(Hook::HealthCheck, true);
     sim.command(Command::Promote).unwrap();
+    sim.log.clear();
+    sim
+}
+
+/// A rollout promoted at 50 % with the roles swapped, its log cleared.
+fn promoted(undo_window_ms: u64) -> Sim {
+    let mut sim = promoting(super::Rules {
+        undo_window_ms,
+        ..rules()
+    });
     sim.hook(Hook::Promote, true);
     assert_eq!(sim.deployment.phase, Phase::Promoted);
     sim.log.clear();
@@ -109,15 +117,10 @@ fn when_the_window_is_over_the_undo_is_gone_and_the_retire_hook_runs_once() {
 
 #[test]
 fn a_window_of_zero_retires_the_previous_version_at_the_promotion() {
-    let mut sim = Sim::new(super::Rules {
+    let mut sim = promoting(super::Rules {
         undo_window_ms: 0,
         ..rules()
     });
-    sim.start(50.0);
-    sim.hook(Hook::Deploy, true);
-    sim.hook(Hook::HealthCheck, true);
-    sim.command(Command::Promote).unwrap();
-    sim.log.clear();
     sim.hook(Hook::Promote, true);
     sim.check(expect![[r#"
         t=0s share 0 %, production on the upstream listed as canary
@@ -174,14 +177,10 @@ fn a_new_start_ends_the_window_without_the_retire_hook() {
 
 #[test]
 fn a_promote_hook_that_redeploys_production_keeps_no_standby() {
-    let mut sim = Sim::new(super::Rules {
+    let mut sim = promoting(super::Rules {
         promotion: Promotion::HookRedeploysProduction,
         ..rules()
     });
-    sim.start(50.0);
-    sim.hook(Hook::Deploy, true);
-    sim.hook(Hook::HealthCheck, true);
-    sim.command(Command::Promote).unwrap();
     sim.hook(Hook::Promote, true);
     sim.log.clear();
     let refused = undo(&mut sim).unwrap_err();
