@@ -101,6 +101,12 @@ pub struct AppState {
 
 /// The admin router: REST API, WebSocket stream and console.
 pub fn router(app_state: AppState) -> Router {
+    let frame_options: Option<HeaderValue> = app_state
+        .config
+        .server
+        .frame_ancestors
+        .is_empty()
+        .then(|| HeaderValue::from_static("DENY"));
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
         .route(STATUS_PATH, get(status::get_status))
@@ -181,9 +187,13 @@ pub fn router(app_state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        // X-Frame-Options cannot name origins: with `server.frame_ancestors`
+        // the console's CSP `frame-ancestors` decides alone (browsers that
+        // know CSP ignore X-Frame-Options where both are set, so sending
+        // DENY beside it would only confuse older ones).
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
+            frame_options,
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("referrer-policy"),

@@ -127,6 +127,9 @@ pub struct ServerConfig {
     pub metrics_retention: ConfigDuration,
     /// Serve the admin listener over HTTPS.
     pub tls: Option<TlsConfig>,
+    /// Origins (`scheme://host[:port]`, exact) whose pages may show the
+    /// console in a frame, such as the team's admin panel; none by default.
+    pub frame_ancestors: Vec<AllowedOrigin>,
 }
 
 impl ServerConfig {
@@ -143,6 +146,7 @@ impl Default for ServerConfig {
             assets_dir: PathBuf::from(ServerConfig::DEFAULT_ASSETS_DIR),
             metrics_retention: ConfigDuration(Duration::from_secs(24 * 3600)),
             tls: None,
+            frame_ancestors: Vec::new(),
         }
     }
 }

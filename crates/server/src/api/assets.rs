@@ -31,7 +31,7 @@ pub(crate) async fn index(State(app): State<AppState>) -> Response {
     let path = app.assets_dir.join("index.html");
     match tokio::fs::read_to_string(&path).await {
         Ok(html) => {
-            let policy = content_security_policy(&html);
+            let policy = content_security_policy(&html, &app.config.server.frame_ancestors);
             let mut response = Html(html).into_response();
             let headers = response.headers_mut();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -117,17 +117,27 @@ pub(crate) async fn asset(State(app): State<AppState>, request: Request) -> Resp
 
 /// The console's Content-Security-Policy: its own files only, plus the
 /// inline start-up script trunk writes into `index.html`, allowed by its
-/// hash rather than by allowing every inline script.
-fn content_security_policy(html: &str) -> String {
+/// hash rather than by allowing every inline script; framed by no page, or
+/// only by its own and those of `frame_ancestors` (`server.frame_ancestors`).
+fn content_security_policy(html: &str, frame_ancestors: &[crate::config::AllowedOrigin]) -> String {
     let mut script_sources = String::from("'self' 'wasm-unsafe-eval'");
     for script in inline_scripts(html) {
         let digest = Sha256::digest(script.as_bytes());
         script_sources.push_str(&format!(" 'sha256-{}'", STANDARD.encode(digest)));
     }
+    let ancestors = if frame_ancestors.is_empty() {
+        "'none'".to_owned()
+    } else {
+        let origins: Vec<&str> = frame_ancestors
+            .iter()
+            .map(|origin| origin.0.as_str())
+            .collect();
+        format!("'self' {}", origins.join(" "))
+    };
     format!(
         "default-src 'self'; script-src {script_sources}; style-src 'self' 'unsafe-inline'; \
          img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-         form-action 'self'; frame-ancestors 'none'"
+         form-action 'self'; frame-ancestors {ancestors}"
     )
 }
 
@@ -167,7 +177,7 @@ mod tests {
     fn the_policy_allows_the_inline_start_up_script_by_its_hash_only() {
         let html = "<head><script type=\"module\">init();</script>\
                     <script src=\"/x.js\"></script></head>";
-        let policy = content_security_policy(html);
+        let policy = content_security_policy(html, &[]);
         // `printf %s 'init();' | openssl dgst -sha256 -binary | base64`
         assert!(
             policy.contains("script-src 'self' 'wasm-unsafe-eval' 'sha256-GEnM5q1nYY/iACnyMTdov+tNp9OFcBnnDgNXUXaVNXc='"),
@@ -179,6 +189,12 @@ mod tests {
             .unwrap();
         assert!(!script_src.contains("unsafe-inline"), "{policy}");
         assert!(policy.contains("frame-ancestors 'none'"));
+        let panel = crate::config::AllowedOrigin("https://admin.example.com".to_owned());
+        let framed = content_security_policy(html, &[panel]);
+        assert!(
+            framed.ends_with("frame-ancestors 'self' https://admin.example.com"),
+            "{framed}"
+        );
     }
 
     #[test]

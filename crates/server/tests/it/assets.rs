@@ -1,6 +1,7 @@
 //! The console's files go out precompressed to a browser that accepts it:
 //! brotli before gzip, byte-identical once decompressed, and as they are to
-//! a client that accepts neither, with the immutable caching kept.
+//! a client that accepts neither, with the immutable caching kept. And the
+//! console is framed only by the admin panel named in the config.
 
 use std::io::{Read, Write};
 
@@ -78,4 +79,37 @@ async fn the_console_goes_out_compressed_to_a_browser_that_accepts_it() {
         assert!(!headers.contains_key("content-encoding"), "{accepts:?}");
         assert_eq!(body, script.as_bytes(), "{accepts:?}");
     }
+}
+
+#[tokio::test]
+async fn the_console_may_be_framed_only_by_the_configured_admin_panel() {
+    let app = TestApp::start_with(|config| {
+        config.server.frame_ancestors = vec![canary_server::config::AllowedOrigin(
+            "https://admin.example.com".to_owned(),
+        )];
+    })
+    .await;
+    let (status, headers, _) =
+        crate::support::http_get(&app.url("/admin/canary/"), "text/html").await;
+    assert_eq!(status, 200);
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.ends_with("frame-ancestors 'self' https://admin.example.com"),
+        "{policy}"
+    );
+    assert!(
+        !headers.contains_key("x-frame-options"),
+        "DENY would forbid the panel's frame in browsers that read only X-Frame-Options"
+    );
+
+    let unframed = TestApp::start().await;
+    let (_, headers, _) =
+        crate::support::http_get(&unframed.url("/admin/canary/"), "text/html").await;
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .ends_with("frame-ancestors 'none'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
 }
