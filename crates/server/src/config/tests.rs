@@ -268,7 +268,7 @@ fn server_and_upstream_errors_name_the_field() {
     };
     expect![[r#"<config>:2:17: server.admin_listen: invalid socket address syntax"#]]
         .assert_eq(&with("server:\n  admin_listen: nope\n"));
-    expect!["<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`, `metrics_retention`, `tls`"]
+    expect!["<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`, `metrics_retention`, `tls`, `frame_ancestors`"]
         .assert_eq(&with("server:\n  color: blue\n"));
     expect![[r#"<config>:5:10: upstreams.canary.url: invalid URL "ftp://x": write it as http://host:port or https://host:port"#]]
         .assert_eq(&with(
