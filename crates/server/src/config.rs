@@ -72,7 +72,8 @@ pub use crate::config::upstreams::{
     UpstreamProtocol, UpstreamsConfig,
 };
 pub use crate::config::validation::{
-    MAX_TEST_RUNS, TestRunConfig, TestRunName, TestRuns, ValidationConfig,
+    CompareBody, IgnoredField, MAX_TEST_RUNS, MirrorMethod, MirrorShare, QueueSize, ShadowConfig,
+    TestRunConfig, TestRunName, TestRuns, ValidationConfig,
 };
 
 /// The whole configuration file.
@@ -326,6 +327,7 @@ impl CanaryConfig {
     ) -> crate::domain::deployment::Rules {
         crate::domain::deployment::Rules {
             test_runs,
+            shadow: None,
             promotion,
             undo_window_ms: duration_ms(undo_window),
             traffic_steps: self.traffic_steps.shares().to_vec(),
@@ -452,6 +454,7 @@ impl CanaryConfig {
         crate::domain::analysis::AnalysisSettings {
             min_requests: self.analysis.min_requests,
             watch_margin: self.analysis.watch_margin.0,
+            shadow: false,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod judge;
 pub mod roles;
 pub mod router;
+pub mod shadow;
 pub mod split;
 pub mod verdicts;
 pub mod view;

@@ -10,6 +10,8 @@ pub const BASE_PATH: &str = "/admin/canary";
 pub const STATUS_PATH: &str = "/admin/canary/status";
 /// `GET`: the current [`crate::MetricsSnapshot`].
 pub const METRICS_PATH: &str = "/admin/canary/metrics";
+/// `GET`: the current rollout's [`crate::ShadowReport`], whole.
+pub const VALIDATION_PATH: &str = "/admin/canary/validation";
 /// `GET`: the [`crate::RolloutSettings`] in effect.
 pub const SETTINGS_PATH: &str = "/admin/canary/settings";
 /// WebSocket: a stream of [`crate::ServerMessage`].

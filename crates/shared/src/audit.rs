@@ -118,11 +118,18 @@ pub enum AuditAction {
     /// `test_run_failed`: a test run failed; the rollout failed before any
     /// traffic.
     TestRunFailed,
+    /// `shadow_passed`: the canary answered mirrored production requests
+    /// like production for the shadow step's duration.
+    ShadowPassed,
+    /// `shadow_failed`: a critical check or the statistical judge failed
+    /// the canary on mirrored requests; the rollout failed before any
+    /// user was served by it.
+    ShadowFailed,
 }
 
 impl AuditAction {
     /// Every action.
-    pub const ALL: [AuditAction; 33] = [
+    pub const ALL: [AuditAction; 35] = [
         AuditAction::Start,
         AuditAction::Scale,
         AuditAction::Continue,
@@ -156,6 +163,8 @@ impl AuditAction {
         AuditAction::Retired,
         AuditAction::TestRunPassed,
         AuditAction::TestRunFailed,
+        AuditAction::ShadowPassed,
+        AuditAction::ShadowFailed,
     ];
 
     /// The name in the audit trail and its API.
@@ -194,6 +203,8 @@ impl AuditAction {
             AuditAction::Retired => "retired",
             AuditAction::TestRunPassed => "test_run_passed",
             AuditAction::TestRunFailed => "test_run_failed",
+            AuditAction::ShadowPassed => "shadow_passed",
+            AuditAction::ShadowFailed => "shadow_failed",
         }
     }
 
@@ -305,6 +316,7 @@ impl AuditEvent {
             | AuditAction::DeployFailed
             | AuditAction::HealthCheckFailed
             | AuditAction::TestRunFailed
+            | AuditAction::ShadowFailed
             | AuditAction::PromoteFailed
             | AuditAction::UndoPromotion => vec![NotifyEvent::RolledBack],
             AuditAction::Promoted => vec![NotifyEvent::Promoted],

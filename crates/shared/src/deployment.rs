@@ -247,6 +247,13 @@ pub enum StepKind {
         /// Its place in `validation.test_runs`, from 0.
         index: u8,
     },
+    /// Copy a share of production's requests to the canary and compare
+    /// its answers with production's (`validation.shadow`); clients are
+    /// answered by production only.
+    Shadow {
+        /// The share of production's requests copied to the canary.
+        percent: CanaryShare,
+    },
     /// Serve the given share from the canary.
     Traffic {
         /// The canary's share during this step.
@@ -263,6 +270,7 @@ impl StepKind {
             StepKind::BuildDeploy => "Build & deploy".to_owned(),
             StepKind::HealthCheck => "Health check".to_owned(),
             StepKind::TestRun { index } => format!("Test run {}", u16::from(index) + 1),
+            StepKind::Shadow { percent } => format!("Shadow {percent}"),
             StepKind::Traffic { percent } => format!("Traffic {percent}"),
             StepKind::Promoted => "Promoted".to_owned(),
         }

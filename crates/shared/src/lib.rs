@@ -16,6 +16,7 @@
 //! - [`auth`]: roles, the login body and [`Me`], who is signed in.
 //! - [`settings`]: [`RolloutSettings`], the rules rollouts follow.
 //! - [`stream`]: [`ServerMessage`], what the WebSocket sends.
+//! - [`validation`]: [`ShadowReport`], the canary's answers to mirrored requests.
 //!
 //! # Example
 //! ```
@@ -37,6 +38,7 @@ pub mod settings;
 pub mod share;
 pub mod stream;
 pub mod time;
+pub mod validation;
 pub mod words;
 
 pub use api::{ApiErrorBody, Command, StartRequest};
@@ -57,6 +59,7 @@ pub use settings::RolloutSettings;
 pub use share::{CanaryShare, ShareError};
 pub use stream::{ClientMessage, ServerMessage};
 pub use time::UnixMillis;
+pub use validation::{MismatchCounts, MismatchExample, MismatchKind, ShadowReport, ShadowSecond};
 
 #[cfg(test)]
 mod snapshots;

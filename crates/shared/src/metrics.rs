@@ -150,4 +150,8 @@ pub struct MetricsSnapshot {
     pub production: SideMetrics,
     /// The canary's figures.
     pub canary: SideMetrics,
+    /// The canary's answers to mirrored requests, while the rollout has a
+    /// shadow step (counts and windows; no series, no examples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<crate::validation::ShadowReport>,
 }

@@ -57,6 +57,10 @@ pub enum CheckStatus {
     /// judged, so it can neither pass nor hold a rollout; `canary check`
     /// warns about it.
     NoSource,
+    /// Judged at another step only (`shadow_mismatch_rate` is judged on
+    /// mirrored requests, during the shadow step): shown, not judged now,
+    /// so it can neither pass nor hold a rollout.
+    Inactive,
 }
 
 impl CheckStatus {
@@ -68,6 +72,7 @@ impl CheckStatus {
             CheckStatus::Breach => "Breach",
             CheckStatus::NoData => "No data",
             CheckStatus::NoSource => "No source",
+            CheckStatus::Inactive => "Not now",
         }
     }
 }

@@ -523,6 +523,7 @@ impl Recorder {
             canary_percent,
             production: self.side_metrics(Side::Production),
             canary: self.side_metrics(Side::Canary),
+            shadow: None,
         }
     }
 

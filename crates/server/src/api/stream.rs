@@ -356,6 +356,7 @@ fn only_newer(snapshot: &MetricsSnapshot, after: Option<UnixMillis>) -> MetricsS
         canary_percent: snapshot.canary_percent,
         production: keep(&snapshot.production),
         canary: keep(&snapshot.canary),
+        shadow: snapshot.shadow.clone(),
     }
 }
 
@@ -378,6 +379,7 @@ mod tests {
             canary_percent: canary_shared::CanaryShare::ZERO,
             production: canary_shared::SideMetrics::default(),
             canary: canary_shared::SideMetrics::default(),
+            shadow: None,
         };
         for second in 1..=newest {
             let sample = SecondSample {

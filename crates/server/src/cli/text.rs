@@ -76,6 +76,7 @@ pub fn status_text(state: &CanaryState) -> String {
             CheckStatus::Breach => "BREACH",
             CheckStatus::NoData => "NO_DATA",
             CheckStatus::NoSource => "NO_SOURCE",
+            CheckStatus::Inactive => "NOT_NOW",
         };
         lines.push(format!(
             "  check {:<24} {status:<8} {}",

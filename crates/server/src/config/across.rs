@@ -4,7 +4,7 @@
 //! parsed, so that `canary check` refuses everything `canary serve` would.
 
 use crate::config::locate::{PathSegment, locate};
-use crate::config::{Config, ConfigError, OnPromotion, RouterKind, UpstreamProtocol};
+use crate::config::{CompareBody, Config, ConfigError, OnPromotion, RouterKind, UpstreamProtocol};
 
 impl Config {
     /// The rules that tie one section to another, checked here so that
@@ -128,6 +128,27 @@ impl Config {
                 &["proxy", "http2", "max_concurrent_streams"],
                 "0 streams would refuse every HTTP/2 request".to_owned(),
             ));
+        }
+        if let Some(shadow) = &self.validation.shadow {
+            if self.router.kind != RouterKind::Builtin {
+                return Err(invalid_at(
+                    text,
+                    &["validation", "shadow"],
+                    format!(
+                        "shadow traffic is copied by the built-in proxy, and router.kind is {}: \
+                         leave validation.shadow out, or use the built-in router",
+                        self.router.kind.config_name()
+                    ),
+                ));
+            }
+            if !shadow.ignore_fields.is_empty() && shadow.compare_body != CompareBody::Json {
+                return Err(invalid_at(
+                    text,
+                    &["validation", "shadow", "ignore_fields"],
+                    "ignore_fields are JSON pointers: they apply with compare_body: json"
+                        .to_owned(),
+                ));
+            }
         }
         if self.upstreams.on_promotion == Some(OnPromotion::PromoteHook)
             && self.hooks.promote.is_none()

@@ -125,8 +125,10 @@ impl TryFrom<SafetyCheckInput> for SafetyCheckConfig {
                 ));
             }
         };
-        if matches!(input.metric.as_str(), "success_rate" | "error_rate")
-            && !(0.0..=1.0).contains(&input.threshold)
+        if matches!(
+            input.metric.as_str(),
+            "success_rate" | "error_rate" | crate::domain::shadow::MISMATCH_RATE_METRIC
+        ) && !(0.0..=1.0).contains(&input.threshold)
         {
             return Err(format!(
                 "check {:?}: `{}` is a rate between 0 and 1, so `threshold: {}` cannot be reached",
@@ -162,6 +164,9 @@ fn comparator_name(comparator: Comparator) -> &'static str {
 /// built-in metric) or only a default (a custom metric named by convention).
 fn implied_comparator(metric: &str) -> Option<(Comparator, bool)> {
     let built_in = BuiltInMetric::from_name(metric).is_some();
+    if metric == crate::domain::shadow::MISMATCH_RATE_METRIC {
+        return Some((Comparator::Max, true));
+    }
     if metric.ends_with("success_rate") {
         Some((Comparator::Min, built_in))
     } else if metric.ends_with("error_rate")

@@ -8,7 +8,7 @@ use crate::config::{BuiltInMetric, Config};
 impl Config {
     /// The rules the deployment state machine follows.
     pub fn rules(&self) -> crate::domain::deployment::Rules {
-        self.canary.rules(
+        let mut rules = self.canary.rules(
             self.upstreams.promotion(&self.hooks),
             self.upstreams.undo_window.0,
             self.validation
@@ -17,7 +17,16 @@ impl Config {
                 .iter()
                 .map(|run| run.name.0.clone())
                 .collect(),
-        )
+        );
+        rules.shadow =
+            self.validation
+                .shadow
+                .as_ref()
+                .map(|shadow| crate::domain::deployment::ShadowRules {
+                    share: shadow.share.0,
+                    duration_ms: u64::try_from(shadow.duration.0.as_millis()).unwrap_or(u64::MAX),
+                });
+        rules
     }
 
     /// The rules a rollout follows, as shown to anyone who may watch.
@@ -33,6 +42,8 @@ impl Config {
         let mut specs = self.canary.check_specs();
         for spec in &mut specs {
             spec.has_source = BuiltInMetric::from_name(&spec.metric).is_some()
+                || (spec.metric == crate::domain::shadow::MISMATCH_RATE_METRIC
+                    && self.validation.shadow.is_some())
                 || self
                     .metrics
                     .custom
@@ -50,6 +61,13 @@ impl Config {
             .iter()
             .filter(|spec| !spec.has_source)
             .map(|spec| {
+                if spec.metric == crate::domain::shadow::MISMATCH_RATE_METRIC {
+                    return format!(
+                        "safety check \"{}\" reads `{}`, which only shadow traffic provides: it shows \
+                         NO SOURCE and is not judged; add validation.shadow",
+                        spec.name, spec.metric
+                    );
+                }
                 format!(
                     "safety check \"{}\" reads `{}`, which nothing provides: it shows NO SOURCE and is \
                      not judged; define `{}` under metrics.custom (scrape, prometheus or push)",

@@ -171,7 +171,9 @@ impl TryFrom<MetricsInput> for MetricsConfig {
                     "custom metric {name:?}: a name is lower-case letters, digits and `_`"
                 ));
             }
-            if BuiltInMetric::from_name(name).is_some() {
+            if BuiltInMetric::from_name(name).is_some()
+                || name == crate::domain::shadow::MISMATCH_RATE_METRIC
+            {
                 return Err(format!(
                     "custom metric {name:?}: the proxy measures `{name}` already; choose another name"
                 ));

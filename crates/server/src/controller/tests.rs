@@ -31,6 +31,7 @@ fn snapshot(canary_requests: u64, canary_p95: f64) -> MetricsSnapshot {
         canary_percent: CanaryShare::ZERO,
         production: window(1000, 20.0),
         canary: window(canary_requests, canary_p95),
+        shadow: None,
     }
 }
 

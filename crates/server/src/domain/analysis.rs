@@ -37,6 +37,9 @@ pub struct AnalysisSettings {
     pub min_requests: u64,
     /// Within this fraction of the threshold (on the safe side) is `WATCH`.
     pub watch_margin: f64,
+    /// Whether the window is the canary's answers to mirrored requests
+    /// (the shadow step): only then is `shadow_mismatch_rate` judged.
+    pub shadow: bool,
 }
 
 /// Every check's reading and the verdict they add up to.
@@ -173,6 +176,11 @@ fn value_words(metric: &str, value: f64) -> String {
     }
 }
 
+/// Whose requests a window counts, in words.
+fn requests_of(settings: AnalysisSettings) -> &'static str {
+    if settings.shadow { "shadow" } else { "canary" }
+}
+
 /// Judges one check against the canary's window.
 pub fn judge_check(
     spec: &CheckSpec,
@@ -200,6 +208,13 @@ pub fn judge_check(
             ),
         );
     }
+    if spec.metric == crate::domain::shadow::MISMATCH_RATE_METRIC && !settings.shadow {
+        return reading(
+            None,
+            CheckStatus::Inactive,
+            "judged on mirrored requests, during the shadow step only".to_owned(),
+        );
+    }
     let value = match read(&spec.metric, window, custom) {
         Err(reason) => return reading(None, CheckStatus::NoData, reason),
         Ok(value) => value,
@@ -208,8 +223,11 @@ pub fn judge_check(
     // comes from the service itself and is judged on its own.
     if is_built_in(&spec.metric) && window.requests < settings.min_requests {
         let reason = format!(
-            "{} canary requests in the last {} s, {} needed to judge",
-            window.requests, window.window_secs, settings.min_requests
+            "{} {} requests in the last {} s, {} needed to judge",
+            window.requests,
+            requests_of(settings),
+            window.window_secs,
+            settings.min_requests
         );
         return reading(value, CheckStatus::NoData, reason);
     }
@@ -321,8 +339,11 @@ pub fn analyse(
         // for the same reason: say it once, without naming one check.
         Verdict::NoData {
             reason: format!(
-                "{} canary requests in the last {} s, {} needed to judge",
-                window.requests, window.window_secs, settings.min_requests
+                "{} {} requests in the last {} s, {} needed to judge",
+                window.requests,
+                requests_of(settings),
+                window.window_secs,
+                settings.min_requests
             ),
         }
     } else if let Some(reason) = first(CheckStatus::NoData, None) {
@@ -341,6 +362,7 @@ mod tests {
     use crate::domain::deployment::Verdict;
 
     const SETTINGS: AnalysisSettings = AnalysisSettings {
+        shadow: false,
         min_requests: 20,
         watch_margin: 0.1,
     };

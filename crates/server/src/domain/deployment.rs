@@ -49,6 +49,19 @@ pub struct Rules {
     /// The names of the test runs that check the canary, in order, after
     /// its health check and before any traffic.
     pub test_runs: Vec<String>,
+    /// The shadow step after the test runs, when there is one.
+    pub shadow: Option<ShadowRules>,
+}
+
+/// The shadow step: production's requests copied to the canary, its
+/// answers compared with production's; it passes once the checks on them
+/// stayed green for `duration_ms`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShadowRules {
+    /// The share of production's requests copied.
+    pub share: CanaryShare,
+    /// How long the checks must stay green, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// What happens when checks have had no data for too long.
@@ -456,6 +469,11 @@ fn fresh_steps(rules: &Rules) -> Vec<DeploymentStep> {
                 })
             }),
     );
+    steps.extend(rules.shadow.map(|shadow| {
+        DeploymentStep::pending(StepKind::Shadow {
+            percent: shadow.share,
+        })
+    }));
     steps.extend(
         rules
             .traffic_steps

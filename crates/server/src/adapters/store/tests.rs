@@ -17,6 +17,7 @@ fn rules() -> Rules {
         promotion: crate::domain::roles::Promotion::SwapRoles,
         undo_window_ms: 3_600_000,
         test_runs: Vec::new(),
+        shadow: None,
     }
 }
 

@@ -10,6 +10,9 @@ impl Change {
     pub(super) fn judged(&mut self, verdict: Verdict, rules: &Rules) {
         let watching = matches!(self.deployment.phase, Phase::Progressing | Phase::Paused);
         self.deployment.last_verdict = Some(verdict.clone());
+        if self.deployment.mirror_share().is_some() {
+            return self.shadow_judged(verdict, rules);
+        }
         if !watching {
             return;
         }
@@ -76,6 +79,9 @@ impl Change {
     pub(super) fn tick(&mut self, elapsed_ms: u64, rules: &Rules) {
         if self.deployment.can_undo_promotion() {
             return self.count_down_undo(elapsed_ms, rules);
+        }
+        if self.deployment.mirror_share().is_some() {
+            return self.shadow_tick(elapsed_ms, rules);
         }
         if self.deployment.phase != Phase::Progressing {
             return;

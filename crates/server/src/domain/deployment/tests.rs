@@ -9,6 +9,7 @@ use crate::domain::deployment::{
 };
 use crate::domain::roles::{Promotion, UpstreamSlot};
 
+mod shadow;
 mod undo;
 mod validation;
 
@@ -27,6 +28,7 @@ fn rules() -> Rules {
         promotion: Promotion::SwapRoles,
         undo_window_ms: 3_600_000,
         test_runs: Vec::new(),
+        shadow: None,
     }
 }
 

@@ -1,11 +1,14 @@
 //! Validation before any traffic: after its health check the canary goes
-//! through the team's test runs, one after another; the first to fail
-//! fails the rollout at 0 %, and after the last the canary gets its
-//! starting share. An operator may skip what is left (Continue).
+//! through the team's test runs, one after another, then the shadow step
+//! (production's requests copied to it, its answers compared); the first
+//! to fail fails the rollout at 0 %, and after the last the canary gets
+//! its starting share. An operator may skip what is left (Continue).
 
 use canary_shared::{AuditAction, CanaryShare, Phase, StepKind, StepStatus};
 
-use crate::domain::deployment::{Change, Deployment, FIRST_TEST_STEP, Hook};
+use crate::domain::deployment::{
+    Change, Deployment, Effect, FIRST_TEST_STEP, Hook, NoDataAction, Rules, Verdict, human_duration,
+};
 
 impl Deployment {
     /// The test run in progress, by its place in `validation.test_runs`.
@@ -14,6 +17,35 @@ impl Deployment {
             StepKind::TestRun { index } if step.status == StepStatus::InProgress => Some(index),
             _ => None,
         })
+    }
+}
+
+impl Deployment {
+    /// The share of production's requests to copy to the canary now: while
+    /// the shadow step is in progress.
+    pub fn mirror_share(&self) -> Option<CanaryShare> {
+        if self.phase != Phase::Validating {
+            return None;
+        }
+        self.steps.iter().find_map(|step| match step.kind {
+            StepKind::Shadow { percent } if step.status == StepStatus::InProgress => Some(percent),
+            _ => None,
+        })
+    }
+
+    /// The share the step at `index` copies, if it is the shadow step.
+    fn mirror_share_of(&self, index: usize) -> CanaryShare {
+        match self.steps.get(index).map(|step| step.kind) {
+            Some(StepKind::Shadow { percent }) => percent,
+            _ => CanaryShare::ZERO,
+        }
+    }
+
+    /// The index of the shadow step, if the rollout has one.
+    pub fn shadow_step(&self) -> Option<usize> {
+        self.steps
+            .iter()
+            .position(|step| matches!(step.kind, StepKind::Shadow { .. }))
     }
 }
 
@@ -39,22 +71,56 @@ impl Change {
             .count()
     }
 
-    /// The health check passed: the first test run starts, or, without
-    /// any, the canary gets its starting share.
+    /// The health check passed: the first test run or the shadow step
+    /// starts, or, without either, the canary gets its starting share.
     pub(super) fn healthy(&mut self, detail: String) {
-        if self.test_runs() == 0 {
-            return self.begin_traffic("controller", AuditAction::Healthy, Some(detail));
-        }
         self.set_step(1, StepStatus::Complete);
-        self.set_step(self.test_step(0), StepStatus::InProgress);
-        self.decide(
-            "controller",
-            AuditAction::Healthy,
-            Phase::Validating,
-            CanaryShare::ZERO,
-            Some(format!("{detail}; test run {} next", self.test_name(0))),
-        );
-        self.run_hook(Hook::TestRun(0));
+        self.next_validation(FIRST_TEST_STEP, AuditAction::Healthy, detail);
+    }
+
+    /// Starts the validation step at `index` (a test run or the shadow
+    /// step) with the decision `action` said in `done`; past the last one,
+    /// the canary gets its starting share.
+    fn next_validation(&mut self, index: usize, action: AuditAction, done: String) {
+        let Some(kind) = self
+            .deployment
+            .steps
+            .get(index)
+            .map(|step| step.kind)
+            .filter(|_| index < self.first_traffic_step())
+        else {
+            return self.begin_traffic("controller", action, Some(done));
+        };
+        self.set_step(index, StepStatus::InProgress);
+        match kind {
+            StepKind::TestRun { index: run } => {
+                let reason = format!("{done}; test run {} next", self.test_name(run));
+                self.decide(
+                    "controller",
+                    action,
+                    Phase::Validating,
+                    CanaryShare::ZERO,
+                    Some(reason),
+                );
+                self.run_hook(Hook::TestRun(run));
+            }
+            _ => {
+                self.deployment.green_for_ms = 0;
+                self.deployment.no_data_for_ms = 0;
+                self.deployment.last_verdict = None;
+                let share = self.deployment.mirror_share_of(index);
+                let reason = format!(
+                    "{done}; shadow traffic next: {share} of production's requests copied to the canary, answered by production"
+                );
+                self.decide(
+                    "controller",
+                    action,
+                    Phase::Validating,
+                    CanaryShare::ZERO,
+                    Some(reason),
+                );
+            }
+        }
     }
 
     /// The canary's starting share, at the highest step it reaches, ending
@@ -84,25 +150,86 @@ impl Change {
                 format!("test run {name} failed: {detail}"),
             );
         }
-        let next = index.saturating_add(1);
-        if usize::from(next) < self.test_runs() {
-            self.set_step(step, StepStatus::Complete);
-            self.set_step(self.test_step(next), StepStatus::InProgress);
-            let reason = format!(
-                "{name} passed ({detail}); test run {} next",
-                self.test_name(next)
-            );
-            self.decide(
-                "controller",
-                AuditAction::TestRunPassed,
-                Phase::Validating,
-                CanaryShare::ZERO,
-                Some(reason),
-            );
-            self.run_hook(Hook::TestRun(next));
+        self.set_step(step, StepStatus::Complete);
+        let done = if usize::from(index) + 1 < self.test_runs() {
+            format!("{name} passed ({detail})")
         } else {
-            let reason = format!("{name} passed ({detail}); every test run passed");
-            self.begin_traffic("controller", AuditAction::TestRunPassed, Some(reason));
+            format!("{name} passed ({detail}); every test run passed")
+        };
+        self.next_validation(step + 1, AuditAction::TestRunPassed, done);
+    }
+
+    /// A verdict of the checks (and the judge) on shadow traffic: a
+    /// critical breach fails the rollout before anyone was served by the
+    /// canary (when auto-rollback is armed); anything short of green
+    /// restarts the wait.
+    pub(super) fn shadow_judged(&mut self, verdict: Verdict, rules: &Rules) {
+        match verdict {
+            Verdict::Green | Verdict::Undecided { .. } => {
+                self.deployment.no_data_for_ms = 0;
+                self.deployment.reason = None;
+            }
+            Verdict::Critical { reason } if rules.auto_rollback => {
+                self.fail(
+                    AuditAction::ShadowFailed,
+                    format!("on shadow traffic, before any user was served: {reason}"),
+                );
+            }
+            Verdict::Critical { reason }
+            | Verdict::Warning { reason }
+            | Verdict::Suspect { reason } => {
+                self.deployment.green_for_ms = 0;
+                let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
+                let known = self.deployment.reason.as_deref().map(finding);
+                if known.as_deref() != Some(finding(&reason).as_str()) {
+                    self.effects.push(Effect::Alert {
+                        message: format!("shadow traffic: {reason}"),
+                    });
+                }
+                self.deployment.reason = Some(reason);
+            }
+            Verdict::NoData { reason } => {
+                self.deployment.green_for_ms = 0;
+                self.deployment.reason = Some(format!("holding: {reason}"));
+            }
+        }
+    }
+
+    /// Time passing in the shadow step: green checks for the step's
+    /// duration pass it; missing data for too long fails it (or holds, by
+    /// `analysis.on_long_no_data`).
+    pub(super) fn shadow_tick(&mut self, elapsed_ms: u64, rules: &Rules) {
+        let Some(shadow) = rules.shadow else {
+            return;
+        };
+        match &self.deployment.last_verdict {
+            Some(Verdict::Green | Verdict::Undecided { .. }) => {
+                self.deployment.green_for_ms =
+                    self.deployment.green_for_ms.saturating_add(elapsed_ms);
+                if self.deployment.green_for_ms >= shadow.duration_ms {
+                    let reason = format!(
+                        "the canary answered {} of production's requests like production for {}",
+                        shadow.share,
+                        human_duration(shadow.duration_ms)
+                    );
+                    self.begin_traffic("controller", AuditAction::ShadowPassed, Some(reason));
+                }
+            }
+            Some(Verdict::NoData { reason }) => {
+                let reason = reason.clone();
+                self.deployment.no_data_for_ms =
+                    self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
+                if self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
+                    && rules.on_long_no_data == NoDataAction::Rollback
+                {
+                    let why = format!(
+                        "no shadow traffic to judge for {}: {reason}",
+                        human_duration(self.deployment.no_data_for_ms)
+                    );
+                    self.fail(AuditAction::ShadowFailed, why);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -120,6 +247,7 @@ impl Change {
                 self.set_step(index, StepStatus::Skipped);
             }
         }
+        self.deployment.reason = None;
         let reason = format!("validation skipped: {}", skipped.join(", "));
         self.begin_traffic(actor, AuditAction::Continue, Some(reason));
     }
