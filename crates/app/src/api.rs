@@ -105,6 +105,11 @@ pub async fn set_demo(
     send("POST", canary_shared::demo::DEMO_PATH, Some(json)).await
 }
 
+/// `GET /admin/canary/validation`: the shadow step's report, whole.
+pub async fn validation() -> Result<canary_shared::ShadowReport, Error> {
+    send("GET", canary_shared::api::VALIDATION_PATH, None).await
+}
+
 /// `GET /admin/canary/settings`: the rules rollouts follow.
 pub async fn settings() -> Result<RolloutSettings, Error> {
     send("GET", SETTINGS_PATH, None).await

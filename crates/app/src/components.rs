@@ -15,3 +15,4 @@ pub mod service_card;
 pub mod settings_card;
 pub mod status_line;
 pub mod steps_card;
+pub mod validation_card;

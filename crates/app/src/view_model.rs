@@ -7,6 +7,7 @@ use canary_shared::{
 
 mod actions;
 mod audit;
+mod validation;
 
 pub use actions::{
     ActionView, PromotionReview, ReviewLine, RouterView, UndoOffer, action_view, clamp_share,
@@ -16,6 +17,7 @@ pub use audit::{
     AuditKind, BrowserAlert, action_label, browser_alert, decision_figures, is_automatic_decision,
     new_alerts, rollout_decisions,
 };
+pub use validation::{escape, shadow_markup, shadow_summary};
 
 /// Where the live connection stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +130,7 @@ pub fn check_class(status: CheckStatus) -> &'static str {
         CheckStatus::Watch => "badge badge--warn",
         CheckStatus::Breach => "badge badge--bad",
         CheckStatus::NoData | CheckStatus::NoSource => "badge badge--neutral",
+        CheckStatus::Inactive => "badge badge--muted",
     }
 }
 
@@ -332,6 +335,12 @@ pub fn demo_words(status: &canary_shared::demo::DemoStatus) -> String {
     if behaviour.error_rate > 0.0 {
         traits.push(format!("{} errors", rate(Some(behaviour.error_rate))));
     }
+    if behaviour.wrong_answer_rate > 0.0 {
+        traits.push(format!(
+            "{} wrong answers",
+            rate(Some(behaviour.wrong_answer_rate))
+        ));
+    }
     if behaviour.added_latency_ms > 0 {
         traits.push(format!(
             "+{}",
@@ -466,10 +475,11 @@ mod tests {
             error_rate: 0.1,
             added_latency_ms: 400,
             hang: true,
+            wrong_answer_rate: 0.02,
         };
         assert_eq!(
             super::demo_words(&status),
-            "Canary service: hangs, 10 % errors, +400 ms · 40 requests/s of load"
+            "Canary service: hangs, 10 % errors, 2 % wrong answers, +400 ms · 40 requests/s of load"
         );
     }
 

@@ -15,6 +15,7 @@ pub mod proxy;
 pub mod recorder;
 pub mod router;
 pub mod serving;
+pub mod shadow;
 pub mod store;
 pub mod tls;
 pub mod upstream_client;

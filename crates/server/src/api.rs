@@ -86,6 +86,9 @@ pub struct AppState {
     pub access: Arc<crate::access::AccessControl>,
     /// The proxy's measurements, for `/metrics`.
     pub recorder: Arc<crate::adapters::recorder::Recorder>,
+    /// What copies of production's requests to the canary found, when the
+    /// config has a shadow step.
+    pub shadow: Option<Arc<crate::adapters::shadow::ShadowTap>>,
     /// Wall time, for stamping pushed values.
     pub clock: Arc<dyn crate::ports::Clock>,
     /// Custom metric readings; pushed values land here.
@@ -112,6 +115,10 @@ pub fn router(app_state: AppState) -> Router {
         .route(STATUS_PATH, get(status::get_status))
         .route("/metrics", get(status::prometheus_metrics))
         .route(METRICS_PATH, get(status::get_metrics))
+        .route(
+            canary_shared::api::VALIDATION_PATH,
+            get(status::get_validation),
+        )
         .route(
             &format!("{METRICS_PATH}/custom"),
             post(status::push_custom_metric),

@@ -19,6 +19,7 @@ use crate::adapters::hooks::{self, HookVars};
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::proxy::SharedRouting;
 use crate::adapters::recorder::Recorder;
+use crate::adapters::shadow::ShadowTap;
 use crate::adapters::store::{AuditEntry, SqliteStore, StoreError};
 use crate::config::{Config, UpstreamConfig};
 use crate::domain::analysis;
@@ -35,6 +36,7 @@ mod fast_path;
 mod judging;
 mod recovery;
 mod routing;
+mod shadow;
 mod ticker;
 mod unrecorded;
 
@@ -133,6 +135,12 @@ struct Controller {
     router_progress: routing::RouterProgress,
     /// The proxy's measurements; a new rollout forgets the old canary's seconds.
     recorder: Arc<Recorder>,
+    /// Copies of production's requests for the canary, when the config
+    /// has a shadow step: the share is set from the deployment.
+    shadow: Option<Arc<ShadowTap>>,
+    /// The statistical judge of the current rollout's shadow step, with
+    /// the rollout's start.
+    shadow_judge: Option<(UnixMillis, RolloutJudge)>,
     /// When the previous measurement arrived, for monotonic waits.
     last_measured: Option<Instant>,
     events: mpsc::Sender<Event>,
@@ -164,7 +172,7 @@ pub fn spawn(
     routing: SharedRouting,
     make_router: impl FnOnce(mpsc::Sender<Event>, Routing) -> Arc<dyn Router>,
     recorder: Arc<Recorder>,
-    first_metrics: MetricsSnapshot,
+    shadow: Option<Arc<ShadowTap>>,
 ) -> Result<(ControllerHandle, tokio::task::JoinHandle<()>), StoreError> {
     let tracker = |upstream: &UpstreamConfig| {
         HealthTracker::new(HealthThresholds {
@@ -185,7 +193,7 @@ pub fn spawn(
         router.effective(deployment.routing()),
         false,
     );
-    let first_metrics = Arc::new(first_metrics);
+    let first_metrics = Arc::new(recorder.snapshot(clock.now(), CanaryShare::ZERO));
     let health = UpstreamSlot::BOTH.map(|slot| tracker(config.upstreams.slot(slot)));
     let checks = judge(&config, &first_metrics, &[]).checks;
     let initial = StateParts {
@@ -215,6 +223,8 @@ pub fn spawn(
         router,
         router_progress,
         recorder,
+        shadow,
+        shadow_judge: None,
         last_measured: None,
         events: events_tx.clone(),
         state: state_tx,
@@ -240,6 +250,7 @@ pub fn spawn(
         },
         None => stored,
     });
+    controller.mirror();
     controller.publish();
     if saved.is_some() {
         controller.recover();
@@ -362,7 +373,12 @@ impl Controller {
                 }
                 self.publish();
             }
-            Event::Observed { second } => self.observe(&second),
+            Event::Observed { second, shadow } => {
+                self.observe(&second);
+                if let Some(shadow) = shadow {
+                    self.observe_shadow(&shadow);
+                }
+            }
             Event::RouterRead { routing, readings } => self.router_read(routing, readings),
             Event::RouterMeasurement { note } => self.router_measurement(note),
             Event::Measured(snapshot) => {
@@ -374,12 +390,17 @@ impl Controller {
                     .iter()
                     .map(|&secs| self.recorder.window(Side::Canary, secs as usize))
                     .collect();
-                let mut analysis = judge(&self.config, &snapshot, &short);
+                let analysis = if self.shadowing() {
+                    self.judge_shadow(&snapshot)
+                } else {
+                    let mut analysis = judge(&self.config, &snapshot, &short);
+                    analysis.verdict = crate::domain::router::with_router(
+                        &self.router_progress.assessment,
+                        self.with_judge(analysis.verdict),
+                    );
+                    analysis
+                };
                 self.checks = analysis.checks;
-                analysis.verdict = crate::domain::router::with_router(
-                    &self.router_progress.assessment,
-                    self.with_judge(analysis.verdict),
-                );
                 let now = Instant::now();
                 let elapsed_ms = self.last_measured.map_or(0, |last| {
                     u64::try_from(now.duration_since(last).as_millis()).unwrap_or(u64::MAX)
@@ -592,11 +613,12 @@ impl Controller {
             checks: &self.checks,
             health: &self.health,
             metrics: &metrics,
-            judge: self
-                .judge
-                .as_ref()
-                .map(|(_, judge)| judge.views())
-                .unwrap_or_default(),
+            judge: self.shadow_judge_views().unwrap_or_else(|| {
+                self.judge
+                    .as_ref()
+                    .map(|(_, judge)| judge.views())
+                    .unwrap_or_default()
+            }),
         }
         .render(revision, self.clock.now());
         state.router = self.router_state();

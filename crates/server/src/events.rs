@@ -47,6 +47,9 @@ pub enum Event {
     Observed {
         /// Requests per side and the latency comparisons.
         second: JudgeSecond,
+        /// The shadow tap's second: both sides' answers to the copied
+        /// requests and their pairs, when the config has a shadow step.
+        shadow: Option<JudgeSecond>,
     },
     /// An operator's or script's command; the reply comes once it is durable.
     Command {

@@ -33,7 +33,6 @@ pub mod sampling;
 use std::future::Future;
 use std::sync::Arc;
 
-use canary_shared::{CanaryShare, UnixMillis};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -203,7 +202,11 @@ pub fn start_with_demo(
     // by the controller from its state before the proxy accepts its first
     // connection.
     let share = SharedRouting::default();
-    let first_metrics = recorder.snapshot(UnixMillis(clock.now().0), CanaryShare::ZERO);
+    let shadow = config
+        .validation
+        .shadow
+        .as_ref()
+        .map(|shadow| Arc::new(adapters::shadow::ShadowTap::new(shadow, Arc::clone(&clock))));
     // An external router's requests are measured from its access log.
     let log_source = match (
         &config.router.kind,
@@ -303,7 +306,7 @@ pub fn start_with_demo(
         share.clone(),
         make_router,
         Arc::clone(&recorder),
-        first_metrics,
+        shadow.clone(),
     )?;
     let access = Arc::new(access::AccessControl::new(
         &config,
@@ -346,6 +349,7 @@ pub fn start_with_demo(
         ));
         tasks.spawn(controller::run_ticker(
             Arc::clone(&recorder),
+            shadow.clone(),
             share.clone(),
             Arc::clone(&clock),
             controller.events.clone(),
@@ -408,6 +412,7 @@ pub fn start_with_demo(
                     proxy_tls.as_ref().map(|(tls, _)| Arc::clone(tls)),
                     upstream_tls.clone(),
                     Arc::clone(&controller.own_metrics),
+                    shadow.clone(),
                 );
                 let proxy_threads = std::thread::available_parallelism().map_or(2, usize::from);
                 Some(tokio::spawn(adapters::proxy::serve_on_threads(
@@ -437,6 +442,7 @@ pub fn start_with_demo(
             custom,
             clock,
             recorder: Arc::clone(&recorder),
+            shadow,
             shutdown: stopping_rx,
         };
         let shutdown = async move {

@@ -409,6 +409,7 @@ fn demo(args: DemoArgs, inherited: Inherited) -> anyhow::Result<()> {
             &services,
             &data_dir.to_string_lossy(),
             &script.to_string_lossy(),
+            args.router == DemoRouterArg::Builtin,
         );
         // A real router in front of the services, when asked for.
         let external = match args.router {

@@ -20,6 +20,11 @@ pub struct DemoBehaviour {
     /// Never answer (until the proxy's response timeout gives up).
     #[serde(default)]
     pub hang: bool,
+    /// The share of requests answered `200` with a wrong answer (another
+    /// figure in the body than production's), from 0 to 1: only a
+    /// comparison of the answers can see it.
+    #[serde(default)]
+    pub wrong_answer_rate: f64,
 }
 
 impl DemoBehaviour {
@@ -34,6 +39,15 @@ impl DemoBehaviour {
                 format!(
                     "error_rate must be between 0 and 1 (0.05 means 5 %), got {}",
                     self.error_rate
+                ),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.wrong_answer_rate) {
+            return Some((
+                "wrong_answer_rate",
+                format!(
+                    "wrong_answer_rate must be between 0 and 1 (0.1 means 10 %), got {}",
+                    self.wrong_answer_rate
                 ),
             ));
         }

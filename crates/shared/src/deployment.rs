@@ -270,7 +270,7 @@ impl StepKind {
             StepKind::BuildDeploy => "Build & deploy".to_owned(),
             StepKind::HealthCheck => "Health check".to_owned(),
             StepKind::TestRun { index } => format!("Test run {}", u16::from(index) + 1),
-            StepKind::Shadow { percent } => format!("Shadow {percent}"),
+            StepKind::Shadow { percent } => format!("Shadow traffic {percent}"),
             StepKind::Traffic { percent } => format!("Traffic {percent}"),
             StepKind::Promoted => "Promoted".to_owned(),
         }

@@ -94,6 +94,16 @@ pub(crate) fn sample_state() -> CanaryState {
                 detail: Some("exit 0: 42 passed".to_owned()),
             },
             DeploymentStep {
+                kind: StepKind::Shadow {
+                    percent: share(5.0),
+                },
+                status: StepStatus::Complete,
+                started_at: Some(UnixMillis(1_700_000_055_000)),
+                ended_at: Some(UnixMillis(1_700_000_175_000)),
+                name: None,
+                detail: None,
+            },
+            DeploymentStep {
                 kind: StepKind::Traffic {
                     percent: share(25.0),
                 },
@@ -219,7 +229,57 @@ fn sample_metrics() -> MetricsSnapshot {
         canary_percent: share(5.0),
         production: side.clone(),
         canary: side,
+        shadow: None,
     }
+}
+
+/// The shadow step's report as `GET /admin/canary/validation` sends it.
+fn sample_shadow_report() -> crate::ShadowReport {
+    let window = sample_metrics().canary.last_1m;
+    crate::ShadowReport {
+        active: true,
+        share: share(5.0),
+        mirrored: 1_204,
+        compared: 1_200,
+        dropped: 3,
+        skipped_large_body: 1,
+        unpaired: 4,
+        mismatches: crate::MismatchCounts {
+            status: 2,
+            body: 30,
+            failed: 1,
+        },
+        mismatch_rate: Some(0.0275),
+        mirrored_per_sec: 20.1,
+        canary: window.clone(),
+        production: window,
+        series: vec![crate::ShadowSecond {
+            at: UnixMillis(1_700_000_000_000),
+            compared: 20,
+            mismatches: 1,
+            canary_p95_ms: Some(31.0),
+            production_p95_ms: Some(30.0),
+        }],
+        examples: vec![crate::MismatchExample {
+            at: UnixMillis(1_700_000_000_500),
+            method: "GET".to_owned(),
+            path: "/api/orders/7?expand=items".to_owned(),
+            headers: vec![("accept".to_owned(), "application/json".to_owned())],
+            redacted: vec!["authorization".to_owned()],
+            kind: crate::MismatchKind::Body,
+            production_status: 200,
+            canary_status: Some(200),
+            detail: "at /total: production 42, canary 41".to_owned(),
+        }],
+    }
+}
+
+#[test]
+fn shadow_report() {
+    check(
+        &sample_shadow_report(),
+        expect_file!["snapshots/shadow_report.json"],
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn snapshot(
             series: canary,
             ..SideMetrics::default()
         },
+        shadow: None,
     }
 }
 

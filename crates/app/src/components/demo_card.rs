@@ -18,6 +18,10 @@ const ERROR_LABELS: [&str; 4] = ["0 %", "2 %", "10 %", "50 %"];
 /// Added latencies offered, in milliseconds, and their labels.
 const ADDED_LATENCIES: [u64; 4] = [0, 100, 400, 1500];
 const LATENCY_LABELS: [&str; 4] = ["+0", "+100 ms", "+400 ms", "+1.5 s"];
+/// Wrong answers offered (status 200, another figure than production's),
+/// in percent, and their labels.
+const WRONG_PERCENTS: [u64; 4] = [0, 2, 10, 50];
+const WRONG_LABELS: [&str; 4] = ["0 %", "2 %", "10 %", "50 %"];
 
 /// The demo panel; renders nothing outside the demo.
 #[component]
@@ -28,7 +32,9 @@ pub fn DemoCard() -> impl IntoView {
     let error_percent = RwSignal::new(0u64);
     let added_latency = RwSignal::new(0u64);
     let hang = RwSignal::new(false);
+    let wrong_percent = RwSignal::new(0u64);
     let (error_index, pick_error) = bind(error_percent, &ERROR_PERCENTS);
+    let (wrong_index, pick_wrong) = bind(wrong_percent, &WRONG_PERCENTS);
     let (latency_index, pick_latency) = bind(added_latency, &ADDED_LATENCIES);
     // What the server has; a control that differs from it is sent.
     let sent = StoredValue::new(None::<DemoBehaviour>);
@@ -37,6 +43,7 @@ pub fn DemoCard() -> impl IntoView {
         error_percent.set((behaviour.error_rate * 100.0).round() as u64);
         added_latency.set(behaviour.added_latency_ms);
         hang.set(behaviour.hang);
+        wrong_percent.set((behaviour.wrong_answer_rate * 100.0).round() as u64);
         sent.set_value(Some(behaviour));
         status.set(Some(demo_words(&loaded)));
     };
@@ -51,6 +58,7 @@ pub fn DemoCard() -> impl IntoView {
             error_rate: error_percent.get() as f64 / 100.0,
             added_latency_ms: added_latency.get(),
             hang: hang.get(),
+            wrong_answer_rate: wrong_percent.get() as f64 / 100.0,
         };
         let Some(current) = sent.get_value() else {
             return;
@@ -71,6 +79,7 @@ pub fn DemoCard() -> impl IntoView {
         error_percent.set(0);
         added_latency.set(0);
         hang.set(false);
+        wrong_percent.set(0);
     };
     let words = move || status.get().unwrap_or_default();
     move || {
@@ -82,7 +91,7 @@ pub fn DemoCard() -> impl IntoView {
                         <span class="card__note" data-testid="demo-words">{words}</span>
                     </header>
                     <p class="card__detail">
-                        "canary demo runs two small services and sends them steady traffic through the proxy. Make the canary service misbehave and watch the safety checks roll it back (errors, large delays) or the statistical judge pause it for you (a slower canary, in advisory mode); heal it and watch a new rollout progress every 30 s."
+                        "canary demo runs two small services and sends them steady traffic through the proxy. Make the canary service misbehave and watch the safety checks roll it back (errors, large delays) or the statistical judge pause it for you (a slower canary, in advisory mode); give wrong answers and watch the shadow step fail it before anyone is served by it; heal it and watch a new rollout progress every 30 s."
                     </p>
                     <div class="demo__controls">
                         <div class="demo__control">
@@ -103,6 +112,16 @@ pub fn DemoCard() -> impl IntoView {
                                 on_select=pick_latency
                                 label="Latency added to canary answers"
                                 test_id=|label| format!("demo-latency-{}", label.trim_start_matches('+').replace(' ', ""))
+                            />
+                        </div>
+                        <div class="demo__control">
+                            <span class="demo__label">"Wrong answers"</span>
+                            <Segmented
+                                labels=WRONG_LABELS.to_vec()
+                                selected=wrong_index
+                                on_select=pick_wrong
+                                label="Share of canary answers that are wrong, with status 200"
+                                test_id=|label| format!("demo-wrong-{}", label.trim_end_matches(" %"))
                             />
                         </div>
                         <div class="demo__control">

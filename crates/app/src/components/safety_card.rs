@@ -34,6 +34,15 @@ pub fn SafetyCard(
             None => "",
         })
     };
+    // During the shadow step the judge compares the copies' answers.
+    let judge_title = move || {
+        state.with(|state| match state {
+            Some(state) if state.phase == canary_shared::Phase::Validating => {
+                "Statistical judge, on shadow traffic"
+            }
+            _ => "Statistical judge",
+        })
+    };
     // The statistical judge's verdicts, when it runs (each in words with its evidence).
     let judged = move || {
         state.with(|state| {
@@ -79,7 +88,7 @@ pub fn SafetyCard(
                 }}
             </ul>
             <section class="decisions" aria-labelledby="judge-title" hidden=move || judged().is_empty()>
-                <h3 class="decisions__title" id="judge-title">"Statistical judge"</h3>
+                <h3 class="decisions__title" id="judge-title">{move || judge_title()}</h3>
                 <ul class="checks" data-testid="judge">
                     {move || {
                         judged()

@@ -43,7 +43,7 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
     };
     // Continue and Stop & roll back, beside the step in progress (during
     // the test runs, Continue skips those left).
-    let step_actions = move |testing: bool| {
+    let step_actions = move |kind: StepKind| {
         let requests = requests?;
         (allowed(ActionKind::Continue) || allowed(ActionKind::Rollback)).then(|| {
             view! {
@@ -55,7 +55,11 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         disabled=move || !allowed(ActionKind::Continue)
                         on:click=move |_| requests.request(ActionKind::Continue)
                     >
-                        {if testing { "Skip the tests" } else { "Continue" }}
+                        {match kind {
+                            StepKind::TestRun { .. } => "Skip the tests",
+                            StepKind::Shadow { .. } => "Skip shadow traffic",
+                            _ => "Continue",
+                        }}
                     </button>
                     <button
                         type="button"
@@ -88,7 +92,7 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                         .into_iter()
                         .map(|step| {
                             let current = step.status == StepStatus::InProgress;
-                            let testing = matches!(step.kind, StepKind::TestRun { .. });
+                            let kind = step.kind;
                             // A traffic step waits for an external router
                             // to confirm its share before it counts.
                             let label = if current && unconfirmed() {
@@ -102,7 +106,7 @@ pub fn StepsCard(state: ReadSignal<Option<CanaryState>>) -> impl IntoView {
                                     <span class="step__time">{step_time(&step)}</span>
                                     <span class="step__status" data-testid=current.then_some("current-step-status")>{label}</span>
                                     {step.detail.clone().map(|detail| view! { <span class="step__detail" data-testid="step-detail">{detail}</span> })}
-                                    {current.then(move || step_actions(testing))}
+                                    {current.then(move || step_actions(kind))}
                                 </li>
                             }
                         })

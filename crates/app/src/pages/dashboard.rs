@@ -15,6 +15,7 @@ use crate::components::service_card::ServiceCard;
 use crate::components::settings_card::SettingsCard;
 use crate::components::status_line::StatusLine;
 use crate::components::steps_card::StepsCard;
+use crate::components::validation_card::ValidationCard;
 use crate::stream::LiveData;
 
 /// Header, status line, the Production / Canary / Actions cards, the live
@@ -41,6 +42,7 @@ pub fn Dashboard() -> impl IntoView {
                 <StepsCard state=live.state />
                 <SafetyCard state=live.state audit=live.audit />
             </section>
+            <ValidationCard state=live.state metrics=live.metrics />
             <AuditCard audit=live.audit />
             <SettingsCard />
             <HelpCard />

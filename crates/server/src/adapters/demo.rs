@@ -312,10 +312,16 @@ async fn answer(
             ),
         )
     } else {
+        // The figure a correct answer holds; a wrong one is off by one.
+        let answer = if fastrand::f64() < behaviour.wrong_answer_rate {
+            41
+        } else {
+            42
+        };
         (
             StatusCode::OK,
             format!(
-                "{{\"version\":\"{}\",\"path\":{}}}",
+                "{{\"version\":\"{}\",\"path\":{},\"answer\":{answer}}}",
                 state.version,
                 serde_json::Value::String(path)
             ),
@@ -458,10 +464,28 @@ async fn generate_load(proxy: SocketAddr, rate: u32, grpc: bool) {
 }
 
 /// The demo's configuration: the shipped rules with the demo services as
-/// upstreams, a short wait so progression shows within minutes, and the
-/// demo's deploy script as the deploy hook.
-pub fn config_yaml(demo: &Demo, data_dir: &str, deploy_script: &str) -> String {
+/// upstreams, a short wait so progression shows within minutes, the
+/// demo's deploy script as the deploy hook, and (with the built-in router)
+/// a shadow step.
+pub fn config_yaml(
+    demo: &Demo,
+    data_dir: &str,
+    deploy_script: &str,
+    builtin_router: bool,
+) -> String {
     let quote = |text: &str| serde_json::Value::String(text.to_owned()).to_string();
+    // Shadow traffic needs the built-in proxy and copies GET and HEAD (the
+    // gRPC demo's calls are POSTs): with an external router or gRPC the
+    // demo goes without.
+    let shadow = builtin_router && !demo.grpc;
+    let (shadow_check, validation) = if shadow {
+        (
+            "\n    - { name: \"Same answers\", metric: shadow_mismatch_rate, threshold: 0.02, alert_level: critical }",
+            SHADOW_YAML,
+        )
+    } else {
+        ("", "")
+    };
     // gRPC servers listen with HTTP/2 in clear text.
     let protocol = if demo.grpc { "h2c" } else { "http1" };
     format!(
@@ -494,7 +518,7 @@ canary:
   safety_checks:
     - {{ name: "Total Latency", metric: p95_latency_ms, threshold: 250, alert_level: critical }}
     - {{ name: "Errors", metric: error_rate, threshold: 0.05, alert_level: critical }}
-    - {{ name: "Memory Queries", metric: memory_query_latency_ms, threshold: 50, alert_level: warning }}
+    - {{ name: "Memory Queries", metric: memory_query_latency_ms, threshold: 50, alert_level: warning }}{shadow_check}
   # The statistical judge shows its verdicts beside the checks; in advisory
   # mode a fail alerts and holds, without holding up a healthy demo rollout.
   judge: {{ mode: advisory }}
@@ -505,7 +529,7 @@ metrics:
     - {{ name: memory_query_latency_ms, from: scrape, series: memory_query_duration_seconds, quantile: 0.95, scale: 1000 }}
 hooks:
   deploy: {{ command: ["sh", {script}, "{{image_tag}}"], timeout: 1m }}
-"#,
+{validation}"#,
         data_dir = quote(data_dir),
         production = quote(demo.production_url()),
         production_version = quote(PRODUCTION_VERSION),
@@ -514,6 +538,14 @@ hooks:
         script = quote(deploy_script),
     )
 }
+
+/// The demo's shadow step: half of production's requests copied to the
+/// canary for 30 s and compared as JSON (the version each service reports
+/// left out), so a canary giving wrong answers fails before anyone is
+/// served by it.
+const SHADOW_YAML: &str = "validation:
+  shadow: { share: 50, duration: 30s, compare_body: json, ignore_fields: [/version] }
+";
 
 /// The demo's deploy hook: a real script, run by the hook mechanism like a
 /// team's own, that says what a deployment would do.

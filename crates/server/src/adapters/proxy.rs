@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
+use crate::adapters::shadow::ShadowTap;
 use crate::adapters::upstream_client::{self, UpstreamClient};
 use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::roles::{Routing, UpstreamSlot};
@@ -35,6 +36,7 @@ mod client_io;
 pub mod fuzzing;
 mod headers;
 mod http1;
+mod mirror;
 mod recorded;
 mod serve;
 mod upgrade;
@@ -156,6 +158,8 @@ pub struct Proxy {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Where connections are counted, by protocol.
     metrics: Arc<OwnMetrics>,
+    /// Copies of production's requests for the canary (`validation.shadow`).
+    shadow: Option<Arc<ShadowTap>>,
 }
 
 impl Proxy {
@@ -168,6 +172,7 @@ impl Proxy {
         tls: Option<Arc<rustls::ServerConfig>>,
         upstream_tls: [Option<Arc<rustls::ClientConfig>>; 2],
         metrics: Arc<OwnMetrics>,
+        shadow: Option<Arc<ShadowTap>>,
     ) -> Arc<Proxy> {
         let connect_timeout = config.proxy.upstream_connect_timeout.0;
         let upstream = |settings: &crate::config::UpstreamConfig,
@@ -200,6 +205,7 @@ impl Proxy {
             recorder,
             tls,
             metrics,
+            shadow,
         })
     }
 
@@ -218,6 +224,7 @@ impl Proxy {
             recorder: Arc::clone(&self.recorder),
             tls: self.tls.clone(),
             metrics: Arc::clone(&self.metrics),
+            shadow: self.shadow.clone(),
         })
     }
 
@@ -331,6 +338,18 @@ async fn handle(
         );
     };
 
+    // A copy for the canary during the shadow step: production's requests
+    // only, never an upgrade, drawn at the share, within the queue.
+    let copy = match &proxy.shadow {
+        Some(tap) if side == Side::Production && !upgrade => tap
+            .ticket(request.method(), declared_length)
+            .map(|permit| mirror::start(tap, permit, has_body)),
+        _ => None,
+    };
+    let (copy, mut taps) = match copy {
+        Some((copy, taps)) => (Some(copy), Some(taps)),
+        None => (None, None),
+    };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let wants_trailers = parts
@@ -374,14 +393,34 @@ async fn handle(
     // actually forwarded, never taken over from the client's fields.
     let framing = BodyFraming::of(declared_length, has_body);
     set_framing(&mut parts.headers, framing);
+    if let Some(copy) = copy {
+        let copied = hyper::http::request::Builder::new()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .body(())
+            .map(|request| {
+                let (mut copied, ()) = request.into_parts();
+                copied.headers = parts.headers.clone();
+                copied
+            });
+        if let Ok(copied) = copied {
+            copy.spawn(proxy, routing.slot_of(Side::Canary), copied);
+        }
+    }
+    let body_copy = taps.as_mut().and_then(|taps| taps.body.take());
+    let capture = taps.map(|taps| taps.capture);
     // Errors reading the client's body are marked as the client's, so they
     // are never counted against the side (see `classify`).
     let limited = || {
-        Limited::new(
+        let body = Limited::new(
             body.map_err(|err| ClientBodyError(Box::new(err))),
             usize::try_from(max_body).unwrap_or(usize::MAX),
         )
-        .boxed()
+        .boxed();
+        match body_copy {
+            Some(copy) => copy.wrap(body),
+            None => body,
+        }
     };
     if let Some(via) = &upstream.via_client {
         if upgrade && via.settings.protocol != crate::config::UpstreamProtocol::Http1 {
@@ -406,7 +445,10 @@ async fn handle(
             parts,
             body,
             wants_trailers,
-            new_cookie,
+            reply: Reply {
+                new_cookie,
+                capture,
+            },
             started,
             in_flight,
             client_upgrade,
@@ -455,7 +497,17 @@ async fn handle(
             }
             // An upgrade the upstream declined leaves it unclear what it
             // expects next on that connection, so it is not pooled.
-            _ => finish(proxy, side, sent, new_cookie, started, in_flight, !upgrade),
+            _ => finish(
+                proxy,
+                side,
+                sent,
+                Reply {
+                    new_cookie,
+                    capture,
+                },
+                (started, in_flight),
+                !upgrade,
+            ),
         },
     }
 }
@@ -717,12 +769,21 @@ async fn retry_on_production(
             proxy,
             Side::Production,
             sent,
-            new_cookie,
-            started,
-            in_flight,
+            Reply {
+                new_cookie,
+                capture: None,
+            },
+            (started, in_flight),
             true,
         ),
     }
+}
+
+/// What goes into the client's response besides the upstream's: a new
+/// stickiness cookie, and the capture of a copied request's answer.
+struct Reply {
+    new_cookie: Option<HeaderValue>,
+    capture: Option<mirror::Capture>,
 }
 
 /// Turns the upstream's response into the client's, recording it when its
@@ -732,9 +793,8 @@ fn finish(
     proxy: &Arc<Proxy>,
     side: Side,
     sent: Sent,
-    new_cookie: Option<HeaderValue>,
-    started: Instant,
-    in_flight: InFlight,
+    reply: Reply,
+    (started, in_flight): (Instant, InFlight),
     reusable: bool,
 ) -> Response<ProxyBody> {
     let Sent {
@@ -759,13 +819,18 @@ fn finish(
         // HEAD, 204 and 304 keep what the upstream said of the full body.
         http1::Framing::Empty => {}
     }
-    if let Some(cookie) = new_cookie {
+    if let Some(cookie) = reply.new_cookie {
         headers.append(header::SET_COOKIE, cookie);
     }
     let recording = Recording::new(proxy, side, head.status.as_u16(), &headers, started);
+    let capture = reply.capture.map(|mut capture| {
+        capture.head(head.status.as_u16(), started.elapsed());
+        capture
+    });
     let body = RecordedBody {
         inner: body,
         recording: Some(recording),
+        capture,
         _in_flight: in_flight,
     };
     let mut response = Response::new(body.boxed());

@@ -401,7 +401,13 @@ impl Recorder {
     /// its first second (and a fast window would roll a healthy canary
     /// back on them). Its counts still reach the totals.
     pub fn forget_canary_seconds(&self) {
-        let recorder = &self.canary;
+        self.forget_seconds(Side::Canary);
+    }
+
+    /// Forgets `side`'s finished seconds and the one under way (see
+    /// [`Recorder::forget_canary_seconds`]).
+    pub fn forget_seconds(&self, side: Side) {
+        let recorder = self.side(side);
         recorder.close_second();
         recorder
             .history

@@ -82,6 +82,7 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         (Method::GET, "/admin/canary/status", Needs(Viewer)),
         (Method::GET, "/admin/canary/metrics", Needs(Viewer)),
         (Method::GET, "/admin/canary/metrics/history", Needs(Viewer)),
+        (Method::GET, "/admin/canary/validation", Needs(Viewer)),
         (Method::GET, "/admin/canary/audit", Needs(Viewer)),
         (Method::GET, "/admin/canary/openapi.yaml", Needs(Viewer)),
         (Method::GET, "/admin/canary/ws", Needs(Viewer)),

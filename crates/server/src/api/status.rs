@@ -16,6 +16,23 @@ pub(crate) async fn get_metrics(State(app): State<AppState>) -> Json<MetricsSnap
     Json(MetricsSnapshot::clone(&app.metrics.borrow()))
 }
 
+/// `GET /admin/canary/validation`: what the canary's answers to copied
+/// requests came to in the current (or last) shadow step, with the
+/// per-second series and the latest mismatched examples.
+pub(crate) async fn get_validation(
+    State(app): State<AppState>,
+) -> Result<Json<canary_shared::ShadowReport>, crate::api::error::ApiError> {
+    match &app.shadow {
+        Some(tap) => Ok(Json(tap.report(true))),
+        None => Err(crate::api::error::ApiError::NotFound {
+            path: format!(
+                "{} (the config has no validation.shadow)",
+                canary_shared::api::VALIDATION_PATH
+            ),
+        }),
+    }
+}
+
 /// `GET /admin/canary/config`: the configuration in effect.
 pub(crate) async fn get_config(State(app): State<AppState>) -> Json<crate::config::Config> {
     Json(crate::config::Config::clone(&app.config))

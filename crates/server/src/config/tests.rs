@@ -641,3 +641,69 @@ fn a_fast_window_is_whole_seconds_under_the_minute_on_a_metric_the_proxy_measure
         ]],
     );
 }
+
+#[test]
+fn shadow_settings_are_checked_where_they_are_written() {
+    let with_shadow = |shadow: &str| {
+        let text = format!("{SEED}validation:\n  shadow:\n{shadow}");
+        Config::from_yaml(&text).map(|config| config.rules().shadow)
+    };
+    let loaded = with_shadow("    share: 5\n").unwrap().unwrap();
+    assert_eq!((loaded.share.percent(), loaded.duration_ms), (5.0, 120_000));
+    let cases = [
+        ("    share: 150\n", "share 150"),
+        ("    share: 0\n", "share 0 copies nothing"),
+        ("    share: 5\n    methods: [get]\n", "write it in capitals"),
+        ("    share: 5\n    queue: 0\n", "from 1 to 10000"),
+        (
+            "    share: 5\n    compare_body: json\n    ignore_fields: [\"meta/id\"]\n",
+            "starts with `/`",
+        ),
+        (
+            "    share: 5\n    ignore_fields: [\"/id\"]\n",
+            "validation.shadow.ignore_fields: ignore_fields are JSON pointers: they apply with compare_body: json",
+        ),
+        (
+            "    share: 5\n    compare_body: html\n",
+            "unknown variant `html`",
+        ),
+    ];
+    for (shadow, expected) in cases {
+        let message = with_shadow(shadow).unwrap_err().to_string();
+        assert!(message.contains(expected), "{shadow}: {message}");
+        assert!(message.starts_with("<config>:"), "located: {message}");
+    }
+    let routed = format!(
+        "{SEED}router:\n  kind: haproxy\n  haproxy: {{ instances: [\"/run/haproxy.sock\"], backend: app, servers: {{ production: a, canary: b }}, log_listen: \"127.0.0.1:5140\" }}\nvalidation:\n  shadow: {{ share: 5 }}\n"
+    );
+    expect!["<config>:24:13: validation.shadow: shadow traffic is copied by the built-in proxy, and router.kind is haproxy: leave validation.shadow out, or use the built-in router"]
+        .assert_eq(&Config::from_yaml(&routed).unwrap_err().to_string());
+}
+
+#[test]
+fn a_mismatch_rate_check_is_judged_only_with_a_shadow_step() {
+    let check = "    - { name: Same answers, metric: shadow_mismatch_rate, threshold: 0.01, alert_level: critical }\n";
+    let text = SEED.replacen(
+        "  safety_checks:\n",
+        &format!("  safety_checks:\n{check}"),
+        1,
+    );
+    let without = Config::from_yaml(&text).unwrap();
+    assert!(
+        without.warnings()[0].contains("which only shadow traffic provides"),
+        "{:?}",
+        without.warnings()
+    );
+    let with =
+        Config::from_yaml(&format!("{text}validation:\n  shadow: {{ share: 5 }}\n")).unwrap();
+    let spec = &with.check_specs()[0];
+    assert!(spec.has_source);
+    assert_eq!(spec.comparator, canary_shared::Comparator::Max);
+    let over = text.replace("threshold: 0.01", "threshold: 5");
+    assert!(
+        Config::from_yaml(&over)
+            .unwrap_err()
+            .to_string()
+            .contains("is a rate between 0 and 1")
+    );
+}

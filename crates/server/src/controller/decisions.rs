@@ -212,9 +212,17 @@ impl Controller {
     ) -> Vec<AuditEntry> {
         let metrics = {
             let snapshot = self.metrics.borrow();
-            AuditMetrics {
-                production: snapshot.production.last_1m.clone(),
-                canary: snapshot.canary.last_1m.clone(),
+            match snapshot.shadow.as_ref().filter(|_| self.shadowing()) {
+                // Decided on the copies: their figures, both sides' answers
+                // to the same requests.
+                Some(shadow) => AuditMetrics {
+                    production: shadow.production.clone(),
+                    canary: shadow.canary.clone(),
+                },
+                None => AuditMetrics {
+                    production: snapshot.production.last_1m.clone(),
+                    canary: snapshot.canary.last_1m.clone(),
+                },
             }
         };
         effects
@@ -231,6 +239,7 @@ impl Controller {
     }
 
     pub(super) fn run_effects(&mut self, effects: Vec<Effect>, stored: &[AuditEvent]) {
+        self.mirror();
         for effect in effects {
             match effect {
                 Effect::Route(routing) => self.route(routing),

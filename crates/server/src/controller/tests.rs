@@ -95,7 +95,7 @@ fn started(
             Arc::new(crate::adapters::router::BuiltinRouter::new(share))
         },
         recorder,
-        snapshot(0, 0.0),
+        None,
     )
     .unwrap()
 }

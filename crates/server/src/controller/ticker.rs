@@ -1,6 +1,6 @@
-//! The metrics ticker: once a second it closes the recorder's second and
-//! tells the controller, first what the statistical judge sees of it, then
-//! the snapshot the checks are judged on.
+//! The metrics ticker: once a second it closes the recorder's second (and
+//! the shadow tap's) and tells the controller, first what the statistical
+//! judge sees of it, then the snapshot the checks are judged on.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use crate::events::Event;
 /// controller; returns when the controller has gone away.
 pub async fn run_ticker(
     recorder: std::sync::Arc<crate::adapters::recorder::Recorder>,
+    shadow: Option<std::sync::Arc<crate::adapters::shadow::ShadowTap>>,
     share: crate::adapters::proxy::SharedRouting,
     clock: std::sync::Arc<dyn crate::ports::Clock>,
     events: tokio::sync::mpsc::Sender<Event>,
@@ -23,14 +24,20 @@ pub async fn run_ticker(
     loop {
         interval.tick().await;
         let now = clock.now();
-        let second = recorder.tick(UnixMillis(now.0.saturating_sub(1000)));
-        let observed = Event::Observed { second };
+        let second_start = UnixMillis(now.0.saturating_sub(1000));
+        let second = recorder.tick(second_start);
+        let shadow_second = shadow.as_ref().map(|tap| tap.tick(second_start));
+        let observed = Event::Observed {
+            second,
+            shadow: shadow_second,
+        };
         if events.send(observed).await.is_err() {
             return;
         }
         let mut snapshot = recorder.snapshot(now, share.share());
         snapshot.production.custom = custom.view(canary_shared::Side::Production, now);
         snapshot.canary.custom = custom.view(canary_shared::Side::Canary, now);
+        snapshot.shadow = shadow.as_ref().map(|tap| tap.report(false));
         let event = Event::Measured(std::sync::Arc::new(snapshot));
         if events.send(event).await.is_err() {
             return;

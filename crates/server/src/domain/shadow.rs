@@ -275,9 +275,10 @@ fn json_difference(expected: &Value, got: &Value, path: &mut String) -> Option<S
                     return found;
                 }
             }
-            b.keys()
-                .find(|key| !a.contains_key(*key))
-                .map(|key| format!("at {}/{key}: only in the canary's answer", path))
+            b.keys().find(|key| !a.contains_key(*key)).map(|key| {
+                let key = key.replace('~', "~0").replace('/', "~1");
+                format!("at {path}/{key}: only in the canary's answer")
+            })
         }
         (Value::Array(a), Value::Array(b)) => {
             for (index, (x, y)) in a.iter().zip(b).enumerate() {

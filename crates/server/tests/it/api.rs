@@ -540,7 +540,11 @@ async fn two_clients_racing_end_in_one_state_the_audit_explains() {
 
 #[tokio::test]
 async fn the_openapi_document_is_served_and_matches_the_routes() {
-    let app = TestApp::start().await;
+    // With a shadow step, so that its report is there to be found.
+    let app = TestApp::start_with(|config| {
+        config.validation.shadow = Some(serde_yaml_ng::from_str("{ share: 5 }").unwrap());
+    })
+    .await;
     let (code, headers, body) = http_get(&app.url("/admin/canary/openapi.yaml"), "*/*").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(headers["content-type"], "application/yaml");

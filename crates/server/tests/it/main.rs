@@ -27,6 +27,7 @@ mod router;
 mod router_gateway;
 mod router_nginx;
 mod security;
+mod shadow;
 mod stream;
 mod support;
 mod undo_promotion;

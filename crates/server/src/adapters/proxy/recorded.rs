@@ -10,6 +10,7 @@ use canary_shared::Side;
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use tokio::time::Instant;
 
+use crate::adapters::proxy::mirror::Capture;
 use crate::adapters::proxy::upstream::UpstreamBody;
 use crate::adapters::proxy::{BoxError, Proxy, classify};
 use crate::adapters::recorder::{Outcome, TransportFailure};
@@ -135,9 +136,12 @@ fn grpc_status(headers: &hyper::HeaderMap) -> Option<u8> {
 /// The upstream's response body on its way to the client; records the
 /// request when the body ends (a reset mid-body counts as a reset) and holds
 /// the side's in-flight slot until then.
-pub(super) struct RecordedBody<B = UpstreamBody> {
+pub(super) struct RecordedBody<B: Body = UpstreamBody> {
     pub(super) inner: B,
     pub(super) recording: Option<Recording>,
+    /// Production's answer to a request copied to the canary, captured
+    /// for the comparison.
+    pub(super) capture: Option<Capture>,
     pub(super) _in_flight: InFlight,
 }
 
@@ -160,10 +164,16 @@ where
                 {
                     recording.trailers(trailers);
                 }
+                if let (Some(data), Some(capture)) = (frame.data_ref(), &mut self.capture) {
+                    capture.data(data);
+                }
             }
             Poll::Ready(None) => {
                 if let Some(recording) = self.recording.take() {
                     recording.ended();
+                }
+                if let Some(capture) = self.capture.take() {
+                    capture.ended();
                 }
             }
             Poll::Ready(Some(Err(err))) => {
@@ -189,8 +199,15 @@ where
     }
 }
 
-impl<B> Drop for RecordedBody<B> {
+impl<B: Body> Drop for RecordedBody<B> {
     fn drop(&mut self) {
+        // A body hyper never polled to its end (empty, or a HEAD's) is whole
+        // all the same; one cut short leaves its copy unpaired.
+        if let Some(capture) = self.capture.take()
+            && self.inner.is_end_stream()
+        {
+            capture.ended();
+        }
         // The client went away before the body ended (or hyper never polled an
         // empty body to its end): the upstream answered, so its status counts.
         // A gRPC call the client cancelled (a stream it stopped watching) has

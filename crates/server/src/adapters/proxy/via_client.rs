@@ -25,7 +25,8 @@ pub(super) struct Forward {
     pub(super) body: ProxyBody,
     /// The client asked for trailers (`TE: trailers`, as gRPC clients do).
     pub(super) wants_trailers: bool,
-    pub(super) new_cookie: Option<HeaderValue>,
+    /// A new stickiness cookie, and the capture of a copied request's answer.
+    pub(super) reply: super::Reply,
     pub(super) started: Instant,
     pub(super) in_flight: InFlight,
     /// The client's side of a connection upgrade (WebSocket), when asked.
@@ -43,60 +44,21 @@ pub(super) async fn forward(
         mut parts,
         body,
         wants_trailers,
-        new_cookie,
+        reply,
         started,
         in_flight,
         client_upgrade,
     } = request;
-    let url = &via.settings.url;
-    let target = upstream_target(url, &parts.uri);
-    let http2 = via.settings.protocol != UpstreamProtocol::Http1;
-    // HTTP/2 names the host in `:authority`, which hyper takes from the
-    // URI: the client's host when `host_header: preserve` (already in
-    // `Host`, see `rewrite_request`), the upstream's otherwise. The
-    // connection goes to the upstream either way (`ToUpstream`).
-    let authority = match parts.headers.get(header::HOST) {
-        Some(host) if http2 && proxy.config.host_header == HostHeader::Preserve => host
-            .to_str()
-            .ok()
-            .and_then(|host| host.parse::<hyper::http::uri::Authority>().ok()),
-        _ => None,
-    }
-    .or_else(|| url.uri().authority().cloned());
-    let uri = format!(
-        "{}://{}{target}",
-        url.uri().scheme_str().unwrap_or("http"),
-        authority
-            .as_ref()
-            .map_or("localhost", |authority| authority.as_str())
-    );
-    parts.uri = match uri.parse() {
-        Ok(uri) => uri,
-        Err(_) => {
-            proxy.recorder.record(
-                side,
-                crate::adapters::recorder::Outcome::ClientError,
-                started.elapsed(),
-            );
-            return super::plain(
-                hyper::StatusCode::BAD_REQUEST,
-                "request target not forwardable\n",
-            );
-        }
-    };
-    if !http2 {
-        parts.version = Version::HTTP_11;
-    } else {
-        parts.version = Version::HTTP_2;
-        // The host is in `:authority` now (RFC 9113 §8.3.1: a `Host` that
-        // differs from it must not be sent).
-        parts.headers.remove(header::HOST);
-        parts.headers.remove(header::TRANSFER_ENCODING);
-        if wants_trailers {
-            parts
-                .headers
-                .insert(header::TE, HeaderValue::from_static("trailers"));
-        }
+    if prepare(proxy, via, &mut parts, wants_trailers).is_err() {
+        proxy.recorder.record(
+            side,
+            crate::adapters::recorder::Outcome::ClientError,
+            started.elapsed(),
+        );
+        return super::plain(
+            hyper::StatusCode::BAD_REQUEST,
+            "request target not forwardable\n",
+        );
     }
     let request = Request::from_parts(parts, body);
     let timeout = proxy.config.response_timeout(side);
@@ -135,18 +97,71 @@ pub(super) async fn forward(
     let (mut head, body) = response.into_parts();
     strip_hop_by_hop(&mut head.headers);
     let recording = Recording::new(proxy, side, head.status.as_u16(), &head.headers, started);
-    if let Some(cookie) = new_cookie {
+    if let Some(cookie) = reply.new_cookie {
         head.headers.append(header::SET_COOKIE, cookie);
     }
+    let capture = reply.capture.map(|mut capture| {
+        capture.head(head.status.as_u16(), started.elapsed());
+        capture
+    });
     // hyper's client speaks HTTP/2 or HTTP/1.1 to the upstream; the client
     // gets whatever its own connection speaks.
     head.version = Version::HTTP_11;
     let body = RecordedBody {
         inner: body.map_err(|err| Box::new(err) as BoxError).boxed(),
         recording: Some(recording),
+        capture,
         _in_flight: in_flight,
     };
     Response::from_parts(head, body.boxed())
+}
+
+/// The request's URI and version for hyper's client towards `via`'s
+/// upstream; `Err` when the target cannot be written as a URI.
+pub(super) fn prepare(
+    proxy: &Proxy,
+    via: &ViaClient,
+    parts: &mut hyper::http::request::Parts,
+    wants_trailers: bool,
+) -> Result<(), ()> {
+    let url = &via.settings.url;
+    let target = upstream_target(url, &parts.uri);
+    let http2 = via.settings.protocol != UpstreamProtocol::Http1;
+    // HTTP/2 names the host in `:authority`, which hyper takes from the
+    // URI: the client's host when `host_header: preserve` (already in
+    // `Host`, see `rewrite_request`), the upstream's otherwise. The
+    // connection goes to the upstream either way (`ToUpstream`).
+    let authority = match parts.headers.get(header::HOST) {
+        Some(host) if http2 && proxy.config.host_header == HostHeader::Preserve => host
+            .to_str()
+            .ok()
+            .and_then(|host| host.parse::<hyper::http::uri::Authority>().ok()),
+        _ => None,
+    }
+    .or_else(|| url.uri().authority().cloned());
+    let uri = format!(
+        "{}://{}{target}",
+        url.uri().scheme_str().unwrap_or("http"),
+        authority
+            .as_ref()
+            .map_or("localhost", |authority| authority.as_str())
+    );
+    parts.uri = uri.parse().map_err(|_| ())?;
+    if !http2 {
+        parts.version = Version::HTTP_11;
+    } else {
+        parts.version = Version::HTTP_2;
+        // The host is in `:authority` now (RFC 9113 §8.3.1: a `Host` that
+        // differs from it must not be sent).
+        parts.headers.remove(header::HOST);
+        parts.headers.remove(header::TRANSFER_ENCODING);
+        if wants_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+    }
+    Ok(())
 }
 
 /// An error and its causes, for the log (hyper's client says "client

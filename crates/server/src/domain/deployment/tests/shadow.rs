@@ -194,7 +194,7 @@ fn continue_skips_the_shadow_step_and_stop_ends_the_copying() {
     sim.command(Command::Continue).unwrap();
     sim.check(expect![[r#"
         t=0s share 5 %
-        t=0s audit ops continue: Validating -> Progressing, 0 % -> 5 % (validation skipped: Shadow 5 %)"#]]);
+        t=0s audit ops continue: Validating -> Progressing, 0 % -> 5 % (validation skipped: Shadow traffic 5 %)"#]]);
     assert_eq!(sim.deployment.mirror_share(), None);
     let mut stopped = shadowing(5.0);
     stopped
