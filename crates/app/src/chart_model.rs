@@ -43,6 +43,7 @@ pub fn merge_metrics(kept: &mut Option<MetricsSnapshot>, update: MetricsSnapshot
     merge_side(&mut current.canary, update.canary, update.at);
     current.at = update.at;
     current.canary_percent = update.canary_percent;
+    current.shadow = update.shadow;
 }
 
 fn trim(series: &mut Vec<SecondSample>, now: UnixMillis) {

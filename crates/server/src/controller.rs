@@ -613,12 +613,7 @@ impl Controller {
             checks: &self.checks,
             health: &self.health,
             metrics: &metrics,
-            judge: self.shadow_judge_views().unwrap_or_else(|| {
-                self.judge
-                    .as_ref()
-                    .map(|(_, judge)| judge.views())
-                    .unwrap_or_default()
-            }),
+            judge: self.judge_views(),
         }
         .render(revision, self.clock.now());
         state.router = self.router_state();

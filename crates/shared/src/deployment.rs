@@ -234,8 +234,13 @@ pub fn readable_number(value: f64) -> String {
 }
 
 /// The kind of one step of the deployment workflow.
+///
+/// Written internally tagged (`{"type": "traffic", "percent": 5.0}`) and
+/// read through [`StepKindFields`]: serde's internally tagged reader buffers
+/// each value into a generic tree first, which cost the console's WASM
+/// several kilobytes for this one type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "StepKindFields")]
 pub enum StepKind {
     /// Run the deploy hook for the image tag.
     BuildDeploy,
@@ -261,6 +266,47 @@ pub enum StepKind {
     },
     /// The canary version has become production.
     Promoted,
+}
+
+/// A [`StepKind`] as it is written: the tag and the fields any kind has.
+#[derive(Deserialize)]
+struct StepKindFields {
+    #[serde(rename = "type")]
+    kind: StepType,
+    #[serde(default)]
+    index: Option<u8>,
+    #[serde(default)]
+    percent: Option<CanaryShare>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StepType {
+    BuildDeploy,
+    HealthCheck,
+    TestRun,
+    Shadow,
+    Traffic,
+    Promoted,
+}
+
+impl TryFrom<StepKindFields> for StepKind {
+    type Error = &'static str;
+
+    fn try_from(fields: StepKindFields) -> Result<Self, Self::Error> {
+        Ok(match (fields.kind, fields.index, fields.percent) {
+            (StepType::BuildDeploy, ..) => StepKind::BuildDeploy,
+            (StepType::HealthCheck, ..) => StepKind::HealthCheck,
+            (StepType::Promoted, ..) => StepKind::Promoted,
+            (StepType::TestRun, Some(index), _) => StepKind::TestRun { index },
+            (StepType::Shadow, _, Some(percent)) => StepKind::Shadow { percent },
+            (StepType::Traffic, _, Some(percent)) => StepKind::Traffic { percent },
+            (StepType::TestRun, None, _) => return Err("a test_run step needs its index"),
+            (StepType::Shadow | StepType::Traffic, _, None) => {
+                return Err("a shadow or traffic step needs its percent");
+            }
+        })
+    }
 }
 
 impl StepKind {
@@ -369,7 +415,7 @@ pub enum JudgeConclusion {
 /// One judged metric, with the numbers behind its verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JudgedMetric {
-    /// `failure_rate` or `latency`.
+    /// `failure_rate` or `latency`; `shadow_failure_rate` or `shadow_latency` for the shadow step's judge.
     pub metric: String,
     /// Fail, pass or inconclusive.
     pub conclusion: JudgeConclusion,

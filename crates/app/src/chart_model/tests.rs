@@ -302,3 +302,30 @@ fn the_evidence_chart_draws_both_evidences_on_a_log_scale_with_the_thresholds() 
     metric.history = vec![point(4_000, 1.0, 1.0)];
     assert_eq!(evidence_plot(&metric).unwrap().span, "1 h 6 min");
 }
+
+#[test]
+fn an_update_brings_the_shadow_steps_latest_figures() {
+    let mut kept = None;
+    merge_metrics(&mut kept, snapshot(1000, vec![], vec![]), true);
+    let mut update = snapshot(1001, vec![], vec![]);
+    let shadow: canary_shared::ShadowReport = serde_json::from_str(
+        r#"{"active": true, "share": 5.0, "mirrored": 3, "compared": 2, "dropped": 0,
+            "skipped_large_body": 0, "unpaired": 0,
+            "mismatches": {"status": 0, "body": 1, "failed": 0}, "mismatch_rate": 0.5,
+            "mirrored_per_sec": 3.0,
+            "canary": {"window_secs": 60, "requests": 2, "requests_per_sec": 0.0, "errors_4xx": 0,
+                       "errors_5xx": 0, "transport_errors": {"refused": 0, "reset": 0, "timeout": 0, "overloaded": 0, "other": 0}},
+            "production": {"window_secs": 60, "requests": 2, "requests_per_sec": 0.0, "errors_4xx": 0,
+                       "errors_5xx": 0, "transport_errors": {"refused": 0, "reset": 0, "timeout": 0, "overloaded": 0, "other": 0}}}"#,
+    )
+    .unwrap();
+    update.shadow = Some(shadow.clone());
+    merge_metrics(&mut kept, update, false);
+    assert_eq!(kept.as_ref().unwrap().shadow, Some(shadow));
+    merge_metrics(&mut kept, snapshot(1002, vec![], vec![]), false);
+    assert_eq!(
+        kept.unwrap().shadow,
+        None,
+        "gone when the server stops sending it"
+    );
+}

@@ -37,7 +37,12 @@ pub fn SafetyCard(
     // During the shadow step the judge compares the copies' answers.
     let judge_title = move || {
         state.with(|state| match state {
-            Some(state) if state.phase == canary_shared::Phase::Validating => {
+            Some(state)
+                if state
+                    .judge
+                    .iter()
+                    .any(|metric| metric.metric.starts_with("shadow_")) =>
+            {
                 "Statistical judge, on shadow traffic"
             }
             _ => "Statistical judge",

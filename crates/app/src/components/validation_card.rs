@@ -1,8 +1,8 @@
 //! The shadow step's panel: how the canary answered copies of production's
 //! requests, compared with production's answers to the same requests. The
 //! counts come with every metrics message; the per-second series and the
-//! latest mismatched examples are fetched every few seconds while the step
-//! runs, and once more when it ends.
+//! latest mismatched examples are fetched when the counts move: every few
+//! seconds while the step runs, at once once it is over.
 
 use canary_shared::{CanaryState, MetricsSnapshot, ShadowReport, StepKind, UnixMillis};
 use leptos::prelude::*;
@@ -32,28 +32,31 @@ pub fn ValidationCard(
     };
     let live = move || metrics.with(|metrics| metrics.as_ref().and_then(|m| m.shadow.clone()));
     // The whole report as last fetched, and when (by the metrics' clock)
-    // and whether the step was running then.
+    // and at which counts: it is fetched again when the counts moved, at
+    // most every few seconds while the step runs and at once after it.
     let whole = RwSignal::new(None::<ShadowReport>);
-    let fetched = StoredValue::new(None::<(UnixMillis, bool)>);
+    let fetched = StoredValue::new(None::<(UnixMillis, u64)>);
     let error = RwSignal::new(None::<String>);
     Effect::new(move |_| {
-        let Some((at, active)) = metrics.with(|metrics| {
-            metrics
-                .as_ref()
-                .and_then(|m| m.shadow.as_ref().map(|shadow| (m.at, shadow.active)))
+        let Some((at, active, counts)) = metrics.with(|metrics| {
+            metrics.as_ref().and_then(|m| {
+                m.shadow
+                    .as_ref()
+                    .map(|shadow| (m.at, shadow.active, shadow.mirrored + shadow.compared))
+            })
         }) else {
             return;
         };
         let due = match fetched.get_value() {
             None => true,
-            Some((last, was_active)) => {
-                (active && at.0.saturating_sub(last.0) >= REFRESH_MS) || (was_active && !active)
+            Some((last, last_counts)) => {
+                counts != last_counts && (!active || at.0.saturating_sub(last.0) >= REFRESH_MS)
             }
         };
         if !due || !has_step() {
             return;
         }
-        fetched.set_value(Some((at, active)));
+        fetched.set_value(Some((at, counts)));
         spawn_local(async move {
             match api::validation().await {
                 Ok(report) => {
@@ -78,7 +81,7 @@ pub fn ValidationCard(
             <header class="card__header">
                 <h2 class="card__title" id="validation-title">"Shadow traffic"</h2>
                 <span class="badge" class:badge--good=move || report().is_some_and(|r| r.active) class:badge--muted=move || !report().is_some_and(|r| r.active)>
-                    {move || if report().is_some_and(|r| r.active) { "Copying" } else { "Idle" }}
+                    {move || if report().is_some_and(|r| r.active) { "Copying" } else { "Not copying" }}
                 </span>
             </header>
             <p class="card__note" data-testid="shadow-summary">{move || report().map(|r| shadow_summary(&r))}</p>

@@ -8,6 +8,9 @@ use canary_shared::{ShadowReport, WindowStats};
 
 use crate::view_model::{latency, rate, thousands};
 
+/// Mismatched examples shown, newest first (the server keeps 20).
+const EXAMPLES_SHOWN: usize = 5;
+
 /// The chart's drawing units.
 const WIDTH: f64 = 240.0;
 const HEIGHT: f64 = 60.0;
@@ -154,8 +157,17 @@ pub fn shadow_markup(report: &ShadowReport) -> String {
         html.push_str(&chart);
     }
     if !report.examples.is_empty() {
-        html.push_str("<h3 class=\"decisions__title\">Latest mismatches</h3><ol class=\"shadow__examples\" data-testid=\"shadow-examples\">");
-        for example in &report.examples {
+        let more = report.examples.len().saturating_sub(EXAMPLES_SHOWN);
+        let title = if more > 0 {
+            format!(
+                "Latest mismatches ({EXAMPLES_SHOWN} of the {} kept; all at GET /admin/canary/validation)",
+                report.examples.len()
+            )
+        } else {
+            "Latest mismatches".to_owned()
+        };
+        html.push_str(&format!("<h3 class=\"decisions__title\">{title}</h3><ol class=\"shadow__examples\" data-testid=\"shadow-examples\">"));
+        for example in report.examples.iter().take(EXAMPLES_SHOWN) {
             let canary = example
                 .canary_status
                 .map_or_else(|| "no answer".to_owned(), |status| status.to_string());
@@ -271,6 +283,15 @@ mod tests {
         assert!(html.contains("accept: text/html · authorization, cookie withheld"));
         assert!(html.contains("bodies differ: &quot;&lt;b&gt;&quot;"));
         assert_eq!(escape("a'b&c"), "a&#39;b&amp;c");
+        let first = report.examples[0].clone();
+        report.examples = vec![first; 20];
+        let html = shadow_markup(&report);
+        assert_eq!(html.matches("<li class=\"shadow__example\"").count(), 5);
+        assert!(
+            html.contains(
+                "Latest mismatches (5 of the 20 kept; all at GET /admin/canary/validation)"
+            )
+        );
     }
 
     #[test]

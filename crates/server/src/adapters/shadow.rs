@@ -333,6 +333,10 @@ impl ShadowTap {
         let open = std::mem::take(&mut *lock(&self.open));
         second.comparisons = open.pairs;
         let mirrored = self.mirrored_this_second.swap(0, Ordering::Relaxed);
+        // Outside the step the series keeps the step's seconds, not idle ones.
+        if self.share.load(Ordering::Relaxed) == 0 && open.compared == 0 && mirrored == 0 {
+            return second;
+        }
         let sample = |side: Side| self.recorder.window(side, 1).p95_latency_ms;
         let mut history = lock(&self.history);
         history.push_back(ClosedSecond {
@@ -349,16 +353,18 @@ impl ShadowTap {
         second
     }
 
-    /// Compared requests and mismatches over the last minute.
-    fn last_minute(&self) -> (u64, u64, u64) {
+    /// Compared requests, mismatches and copies over the last minute (or
+    /// the seconds of it the step has had), and how many seconds that is.
+    fn last_minute(&self) -> (u64, u64, u64, u64) {
         let history = lock(&self.history);
         history.iter().rev().take(WINDOW_SECS).fold(
-            (0, 0, 0),
-            |(compared, mismatches, mirrored), second| {
+            (0, 0, 0, 0),
+            |(compared, mismatches, mirrored, seconds), second| {
                 (
                     compared + second.compared,
                     mismatches + second.mismatches,
                     mirrored + second.mirrored,
+                    seconds + 1,
                 )
             },
         )
@@ -366,7 +372,7 @@ impl ShadowTap {
 
     /// The mismatch rate as the checks read it.
     pub fn mismatch_metric(&self, min_requests: u64) -> canary_shared::CustomMetric {
-        let (compared, mismatches, _) = self.last_minute();
+        let (compared, mismatches, _, _) = self.last_minute();
         crate::domain::shadow::mismatch_metric(
             compared,
             mismatches,
@@ -383,7 +389,7 @@ impl ShadowTap {
     /// What the copies found; with the series and the examples when `whole`.
     pub fn report(&self, whole: bool) -> ShadowReport {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let (compared, mismatches, mirrored) = self.last_minute();
+        let (compared, mismatches, mirrored, seconds) = self.last_minute();
         let share = self.share.load(Ordering::Relaxed);
         let shown_share = if share > 0 {
             share
@@ -404,7 +410,7 @@ impl ShadowTap {
                 failed: load(&self.counters.failed),
             },
             mismatch_rate: (compared > 0).then(|| mismatches as f64 / compared as f64),
-            mirrored_per_sec: mirrored as f64 / WINDOW_SECS as f64,
+            mirrored_per_sec: mirrored as f64 / seconds.max(1) as f64,
             canary: self.recorder.window(Side::Canary, WINDOW_SECS),
             production: self.recorder.window(Side::Production, WINDOW_SECS),
             series: if whole {

@@ -3,7 +3,7 @@
 //! judge of its own are fed the canary's answers to the copies instead of
 //! the (empty) live split.
 
-use canary_shared::{CanaryShare, MetricsSnapshot, Phase};
+use canary_shared::{CanaryShare, MetricsSnapshot};
 
 use crate::config::JudgeMode;
 use crate::controller::Controller;
@@ -97,11 +97,29 @@ impl Controller {
         analysis
     }
 
-    /// The shadow judge's evidence for the console while the shadow step
-    /// runs (the live judge's otherwise).
-    pub(super) fn shadow_judge_views(&self) -> Option<Vec<canary_shared::JudgedMetric>> {
-        let in_step = self.deployment.phase == Phase::Validating && self.shadowing();
-        let (rollout, judge) = self.shadow_judge.as_ref()?;
-        (in_step && Some(*rollout) == self.rollout_started_at()).then(|| judge.views())
+    /// The statistical judge's evidence for the console: the current
+    /// rollout's, from the shadow step while it runs (or when the rollout
+    /// never got further), from the live split otherwise. The shadow
+    /// judge's metrics are named `shadow_failure_rate` and `shadow_latency`.
+    pub(super) fn judge_views(&self) -> Vec<canary_shared::JudgedMetric> {
+        let rollout = self.rollout_started_at();
+        let of_this = |judge: &Option<(canary_shared::UnixMillis, RolloutJudge)>| {
+            judge
+                .as_ref()
+                .filter(|(of, _)| Some(*of) == rollout)
+                .map(|(_, judge)| judge.views())
+        };
+        let live = of_this(&self.judge);
+        let shadow = of_this(&self.shadow_judge).map(|mut views| {
+            for view in &mut views {
+                view.metric = format!("shadow_{}", view.metric);
+            }
+            views
+        });
+        match (live, shadow) {
+            (_, Some(shadow)) if self.shadowing() => shadow,
+            (Some(live), _) => live,
+            (None, shadow) => shadow.unwrap_or_default(),
+        }
     }
 }

@@ -185,7 +185,15 @@ pub fn summary(deployment: &Deployment, rules: &Rules) -> String {
                     at + 1,
                     runs.len()
                 ),
-                None => format!("Validating {tag}, no traffic yet…"),
+                None => match (deployment.mirror_share(), deployment.reason.as_deref()) {
+                    (Some(share), Some(reason)) => format!(
+                        "Shadow traffic: {tag} gets copies of {share} of production's requests, serving no one; {reason}"
+                    ),
+                    (Some(share), None) => format!(
+                        "Shadow traffic: {tag} gets copies of {share} of production's requests, serving no one; its answers are compared with production's…"
+                    ),
+                    (None, _) => format!("Validating {tag}, no traffic yet…"),
+                },
             }
         }
         Phase::Progressing => {
