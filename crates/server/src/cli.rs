@@ -349,7 +349,21 @@ async fn execute(
     let state = match command {
         ClientCommand::Status => {
             let state: CanaryState = api.call(Method::GET, "/status", None).await?;
-            show_state(&state, json);
+            if json {
+                show_state(&state, true);
+                return Ok(Exit::Done);
+            }
+            // The shadow step's findings, when the rollouts have one.
+            let has_shadow = state
+                .steps
+                .iter()
+                .any(|step| matches!(step.kind, canary_shared::StepKind::Shadow { .. }));
+            let shadow: Option<canary_shared::ShadowReport> = if has_shadow {
+                api.call(Method::GET, "/validation", None).await.ok()
+            } else {
+                None
+            };
+            print_line(&status_text(&state, shadow.as_ref()));
             return Ok(Exit::Done);
         }
         ClientCommand::Start {
@@ -481,7 +495,7 @@ fn show_state(state: &CanaryState, json: bool) {
     if json {
         print_line(&serde_json::to_string(state).unwrap_or_default());
     } else {
-        print_line(&status_text(state));
+        print_line(&status_text(state, None));
     }
 }
 

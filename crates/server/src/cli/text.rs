@@ -3,12 +3,14 @@
 //! bar, and which phases end a `watch --until-done` with which exit code.
 //! Pure, so it is tested without a server.
 
-use canary_shared::{AuditEvent, CanaryState, CheckStatus, Phase, StepStatus};
+use canary_shared::words::thousands;
+use canary_shared::{AuditEvent, CanaryState, CheckStatus, Phase, ShadowReport, StepStatus};
 
 use crate::cli::Exit;
 
-/// The `status` report for people.
-pub fn status_text(state: &CanaryState) -> String {
+/// The `status` report for people, with the shadow step's findings when
+/// the rollout has one (`shadow`, from `GET /admin/canary/validation`).
+pub fn status_text(state: &CanaryState, shadow: Option<&ShadowReport>) -> String {
     let mut lines = vec![state.summary.clone()];
     for service in [&state.production, &state.canary] {
         let latency = service
@@ -69,6 +71,9 @@ pub fn status_text(state: &CanaryState) -> String {
             step.detail.as_deref().unwrap_or("")
         ));
     }
+    if let Some(shadow) = shadow {
+        lines.extend(shadow_lines(state, shadow));
+    }
     for check in &state.safety_checks {
         let status = match check.status {
             CheckStatus::Safe => "SAFE",
@@ -99,6 +104,45 @@ pub fn status_text(state: &CanaryState) -> String {
         .collect();
     lines.push(format!("  may now: {}", allowed.join(", ")));
     lines.join("\n")
+}
+
+/// The shadow step's line (and its newest mismatch), for `status`.
+fn shadow_lines(state: &CanaryState, shadow: &ShadowReport) -> Vec<String> {
+    let Some(step) = state
+        .steps
+        .iter()
+        .find(|step| matches!(step.kind, canary_shared::StepKind::Shadow { .. }))
+    else {
+        return Vec::new();
+    };
+    let status = match step.status {
+        StepStatus::Pending => "pending",
+        StepStatus::InProgress => "copying",
+        StepStatus::Complete => "passed",
+        StepStatus::Failed => "FAILED",
+        StepStatus::Skipped => "skipped",
+    };
+    let rate = shadow
+        .mismatch_rate
+        .map_or("—".to_owned(), |rate| format!("{:.1} %", rate * 100.0));
+    let counts = shadow.mismatches;
+    let mut lines = vec![format!(
+        "  shadow {:<23} {status:<8} {} compared, {} mismatched ({rate} in the last minute; status {}, body {}, no answer {}), {} dropped",
+        shadow.share.to_string(),
+        thousands(shadow.compared),
+        thousands(counts.total()),
+        counts.status,
+        counts.body,
+        counts.failed,
+        thousands(shadow.dropped),
+    )];
+    if let Some(example) = shadow.examples.first() {
+        lines.push(format!(
+            "    newest mismatch: {} {}: {}",
+            example.method, example.path, example.detail
+        ));
+    }
+    lines
 }
 
 /// One audit entry on one line.
@@ -185,7 +229,7 @@ mod tests {
 
     #[test]
     fn status_lists_each_test_run_with_how_it_ended() {
-        let text = status_text(&state());
+        let text = status_text(&state(), None);
         assert!(
             text.lines().any(|line| line.trim_end()
                 == "  test  smoke                    passed   exit 0: 42 passed"),
@@ -194,8 +238,30 @@ mod tests {
     }
 
     #[test]
+    fn status_tells_what_the_shadow_step_found() {
+        let shadow: canary_shared::ShadowReport = serde_json::from_str(include_str!(
+            "../../../shared/src/snapshots/shadow_report.json"
+        ))
+        .unwrap();
+        let text = status_text(&state(), Some(&shadow));
+        let lines: Vec<&str> = text.lines().collect();
+        let at = lines
+            .iter()
+            .position(|line| line.starts_with("  shadow"))
+            .expect(&text);
+        assert_eq!(
+            lines[at],
+            "  shadow 5 %                     passed   1,200 compared, 33 mismatched (2.8 % in the last minute; status 2, body 30, no answer 1), 3 dropped"
+        );
+        assert_eq!(
+            lines[at + 1],
+            "    newest mismatch: GET /api/orders/7?expand=items: at /total: production 42, canary 41"
+        );
+    }
+
+    #[test]
     fn status_says_whether_an_external_router_has_the_split() {
-        let text = status_text(&state());
+        let text = status_text(&state(), None);
         assert!(
             text.lines().any(|line| line
                 == "  router     haproxy    25 % to the canary, not confirmed: 127.0.0.1:9999: cannot reach the stats socket"),
@@ -204,7 +270,7 @@ mod tests {
         let mut builtin = state();
         builtin.router.kind = "builtin".to_owned();
         assert!(
-            !status_text(&builtin).contains("router"),
+            !status_text(&builtin, None).contains("router"),
             "nothing to say for the built-in proxy"
         );
     }
