@@ -91,8 +91,11 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     }
     let mut targets = Vec::new();
     let mut canary_pids = Vec::new();
+    let protocols = std::env::var("CANARY_BENCH_HTTP").unwrap_or_default();
+    let shadow_too = protocols.is_empty() || protocols == "shadow";
+    let canary_binary = binaries[0].1.clone();
     for (name, binary) in binaries {
-        let (child, proxy) = start_canary(sh, &binary, &dir.join(name))
+        let (child, proxy) = start_canary(sh, &binary, &dir.join(name), None)
             .with_context(|| format!("{name} ({})", binary.display()))?;
         canary_pids.push(format!("{name}={}", child.id()));
         cleanup.canaries.push(child);
@@ -110,8 +113,22 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
         pid_args.push("-p".to_owned());
         pid_args.push(name_and_pid.to_owned());
     }
+    // The same binary in its shadow step, copying 5 % and 100 % of the
+    // requests to the canary backend, against the plain `canary` target.
+    let mut shadow_targets = vec![targets[0].clone()];
+    if shadow_too {
+        for percent in [5, 100] {
+            let name = format!("canary-copy-{percent}");
+            let (child, proxy) =
+                start_canary(sh, &canary_binary, &dir.join(&name), Some(percent))
+                    .with_context(|| format!("{name} ({})", canary_binary.display()))?;
+            pid_args.push("-p".to_owned());
+            pid_args.push(format!("{name}={}", child.id()));
+            cleanup.canaries.push(child);
+            shadow_targets.push(format!("{name}={proxy}"));
+        }
+    }
     let (pid_args, targets) = (&pid_args, &targets);
-    let protocols = std::env::var("CANARY_BENCH_HTTP").unwrap_or_default();
     if protocols.is_empty() || protocols == "1" {
         step("bench: HTTP/1.1 clients (wrk; interleaved rounds, several minutes)");
         let urls = cmd!(sh, "bash {anchors} urls").read()?;
@@ -138,17 +155,41 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
         )
         .run()?;
     }
+    if shadow_too {
+        step("bench: shadow traffic (wrk; the same binary copying 0, 5 and 100 % to the canary)");
+        let title = "Shadow traffic: canary proxy without copies (5 % canary) vs copying 5 % and 100 % of requests to the canary (0 % canary), HTTP/1.1";
+        let baseline = "canary";
+        cmd!(
+            sh,
+            "bash {harness} -b {baseline} -k {known} {pid_args...} -T {title} {shadow_targets...}"
+        )
+        .run()?;
+    }
     drop(cleanup);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
 /// Starts `binary` in front of the backends with its data in `dir`, and a
-/// rollout at 5 %: the process and its proxy's URL.
-fn start_canary(sh: &Shell, binary: &Path, dir: &Path) -> anyhow::Result<(Child, String)> {
+/// rollout at 5 % (or, with `copy_percent`, in its shadow step copying that
+/// share of requests to the canary backend): the process and its proxy's URL.
+fn start_canary(
+    sh: &Shell,
+    binary: &Path,
+    dir: &Path,
+    copy_percent: Option<u32>,
+) -> anyhow::Result<(Child, String)> {
     std::fs::create_dir_all(dir)?;
     let config = dir.join("canary-config.yaml");
-    std::fs::write(&config, bench_config(dir))?;
+    let mut yaml = bench_config(dir);
+    if let Some(percent) = copy_percent {
+        // An hour: the step outlasts the benchmark. Bodies compared whole,
+        // the most work a copy can cost.
+        yaml.push_str(&format!(
+            "validation:\n  shadow: {{ share: {percent}, duration: 1h, compare_body: exact, queue: 1024 }}\n"
+        ));
+    }
+    std::fs::write(&config, yaml)?;
     let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(&config)
@@ -164,7 +205,12 @@ fn start_canary(sh: &Shell, binary: &Path, dir: &Path) -> anyhow::Result<(Child,
             return Err(err);
         }
     };
-    if let Err(err) = start_rollout(sh, &console) {
+    let phase = if copy_percent.is_some() {
+        "validating"
+    } else {
+        "progressing"
+    };
+    if let Err(err) = start_rollout(sh, &console, phase) {
         let _ = child.kill();
         let _ = child.wait();
         return Err(err);
@@ -172,10 +218,10 @@ fn start_canary(sh: &Shell, binary: &Path, dir: &Path) -> anyhow::Result<(Child,
     Ok((child, proxy))
 }
 
-/// A share other than 0 % exists only during a rollout: starts one (no
-/// hooks are configured, so the controller health-checks the canary
-/// backend) and waits until it serves its first step.
-fn start_rollout(sh: &Shell, console: &str) -> anyhow::Result<()> {
+/// A share other than 0 % (and copies) exists only during a rollout:
+/// starts one (no hooks are configured, so the controller health-checks
+/// the canary backend) and waits until it is in `phase`.
+fn start_rollout(sh: &Shell, console: &str, phase: &str) -> anyhow::Result<()> {
     let base = console.trim_end_matches('/');
     let start_url = format!("{base}/start");
     let start_body = r#"{"image_tag":"bench-canary","traffic_percent":5}"#;
@@ -191,12 +237,12 @@ fn start_rollout(sh: &Shell, console: &str) -> anyhow::Result<()> {
     let status_url = format!("{base}/status");
     for _ in 0..100 {
         let status = cmd!(sh, "curl -sf {status_url}").quiet().read()?;
-        if status.contains("\"phase\":\"progressing\"") {
+        if status.contains(&format!("\"phase\":\"{phase}\"")) {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    bail!("the canary did not reach 5 % within 10 s (see {status_url})")
+    bail!("the rollout did not reach {phase} within 10 s (see {status_url})")
 }
 
 fn bench_config(dir: &Path) -> String {
