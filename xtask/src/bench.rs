@@ -119,9 +119,8 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     if shadow_too {
         for percent in [5, 100] {
             let name = format!("canary-copy-{percent}");
-            let (child, proxy) =
-                start_canary(sh, &canary_binary, &dir.join(&name), Some(percent))
-                    .with_context(|| format!("{name} ({})", canary_binary.display()))?;
+            let (child, proxy) = start_canary(sh, &canary_binary, &dir.join(&name), Some(percent))
+                .with_context(|| format!("{name} ({})", canary_binary.display()))?;
             pid_args.push("-p".to_owned());
             pid_args.push(format!("{name}={}", child.id()));
             cleanup.canaries.push(child);

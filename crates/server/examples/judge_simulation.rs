@@ -9,6 +9,14 @@
 //! after every simulated second, as the controller does. Prints a table;
 //! asserts nothing (the figures go to BENCHMARKS.md).
 //!
+//! A second table runs the shadow step's judge on the same scenarios: 5 %
+//! of production's requests copied to the canary, each copy's latency
+//! compared with production's for the same request (a true pair: a request
+//! heavy on one side is heavy on the other, so σ 0.46 of the log-latency is
+//! the request's and σ 0.2 each side's own, the same marginal law as
+//! above), failures judged at a 50 % share, beside the live split's judge
+//! at a 5 % share, which sees as many canary requests.
+//!
 //! `RUNS` (default 1000) sets the number of A/A rollouts; regression
 //! scenarios use a fifth of it.
 
@@ -352,6 +360,48 @@ fn lower_bound_secs(scenario: Scenario, known: Option<KnownEffect>, power: f64) 
     }
 }
 
+/// The shadow step's judge on one rollout: when it first failed the canary.
+fn run_paired(seed: u64, scenario: Scenario) -> Option<usize> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let settings = JudgeSettings {
+        alpha: ALPHA,
+        ..JudgeSettings::default()
+    };
+    let mut failures = FailureRateJudge::new(settings);
+    let mut latency = LatencyJudge::new(settings);
+    // The request's own share of the log-latency's σ 0.5, and each side's.
+    let (shared_sigma, own_sigma) = ((0.25_f64 - 0.04).sqrt(), 0.2);
+    let canary_failure = (BASE_FAILURE * scenario.failure_ratio).min(1.0);
+    for second in 1..=ROLLOUT_SECS {
+        let (mut copies, mut canary_failed, mut production_failed) = (0, 0, 0);
+        for _ in 0..RATE {
+            if rng.f64() >= SHARE {
+                continue;
+            }
+            copies += 1;
+            let tail = if rng.f64() < 0.01 { 10.0 } else { 1.0 };
+            let mut normal = || canary_server::sampling::standard_normal(|| rng.f64());
+            let cost = 50.0 * (shared_sigma * normal()).exp() * tail;
+            let production_ms = cost * (own_sigma * normal()).exp();
+            let canary_ms = cost * (own_sigma * normal()).exp() * scenario.latency_factor;
+            production_failed += u64::from(rng.f64() < BASE_FAILURE);
+            canary_failed += u64::from(rng.f64() < canary_failure);
+            latency.observe(canary_server::domain::shadow::paired(
+                canary_ms,
+                production_ms,
+            ));
+        }
+        // Every copy is a request on both sides.
+        failures.observe_second((copies, canary_failed), (copies, production_failed), 0.5);
+        if failures.judged().conclusion == Conclusion::Fail
+            || latency.judged().conclusion == Conclusion::Fail
+        {
+            return Some(second);
+        }
+    }
+    None
+}
+
 fn percentile(values: &[usize], q: f64) -> Option<usize> {
     if values.is_empty() {
         return None;
@@ -420,6 +470,7 @@ fn main() {
         "| scenario | runs | judge (anytime-valid) | fixed thresholds | repeated Mann-Whitney (per minute) | fixed-sample bound, power 1/2 | judge median / bound | fixed-sample size, power 0.8 | judge median / size | told the effect | its median / bound |"
     );
     println!("|---|---:|---|---|---|---:|---:|---:|---:|---|---:|");
+    let mut live_judge = Vec::new();
     for (index, scenario) in scenarios.iter().enumerate() {
         let count = if index == 0 { runs } else { (runs / 5).max(20) };
         let known = known_effect(*scenario);
@@ -446,6 +497,7 @@ fn main() {
             (shown, ratio)
         };
         let judge_median = median(&detections.judge);
+        live_judge.push(describe(&detections.judge));
         let (bound, ratio) = compare(judge_median, 0.5);
         let (planned, planned_ratio) = compare(judge_median, 0.8);
         let (oracle, oracle_ratio) = if known.is_some() {
@@ -462,6 +514,28 @@ fn main() {
             describe(&detections.judge),
             describe(&detections.thresholds),
             describe(&detections.mann_whitney),
+        );
+    }
+    println!();
+    println!(
+        "Shadow step: {:.0} % of {RATE} req/s copied to the canary, each copy paired with production's answer to the same request, alpha {ALPHA}",
+        SHARE * 100.0
+    );
+    println!(
+        "| scenario | runs | shadow judge (paired copies) | live-split judge ({:.0} % canary, from the table above) |",
+        SHARE * 100.0
+    );
+    println!("|---|---:|---|---|");
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let count = if index == 0 { runs } else { (runs / 5).max(20) };
+        let detections: Vec<Option<usize>> = (0..count)
+            .map(|run_index| run_paired((index * 1_000_003 + run_index) as u64 ^ 0x5eed, *scenario))
+            .collect();
+        println!(
+            "| {} | {count} | {} | {} |",
+            scenario.name,
+            describe(&detections),
+            live_judge[index]
         );
     }
 }
