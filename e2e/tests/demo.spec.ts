@@ -39,6 +39,8 @@ const test = base.extend<{ demoUrl: string }>({
 });
 
 test('the demo shows live traffic, and a canary broken from the demo panel is rolled back on screen', async ({ page, demoUrl }, testInfo) => {
+  // Two rollouts, each with its 15 s shadow step.
+  test.setTimeout(180_000);
   await page.goto(demoUrl);
   const dashboard = new Dashboard(page);
   await expect(dashboard.connection).toHaveText('Live');
@@ -47,8 +49,13 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
   await expect(page.getByTestId('demo-words')).toHaveText('Canary service: healthy · 40 requests/s of load');
 
   await dashboard.startCanary('v2.7.0', '50');
-  // The demo's deploy script runs as the deploy hook; its output is in the trail.
-  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+  // The demo's deploy script runs as the deploy hook; its output is in the
+  // trail. Then, for 15 s, the canary gets copies of half the requests and
+  // its answers are compared with production's, before anyone is served by it.
+  await expect(dashboard.statusLine).toContainText("Shadow traffic: v2.7.0 gets copies of 50 % of production's requests", { timeout: 20_000 });
+  await expect(page.getByTestId('validation')).toContainText('Copying');
+  await expect(page.getByTestId('validation')).toContainText(/Compared\s*[1-9]/, { timeout: 10_000 });
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 30_000 });
   await expect(dashboard.auditEntries.filter({ hasText: 'Deployed' })).toContainText('exit 0');
   await expect(page.getByTestId('canary-requests')).not.toHaveText('0', { timeout: 15_000 });
   // The services' own memory-query latency, scraped from their /metrics, is charted for both sides.
@@ -82,7 +89,7 @@ test('the demo shows live traffic, and a canary broken from the demo panel is ro
   await page.getByTestId('demo-heal').click();
   await expect(page.getByTestId('demo-words')).toHaveText('Canary service: healthy · 40 requests/s of load');
   await dashboard.startCanary('v2.7.1', '50');
-  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 20_000 });
+  await expect(dashboard.statusLine).toContainText('Canary at 50 %', { timeout: 40_000 });
   await page.getByTestId('demo-latency-100ms').click();
   await expect(dashboard.statusLine).toContainText(
     'Paused with the canary at 50 %: statistical judge (advisory): latency: the canary is slower than production',

@@ -540,11 +540,11 @@ hooks:
 }
 
 /// The demo's shadow step: half of production's requests copied to the
-/// canary for 30 s and compared as JSON (the version each service reports
+/// canary for 15 s and compared as JSON (the version each service reports
 /// left out), so a canary giving wrong answers fails before anyone is
 /// served by it.
 const SHADOW_YAML: &str = "validation:
-  shadow: { share: 50, duration: 30s, compare_body: json, ignore_fields: [/version] }
+  shadow: { share: 50, duration: 15s, compare_body: json, ignore_fields: [/version] }
 ";
 
 /// The demo's deploy hook: a real script, run by the hook mechanism like a

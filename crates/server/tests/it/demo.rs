@@ -3,11 +3,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use canary_shared::demo::DemoStatus;
 use canary_shared::{CanaryState, Phase};
 
-use crate::support::{eventually, http_get, json_client, post_json};
+use crate::support::{eventually, eventually_for, http_get, json_client, post_json};
 
 /// The demo process, killed when the test ends however it ends.
 struct DemoProcess {
@@ -115,9 +116,10 @@ async fn break_canary(
     .await
 }
 
-/// Waits until the rollout progresses and the canary has served requests.
+/// Waits until the rollout progresses and the canary has served requests
+/// (after the demo's 15 s shadow step, when it has one).
 async fn canary_traffic(demo: &DemoProcess) {
-    eventually("canary traffic", async || {
+    eventually_for(Duration::from_secs(40), "canary traffic", async || {
         let state = status(demo).await;
         (state.phase == Phase::Progressing && state.canary.request_count > 10).then_some(())
     })
@@ -157,6 +159,11 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
     let output = deployed.output.unwrap_or_default();
     assert!(output.contains("deployed app:v2.7.0"), "{output}");
     canary_traffic(&demo).await;
+    // Before that, the shadow step compared its answers with production's.
+    let (_, _, body) = http_get(&format!("{}/validation", demo.console), "application/json").await;
+    let shadow: canary_shared::ShadowReport = serde_json::from_str(&body).unwrap();
+    assert!(shadow.compared >= 20, "{shadow:?}");
+    assert_eq!(shadow.mismatches.total(), 0, "{shadow:?}");
 
     // A bad field is refused by name and changes nothing.
     let (code, body) = post_json(
@@ -176,6 +183,47 @@ async fn the_demo_serves_live_traffic_and_a_broken_canary_is_rolled_back() {
         state.summary
     );
     assert!(state.summary.contains("rate"), "{}", state.summary);
+}
+
+#[tokio::test]
+async fn the_demo_fails_a_canary_giving_wrong_answers_before_anyone_gets_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(&dir.path().join("demo-data"));
+    let client = json_client();
+    let (code, body) = post_json(
+        &client,
+        &format!("{}/demo", demo.console),
+        r#"{"wrong_answer_rate":0.5}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    start_at_half(&client, &demo).await;
+    let failed = eventually_for(
+        Duration::from_secs(40),
+        "the shadow step to fail it",
+        async || {
+            let state = status(&demo).await;
+            (state.phase == Phase::Failed).then_some(state)
+        },
+    )
+    .await;
+    assert!(
+        failed
+            .summary
+            .starts_with("Failed: on shadow traffic, before any user was served: Same answers: shadow mismatch rate"),
+        "{}",
+        failed.summary
+    );
+    assert_eq!(
+        failed.canary.request_count, 0,
+        "no client got the canary's answer"
+    );
+    let (_, _, body) = http_get(&format!("{}/validation", demo.console), "application/json").await;
+    let shadow: canary_shared::ShadowReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        shadow.examples[0].detail,
+        "at /answer: production 42, canary 41"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

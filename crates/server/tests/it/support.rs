@@ -560,8 +560,17 @@ where
 
 /// Polls `check` every 20 ms for up to 10 s; the deadline is generous because
 /// CI machines are noisy, and the poll returns as soon as `check` holds.
-pub(crate) async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+pub(crate) async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_for(std::time::Duration::from_secs(10), what, check).await
+}
+
+/// Like [`eventually`], for something that takes up to `limit`.
+pub(crate) async fn eventually_for<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
