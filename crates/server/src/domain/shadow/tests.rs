@@ -230,3 +230,34 @@ fn the_mismatch_rate_needs_enough_compared_requests() {
     );
     assert_eq!(mismatch_metric(40, 2, 60, 20).value, Some(0.05));
 }
+
+proptest::proptest! {
+    /// Any bytes from either side, under any rule, are compared without a
+    /// panic; identical answers always match.
+    #[test]
+    fn any_bodies_are_compared_without_a_panic(
+        production in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        canary in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        json_like in proptest::bool::ANY,
+    ) {
+        let wrap = |bytes: &[u8]| -> Vec<u8> {
+            if json_like {
+                let mut wrapped = b"{\"a\":[".to_vec();
+                wrapped.extend_from_slice(bytes);
+                wrapped.extend_from_slice(b"]}");
+                wrapped
+            } else {
+                bytes.to_vec()
+            }
+        };
+        let (production, canary) = (wrap(&production), wrap(&canary));
+        for rule in [BodyRule::Ignore, BodyRule::Exact, json(&["/a/0", "/b"])] {
+            let (expected, got) = (
+                Answer { status: 200, body: Some(&production) },
+                Answer { status: 200, body: Some(&canary) },
+            );
+            let _ = compare(expected, Ok(got), &rule);
+            proptest::prop_assert_eq!(compare(expected, Ok(expected), &rule), Match::Same);
+        }
+    }
+}
