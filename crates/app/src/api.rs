@@ -155,6 +155,15 @@ pub async fn audit(limit: u32) -> Result<AuditPage, Error> {
     send("GET", &format!("{BASE_PATH}/audit?limit={limit}"), None).await
 }
 
+/// The path the console is served under (`server.path_prefix`), read off
+/// the page's own address: `/ops` for a console at `/ops/admin/canary/`.
+pub fn mount_prefix() -> String {
+    let pathname = web_sys::window()
+        .and_then(|window| window.location().pathname().ok())
+        .unwrap_or_default();
+    crate::view_model::mount_prefix(&pathname).to_owned()
+}
+
 /// Sends a request (with a JSON body, if given) and reads a JSON answer or the error body.
 async fn send<T: serde::de::DeserializeOwned>(
     method: &str,
@@ -171,7 +180,7 @@ async fn send<T: serde::de::DeserializeOwned>(
         init.set_headers(&headers);
         init.set_body(&json.into());
     }
-    let request = Request::new_with_str_and_init(path, &init)
+    let request = Request::new_with_str_and_init(&format!("{}{path}", mount_prefix()), &init)
         .map_err(|err| Error::Network(format!("{err:?}")))?;
     let window = web_sys::window().ok_or_else(|| Error::Network("no window".to_owned()))?;
     let response = JsFuture::from(window.fetch_with_request(&request))

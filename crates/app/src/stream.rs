@@ -155,7 +155,8 @@ fn stream_url() -> String {
         _ => "ws",
     };
     let host = location.host().unwrap_or_default();
-    format!("{scheme}://{host}{STREAM_PATH}")
+    let prefix = crate::api::mount_prefix();
+    format!("{scheme}://{host}{prefix}{STREAM_PATH}")
 }
 
 fn open(stream: &Rc<RefCell<Stream>>) {

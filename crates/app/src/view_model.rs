@@ -113,6 +113,14 @@ pub fn rate(value: Option<f64>) -> String {
 
 pub use canary_shared::words::thousands;
 
+/// The prefix before the console's own path in `pathname`: `/ops` for
+/// `/ops/admin/canary/`, empty for `/admin/canary/` or anything else.
+pub fn mount_prefix(pathname: &str) -> &str {
+    pathname
+        .find(canary_shared::api::BASE_PATH)
+        .map_or("", |at| &pathname[..at])
+}
+
 /// A CSS modifier for a health badge.
 pub fn health_class(health: Health) -> &'static str {
     match health {
@@ -391,6 +399,14 @@ mod tests {
     /// The shared snapshot's state: progressing at 25 %, auto-progression on.
     fn state() -> canary_shared::CanaryState {
         serde_json::from_str(include_str!("../../shared/src/snapshots/canary_state.json")).unwrap()
+    }
+
+    #[test]
+    fn the_prefix_is_what_comes_before_the_consoles_own_path() {
+        assert_eq!(super::mount_prefix("/admin/canary/"), "");
+        assert_eq!(super::mount_prefix("/ops/admin/canary/"), "/ops");
+        assert_eq!(super::mount_prefix("/a/b/admin/canary/history"), "/a/b");
+        assert_eq!(super::mount_prefix("/elsewhere"), "");
     }
 
     #[test]

@@ -102,8 +102,23 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// The admin router: REST API, WebSocket stream and console.
+/// The admin router: REST API, WebSocket stream and console, under
+/// `server.path_prefix` when one is set.
 pub fn router(app_state: AppState) -> Router {
+    let prefix = app_state.config.server.prefix().to_owned();
+    let home = format!("{prefix}{BASE_PATH}/");
+    let routes = routes(app_state, home.clone());
+    if prefix.is_empty() {
+        return routes;
+    }
+    Router::new()
+        .route("/", get(move || async move { Redirect::temporary(&home) }))
+        .nest(&prefix, routes)
+        .fallback(error::not_found)
+}
+
+/// Every route, at its own path; `home` is where `/` sends a browser.
+fn routes(app_state: AppState, home: String) -> Router {
     let frame_options: Option<HeaderValue> = app_state
         .config
         .server
@@ -111,7 +126,7 @@ pub fn router(app_state: AppState) -> Router {
         .is_empty()
         .then(|| HeaderValue::from_static("DENY"));
     Router::new()
-        .route("/", get(|| async { Redirect::temporary("/admin/canary/") }))
+        .route("/", get(move || async move { Redirect::temporary(&home) }))
         .route(STATUS_PATH, get(status::get_status))
         .route("/metrics", get(status::prometheus_metrics))
         .route(METRICS_PATH, get(status::get_metrics))

@@ -641,10 +641,12 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
     let tls = uri.scheme_str() == Some("https");
     let host = uri.host().unwrap_or("127.0.0.1").to_owned();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    // A path in --server is the console's prefix (`server.path_prefix`).
     let ws_url = format!(
-        "{}://{}/admin/canary/ws",
+        "{}://{}{}/admin/canary/ws",
         if tls { "wss" } else { "ws" },
-        uri.authority().map_or(host.clone(), ToString::to_string)
+        uri.authority().map_or(host.clone(), ToString::to_string),
+        uri.path().trim_end_matches('/')
     );
     let mut request = ws_url
         .as_str()

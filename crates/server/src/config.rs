@@ -33,6 +33,7 @@ mod checks;
 mod derived;
 mod locate;
 mod metrics;
+mod panel;
 mod proxy;
 mod proxy_auth;
 mod router;
@@ -62,6 +63,7 @@ pub use crate::config::access::{
 pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
+pub use crate::config::panel::{PanelLabel, PanelLink, PanelUrl, PathPrefix};
 pub use crate::config::proxy_auth::{GroupRolesConfig, ProxyAuthConfig, Unmapped};
 pub use crate::config::router::{
     GatewayApiConfig, GatewayServices, HaproxyConfig, HaproxyServers, KubeName, LoopbackAddr,
@@ -131,6 +133,20 @@ pub struct ServerConfig {
     /// Origins (`scheme://host[:port]`, exact) whose pages may show the
     /// console in a frame, such as the team's admin panel; none by default.
     pub frame_ancestors: Vec<AllowedOrigin>,
+    /// The path the console, API and WebSocket are served under, behind a
+    /// reverse proxy that keeps it (`/ops`: the console at `/ops/admin/canary`).
+    pub path_prefix: Option<PathPrefix>,
+    /// A link back to the team's admin panel in the console's header.
+    pub panel_link: Option<PanelLink>,
+}
+
+impl ServerConfig {
+    /// The path prefix, `""` without one.
+    pub fn prefix(&self) -> &str {
+        self.path_prefix
+            .as_ref()
+            .map_or("", |prefix| prefix.0.as_str())
+    }
 }
 
 impl ServerConfig {
@@ -148,6 +164,8 @@ impl Default for ServerConfig {
             metrics_retention: ConfigDuration(Duration::from_secs(24 * 3600)),
             tls: None,
             frame_ancestors: Vec::new(),
+            path_prefix: None,
+            panel_link: None,
         }
     }
 }

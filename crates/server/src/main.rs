@@ -525,7 +525,10 @@ fn announce(config: &Config, listeners: &Listeners, source: &str) -> anyhow::Res
     } else {
         "http"
     };
-    let console = format!("{scheme}://{admin_addr}/admin/canary/");
+    let console = format!(
+        "{scheme}://{admin_addr}{}/admin/canary/",
+        config.server.prefix()
+    );
     let proxy = match proxy_addr {
         Some(address) => format!("http://{address}/"),
         None => format!(

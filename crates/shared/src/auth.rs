@@ -129,4 +129,10 @@ pub struct Me {
     /// person in (the proxy's own sign-out), if configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_out_url: Option<String>,
+    /// The team's admin panel the header links back to (`server.panel_link`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_url: Option<String>,
+    /// The words of that link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel_label: Option<String>,
 }

@@ -479,11 +479,15 @@ fn access_bodies() {
         kind: CredentialKind::Session,
         auth_enabled: true,
         sign_out_url: None,
+        panel_url: None,
+        panel_label: None,
     };
     check(&me, expect_file!["snapshots/me.json"]);
     let through_proxy = Me {
         kind: CredentialKind::Proxy,
         sign_out_url: Some("/oauth2/sign_out".to_owned()),
+        panel_url: Some("https://panel.example.com/".to_owned()),
+        panel_label: Some("Admin panel".to_owned()),
         ..me
     };
     check(&through_proxy, expect_file!["snapshots/me_proxy.json"]);

@@ -1,5 +1,6 @@
-//! The top bar: product name, the live-connection indicator, Emergency
-//! Stop whenever a stop is possible, browser alerts, and who is signed in.
+//! The top bar: product name (and a link back to the team's admin panel,
+//! when configured), the live-connection indicator, Emergency Stop whenever
+//! a stop is possible, browser alerts, and who is signed in.
 
 use canary_shared::{ActionKind, CredentialKind};
 use leptos::prelude::*;
@@ -13,6 +14,17 @@ use crate::{ActionRequests, Viewer};
 #[component]
 pub fn AppHeader(connection: ReadSignal<Connection>) -> impl IntoView {
     let viewer = use_context::<Viewer>();
+    let panel = viewer.as_ref().and_then(|viewer| {
+        let url = viewer.me.panel_url.clone()?;
+        let label = viewer.me.panel_label.clone().unwrap_or_default();
+        let words = label.clone();
+        // On a phone only the arrow shows; its name stays the label.
+        Some(view! {
+            <a class="panel-link" href=url title=label.clone() aria-label=label.clone() data-testid="panel-link">
+                "← "<span class="panel-link__label">{words}</span>
+            </a>
+        })
+    });
     let identity = viewer.map(|viewer| {
         let can_sign_out = viewer.me.kind == CredentialKind::Session;
         let proxy_sign_out = viewer
@@ -68,6 +80,7 @@ pub fn AppHeader(connection: ReadSignal<Connection>) -> impl IntoView {
                 <span class="brand__mark" aria-hidden="true"></span>
                 <span class="brand__name">"canary"</span>
                 <span class="brand__subtitle">"Deployment console"</span>
+                {panel}
             </div>
             <div
                 class=move || connection.get().css_class()

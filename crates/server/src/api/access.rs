@@ -52,8 +52,19 @@ impl Identity {
             sign_out_url: (self.kind == CredentialKind::Proxy)
                 .then(|| proxy_sign_out.map(str::to_owned))
                 .flatten(),
+            panel_url: None,
+            panel_label: None,
         }
     }
+}
+
+/// `me` with the link back to the team's admin panel, when configured.
+fn with_panel(mut me: Me, config: &crate::config::Config) -> Me {
+    if let Some(link) = &config.server.panel_link {
+        me.panel_url = Some(link.url.0.clone());
+        me.panel_label = Some(link.label.0.clone());
+    }
+    me
 }
 
 /// What a route needs.
@@ -248,10 +259,16 @@ fn cross_site(
 pub async fn authorize(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
     let access = &app.access;
     let source = source_of(&request);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned());
+    // Under `server.path_prefix` the matched path starts with it; the
+    // table names the routes without it.
+    let prefix = app.config.server.prefix();
+    let route = request.extensions().get::<MatchedPath>().map(|path| {
+        let path = path.as_str();
+        path.strip_prefix(prefix)
+            .filter(|rest| rest.starts_with('/'))
+            .unwrap_or(path)
+            .to_owned()
+    });
     let method = request.method().clone();
     let headers = request.headers();
 
@@ -460,8 +477,16 @@ pub(crate) async fn login(
         kind: CredentialKind::Session,
         auth_enabled: true,
         sign_out_url: None,
+        panel_url: None,
+        panel_label: None,
     };
-    let cookie = session_cookie_header(&signed_in.secret, access.secure_cookie(), None);
+    let me = with_panel(me, &app.config);
+    let cookie = session_cookie_header(
+        &signed_in.secret,
+        access.secure_cookie(),
+        None,
+        app.config.server.prefix(),
+    );
     Ok(([(header::SET_COOKIE, cookie)], Json(me)).into_response())
 }
 
@@ -482,10 +507,16 @@ impl From<SignInError> for ApiError {
 }
 
 /// `Set-Cookie` for the session: not readable by scripts, never sent by
-/// other sites' requests, and only over TLS when the console uses it.
-fn session_cookie_header(secret: &str, secure: bool, max_age: Option<u64>) -> HeaderValue {
+/// other sites' requests, only over TLS when the console uses it, and only
+/// under the console's path (after `server.path_prefix`, when set).
+fn session_cookie_header(
+    secret: &str,
+    secure: bool,
+    max_age: Option<u64>,
+    prefix: &str,
+) -> HeaderValue {
     let mut cookie =
-        format!("{SESSION_COOKIE}={secret}; Path=/admin/canary; HttpOnly; SameSite=Strict");
+        format!("{SESSION_COOKIE}={secret}; Path={prefix}/admin/canary; HttpOnly; SameSite=Strict");
     if secure {
         cookie.push_str("; Secure");
     }
@@ -501,7 +532,12 @@ pub(crate) async fn logout(State(app): State<AppState>, headers: HeaderMap) -> R
     if let Some(secret) = session_cookie(&headers) {
         access.sign_out(secret).await;
     }
-    let clear = session_cookie_header("", access.secure_cookie(), Some(0));
+    let clear = session_cookie_header(
+        "",
+        access.secure_cookie(),
+        Some(0),
+        app.config.server.prefix(),
+    );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
 }
 
@@ -516,7 +552,10 @@ pub(crate) async fn me(
         .as_ref()
         .and_then(|identities| identities.proxy.as_ref())
         .and_then(|proxy| proxy.sign_out_url.as_deref());
-    Json(identity.me(app.access.enabled(), sign_out))
+    Json(with_panel(
+        identity.me(app.access.enabled(), sign_out),
+        &app.config,
+    ))
 }
 
 /// One live session, as an admin sees it.

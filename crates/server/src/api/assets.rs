@@ -31,6 +31,7 @@ pub(crate) async fn index(State(app): State<AppState>) -> Response {
     let path = app.assets_dir.join("index.html");
     match tokio::fs::read_to_string(&path).await {
         Ok(html) => {
+            let html = with_prefix(html, app.config.server.prefix());
             let policy = content_security_policy(&html, &app.config.server.frame_ancestors);
             let mut response = Html(html).into_response();
             let headers = response.headers_mut();
@@ -54,6 +55,16 @@ pub(crate) async fn index(State(app): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
         }
     }
+}
+
+/// `index.html` with the console's files under `prefix`: trunk writes their
+/// paths absolute (`/admin/canary/…`), for a console at the root.
+fn with_prefix(html: String, prefix: &str) -> String {
+    if prefix.is_empty() {
+        return html;
+    }
+    html.replace("'/admin/canary/", &format!("'{prefix}/admin/canary/"))
+        .replace("\"/admin/canary/", &format!("\"{prefix}/admin/canary/"))
 }
 
 /// `GET /admin/canary/{*path}`: a built file, or the console for a client route.

@@ -268,7 +268,7 @@ fn server_and_upstream_errors_name_the_field() {
     };
     expect![[r#"<config>:2:17: server.admin_listen: invalid socket address syntax"#]]
         .assert_eq(&with("server:\n  admin_listen: nope\n"));
-    expect!["<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`, `metrics_retention`, `tls`, `frame_ancestors`"]
+    expect!["<config>:2:3: server.color: unknown field `color`, expected one of `admin_listen`, `proxy_listen`, `data_dir`, `assets_dir`, `metrics_retention`, `tls`, `frame_ancestors`, `path_prefix`, `panel_link`"]
         .assert_eq(&with("server:\n  color: blue\n"));
     expect![[r#"<config>:5:10: upstreams.canary.url: invalid URL "ftp://x": write it as http://host:port or https://host:port"#]]
         .assert_eq(&with(
@@ -706,4 +706,40 @@ fn a_mismatch_rate_check_is_judged_only_with_a_shadow_step() {
             .to_string()
             .contains("is a rate between 0 and 1")
     );
+}
+
+#[test]
+fn a_path_prefix_and_a_panel_link_are_checked_where_they_are_written() {
+    let with_server = |lines: &str| Config::from_yaml(&format!("server:\n{lines}{SEED}"));
+    let config =
+        with_server("  path_prefix: /ops/deploys\n  panel_link: { url: /admin/ }\n").unwrap();
+    assert_eq!(config.server.prefix(), "/ops/deploys");
+    assert_eq!(config.server.panel_link.unwrap().label.0, "Admin panel");
+    assert_eq!(Config::from_yaml(SEED).unwrap().server.prefix(), "");
+    for (lines, expected) in [
+        ("  path_prefix: ops\n", "it starts with /"),
+        ("  path_prefix: /ops/\n", "it does not end with /"),
+        ("  path_prefix: /a/../b\n", "not `.` or `..`"),
+        ("  path_prefix: \"/a b\"\n", "each segment is letters"),
+        (
+            "  path_prefix: /admin/canary\n",
+            "the console's own path is added after it",
+        ),
+        (
+            "  panel_link: { url: \"javascript:alert(1)\" }\n",
+            "give an http:// or https:// URL",
+        ),
+        (
+            "  panel_link: { url: \"//evil.example\" }\n",
+            "give an http:// or https:// URL",
+        ),
+        (
+            "  panel_link: { url: /admin/, label: \"\" }\n",
+            "1 to 40 characters",
+        ),
+    ] {
+        let message = with_server(lines).unwrap_err().to_string();
+        assert!(message.contains(expected), "{lines}: {message}");
+        assert!(message.starts_with("<config>:2:"), "located: {message}");
+    }
 }
