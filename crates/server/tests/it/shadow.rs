@@ -14,7 +14,7 @@ use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::get;
 use canary_server::config::{SafetyCheckConfig, ShadowConfig};
-use canary_shared::{CanaryShare, Command, Phase, ShadowReport, StartRequest};
+use canary_shared::{CanaryShare, Phase, ShadowReport};
 use hyper::body::Bytes;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -122,17 +122,6 @@ async fn with_shadow(production: &Service, canary: &Service, shadow: &str) -> Te
     .await
 }
 
-async fn start(app: &TestApp) {
-    let start = Command::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-}
-
 /// A client's request through the proxy, with credentials; its status and body.
 async fn request(app: &TestApp, method: Method) -> (StatusCode, String) {
     let mut builder = hyper::Request::builder()
@@ -186,7 +175,7 @@ async fn a_canary_that_answers_differently_fails_at_the_shadow_step_having_serve
         "{ share: 100, duration: 10m, compare_body: json, ignore_fields: [/at] }",
     )
     .await;
-    start(&app).await;
+    app.begin_canary_at(25.0).await;
     app.wait_for_phase(Phase::Validating).await;
     let answers = traffic_until(&app, Phase::Failed, &[Method::GET]).await;
 
@@ -265,7 +254,7 @@ async fn a_canary_that_answers_like_production_passes_and_gets_only_the_listed_m
         "{ share: 100, duration: 3s, compare_body: json, ignore_fields: [/at] }",
     )
     .await;
-    start(&app).await;
+    app.begin_canary_at(25.0).await;
     app.wait_for_phase(Phase::Validating).await;
     let answers = traffic_until(
         &app,
@@ -323,7 +312,7 @@ async fn a_hanging_canary_holds_no_client_and_what_it_cannot_take_is_dropped() {
         "{ share: 100, duration: 10m, queue: 4 }",
     )
     .await;
-    start(&app).await;
+    app.begin_canary_at(25.0).await;
     app.wait_for_phase(Phase::Validating).await;
     // The canary answers nothing for the whole test: a client that waited
     // on its copy would never be answered.

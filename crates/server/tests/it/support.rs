@@ -405,6 +405,13 @@ impl TestApp {
 
     /// Like [`TestApp::start_canary`], at `percent`.
     pub(crate) async fn start_canary_at(&self, percent: f64) {
+        self.begin_canary_at(percent).await;
+        self.wait_for_phase(Phase::Progressing).await;
+    }
+
+    /// Starts v2.7.0 with `percent` as its starting share, without waiting
+    /// for it to get there.
+    pub(crate) async fn begin_canary_at(&self, percent: f64) {
         let start = Command::Start(StartRequest {
             image_tag: "v2.7.0".to_owned(),
             traffic_percent: CanaryShare::from_percent(percent).unwrap(),
@@ -413,7 +420,6 @@ impl TestApp {
             .command("test".to_owned(), start, None)
             .await
             .unwrap();
-        self.wait_for_phase(Phase::Progressing).await;
     }
 
     /// Waits until the deployment reaches `phase`.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use canary_server::config::{ConfigDuration, HookCommand, TestRunConfig, TestRunName, TestRuns};
-use canary_shared::{CanaryShare, Command, Phase, StartRequest, StepStatus};
+use canary_shared::{CanaryShare, Phase, StepStatus};
 
 use crate::promotion::status;
 use crate::support::{TestApp, audit_page, background_traffic, eventually};
@@ -36,17 +36,6 @@ async fn with_test_runs() -> TestApp {
     .await
 }
 
-async fn start(app: &TestApp) {
-    let start = Command::Start(StartRequest {
-        image_tag: "v2.7.0".to_owned(),
-        traffic_percent: CanaryShare::from_percent(25.0).unwrap(),
-    });
-    app.controller
-        .command("ops".to_owned(), start, None)
-        .await
-        .unwrap();
-}
-
 async fn audit(app: &TestApp) -> Vec<(String, String)> {
     let page = audit_page(app).await;
     page.events
@@ -59,7 +48,7 @@ async fn audit(app: &TestApp) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_canary_that_passes_its_test_runs_gets_its_share_after_them() {
     let app = with_test_runs().await;
-    start(&app).await;
+    app.begin_canary_at(25.0).await;
     let progressing = app.wait_for_phase(Phase::Progressing).await;
     assert_eq!(
         progressing.traffic.canary(),
@@ -100,7 +89,7 @@ async fn a_canary_that_fails_a_test_run_fails_before_any_user_reaches_it() {
     // Healthy by its health path, wrong on real requests.
     app.canary.set_status(503);
     let load = background_traffic(&app);
-    start(&app).await;
+    app.begin_canary_at(25.0).await;
     let failed = app.wait_for_phase(Phase::Failed).await;
     assert_eq!(failed.traffic.canary(), CanaryShare::ZERO);
     let summary = &failed.summary;

@@ -95,6 +95,15 @@ pub(super) fn start(
     (copy, taps)
 }
 
+/// Adds `data` to what is `kept` while the whole fits `limit`; past it,
+/// nothing is kept (`None`), and nothing more will be.
+fn keep(kept: &mut Option<BytesMut>, data: &[u8], limit: usize) {
+    match kept {
+        Some(buffer) if buffer.len() + data.len() <= limit => buffer.extend_from_slice(data),
+        _ => *kept = None,
+    }
+}
+
 /// Copies a request body as it streams to production.
 pub(super) struct BodyCopy {
     /// What was copied so far; `None` once over the limit.
@@ -132,14 +141,7 @@ impl Body for TeeBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let fits = copy
-                        .kept
-                        .as_ref()
-                        .is_some_and(|kept| kept.len() + data.len() <= copy.limit);
-                    match (&mut copy.kept, fits) {
-                        (Some(kept), true) => kept.extend_from_slice(data),
-                        _ => copy.kept = None,
-                    }
+                    keep(&mut copy.kept, data, copy.limit);
                 }
             }
             Poll::Ready(None) => {
@@ -184,14 +186,7 @@ impl Capture {
 
     /// A piece of production's body.
     pub(super) fn data(&mut self, data: &Bytes) {
-        let fits = self
-            .kept
-            .as_ref()
-            .is_some_and(|kept| kept.len() + data.len() <= self.limit);
-        match (&mut self.kept, fits) {
-            (Some(kept), true) => kept.extend_from_slice(data),
-            _ => self.kept = None,
-        }
+        keep(&mut self.kept, data, self.limit);
     }
 
     /// Production's body ended: the answer is whole.
@@ -401,13 +396,7 @@ where
             kind => kind,
         })?;
         if let Some(data) = frame.data_ref() {
-            let fits = kept
-                .as_ref()
-                .is_some_and(|kept| kept.len() + data.len() <= limit);
-            match (&mut kept, fits) {
-                (Some(buffer), true) => buffer.extend_from_slice(data),
-                _ => kept = None,
-            }
+            keep(&mut kept, data, limit);
         }
     }
     Ok(kept.map(BytesMut::freeze))

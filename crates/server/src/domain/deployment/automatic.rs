@@ -76,6 +76,26 @@ impl Change {
         }
     }
 
+    /// Counts `elapsed_ms` more of missing data; once that has lasted
+    /// `no_data_timeout` with `on_long_no_data: rollback`, how long and
+    /// why, in words.
+    pub(super) fn missing_data_too_long(
+        &mut self,
+        elapsed_ms: u64,
+        reason: &str,
+        rules: &Rules,
+    ) -> Option<String> {
+        self.deployment.no_data_for_ms = self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
+        (self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
+            && rules.on_long_no_data == NoDataAction::Rollback)
+            .then(|| {
+                format!(
+                    "{}: {reason}",
+                    human_duration(self.deployment.no_data_for_ms)
+                )
+            })
+    }
+
     pub(super) fn tick(&mut self, elapsed_ms: u64, rules: &Rules) {
         if self.deployment.can_undo_promotion() {
             return self.count_down_undo(elapsed_ms, rules);
@@ -109,16 +129,12 @@ impl Change {
             }
             Some(Verdict::NoData { reason }) => {
                 let reason = reason.clone();
-                self.deployment.no_data_for_ms =
-                    self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
-                if self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
-                    && rules.on_long_no_data == NoDataAction::Rollback
-                {
-                    let why = format!(
-                        "no data for {}: {reason}",
-                        human_duration(self.deployment.no_data_for_ms)
+                if let Some(why) = self.missing_data_too_long(elapsed_ms, &reason, rules) {
+                    self.roll_back(
+                        "controller",
+                        AuditAction::NoDataRollback,
+                        format!("no data for {why}"),
                     );
-                    self.roll_back("controller", AuditAction::NoDataRollback, why);
                 }
             }
             _ => {}

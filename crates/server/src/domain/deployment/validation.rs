@@ -7,7 +7,7 @@
 use canary_shared::{AuditAction, CanaryShare, Phase, StepKind, StepStatus};
 
 use crate::domain::deployment::{
-    Change, Deployment, Effect, FIRST_TEST_STEP, Hook, NoDataAction, Rules, Verdict, human_duration,
+    Change, Deployment, Effect, FIRST_TEST_STEP, Hook, Rules, Verdict, human_duration,
 };
 
 impl Deployment {
@@ -92,18 +92,11 @@ impl Change {
             return self.begin_traffic("controller", action, Some(done));
         };
         self.set_step(index, StepStatus::InProgress);
-        match kind {
-            StepKind::TestRun { index: run } => {
-                let reason = format!("{done}; test run {} next", self.test_name(run));
-                self.decide(
-                    "controller",
-                    action,
-                    Phase::Validating,
-                    CanaryShare::ZERO,
-                    Some(reason),
-                );
-                self.run_hook(Hook::TestRun(run));
-            }
+        let (reason, hook) = match kind {
+            StepKind::TestRun { index: run } => (
+                format!("{done}; test run {} next", self.test_name(run)),
+                Some(Hook::TestRun(run)),
+            ),
             _ => {
                 self.deployment.green_for_ms = 0;
                 self.deployment.no_data_for_ms = 0;
@@ -112,14 +105,18 @@ impl Change {
                 let reason = format!(
                     "{done}; shadow traffic next: {share} of production's requests copied to the canary, answered by production"
                 );
-                self.decide(
-                    "controller",
-                    action,
-                    Phase::Validating,
-                    CanaryShare::ZERO,
-                    Some(reason),
-                );
+                (reason, None)
             }
+        };
+        self.decide(
+            "controller",
+            action,
+            Phase::Validating,
+            CanaryShare::ZERO,
+            Some(reason),
+        );
+        if let Some(hook) = hook {
+            self.run_hook(hook);
         }
     }
 
@@ -217,16 +214,11 @@ impl Change {
             }
             Some(Verdict::NoData { reason }) => {
                 let reason = reason.clone();
-                self.deployment.no_data_for_ms =
-                    self.deployment.no_data_for_ms.saturating_add(elapsed_ms);
-                if self.deployment.no_data_for_ms >= rules.no_data_timeout_ms
-                    && rules.on_long_no_data == NoDataAction::Rollback
-                {
-                    let why = format!(
-                        "no shadow traffic to judge for {}: {reason}",
-                        human_duration(self.deployment.no_data_for_ms)
+                if let Some(why) = self.missing_data_too_long(elapsed_ms, &reason, rules) {
+                    self.fail(
+                        AuditAction::ShadowFailed,
+                        format!("no shadow traffic to judge for {why}"),
                     );
-                    self.fail(AuditAction::ShadowFailed, why);
                 }
             }
             _ => {}
