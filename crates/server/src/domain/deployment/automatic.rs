@@ -48,19 +48,7 @@ impl Change {
             }
             Verdict::Critical { reason }
             | Verdict::Warning { reason }
-            | Verdict::Suspect { reason } => {
-                self.deployment.green_for_ms = 0;
-                // The figures in parentheses (the judge's evidence) change
-                // every second: a new alert only when the finding does.
-                let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
-                let known = self.deployment.reason.as_deref().map(finding);
-                if known.as_deref() != Some(finding(&reason).as_str()) {
-                    self.effects.push(Effect::Alert {
-                        message: reason.clone(),
-                    });
-                }
-                self.deployment.reason = Some(reason);
-            }
+            | Verdict::Suspect { reason } => self.hold_on_finding(reason, ""),
             Verdict::NoData { reason } => {
                 self.deployment.green_for_ms = 0;
                 if self.deployment.phase == Phase::Progressing {
@@ -74,6 +62,22 @@ impl Change {
                 }
             }
         }
+    }
+
+    /// A finding that holds the step: the green wait restarts, and people
+    /// are alerted (their words after `context`) when the finding is new.
+    pub(super) fn hold_on_finding(&mut self, reason: String, context: &str) {
+        self.deployment.green_for_ms = 0;
+        // The figures in parentheses (the judge's evidence) change every
+        // second: a new alert only when the finding does.
+        let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
+        let known = self.deployment.reason.as_deref().map(finding);
+        if known.as_deref() != Some(finding(&reason).as_str()) {
+            self.effects.push(Effect::Alert {
+                message: format!("{context}{reason}"),
+            });
+        }
+        self.deployment.reason = Some(reason);
     }
 
     /// Counts `elapsed_ms` more of missing data; once that has lasted

@@ -7,7 +7,7 @@
 use canary_shared::{AuditAction, CanaryShare, Phase, StepKind, StepStatus};
 
 use crate::domain::deployment::{
-    Change, Deployment, Effect, FIRST_TEST_STEP, Hook, Rules, Verdict, human_duration,
+    Change, Deployment, FIRST_TEST_STEP, Hook, Rules, Verdict, human_duration,
 };
 
 impl Deployment {
@@ -174,17 +174,7 @@ impl Change {
             }
             Verdict::Critical { reason }
             | Verdict::Warning { reason }
-            | Verdict::Suspect { reason } => {
-                self.deployment.green_for_ms = 0;
-                let finding = |text: &str| text.split(" (").next().unwrap_or_default().to_owned();
-                let known = self.deployment.reason.as_deref().map(finding);
-                if known.as_deref() != Some(finding(&reason).as_str()) {
-                    self.effects.push(Effect::Alert {
-                        message: format!("shadow traffic: {reason}"),
-                    });
-                }
-                self.deployment.reason = Some(reason);
-            }
+            | Verdict::Suspect { reason } => self.hold_on_finding(reason, "shadow traffic: "),
             Verdict::NoData { reason } => {
                 self.deployment.green_for_ms = 0;
                 self.deployment.reason = Some(format!("holding: {reason}"));
