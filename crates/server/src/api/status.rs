@@ -58,6 +58,17 @@ pub(crate) async fn get_openapi(State(app): State<AppState>) -> impl axum::respo
     } else {
         std::borrow::Cow::Owned(openapi_without_logins())
     };
+    // Under a path prefix every path of the document starts with it.
+    let prefix = app.config.server.prefix();
+    let document = if prefix.is_empty() {
+        document
+    } else {
+        std::borrow::Cow::Owned(document.replacen(
+            "\npaths:\n",
+            &format!("\nservers:\n  - url: {prefix}\npaths:\n"),
+            1,
+        ))
+    };
     (
         [(axum::http::header::CONTENT_TYPE, "application/yaml")],
         document,

@@ -74,6 +74,12 @@ async fn the_console_the_api_and_the_stream_answer_under_the_prefix_and_only_the
     let (status, _, _) = http_get(&app.url("/ops/admin/canary/favicon.svg"), "*/*").await;
     assert_eq!(status, StatusCode::OK);
 
+    // The API's own document says where its paths start.
+    let (status, _, document) = http_get(&app.url("/ops/admin/canary/openapi.yaml"), "*/*").await;
+    assert_eq!(status, StatusCode::OK);
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&document).unwrap();
+    assert_eq!(document["servers"][0]["url"].as_str(), Some("/ops"));
+
     // The header's link back to the panel.
     let (_, _, me) = http_get(&app.url("/ops/admin/canary/me"), "application/json").await;
     let me: canary_shared::Me = serde_json::from_str(&me).unwrap();
