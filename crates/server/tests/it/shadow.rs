@@ -212,7 +212,13 @@ async fn a_canary_that_answers_differently_fails_at_the_shadow_step_having_serve
         "{reason}"
     );
 
-    let (report, body) = report(&app).await;
+    // Copies still in flight when the rollout failed finish and count.
+    let (report, body) = eventually("the last copies compared", async || {
+        let (report, body) = report(&app).await;
+        (report.mismatches.body == report.compared && report.examples.len() == 20)
+            .then_some((report, body))
+    })
+    .await;
     assert!(!report.active, "copying stopped with the rollout");
     assert!(report.compared >= 20, "{report:?}");
     assert_eq!(report.mismatches.body, report.compared);
@@ -323,7 +329,7 @@ async fn a_hanging_canary_holds_no_client_and_what_it_cannot_take_is_dropped() {
     }
     let report = eventually("the copies counted", async || {
         let (report, _) = report(&app).await;
-        (report.dropped >= 46).then_some(report)
+        (report.dropped >= 46 && report.mirrored == 4).then_some(report)
     })
     .await;
     assert_eq!(
