@@ -236,7 +236,7 @@ pub fn readable_number(value: f64) -> String {
 /// The kind of one step of the deployment workflow.
 ///
 /// Written internally tagged (`{"type": "traffic", "percent": 5.0}`) and
-/// read through [`StepKindFields`]: serde's internally tagged reader buffers
+/// read through `StepKindFields`: serde's internally tagged reader buffers
 /// each value into a generic tree first, which cost the console's WASM
 /// several kilobytes for this one type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
