@@ -40,6 +40,7 @@ struct Seen {
     method: Method,
     shadow: bool,
     authorization: Option<String>,
+    body: String,
 }
 
 impl Service {
@@ -50,7 +51,7 @@ impl Service {
         let (answer_mode, answer_seen) = (Arc::clone(&mode), Arc::clone(&seen));
         let app = Router::new()
             .route("/healthz", get(|| async { StatusCode::OK }))
-            .fallback(move |method: Method, headers: HeaderMap| {
+            .fallback(move |method: Method, headers: HeaderMap, body: String| {
                 let (mode, seen, count) = (
                     Arc::clone(&answer_mode),
                     Arc::clone(&answer_seen),
@@ -63,6 +64,7 @@ impl Service {
                         authorization: headers
                             .get("authorization")
                             .map(|value| value.to_str().unwrap().to_owned()),
+                        body,
                     });
                     let at = count.fetch_add(1, Ordering::SeqCst);
                     let total = match mode.load(Ordering::SeqCst) {
@@ -348,4 +350,40 @@ async fn without_a_shadow_step_the_validation_report_says_so() {
         http_get(&app.url("/admin/canary/validation"), "application/json").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body.contains("no validation.shadow"), "{body}");
+}
+
+#[tokio::test]
+async fn a_copied_request_carries_its_body() {
+    let production = Service::start(ALIKE).await;
+    let canary = Service::start(ALIKE).await;
+    let app = with_shadow(
+        &production,
+        &canary,
+        "{ share: 100, duration: 10m, methods: [POST], compare_body: json, ignore_fields: [/at] }",
+    )
+    .await;
+    app.begin_canary_at(25.0).await;
+    app.wait_for_phase(Phase::Validating).await;
+    for _ in 0..10 {
+        let (status, _) = request(&app, Method::POST).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let report = eventually("the copies compared", async || {
+        let (report, _) = report(&app).await;
+        (report.compared == 10).then_some(report)
+    })
+    .await;
+    assert_eq!(report.mismatches.total(), 0, "{report:?}");
+    let copies: Vec<Seen> = canary
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.shadow)
+        .collect();
+    assert_eq!(copies.len(), 10);
+    assert!(
+        copies
+            .iter()
+            .all(|seen| seen.method == Method::POST && seen.body == r#"{"item": 3}"#),
+        "{copies:?}"
+    );
 }

@@ -323,6 +323,14 @@ async fn exchange(
 ) -> Result<(u16, Duration, Option<Bytes>), TransportFailure> {
     let started = Instant::now();
     let upstream = proxy.upstream(canary);
+    // The copy's body is whole by now: it goes with its length, whatever
+    // framing the client chose.
+    if let Some(body) = &body {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        parts.headers.remove(header::TRANSFER_ENCODING);
+    }
     if let Some(via) = &upstream.via_client {
         super::via_client::prepare(proxy, via, &mut parts, false)
             .map_err(|()| TransportFailure::Other)?;
@@ -347,12 +355,6 @@ async fn exchange(
     }
     let target: Uri = parts.uri.clone();
     let mut head = Vec::new();
-    if let Some(body) = &body {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        parts.headers.remove(header::TRANSFER_ENCODING);
-    }
     http1::encode_request_head(
         &mut head,
         &parts.method,
