@@ -222,12 +222,7 @@ type FirstFails = (Option<usize>, Option<usize>, Option<usize>, Option<usize>);
 
 fn run(seed: u64, scenario: Scenario, oracle: Option<KnownEffect>) -> FirstFails {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let settings = JudgeSettings {
-        alpha: ALPHA,
-        ..JudgeSettings::default()
-    };
-    let mut failures = FailureRateJudge::new(settings);
-    let mut latency = LatencyJudge::new(settings);
+    let (mut failures, mut latency) = judges();
     let (mut judge_at, mut thresholds_at, mut mann_whitney_at, mut oracle_at) =
         (None, None, None, None);
     // A test told the effect: one constant bet, the best against the truth.
@@ -360,15 +355,19 @@ fn lower_bound_secs(scenario: Scenario, known: Option<KnownEffect>, power: f64) 
     }
 }
 
-/// The shadow step's judge on one rollout: when it first failed the canary.
-fn run_paired(seed: u64, scenario: Scenario) -> Option<usize> {
-    let mut rng = fastrand::Rng::with_seed(seed);
+/// A fresh judge of both metrics at level `ALPHA`.
+fn judges() -> (FailureRateJudge, LatencyJudge) {
     let settings = JudgeSettings {
         alpha: ALPHA,
         ..JudgeSettings::default()
     };
-    let mut failures = FailureRateJudge::new(settings);
-    let mut latency = LatencyJudge::new(settings);
+    (FailureRateJudge::new(settings), LatencyJudge::new(settings))
+}
+
+/// The shadow step's judge on one rollout: when it first failed the canary.
+fn run_paired(seed: u64, scenario: Scenario) -> Option<usize> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let (mut failures, mut latency) = judges();
     // The request's own share of the log-latency's σ 0.5, and each side's.
     let (shared_sigma, own_sigma) = ((0.25_f64 - 0.04).sqrt(), 0.2);
     let canary_failure = (BASE_FAILURE * scenario.failure_ratio).min(1.0);

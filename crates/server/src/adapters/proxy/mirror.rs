@@ -47,7 +47,7 @@ struct ProductionAnswer {
 }
 
 /// A copy about to be made: what the request handler hands over.
-pub(super) struct Copy {
+pub(super) struct ShadowCopy {
     tap: Arc<ShadowTap>,
     permit: OwnedSemaphorePermit,
     /// The request's body as it streams to production (`None`: it has none).
@@ -68,11 +68,11 @@ pub(super) fn start(
     tap: &Arc<ShadowTap>,
     permit: OwnedSemaphorePermit,
     has_body: bool,
-) -> (Copy, Taps) {
+) -> (ShadowCopy, Taps) {
     let (body_tx, body_rx) = oneshot::channel();
     let (answer_tx, answer_rx) = oneshot::channel();
     let compare_bodies = !matches!(tap.rules.body, crate::domain::shadow::BodyRule::Ignore);
-    let copy = Copy {
+    let copy = ShadowCopy {
         tap: Arc::clone(tap),
         permit,
         body: has_body.then_some(body_rx),
@@ -201,7 +201,7 @@ impl Capture {
     }
 }
 
-impl Copy {
+impl ShadowCopy {
     /// Sends the copy to the canary (at `canary`, whichever upstream serves
     /// it now) on a task of its own, then compares the answers.
     pub(super) fn spawn(
@@ -211,7 +211,7 @@ impl Copy {
         mut parts: hyper::http::request::Parts,
     ) {
         let proxy = Arc::clone(proxy);
-        let Copy {
+        let ShadowCopy {
             tap,
             permit,
             body,
