@@ -100,8 +100,7 @@ fn chart(report: &ShadowReport) -> Option<String> {
         .filter(|(_, second)| second.mismatches > 0)
         .map(|(index, _)| {
             format!(
-                r#"<line class="shadow__mismatch" x1="{x:.1}" x2="{x:.1}" y1="{HEIGHT}" y2="{:.1}" vector-effect="non-scaling-stroke"/>"#,
-                HEIGHT - 6.0,
+                r#"<line class="shadow__mismatch" x1="{x:.1}" x2="{x:.1}" y1="0" y2="{HEIGHT}" vector-effect="non-scaling-stroke"/>"#,
                 x = x(index)
             )
         })
