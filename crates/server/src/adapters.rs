@@ -12,6 +12,7 @@ pub mod metric_sources;
 pub mod notify;
 pub mod own_metrics;
 pub mod proxy;
+pub mod push;
 pub mod recorder;
 pub mod router;
 pub mod serving;

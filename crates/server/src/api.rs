@@ -9,6 +9,7 @@ mod body;
 pub(crate) mod commands;
 mod demo;
 mod error;
+mod push;
 pub(crate) mod status;
 pub mod stream;
 mod webhooks;
@@ -93,6 +94,8 @@ pub struct AppState {
     pub clock: Arc<dyn crate::ports::Clock>,
     /// Custom metric readings; pushed values land here.
     pub custom: Arc<crate::adapters::metric_sources::CustomReadings>,
+    /// Web Push: the VAPID key and the devices alerts go to.
+    pub push: Arc<crate::adapters::push::Push>,
     /// The demo's services, when the server runs `canary demo`.
     pub demo: Option<Arc<crate::adapters::demo::DemoControl>>,
     /// What WebSocket streams send, encoded once for all of them.
@@ -175,6 +178,16 @@ fn routes(app_state: AppState, home: String) -> Router {
             post(commands::undo_promotion),
         )
         .route(&format!("{BASE_PATH}/audit"), get(commands::audit))
+        .route(canary_shared::push::PUSH_PATH, get(push::overview))
+        .route(canary_shared::push::PUSH_DEVICES_PATH, post(push::subscribe))
+        .route(
+            &format!("{}/{{id}}", canary_shared::push::PUSH_DEVICES_PATH),
+            axum::routing::delete(push::remove),
+        )
+        .route(
+            &format!("{}/{{id}}/test", canary_shared::push::PUSH_DEVICES_PATH),
+            post(push::test),
+        )
         .route(&format!("{BASE_PATH}/config"), get(status::get_config))
         .route(SETTINGS_PATH, get(status::get_settings))
         .route(DEMO_PATH, get(demo::get_demo).post(demo::set_demo))

@@ -36,6 +36,7 @@ mod metrics;
 mod panel;
 mod proxy;
 mod proxy_auth;
+mod push;
 mod router;
 mod scalars;
 mod upstreams;
@@ -65,6 +66,7 @@ pub use crate::config::metrics::{
 };
 pub use crate::config::panel::{PanelLabel, PanelLink, PanelUrl, PathPrefix};
 pub use crate::config::proxy_auth::{GroupRolesConfig, ProxyAuthConfig, Unmapped};
+pub use crate::config::push::{PushConfig, PushContact, PushTtl};
 pub use crate::config::router::{
     GatewayApiConfig, GatewayServices, HaproxyConfig, HaproxyServers, KubeName, LoopbackAddr,
     NginxConfig, NginxVariable, OnDrift, ProxyName, RouterConfig, RouterKind, RuntimeSocket,
@@ -112,6 +114,9 @@ pub struct Config {
     /// Custom metrics and their sources.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Web Push alerts to operators' devices.
+    #[serde(default)]
+    pub push: PushConfig,
 }
 
 /// `server:`

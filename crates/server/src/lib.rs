@@ -320,6 +320,17 @@ pub fn start_with_demo(
         &controller.audit,
         controller.state.clone(),
     );
+    let push = Arc::new(adapters::push::Push::new(
+        &config.push,
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        format!(
+            "{}{}/",
+            config.server.prefix(),
+            canary_shared::api::BASE_PATH
+        ),
+    )?);
+    push.spawn(&controller.audit, controller.state.clone());
     let handle = controller.clone();
     let (stop_store, stop_clock) = (Arc::clone(&store), Arc::clone(&clock));
     let server = tokio::spawn(async move {
@@ -443,6 +454,7 @@ pub fn start_with_demo(
             clock,
             recorder: Arc::clone(&recorder),
             shadow,
+            push: Arc::clone(&push),
             shutdown: stopping_rx,
         };
         let shutdown = async move {
@@ -477,7 +489,7 @@ pub fn start_with_demo(
         }
         // A decision taken just before the stop (a rollback, say) is still
         // announced: the notifications get a few seconds to go out.
-        notifiers.finish(NOTIFY_GRACE).await;
+        let (_, ()) = tokio::join!(notifiers.finish(NOTIFY_GRACE), push.finish(NOTIFY_GRACE));
         result
     });
     Ok((handle, server))

@@ -340,6 +340,85 @@ impl AuditEvent {
     }
 }
 
+/// An alert for people about one audit entry: the console's browser
+/// notification and a device's push alert say the same words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// The entry's most important event (a breach before a rollback).
+    pub event: NotifyEvent,
+    /// The headline, such as "Safety breach: canary v2.7.0 rolled back".
+    pub title: String,
+    /// The reason, then the move and who decided.
+    pub body: String,
+}
+
+/// An action's name in words: `auto_rollback` → "Auto rollback".
+pub fn action_words(action: &str) -> String {
+    let words = action.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+impl AuditEvent {
+    /// The alert about this entry, if it stands for an event people are
+    /// told about; `version` is the canary's version.
+    pub fn alert(&self, version: Option<&str>) -> Option<Alert> {
+        let events = self.notify_events();
+        let version = version.map(|tag| format!(" {tag}")).unwrap_or_default();
+        let has = |event| events.contains(&event);
+        let (event, title) = if has(NotifyEvent::Breach) && has(NotifyEvent::RolledBack) {
+            (
+                NotifyEvent::Breach,
+                format!("Safety breach: canary{version} rolled back"),
+            )
+        } else if has(NotifyEvent::Breach) {
+            // The advisory judge: found a regression, paused for a person.
+            (
+                NotifyEvent::Breach,
+                format!("Regression found: canary{version} paused"),
+            )
+        } else if has(NotifyEvent::RolledBack) {
+            (
+                NotifyEvent::RolledBack,
+                format!("Canary{version} rolled back"),
+            )
+        } else if has(NotifyEvent::Promoted) {
+            (
+                NotifyEvent::Promoted,
+                format!("Canary{version} promoted to production"),
+            )
+        } else if has(NotifyEvent::Started) {
+            (NotifyEvent::Started, format!("Canary{version} started"))
+        } else if has(NotifyEvent::StepChanged) {
+            (
+                NotifyEvent::StepChanged,
+                format!("Canary{version} now gets {}", self.to_percent),
+            )
+        } else {
+            return None;
+        };
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|reason| format!("{reason}\n"))
+            .unwrap_or_default();
+        Some(Alert {
+            event,
+            title,
+            body: format!(
+                "{reason}{}: {} → {}, by {}",
+                action_words(&self.action),
+                self.from_percent,
+                self.to_percent,
+                self.actor
+            ),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::audit::{AuditEvent, NotifyEvent};

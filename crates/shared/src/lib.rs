@@ -16,6 +16,7 @@
 //! - [`auth`]: roles, the login body and [`Me`], who is signed in.
 //! - [`settings`]: [`RolloutSettings`], the rules rollouts follow.
 //! - [`stream`]: [`ServerMessage`], what the WebSocket sends.
+//! - [`push`]: Web Push devices and the server's VAPID key.
 //! - [`validation`]: [`ShadowReport`], the canary's answers to mirrored requests.
 //!
 //! # Example
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod deployment;
 pub mod metrics;
 pub mod number;
+pub mod push;
 pub mod safety;
 pub mod settings;
 pub mod share;

@@ -514,3 +514,48 @@ fn a_split_that_does_not_add_up_to_100_is_refused() {
     let split: TrafficSplit = serde_json::from_str(json).unwrap();
     assert_eq!(split.production(), share(75.0));
 }
+
+#[test]
+fn push_bodies() {
+    use crate::audit::NotifyEvent;
+    use crate::push::{PushDevice, PushKeys, PushOverview, PushSubscribe, PushTestResult};
+    let overview = PushOverview {
+        enabled: true,
+        public_key: "BEl62iUYgUivxIkv69yViEuiBIa-Ib9-SkvMeAtA3LFgDzkrxZJjSgSnfckjBJuBkr3qBUYIHBQFLXYp5Nksh8U".to_owned(),
+        devices: vec![PushDevice {
+            id: 3,
+            user: "alice".to_owned(),
+            label: "Chrome on Android".to_owned(),
+            service: "fcm.googleapis.com".to_owned(),
+            events: vec![NotifyEvent::Breach, NotifyEvent::RolledBack],
+            created_at: UnixMillis(1_733_500_000_000),
+            last_delivered_at: Some(UnixMillis(1_733_500_060_000)),
+            last_error: None,
+        }],
+    };
+    check(&overview, expect_file!["snapshots/push_overview.json"]);
+    let subscribe: PushSubscribe = serde_json::from_str(
+        r#"{"endpoint":"https://fcm.googleapis.com/fcm/send/abc","expirationTime":null,
+            "keys":{"p256dh":"BNcR","auth":"tBHI"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        subscribe,
+        PushSubscribe {
+            endpoint: "https://fcm.googleapis.com/fcm/send/abc".to_owned(),
+            keys: PushKeys {
+                p256dh: "BNcR".to_owned(),
+                auth: "tBHI".to_owned(),
+            },
+            events: None,
+            replaces: None,
+        },
+        "a browser's PushSubscription.toJSON() is read as it is"
+    );
+    check(&subscribe, expect_file!["snapshots/push_subscribe.json"]);
+    let result = PushTestResult {
+        delivered: false,
+        detail: "push service answered 410: the subscription is gone; device removed".to_owned(),
+    };
+    check(&result, expect_file!["snapshots/push_test_result.json"]);
+}

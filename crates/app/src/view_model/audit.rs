@@ -8,14 +8,7 @@ use canary_shared::{AuditAction, AuditEvent, AuditMetrics, WindowStats};
 use crate::view_model::{latency, rate, thousands};
 
 /// An audit action for people: `auto_rollback` → `Auto rollback`.
-pub fn action_label(action: &str) -> String {
-    let words = action.replace('_', " ");
-    let mut chars = words.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
+pub use canary_shared::audit::action_words as action_label;
 
 /// Whether the controller took this decision by itself about the rollout
 /// (the safety panel explains each of these).
@@ -139,33 +132,12 @@ pub struct BrowserAlert {
 /// The alert for an audit entry, if it is one an operator must hear about
 /// even with the tab in the background: a safety breach or a rollback.
 pub fn browser_alert(entry: &AuditEvent, version: Option<&str>) -> Option<BrowserAlert> {
-    let events = entry.notify_events();
-    let version = version.map(|tag| format!(" {tag}")).unwrap_or_default();
-    let rolled_back = events.contains(&NotifyEvent::RolledBack);
-    let title = if events.contains(&NotifyEvent::Breach) && rolled_back {
-        format!("Safety breach: canary{version} rolled back")
-    } else if events.contains(&NotifyEvent::Breach) {
-        // The advisory judge: found a regression, paused for a person.
-        format!("Regression found: canary{version} paused")
-    } else if rolled_back {
-        format!("Canary{version} rolled back")
-    } else {
-        return None;
-    };
-    let reason = entry
-        .reason
-        .as_deref()
-        .map(|reason| format!("{reason}\n"))
-        .unwrap_or_default();
+    let alert = entry
+        .alert(version)
+        .filter(|alert| matches!(alert.event, NotifyEvent::Breach | NotifyEvent::RolledBack))?;
     Some(BrowserAlert {
-        title,
-        body: format!(
-            "{reason}{}: {} → {}, by {}",
-            action_label(&entry.action),
-            entry.from_percent,
-            entry.to_percent,
-            entry.actor
-        ),
+        title: alert.title,
+        body: alert.body,
         tag: format!("canary-audit-{}", entry.seq),
     })
 }

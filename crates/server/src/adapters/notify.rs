@@ -28,7 +28,7 @@ const QUEUE: usize = 256;
 /// The first pause before a retry; it doubles with each further one.
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(500);
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// One line for people, such as
 /// `canary v2.7.0: rolled back (25 % → 0 %): p95 latency 1,340 ms > 1,000 ms; by controller`.
@@ -180,7 +180,7 @@ pub fn spawn(
     Notifiers { tasks, stop }
 }
 
-fn https_client() -> HttpsClient {
+pub(crate) fn https_client() -> HttpsClient {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
         .expect("ring supports rustls's safe default protocol versions")

@@ -18,9 +18,11 @@ use crate::domain::deployment::{AuditRecord, Deployment};
 use crate::domain::judge::RolloutJudge;
 
 mod lock_file;
+mod push;
 
 pub use lock_file::Pulled;
 use lock_file::{LockError, LockFile};
+pub use push::{NewSubscription, StoredSubscription};
 
 /// The migrations, in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -29,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_judge.sql"),
     include_str!("../../migrations/0004_sessions.sql"),
     include_str!("../../migrations/0005_store_meta.sql"),
+    include_str!("../../migrations/0006_push.sql"),
 ];
 
 /// Why the store failed.

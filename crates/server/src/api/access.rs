@@ -132,6 +132,18 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         ),
         (Method::GET, "/admin/canary/demo", Needs(Viewer)),
         (Method::POST, "/admin/canary/demo", Needs(Operator)),
+        (Method::GET, "/admin/canary/push", Needs(Viewer)),
+        (Method::POST, "/admin/canary/push/devices", Needs(Viewer)),
+        (
+            Method::DELETE,
+            "/admin/canary/push/devices/{id}",
+            Needs(Viewer),
+        ),
+        (
+            Method::POST,
+            "/admin/canary/push/devices/{id}/test",
+            Needs(Viewer),
+        ),
         (Method::GET, "/admin/canary/sessions", Needs(Admin)),
         (
             Method::DELETE,

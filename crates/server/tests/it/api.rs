@@ -556,7 +556,8 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
         let concrete = path
             .replace("{handle}", "nonesuch")
             .replace("{percent}", "5")
-            .replace("{event}", "health-check");
+            .replace("{event}", "health-check")
+            .replace("{id}", "4242");
         for (method, operation) in operations.as_mapping().unwrap() {
             let method = method.as_str().unwrap();
             assert!(
@@ -570,6 +571,14 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
                 // Answers 404 by design outside `canary demo`; demo.rs covers both.
                 _ if path == canary_shared::demo::DEMO_PATH => continue,
                 "get" => http_get(&app.url(&concrete), "application/json").await.0,
+                // No device has this id, but the route exists: 404 with an
+                // error body naming it.
+                "post" if path.contains("{id}") => {
+                    let (code, body) = post_with(&app, &concrete, &[JSON], "{}").await;
+                    assert_eq!(code, StatusCode::NOT_FOUND, "POST {path}: {body}");
+                    assert!(body.contains("devices/4242"), "POST {path}: {body}");
+                    continue;
+                }
                 "post" => post_with(&app, &concrete, &[JSON], "{}").await.0,
                 // No session has this handle, but the route exists: 404 with
                 // an error body naming it, not the router's bare 404.
@@ -583,7 +592,10 @@ async fn the_openapi_document_is_served_and_matches_the_routes() {
                         .unwrap();
                     let (code, _, body) = crate::support::send(client, request).await;
                     assert_eq!(code, StatusCode::NOT_FOUND, "DELETE {path}: {body}");
-                    assert!(body.contains("session"), "DELETE {path}: {body}");
+                    assert!(
+                        body.contains("session") || body.contains("devices/4242"),
+                        "DELETE {path}: {body}"
+                    );
                     continue;
                 }
                 other => panic!("undocumented method {other}"),

@@ -23,6 +23,7 @@ mod proxy_grpc;
 mod proxy_h2;
 mod proxy_sign_in;
 mod proxy_upstream_h2;
+mod push;
 mod recovery;
 mod router;
 mod router_gateway;
