@@ -110,6 +110,34 @@ pub async fn validation() -> Result<canary_shared::ShadowReport, Error> {
     send("GET", canary_shared::api::VALIDATION_PATH, None).await
 }
 
+/// `GET /admin/canary/push`: the key to subscribe with and the devices.
+pub async fn push() -> Result<canary_shared::push::PushOverview, Error> {
+    send("GET", canary_shared::push::PUSH_PATH, None).await
+}
+
+/// `POST /admin/canary/push/devices`: subscribes this device (or changes its events).
+pub async fn subscribe_push(json: String) -> Result<canary_shared::push::PushDevice, Error> {
+    send("POST", canary_shared::push::PUSH_DEVICES_PATH, Some(json)).await
+}
+
+/// `DELETE /admin/canary/push/devices/{id}`, or with `test`, `POST
+/// …/{id}/test`: a test alert, answered with what the push service did.
+pub async fn push_device(id: u64, test: bool) -> Result<String, Error> {
+    let path = format!("{}/{id}", canary_shared::push::PUSH_DEVICES_PATH);
+    if test {
+        let result: canary_shared::push::PushTestResult =
+            send("POST", &format!("{path}/test"), None).await?;
+        Ok(if result.delivered {
+            format!("Test alert sent: {}.", result.detail)
+        } else {
+            format!("Not delivered: {}.", result.detail)
+        })
+    } else {
+        // 204: no body to read.
+        exchange("DELETE", &path, None).await
+    }
+}
+
 /// `GET /admin/canary/settings`: the rules rollouts follow.
 pub async fn settings() -> Result<RolloutSettings, Error> {
     send("GET", SETTINGS_PATH, None).await
@@ -133,14 +161,8 @@ pub async fn login(user: &str, password: &str) -> Result<Me, Error> {
 
 /// `POST /admin/canary/logout`: ends the session.
 pub async fn logout() -> Result<(), Error> {
-    let _: serde_json::Value = send("POST", LOGOUT_PATH, None)
-        .await
-        .or_else(|err| match err {
-            // 204 has no body to decode.
-            Error::Decode(_) => Ok(serde_json::Value::Null),
-            other => Err(other),
-        })?;
-    Ok(())
+    // 204: no body to read.
+    exchange("POST", LOGOUT_PATH, None).await.map(|_| ())
 }
 
 impl Error {
@@ -170,6 +192,13 @@ async fn send<T: serde::de::DeserializeOwned>(
     path: &str,
     json: Option<String>,
 ) -> Result<T, Error> {
+    let text = exchange(method, path, json).await?;
+    serde_json::from_str(&text).map_err(|err| Error::Decode(err.to_string()))
+}
+
+/// The exchange behind [`send`], apart from the type read: one copy of its
+/// future in the WASM instead of one per answer type (about 5 KB each).
+async fn exchange(method: &str, path: &str, json: Option<String>) -> Result<String, Error> {
     let init = RequestInit::new();
     init.set_method(method);
     if let Some(json) = json {
@@ -204,7 +233,7 @@ async fn send<T: serde::de::DeserializeOwned>(
     .as_string()
     .unwrap_or_default();
     if response.ok() {
-        serde_json::from_str(&text).map_err(|err| Error::Decode(err.to_string()))
+        Ok(text)
     } else {
         match serde_json::from_str::<ApiErrorBody>(&text) {
             Ok(body) => Err(Error::Api(body)),

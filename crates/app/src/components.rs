@@ -7,6 +7,7 @@ pub mod audit_card;
 pub mod demo_card;
 pub mod help_card;
 pub mod metrics_card;
+pub mod push_card;
 pub mod router_card;
 pub mod safety_card;
 pub mod scale_panel;

@@ -15,6 +15,7 @@ pub mod api;
 pub mod chart_model;
 pub mod components;
 pub mod pages;
+pub mod push;
 pub mod stream;
 pub mod view_model;
 

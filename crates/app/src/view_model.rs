@@ -7,6 +7,7 @@ use canary_shared::{
 
 mod actions;
 mod audit;
+mod push;
 mod validation;
 
 pub use actions::{
@@ -17,6 +18,7 @@ pub use audit::{
     AuditKind, BrowserAlert, action_label, browser_alert, decision_figures, is_automatic_decision,
     new_alerts, rollout_decisions,
 };
+pub use push::{PUSH_EVENTS, PushPanel, device_line, push_markup};
 pub use validation::{escape, shadow_markup, shadow_summary};
 
 /// Where the live connection stands.

@@ -9,6 +9,7 @@ use crate::components::audit_card::AuditCard;
 use crate::components::demo_card::DemoCard;
 use crate::components::help_card::HelpCard;
 use crate::components::metrics_card::MetricsCard;
+use crate::components::push_card::PushCard;
 use crate::components::router_card::RouterCard;
 use crate::components::safety_card::SafetyCard;
 use crate::components::service_card::ServiceCard;
@@ -44,6 +45,7 @@ pub fn Dashboard() -> impl IntoView {
             </section>
             <ValidationCard state=live.state metrics=live.metrics />
             <AuditCard audit=live.audit />
+            <PushCard />
             <SettingsCard />
             <HelpCard />
         </main>
