@@ -66,6 +66,10 @@ pub struct PushPanel<'a> {
 pub fn push_markup(panel: &PushPanel<'_>) -> String {
     let mut html = String::new();
     let disabled = if panel.busy { " disabled" } else { "" };
+    // Nothing to press before the server's key is known.
+    let Some(devices) = panel.devices else {
+        return "<p class=\"card__note\">Loading…</p>".to_owned();
+    };
     if !panel.enabled {
         html.push_str("<p class=\"notice\">Push alerts are off on this server (push.enabled).</p>");
     } else if let Some(why) = panel.unsupported {
@@ -110,9 +114,6 @@ pub fn push_markup(panel: &PushPanel<'_>) -> String {
         }
         html.push_str("</div>");
     }
-    let Some(devices) = panel.devices else {
-        return html;
-    };
     html.push_str("<h3 class=\"push__heading\">Devices that get alerts</h3>");
     if devices.is_empty() {
         html.push_str("<p class=\"card__note\">None yet.</p>");
@@ -211,6 +212,14 @@ mod tests {
         panel.chosen = &[];
         assert!(
             push_markup(&panel).contains("data-act=\"save\" data-testid=\"push-save\" disabled")
+        );
+        assert!(
+            !push_markup(&PushPanel {
+                devices: None,
+                ..panel.clone()
+            })
+            .contains("data-act"),
+            "nothing to press before the server's key is read"
         );
         panel.unsupported = Some("Push alerts need HTTPS");
         let unsupported = push_markup(&panel);

@@ -452,3 +452,208 @@ async fn subscriptions_outside_the_push_services_or_with_bad_keys_are_refused_by
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("\"field\":\"id\""), "{body}");
 }
+
+/// A request as `secret`'s token; status and body.
+async fn as_token(
+    app: &TestApp,
+    method: hyper::Method,
+    path: &str,
+    secret: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(app.url(path))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) Version/17.4 Mobile/15E148 Safari/604.1",
+        )
+        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let (status, _, body) = send(json_client(), request).await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
+    use canary_server::adapters::credentials::new_token;
+    let service = FakePushService::start().await;
+    let (vera, vera_hash) = new_token().unwrap();
+    let (val, val_hash) = new_token().unwrap();
+    let (ada, ada_hash) = new_token().unwrap();
+    let origin = service.origin();
+    let app = TestApp::start_with(move |config| {
+        let yaml = format!(
+            "canary:\n  traffic_steps: [5, 100]\n  auto_progression: {{ enabled: false, wait_time: 1h, thresholds: {{ max_latency: 1000ms, min_success_rate: 0.85, max_error_rate: 0.15 }} }}\n\
+             auth:\n  tokens:\n    - {{ name: vera, role: viewer, secret_hash: \"{vera_hash}\" }}\n    - {{ name: val, role: viewer, secret_hash: \"{val_hash}\" }}\n    - {{ name: ada, role: admin, secret_hash: \"{ada_hash}\" }}\n\
+             push:\n  services: [\"{origin}\"]\n"
+        );
+        let parsed = canary_server::config::Config::from_yaml(&yaml).unwrap();
+        config.auth = parsed.auth;
+        config.push = parsed.push;
+    })
+    .await;
+    let devices = "/admin/canary/push/devices";
+    let (status, body) = as_token(
+        &app,
+        hyper::Method::POST,
+        devices,
+        &vera,
+        &service.subscription(1, r#"["breach"]"#),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a viewer may be alerted: {body}"
+    );
+    let veras: PushDevice = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (veras.user.as_str(), veras.label.as_str()),
+        ("vera", "Safari on iPad")
+    );
+    let (_, body) = as_token(
+        &app,
+        hyper::Method::POST,
+        devices,
+        &val,
+        &service.subscription(2, r#"["breach"]"#),
+    )
+    .await;
+    let vals: PushDevice = serde_json::from_str(&body).unwrap();
+
+    let listed = async |secret: &str| {
+        let (status, body) =
+            as_token(&app, hyper::Method::GET, "/admin/canary/push", secret, "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let overview: PushOverview = serde_json::from_str(&body).unwrap();
+        overview
+            .devices
+            .into_iter()
+            .map(|device| device.user)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(&vera).await, vec!["vera"]);
+    assert_eq!(
+        listed(&ada).await,
+        vec!["val", "vera"],
+        "an admin sees everyone's, newest first"
+    );
+
+    let val_device = format!("{devices}/{}", vals.id);
+    let (status, _) = as_token(&app, hyper::Method::DELETE, &val_device, &vera, "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not hers to remove");
+    let (status, _) = as_token(
+        &app,
+        hyper::Method::POST,
+        &format!("{val_device}/test"),
+        &vera,
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "nor to test");
+    assert!(service.received().is_empty());
+    let (status, _) = as_token(&app, hyper::Method::DELETE, &val_device, &ada, "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "an admin removes anyone's");
+    assert_eq!(listed(&ada).await, vec!["vera"]);
+}
+
+#[tokio::test]
+async fn no_push_secret_reaches_a_log_line_or_an_api_answer() {
+    use std::io::BufRead;
+    let service = FakePushService::start().await;
+    let upstream = crate::support::FakeUpstream::named("production").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::support::binary_config(
+        dir.path(),
+        &upstream.url(),
+        &upstream.url(),
+        &format!(
+            "canary:\n  traffic_steps: [5, 100]\n  auto_progression: {{ enabled: false, wait_time: 1h, thresholds: {{ max_latency: 1000ms, min_success_rate: 0.85, max_error_rate: 0.15 }} }}\npush:\n  contact: \"mailto:oncall@example.com\"\n  services: [\"{}\"]\n",
+            service.origin()
+        ),
+    );
+    let log = dir.path().join("canary.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARY_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let console = lines.next().unwrap().unwrap();
+    let console = console.trim_start_matches("canary: console at ").to_owned();
+    let get = async |path: &str| {
+        http_get(&format!("{console}{path}"), "application/json")
+            .await
+            .2
+    };
+
+    let subscription = service.subscription(5, r#"["breach","rolled_back"]"#);
+    let (status, subscribed) = post_json(
+        &json_client(),
+        &format!("{console}push/devices"),
+        &subscription,
+    )
+    .await;
+    assert_eq!(status, 201, "{subscribed}");
+    let device: PushDevice = serde_json::from_str(&subscribed).unwrap();
+    let (status, tested) = post_json(
+        &json_client(),
+        &format!("{console}push/devices/{}/test", device.id),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(
+        service.received().len(),
+        1,
+        "the test alert went out, signed"
+    );
+    let answers = [subscribed, tested, get("push").await, get("config").await];
+
+    let _ = child.kill();
+    let _ = child.wait();
+    let store = rusqlite::Connection::open(dir.path().join("data/canary.db")).unwrap();
+    let private: Vec<u8> = store
+        .query_row("SELECT private_key FROM push_key", [], |row| row.get(0))
+        .unwrap();
+    let subscription: serde_json::Value = serde_json::from_str(&subscription).unwrap();
+    let secrets = [
+        (
+            "the VAPID private key, base64url",
+            URL_SAFE_NO_PAD.encode(&private),
+        ),
+        (
+            "the VAPID private key, standard base64",
+            base64::engine::general_purpose::STANDARD.encode(&private),
+        ),
+        (
+            "the VAPID private key, hex",
+            private.iter().map(|byte| format!("{byte:02x}")).collect(),
+        ),
+        (
+            "the device's auth secret",
+            subscription["keys"]["auth"].as_str().unwrap().to_owned(),
+        ),
+        ("the device's endpoint path", "/push/5".to_owned()),
+    ];
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("push alert delivered"),
+        "the log is at debug level: {log}"
+    );
+    for (what, secret) in &secrets {
+        assert!(!log.contains(secret.as_str()), "{what} is in the log");
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret.as_str()),
+                "{what} is in an API answer: {answer}"
+            );
+        }
+    }
+}
