@@ -68,6 +68,11 @@ fn device_of(
         field: "id",
         message: format!("id: a device's id is a whole number, got {id:?}"),
     })?;
+    // The store numbers devices as SQLite's signed 64-bit integers: a
+    // larger id names no device.
+    if i64::try_from(id).is_err() {
+        return Err(not_found());
+    }
     app.push
         .device(id, whose(identity))
         .map_err(store_failed)?
