@@ -124,6 +124,12 @@ fn restore_sessions(
     for (key, mut session) in saved {
         let role = identities.and_then(|identities| identities.users.get(&session.user));
         let live = match role {
+            // A single sign-on keeps the role its groups gave, while the
+            // config still signs people in that way.
+            _ if session.single_sign_on => {
+                identities.is_some_and(|identities| identities.single_sign_on)
+                    && sessions.restore(key.clone(), session, now_ms)
+            }
             Some((role, _)) => {
                 session.role = *role;
                 sessions.restore(key.clone(), session, now_ms)
@@ -150,6 +156,8 @@ pub(crate) struct Identities {
     pub(crate) allowed_origins: Vec<String>,
     /// Sign-in by an authenticating reverse proxy, when configured.
     pub(crate) proxy: Option<proxy_sign_in::ProxySignIn>,
+    /// Whether people sign in with an OpenID Connect provider.
+    pub(crate) single_sign_on: bool,
     /// Verified when the user name is unknown, so a wrong name takes as long
     /// as a wrong password and does not reveal which names exist.
     decoy_hash: String,
@@ -364,6 +372,7 @@ impl Identities {
                 .proxy
                 .as_ref()
                 .map(proxy_sign_in::ProxySignIn::from_config),
+            single_sign_on: auth.oidc.is_some(),
             decoy_hash: credentials::hash_password("decoy password for unknown user names")?,
         })
     }
@@ -405,6 +414,12 @@ pub enum SignInError {
     /// One answer for an unknown name and a wrong password alike.
     #[error("wrong user name or password")]
     WrongCredentials,
+    /// Signed in at the identity provider, but none of the person's groups
+    /// gives a role here.
+    #[error(
+        "none of your groups gives a role in canary; ask an admin to map one in auth.oidc.roles"
+    )]
+    NoRole,
     /// The server could not check or make the secret.
     #[error("{0}")]
     Internal(String),
@@ -475,6 +490,24 @@ impl AccessControl {
             return Err(SignInError::WrongCredentials);
         }
         lock(&self.throttle).succeeded(source, &user);
+        let signed_in = self.open_session(user, role, false, previous_secret)?;
+        self.audit(
+            &signed_in.user,
+            AuditAction::Login,
+            format!("signed in from {source}"),
+        );
+        Ok(signed_in)
+    }
+
+    /// A new session for `user` with `role`, ending the one behind
+    /// `previous_secret`.
+    fn open_session(
+        &self,
+        user: String,
+        role: Role,
+        single_sign_on: bool,
+        previous_secret: Option<&str>,
+    ) -> Result<SignedIn, SignInError> {
         let (secret, handle) =
             credentials::new_session().map_err(|err| SignInError::Internal(err.to_string()))?;
         let key = session_key(&secret);
@@ -487,16 +520,57 @@ impl AccessControl {
                 }
             }
             let now = self.now_ms();
-            sessions.create(key.clone(), handle, &user, role, now);
+            sessions.create_for(key.clone(), handle, &user, role, single_sign_on, now);
             sessions.check(&key, now).ok()
         };
         self.persist(key, created);
-        self.audit(
-            &user,
-            AuditAction::Login,
-            format!("signed in from {source}"),
-        );
         Ok(SignedIn { secret, user, role })
+    }
+
+    /// Someone the identity provider vouched for: a session like a
+    /// password's, with the role their `groups` give; refused (and
+    /// audited, with their groups) when no group maps and unmapped people
+    /// are refused.
+    pub(crate) fn single_sign_on(
+        &self,
+        rules: &crate::domain::access::GroupRoles,
+        user: String,
+        groups: &[String],
+        source: IpAddr,
+        previous_secret: Option<&str>,
+    ) -> Result<SignedIn, SignInError> {
+        let listed = if groups.is_empty() {
+            "none".to_owned()
+        } else {
+            groups.join(", ")
+        };
+        let Some(role) = rules.role_for(groups.iter().map(String::as_str)) else {
+            self.audit(
+                &user,
+                AuditAction::AccessDenied,
+                format!(
+                    "signed in at the identity provider from {source}, but no group of theirs \
+                     maps to a role (groups: {listed})"
+                ),
+            );
+            return Err(SignInError::NoRole);
+        };
+        let signed_in = self.open_session(user, role, true, previous_secret)?;
+        self.audit(
+            &signed_in.user,
+            AuditAction::Login,
+            format!("signed in with single sign-on from {source} as {role} (groups: {listed})"),
+        );
+        Ok(signed_in)
+    }
+
+    /// A sign-in with the identity provider that failed, for the trail.
+    pub(crate) fn single_sign_on_failed(&self, source: IpAddr, why: &str) {
+        self.audit(
+            "unknown",
+            AuditAction::LoginFailed,
+            format!("single sign-on from {source} refused: {why}"),
+        );
     }
 
     /// Ends the session behind `secret`, if it is live, once the store has

@@ -10,6 +10,7 @@ pub mod hooks;
 pub mod listeners;
 pub mod metric_sources;
 pub mod notify;
+pub mod oidc;
 pub mod own_metrics;
 pub mod proxy;
 pub mod push;

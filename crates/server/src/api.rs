@@ -9,6 +9,7 @@ mod body;
 pub(crate) mod commands;
 mod demo;
 mod error;
+mod oidc;
 mod push;
 pub(crate) mod status;
 pub mod stream;
@@ -94,6 +95,8 @@ pub struct AppState {
     pub clock: Arc<dyn crate::ports::Clock>,
     /// Custom metric readings; pushed values land here.
     pub custom: Arc<crate::adapters::metric_sources::CustomReadings>,
+    /// Single sign-on's identity provider, when `auth.oidc` is set.
+    pub oidc: Option<Arc<crate::adapters::oidc::OidcProvider>>,
     /// Web Push: the VAPID key and the devices alerts go to.
     pub push: Arc<crate::adapters::push::Push>,
     /// The demo's services, when the server runs `canary demo`.
@@ -142,7 +145,10 @@ fn routes(app_state: AppState, home: String) -> Router {
             post(status::push_custom_metric),
         )
         .route(STREAM_PATH, get(stream::upgrade))
-        .route(LOGIN_PATH, post(access::login))
+        .route(LOGIN_PATH, post(access::login).get(oidc::login_options))
+        .route(canary_shared::auth::OIDC_START_PATH, get(oidc::start))
+        .route(canary_shared::auth::OIDC_CALLBACK_PATH, get(oidc::callback))
+        .route(canary_shared::auth::OIDC_SIGNED_OUT_PATH, get(oidc::signed_out))
         .route(LOGOUT_PATH, post(access::logout))
         .route(ME_PATH, get(access::me))
         .route(&format!("{BASE_PATH}/sessions"), get(access::sessions))

@@ -33,6 +33,7 @@ mod checks;
 mod derived;
 mod locate;
 mod metrics;
+mod oidc;
 mod panel;
 mod proxy;
 mod proxy_auth;
@@ -64,6 +65,7 @@ pub use crate::config::access::{
 pub use crate::config::metrics::{
     CustomMetricConfig, MetricSource, MetricsConfig, PrometheusSourceConfig, ScrapeSourceConfig,
 };
+pub use crate::config::oidc::{ClientSecretText, OidcConfig, OidcText, OidcUrl};
 pub use crate::config::panel::{PanelLabel, PanelLink, PanelUrl, PathPrefix};
 pub use crate::config::proxy_auth::{GroupRolesConfig, ProxyAuthConfig, Unmapped};
 pub use crate::config::push::{PushConfig, PushContact, PushTtl};
@@ -584,12 +586,18 @@ impl Config {
         if self.server.assets_dir != Path::new(ServerConfig::DEFAULT_ASSETS_DIR) {
             resolve(&mut self.server.assets_dir);
         }
+        let oidc_ca = self
+            .auth
+            .as_mut()
+            .and_then(|auth| auth.oidc.as_mut())
+            .and_then(|oidc| oidc.ca_file.as_mut());
         for ca_file in [
             &mut self.upstreams.production.ca_file,
             &mut self.upstreams.canary.ca_file,
         ]
         .into_iter()
         .flatten()
+        .chain(oidc_ca)
         {
             resolve(ca_file);
         }

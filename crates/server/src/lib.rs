@@ -103,6 +103,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// `auth.oidc` cannot be used (its `ca_file`).
+    #[error("{0}")]
+    SingleSignOn(String),
     /// The access log listener of an external router cannot listen.
     #[error(
         "cannot listen for the router's access log on {address} (router.{field}.log_listen): {source}"
@@ -331,6 +334,12 @@ pub fn start_with_demo(
         ),
     )?);
     push.spawn(&controller.audit, controller.state.clone());
+    let oidc = match config.auth.as_ref().and_then(|auth| auth.oidc.as_ref()) {
+        Some(oidc) => Some(Arc::new(
+            adapters::oidc::OidcProvider::new(oidc).map_err(StartError::SingleSignOn)?,
+        )),
+        None => None,
+    };
     let handle = controller.clone();
     let (stop_store, stop_clock) = (Arc::clone(&store), Arc::clone(&clock));
     let server = tokio::spawn(async move {
@@ -455,6 +464,7 @@ pub fn start_with_demo(
             recorder: Arc::clone(&recorder),
             shadow,
             push: Arc::clone(&push),
+            oidc,
             shutdown: stopping_rx,
         };
         let shutdown = async move {

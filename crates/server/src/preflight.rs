@@ -63,6 +63,16 @@ pub fn check(config: &Config, file: Option<&Path>) -> Result<Vec<String>, Config
             ));
         }
     }
+    if let Some(oidc) = config.auth.as_ref().and_then(|auth| auth.oidc.as_ref())
+        && let Err(why) = crate::adapters::oidc::OidcProvider::new(oidc)
+    {
+        let field = if oidc.ca_file.is_some() {
+            "ca_file"
+        } else {
+            "issuer"
+        };
+        return Err(Config::error_at(file, &["auth", "oidc", field], why));
+    }
     let hooks = [
         ("deploy", &config.hooks.deploy),
         ("health_check", &config.hooks.health_check),

@@ -14,6 +14,28 @@ pub const ME_PATH: &str = "/admin/canary/me";
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "canary_session";
 
+/// `GET`: begins a sign-in with the identity provider (a redirect there).
+pub const OIDC_START_PATH: &str = "/admin/canary/auth/oidc/start";
+/// `GET`: where the identity provider sends the browser back.
+pub const OIDC_CALLBACK_PATH: &str = "/admin/canary/auth/oidc/callback";
+/// `GET`: after the console's session ended, on to the identity provider's
+/// sign-out (or back to the console).
+pub const OIDC_SIGNED_OUT_PATH: &str = "/admin/canary/auth/oidc/signed-out";
+/// The short-lived cookie that carries a sign-in begun at the identity
+/// provider back to this server (`SameSite=Lax`, so the provider's redirect
+/// brings it).
+pub const OIDC_STATE_COOKIE: &str = "canary_oidc";
+
+/// `GET /admin/canary/login`: how people may sign in here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginOptions {
+    /// The single sign-on button's words, when an identity provider is
+    /// configured (it starts at [`OIDC_START_PATH`]).
+    pub single_sign_on: Option<String>,
+    /// Whether user names and passwords are taken.
+    pub passwords: bool,
+}
+
 /// What an identity may do. Each role includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

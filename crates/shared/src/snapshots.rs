@@ -491,6 +491,11 @@ fn access_bodies() {
         ..me
     };
     check(&through_proxy, expect_file!["snapshots/me_proxy.json"]);
+    let options = crate::auth::LoginOptions {
+        single_sign_on: Some("Sign in with Example SSO".to_owned()),
+        passwords: true,
+    };
+    check(&options, expect_file!["snapshots/login_options.json"]);
 }
 
 #[test]

@@ -59,8 +59,23 @@ pub fn needs_client(upstream: &UpstreamConfig) -> bool {
 /// The TLS settings for `upstream`: its `ca_file`, or the system's roots.
 /// Built once; every client of the upstream shares them.
 pub fn tls_config(upstream: &UpstreamConfig) -> Result<Arc<rustls::ClientConfig>, String> {
+    verified_by(
+        upstream.ca_file.as_deref(),
+        upstream.url.is_https(),
+        "the upstream",
+    )
+}
+
+/// TLS that trusts the CA in `ca_file`, or else the system's roots (which
+/// must hold some when `needs_roots`: an https peer is to be verified);
+/// `peer` names what is verified in the error.
+pub fn verified_by(
+    ca_file: Option<&std::path::Path>,
+    needs_roots: bool,
+    peer: &str,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
-    match &upstream.ca_file {
+    match ca_file {
         Some(path) => {
             let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
                 .and_then(|certificates| certificates.collect())
@@ -83,11 +98,10 @@ pub fn tls_config(upstream: &UpstreamConfig) -> Result<Arc<rustls::ClientConfig>
                 // A certificate the store holds but rustls cannot use is skipped, as browsers do.
                 let _ = roots.add(certificate);
             }
-            if roots.is_empty() && upstream.url.is_https() {
-                return Err(
-                    "the system has no CA certificates to verify the upstream with; install them (ca-certificates) or set ca_file"
-                        .to_owned(),
-                );
+            if roots.is_empty() && needs_roots {
+                return Err(format!(
+                    "the system has no CA certificates to verify {peer} with; install them (ca-certificates) or set ca_file"
+                ));
             }
         }
     }

@@ -16,7 +16,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use canary_shared::api::command_paths;
-use canary_shared::auth::{LOGIN_PATH, LOGOUT_PATH, ME_PATH, SESSION_COOKIE};
+use canary_shared::auth::{
+    LOGIN_PATH, LOGOUT_PATH, ME_PATH, OIDC_CALLBACK_PATH, OIDC_SIGNED_OUT_PATH, OIDC_START_PATH,
+    SESSION_COOKIE,
+};
 use canary_shared::{CredentialKind, LoginRequest, Me, Role};
 use serde::Serialize;
 
@@ -40,6 +43,8 @@ pub struct Identity {
     /// The session's cookie secret, for a console session (so a WebSocket
     /// can notice when the session ends).
     pub session: Option<String>,
+    /// A console session signed in with the identity provider.
+    pub single_sign_on: bool,
 }
 
 impl Identity {
@@ -88,6 +93,10 @@ pub const ROUTES: &[(Method, &str, RouteAccess)] = {
         (Method::GET, "/admin/canary/", Public),
         (Method::GET, "/admin/canary/{*path}", Public),
         (Method::POST, LOGIN_PATH, Public),
+        (Method::GET, LOGIN_PATH, Public),
+        (Method::GET, OIDC_START_PATH, Public),
+        (Method::GET, OIDC_CALLBACK_PATH, Public),
+        (Method::GET, OIDC_SIGNED_OUT_PATH, Public),
         (Method::POST, LOGOUT_PATH, Public),
         (Method::GET, ME_PATH, Needs(Viewer)),
         (Method::GET, "/admin/canary/status", Needs(Viewer)),
@@ -338,6 +347,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
             role: Role::Admin,
             kind: CredentialKind::Local,
             session: None,
+            single_sign_on: false,
         });
         return next.run(request).await;
     };
@@ -373,6 +383,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
                     role,
                     kind: CredentialKind::Proxy,
                     session: None,
+                    single_sign_on: false,
                 })
             }
         },
@@ -389,6 +400,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
                 role,
                 kind: CredentialKind::Token,
                 session: None,
+                single_sign_on: false,
             }),
             None => {
                 access.record_denial(source, "unknown", "unknown API token");
@@ -403,6 +415,7 @@ pub async fn authorize(State(app): State<AppState>, mut request: Request, next: 
                     role: session.role,
                     kind: CredentialKind::Session,
                     session: Some(secret.to_owned()),
+                    single_sign_on: session.single_sign_on,
                 }),
                 // A stale cookie on a public route (the login page) is no error.
                 Err(_) if needed == RouteAccess::Public => None,
@@ -513,6 +526,7 @@ impl From<SignInError> for ApiError {
                 ApiError::TooManyAttempts { retry_after_s }
             }
             SignInError::WrongCredentials => ApiError::Unauthorized(err.to_string()),
+            SignInError::NoRole => ApiError::Forbidden(err.to_string()),
             SignInError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -521,7 +535,7 @@ impl From<SignInError> for ApiError {
 /// `Set-Cookie` for the session: not readable by scripts, never sent by
 /// other sites' requests, only over TLS when the console uses it, and only
 /// under the console's path (after `server.path_prefix`, when set).
-fn session_cookie_header(
+pub(crate) fn session_cookie_header(
     secret: &str,
     secure: bool,
     max_age: Option<u64>,
@@ -564,10 +578,16 @@ pub(crate) async fn me(
         .as_ref()
         .and_then(|identities| identities.proxy.as_ref())
         .and_then(|proxy| proxy.sign_out_url.as_deref());
-    Json(with_panel(
-        identity.me(app.access.enabled(), sign_out),
-        &app.config,
-    ))
+    let mut me = identity.me(app.access.enabled(), sign_out);
+    if identity.single_sign_on {
+        // After the local session ends, the identity provider's own.
+        me.sign_out_url = Some(format!(
+            "{}{}",
+            app.config.server.prefix(),
+            canary_shared::auth::OIDC_SIGNED_OUT_PATH
+        ));
+    }
+    Json(with_panel(me, &app.config))
 }
 
 /// One live session, as an admin sees it.

@@ -32,6 +32,8 @@ pub struct AuthConfig {
     pub allowed_origins: Vec<AllowedOrigin>,
     /// Sign-in through an authenticating reverse proxy, off when left out.
     pub proxy: Option<crate::config::ProxyAuthConfig>,
+    /// Single sign-on with an OpenID Connect provider, off when left out.
+    pub oidc: Option<crate::config::OidcConfig>,
 }
 
 #[derive(Deserialize)]
@@ -47,16 +49,22 @@ struct AuthInput {
     allowed_origins: Vec<AllowedOrigin>,
     #[serde(default)]
     proxy: Option<crate::config::ProxyAuthConfig>,
+    #[serde(default)]
+    oidc: Option<crate::config::OidcConfig>,
 }
 
 impl TryFrom<AuthInput> for AuthConfig {
     type Error = String;
 
     fn try_from(input: AuthInput) -> Result<Self, Self::Error> {
-        if input.users.is_empty() && input.tokens.is_empty() && input.proxy.is_none() {
+        if input.users.is_empty()
+            && input.tokens.is_empty()
+            && input.proxy.is_none()
+            && input.oidc.is_none()
+        {
             return Err(
-                "auth names no users, no tokens and no authenticating proxy, so nobody could \
-                 sign in: add one (create a hash with `canary hash-password` or `canary \
+                "auth names no users, no tokens, no authenticating proxy and no single sign-on, \
+                 so nobody could sign in: add one (create a hash with `canary hash-password` or `canary \
                  new-token`), or leave the auth section out to serve without logins on \
                  loopback only"
                     .to_owned(),
@@ -114,6 +122,7 @@ impl TryFrom<AuthInput> for AuthConfig {
             session: input.session,
             allowed_origins: input.allowed_origins,
             proxy: input.proxy,
+            oidc: input.oidc,
         })
     }
 }

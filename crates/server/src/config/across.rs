@@ -22,6 +22,26 @@ impl Config {
                 ),
             ));
         }
+        if let Some(oidc) = self.auth.as_ref().and_then(|auth| auth.oidc.as_ref())
+            && !oidc
+                .redirect_url
+                .0
+                .split(['?', '#'])
+                .next()
+                .is_some_and(|path| path.ends_with(canary_shared::auth::OIDC_CALLBACK_PATH))
+        {
+            return Err(invalid_at(
+                text,
+                &["auth", "oidc", "redirect_url"],
+                format!(
+                    "{:?} must be this console's callback as browsers reach it, ending in {} \
+                     (such as \"https://canary.example.com{}\")",
+                    oidc.redirect_url.0,
+                    canary_shared::auth::OIDC_CALLBACK_PATH,
+                    canary_shared::auth::OIDC_CALLBACK_PATH
+                ),
+            ));
+        }
         match (&self.router.kind, &self.router.haproxy) {
             (RouterKind::Haproxy, None) => {
                 return Err(invalid_at(

@@ -78,13 +78,21 @@ pub enum Unmapped {
 impl ProxyAuthConfig {
     /// The rules of the pure core's [`crate::domain::access::GroupRoles`].
     pub fn group_roles(&self) -> crate::domain::access::GroupRoles {
+        self.roles.group_roles(self.unmapped)
+    }
+}
+
+impl GroupRolesConfig {
+    /// These groups' roles, with `unmapped` for a person in none of them
+    /// (the same rules for the proxy's headers and an ID token's groups).
+    pub fn group_roles(&self, unmapped: Unmapped) -> crate::domain::access::GroupRoles {
         crate::domain::access::GroupRoles {
             by_role: vec![
-                (Role::Admin, self.roles.admin.clone()),
-                (Role::Operator, self.roles.operator.clone()),
-                (Role::Viewer, self.roles.viewer.clone()),
+                (Role::Admin, self.admin.clone()),
+                (Role::Operator, self.operator.clone()),
+                (Role::Viewer, self.viewer.clone()),
             ],
-            unmapped: match self.unmapped {
+            unmapped: match unmapped {
                 Unmapped::Refuse => None,
                 Unmapped::Viewer => Some(Role::Viewer),
                 Unmapped::Operator => Some(Role::Operator),

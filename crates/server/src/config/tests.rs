@@ -743,3 +743,63 @@ fn a_path_prefix_and_a_panel_link_are_checked_where_they_are_written() {
         assert!(message.starts_with("<config>:2:"), "located: {message}");
     }
 }
+
+#[test]
+fn single_sign_on_and_push_settings_are_checked_at_their_place_and_secrets_never_shown() {
+    let oidc = |extra: &str| {
+        format!(
+            "auth:\n  oidc:\n    issuer: \"https://sso.example.com\"\n    client_id: canary\n    client_secret: \"s3cret-of-the-client\"\n{extra}{SEED}"
+        )
+    };
+    let config = Config::from_yaml(&oidc(
+        "    redirect_url: \"https://canary.example.com/ops/admin/canary/auth/oidc/callback\"\n",
+    ))
+    .expect("single sign-on alone is a way to sign in");
+    let sso = config.auth.as_ref().unwrap().oidc.as_ref().unwrap();
+    assert!(!format!("{sso:?}").contains("s3cret"), "{sso:?}");
+    let shown = serde_json::to_string(&config).unwrap();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    let error = Config::from_yaml(&oidc(
+        "    redirect_url: \"https://canary.example.com/callback\"\n",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with(
+            "<config>:6:19: auth.oidc.redirect_url: \"https://canary.example.com/callback\" must be"
+        ) && error.contains("ending in /admin/canary/auth/oidc/callback"),
+        "{error}"
+    );
+    let error = Config::from_yaml(&oidc("    redirect_url: \"ftp://x/y\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("<config>:6:19: auth.oidc.redirect_url: invalid URL"),
+        "{error}"
+    );
+
+    let push = |body: &str| Config::from_yaml(&format!("push:\n{body}{SEED}"));
+    assert_eq!(
+        push("  ttl: 30m\n").unwrap().push.ttl.0,
+        Duration::from_secs(1800)
+    );
+    let error = push("  ttl: 2d\n").unwrap_err().to_string();
+    assert!(
+        error.contains("push.ttl") && error.contains("from 1s to 24h"),
+        "{error}"
+    );
+    let error = push("  contact: oncall@example.com\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("<config>:2:12: push.contact: invalid contact"),
+        "{error}"
+    );
+    let error = push("  services: [\"https://push.example.com/path\"]\n")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("push.services"), "{error}");
+}

@@ -21,6 +21,11 @@ pub struct Session {
     pub created_ms: u64,
     /// When the session was last used.
     pub last_seen_ms: u64,
+    /// Signed in with the identity provider (OpenID Connect), not a
+    /// password: its role came from the person's groups then, and signing
+    /// out also goes to the provider.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_sign_on: bool,
 }
 
 /// Why a session cannot be used.
@@ -59,6 +64,20 @@ impl Sessions {
     /// Starts a session under `secret` (made by the caller from a secure
     /// random source); `handle` names it without revealing the secret.
     pub fn create(&mut self, secret: String, handle: String, user: &str, role: Role, now_ms: u64) {
+        self.create_for(secret, handle, user, role, false, now_ms);
+    }
+
+    /// Like [`Sessions::create`], for a sign-in with the identity provider
+    /// when `single_sign_on`.
+    pub fn create_for(
+        &mut self,
+        secret: String,
+        handle: String,
+        user: &str,
+        role: Role,
+        single_sign_on: bool,
+        now_ms: u64,
+    ) {
         self.prune(now_ms);
         self.by_secret.insert(
             secret,
@@ -68,6 +87,7 @@ impl Sessions {
                 role,
                 created_ms: now_ms,
                 last_seen_ms: now_ms,
+                single_sign_on,
             },
         );
     }

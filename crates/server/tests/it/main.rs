@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod hooks;
 mod judge;
 mod metrics;
+mod oidc;
 mod path_prefix;
 mod promotion;
 mod proxy;
