@@ -159,6 +159,11 @@ pub async fn login(user: &str, password: &str) -> Result<Me, Error> {
     send("POST", LOGIN_PATH, Some(json)).await
 }
 
+/// `GET /admin/canary/login`: how people may sign in here.
+pub async fn login_options() -> Result<canary_shared::auth::LoginOptions, Error> {
+    send("GET", LOGIN_PATH, None).await
+}
+
 /// `POST /admin/canary/logout`: ends the session.
 pub async fn logout() -> Result<(), Error> {
     // 204: no body to read.

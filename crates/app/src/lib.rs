@@ -88,12 +88,23 @@ pub fn App() -> impl IntoView {
             view! { <pages::login::Login notice on_signed_in /> }.into_any()
         }
         Session::SignedIn(me) => {
+            // Signed in with the identity provider: its sign-out next.
+            let then = me
+                .sign_out_url
+                .clone()
+                .filter(|_| me.kind == canary_shared::CredentialKind::Session);
             let sign_out = Callback::new(move |()| {
+                let then = then.clone();
                 leptos::task::spawn_local(async move {
                     if let Err(err) = api::logout().await {
                         web_sys::console::warn_1(&format!("canary: sign-out: {err}").into());
                     }
-                    session.set(Session::SignedOut(None));
+                    match then {
+                        Some(url) => {
+                            let _ = window().location().assign(&url);
+                        }
+                        None => session.set(Session::SignedOut(None)),
+                    }
                 });
             });
             let ended = Callback::new(move |reason: String| {

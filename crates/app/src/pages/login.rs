@@ -1,4 +1,7 @@
-//! The sign-in page, shown when the server asks for a login.
+//! The sign-in page, shown when the server asks for a login: single
+//! sign-on (when the server has an identity provider) and passwords, and
+//! why the last single sign-on failed (the server sends the browser back
+//! with `?sign_in_error=`).
 
 use canary_shared::Me;
 use leptos::prelude::*;
@@ -13,7 +16,23 @@ pub fn Login(
 ) -> impl IntoView {
     let user = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
-    let error = RwSignal::new(notice);
+    let error = RwSignal::new(notice.or_else(single_sign_on_error));
+    let options = RwSignal::new(None::<canary_shared::auth::LoginOptions>);
+    leptos::task::spawn_local(async move {
+        options.set(crate::api::login_options().await.ok());
+    });
+    // Until the server says otherwise, passwords are offered.
+    let passwords =
+        move || options.with(|options| options.as_ref().is_none_or(|options| options.passwords));
+    let sso = move || {
+        options.get().and_then(|options| options.single_sign_on).map(|label| {
+            let start = format!("{}{}", crate::api::mount_prefix(), canary_shared::auth::OIDC_START_PATH);
+            view! {
+                <a class="button button--primary login__sso" href=start data-testid="login-sso">{label}</a>
+                <p class="login__or" hidden=move || !passwords()>"or with a user name and password"</p>
+            }
+        })
+    };
     let busy = RwSignal::new(false);
     let submit = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
@@ -41,7 +60,8 @@ pub fn Login(
                     <span class="brand__name">"canary"</span>
                 </div>
                 <h1 class="login__title">"Sign in"</h1>
-                <label class="field">
+                {sso}
+                <label class="field" hidden=move || !passwords()>
                     <span>"User name"</span>
                     <input
                         name="user"
@@ -52,7 +72,7 @@ pub fn Login(
                         on:input=move |event| user.set(event_target_value(&event))
                     />
                 </label>
-                <label class="field">
+                <label class="field" hidden=move || !passwords()>
                     <span>"Password"</span>
                     <input
                         name="password"
@@ -69,10 +89,24 @@ pub fn Login(
                         {move || error.get().unwrap_or_default()}
                     </p>
                 </Show>
-                <button class="button button--primary" type="submit" disabled=move || busy.get() data-testid="login-submit">
+                <button class="button button--primary" type="submit" hidden=move || !passwords() disabled=move || busy.get() data-testid="login-submit">
                     {move || if busy.get() { "Signing in…" } else { "Sign in" }}
                 </button>
             </form>
         </main>
     }
+}
+
+/// Why the last single sign-on failed, from the page's `?sign_in_error=`;
+/// taken off the address so a reload does not show it again.
+fn single_sign_on_error() -> Option<String> {
+    let window = window();
+    let search = window.location().search().ok()?;
+    let why = web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get("sign_in_error")?;
+    if let (Ok(history), Ok(path)) = (window.history(), window.location().pathname()) {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
+    }
+    Some(why)
 }
