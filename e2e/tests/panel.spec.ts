@@ -26,3 +26,29 @@ test('the console works under the panel path prefix and links back to the panel'
   await expect(dashboard.auditEntries.filter({ hasText: 'Start' }).first()).toContainText('by local');
   await dashboard.screenshot(testInfo, 'under-a-path-prefix');
 });
+
+test('under the prefix the service worker registers at the console and alerts can be turned on', async ({ page, context, setup }) => {
+  await context.grantPermissions(['notifications']);
+  // Chromium's PushManager only talks to Google's push service: its
+  // subscribe hands out a subscription at Google's endpoint here.
+  await page.addInitScript(() => {
+    let held: object | null = null;
+    // An uncompressed P-256 point (the curve's generator) and 16 bytes.
+    const p256dh = 'BGsX0fLhLEJH-Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU';
+    PushManager.prototype.subscribe = async function () {
+      const endpoint = 'https://fcm.googleapis.com/fcm/send/under-a-prefix';
+      held = { endpoint, options: {}, toJSON: () => ({ endpoint, expirationTime: null, keys: { p256dh, auth: 'AAECAwQFBgcICQoLDA0ODw' } }) };
+      return held as PushSubscription;
+    };
+    PushManager.prototype.getSubscription = async function () {
+      return held as PushSubscription | null;
+    };
+  });
+  await page.goto(setup.server.consoleUrl);
+  await page.getByTestId('push').locator('summary').click();
+  await page.getByTestId('push-save').click();
+  await expect(page.getByTestId('push-note')).toContainText('Saved: this device gets these alerts');
+  const scope = await page.evaluate(async () => (await navigator.serviceWorker.ready).scope);
+  expect(new URL(scope).pathname).toBe('/ops/admin/canary/');
+  await expect(page.getByTestId('push-device')).toContainText('(this device)');
+});

@@ -525,3 +525,121 @@ async fn a_provider_that_is_down_gives_a_clear_error_and_passwords_still_work() 
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn no_single_sign_on_secret_reaches_a_log_line_or_an_api_answer() {
+    use std::io::BufRead;
+    let idp = FakeProvider::start().await;
+    let upstream = crate::support::FakeUpstream::named("production").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (token, token_hash) = canary_server::adapters::credentials::new_token().unwrap();
+    let config = crate::support::binary_config(
+        dir.path(),
+        &upstream.url(),
+        &upstream.url(),
+        &format!(
+            "canary:\n  traffic_steps: [5, 100]\n  auto_progression: {{ enabled: false, wait_time: 1h, thresholds: {{ max_latency: 1000ms, min_success_rate: 0.85, max_error_rate: 0.15 }} }}\n\
+             auth:\n  tokens:\n    - {{ name: auditor, role: admin, secret_hash: \"{token_hash}\" }}\n\
+             \x20 oidc:\n    issuer: \"{}\"\n    client_id: {CLIENT_ID}\n    client_secret: \"{CLIENT_SECRET}\"\n\
+             \x20   redirect_url: \"http://canary.test/admin/canary/auth/oidc/callback\"\n    roles: {{ operator: [sre] }}\n",
+            idp.provider.issuer
+        ),
+    );
+    let log = dir.path().join("canary.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("CANARY_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let console = lines.next().unwrap().unwrap();
+    let console = console.trim_start_matches("canary: console at ").to_owned();
+    let get = async |path: &str, cookie: Option<&str>| {
+        let mut request = hyper::Request::get(format!("{console}{path}"))
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        let request = request
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+            .unwrap();
+        send(json_client(), request).await
+    };
+
+    // A whole sign-in, and a refused one.
+    let (_, headers, _) = get("auth/oidc/start", None).await;
+    let authorize = headers["location"].to_str().unwrap().to_owned();
+    let state_cookie = pair(headers["set-cookie"].to_str().unwrap());
+    let code = idp.approve(&authorize, "sam", &["sre"]);
+    let query =
+        serde_urlencoded::to_string([("code", code.as_str()), ("state", &state_of(&authorize))])
+            .unwrap();
+    let (status, headers, _) =
+        get(&format!("auth/oidc/callback?{query}"), Some(&state_cookie)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|value| pair(value.to_str().unwrap()))
+        .find(|cookie| cookie.starts_with("canary_session="))
+        .expect("signed in");
+    *idp.provider.twist.lock().unwrap() = Twist::ForgedSignature;
+    let (_, headers, _) = get("auth/oidc/start", None).await;
+    let refused = headers["location"].to_str().unwrap().to_owned();
+    let refused_cookie = pair(headers["set-cookie"].to_str().unwrap());
+    let refused_code = idp.approve(&refused, "sam", &["sre"]);
+    let query = serde_urlencoded::to_string([
+        ("code", refused_code.as_str()),
+        ("state", &state_of(&refused)),
+    ])
+    .unwrap();
+    get(
+        &format!("auth/oidc/callback?{query}"),
+        Some(&refused_cookie),
+    )
+    .await;
+
+    let answers = [
+        get("config", None).await.2,
+        get("me", Some(&session)).await.2,
+        get("audit?limit=50", None).await.2,
+        get("sessions", None).await.2,
+    ];
+    assert!(
+        answers[2].contains("single sign-on"),
+        "the sign-ins are in the trail: {}",
+        answers[2]
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("single sign-on refused"),
+        "the log is at debug level: {log}"
+    );
+    let secrets = [
+        ("the client secret", CLIENT_SECRET.to_owned()),
+        (
+            "the session's secret",
+            session.trim_start_matches("canary_session=").to_owned(),
+        ),
+        (
+            "the login state",
+            state_cookie.trim_start_matches("canary_oidc=").to_owned(),
+        ),
+        ("the authorization code", code),
+        ("the admin token", token.clone()),
+    ];
+    for (what, secret) in &secrets {
+        assert!(!log.contains(secret.as_str()), "{what} is in the log");
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret.as_str()),
+                "{what} is in an API answer: {answer}"
+            );
+        }
+    }
+}
