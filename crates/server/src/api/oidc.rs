@@ -69,9 +69,8 @@ fn unavailable(app: &AppState, err: &OidcError) -> Response {
     tracing::warn!(%err, "single sign-on unavailable");
     back_with_error(
         app,
-        &format!(
-            "Single sign-on is not available now ({err}). Sign in with a password, or try again later."
-        ),
+        "Single sign-on is not available now: the identity provider cannot be reached (the \
+         server's log says why). Sign in with a password, or try again later.",
     )
 }
 

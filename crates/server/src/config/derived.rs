@@ -76,6 +76,15 @@ impl Config {
             })
             .collect();
         warnings.extend(self.promotion_warning());
+        // Served over HTTPS, so tablets and phones can subscribe: Apple's
+        // push service takes no message without a contact.
+        if self.push.enabled && self.push.contact.is_none() && self.server.tls.is_some() {
+            warnings.push(
+                "push.contact is not set: Apple's push service refuses alerts without one, so iPads \
+                 and iPhones would get none; set a mailto: address or an https: URL"
+                    .to_owned(),
+            );
+        }
         if self.hooks.retire.is_some()
             && self.upstreams.promotion(&self.hooks)
                 == crate::domain::roles::Promotion::HookRedeploysProduction

@@ -802,4 +802,20 @@ fn single_sign_on_and_push_settings_are_checked_at_their_place_and_secrets_never
         .unwrap_err()
         .to_string();
     assert!(error.contains("push.services"), "{error}");
+    let served_over_https = |push: &str| {
+        Config::from_yaml(&format!(
+            "server:\n  tls: {{ cert_file: cert.pem, key_file: key.pem }}\n{push}{SEED}"
+        ))
+        .unwrap()
+        .warnings()
+        .into_iter()
+        .filter(|warning| warning.contains("push.contact"))
+        .count()
+    };
+    assert_eq!(served_over_https(""), 1, "iPads would get no alert");
+    assert_eq!(
+        served_over_https("push:\n  contact: \"mailto:oncall@example.com\"\n"),
+        0
+    );
+    assert_eq!(served_over_https("push:\n  enabled: false\n"), 0);
 }
