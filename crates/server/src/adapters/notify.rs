@@ -83,16 +83,25 @@ impl Notifiers {
     /// logged.
     pub async fn finish(self, grace: std::time::Duration) {
         let _ = self.stop.send(true);
-        let mut tasks = self.tasks;
-        let all = futures_util::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "notifications still undelivered at shutdown; dropped"
-            );
-            for task in &tasks {
-                task.abort();
-            }
+        finish_within(self.tasks, grace, "notifications").await;
+    }
+}
+
+/// Lets delivery `tasks` finish for up to `grace`, then stops the rest and
+/// says that `what` (notifications, push alerts) were dropped.
+pub(crate) async fn finish_within(
+    mut tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+    what: &str,
+) {
+    let all = futures_util::future::join_all(tasks.iter_mut());
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "{what} still undelivered at shutdown; dropped"
+        );
+        for task in &tasks {
+            task.abort();
         }
     }
 }

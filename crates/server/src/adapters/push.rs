@@ -472,17 +472,8 @@ impl Push {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
-        let mut tasks = std::mem::take(&mut *self.lock_tasks());
-        let all = futures_util::future::join_all(tasks.iter_mut());
-        if tokio::time::timeout(grace, all).await.is_err() {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "push alerts still undelivered at shutdown; dropped"
-            );
-            for task in &tasks {
-                task.abort();
-            }
-        }
+        let tasks = std::mem::take(&mut *self.lock_tasks());
+        crate::adapters::notify::finish_within(tasks, grace, "push alerts").await;
     }
 }
 

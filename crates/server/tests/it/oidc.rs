@@ -528,7 +528,6 @@ async fn a_provider_that_is_down_gives_a_clear_error_and_passwords_still_work() 
 
 #[tokio::test]
 async fn no_single_sign_on_secret_reaches_a_log_line_or_an_api_answer() {
-    use std::io::BufRead;
     let idp = FakeProvider::start().await;
     let upstream = crate::support::FakeUpstream::named("production").await;
     let dir = tempfile::tempdir().unwrap();
@@ -546,17 +545,8 @@ async fn no_single_sign_on_secret_reaches_a_log_line_or_an_api_answer() {
         ),
     );
     let log = dir.path().join("canary.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("CANARY_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let console = lines.next().unwrap().unwrap();
-    let console = console.trim_start_matches("canary: console at ").to_owned();
+    let served = crate::support::serve_binary_logging(&config, Some(&log));
+    let console = served.console.clone();
     let get = async |path: &str, cookie: Option<&str>| {
         let mut request = hyper::Request::get(format!("{console}{path}"))
             .header("authorization", format!("Bearer {token}"));
@@ -613,8 +603,7 @@ async fn no_single_sign_on_secret_reaches_a_log_line_or_an_api_answer() {
         "the sign-ins are in the trail: {}",
         answers[2]
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(
         log.contains("single sign-on refused"),

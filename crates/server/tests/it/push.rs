@@ -562,7 +562,6 @@ async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
 
 #[tokio::test]
 async fn no_push_secret_reaches_a_log_line_or_an_api_answer() {
-    use std::io::BufRead;
     let service = FakePushService::start().await;
     let upstream = crate::support::FakeUpstream::named("production").await;
     let dir = tempfile::tempdir().unwrap();
@@ -576,17 +575,8 @@ async fn no_push_secret_reaches_a_log_line_or_an_api_answer() {
         ),
     );
     let log = dir.path().join("canary.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("CANARY_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let console = lines.next().unwrap().unwrap();
-    let console = console.trim_start_matches("canary: console at ").to_owned();
+    let served = crate::support::serve_binary_logging(&config, Some(&log));
+    let console = served.console.clone();
     let get = async |path: &str| {
         http_get(&format!("{console}{path}"), "application/json")
             .await
@@ -616,8 +606,7 @@ async fn no_push_secret_reaches_a_log_line_or_an_api_answer() {
     );
     let answers = [subscribed, tested, get("push").await, get("config").await];
 
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
     let store = rusqlite::Connection::open(dir.path().join("data/canary.db")).unwrap();
     let private: Vec<u8> = store
         .query_row("SELECT private_key FROM push_key", [], |row| row.get(0))

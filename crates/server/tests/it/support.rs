@@ -619,12 +619,22 @@ impl Drop for Served {
 /// Starts the `canary` binary on `config` and reads the console's and the
 /// proxy's addresses from its first two lines.
 pub(crate) fn serve_binary(config: &Path) -> Served {
+    serve_binary_logging(config, None)
+}
+
+/// Like [`serve_binary`], its log at debug level written to `log`.
+pub(crate) fn serve_binary_logging(config: &Path, log: Option<&Path>) -> Served {
     use std::io::BufRead;
+    let stderr = match log {
+        Some(log) => std::process::Stdio::from(std::fs::File::create(log).unwrap()),
+        None => std::process::Stdio::null(),
+    };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
         .args(["serve", "--config"])
         .arg(config)
+        .env("CANARY_LOG", if log.is_some() { "debug" } else { "info" })
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
