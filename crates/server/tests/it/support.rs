@@ -676,3 +676,17 @@ upstreams:
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Fails if any of `secrets` (what it is, and its text) is in `log` or in
+/// one of the API's `answers`.
+pub(crate) fn assert_secrets_kept(secrets: &[(&str, String)], log: &str, answers: &[String]) {
+    for (what, secret) in secrets {
+        assert!(!log.contains(secret.as_str()), "{what} is in the log");
+        for answer in answers {
+            assert!(
+                !answer.contains(secret.as_str()),
+                "{what} is in an API answer: {answer}"
+            );
+        }
+    }
+}
