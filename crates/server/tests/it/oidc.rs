@@ -624,3 +624,20 @@ async fn no_single_sign_on_secret_reaches_a_log_line_or_an_api_answer() {
     ];
     crate::support::assert_secrets_kept(&secrets, &log, &answers);
 }
+
+#[tokio::test]
+async fn a_single_sign_on_session_survives_a_restart_with_its_role() {
+    let idp = FakeProvider::start().await;
+    let (mut app, _) = app_with(&idp.provider.issuer).await;
+    let (authorize, state_cookie) = begin(&app).await;
+    let code = idp.approve(&authorize, "sam", &["sre"]);
+    let (_, _, set) = callback(&app, &code, &state_of(&authorize), &state_cookie).await;
+    let session = pair(cookie_named(&set, "canary_session"));
+    app.restart().await;
+    let me = me(&app, &session).await;
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("sam"), Some("operator"))
+    );
+    assert_eq!(me["sign_out_url"], "/admin/canary/auth/oidc/signed-out");
+}
