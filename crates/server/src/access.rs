@@ -287,6 +287,13 @@ impl AccessControl {
 
     /// Records a denied request in the audit trail, at most once a minute per source.
     pub(crate) fn record_denial(&self, source: IpAddr, actor: &str, why: &str) {
+        self.record_paced(source, actor, AuditAction::AccessDenied, why);
+    }
+
+    /// Records `action` at most once a minute per source, saying how many
+    /// more were held back, so a client retrying in a loop cannot flood the
+    /// trail.
+    fn record_paced(&self, source: IpAddr, actor: &str, action: AuditAction, why: &str) {
         let Some(held_back) = lock(&self.denials).admit(source, self.now_ms()) else {
             return;
         };
@@ -295,11 +302,7 @@ impl AccessControl {
         } else {
             String::new()
         };
-        self.audit(
-            actor,
-            AuditAction::AccessDenied,
-            format!("{why}; from {source}{more}"),
-        );
+        self.audit(actor, action, format!("{why}; from {source}{more}"));
     }
 
     fn audit(&self, actor: &str, action: AuditAction, reason: String) {
@@ -564,12 +567,15 @@ impl AccessControl {
         Ok(signed_in)
     }
 
-    /// A sign-in with the identity provider that failed, for the trail.
+    /// A sign-in with the identity provider that failed, for the trail:
+    /// paced like denials, since anyone can send the callback a forged
+    /// answer in a loop (each is logged).
     pub(crate) fn single_sign_on_failed(&self, source: IpAddr, why: &str) {
-        self.audit(
+        self.record_paced(
+            source,
             "unknown",
             AuditAction::LoginFailed,
-            format!("single sign-on from {source} refused: {why}"),
+            &format!("single sign-on refused: {why}"),
         );
     }
 

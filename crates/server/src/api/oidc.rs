@@ -122,6 +122,7 @@ pub(crate) async fn callback(
                 (Some(error), None) => error,
                 _ => "the answer has no code and state".to_owned(),
             };
+            tracing::warn!(%why, source = %peer.ip(), "single sign-on refused");
             app.access.single_sign_on_failed(peer.ip(), &why);
             return back_with_error(
                 &app,

@@ -491,12 +491,20 @@ async fn a_forged_state_a_wrong_nonce_or_a_bad_signature_is_refused_and_audited(
         );
     }
     let trail = trail(&app, &token).await;
-    let failed = trail
+    let failed: Vec<_> = trail
         .events
         .iter()
         .filter(|entry| entry.action == "login_failed")
-        .count();
-    assert_eq!(failed, 4, "every refusal is in the trail");
+        .collect();
+    // Anyone can send the callback forged answers in a loop: the first is
+    // recorded, the rest from that address within the minute are counted
+    // into the next record (and logged each).
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let reason = failed[0].reason.as_deref().unwrap();
+    assert!(
+        reason.contains("single sign-on refused") && reason.contains("state"),
+        "{reason}"
+    );
     assert!(!trail.events.iter().any(|entry| entry.action == "login"));
 }
 
