@@ -263,7 +263,10 @@ impl Api {
             .await
             .map_err(|_| CallError::unreachable(format!("{url}: no answer within 60 s")))?
             .map_err(|err| {
-                CallError::unreachable(unreachable_words(&self.base, &error_chain(&err)))
+                CallError::unreachable(unreachable_words(
+                    &self.base,
+                    &crate::adapters::error_chain(&err),
+                ))
             })?;
         let status = response.status();
         let bytes = response
@@ -292,17 +295,6 @@ impl Api {
         };
         Err(CallError { exit, message })
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Runs one CLI command and returns the exit code.
@@ -520,7 +512,10 @@ async fn watch(connection: &Connection, json: bool, until: Until) -> Result<Exit
     let mut seen_in_flight = false;
     while let Some(message) = stream.next().await {
         let message = message.map_err(|err| {
-            CallError::unreachable(format!("the stream broke off: {}", error_chain(&err)))
+            CallError::unreachable(format!(
+                "the stream broke off: {}",
+                crate::adapters::error_chain(&err)
+            ))
         })?;
         let text = match message {
             tokio_tungstenite::tungstenite::Message::Text(text) => text,
@@ -673,7 +668,7 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
                 message: "the server refused the stream: set CANARY_TOKEN or --token".to_owned(),
             }
         }
-        _ => CallError::unreachable(format!("{ws_url}: {}", error_chain(&err))),
+        _ => CallError::unreachable(format!("{ws_url}: {}", crate::adapters::error_chain(&err))),
     };
     if tls {
         let config =
@@ -683,7 +678,9 @@ async fn open_stream(connection: &Connection) -> Result<Stream, CallError> {
         let tls_stream = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|err| CallError::unreachable(unreachable_words(base, &error_chain(&err))))?;
+            .map_err(|err| {
+                CallError::unreachable(unreachable_words(base, &crate::adapters::error_chain(&err)))
+            })?;
         let (stream, _) = tokio_tungstenite::client_async(request, tls_stream)
             .await
             .map_err(refused)?;

@@ -195,15 +195,10 @@ async fn fetch(client: &HttpClient, url: &str, timeout: Duration) -> Result<Stri
         .body(Empty::new())
         .map_err(|err| err.to_string())?;
     let exchange = async {
-        let response = client.request(request).await.map_err(|err| {
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            format!("source unreachable: {text}")
-        })?;
+        let response = client
+            .request(request)
+            .await
+            .map_err(|err| format!("source unreachable: {}", crate::adapters::error_chain(&err)))?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
             .collect()

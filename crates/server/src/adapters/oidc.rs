@@ -40,6 +40,7 @@ use openidconnect::{
 use sha2::Digest;
 use tokio::time::Instant;
 
+use crate::adapters::error_chain;
 use crate::config::OidcConfig;
 
 /// Sign-ins begun and not finished, kept at most.
@@ -413,16 +414,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// An error with its causes, in one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
-    }
-    text
 }

@@ -67,7 +67,7 @@ pub(super) async fn forward(
         Ok(Ok(response)) => response,
         Ok(Err(err)) => {
             let failure = classify(&err);
-            tracing::debug!(error = %error_chain(&err), ?side, "upstream request failed");
+            tracing::debug!(error = %crate::adapters::error_chain(&err), ?side, "upstream request failed");
             proxy
                 .recorder
                 .record(side, failure.outcome(), started.elapsed());
@@ -162,17 +162,4 @@ pub(super) fn prepare(
         }
     }
     Ok(())
-}
-
-/// An error and its causes, for the log (hyper's client says "client
-/// error (Connect)" on top, and why below).
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
 }
