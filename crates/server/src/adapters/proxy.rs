@@ -19,7 +19,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
 use sha2::Digest as _;
 use tokio::time::Instant;
 
@@ -27,7 +27,7 @@ use crate::adapters::own_metrics::OwnMetrics;
 use crate::adapters::recorder::{Outcome, Recorder, TransportFailure};
 use crate::adapters::shadow::ShadowTap;
 use crate::adapters::upstream_client::{self, UpstreamClient};
-use crate::config::{Config, HostHeader, ProxyConfig, StickinessMode, UpstreamUrl};
+use crate::config::{Config, ProxyConfig, StickinessMode, UpstreamUrl};
 use crate::domain::roles::{Routing, UpstreamSlot};
 use crate::domain::split::{self, Bucket, Override};
 
@@ -43,16 +43,18 @@ mod serve;
 mod upgrade;
 mod upstream;
 mod via_client;
+mod via_own;
 
 pub use serve::serve_on_threads;
 
 use failure::{ClientBodyError, Failure, classify};
 use headers::{
     BodyFraming, ClientInfo, RequestRewrite, is_upgrade, rewrite_request, set_framing,
-    strip_hop_by_hop, upstream_target,
+    upstream_target,
 };
-use recorded::{InFlight, RecordedBody, Recording, acquire};
-use upstream::{BodyWriter, Connection, ConnectionPool, RequestBody, UpstreamBody};
+use recorded::acquire;
+use upstream::{ConnectionPool, RequestBody};
+use via_own::{OwnRequest, Retry};
 
 /// A boxed, streaming body.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -294,11 +296,49 @@ fn cookie_bucket(headers: &HeaderMap, name: &str) -> Option<Bucket> {
 }
 
 /// One proxied request, from choosing a side to recording its outcome.
-async fn handle(
+///
+/// Everything before the upstream exchange is done at once, and the
+/// future returned keeps only what the exchange needs. That future is moved
+/// whole on every request (into hyper's dispatcher, and for HTTP/2 into a
+/// task of its own), so its size is CPU time: it was 3.2 KB when this was
+/// one `async fn` (see BENCHMARKS.md, fifteenth session).
+fn handle(
     proxy: &Arc<Proxy>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     client: &ClientInfo,
-) -> Response<ProxyBody> {
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    let prepared = prepare(proxy, request, client);
+    let proxy = Arc::clone(proxy);
+    async move {
+        match prepared {
+            Prepared::Answered(response) => response,
+            Prepared::ViaClient(slot, forward) => {
+                let via = proxy
+                    .upstream(slot)
+                    .via_client
+                    .as_ref()
+                    .expect("prepared for an upstream reached through hyper's client");
+                // Boxed: its future is large, and only such upstreams need it.
+                Box::pin(via_client::forward(&proxy, via, *forward)).await
+            }
+            Prepared::Own(request) => via_own::forward(&proxy, request).await,
+        }
+    }
+}
+
+/// A request as [`prepare`] leaves it.
+enum Prepared {
+    /// Answered by the proxy itself (refused, or no room upstream).
+    Answered(Response<ProxyBody>),
+    /// For an upstream reached through hyper's client (h2c, h2, https).
+    ViaClient(UpstreamSlot, Box<via_client::Forward>),
+    /// For a plain HTTP/1.1 upstream, through the proxy's own client.
+    Own(Box<OwnRequest>),
+}
+
+/// Chooses the side, rewrites the request for its upstream and starts a
+/// copy for the shadow step: all the work before the exchange.
+fn prepare(proxy: &Arc<Proxy>, mut request: Request<Incoming>, client: &ClientInfo) -> Prepared {
     let started = Instant::now();
     let max_body = proxy.config.max_request_body.0;
     // hyper's parser has refused conflicting or malformed lengths, and drops
@@ -324,7 +364,7 @@ async fn handle(
         proxy
             .recorder
             .record(side, Outcome::ClientError, started.elapsed());
-        return refusal;
+        return Prepared::Answered(refusal);
     }
 
     let upstream = proxy.upstream(slot);
@@ -334,10 +374,10 @@ async fn handle(
             Outcome::Transport(TransportFailure::Overloaded),
             started.elapsed(),
         );
-        return plain(
+        return Prepared::Answered(plain(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream busy, try again\n",
-        );
+        ));
     };
 
     // A copy for the canary during the shadow step: production's requests
@@ -381,14 +421,15 @@ async fn handle(
             upgrade,
         },
     );
-    let retry_parts =
+    let retry =
         (side == Side::Canary && proxy.config.retry_refused_canary && !has_body && !upgrade).then(
             || {
-                (
-                    parts.method.clone(),
-                    parts.uri.clone(),
-                    parts.headers.clone(),
-                )
+                Box::new(Retry {
+                    production: routing.production,
+                    method: parts.method.clone(),
+                    uri: parts.uri.clone(),
+                    headers: parts.headers.clone(),
+                })
             },
         );
     // The framing the upstream sees is written from the body that is
@@ -431,11 +472,11 @@ async fn handle(
             proxy
                 .recorder
                 .record(side, Outcome::ClientError, started.elapsed());
-            return plain(
+            return Prepared::Answered(plain(
                 StatusCode::NOT_IMPLEMENTED,
                 "connection upgrades (WebSocket) are not passed to HTTP/2 upstreams; \
                  give the upstream protocol: http1\n",
-            );
+            ));
         }
         let body = if has_body {
             limited()
@@ -455,7 +496,7 @@ async fn handle(
             in_flight,
             client_upgrade,
         };
-        return via_client::forward(proxy, via, forward).await;
+        return Prepared::ViaClient(slot, Box::new(forward));
     }
     let request_body = match framing {
         BodyFraming::None | BodyFraming::EmptyWithLength => RequestBody::Empty,
@@ -469,49 +510,22 @@ async fn handle(
         &upstream_target(&upstream.url, &parts.uri),
         &parts.headers,
     );
-
-    match send(proxy, (side, slot), &parts.method, &head, request_body).await {
-        // A canary that refused the connection got nothing, so production may
-        // serve the request instead; the refusal still counts against the canary.
-        Err(failure) if failure.kind == TransportFailure::Refused && retry_parts.is_some() => {
-            proxy.recorder.record(
-                Side::Canary,
-                Outcome::Transport(TransportFailure::Refused),
-                started.elapsed(),
-            );
-            drop(in_flight);
-            let (method, uri, headers) = retry_parts.expect("checked by the guard");
-            let production = routing.production;
-            retry_on_production(proxy, production, method, uri, headers, new_cookie, started).await
-        }
-        Err(failure) => {
-            proxy
-                .recorder
-                .record(side, failure.outcome(), started.elapsed());
-            failure.response()
-        }
-        Ok(sent) => match client_upgrade {
-            Some(client_upgrade) if sent.head.status == StatusCode::SWITCHING_PROTOCOLS => {
-                proxy
-                    .recorder
-                    .record(side, Outcome::Status(101), started.elapsed());
-                upgrade::splice_own(sent, client_upgrade)
-            }
-            // An upgrade the upstream declined leaves it unclear what it
-            // expects next on that connection, so it is not pooled.
-            _ => finish(
-                proxy,
-                side,
-                sent,
-                Reply {
-                    new_cookie,
-                    capture,
-                },
-                (started, in_flight),
-                !upgrade,
-            ),
+    Prepared::Own(Box::new(OwnRequest {
+        side,
+        slot,
+        method: parts.method,
+        head,
+        body: request_body,
+        retry,
+        reply: Reply {
+            new_cookie,
+            capture,
         },
-    }
+        started,
+        in_flight,
+        client_upgrade,
+        upgrade,
+    }))
 }
 
 /// The proxy's own answer to a request it will not forward, which is the
@@ -566,179 +580,9 @@ fn forced_side(proxy: &Proxy, headers: &HeaderMap, client: &ClientInfo) -> Optio
     (trusted || token_matches()).then_some(forced)
 }
 
-/// A request sent and its response head received.
-#[derive(Debug)]
-struct Sent {
-    head: http1::ResponseHead,
-    connection: Connection,
-    /// Still writing the request body, when the response came first.
-    writer: Option<BodyWriter>,
-}
-
-/// Sends the request (`head` encoded, then `body`) to `side` on a pooled
-/// connection (or a new one, within the connect timeout) and reads the
-/// response head within the upstream response timeout.
-///
-/// A pooled connection the upstream closed just as the request went out
-/// answers nothing; an idempotent body-less request is then sent again on
-/// another connection, as nginx does (never a request with a body, never
-/// after a byte of a response).
-async fn send(
-    proxy: &Proxy,
-    (side, slot): (Side, UpstreamSlot),
-    method: &Method,
-    head: &[u8],
-    body: RequestBody,
-) -> Result<Sent, Failure> {
-    let replayable = matches!(body, RequestBody::Empty) && method.is_idempotent();
-    let started = Instant::now();
-    let timeout = proxy.config.response_timeout(side);
-    let mut body = Some(body);
-    loop {
-        let (mut connection, reused) = match proxy.pool(slot).take(started) {
-            Some(connection) => (connection, true),
-            None => {
-                let opened = Connection::open(
-                    &proxy.upstream(slot).address,
-                    proxy.config.upstream_connect_timeout.0,
-                )
-                .await
-                .map_err(|failed| classify(&*failed.error))?;
-                (opened, false)
-            }
-        };
-        let attempt = body.take().unwrap_or(RequestBody::Empty);
-        match upstream::exchange(&mut connection, method, head, attempt, (started, timeout)).await {
-            Ok((head, writer)) => {
-                return Ok(Sent {
-                    head,
-                    connection,
-                    writer,
-                });
-            }
-            Err(failed) if reused && replayable && failed.nothing_received => {}
-            Err(failed) => return Err(classify(&*failed.error)),
-        }
-    }
-}
-
-/// Sends a body-less request to production after the canary refused it.
-async fn retry_on_production(
-    proxy: &Arc<Proxy>,
-    production: UpstreamSlot,
-    method: Method,
-    uri: Uri,
-    mut headers: HeaderMap,
-    new_cookie: Option<HeaderValue>,
-    started: Instant,
-) -> Response<ProxyBody> {
-    let upstream = proxy.upstream(production);
-    let Some(in_flight) = acquire(proxy, production) else {
-        proxy.recorder.record(
-            Side::Production,
-            Outcome::Transport(TransportFailure::Overloaded),
-            started.elapsed(),
-        );
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upstream busy, try again\n",
-        );
-    };
-    if proxy.config.host_header == HostHeader::Upstream {
-        headers.insert(header::HOST, upstream.authority.clone());
-    }
-    let mut head = Vec::new();
-    http1::encode_request_head(
-        &mut head,
-        &method,
-        &upstream_target(&upstream.url, &uri),
-        &headers,
-    );
-    match send(
-        proxy,
-        (Side::Production, production),
-        &method,
-        &head,
-        RequestBody::Empty,
-    )
-    .await
-    {
-        Err(failure) => {
-            proxy
-                .recorder
-                .record(Side::Production, failure.outcome(), started.elapsed());
-            failure.response()
-        }
-        Ok(sent) => finish(
-            proxy,
-            Side::Production,
-            sent,
-            Reply {
-                new_cookie,
-                capture: None,
-            },
-            (started, in_flight),
-            true,
-        ),
-    }
-}
-
 /// What goes into the client's response besides the upstream's: a new
 /// stickiness cookie, and the capture of a copied request's answer.
 struct Reply {
     new_cookie: Option<HeaderValue>,
     capture: Option<mirror::Capture>,
-}
-
-/// Turns the upstream's response into the client's, recording it when its
-/// body ends; the connection goes back to the pool afterwards only when
-/// `reusable` (and the response allows it).
-fn finish(
-    proxy: &Arc<Proxy>,
-    side: Side,
-    sent: Sent,
-    reply: Reply,
-    (started, in_flight): (Instant, InFlight),
-    reusable: bool,
-) -> Response<ProxyBody> {
-    let Sent {
-        head,
-        connection,
-        writer,
-    } = sent;
-    let pool = reusable.then(|| Arc::clone(proxy.pool(in_flight.slot)));
-    let body = UpstreamBody::new(connection, &head, writer, pool);
-    let mut headers = head.headers;
-    strip_hop_by_hop(&mut headers);
-    // The client's framing follows the body as decoded here: a length only
-    // when the upstream delimited the body by one (RFC 9112 §6.3 has a
-    // `Transfer-Encoding` override any `Content-Length` beside it).
-    match head.framing {
-        http1::Framing::Length(length) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        }
-        http1::Framing::Chunked | http1::Framing::UntilClose => {
-            headers.remove(header::CONTENT_LENGTH);
-        }
-        // HEAD, 204 and 304 keep what the upstream said of the full body.
-        http1::Framing::Empty => {}
-    }
-    if let Some(cookie) = reply.new_cookie {
-        headers.append(header::SET_COOKIE, cookie);
-    }
-    let recording = Recording::new(proxy, side, head.status.as_u16(), &headers, started);
-    let capture = reply.capture.map(|mut capture| {
-        capture.head(head.status.as_u16(), started.elapsed());
-        capture
-    });
-    let body = RecordedBody {
-        inner: body,
-        recording: Some(recording),
-        capture,
-        _in_flight: in_flight,
-    };
-    let mut response = Response::new(body.boxed());
-    *response.status_mut() = head.status;
-    *response.headers_mut() = headers;
-    response
 }

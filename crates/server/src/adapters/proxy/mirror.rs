@@ -26,7 +26,8 @@ use tokio::time::Instant;
 
 use crate::adapters::proxy::headers::upstream_target;
 use crate::adapters::proxy::upstream::{RequestBody, UpstreamBody};
-use crate::adapters::proxy::{BoxError, Proxy, ProxyBody, http1, send};
+use crate::adapters::proxy::via_own::send;
+use crate::adapters::proxy::{BoxError, Proxy, ProxyBody, http1};
 use crate::adapters::recorder::{Outcome, TransportFailure};
 use crate::adapters::shadow::{Pair, ShadowTap};
 use crate::config::HostHeader;

@@ -7,8 +7,9 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Response, Version};
 use hyper_util::rt::TokioIo;
 
+use crate::adapters::proxy::ProxyBody;
 use crate::adapters::proxy::headers::strip_hop_by_hop;
-use crate::adapters::proxy::{ProxyBody, Sent};
+use crate::adapters::proxy::via_own::Sent;
 
 /// Passes an upgraded connection to a plain HTTP/1.1 upstream (our own
 /// client's connection) through in both directions.
