@@ -451,7 +451,10 @@ fn prepare(proxy: &Arc<Proxy>, mut request: Request<Incoming>, client: &ClientIn
         }
     }
     let body_copy = taps.as_mut().and_then(|taps| taps.body.take());
-    let capture = taps.map(|taps| taps.capture);
+    let reply = Reply {
+        new_cookie,
+        capture: taps.map(|taps| taps.capture),
+    };
     // Errors reading the client's body are marked as the client's, so they
     // are never counted against the side (see `classify`).
     let limited = || {
@@ -488,10 +491,7 @@ fn prepare(proxy: &Arc<Proxy>, mut request: Request<Incoming>, client: &ClientIn
             parts,
             body,
             wants_trailers,
-            reply: Reply {
-                new_cookie,
-                capture,
-            },
+            reply,
             started,
             in_flight,
             client_upgrade,
@@ -517,10 +517,7 @@ fn prepare(proxy: &Arc<Proxy>, mut request: Request<Incoming>, client: &ClientIn
         head,
         body: request_body,
         retry,
-        reply: Reply {
-            new_cookie,
-            capture,
-        },
+        reply,
         started,
         in_flight,
         client_upgrade,
