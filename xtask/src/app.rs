@@ -27,6 +27,11 @@ pub(crate) fn build(sh: &Shell) -> anyhow::Result<()> {
             println!("  {name}: {size} B, brotli {brotli} B, gzip {gzip} B");
         }
     }
+    // Said here for everyone; `cargo xtask ci` fails on it.
+    match check_size_budget(&dist_dir()) {
+        Ok(left) => eprintln!("  the WASM's gzip is within its budget, {left} B to spare"),
+        Err(err) => eprintln!("  warning: {err}"),
+    }
     Ok(())
 }
 
@@ -97,11 +102,59 @@ pub(crate) fn precompress(dist: &std::path::Path) -> anyhow::Result<Vec<(String,
     Ok(sizes)
 }
 
+/// The most the console's WASM may take as served gzipped: tablets
+/// download it over Wi-Fi (BENCHMARKS.md, "Console size", has its history).
+pub(crate) const WASM_GZIP_BUDGET: u64 = 300 * 1024;
+
+/// Fails when the gzip copy of the console's WASM in `dist` is over
+/// [`WASM_GZIP_BUDGET`]: the console drifted past it unseen once, so CI
+/// holds it. Returns the bytes left.
+pub(crate) fn check_size_budget(dist: &std::path::Path) -> anyhow::Result<u64> {
+    let mut found = None;
+    for entry in std::fs::read_dir(dist)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name.ends_with("_bg.wasm.gz"))
+        {
+            found = Some(std::fs::metadata(&path)?.len());
+        }
+    }
+    let Some(size) = found else {
+        anyhow::bail!(
+            "no gzipped console WASM in {}: run `cargo xtask build-app`",
+            dist.display()
+        );
+    };
+    WASM_GZIP_BUDGET.checked_sub(size).ok_or_else(|| {
+        anyhow::anyhow!(
+            "the console's WASM is {size} B gzipped, {} B over its budget of {WASM_GZIP_BUDGET} B: \
+             cut before adding (BENCHMARKS.md, \"Console size\", lists what each part costs)",
+            size - WASM_GZIP_BUDGET
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;
 
-    use super::precompress;
+    use super::{WASM_GZIP_BUDGET, check_size_budget, precompress};
+
+    #[test]
+    fn the_size_budget_holds_the_served_wasm_to_its_bytes() {
+        let dist = tempfile_dir();
+        let missing = check_size_budget(&dist).unwrap_err().to_string();
+        assert!(missing.contains("build-app"), "{missing}");
+        let wasm_gz = dist.join("canary-app-0123456789abcdef_bg.wasm.gz");
+        std::fs::write(&wasm_gz, vec![0u8; WASM_GZIP_BUDGET as usize]).unwrap();
+        assert_eq!(check_size_budget(&dist).unwrap(), 0);
+        std::fs::write(&wasm_gz, vec![0u8; WASM_GZIP_BUDGET as usize + 1]).unwrap();
+        let over = check_size_budget(&dist).unwrap_err().to_string();
+        assert!(over.contains("1 B over its budget of 307200 B"), "{over}");
+        std::fs::remove_dir_all(&dist).unwrap();
+    }
 
     #[test]
     fn each_compressed_file_decompresses_to_the_original() {

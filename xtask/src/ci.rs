@@ -27,6 +27,8 @@ pub(crate) fn run(sh: &Shell) -> anyhow::Result<()> {
         .run()?;
 
     app::build(sh)?;
+    step("console size budget");
+    app::check_size_budget(&app::dist_dir())?;
     e2e::run_built(sh)?;
     eprintln!("\nci: all checks passed");
     Ok(())
