@@ -30,6 +30,7 @@ mod router;
 mod router_gateway;
 mod router_nginx;
 mod security;
+mod security_sign_in;
 mod shadow;
 mod stream;
 mod support;
