@@ -2,6 +2,7 @@
 
 mod access;
 mod api;
+mod api_writes;
 mod assets;
 mod binary;
 mod chaos;
@@ -16,10 +17,12 @@ mod fuzz_corpus;
 mod hooks;
 mod judge;
 mod metrics;
+mod notifications;
 mod oidc;
 mod path_prefix;
 mod promotion;
 mod proxy;
+mod proxy_framing;
 mod proxy_grpc;
 mod proxy_h2;
 mod proxy_sign_in;
