@@ -82,12 +82,28 @@ const test = base.extend<{ pushService: FakePushService }>({
   },
 });
 
-/** The console's service worker registration id, from the DevTools protocol. */
+/**
+ * The console's service worker registration id, from the DevTools protocol,
+ * once its worker is activated: a push delivered to a registration whose
+ * worker is still installing is not shown.
+ */
 async function registrationId(cdp: CDPSession, scope: string): Promise<string> {
   return new Promise((resolve) => {
+    let id: string | undefined;
+    const activated = new Set<string>();
+    const settle = () => {
+      if (id !== undefined && activated.has(id)) resolve(id);
+    };
     cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
-      const found = registrations.find((registration: { scopeURL: string }) => registration.scopeURL === scope);
-      if (found) resolve(found.registrationId);
+      const found = registrations.find((registration: { scopeURL: string; isDeleted: boolean }) => registration.scopeURL === scope && !registration.isDeleted);
+      if (found) id = found.registrationId;
+      settle();
+    });
+    cdp.on('ServiceWorker.workerVersionUpdated', ({ versions }) => {
+      for (const version of versions as { registrationId: string; status: string }[]) {
+        if (version.status === 'activated') activated.add(version.registrationId);
+      }
+      settle();
     });
     void cdp.send('ServiceWorker.enable');
   });
