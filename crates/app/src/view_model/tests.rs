@@ -10,7 +10,10 @@ use crate::view_model::{
 
 /// The shared snapshot's state: progressing at 25 %, auto-progression on.
 fn state() -> canary_shared::CanaryState {
-    serde_json::from_str(include_str!("../../../shared/src/snapshots/canary_state.json")).unwrap()
+    serde_json::from_str(include_str!(
+        "../../../shared/src/snapshots/canary_state.json"
+    ))
+    .unwrap()
 }
 
 #[test]
