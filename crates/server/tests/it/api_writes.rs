@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use canary_shared::{ApiErrorBody, AuditPage, CanaryState, Phase};
 
 use crate::api::status;
-use crate::support::{TestApp, http_get};
+use crate::support::{TestApp, actions_oldest_first, http_get};
 
 async fn post(app: &TestApp, path: &str) -> (StatusCode, String) {
     post_with(app, path, &[], "").await
@@ -106,12 +106,7 @@ async fn a_script_runs_a_whole_canary_through_the_rest_api() {
     .await;
     assert_eq!(code, StatusCode::OK);
     let page: AuditPage = serde_json::from_str(&body).unwrap();
-    let actions: Vec<&str> = page
-        .events
-        .iter()
-        .rev()
-        .map(|event| event.action.as_str())
-        .collect();
+    let actions = actions_oldest_first(&page);
     assert_eq!(
         actions,
         [

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::Served;
+use crate::support::{Served, actions_oldest_first};
 
 fn canary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canary"))
@@ -398,12 +398,7 @@ async fn a_killed_server_comes_back_where_it_was_and_a_second_one_is_refused() {
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "gap-free"
     );
-    let actions: Vec<&str> = page
-        .events
-        .iter()
-        .rev()
-        .map(|event| event.action.as_str())
-        .collect();
+    let actions = actions_oldest_first(&page);
     assert_eq!(actions, ["start", "deployed", "healthy", "recovered"]);
 }
 

@@ -5,7 +5,7 @@ use canary_server::config::Config;
 use canary_shared::{AuditPage, CanaryState, Phase};
 use tokio::io::AsyncBufReadExt;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, actions_oldest_first};
 
 /// What one CLI run printed and how it exited.
 struct Run {
@@ -147,12 +147,7 @@ async fn a_script_runs_a_whole_rollout_with_the_cli_and_branches_on_exit_codes()
 
     let run = canary(&app, &["audit", "--json", "--limit", "50"]).await;
     let page: AuditPage = serde_json::from_str(run.stdout.trim()).unwrap();
-    let actions: Vec<&str> = page
-        .events
-        .iter()
-        .rev()
-        .map(|event| event.action.as_str())
-        .collect();
+    let actions = actions_oldest_first(&page);
     assert_eq!(
         actions,
         [

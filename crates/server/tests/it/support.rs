@@ -516,6 +516,16 @@ pub(crate) async fn audit_page(app: &TestApp) -> canary_shared::AuditPage {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The actions of an audit page (which comes newest first), oldest first:
+/// the order a rollout's story is told in.
+pub(crate) fn actions_oldest_first(page: &canary_shared::AuditPage) -> Vec<&str> {
+    page.events
+        .iter()
+        .rev()
+        .map(|event| event.action.as_str())
+        .collect()
+}
+
 /// A client for JSON bodies.
 pub(crate) fn json_client() -> hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
