@@ -22,6 +22,9 @@ export default defineConfig({
   forbidOnly: !!process.env.CI,
   retries: 0,
   timeout: 60_000,
+  // The whole run takes 3–4 minutes: a stuck run fails in time to read why
+  // instead of using up CI's 90 minutes.
+  globalTimeout: 20 * 60_000,
   expect: { timeout: 15_000 },
   reporter: [['list']],
   outputDir: 'test-results',

@@ -493,6 +493,17 @@ pub(crate) async fn http_get(
     url: &str,
     accept: &str,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
+    try_http_get(url, accept)
+        .await
+        .unwrap_or_else(|err| panic!("{url}: {err}"))
+}
+
+/// Like [`http_get`], an error returned instead of failing the test: for
+/// background traffic, which must outlive one refused request.
+pub(crate) async fn try_http_get(
+    url: &str,
+    accept: &str,
+) -> Result<(StatusCode, axum::http::HeaderMap, String), String> {
     use http_body_util::Empty;
     use hyper::body::Bytes;
     use hyper_util::client::legacy::Client;
@@ -503,7 +514,7 @@ pub(crate) async fn http_get(
         .header("accept", accept)
         .body(Empty::new())
         .unwrap();
-    send(client, request).await
+    try_send(client, request).await
 }
 
 /// The newest 100 entries of the audit trail, newest first.
@@ -566,12 +577,46 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let uri = request.uri().clone();
+    try_send(client, request)
+        .await
+        .unwrap_or_else(|err| panic!("{uri}: {err}"))
+}
+
+/// Like [`send`], an error (or no whole answer within 30 s, which a test
+/// would otherwise wait for forever) returned instead of failing the test:
+/// for background traffic, which must outlive one refused request.
+pub(crate) async fn try_send<B>(
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        B,
+    >,
+    request: hyper::Request<B>,
+) -> Result<(StatusCode, axum::http::HeaderMap, String), String>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     use http_body_util::BodyExt;
-    let response = client.request(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|err| err.to_string())?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| err.to_string())?
+            .to_bytes();
+        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .unwrap_or_else(|_| Err("no whole answer within 30 s".to_owned()))
 }
 
 /// Polls `check` every 20 ms for up to 10 s; the deadline is generous because
@@ -605,7 +650,7 @@ pub(crate) fn background_traffic(app: &TestApp) -> JoinHandle<()> {
     let proxy = app.proxy_url("/work");
     tokio::spawn(async move {
         loop {
-            let _ = http_get(&proxy, "*/*").await;
+            let _ = try_http_get(&proxy, "*/*").await;
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     })
