@@ -399,6 +399,9 @@ fn prepare(proxy: &Arc<Proxy>, mut request: Request<Incoming>, client: &ClientIn
         .get(header::TE)
         .and_then(|te| te.to_str().ok())
         .is_some_and(|te| te.contains("trailers"));
+    // Room for what the rewrite adds (`Host`, three `X-Forwarded-*`, the
+    // framing), made once: a map grown field by field reallocates each time.
+    parts.headers.reserve(5);
     // HTTP/2 carries the host in `:authority`; the upstream's HTTP/1.1
     // request needs it as `Host`.
     if !parts.headers.contains_key(header::HOST)

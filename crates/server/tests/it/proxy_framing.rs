@@ -73,6 +73,15 @@ fn scripted_answer(path: &str) -> (&'static str, bool) {
             true,
         ),
         "/garbage" => ("SSH-2.0-OpenSSH_9.2\r\n\r\n", true),
+        // The same length said as a list, and on two lines (RFC 9110 §8.6).
+        "/length-list" => (
+            "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\nx-said: a list\r\n\r\nhello",
+            false,
+        ),
+        "/length-lines" => (
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+            false,
+        ),
         _ => ("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
     }
 }
@@ -95,6 +104,31 @@ async fn every_upstream_framing_is_relayed_and_only_clean_connections_are_reused
         let seen = get(&client, &app.proxy_url(path), &[]).await;
         assert!(seen.status.is_success(), "{path}: {}", seen.status);
         assert_eq!(seen.body, body, "{path}");
+    }
+
+    // A length said twice reaches the client once, plainly, with the rest
+    // of the head as the upstream wrote it.
+    for path in ["/length-list", "/length-lines"] {
+        let response = client
+            .request(
+                hyper::Request::get(app.proxy_url(path))
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let lengths: Vec<_> = response
+            .headers()
+            .get_all("content-length")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(lengths, ["5"], "{path}");
+        if path == "/length-list" {
+            assert_eq!(response.headers()["x-said"], "a list");
+        }
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "hello", "{path}");
     }
 
     // Keep-alive works: many requests, one more connection at most.
@@ -136,9 +170,9 @@ async fn every_upstream_framing_is_relayed_and_only_clean_connections_are_reused
         StatusCode::BAD_GATEWAY
     );
     let metrics = app
-        .metrics_where(|metrics| metrics.production.last_1m.requests >= 36)
+        .metrics_where(|metrics| metrics.production.last_1m.requests >= 38)
         .await;
     let errors = &metrics.production.last_1m.transport_errors;
     assert_eq!((errors.reset, errors.other), (1, 1), "{errors:?}");
-    assert_eq!(metrics.production.last_1m.requests, 36);
+    assert_eq!(metrics.production.last_1m.requests, 38);
 }

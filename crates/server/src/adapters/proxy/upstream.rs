@@ -361,9 +361,8 @@ async fn read_head(
 ) -> Result<ResponseHead, Failed> {
     let mut received = !buf.is_empty();
     loop {
-        match http1::parse_response_head(buf, method) {
-            Ok(Some((head, used))) => {
-                let _ = buf.split_to(used);
+        match http1::take_response_head(buf, method) {
+            Ok(Some(head)) => {
                 if head.status.is_informational()
                     && head.status != hyper::StatusCode::SWITCHING_PROTOCOLS
                 {

@@ -245,7 +245,16 @@ fn finish(
     // `Transfer-Encoding` override any `Content-Length` beside it).
     match head.framing {
         http1::Framing::Length(length) => {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            // Almost always the upstream's one plain field already says it;
+            // written anew only when it came as a list or in several lines.
+            let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+            let plain = matches!(
+                (lengths.next(), lengths.next()),
+                (Some(value), None) if value.as_bytes().iter().all(u8::is_ascii_digit)
+            );
+            if !plain {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            }
         }
         http1::Framing::Chunked | http1::Framing::UntilClose => {
             headers.remove(header::CONTENT_LENGTH);
