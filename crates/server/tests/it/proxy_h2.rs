@@ -43,7 +43,6 @@ fn certificate(
     (CertificateDer::from(ca.der().to_vec()), cert_file, key_file)
 }
 
-/// A TLS client trusting `ca` that offers `alpn`.
 /// Puts a certificate from a new CA in place of `cert_file` and `key_file`,
 /// then sends this process SIGHUP (the test servers run in it); returns
 /// the new CA.
@@ -85,6 +84,7 @@ where
     (response.version(), response.status().as_u16())
 }
 
+/// A TLS client trusting `ca` that offers `alpn`.
 fn tls_client(ca: &CertificateDer<'static>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
@@ -255,6 +255,47 @@ async fn over_tls_alpn_picks_http2_or_http1_and_a_reloaded_certificate_serves_ne
     .await;
     assert!(connections(&metrics, "h2_tls") >= 1, "{metrics}");
     assert!(connections(&metrics, "http1_tls") >= 1, "{metrics}");
+
+    // TLS with no cipher suite in common: a TLS 1.2 client that offers only
+    // suites for RSA keys, against the proxy's ECDSA certificate. Refused
+    // in the handshake with an alert, counted, and the listener serves on.
+    let failed_before = connections(&metrics, "tls_handshake_failed");
+    let mut rsa_only = rustls::crypto::ring::default_provider();
+    rsa_only.cipher_suites.retain(|suite| {
+        matches!(
+            suite.suite(),
+            rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+                | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        )
+    });
+    assert!(!rsa_only.cipher_suites.is_empty());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(second_ca.clone()).unwrap();
+    let no_common_suite = rustls::ClientConfig::builder_with_provider(Arc::new(rsa_only))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(app.proxy_addr)
+        .await
+        .unwrap();
+    let refused = tokio_rustls::TlsConnector::from(Arc::new(no_common_suite))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect_err("no cipher suite in common");
+    assert!(
+        refused.to_string().contains("HandshakeFailure"),
+        "the proxy answers with a handshake_failure alert: {refused}"
+    );
+    eventually("the refused handshake to be counted", async || {
+        let metrics = proxy_metrics(&app).await;
+        (connections(&metrics, "tls_handshake_failed") > failed_before).then_some(())
+    })
+    .await;
+    let tls = connect(&second_ca, &[b"h2"]).await.unwrap();
+    let mut after = h2_over(tls).await;
+    assert_eq!(h2_get(&mut after, "localhost").await.1, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
