@@ -282,16 +282,21 @@ fn draw(
         (canary, theme.canary, 2.0, 3.0),
     ] {
         for run in runs {
-            if let [point] = run.as_slice() {
-                // A second on its own (traffic in bursts) has no line to draw:
-                // a dot, production's twice the canary's, so two equal values
-                // show as a canary dot in a production ring.
+            let (Some(first), Some(last)) = (run.first(), run.last()) else {
+                continue;
+            };
+            let extent = chart.backend_coord(last).0 - chart.backend_coord(first).0;
+            if extent < 2 * scaled(radius) as i32 {
+                // A run too short to see as a line (a second on its own, or a
+                // burst of two or three: a pixel each) is drawn as dots,
+                // production's twice the canary's, so two equal values show
+                // as a canary dot in a production ring; a line that short
+                // would vanish under the canary's dot.
                 chart
-                    .draw_series(std::iter::once(Circle::new(
-                        *point,
-                        scaled(radius),
-                        colour.filled(),
-                    )))
+                    .draw_series(
+                        run.iter()
+                            .map(|point| Circle::new(*point, scaled(radius), colour.filled())),
+                    )
                     .map_err(|err| err.to_string())?;
             } else {
                 chart
