@@ -76,28 +76,6 @@ fn haproxy_config(dir: &Path, front: u16, production: &str, canary: &str, log_po
         .replace("10.0.0.12:8080", canary.trim_start_matches("http://"))
 }
 
-/// Waits until HAProxy has confirmed `share` (any share when `None`), up to
-/// 30 s: a read comes every second, but on a loaded machine a write that
-/// timed out is retried after a growing pause. Says what the router last
-/// reported when it never comes.
-async fn until_confirmed(app: &TestApp, share: Option<CanaryShare>) -> canary_shared::CanaryState {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let state = app.controller.state.borrow().clone();
-        if state.router.confirmed
-            && share.is_none_or(|share| state.router.effective_percent == share)
-        {
-            return state;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "HAProxy did not confirm {share:?} within 30 s: {:?}",
-            state.router
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn start_haproxy(production: &FakeUpstream, canary: &FakeUpstream, log_port: u16) -> Haproxy {
     let dir = tempfile::tempdir().unwrap();
     let front = free_tcp_port();
@@ -210,7 +188,7 @@ async fn through_haproxy(percent: f64, adjust: impl FnOnce(&mut RouterConfig)) -
     adjust(&mut router);
     let app = app_with_router(&production, &canary, router).await;
     crate::promotion::start(&app, "v2.7.0", percent).await;
-    until_confirmed(&app, None).await;
+    crate::support::until_confirmed(&app, None).await;
     ThroughHaproxy {
         production,
         canary,
@@ -267,7 +245,7 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
             .command("ops".to_owned(), Action::Scale { percent: share }, None)
             .await
             .unwrap();
-        until_confirmed(&app, Some(share)).await;
+        crate::support::until_confirmed(&app, Some(share)).await;
         if percent != 25.0 {
             let to_canary = canary_answers(haproxy.front, requests).await;
             let measured = to_canary as f64 / requests as f64 * 100.0;
@@ -317,7 +295,7 @@ async fn a_rollout_through_haproxy_is_split_confirmed_measured_kept_and_rolled_b
         let _ = canary_answers(haproxy.front, 500).await;
     }
     app.wait_for_phase(Phase::RolledBack).await;
-    until_confirmed(&app, Some(CanaryShare::ZERO)).await;
+    crate::support::until_confirmed(&app, Some(CanaryShare::ZERO)).await;
     assert_eq!(
         canary_answers(haproxy.front, 200).await,
         0,
@@ -659,7 +637,7 @@ async fn with_two_haproxy_instances_a_split_counts_only_when_both_have_it() {
     }
     let app = app_with_router(&production, &canary, router).await;
     crate::promotion::start(&app, "v2.7.0", 5.0).await;
-    let confirmed = until_confirmed(&app, None).await;
+    let confirmed = crate::support::until_confirmed(&app, None).await;
     assert_eq!(confirmed.router.instances.len(), 2);
     for haproxy in [&first, &second] {
         assert_eq!(

@@ -383,10 +383,7 @@ async fn a_rollout_through_an_httproute_is_written_accepted_measured_kept_and_ro
     );
     assert!(!app.controller.state.borrow().router.confirmed);
     assert_eq!(api.weights(), (9500, 500));
-    eventually("the Gateway to confirm 5 %", async || {
-        app.controller.state.borrow().router.confirmed.then_some(())
-    })
-    .await;
+    crate::support::until_confirmed(&app, None).await;
     let state = app.controller.state.borrow().clone();
     assert_eq!(state.router.kind, "gateway_api");
     assert_eq!(state.router.instances[0].name, "Gateway web/edge");
@@ -425,11 +422,7 @@ async fn a_rollout_through_an_httproute_is_written_accepted_measured_kept_and_ro
         .command("ops".to_owned(), Action::Scale { percent: quarter }, None)
         .await
         .unwrap();
-    eventually("the Gateway to confirm 25 %", async || {
-        let router = app.controller.state.borrow().router.clone();
-        (router.confirmed && router.effective_percent == quarter).then_some(())
-    })
-    .await;
+    crate::support::until_confirmed(&app, Some(quarter)).await;
     assert_eq!(api.weights(), (7500, 2500));
 
     // Weights changed behind canary's back: audited and set again.
@@ -459,11 +452,7 @@ async fn a_rollout_through_an_httproute_is_written_accepted_measured_kept_and_ro
         through_gateway(&api, &production, &canary, log_port, 200).await;
     }
     app.wait_for_phase(Phase::RolledBack).await;
-    eventually("the Gateway to confirm 0 %", async || {
-        let router = app.controller.state.borrow().router.clone();
-        (router.confirmed && router.effective_percent == CanaryShare::ZERO).then_some(())
-    })
-    .await;
+    crate::support::until_confirmed(&app, Some(CanaryShare::ZERO)).await;
     assert_eq!(api.weights(), (10000, 0));
     assert_eq!(
         through_gateway(&api, &production, &canary, log_port, 100).await,

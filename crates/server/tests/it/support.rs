@@ -745,3 +745,28 @@ pub(crate) fn assert_secrets_kept(secrets: &[(&str, String)], log: &str, answers
         }
     }
 }
+
+/// Waits until the router has confirmed `share` (any share when `None`),
+/// up to 30 s: the routers' adapters read every second, but on a loaded
+/// machine a write or call that timed out is retried after a pause that
+/// doubles up to 8 s. Says what the router last reported when it never comes.
+pub(crate) async fn until_confirmed(
+    app: &TestApp,
+    share: Option<canary_shared::CanaryShare>,
+) -> canary_shared::CanaryState {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let state = app.controller.state.borrow().clone();
+        if state.router.confirmed
+            && share.is_none_or(|share| state.router.effective_percent == share)
+        {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the router did not confirm {share:?} within 30 s: {:?}",
+            state.router
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
