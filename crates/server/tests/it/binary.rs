@@ -171,31 +171,25 @@ async fn a_killed_server_resumes_the_statistical_judges_evidence() {
 
     let mut first = serve(&config);
     start_served(&client, &first, 50).await;
-    let proxy = first.proxy.clone();
-    let traffic = tokio::spawn(async move {
-        loop {
-            let _ = crate::support::try_http_get(&proxy, "*/*").await;
-        }
-    });
+    let traffic = crate::support::traffic_to(first.proxy.clone());
     // The judge is saved every 10 judged seconds: wait for more than that.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let before = loop {
-        let state = status(&first.console).await;
-        let latency = state.judge.iter().find(|metric| metric.metric == "latency");
-        if let Some(latency) = latency
-            && latency.history.last().is_some_and(|point| point.secs >= 12)
-        {
-            break latency.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no 12 judged seconds within 60 s: {:?} ({}), {:?}",
-            state.phase,
-            state.summary,
-            state.judge
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let before = crate::support::eventually_saying(
+        Duration::from_secs(60),
+        "12 judged seconds",
+        async || {
+            let state = status(&first.console).await;
+            match state.judge.iter().find(|metric| metric.metric == "latency") {
+                Some(latency) if latency.history.last().is_some_and(|point| point.secs >= 12) => {
+                    Ok(latency.clone())
+                }
+                _ => Err(format!(
+                    "{:?} ({}), {:?}",
+                    state.phase, state.summary, state.judge
+                )),
+            }
+        },
+    )
+    .await;
     traffic.abort();
     assert!(
         before.samples > 0,

@@ -468,19 +468,19 @@ async fn show_stat_finds_a_server_haproxy_sends_nothing_and_log_lines_that_go_mi
     assert!(text.contains(" local0"), "{text}");
     std::fs::write(&config, text.replacen(" local0", " sample 1:2 local0", 1)).unwrap();
     haproxy.start_again(&app).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    let note = loop {
-        let state = app.controller.state.borrow().clone();
-        if let Some(note) = state.router.measurement {
-            break note;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no note: {:?}",
-            state.router
-        );
-        let _ = canary_answers(haproxy.front, 100).await;
-    };
+    let note = crate::support::eventually_saying(
+        Duration::from_secs(40),
+        "a note on the lost log lines",
+        async || {
+            let router = app.controller.state.borrow().router.clone();
+            if let Some(note) = router.measurement {
+                return Ok(note);
+            }
+            let _ = canary_answers(haproxy.front, 100).await;
+            Err(format!("{router:?}"))
+        },
+    )
+    .await;
     assert!(note.contains("its access log brought"), "{note}");
     assert!(note.contains("log lines are being lost"), "{note}");
 }

@@ -631,14 +631,27 @@ pub(crate) async fn eventually_for<T>(
     what: &str,
     mut check: impl AsyncFnMut() -> Option<T>,
 ) -> T {
+    eventually_saying(limit, what, async || check().await.ok_or_else(String::new)).await
+}
+
+/// Like [`eventually_for`], `check` saying what it saw instead (`Err`),
+/// which a timeout then reports: a wait that fails on a loaded machine
+/// should tell why, not only that it gave up.
+pub(crate) async fn eventually_saying<T>(
+    limit: std::time::Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if let Some(value) = check().await {
-            return value;
-        }
+        let seen = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
+            "timed out after {limit:?} waiting for {what}{}{seen}",
+            if seen.is_empty() { "" } else { "; last seen: " }
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -647,7 +660,12 @@ pub(crate) async fn eventually_for<T>(
 /// Sends requests through `app`'s proxy, one after another, until the
 /// returned task is aborted (or dropped with the test).
 pub(crate) fn background_traffic(app: &TestApp) -> JoinHandle<()> {
-    let proxy = app.proxy_url("/work");
+    traffic_to(app.proxy_url("/work"))
+}
+
+/// Sends requests to `proxy`, one after another, until the returned task is
+/// aborted; a refused or failed request is followed by the next one.
+pub(crate) fn traffic_to(proxy: String) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let _ = try_http_get(&proxy, "*/*").await;
@@ -754,19 +772,16 @@ pub(crate) async fn until_confirmed(
     app: &TestApp,
     share: Option<canary_shared::CanaryShare>,
 ) -> canary_shared::CanaryState {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let what = format!("the router to confirm {share:?}");
+    eventually_saying(std::time::Duration::from_secs(30), &what, async || {
         let state = app.controller.state.borrow().clone();
         if state.router.confirmed
             && share.is_none_or(|share| state.router.effective_percent == share)
         {
-            return state;
+            Ok(state)
+        } else {
+            Err(format!("{:?}", state.router))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the router did not confirm {share:?} within 30 s: {:?}",
-            state.router
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
