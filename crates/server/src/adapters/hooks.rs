@@ -162,6 +162,7 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -173,44 +174,62 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
             };
         }
     };
+    // The script leads a process group of its own, so that what it started
+    // can be ended with it (`kill_on_drop` reaches the script alone).
+    let mut group = ProcessGroup::of(&child);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
-    let read_all = async {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let out_read = async {
-            if let Some(stream) = stdout.as_mut() {
-                let _ = stream.read_to_end(&mut out).await;
-            }
-        };
-        let err_read = async {
-            if let Some(stream) = stderr.as_mut() {
-                let _ = stream.read_to_end(&mut err).await;
-            }
-        };
-        tokio::join!(out_read, err_read);
-        (out, err)
-    };
+    let mut out = Vec::new();
+    let mut err = Vec::new();
     let timeout = spec.timeout.0;
     let finished = tokio::time::timeout(timeout, async {
-        let (out, err) = read_all.await;
-        let status = child.wait().await;
-        (status, out, err)
+        let reading = async {
+            let out_read = async {
+                if let Some(stream) = stdout.as_mut() {
+                    let _ = stream.read_to_end(&mut out).await;
+                }
+            };
+            let err_read = async {
+                if let Some(stream) = stderr.as_mut() {
+                    let _ = stream.read_to_end(&mut err).await;
+                }
+            };
+            tokio::join!(out_read, err_read);
+        };
+        tokio::pin!(reading);
+        let mut read_all = false;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                () = &mut reading, if !read_all => read_all = true,
+            }
+        };
+        // A process the script left running in the background (a service
+        // it deployed) holds the pipes open: what is already in them is
+        // read, and the hook ends with its script, not with that process.
+        if !read_all {
+            let _ = tokio::time::timeout(PIPE_DRAIN, reading).await;
+        }
+        status
     })
     .await;
+    if finished.is_ok() {
+        // The script has ended; what it left running is meant to run on.
+        group.release();
+    }
     match finished {
         Err(_elapsed) => {
-            // kill_on_drop ends the process when `child` goes out of scope.
+            // Dropping `group` ends the script and everything it started.
             HookOutcome {
                 succeeded: false,
                 detail: format!(
                     "timed out after {}",
                     crate::domain::deployment::human_duration(millis(timeout))
                 ),
-                output: None,
+                output: capped_output(&out, &err),
             }
         }
-        Ok((status, out, err)) => {
+        Ok(status) => {
             let output = capped_output(&out, &err);
             let last_line = output
                 .as_deref()
@@ -247,6 +266,40 @@ async fn run_command(hook: Hook, spec: &HookConfig, vars: &HookVars) -> HookOutc
                     output,
                 },
             }
+        }
+    }
+}
+
+/// How long the output of a script that has ended is still read, for
+/// what it wrote just before it ended.
+const PIPE_DRAIN: Duration = Duration::from_millis(200);
+
+/// A hook's process group, killed whole when dropped unless released: a
+/// hook that timed out, or whose run was abandoned (a test run after a
+/// stop, a server shutting down), leaves nothing of its own running.
+struct ProcessGroup(Option<rustix::process::Pid>);
+
+impl ProcessGroup {
+    fn of(child: &tokio::process::Child) -> ProcessGroup {
+        ProcessGroup(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
+        )
+    }
+
+    /// The script has ended and been reaped: its group is left alone.
+    fn release(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(leader) = self.0 {
+            // ESRCH when the group has already gone: nothing to do.
+            let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
         }
     }
 }
@@ -367,6 +420,80 @@ mod tests {
             missing.detail.starts_with("cannot run /nonexistent/deploy"),
             "{}",
             missing.detail
+        );
+    }
+
+    /// Whether process `pid` has ended (gone, or a zombie nobody reaped:
+    /// a test's reparented grandchild may stay one on a machine whose
+    /// init does not reap).
+    fn ended(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    fn pid_in(file: &std::path::Path) -> u32 {
+        std::fs::read_to_string(file)
+            .expect("the hook wrote its background process's pid")
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_times_out_is_stopped_with_everything_it_started() {
+        // A deploy script waiting on a tool (`kubectl rollout status`, a
+        // test suite): the tool must not keep running once the hook has
+        // failed, nor the script's own children.
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("tool.pid");
+        let script = format!(
+            "echo waiting for the rollout; sleep 30 & echo $! > {}; wait",
+            pid_file.display()
+        );
+        let slow = run_command(Hook::Deploy, &spec(&["sh", "-c", &script], 500), &vars()).await;
+        assert!(!slow.succeeded);
+        assert_eq!(slow.detail, "timed out after 500 ms");
+        assert_eq!(
+            slow.output.as_deref(),
+            Some("waiting for the rollout\n"),
+            "what it printed before the time ran out is kept"
+        );
+        let tool = pid_in(&pid_file);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !ended(tool) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ended(tool), "the script's child {tool} is still running");
+    }
+
+    #[tokio::test]
+    async fn a_hook_that_starts_a_service_in_the_background_finishes_with_its_script() {
+        // `./server &` in a deploy script: the service inherits the output
+        // pipes and runs on; the hook ends when the script does, and the
+        // service is left running (it is what the script deployed).
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("service.pid");
+        let script = format!("sleep 30 & echo $! > {}; echo started", pid_file.display());
+        // Waiting for the pipes to close would wait for the service: the
+        // time limit would end it as a failure.
+        let deployed =
+            run_command(Hook::Deploy, &spec(&["sh", "-c", &script], 20_000), &vars()).await;
+        let service = pid_in(&pid_file);
+        let still_running = !ended(service);
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(i32::try_from(service).unwrap()).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+        assert!(deployed.succeeded, "{deployed:?}");
+        assert_eq!(deployed.detail, "exit 0");
+        assert_eq!(deployed.output.as_deref(), Some("started\n"));
+        assert!(
+            still_running,
+            "the deployed service was stopped with the hook"
         );
     }
 
