@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use canary_shared::{
-    AuditAction, AuditEvent, CanaryShare, CanaryState, Command, MetricsSnapshot, SafetyCheck, Side,
-    UnixMillis,
+    AuditAction, AuditEvent, CanaryShare, CanaryState, Command, MetricsSnapshot, Phase,
+    SafetyCheck, Side, UnixMillis,
 };
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -158,6 +158,10 @@ struct Controller {
     fast_windows: Vec<u32>,
     /// The critical checks the fast path judges between ticks.
     fast_specs: Vec<analysis::CheckSpec>,
+    /// The test run in flight, ended (with everything its command started)
+    /// once the rollout leaves its validation: a stop or a rollback leaves
+    /// no suite running against a canary that takes no traffic.
+    test_run: Option<tokio::task::AbortHandle>,
 }
 
 /// Starts the controller task from what the store saved; it ends when every
@@ -235,6 +239,7 @@ pub fn spawn(
         unrecorded: Vec::new(),
         fast_windows: Vec::new(),
         fast_specs: Vec::new(),
+        test_run: None,
     };
     controller.fast_windows = fast_path::windows(&controller.config.check_specs());
     controller.fast_specs = fast_path::specs(&controller.config.check_specs());
@@ -535,7 +540,7 @@ impl Controller {
         }
     }
 
-    fn start_hook(&self, hook: Hook, image_tag: String) {
+    fn start_hook(&mut self, hook: Hook, image_tag: String) {
         let hooks = &self.config.hooks;
         let configured = match hook {
             Hook::Deploy => hooks.deploy.is_some(),
@@ -590,7 +595,7 @@ impl Controller {
         let rollout = self.rollout;
         tracing::info!(?hook, image_tag = %vars.image_tag, "running hook");
         let own = Arc::clone(&self.own);
-        tokio::spawn(async move {
+        let run = tokio::spawn(async move {
             let started = tokio::time::Instant::now();
             let outcome = hooks::run(hook, &config, vars).await;
             own.hook_finished(hooks::hook_name(hook), outcome.succeeded, started.elapsed());
@@ -602,6 +607,28 @@ impl Controller {
                 })
                 .await;
         });
+        if matches!(hook, Hook::TestRun(_)) {
+            self.test_run = Some(run.abort_handle());
+        }
+    }
+
+    /// Ends the test run in flight when the rollout is no longer
+    /// validating (stopped, rolled back, or moved on by hand). Deploys and
+    /// other hooks are left to finish: cutting one short could leave a
+    /// half-applied change behind.
+    fn end_abandoned_test_run(&mut self) {
+        if self.deployment.phase == Phase::Validating {
+            return;
+        }
+        if let Some(run) = self.test_run.take()
+            && !run.is_finished()
+        {
+            run.abort();
+            tracing::info!(
+                phase = self.deployment.phase.label(),
+                "test run stopped: the rollout is no longer validating"
+            );
+        }
     }
 
     fn render(&self, revision: u64) -> CanaryState {

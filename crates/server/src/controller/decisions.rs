@@ -248,6 +248,7 @@ impl Controller {
                 Effect::Audit(record) => log_decision(&record),
             }
         }
+        self.end_abandoned_test_run();
         for event in stored {
             if let Some(action) = event.kind() {
                 self.own.decided(action);

@@ -120,3 +120,45 @@ async fn a_canary_that_fails_a_test_run_fails_before_any_user_reaches_it() {
         Some("test_run_failed")
     );
 }
+
+/// Whether process `pid` has ended (gone, or a zombie: the suite's child,
+/// reparented, stays one where nothing reaps it).
+fn ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn a_stop_during_the_test_runs_ends_the_suite_and_what_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("suite.pid");
+    // A long suite whose runner starts workers of its own.
+    let suite = format!("sleep 120 & echo $! > {}; wait", pid_file.display());
+    let app = TestApp::start_with(|config| {
+        config.validation.test_runs = TestRuns(vec![TestRunConfig {
+            timeout: ConfigDuration(Duration::from_secs(120)),
+            ..run("load", &suite)
+        }]);
+    })
+    .await;
+    app.begin_canary_at(25.0).await;
+    app.wait_for_phase(Phase::Validating).await;
+    let worker = eventually("the suite to start its worker", async || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+    })
+    .await;
+    assert!(!ended(worker), "the suite's worker runs while validating");
+    app.stop_canary("alice", "wrong build").await;
+    let stopped = status(&app);
+    assert_eq!(stopped.traffic.canary(), CanaryShare::ZERO);
+    eventually("the suite's worker to be ended by the stop", async || {
+        ended(worker).then_some(())
+    })
+    .await;
+}
