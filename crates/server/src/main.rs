@@ -213,6 +213,14 @@ fn json_logs() -> bool {
 }
 
 fn main() -> std::process::ExitCode {
+    // mimalloc asks the kernel for transparent huge pages on its arena, so
+    // each 2 MiB region a thread touches is resident whole: canary's
+    // memory doubled under load for no measurable speed (BENCHMARKS.md,
+    // seventeenth session). Off before the threads start allocating; the
+    // setting is the process's and its children's (mimalloc's own
+    // `MIMALLOC_ALLOW_THP=0` does the same), and a kernel without it
+    // leaves things as they were.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     // Before any thread starts: it clears the variables it reads.
     let inherited = match Inherited::take() {
         Ok(inherited) => inherited,

@@ -74,6 +74,17 @@ fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
         "{proxy}"
     );
 
+    // Transparent huge pages are off for the server: with them its
+    // memory doubled under load (BENCHMARKS.md, seventeenth session).
+    // Kernels before 5.0 do not show the setting.
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    if let Some(thp) = proc_status
+        .lines()
+        .find(|line| line.starts_with("THP_enabled:"))
+    {
+        assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
+    }
+
     // `systemctl reload` sends SIGHUP: without proxy.tls there is nothing
     // to reload, and the server must not take it as its end.
     let status = Command::new("kill")
