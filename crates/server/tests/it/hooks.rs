@@ -7,7 +7,9 @@ use axum::http::StatusCode;
 use canary_server::config::{ConfigDuration, HookCommand, HookConfig};
 use canary_shared::Phase;
 
-use crate::support::{TestApp, audit_page, json_client, post_json};
+use crate::support::{
+    TestApp, audit_page, ended, eventually, json_client, pid_written_to, post_json,
+};
 
 fn script() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -183,4 +185,79 @@ async fn reports_that_do_not_fit_are_refused() {
     .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("passed"), "{body}");
+}
+
+#[tokio::test]
+async fn a_deploy_that_runs_out_of_time_fails_and_leaves_nothing_it_started_running() {
+    // A deploy script waiting on a tool (`kubectl rollout status`): once
+    // the hook has failed, neither the script nor the tool may run on.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("tool.pid");
+    let script = format!(
+        "echo waiting for the rollout; sleep 120 & echo $! > {}; wait",
+        pid_file.display()
+    );
+    let app = TestApp::start_with(|config| {
+        config.hooks.deploy = Some(HookConfig {
+            timeout: ConfigDuration(std::time::Duration::from_secs(1)),
+            ..hook(&["sh", "-c", &script]).unwrap()
+        });
+    })
+    .await;
+    app.begin_canary_at(5.0).await;
+    let tool = pid_written_to(&pid_file).await;
+    let state = app.wait_for_phase(Phase::Failed).await;
+    assert_eq!(
+        state.summary,
+        "Failed: deploy hook failed: timed out after 1 s"
+    );
+    let page = audit_page(&app).await;
+    let failed = page
+        .events
+        .iter()
+        .find(|event| event.action == "deploy_failed")
+        .expect("a deploy_failed entry");
+    assert_eq!(
+        failed.output.as_deref(),
+        Some("waiting for the rollout\n"),
+        "what it printed before its time ran out is kept"
+    );
+    eventually("the deploy script's tool to be ended", async || {
+        ended(tool).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deploy_that_starts_a_service_in_the_background_is_done_when_its_script_is() {
+    // `./server &` in a deploy script: the service keeps the output pipes
+    // open and runs on. The hook is done when the script is; waiting for
+    // the pipes would wait for the service, until the time limit failed it.
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("service.pid");
+    let script = format!("sleep 120 & echo $! > {}; echo started", pid_file.display());
+    let app = TestApp::start_with(|config| {
+        config.hooks.deploy = hook(&["sh", "-c", &script]);
+    })
+    .await;
+    app.start_canary().await;
+    let service = pid_written_to(&pid_file).await;
+    let left_running = !ended(service);
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &service.to_string()])
+        .status();
+    let page = audit_page(&app).await;
+    let deployed = page
+        .events
+        .iter()
+        .find(|event| event.action == "deployed")
+        .expect("a deployed entry");
+    assert_eq!(
+        (deployed.reason.as_deref(), deployed.output.as_deref()),
+        (Some("exit 0"), Some("started\n"))
+    );
+    assert!(
+        left_running,
+        "the service the script started was stopped with the hook"
+    );
 }

@@ -1,6 +1,9 @@
 //! Test support: the server on an ephemeral port and fake upstreams whose
 //! behaviour can be switched while a test runs.
 
+mod processes;
+pub(crate) use processes::{ended, pid_written_to};
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use canary_server::config::{ConfigDuration, HookCommand, TestRunConfig, TestRunN
 use canary_shared::{CanaryShare, Phase, StepStatus};
 
 use crate::promotion::status;
-use crate::support::{TestApp, audit_page, background_traffic, eventually};
+use crate::support::{TestApp, audit_page, background_traffic, ended, eventually, pid_written_to};
 
 /// A smoke test in bash alone (no curl needed): `GET /work` on the canary's
 /// URL must answer 200.
@@ -121,17 +121,6 @@ async fn a_canary_that_fails_a_test_run_fails_before_any_user_reaches_it() {
     );
 }
 
-/// Whether process `pid` has ended (gone, or a zombie: the suite's child,
-/// reparented, stays one where nothing reaps it).
-fn ended(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[tokio::test]
 async fn a_stop_during_the_test_runs_ends_the_suite_and_what_it_started() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,12 +136,7 @@ async fn a_stop_during_the_test_runs_ends_the_suite_and_what_it_started() {
     .await;
     app.begin_canary_at(25.0).await;
     app.wait_for_phase(Phase::Validating).await;
-    let worker = eventually("the suite to start its worker", async || {
-        std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok())
-    })
-    .await;
+    let worker = pid_written_to(&pid_file).await;
     assert!(!ended(worker), "the suite's worker runs while validating");
     app.stop_canary("alice", "wrong build").await;
     let stopped = status(&app);
