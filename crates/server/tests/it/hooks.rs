@@ -18,6 +18,16 @@ fn script() -> String {
         .to_string()
 }
 
+/// The newest entry of the audit trail with `action`.
+async fn audit_entry(app: &TestApp, action: &str) -> canary_shared::AuditEvent {
+    audit_page(app)
+        .await
+        .events
+        .into_iter()
+        .find(|event| event.action == action)
+        .unwrap_or_else(|| panic!("no {action} entry in the audit trail"))
+}
+
 fn hook(args: &[&str]) -> Option<HookConfig> {
     Some(HookConfig {
         command: HookCommand(args.iter().map(|arg| (*arg).to_owned()).collect()),
@@ -33,12 +43,7 @@ async fn the_example_script_runs_as_a_hook_and_its_output_is_audited() {
     })
     .await;
     app.start_canary().await;
-    let page = audit_page(&app).await;
-    let deployed = page
-        .events
-        .iter()
-        .find(|event| event.action == "deployed")
-        .expect("a deployed entry");
+    let deployed = audit_entry(&app, "deployed").await;
     assert_eq!(deployed.reason.as_deref(), Some("exit 0"));
     assert_eq!(
         deployed.output.as_deref(),
@@ -211,12 +216,7 @@ async fn a_deploy_that_runs_out_of_time_fails_and_leaves_nothing_it_started_runn
         state.summary,
         "Failed: deploy hook failed: timed out after 1 s"
     );
-    let page = audit_page(&app).await;
-    let failed = page
-        .events
-        .iter()
-        .find(|event| event.action == "deploy_failed")
-        .expect("a deploy_failed entry");
+    let failed = audit_entry(&app, "deploy_failed").await;
     assert_eq!(
         failed.output.as_deref(),
         Some("waiting for the rollout\n"),
@@ -246,12 +246,7 @@ async fn a_deploy_that_starts_a_service_in_the_background_is_done_when_its_scrip
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &service.to_string()])
         .status();
-    let page = audit_page(&app).await;
-    let deployed = page
-        .events
-        .iter()
-        .find(|event| event.action == "deployed")
-        .expect("a deployed entry");
+    let deployed = audit_entry(&app, "deployed").await;
     assert_eq!(
         (deployed.reason.as_deref(), deployed.output.as_deref()),
         (Some("exit 0"), Some("started\n"))
