@@ -45,23 +45,26 @@ fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("canary-config.yaml");
     std::fs::write(&config, include_str!("../../../../canary-config.yaml")).unwrap();
-    let mut child = canary()
-        .args([
-            "serve",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Killed if an assertion fails first: a failing test leaves no server.
+    let mut child = Killed(
+        canary()
+            .args([
+                "serve",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--proxy-listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let console = lines.next().unwrap().unwrap();
     let proxy = lines.next().unwrap().unwrap();
     assert!(
@@ -77,7 +80,7 @@ fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
     // Transparent huge pages are off for the server: with them its
     // memory doubled under load (BENCHMARKS.md, seventeenth session).
     // Kernels before 5.0 do not show the setting.
-    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let proc_status = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).unwrap();
     if let Some(thp) = proc_status
         .lines()
         .find(|line| line.starts_with("THP_enabled:"))
@@ -88,29 +91,29 @@ fn serve_prints_its_addresses_survives_sighup_and_stops_cleanly_on_sigterm() {
     // `systemctl reload` sends SIGHUP: without proxy.tls there is nothing
     // to reload, and the server must not take it as its end.
     let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
+        .args(["-HUP", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        child.try_wait().unwrap().is_none(),
+        child.0.try_wait().unwrap().is_none(),
         "SIGHUP ended the server"
     );
 
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     // Up to 20 s, polled every 50 ms.
     for attempt in 0.. {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             assert!(status.success(), "canary exited with {status} on SIGTERM");
             break;
         }
         if attempt == 400 {
-            child.kill().unwrap();
+            child.0.kill().unwrap();
             panic!("canary did not stop within 20 s of SIGTERM");
         }
         std::thread::sleep(Duration::from_millis(50));
