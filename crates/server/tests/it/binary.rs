@@ -435,15 +435,18 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
     .await;
     let config = dir.path().join("canary-config.yaml");
     let log_path = dir.path().join("canary.log");
-    let mut child = canary()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("CANARY_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Killed if an assertion fails first: a failing test leaves no server.
+    let mut child = Killed(
+        canary()
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("CANARY_LOG", "trace")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let console = lines.next().unwrap().unwrap();
     let base = console
         .trim_start_matches("canary: console at ")
@@ -495,9 +498,9 @@ async fn no_secret_reaches_the_log_even_at_trace_level() {
         send(Method::POST, format!("{base}/login"), None, body).await;
     }
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         log.contains("/admin/canary/status"),
