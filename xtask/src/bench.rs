@@ -4,16 +4,19 @@
 //! once, nginx, HAProxy and wrk come from Debian).
 //!
 //! The harness starts two backends (production on :18081, canary on :18082)
-//! and nginx and HAProxy splitting 95 / 5 between them; this task adds the
-//! release `canary` in front of the same backends at a 5 % canary share and
-//! runs `bench-proxy.sh`, which prints throughput, latency percentiles, the
-//! observed canary share and the ratios. Timings are printed, never asserted.
+//! and nginx, HAProxy and its floor proxy (one that only copies bytes: the
+//! fastest any HTTP/1.1 proxy can be on the machine) splitting 95 / 5
+//! between them; this task adds the release `canary` in front of the same
+//! backends at a 5 % canary share and runs `bench-proxy.sh`, which prints
+//! throughput, latency percentiles, the observed canary share and the
+//! ratios. Timings are printed, never asserted.
 //!
 //! Two runs, each interleaved: HTTP/1.1 clients (wrk) against the backends
-//! direct, nginx, HAProxy and canary, then HTTP/2 clients (h2load, cleartext
-//! with prior knowledge) against nginx's and HAProxy's HTTP/2 listeners and
-//! the same canary listener, which serves both. `CANARY_BENCH_HTTP=1` or `=2`
-//! runs only one of them. Every proxy speaks HTTP/1.1 to the backends.
+//! direct, nginx, HAProxy, the floor proxy and canary, then HTTP/2 clients
+//! (h2load, cleartext with prior knowledge) against nginx's and HAProxy's
+//! HTTP/2 listeners and the same canary listener, which serves both.
+//! `CANARY_BENCH_HTTP=1` or `=2` runs only one of them. Every proxy speaks
+//! HTTP/1.1 to the backends.
 //!
 //! `CANARY_BENCH_BASELINE=<path to another canary binary>` adds that binary
 //! as a target of its own (`canary-baseline`) in the same interleaved run:
