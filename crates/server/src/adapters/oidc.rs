@@ -1,17 +1,19 @@
 //! Single sign-on with an OpenID Connect provider: the authorization code
 //! flow with PKCE (S256) and a nonce, through the `openidconnect` crate.
 //!
-//! A sign-in begins with a random login-state secret in a short-lived
-//! cookie (`SameSite=Lax`, so the provider's redirect back brings it);
-//! what the callback needs (the PKCE verifier, the nonce, the expected
-//! `state`) stays in this server's memory under the secret's SHA-256, at
-//! most [`MAX_PENDING`] at a time and each for [`PENDING_FOR`]: a sign-in
-//! page left open longer starts again. The callback compares `state`,
+//! A sign-in begins with a short-lived login-state cookie (`SameSite=Lax`,
+//! so the provider's redirect back brings it) that carries what the
+//! callback needs (the PKCE verifier, the nonce, the expected `state`),
+//! sealed with a key of this process (`login_state.rs`): the server keeps
+//! nothing per begun sign-in, so beginning sign-ins in a loop cannot push
+//! out anyone's. A sign-in may take [`PENDING_FOR`]: a sign-in page left
+//! open longer starts again. The callback compares `state`,
 //! exchanges the code with the verifier (and the client secret of a
 //! confidential client), and has the crate verify the ID token (the
 //! provider's signature from its published keys, issuer, audience, expiry,
-//! nonce). The ID token is never put in a cookie; only the person's name
-//! and groups leave this module.
+//! nonce). A login state finishes one sign-in at most. The ID token is
+//! never put in a cookie; only the person's name and groups leave this
+//! module.
 //!
 //! The provider is reached through hyper with rustls, redirects never
 //! followed (the crate's advice against SSRF); its discovery document and
@@ -43,8 +45,10 @@ use tokio::time::Instant;
 use crate::adapters::error_chain;
 use crate::config::OidcConfig;
 
-/// Sign-ins begun and not finished, kept at most.
-pub const MAX_PENDING: usize = 1024;
+mod login_state;
+
+use login_state::Sealer;
+
 /// How long a begun sign-in may take at the provider.
 pub const PENDING_FOR: Duration = Duration::from_secs(600);
 /// How long the provider's discovery document and keys are used before
@@ -66,8 +70,8 @@ pub enum OidcError {
     Refused(String),
 }
 
-/// A sign-in begun: where to send the browser, and the login-state secret
-/// for its cookie.
+/// A sign-in begun: where to send the browser, and its sealed login state
+/// for the cookie.
 #[derive(Debug)]
 pub struct Begun {
     /// The provider's authorization URL.
@@ -85,14 +89,6 @@ pub struct Person {
     pub groups: Vec<String>,
 }
 
-/// What the callback needs to finish a sign-in.
-struct Pending {
-    verifier: PkceCodeVerifier,
-    nonce: Nonce,
-    state: String,
-    begun: Instant,
-}
-
 /// An exchange with the provider that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -105,7 +101,13 @@ pub struct OidcProvider {
     config: OidcConfig,
     http: ProviderClient,
     metadata: tokio::sync::Mutex<Option<(ProviderMetadataWithLogout, Instant)>>,
-    pending: Mutex<HashMap<String, Pending>>,
+    /// Seals each sign-in's login state into its cookie.
+    sealer: Sealer,
+    /// The login states that finished a sign-in, by hash, until they are
+    /// too old to be taken anyway: the same one is not taken twice. Only
+    /// sign-ins the provider confirmed come in here, so nobody can fill it
+    /// without a provider's approval for each entry.
+    finished: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -143,13 +145,9 @@ impl OidcProvider {
             config: config.clone(),
             http: Client::builder(TokioExecutor::new()).build(connector),
             metadata: tokio::sync::Mutex::new(None),
-            pending: Mutex::new(HashMap::new()),
+            sealer: Sealer::new()?,
+            finished: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// Sign-ins begun and not finished (at most [`MAX_PENDING`]).
-    pub fn pending(&self) -> usize {
-        lock(&self.pending).len()
     }
 
     /// The sign-in button's words.
@@ -251,7 +249,7 @@ impl OidcProvider {
     }
 
     /// Begins a sign-in: the provider's address with PKCE, `state` and a
-    /// nonce, and the login-state secret to set as a cookie.
+    /// nonce, and the sealed login state to set as a cookie.
     pub async fn begin(&self) -> Result<Begun, OidcError> {
         let client = self.client(self.metadata(false).await?)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -266,53 +264,42 @@ impl OidcProvider {
             }
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
-        let secret = crate::adapters::credentials::new_session()
-            .map_err(|err| OidcError::Unavailable(format!("no random secret: {err}")))?
-            .0;
-        let mut pending = lock(&self.pending);
-        pending.retain(|_, waiting| waiting.begun.elapsed() < PENDING_FOR);
-        if pending.len() >= MAX_PENDING
-            && let Some(oldest) = pending
-                .iter()
-                .min_by_key(|(_, waiting)| waiting.begun)
-                .map(|(key, _)| key.clone())
-        {
-            pending.remove(&oldest);
-        }
-        pending.insert(
-            hashed(&secret),
-            Pending {
-                verifier,
-                nonce,
-                state: state.secret().clone(),
-                begun: Instant::now(),
-            },
-        );
+        let secret = self
+            .sealer
+            .seal(verifier.secret(), nonce.secret(), state.secret())
+            .map_err(OidcError::Unavailable)?;
         Ok(Begun {
             url: url.to_string(),
             secret,
         })
     }
 
-    /// Finishes the sign-in the login-state `secret` began, with the
+    /// Finishes the sign-in whose sealed login state is `secret`, with the
     /// provider's `code` and `state`: who signed in, once the ID token is
-    /// verified. A sign-in is finished at most once.
+    /// verified. A login state finishes a sign-in at most once.
     pub async fn finish(
         &self,
         secret: Option<&str>,
         code: &str,
         state: &str,
     ) -> Result<Person, OidcError> {
-        let pending = secret.and_then(|secret| lock(&self.pending).remove(&hashed(secret)));
-        let Some(pending) = pending else {
+        let opened = secret.and_then(|secret| Some((secret, self.sealer.open(secret)?)));
+        let Some((secret, (pending, age))) = opened else {
             return Err(OidcError::Refused(
                 "no sign-in was begun in this browser, or it took longer than 10 minutes; start again"
                     .to_owned(),
             ));
         };
-        if pending.begun.elapsed() >= PENDING_FOR {
+        if age >= PENDING_FOR {
             return Err(OidcError::Refused(
                 "the sign-in took longer than 10 minutes; start again".to_owned(),
+            ));
+        }
+        let once = hashed(secret);
+        if lock(&self.finished).contains_key(&once) {
+            return Err(OidcError::Refused(
+                "this sign-in has been finished already (a replayed answer); start again"
+                    .to_owned(),
             ));
         }
         // Compared as hashes: equal time whatever the first differing byte.
@@ -322,6 +309,7 @@ impl OidcProvider {
                     .to_owned(),
             ));
         }
+        let nonce = Nonce::new(pending.nonce);
         let client = self.client(self.metadata(false).await?)?;
         let http = self.http.clone();
         let exchange = move |request| Self::exchange(http.clone(), request);
@@ -330,7 +318,7 @@ impl OidcProvider {
             .map_err(|err| {
                 OidcError::Unavailable(format!("the provider names no token endpoint: {err}"))
             })?
-            .set_pkce_verifier(pending.verifier)
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
             .request_async(&exchange)
             .await
             .map_err(|err| match err {
@@ -345,19 +333,23 @@ impl OidcProvider {
         let id_token = tokens
             .id_token()
             .ok_or_else(|| OidcError::Refused("the provider sent no ID token".to_owned()))?;
-        let verified = match id_token.claims(&client.id_token_verifier(), &pending.nonce) {
+        let verified = match id_token.claims(&client.id_token_verifier(), &nonce) {
             Ok(_) => Ok(()),
             // A key not seen yet: the provider may have rotated its keys.
             Err(openidconnect::ClaimsVerificationError::SignatureVerification(_)) => {
                 let fresh = self.client(self.metadata(true).await?)?;
                 let verifier: CoreIdTokenVerifier<'_> = fresh.id_token_verifier();
-                id_token.claims(&verifier, &pending.nonce).map(|_| ())
+                id_token.claims(&verifier, &nonce).map(|_| ())
             }
             Err(err) => Err(err),
         };
         verified.map_err(|err| {
             OidcError::Refused(format!("the ID token is not valid: {}", error_chain(&err)))
         })?;
+        let mut finished = lock(&self.finished);
+        finished.retain(|_, at| at.elapsed() < PENDING_FOR);
+        finished.insert(once, Instant::now());
+        drop(finished);
         self.person(&id_token.to_string())
     }
 

@@ -509,6 +509,39 @@ async fn a_forged_state_a_wrong_nonce_or_a_bad_signature_is_refused_and_audited(
 }
 
 #[tokio::test]
+async fn a_flood_of_sign_ins_begun_pushes_out_nobody_and_a_login_state_finishes_one_sign_in() {
+    let idp = FakeProvider::start().await;
+    let (app, _) = app_with(&idp.provider.issuer).await;
+    let (authorize, state_cookie) = begin(&app).await;
+    // While the person is at the provider, someone begins sign-ins in a
+    // loop: more than the 1,024 the server once kept in memory, when each
+    // new one pushed out the oldest.
+    for _ in 0..1_100 {
+        let (status, _, set) = navigate(&app, "/admin/canary/auth/oidc/start", &[]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(cookie_named(&set, "canary_oidc").len() < 400);
+    }
+    let code = idp.approve(&authorize, "sam", &["sre"]);
+    let (_, location, set) = callback(&app, &code, &state_of(&authorize), &state_cookie).await;
+    assert_eq!(location, "/admin/canary/");
+    assert!(
+        set.iter()
+            .any(|cookie| cookie.starts_with("canary_session=")),
+        "{set:?}"
+    );
+
+    // The same login state once more, with a fresh code for its request
+    // (the provider's codes are single-use; this one is not yet used).
+    let again = idp.approve(&authorize, "sam", &["sre"]);
+    let (_, location, set) = callback(&app, &again, &state_of(&authorize), &state_cookie).await;
+    assert!(location.contains("finished+already"), "{location}");
+    assert!(
+        !set.iter()
+            .any(|cookie| cookie.starts_with("canary_session="))
+    );
+}
+
+#[tokio::test]
 async fn a_provider_that_is_down_gives_a_clear_error_and_passwords_still_work() {
     let (address, _held) = crate::support::refusing_address();
     let (app, _) = app_with(&format!("http://{address}")).await;
