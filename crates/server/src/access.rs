@@ -628,6 +628,20 @@ impl AccessControl {
         }
     }
 
+    /// Whether the config could still sign `user` in: a configured user or
+    /// token of that name; anyone while single sign-on or an authenticating
+    /// proxy signs people in (their names are not known in advance); and
+    /// everyone while logins are off.
+    pub fn may_sign_in(&self, user: &str) -> bool {
+        let Some(identities) = &self.identities else {
+            return true;
+        };
+        identities.single_sign_on
+            || identities.proxy.is_some()
+            || identities.users.contains_key(user)
+            || identities.tokens.values().any(|(name, _)| name == user)
+    }
+
     /// Whether the console should mark its cookie `Secure` (it is served over TLS).
     pub fn secure_cookie(&self) -> bool {
         self.secure_cookie

@@ -333,6 +333,14 @@ pub fn start_with_demo(
             canary_shared::api::BASE_PATH
         ),
     )?);
+    match push.forget_departed(|user| access.may_sign_in(user)) {
+        Ok(0) => {}
+        Ok(forgotten) => tracing::info!(
+            forgotten,
+            "push devices of people the config no longer signs in were forgotten"
+        ),
+        Err(err) => tracing::warn!(%err, "cannot check whose push devices to forget"),
+    }
     push.spawn(&controller.audit, controller.state.clone());
     let oidc = match config.auth.as_ref().and_then(|auth| auth.oidc.as_ref()) {
         Some(oidc) => Some(Arc::new(

@@ -340,6 +340,26 @@ impl Push {
         self.sender.store.delete_push_subscription(id)
     }
 
+    /// Forgets the devices of people the config no longer signs in (taken
+    /// out of `auth.users` or `auth.tokens` since they subscribed), so a
+    /// tablet of someone who left stops being told about deployments; how
+    /// many were forgotten. Called at start, where the config changes.
+    pub fn forget_departed(&self, may_sign_in: impl Fn(&str) -> bool) -> Result<usize, StoreError> {
+        let mut forgotten = 0;
+        for device in self.sender.store.push_subscriptions(None)? {
+            if !may_sign_in(&device.user) && self.remove(device.id)? {
+                tracing::info!(
+                    device = device.id,
+                    user = %device.user,
+                    label = %device.label,
+                    "push device forgotten: the config no longer signs its owner in"
+                );
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
+    }
+
     /// Sends a test alert to one device now and says how it went.
     pub async fn test(&self, device: StoredSubscription, by: &str) -> PushTestResult {
         let alert = payload(

@@ -476,10 +476,10 @@ async fn as_token(
     (status, body)
 }
 
-#[tokio::test]
-async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
+/// The server with logins by token for viewers vera and val and admin ada,
+/// and push on `service`; their secrets, in that order.
+async fn app_with_three_tokens(service: &FakePushService) -> (TestApp, [String; 3]) {
     use canary_server::adapters::credentials::new_token;
-    let service = FakePushService::start().await;
     let (vera, vera_hash) = new_token().unwrap();
     let (val, val_hash) = new_token().unwrap();
     let (ada, ada_hash) = new_token().unwrap();
@@ -495,6 +495,25 @@ async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
         config.push = parsed.push;
     })
     .await;
+    (app, [vera, val, ada])
+}
+
+/// The owners of the devices `secret` may see, newest first.
+async fn device_owners(app: &TestApp, secret: &str) -> Vec<String> {
+    let (status, body) = as_token(app, hyper::Method::GET, "/admin/canary/push", secret, "").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let overview: PushOverview = serde_json::from_str(&body).unwrap();
+    overview
+        .devices
+        .into_iter()
+        .map(|device| device.user)
+        .collect()
+}
+
+#[tokio::test]
+async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
+    let service = FakePushService::start().await;
+    let (app, [vera, val, ada]) = app_with_three_tokens(&service).await;
     let devices = "/admin/canary/push/devices";
     let (status, body) = as_token(
         &app,
@@ -524,17 +543,7 @@ async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
     .await;
     let vals: PushDevice = serde_json::from_str(&body).unwrap();
 
-    let listed = async |secret: &str| {
-        let (status, body) =
-            as_token(&app, hyper::Method::GET, "/admin/canary/push", secret, "").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let overview: PushOverview = serde_json::from_str(&body).unwrap();
-        overview
-            .devices
-            .into_iter()
-            .map(|device| device.user)
-            .collect::<Vec<_>>()
-    };
+    let listed = async |secret: &str| device_owners(&app, secret).await;
     assert_eq!(listed(&vera).await, vec!["vera"]);
     assert_eq!(
         listed(&ada).await,
@@ -558,6 +567,41 @@ async fn people_see_and_remove_their_own_devices_and_an_admin_everyones() {
     let (status, _) = as_token(&app, hyper::Method::DELETE, &val_device, &ada, "").await;
     assert_eq!(status, StatusCode::NO_CONTENT, "an admin removes anyone's");
     assert_eq!(listed(&ada).await, vec!["vera"]);
+}
+
+#[tokio::test]
+async fn the_devices_of_someone_taken_out_of_the_config_are_forgotten_at_the_next_start() {
+    let service = FakePushService::start().await;
+    let (mut app, [vera, val, ada]) = app_with_three_tokens(&service).await;
+    for (device, secret) in [(1, &vera), (2, &val)] {
+        let (status, body) = as_token(
+            &app,
+            hyper::Method::POST,
+            "/admin/canary/push/devices",
+            secret,
+            &service.subscription(device, r#"["breach", "rolled_back"]"#),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    assert_eq!(device_owners(&app, &ada).await, vec!["val", "vera"]);
+
+    // val leaves the team: her token goes from the config, and the server
+    // restarts with it.
+    let auth = app.config.auth.as_mut().unwrap();
+    auth.tokens.retain(|token| token.name.0 != "val");
+    app.restart().await;
+    assert_eq!(
+        device_owners(&app, &ada).await,
+        vec!["vera"],
+        "val's tablet is told nothing more"
+    );
+    let (status, _) = as_token(&app, hyper::Method::GET, "/admin/canary/push", &val, "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // The rest stay across restarts.
+    app.restart().await;
+    assert_eq!(device_owners(&app, &ada).await, vec!["vera"]);
 }
 
 #[tokio::test]
