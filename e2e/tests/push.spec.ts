@@ -8,11 +8,12 @@
 // notification and click are checked.
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
-import type { CDPSession, Page } from '@playwright/test';
+import type { CDPSession, Page, TestInfo } from '@playwright/test';
 import { test as base, expect } from '../fixtures/canary';
 
 /** A message the fake push service took. */
 interface Taken {
+  path: string;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
 }
@@ -24,7 +25,7 @@ class FakePushService {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      this.taken.push({ headers: req.headers, body: Buffer.concat(chunks) });
+      this.taken.push({ path: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) });
       res.writeHead(201, { location: '/message/1' });
       res.end();
     });
@@ -116,11 +117,20 @@ async function notifications(page: Page) {
   });
 }
 
-test('a rollback reaches a subscribed device as a notification that opens the console', async ({ page, context, setup, pushService, dashboard }, testInfo) => {
+/** A browser's push keys, made here so this file can decrypt what it gets. */
+interface DeviceKeys {
+  device: crypto.ECDH;
+  auth: Buffer;
+}
+
+/**
+ * Stubs this page's PushManager so that subscribing hands out a
+ * subscription at `endpoint` on the fake push service with fresh keys.
+ */
+async function stubPushManager(page: Page, endpoint: string): Promise<DeviceKeys> {
   const device = crypto.createECDH('prime256v1');
   device.generateKeys();
   const auth = crypto.randomBytes(16);
-  await context.grantPermissions(['notifications']);
   await page.addInitScript(
     ({ endpoint, p256dh, auth }) => {
       let held: object | null = null;
@@ -134,8 +144,40 @@ test('a rollback reaches a subscribed device as a notification that opens the co
         return held as PushSubscription | null;
       };
     },
-    { endpoint: `${pushService.origin}/push/tablet`, p256dh: device.getPublicKey().toString('base64url'), auth: auth.toString('base64url') },
+    { endpoint, p256dh: device.getPublicKey().toString('base64url'), auth: auth.toString('base64url') },
   );
+  return { device, auth };
+}
+
+/**
+ * Delivers a push message through the DevTools protocol and waits for the
+ * worker to show it. The protocol says nothing when a delivery goes
+ * nowhere, and one CI run saw a delivery on the tablet project show
+ * nothing for 15 s (never reproduced here): a delivery that shows nothing
+ * within 5 s is made again, twice at most, and the test says so in its
+ * annotations, so a worker that never shows the alert still fails.
+ */
+async function deliver(
+  cdp: CDPSession,
+  page: Page,
+  message: { origin: string; registrationId: string; data: string },
+  testInfo: TestInfo,
+): Promise<void> {
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    await cdp.send('ServiceWorker.deliverPushMessage', message);
+    try {
+      await expect.poll(() => notifications(page), { timeout: 5_000 }).toHaveLength(1);
+      if (attempt > 1) testInfo.annotations.push({ type: 'push delivered again', description: `shown after delivery ${attempt}` });
+      return;
+    } catch (error) {
+      if (attempt === 3) throw error;
+    }
+  }
+}
+
+test('a rollback reaches a subscribed device as a notification that opens the console', async ({ page, context, setup, pushService, dashboard }, testInfo) => {
+  await context.grantPermissions(['notifications']);
+  const { device, auth } = await stubPushManager(page, `${pushService.origin}/push/tablet`);
   await page.reload();
   await expect(dashboard.connection).toHaveText('Live');
 
@@ -169,8 +211,7 @@ test('a rollback reaches a subscribed device as a notification that opens the co
   const cdp = await context.newCDPSession(page);
   const scope = setup.server.consoleUrl;
   const id = await registrationId(cdp, scope);
-  await cdp.send('ServiceWorker.deliverPushMessage', { origin: new URL(scope).origin, registrationId: id, data: alert });
-  await expect.poll(() => notifications(page)).toHaveLength(1);
+  await deliver(cdp, page, { origin: new URL(scope).origin, registrationId: id, data: alert }, testInfo);
   const [shown] = await notifications(page);
   expect(shown.title).toBe('Canary v2.7.0 rolled back');
   expect(shown.body).toContain('errors in the checkout logs');
@@ -195,4 +236,82 @@ test('a rollback reaches a subscribed device as a notification that opens the co
     return { asked, left: (await scope.registration.getNotifications()).length };
   });
   expect(opened).toEqual({ asked: scope, left: 0 });
+});
+
+test('a subscription the browser renews reaches the server, and a tap with the console open focuses it', async ({ page, context, setup, pushService, dashboard }) => {
+  await context.grantPermissions(['notifications']);
+  const endpoint = `${pushService.origin}/push/tablet`;
+  await stubPushManager(page, endpoint);
+  await page.reload();
+  await expect(dashboard.connection).toHaveText('Live');
+  await page.getByTestId('push').locator('summary').click();
+  await page.getByTestId('push-save').click();
+  await expect(page.getByTestId('push-device')).toHaveCount(1);
+  const scope = setup.server.consoleUrl;
+  const worker = context.serviceWorkers().find((candidate) => candidate.url().startsWith(scope));
+  expect(worker).toBeDefined();
+
+  // The push service moved the device to a new endpoint with new keys: the
+  // browser tells the worker, which tells the server at once.
+  const renewed = crypto.createECDH('prime256v1');
+  renewed.generateKeys();
+  const renewedAuth = crypto.randomBytes(16);
+  const fresh = { endpoint: `${pushService.origin}/push/tablet-renewed`, keys: { p256dh: renewed.getPublicKey().toString('base64url'), auth: renewedAuth.toString('base64url') } };
+  const status = await worker!.evaluate(
+    async ({ old, fresh }) => {
+      const scope = self as unknown as ServiceWorkerGlobalScope;
+      // PushSubscriptionChangeEvent takes only the browser's own
+      // subscriptions, so the event is a plain one with the same fields.
+      const event = new Event('pushsubscriptionchange');
+      let done: Promise<unknown> = Promise.resolve();
+      Object.defineProperty(event, 'oldSubscription', { value: { endpoint: old, options: {} } });
+      Object.defineProperty(event, 'newSubscription', { value: { endpoint: fresh.endpoint, toJSON: () => ({ ...fresh, expirationTime: null }) } });
+      Object.defineProperty(event, 'waitUntil', { value: (promise: Promise<unknown>) => (done = promise) });
+      const posted: number[] = [];
+      const realFetch = scope.fetch.bind(scope);
+      scope.fetch = async (input, init) => {
+        const response = await realFetch(input, init);
+        posted.push(response.status);
+        return response;
+      };
+      scope.dispatchEvent(event);
+      await done;
+      scope.fetch = realFetch;
+      return posted;
+    },
+    { old: endpoint, fresh },
+  );
+  expect(status).toEqual([201]);
+  const devices = (await (await page.request.get(`${scope}push`)).json()).devices;
+  expect(devices).toHaveLength(1);
+  expect(devices[0].events).toEqual(['breach', 'rolled_back']);
+
+  // Alerts now go to the new endpoint, encrypted to the new keys.
+  const tested = await page.request.post(`${scope}push/devices/${devices[0].id}/test`);
+  expect(tested.ok()).toBe(true);
+  await expect.poll(() => pushService.taken.length).toBe(1);
+  expect(pushService.taken[0].path).toBe('/push/tablet-renewed');
+  expect(JSON.parse(decrypt(pushService.taken[0].body, renewed, renewedAuth))).toMatchObject({ url: new URL(scope).pathname });
+
+  // A tap while the console is open brings that window forward instead of
+  // opening another.
+  const tapped = await worker!.evaluate(async () => {
+    const scope = self as unknown as ServiceWorkerGlobalScope;
+    const seen = { focused: '', opened: '' };
+    Object.defineProperty(WindowClient.prototype, 'focus', {
+      configurable: true,
+      value: async function (this: WindowClient) {
+        seen.focused = this.url;
+        return this;
+      },
+    });
+    Object.defineProperty(scope.clients, 'openWindow', { value: async (url: string) => ((seen.opened = url), null) });
+    await scope.registration.showNotification('Canary v2.7.0 rolled back', { data: { url: scope.registration.scope } });
+    const [notification] = await scope.registration.getNotifications();
+    scope.dispatchEvent(new NotificationEvent('notificationclick', { notification }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return seen;
+  });
+  expect(tapped.opened).toBe('');
+  expect(tapped.focused.startsWith(scope), `focused ${tapped.focused || 'nothing'}`).toBe(true);
 });
