@@ -87,7 +87,10 @@ pub(crate) fn proxy(sh: &Shell) -> anyhow::Result<()> {
     // Anchors an earlier run left behind (a benchmark stopped with ^C
     // before its clean-up, a hand-run) hold the ports: stopped first, by
     // the PIDs they were started with, never by name.
-    cmd!(sh, "bash {anchors} stop").quiet().ignore_status().run()?;
+    cmd!(sh, "bash {anchors} stop")
+        .quiet()
+        .ignore_status()
+        .run()?;
     cmd!(sh, "bash {anchors} start").run()?;
 
     step("bench: starting canary in front of the same backends");
