@@ -27,7 +27,8 @@ pub enum CredentialError {
     Hash(String),
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialError> {
+/// `N` bytes from the operating system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CredentialError> {
     let mut bytes = [0_u8; N];
     getrandom::fill(&mut bytes).map_err(|err| CredentialError::Random(err.to_string()))?;
     Ok(bytes)

@@ -76,8 +76,8 @@ pub enum OidcError {
 pub struct Begun {
     /// The provider's authorization URL.
     pub url: String,
-    /// The login-state cookie's value.
-    pub secret: String,
+    /// The login-state cookie's value: the sealed login state.
+    pub cookie: String,
 }
 
 /// Who the provider says signed in.
@@ -264,27 +264,28 @@ impl OidcProvider {
             }
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
-        let secret = self
+        let cookie = self
             .sealer
             .seal(verifier.secret(), nonce.secret(), state.secret())
             .map_err(OidcError::Unavailable)?;
         Ok(Begun {
             url: url.to_string(),
-            secret,
+            cookie,
         })
     }
 
-    /// Finishes the sign-in whose sealed login state is `secret`, with the
+    /// Finishes the sign-in whose sealed login state is `login_state` (the
+    /// cookie's value), with the
     /// provider's `code` and `state`: who signed in, once the ID token is
     /// verified. A login state finishes a sign-in at most once.
     pub async fn finish(
         &self,
-        secret: Option<&str>,
+        login_state: Option<&str>,
         code: &str,
         state: &str,
     ) -> Result<Person, OidcError> {
-        let opened = secret.and_then(|secret| Some((secret, self.sealer.open(secret)?)));
-        let Some((secret, (pending, age))) = opened else {
+        let opened = login_state.and_then(|sealed| Some((sealed, self.sealer.open(sealed)?)));
+        let Some((sealed, (pending, age))) = opened else {
             return Err(OidcError::Refused(
                 "no sign-in was begun in this browser, or it took longer than 10 minutes; start again"
                     .to_owned(),
@@ -295,7 +296,7 @@ impl OidcProvider {
                 "the sign-in took longer than 10 minutes; start again".to_owned(),
             ));
         }
-        let once = hashed(secret);
+        let once = hashed(sealed);
         if lock(&self.finished).contains_key(&once) {
             return Err(OidcError::Refused(
                 "this sign-in has been finished already (a replayed answer); start again"

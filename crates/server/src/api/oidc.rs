@@ -62,7 +62,7 @@ fn state_cookie(app: &AppState, value: &str, max_age: u64) -> HeaderValue {
     if app.access.secure_cookie() {
         cookie.push_str("; Secure");
     }
-    HeaderValue::from_str(&cookie).expect("login-state secrets are URL-safe base64")
+    HeaderValue::from_str(&cookie).expect("sealed login states are URL-safe base64")
 }
 
 fn unavailable(app: &AppState, err: &OidcError) -> Response {
@@ -84,7 +84,7 @@ pub(crate) async fn start(State(app): State<AppState>) -> Response {
             let mut response = see_other(&begun.url);
             response.headers_mut().insert(
                 header::SET_COOKIE,
-                state_cookie(&app, &begun.secret, PENDING_FOR.as_secs()),
+                state_cookie(&app, &begun.cookie, PENDING_FOR.as_secs()),
             );
             response
         }
@@ -130,8 +130,8 @@ pub(crate) async fn callback(
             );
         }
     };
-    let secret = crate::cookies::value(&headers, OIDC_STATE_COOKIE);
-    let person = match oidc.finish(secret, &code, &state).await {
+    let login_state = crate::cookies::value(&headers, OIDC_STATE_COOKIE);
+    let person = match oidc.finish(login_state, &code, &state).await {
         Ok(person) => person,
         Err(err @ OidcError::Unavailable(_)) => return unavailable(&app, &err),
         Err(OidcError::Refused(why)) => {

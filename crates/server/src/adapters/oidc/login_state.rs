@@ -21,6 +21,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokio::time::Instant;
 
+use crate::adapters::credentials::random_bytes;
+
 /// What sealing is bound to: a cookie sealed for anything else (or by a
 /// later format) does not open here.
 const PURPOSE: &[u8] = b"canary oidc login state v1";
@@ -56,16 +58,10 @@ impl std::fmt::Debug for Sealer {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], String> {
-    let mut bytes = [0_u8; N];
-    getrandom::fill(&mut bytes).map_err(|err| format!("no random bytes: {err}"))?;
-    Ok(bytes)
-}
-
 impl Sealer {
     /// A sealer with a new random key.
     pub(super) fn new() -> Result<Sealer, String> {
-        let key = random::<32>()?;
+        let key = random_bytes::<32>().map_err(|err| err.to_string())?;
         Ok(Sealer {
             cipher: Aes256Gcm::new(&key.into()),
             started: Instant::now(),
@@ -82,7 +78,7 @@ impl Sealer {
             begun_ms,
         })
         .map_err(|err| format!("the login state: {err}"))?;
-        let nonce_bytes = random::<NONCE_LEN>()?;
+        let nonce_bytes = random_bytes::<NONCE_LEN>().map_err(|err| err.to_string())?;
         let sealed = self
             .cipher
             .encrypt(
