@@ -1,7 +1,8 @@
 //! `cargo xtask bench proxy`: canary's proxy against nginx and HAProxy, side
 //! by side with the same load, using the harness in `xtask/bench/` (its
-//! README says how it measures; the backend is a small hyper server built
-//! once, nginx, HAProxy and wrk come from Debian).
+//! README says how it measures; the backend is a small hyper server, built
+//! with the floor proxy when their source changed; nginx, HAProxy and wrk
+//! come from Debian).
 //!
 //! The harness starts two backends (production on :18081, canary on :18082)
 //! and nginx, HAProxy and its floor proxy (one that only copies bytes: the
